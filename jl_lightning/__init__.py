@@ -1,0 +1,19 @@
+"""jl_lightning: learn deterministic Johnson-Lindenstrauss embeddings by optimizing a
+Gaussian solution sampler A ~ N(M, sigma^2) (Tsikouras, Caramanis, Tzamos, NeurIPS 2024).
+
+The data flow, one module each:
+
+    data/        -> unit-norm points (synthetic or loaded, validated)
+    sampling     -> reparameterized samples of A X^T (span trick when n <= d)
+    variance     -> the sigma^2 parameterizations (raw clamped, log)
+    sampler      -> the LightningModule holding M and sigma^2
+    distortion   -> exact, chunked, float64 distortion of any matrix
+    baselines    -> the random N(0, 1/k) reference
+    callbacks/   -> variance monitor, switch to the deterministic mean, exact evaluation
+    train        -> the Hydra entry point ``jl-train``
+    export       -> embedding.npy and summary.json in the run folder
+
+Importing this package is cheap: Lightning is imported only by the modules that need it.
+"""
+
+__version__ = "0.1.0"
