@@ -1,0 +1,149 @@
+"""Read a points file (.npy, .npz, .pt, .csv) into a 2-D float64 array.
+
+Every failure raises :class:`~jl_lightning.errors.JLInputError` naming the file and,
+where it applies, the row and column, so a user never sees a traceback from numpy
+or torch for a mistake in their data.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from jl_lightning.errors import JLInputError
+
+SUPPORTED_SUFFIXES = (".npy", ".npz", ".pt", ".pth", ".csv")
+
+
+def load_points(path: str | Path, key: str | None = None) -> np.ndarray:
+    """Load the array stored at ``path``.
+
+    Parameters
+    ----------
+    path:
+        A ``.npy``, ``.npz``, ``.pt``/``.pth`` or ``.csv`` file holding an
+        (n points x d features) array.
+    key:
+        For ``.npz`` files and ``.pt`` files holding a dict: which entry to read.
+        May be omitted when the file holds exactly one array.
+
+    Returns
+    -------
+    The raw array, not yet validated (see :func:`jl_lightning.data.validation.validate_points`).
+    """
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise JLInputError(f"data file not found: {path} (set data.source.path to an existing file)")
+    if path.is_dir():
+        raise JLInputError(f"data.source.path is a directory, expected a file: {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        return _load_npy(path)
+    if suffix == ".npz":
+        return _load_npz(path, key)
+    if suffix in (".pt", ".pth"):
+        return _load_pt(path, key)
+    if suffix == ".csv":
+        return _load_csv(path)
+    raise JLInputError(
+        f"{path}: unsupported file type {suffix!r}; expected one of {', '.join(SUPPORTED_SUFFIXES)}"
+    )
+
+
+def _as_numeric(path: Path, array, what: str = "array") -> np.ndarray:
+    array = np.asarray(array)
+    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)
+            or array.dtype == np.bool_):
+        raise JLInputError(f"{path}: expected a numeric {what}, got dtype {array.dtype}")
+    return array
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    with open(path, "rb") as handle:
+        if handle.read(6) != b"\x93NUMPY":
+            raise JLInputError(f"{path}: could not read as .npy (the file does not start with the .npy header)")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except ValueError:  # object arrays need pickle, which we refuse
+        raise JLInputError(f"{path}: expected a numeric array, got Python objects (dtype object)") from None
+    except Exception as err:  # truncated or not a .npy at all
+        raise JLInputError(f"{path}: could not read as .npy ({type(err).__name__}: {err})") from None
+    return _as_numeric(path, array)
+
+
+def _pick_key(path: Path, keys: list[str], key: str | None) -> str:
+    if key is not None:
+        if key not in keys:
+            raise JLInputError(f"{path}: no entry {key!r} (data.source.key); the file holds {keys}")
+        return key
+    if len(keys) == 1:
+        return keys[0]
+    raise JLInputError(f"{path}: holds {len(keys)} entries {keys}; choose one with data.source.key")
+
+
+def _load_npz(path: Path, key: str | None) -> np.ndarray:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            chosen = _pick_key(path, list(archive.files), key)
+            array = archive[chosen]
+    except JLInputError:
+        raise
+    except Exception as err:
+        raise JLInputError(f"{path}: could not read as .npz ({type(err).__name__}: {err})") from None
+    return _as_numeric(path, array, f"array under key {chosen!r}")
+
+
+def _load_pt(path: Path, key: str | None) -> np.ndarray:
+    import torch
+
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise JLInputError(f"{path}: could not read as a torch file ({type(err).__name__}: {err})") from None
+    if isinstance(obj, dict):
+        obj = obj[_pick_key(path, [str(k) for k in obj.keys()], key)]
+    if not isinstance(obj, torch.Tensor):
+        raise JLInputError(f"{path}: expected a tensor (or a dict of tensors), got {type(obj).__name__}")
+    if obj.is_complex():
+        raise JLInputError(f"{path}: expected a real tensor, got dtype {obj.dtype}")
+    return obj.detach().to(torch.float64).numpy()
+
+
+def _load_csv(path: Path) -> np.ndarray:
+    """Parse a comma-separated file; a first line with no number in it is a header."""
+    rows: list[list[float]] = []
+    width = None
+    with open(path, newline="") as handle:
+        for line_no, cells in enumerate(csv.reader(handle), start=1):
+            if not cells or all(not c.strip() for c in cells):
+                continue  # blank line
+            if line_no == 1 and not any(_is_number(c) for c in cells):
+                continue  # header
+            if width is None:
+                width = len(cells)
+            elif len(cells) != width:
+                raise JLInputError(
+                    f"{path}: line {line_no} has {len(cells)} columns, expected {width} like the first data line"
+                )
+            row = []
+            for col, cell in enumerate(cells, start=1):
+                try:
+                    row.append(float(cell))
+                except ValueError:
+                    raise JLInputError(
+                        f"{path}: line {line_no}, column {col}: {cell.strip()!r} is not a number"
+                    ) from None
+            rows.append(row)
+    if not rows:
+        return np.empty((0, 0))
+    return np.asarray(rows, dtype=np.float64)
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True

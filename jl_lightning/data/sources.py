@@ -1,0 +1,51 @@
+"""Where points come from: a synthetic generator or a file.
+
+A source is any object with ``load() -> np.ndarray`` and a ``name`` used in
+error messages. Hydra builds one from ``conf/data/*.yaml`` (``data.source``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from jl_lightning.data.loading import load_points
+from jl_lightning.errors import JLInputError
+
+
+@dataclass
+class GaussianPoints:
+    """n points with i.i.d. N(0, 1) coordinates in d dimensions (the paper's Appendix B data).
+
+    They are normalized to unit norm by the DataModule (``data.normalize``).
+    """
+
+    n: int
+    d: int
+    seed: int = 0
+
+    @property
+    def name(self) -> str:
+        return f"synthetic Gaussian data (data.source.n={self.n}, data.source.d={self.d})"
+
+    def load(self) -> np.ndarray:
+        for option, value in (("n", self.n), ("d", self.d)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+                raise JLInputError(f"data.source.{option} must be a positive integer, got {value!r}")
+        return np.random.default_rng(self.seed).standard_normal((self.n, self.d))
+
+
+@dataclass
+class FilePoints:
+    """Points read from a .npy, .npz (``key``), .pt or .csv file."""
+
+    path: str
+    key: str | None = None
+
+    @property
+    def name(self) -> str:
+        return str(self.path)
+
+    def load(self) -> np.ndarray:
+        return load_points(self.path, self.key)

@@ -1,0 +1,44 @@
+"""Shared fixtures: a composed jl-train config writing into a temporary run folder."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import open_dict
+
+from jl_lightning.train import CONFIG_DIR
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Tests measure behaviour, not speed: one thread keeps them steady on a loaded 2-core box.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def make_cfg(run_dir: Path, overrides: list[str]):
+    """Compose conf/train.yaml with ``overrides`` as jl-train would, outside a Hydra run."""
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=overrides)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(run_dir)
+    return cfg
+
+
+@pytest.fixture
+def cfg_factory(tmp_path):
+    counter = iter(range(1000))
+
+    def factory(*overrides: str):
+        return make_cfg(tmp_path / f"run{next(counter)}", list(overrides))
+
+    return factory
+
+
+@pytest.fixture(autouse=True)
+def _quiet_warnings():
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        yield

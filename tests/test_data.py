@@ -1,0 +1,157 @@
+"""Data loading and validation: every bad input gets one clear JLInputError."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from jl_lightning.data import FilePoints, GaussianPoints, validate_k, validate_points
+from jl_lightning.data.datamodule import JLDataModule
+from jl_lightning.errors import JLInputError
+
+
+def load_validated(path, key=None, normalize=True):
+    dm = JLDataModule(FilePoints(str(path), key), normalize=normalize)
+    dm.setup("fit")
+    return dm
+
+
+def test_synthetic_points_are_unit_norm_and_seeded():
+    a = JLDataModule(GaussianPoints(n=50, d=20, seed=3))
+    a.setup()
+    b = JLDataModule(GaussianPoints(n=50, d=20, seed=3))
+    b.setup()
+    np.testing.assert_allclose(np.linalg.norm(a.points, axis=1), 1.0, atol=1e-12)
+    np.testing.assert_array_equal(a.points, b.points)
+    assert (a.n, a.dim) == (50, 20)
+    assert a.train_points.dtype == torch.float32
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".npz", ".pt", ".csv"])
+def test_each_file_format_loads_and_normalizes(tmp_path, suffix):
+    data = np.random.default_rng(0).standard_normal((7, 4)) * 3
+    path = tmp_path / f"points{suffix}"
+    if suffix == ".npy":
+        np.save(path, data)
+    elif suffix == ".npz":
+        np.savez(path, x=data)
+    elif suffix == ".pt":
+        torch.save(torch.from_numpy(data), path)
+    else:
+        np.savetxt(path, data, delimiter=",", header="a,b,c,d", comments="")
+    dm = load_validated(path)
+    assert dm.points.shape == (7, 4)
+    np.testing.assert_allclose(dm.points, data / np.linalg.norm(data, axis=1, keepdims=True), rtol=1e-12)
+
+
+def test_normalize_can_be_switched_off(tmp_path):
+    data = np.arange(1, 13, dtype=float).reshape(3, 4)
+    np.save(tmp_path / "p.npy", data)
+    np.testing.assert_array_equal(load_validated(tmp_path / "p.npy", normalize=False).points, data)
+
+
+def test_npz_key_selects_an_entry(tmp_path):
+    np.savez(tmp_path / "p.npz", a=np.ones((3, 2)), b=np.full((4, 2), 2.0))
+    assert load_validated(tmp_path / "p.npz", key="b").n == 4
+    with pytest.raises(JLInputError, match=r"holds 2 entries.*data.source.key"):
+        load_validated(tmp_path / "p.npz")
+    with pytest.raises(JLInputError, match=r"no entry 'c'"):
+        load_validated(tmp_path / "p.npz", key="c")
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(JLInputError, match=r"data file not found: .*nope\.npy"):
+        load_validated(tmp_path / "nope.npy")
+
+
+def test_unsupported_suffix(tmp_path):
+    (tmp_path / "p.txt").write_text("1,2\n")
+    with pytest.raises(JLInputError, match=r"unsupported file type '\.txt'"):
+        load_validated(tmp_path / "p.txt")
+
+
+def test_non_numeric_npy(tmp_path):
+    np.save(tmp_path / "s.npy", np.array([["a", "b"], ["c", "d"]]))
+    with pytest.raises(JLInputError, match=r"s\.npy: expected a numeric array, got dtype <U1"):
+        load_validated(tmp_path / "s.npy")
+
+
+def test_non_numeric_csv_names_line_and_column(tmp_path):
+    (tmp_path / "p.csv").write_text("1,2,3\n4,oops,6\n")
+    with pytest.raises(JLInputError, match=r"p\.csv: line 2, column 2: 'oops' is not a number"):
+        load_validated(tmp_path / "p.csv")
+
+
+def test_ragged_csv(tmp_path):
+    (tmp_path / "p.csv").write_text("1,2,3\n4,5\n")
+    with pytest.raises(JLInputError, match=r"line 2 has 2 columns, expected 3"):
+        load_validated(tmp_path / "p.csv")
+
+
+def test_corrupt_npy(tmp_path):
+    (tmp_path / "p.npy").write_bytes(b"not an array")
+    with pytest.raises(JLInputError, match=r"p\.npy: could not read as \.npy"):
+        load_validated(tmp_path / "p.npy")
+
+
+@pytest.mark.parametrize("bad,word", [(np.nan, "NaN"), (np.inf, "Inf"), (-np.inf, "Inf")])
+def test_nan_or_inf_names_the_row(tmp_path, bad, word):
+    data = np.ones((5, 3))
+    data[3, 1] = bad
+    np.save(tmp_path / "p.npy", data)
+    with pytest.raises(JLInputError, match=rf"p\.npy: row 3 \(0-based\) contains {word}"):
+        load_validated(tmp_path / "p.npy")
+
+
+def test_zero_row_when_normalizing(tmp_path):
+    data = np.ones((4, 3))
+    data[2] = 0
+    np.save(tmp_path / "p.npy", data)
+    with pytest.raises(JLInputError, match=r"row 2 \(0-based\) has zero norm.*data.normalize=false"):
+        load_validated(tmp_path / "p.npy")
+
+
+@pytest.mark.parametrize("shape", [(5,), (2, 2, 2)])
+def test_wrong_rank(tmp_path, shape):
+    np.save(tmp_path / "p.npy", np.ones(shape))
+    with pytest.raises(JLInputError, match=r"expected a 2-D array \(n points x d features\)"):
+        load_validated(tmp_path / "p.npy")
+
+
+@pytest.mark.parametrize("shape", [(0, 4), (3, 0)])
+def test_empty_array(tmp_path, shape):
+    np.save(tmp_path / "p.npy", np.ones(shape))
+    with pytest.raises(JLInputError, match=r"the array is empty"):
+        load_validated(tmp_path / "p.npy")
+
+
+def test_empty_csv(tmp_path):
+    (tmp_path / "p.csv").write_text("x,y\n")
+    with pytest.raises(JLInputError, match=r"the array is empty"):
+        load_validated(tmp_path / "p.csv")
+
+
+@pytest.mark.parametrize("k", [0, -3, 2.5, "ten", True])
+def test_bad_k(k):
+    with pytest.raises(JLInputError, match=r"model.k must be a positive integer"):
+        validate_k(k, 10)
+
+
+def test_k_larger_than_d():
+    with pytest.raises(JLInputError, match=r"model.k=11 exceeds the data dimension d=10"):
+        validate_k(11, 10)
+    assert validate_k(10, 10) == 10
+
+
+def test_validate_points_returns_float64():
+    out = validate_points(np.ones((2, 3), dtype=np.int32), "inline")
+    assert out.dtype == np.float64
+    np.testing.assert_allclose(out, 1 / np.sqrt(3))
+
+
+@pytest.mark.parametrize("option,value", [("n", 0), ("d", -1)])
+def test_synthetic_sizes_are_checked(option, value):
+    kwargs = {"n": 5, "d": 5, option: value}
+    with pytest.raises(JLInputError, match=rf"data.source.{option} must be a positive integer"):
+        GaussianPoints(**kwargs).load()
