@@ -1,0 +1,144 @@
+"""The sampled objective: hand-computed values, the 1/sqrt(k) scaling, the span trick's law, no NaN."""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+
+import numpy as np
+import pytest
+import torch
+
+from jl_lightning.errors import JLInputError
+from jl_lightning.sampler import GaussianSampler
+from jl_lightning.sampling import sample_embedded, span_factor
+
+
+def unit(rows):
+    x = torch.tensor(rows, dtype=torch.float32)
+    return x / x.norm(dim=1, keepdim=True)
+
+
+def make(k, d, **kw):
+    kw.setdefault("optimizer", partial(torch.optim.Adam, lr=0.01))
+    return GaussianSampler(k=k, dim=d, **kw)
+
+
+def test_loss_by_hand_deterministic():
+    """sigma^2 = 0: the loss is the plain max distortion of M / sqrt(k)."""
+    model = make(2, 3, init_variance=0.0, reg_weight=1.0)
+    with torch.no_grad():
+        model.mean.copy_(math.sqrt(2) * torch.tensor([[1.0, 0, 0], [0, 2.0, 0]]))
+    x = unit([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0]])
+    # ||A x||^2 with A = diag(1, 2) on the first two coordinates:
+    # e1 -> 1 (eps 0), e2 -> 4 (eps 3), e3 -> 0 (eps 1), (e1+e2)/sqrt2 -> (1+4)/2 (eps 1.5)
+    loss, sampled, s2 = model.objective(x)
+    assert float(s2) == 0.0
+    assert float(sampled) == pytest.approx(3.0, rel=1e-6)
+    assert float(loss) == pytest.approx(3.0, rel=1e-6)
+
+
+def test_regularizer_by_hand():
+    """loss - sampled term = lambda * sigma^2 / 2 for both parameterizations."""
+    x = unit([[1, 2, 3], [3, 1, 0]])
+    for variance in ("raw", "log"):
+        model = make(2, 3, variance=variance, init_variance=0.3, reg_weight=2.0)
+        loss, sampled, s2 = model.objective(x)
+        assert float(s2) == pytest.approx(0.3, rel=1e-6)
+        assert float(loss - sampled) == pytest.approx(2.0 * 0.3 / 2, rel=1e-6)
+
+
+def test_sampled_term_matches_an_independent_computation():
+    """Full sampling: mean over samples of max_i | ||A_s x_i||^2 / ||x_i||^2 - 1 |, recomputed in numpy."""
+    k, d, n, N, s2 = 3, 5, 4, 6, 0.7
+    model = make(k, d, n_samples=N, variance="raw", init_variance=s2, sampling="full",
+                 init_mean="gaussian", init_seed=1)
+    x = torch.randn(n, d, generator=torch.Generator().manual_seed(2)) * 2  # not unit norm
+    torch.manual_seed(5)
+    _, sampled, _ = model.objective(x)
+    torch.manual_seed(5)
+    E = torch.randn(N, k, d).double().numpy()
+    M, X = model.mean.detach().double().numpy(), x.double().numpy()
+    expected = np.mean([
+        np.max(np.abs(((((M + math.sqrt(s2) * E[s]) / math.sqrt(k)) @ X.T) ** 2).sum(0)
+                      / (X ** 2).sum(1) - 1)) for s in range(N)])
+    assert float(sampled) == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("sampling", ["full", "span"])
+def test_scaling_at_init(sampling):
+    """At M = 0, sigma^2 = 1: E ||A x||^2 = ||x||^2, each point within 5 standard errors."""
+    torch.manual_seed(0)
+    k, d, n, N = 30, 50, 8, 4000
+    x = torch.randn(n, d, generator=torch.Generator().manual_seed(1)).double()
+    factor = span_factor(x) if sampling == "span" else None
+    y = sample_embedded(torch.zeros(k, d, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64),
+                        x, N, factor)
+    ratio = y.pow(2).sum(1) / x.pow(2).sum(1)  # (N, n): chi^2_k / k, mean 1, var 2/k
+    stderr = math.sqrt(2 / k / N)
+    assert (ratio.mean(0) - 1).abs().max() < 5 * stderr
+
+
+def test_span_trick_has_the_law_of_full_sampling():
+    """E[Y^T Y] = X X^T for the noise part, as for E X^T: the two samplers share their covariance."""
+    torch.manual_seed(0)
+    k, d, n, N = 4, 12, 5, 20000
+    x = torch.randn(n, d, generator=torch.Generator().manual_seed(3)).double()
+    x = x / x.norm(dim=1, keepdim=True)
+    y = sample_embedded(torch.zeros(k, d, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64),
+                        x, N, span_factor(x))
+    gram = torch.einsum("ski,skj->ij", y, y) / N  # E[sum_k y_ki y_kj] = <x_i, x_j>
+    target = x @ x.T
+    # each entry is a mean of N terms with variance <= 2/k (|<x_i,x_j>| <= 1)
+    assert (gram - target).abs().max() < 5 * math.sqrt(2 / k / N) * 1.5
+
+
+def test_raw_variance_at_zero_gives_finite_gradients():
+    """d sqrt(s)/ds is infinite at 0; the safe sigma keeps M's gradient finite."""
+    model = make(3, 6, variance="raw", init_variance=0.0, init_mean="gaussian")  # M = 0 is stationary
+    x = unit(np.random.default_rng(0).standard_normal((5, 6)).tolist())
+    loss, _, _ = model.objective(x)
+    loss.backward()
+    assert torch.isfinite(model.mean.grad).all() and model.mean.grad.abs().sum() > 0
+    assert torch.isfinite(model.variance.theta.grad).all()
+
+
+def test_raw_variance_is_projected_to_zero_not_below():
+    model = make(3, 6, variance="raw", init_variance=0.01)
+    with torch.no_grad():
+        model.variance.theta.fill_(-0.5)
+    assert float(model.variance.value()) == 0.0
+    model.variance.project_()
+    assert float(model.variance.theta) == 0.0
+
+
+def test_freeze_at_zero_is_exact_for_both_parameterizations():
+    for variance in ("raw", "log"):
+        model = make(2, 4, variance=variance, init_variance=0.5)
+        model.variance.freeze_at_zero()
+        assert float(model.variance.value()) == 0.0
+        assert not model.variance.theta.requires_grad
+        assert model.deterministic
+
+
+def test_embedding_is_mean_over_sqrt_k():
+    model = make(4, 6, init_mean="gaussian", init_seed=3)
+    torch.testing.assert_close(model.embedding, model.mean.detach() / 2.0)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"variance": "softplus"}, r"model.variance must be one of \['log', 'raw'\]"),
+    ({"sampling": "half"}, r"model.sampling must be one of"),
+    ({"init_mean": "ones"}, r"model.init_mean must be one of"),
+    ({"n_samples": 0}, r"model.n_samples must be a positive integer"),
+    ({"init_variance": -1.0}, r"model.init_variance must be a finite number >= 0"),
+    ({"variance": "log", "init_variance": 0.0}, r"must be > 0 with model.variance=log"),
+])
+def test_bad_model_options(kwargs, match):
+    with pytest.raises(JLInputError, match=match):
+        make(2, 4, **kwargs)
+
+
+def test_wrong_point_dimension_is_refused():
+    with pytest.raises(JLInputError, match=r"expected points of shape \(n, 4\)"):
+        make(2, 4).objective(torch.ones(3, 5))
