@@ -1,0 +1,65 @@
+"""Write a run's results: embedding.npy and summary.json, atomically and never over an earlier run."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+RESULT_FILES = ("embedding.npy", "summary.json")
+
+
+def check_fresh(run_dir: str | Path) -> None:
+    """Refuse to run where an earlier run already left its results."""
+    run_dir = Path(run_dir)
+    existing = [name for name in RESULT_FILES if (run_dir / name).exists()]
+    if existing:
+        raise FileExistsError(
+            f"{run_dir} already holds results of an earlier run ({', '.join(existing)}); "
+            "refusing to overwrite them. Choose another hydra.run.dir."
+        )
+
+
+def _atomic_write(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if path.exists():
+            raise FileExistsError(f"{path} appeared while this run was writing; not overwriting it")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_results(run_dir: str | Path, embedding: np.ndarray, summary: dict) -> dict[str, Path]:
+    """Write ``embedding.npy`` (float64, shape (k, d)) and then ``summary.json``.
+
+    summary.json is written last: a run folder is complete exactly when it exists.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    check_fresh(run_dir)
+    paths = {name: run_dir / name for name in RESULT_FILES}
+    array = np.ascontiguousarray(embedding, dtype=np.float64)
+    _atomic_write(paths["embedding.npy"], lambda h: np.save(h, array, allow_pickle=False))
+    text = json.dumps(summary, indent=2, sort_keys=False, default=_jsonable).encode() + b"\n"
+    _atomic_write(paths["summary.json"], lambda h: h.write(text))
+    return paths
+
+
+def _jsonable(value):
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")

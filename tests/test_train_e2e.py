@@ -1,0 +1,120 @@
+"""The real ``jl-train`` entry, run as a user runs it (subprocess), on a small config."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jl_lightning.distortion import norm_distortion
+from jl_lightning.train import train
+
+SMALL = ["data.source.n=40", "data.source.d=80", "model.k=10", "trainer.max_steps=600",
+         "baseline.draws=50", "log_every=20", "callbacks.model_checkpoint.every_n_train_steps=100"]
+
+pytestmark = pytest.mark.slow
+
+
+def jl_train(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    exe = shutil.which("jl-train")
+    cmd = [exe] if exe else [sys.executable, "-m", "jl_lightning.train"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.run(cmd + list(args), cwd=cwd, capture_output=True, text=True, env=env, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("e2e")
+    run_dir = cwd / "run"
+    proc = jl_train(*SMALL, f"hydra.run.dir={run_dir}", cwd=cwd)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return cwd, run_dir, proc
+
+
+def test_learns_far_below_the_gaussian_baseline(finished_run):
+    _, run_dir, _ = finished_run
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["final_distortion"] < summary["baseline_gaussian"]["mean"] / 4
+    assert summary["best_distortion"] <= summary["final_distortion"]
+    assert summary["steps"] == 600 and summary["seed"] == 0
+    assert summary["baseline_gaussian"]["draws"] == 50
+    for key in ("switch_step", "wall_seconds", "sigma2_crossings", "best_step"):
+        assert key in summary
+
+
+def test_run_folder_is_complete(finished_run):
+    _, run_dir, proc = finished_run
+    assert (run_dir / ".hydra" / "config.yaml").is_file()
+    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    ckpts = sorted(p.name for p in (run_dir / "checkpoints").glob("*.ckpt"))
+    assert "last.ckpt" in ckpts and any(name.startswith("best-step") for name in ckpts)
+    embedding = np.load(run_dir / "embedding.npy")
+    assert embedding.shape == (10, 80) and embedding.dtype == np.float64
+    # the exported matrix has the distortion the summary reports, on the same data
+    from jl_lightning.data import GaussianPoints, validate_points
+
+    points = validate_points(GaussianPoints(n=40, d=80, seed=0).load(), "synthetic")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert norm_distortion(embedding, points).epsilon == pytest.approx(summary["best_distortion"], rel=1e-9)
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.startswith("[jl] final deterministic distortion") and "Gaussian N(0,1/k) baseline" in last
+
+
+def test_refuses_to_overwrite_an_earlier_run(finished_run):
+    cwd, run_dir, _ = finished_run
+    before = (run_dir / "embedding.npy").read_bytes(), (run_dir / "summary.json").read_bytes()
+    proc = jl_train(*SMALL, "seed=1", f"hydra.run.dir={run_dir}", cwd=cwd)
+    assert proc.returncode == 2
+    assert "refusing to overwrite" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert ((run_dir / "embedding.npy").read_bytes(), (run_dir / "summary.json").read_bytes()) == before
+
+
+def test_bad_input_is_one_clear_line(tmp_path):
+    proc = jl_train("data=file", "data.source.path=missing.npy", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "jl-train: error: data file not found: missing.npy" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_k_out_of_range_is_one_clear_line(tmp_path):
+    proc = jl_train(*SMALL, "model.k=0", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "model.k must be a positive integer, got 0" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_two_job_multirun(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = jl_train("-m", "model.k=4,6", *SMALL[:2], *SMALL[3:], f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for job, k in (("0", 4), ("1", 6)):
+        folder = sweep / job
+        assert np.load(folder / "embedding.npy").shape == (k, 80)
+        summary = json.loads((folder / "summary.json").read_text())
+        assert summary["k"] == k
+        assert (folder / ".hydra" / "overrides.yaml").is_file()
+        assert list((folder / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_default_run_dirs_live_under_outputs(tmp_path):
+    proc = jl_train(*SMALL, "trainer.max_steps=5", "baseline.draws=2", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = list((tmp_path / "outputs" / "runs").glob("*/*"))
+    assert len(runs) == 1 and (runs[0] / "summary.json").is_file()
+
+
+def test_same_config_and_seed_give_identical_embedding(cfg_factory):
+    overrides = [*SMALL, "trainer.max_steps=120", "logger=none"]
+    a = train(cfg_factory(*overrides))
+    b = train(cfg_factory(*overrides))
+    first, second = (np.load(Path(cfg) / "embedding.npy").tobytes() for cfg in
+                     (a["run_dir"], b["run_dir"]))
+    assert first == second
+    assert a["final_distortion"] == b["final_distortion"]
