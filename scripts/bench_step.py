@@ -1,0 +1,156 @@
+"""Time one training step: the LightningModule under the Trainer vs a plain PyTorch loop.
+
+Both run in this one process, on the paper's setup (n=100 unit-norm Gaussian
+points, d=500, k=30, N=20, Adam lr 0.01 with a cosine schedule), with the same
+module and the same objective, so the ratio is not blurred by machine noise
+between runs. The step is the sampled step: sigma^2 uses the log
+parameterization so it never reaches 0 and every step draws N matrices.
+The Trainer carries jl-train's default callbacks and a TensorBoard logger.
+
+    python scripts/bench_step.py                  # prints and appends to docs/benchmarks.md
+    python scripts/bench_step.py --no-write --steps 500
+
+Timings on shared 2-core machines vary by about +-30 %; compare the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def build(steps: int, seed: int = 0):
+    from functools import partial
+
+    from jl_lightning.data.datamodule import JLDataModule
+    from jl_lightning.data.sources import GaussianPoints
+    from jl_lightning.sampler import GaussianSampler
+
+    dm = JLDataModule(GaussianPoints(n=100, d=500, seed=seed))
+    dm.setup("fit")
+    torch.manual_seed(seed)
+    model = GaussianSampler(
+        k=30, dim=dm.dim, n_samples=20, variance="log", init_variance=1.0,
+        optimizer=partial(torch.optim.Adam, lr=0.01, fused=True),
+        scheduler=partial(torch.optim.lr_scheduler.CosineAnnealingLR, T_max=steps),
+        log_every=50,
+    )
+    return dm, model
+
+
+def plain_loop(steps: int, warmup: int) -> float:
+    """ms per step of the same objective in a hand-written loop."""
+    dm, model = build(steps + warmup)
+    opt_cfg = model.configure_optimizers()
+    opt, sched = opt_cfg["optimizer"], opt_cfg["lr_scheduler"]["scheduler"]
+    points = dm.train_points
+    for step in range(steps + warmup):
+        if step == warmup:
+            start = time.perf_counter()
+        loss, _, _ = model.objective(points)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        model.variance.project_()
+    return (time.perf_counter() - start) / steps * 1e3
+
+
+def lightning_loop(steps: int, warmup: int, logdir: str) -> float:
+    """ms per step under the Trainer, with jl-train's callbacks and TensorBoard logger."""
+    from lightning.pytorch import Callback, Trainer
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from jl_lightning.callbacks import DeterministicSwitch, DistortionTracker, VarianceMonitor
+    from jl_lightning.train import _quiet_lightning
+
+    _quiet_lightning()
+
+    class StepTimer(Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if trainer.global_step == warmup:
+                self.start = time.perf_counter()
+
+        def on_train_end(self, trainer, pl_module):
+            self.ms = (time.perf_counter() - self.start) / steps * 1e3
+
+    timer = StepTimer()
+    dm, model = build(steps + warmup)
+    trainer = Trainer(
+        accelerator="cpu", devices=1, max_steps=steps + warmup, max_epochs=-1, log_every_n_steps=50,
+        enable_model_summary=False, enable_progress_bar=False, num_sanity_val_steps=0,
+        limit_val_batches=0, enable_checkpointing=False, default_root_dir=logdir,
+        logger=TensorBoardLogger(logdir, name="bench", version=""),
+        callbacks=[VarianceMonitor(every_n_steps=50), DeterministicSwitch(threshold=1e-4),
+                   DistortionTracker(every_n_steps=50), timer],
+    )
+    trainer.fit(model, datamodule=dm)
+    return timer.ms
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=600, help="timed steps per repeat")
+    parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=7, help="alternating plain/Lightning repeats")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--no-write", action="store_true", help="do not append to docs/benchmarks.md")
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    for _ in range(2):  # warm caches and lazy initialization outside the timed repeats
+        plain_loop(100, 10)
+
+    plain, light = [], []
+    with tempfile.TemporaryDirectory() as logdir:
+        for _ in range(args.repeats):  # alternate, so drift on a shared machine hits both
+            plain.append(plain_loop(args.steps, args.warmup))
+            light.append(lightning_loop(args.steps, args.warmup, logdir))
+    p, q = statistics.median(plain), statistics.median(light)
+    ratio = statistics.median(b / a for a, b in zip(plain, light))  # paired: neighbours share load
+    command = "python scripts/bench_step.py " + " ".join(sys.argv[1:])
+    lines = [
+        f"### Training step: Lightning vs plain loop ({dt.date.today().isoformat()})",
+        "",
+        f"- command: `{command.strip()}`",
+        f"- machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} torch thread(s), Python {platform.python_version()}",
+        "- setup: paper data (n=100, d=500, k=30), N=20 samples, span sampling, Adam + cosine, "
+        f"sampled step (log sigma^2), {args.steps} timed steps after {args.warmup} warm-up, "
+        f"{args.repeats} alternating repeats; the ratio is the median of the per-pair ratios",
+        "",
+        "| loop | ms / step (median) | all repeats |",
+        "|---|---|---|",
+        f"| plain PyTorch | {p:.3f} | {', '.join(f'{x:.3f}' for x in plain)} |",
+        f"| Lightning Trainer (jl-train callbacks + TensorBoard) | {q:.3f} | {', '.join(f'{x:.3f}' for x in light)} |",
+        "",
+        f"**ratio Lightning / plain: {ratio:.2f}x** (target <= 1.5x)",
+        "",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    if not args.no_write:
+        out = ROOT / "docs" / "benchmarks.md"
+        out.parent.mkdir(exist_ok=True)
+        if not out.exists():
+            out.write_text("# Benchmarks\n\nEvery figure with its command, machine and date.\n\n")
+        with out.open("a") as handle:
+            handle.write(text + "\n")
+        print(f"appended to {out}")
+
+
+if __name__ == "__main__":
+    main()
