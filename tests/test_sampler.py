@@ -142,3 +142,29 @@ def test_bad_model_options(kwargs, match):
 def test_wrong_point_dimension_is_refused():
     with pytest.raises(JLInputError, match=r"expected points of shape \(n, 4\)"):
         make(2, 4).objective(torch.ones(3, 5))
+
+
+@pytest.mark.parametrize("sampling", ["full", "span"])
+def test_sampled_norms_follow_the_noncentral_chi2_law(sampling):
+    """k ||A x||^2 / (sigma^2 ||x||^2) ~ noncentral chi^2 with k dof and delta = ||M x||^2 / (sigma^2 ||x||^2).
+
+    This is the distribution behind the paper's exact objective (Appendix C);
+    scipy.stats.ncx2 is the independent reference, checked with a KS test.
+    """
+    stats = pytest.importorskip("scipy.stats")
+    k, d, n, N, s2 = 6, 9, 3, 4000, 0.5
+    gen = torch.Generator().manual_seed(7)
+    M = torch.randn(k, d, generator=gen, dtype=torch.float64) * 0.4
+    x = torch.randn(n, d, generator=gen, dtype=torch.float64)
+    torch.manual_seed(11)
+    factor = span_factor(x) if sampling == "span" else None
+    y = sample_embedded(M, torch.tensor(math.sqrt(s2), dtype=torch.float64), x, N, factor)
+    sq = x.pow(2).sum(1)
+    scaled = (k * y.pow(2).sum(1) / (s2 * sq)).numpy()  # (N, n)
+    delta = ((M @ x.T).pow(2).sum(0) / (s2 * sq)).numpy()
+    for i in range(n):
+        result = stats.kstest(scaled[:, i], stats.ncx2(df=k, nc=delta[i]).cdf)
+        assert result.pvalue > 1e-3, (i, delta[i], result)
+        # and a wrong law is rejected: the central chi^2 when delta is not small
+        if delta[i] > 2:
+            assert stats.kstest(scaled[:, i], stats.chi2(df=k).cdf).pvalue < 1e-6
