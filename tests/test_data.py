@@ -155,3 +155,16 @@ def test_synthetic_sizes_are_checked(option, value):
     kwargs = {"n": 5, "d": 5, option: value}
     with pytest.raises(JLInputError, match=rf"data.source.{option} must be a positive integer"):
         GaussianPoints(**kwargs).load()
+
+
+def test_full_batch_loader_serves_one_tensor_for_every_step():
+    from jl_lightning.data.datamodule import FullBatchLoader
+
+    dm = JLDataModule(GaussianPoints(n=6, d=4))
+    dm.setup()
+    loader = FullBatchLoader(dm.train_points, 5)
+    batches = list(loader)
+    assert len(loader) == 5 and len(batches) == 5
+    assert all(b is dm.train_points for b in batches)
+    # on the CPU, the transfer hook hands back the very same tensor (the span cache relies on it)
+    assert dm.transfer_batch_to_device(dm.train_points, torch.device("cpu"), 0) is dm.train_points

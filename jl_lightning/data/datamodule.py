@@ -53,6 +53,7 @@ class JLDataModule(LightningDataModule):
         self.normalize = normalize
         self.points: np.ndarray | None = None
         self.train_points: torch.Tensor | None = None
+        self._device_points: torch.Tensor | None = None
 
     def setup(self, stage: str | None = None) -> None:
         if self.points is not None:
@@ -74,6 +75,15 @@ class JLDataModule(LightningDataModule):
     def _require_setup(self) -> None:
         if self.points is None:
             raise RuntimeError("call JLDataModule.setup() before reading its points")
+
+    def transfer_batch_to_device(self, batch, device, dataloader_idx: int):
+        """Move the full batch to the device once and hand back that same tensor
+        every step, so the module's cached span factor stays valid on a GPU too."""
+        if batch is self.train_points:
+            if self._device_points is None or self._device_points.device != device:
+                self._device_points = batch.to(device)
+            return self._device_points
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
     def train_dataloader(self) -> FullBatchLoader:
         self._require_setup()
