@@ -13,16 +13,14 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
-import platform
 import shutil
 import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchlib import ROOT, machine_line, report
+
 RECIPES = {"default": [], "paper": ["experiment=paper"]}
 
 
@@ -50,15 +48,12 @@ def main() -> None:
     stamp = dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     rows = [run(r, s, stamp, args.extra) for r in args.recipes for s in args.seeds]
 
-    import torch
-
     command = "python scripts/bench_quality.py " + " ".join(sys.argv[1:])
     lines = [
         f"### jl-train end to end: distortion and wall time ({dt.date.today().isoformat()})",
         "",
         f"- command: `{command.strip()}` (each row is one `jl-train ... seed=S` process, timed start to exit)",
-        f"- machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-        f"{rows[0]['torch_threads']} torch thread(s), Python {platform.python_version()}",
+        machine_line(rows[0]["torch_threads"]),
         "",
         "| recipe | seed | final det. distortion | best | Gaussian mean | Gaussian best of 1000 "
         "| switch step | sigma^2 <= 1e-3 at | fit s | wall s (whole command) |",
@@ -76,15 +71,7 @@ def main() -> None:
         lines.append(f"- {recipe}: worst final distortion {max(r['final_distortion'] for r in sub):.2e}, "
                      f"median wall {statistics.median(r['wall'] for r in sub):.1f} s")
     lines.append("")
-    text = "\n".join(lines)
-    print(text)
-    if not args.no_write:
-        out = ROOT / "docs" / "benchmarks.md"
-        out.parent.mkdir(exist_ok=True)
-        if not out.exists():
-            out.write_text("# Benchmarks\n\nEvery figure with its command, machine and date.\n\n")
-        with out.open("a") as handle:
-            handle.write(text + "\n")
+    report(lines, write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -18,17 +18,14 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import platform
 import statistics
 import sys
 import tempfile
 import time
 import warnings
-from pathlib import Path
 
 import torch
-
-ROOT = Path(__file__).resolve().parent.parent
+from benchlib import machine_line, report
 
 
 def build(steps: int, seed: int = 0):
@@ -153,8 +150,7 @@ def main() -> None:
         f"### Training step: Lightning vs plain loop ({dt.date.today().isoformat()})",
         "",
         f"- command: `{command.strip()}`",
-        f"- machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} torch thread(s), Python {platform.python_version()}",
+        machine_line(),
         "- setup: paper data (n=100, d=500, k=30), N=20 samples, span sampling, Adam + cosine, "
         f"sampled step (log sigma^2), {args.steps} timed steps after {args.warmup} warm-up, "
         f"{args.repeats} alternating repeats; the ratio is the median of the per-pair ratios",
@@ -167,16 +163,7 @@ def main() -> None:
         f"**ratio Lightning / plain: {ratio:.2f}x** (target <= 1.5x)",
         "",
     ]
-    text = "\n".join(lines)
-    print(text)
-    if not args.no_write:
-        out = ROOT / "docs" / "benchmarks.md"
-        out.parent.mkdir(exist_ok=True)
-        if not out.exists():
-            out.write_text("# Benchmarks\n\nEvery figure with its command, machine and date.\n\n")
-        with out.open("a") as handle:
-            handle.write(text + "\n")
-        print(f"appended to {out}")
+    report(lines, write=not args.no_write)
 
 
 if __name__ == "__main__":
