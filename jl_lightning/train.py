@@ -58,7 +58,7 @@ def train(cfg: DictConfig) -> dict:
     from lightning.pytorch import seed_everything
 
     _quiet_lightning()
-    from lightning.pytorch.callbacks import ProgressBar
+    from lightning.pytorch.callbacks import Checkpoint, ProgressBar
 
     from jl_lightning.baselines import gaussian_baseline
     from jl_lightning.callbacks import DeterministicSwitch, DistortionTracker, VarianceMonitor
@@ -81,8 +81,11 @@ def train(cfg: DictConfig) -> dict:
     if not interactive:  # no progress bar in logs, CI or pipes
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     loggers = _instantiate_group(cfg.get("logger"))
+    # Progress bar and checkpointing exactly when their callbacks are configured:
+    # otherwise Lightning would add its own defaults behind the config's back.
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
-                          enable_progress_bar=interactive and _find(callbacks, ProgressBar) is not None)
+                          enable_progress_bar=interactive and _find(callbacks, ProgressBar) is not None,
+                          enable_checkpointing=_find(callbacks, Checkpoint) is not None)
 
     baseline = gaussian_baseline(datamodule.points, k, draws=int(cfg.baseline.draws),
                                  seed=int(cfg.baseline.seed))
