@@ -7,7 +7,7 @@ import math
 import numpy as np
 import torch
 
-from jl_lightning.distortion import DEFAULT_MEMORY_BUDGET, norm_distortion
+from jl_lightning.distortion import DEFAULT_MEMORY_BUDGET, max_distortion
 
 
 def gaussian_matrix(k: int, d: int, generator: torch.Generator, dtype=torch.float64) -> torch.Tensor:
@@ -27,7 +27,7 @@ def gaussian_baseline(points, k: int, draws: int = 1000, seed: int = 0,
     gen = torch.Generator().manual_seed(int(seed))
     d = np.asarray(points).shape[1] if not isinstance(points, torch.Tensor) else points.shape[1]
     values = np.array([
-        norm_distortion(gaussian_matrix(k, d, gen), points, memory_budget=memory_budget).epsilon
+        max_distortion(gaussian_matrix(k, d, gen), points, memory_budget=memory_budget)
         for _ in range(draws)
     ])
     return {"method": "gaussian", "draws": int(draws), "seed": int(seed),

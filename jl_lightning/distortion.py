@@ -4,9 +4,18 @@ The distortion of A on x is the paper's squared-norm definition
 
     eps(A, x) = | ||A x||^2 / ||x||^2 - 1 |,
 
-and a run's figure is the maximum over all points. It is computed exactly (every
-point, never a sample) in chunks of rows, so memory stays within
-``memory_budget`` bytes whatever n is, and in float64 by default.
+taken over every point (``mode="norms"``) or over every pair of points, with x = x_i - x_j
+(``mode="pairs"``). A run's figure is the maximum. Everything here is exact: every
+point or pair, never a sample. It runs in float64 by default and in chunks, so the
+temporaries stay within ``memory_budget`` bytes whatever n is.
+
+* Pairs are computed in the embedded space, never by forming difference vectors:
+  ||y_i - y_j||^2 = ||y_i||^2 + ||y_j||^2 - 2 <y_i, y_j>, with Y = X A^T, and the same
+  identity on X for the original squared distances, one block of the Gram matrix at a time.
+* Pairs at zero distance (duplicate points) are skipped and counted, not divided by zero.
+* The median and the 99th percentile of |ratio - 1| are exact (numpy's "linear"
+  definition). For pairs they come from two passes (a histogram, then the values
+  in the bins that hold the wanted ranks), so memory stays bounded.
 
 ``ratio_distortion`` is the elementwise formula; the training loss uses it too.
 """
@@ -15,11 +24,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
 
 DEFAULT_MEMORY_BUDGET = 256 * 2**20  # bytes of temporaries per chunk
+MODES = ("norms", "pairs")
+ZERO_DISTANCE_RTOL = 1e-12  # ||x_i - x_j||^2 <= rtol (||x_i||^2 + ||x_j||^2) counts as a duplicate
+_HISTOGRAM_BINS = 1 << 16
 
 
 def ratio_distortion(embedded_sq: torch.Tensor, original_sq: torch.Tensor) -> torch.Tensor:
@@ -29,18 +42,22 @@ def ratio_distortion(embedded_sq: torch.Tensor, original_sq: torch.Tensor) -> to
 
 @dataclass(frozen=True)
 class DistortionReport:
-    """Exact distortion of a matrix on n points (norms mode)."""
+    """Exact distortion of a linear map on n points, or on their pairs."""
 
-    epsilon: float  # max_i |ratio_i - 1|
-    worst_index: int  # argmax of the above
-    min_ratio: float  # min_i ||A x_i||^2 / ||x_i||^2
+    mode: str  # "norms" or "pairs"
+    epsilon: float  # max |ratio - 1|
+    worst_index: int | tuple[int, int]  # the point, or the pair (i, j) with i < j, attaining it
+    min_ratio: float  # min ||A x||^2 / ||x||^2
     max_ratio: float
-    mean_abs: float  # mean_i |ratio_i - 1|
-    n_points: int
+    mean_abs: float  # mean |ratio - 1|
+    median_abs: float  # median |ratio - 1|
+    p99_abs: float  # 99th percentile of |ratio - 1|
+    count: int  # points, or pairs that entered the figures
+    zero_distance_pairs: int = 0  # pairs skipped as duplicates (pairs mode)
 
     @property
     def multiplicative(self) -> float:
-        """sqrt(max ratio / min ratio): the scale-free distortion of the norms."""
+        """sqrt(max ratio / min ratio): the scale-free distortion."""
         if self.min_ratio <= 0:
             return math.inf
         return math.sqrt(self.max_ratio / self.min_ratio)
@@ -51,6 +68,23 @@ class DistortionReport:
         return out
 
 
+LinearMap = Callable[[torch.Tensor], torch.Tensor]
+
+
+def as_linear_map(linear_map, dtype: torch.dtype) -> tuple[LinearMap, int, torch.device]:
+    """(X -> X A^T, d, device) for a (k, d) matrix or an object with ``apply(X)`` and ``d``.
+
+    An operator such as the SRHT is applied as it is, never materialized.
+    """
+    if hasattr(linear_map, "apply") and not isinstance(linear_map, (np.ndarray, torch.Tensor)):
+        return (lambda X: linear_map.apply(X).to(dtype)), int(linear_map.d), torch.device("cpu")
+    device = linear_map.device if isinstance(linear_map, torch.Tensor) else None
+    A = _as_tensor(linear_map, dtype, device)
+    if A.ndim != 2:
+        raise ValueError(f"the linear map must be a 2-D (k, d) matrix, got shape {tuple(A.shape)}")
+    return (lambda X: X @ A.T), A.shape[1], A.device
+
+
 def _as_tensor(array, dtype: torch.dtype, device=None) -> torch.Tensor:
     if isinstance(array, torch.Tensor):
         return array.detach().to(dtype=dtype, device=device)
@@ -58,45 +92,186 @@ def _as_tensor(array, dtype: torch.dtype, device=None) -> torch.Tensor:
 
 
 def chunk_rows(d: int, k: int, itemsize: int, memory_budget: int) -> int:
-    """Rows per chunk so that a chunk of points and its image fit the budget."""
+    """Rows per chunk (norms mode) so that a chunk of points and its image fit the budget."""
     per_row = (d + k + 2) * itemsize
     return max(1, int(memory_budget // per_row))
 
 
-@torch.no_grad()
-def norm_distortion(matrix, points, *, memory_budget: int = DEFAULT_MEMORY_BUDGET,
-                    dtype: torch.dtype = torch.float64) -> DistortionReport:
-    """Exact distortion of ``matrix`` (k, d) on every row of ``points`` (n, d).
+def block_rows(d: int, k: int, itemsize: int, memory_budget: int) -> int:
+    """Rows per block (pairs mode): two row blocks and ~6 (b x b) temporaries fit the budget."""
+    # 6 b^2 + 2 b (d + k) <= budget / itemsize
+    c = memory_budget / itemsize
+    b = (-2 * (d + k) + math.sqrt(4 * (d + k) ** 2 + 24 * c)) / 12
+    return max(1, int(b))
 
-    Rows of zero norm are rejected by the data validation before this is called;
-    here they would give an infinite ratio.
-    """
-    device = matrix.device if isinstance(matrix, torch.Tensor) else None
-    A = _as_tensor(matrix, dtype, device)
-    if A.ndim != 2:
-        raise ValueError(f"matrix must be 2-D (k, d), got shape {tuple(A.shape)}")
+
+def _check_points(points, d: int) -> int:
+    shape = getattr(points, "shape", None)
+    if shape is None or len(shape) != 2:
+        raise ValueError("points must be a 2-D (n, d) array")
+    if shape[1] != d:
+        raise ValueError(f"points have dimension {shape[1]}, the linear map expects d={d}")
+    if shape[0] == 0:
+        raise ValueError("points is empty")
+    return int(shape[0])
+
+
+def _norm_chunks(apply: LinearMap, points, rows: int, dtype, device) -> Iterator[tuple[int, torch.Tensor]]:
+    for start in range(0, len(points), rows):
+        X = _as_tensor(points[start:start + rows], dtype, device)
+        yield start, apply(X).pow(2).sum(1) / X.pow(2).sum(1)
+
+
+def _pair_blocks(apply: LinearMap, points, rows: int, dtype, device
+                 ) -> Iterator[tuple[int, int, torch.Tensor, torch.Tensor, int]]:
+    """Yield (i0, j0, ratios, valid mask, zero-distance count) for blocks i0 <= j0 of the upper triangle."""
     n = len(points)
-    d = A.shape[1]
-    rows = chunk_rows(d, A.shape[0], torch.finfo(dtype).bits // 8, memory_budget)
+    starts = list(range(0, n, rows))
+    for a, i0 in enumerate(starts):
+        Xi = _as_tensor(points[i0:i0 + rows], dtype, device)
+        Yi = apply(Xi)
+        nxi, nyi = Xi.pow(2).sum(1), Yi.pow(2).sum(1)
+        for j0 in starts[a:]:
+            if j0 == i0:
+                Xj, Yj, nxj, nyj = Xi, Yi, nxi, nyi
+            else:
+                Xj = _as_tensor(points[j0:j0 + rows], dtype, device)
+                Yj = apply(Xj)
+                nxj, nyj = Xj.pow(2).sum(1), Yj.pow(2).sum(1)
+            scale = nxi[:, None] + nxj[None, :]
+            dx = scale - 2 * (Xi @ Xj.T)
+            dy = nyi[:, None] + nyj[None, :] - 2 * (Yi @ Yj.T)
+            valid = torch.ones_like(dx, dtype=torch.bool)
+            if j0 == i0:
+                valid = torch.triu(valid, diagonal=1)
+            zero = valid & (dx <= ZERO_DISTANCE_RTOL * scale)
+            valid &= ~zero
+            yield i0, j0, dy / torch.where(valid, dx, torch.ones_like(dx)), valid, int(zero.sum())
+
+
+@torch.no_grad()
+def evaluate(linear_map, points, mode: str = "norms", *, memory_budget: int = DEFAULT_MEMORY_BUDGET,
+             dtype: torch.dtype = torch.float64, quantiles: bool = True) -> DistortionReport:
+    """Exact distortion of ``linear_map`` on ``points`` (n, d), over points or over pairs.
+
+    ``linear_map`` is a (k, d) matrix (numpy or torch) or an operator with ``apply(X)``
+    mapping an (m, d) tensor to (m, k), and ``d``. ``quantiles=False`` skips the median
+    and 99th percentile (reported as NaN), which saves the second pass in pairs mode.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    apply, d, device = as_linear_map(linear_map, dtype)
+    n = _check_points(points, d)
+    itemsize = torch.finfo(dtype).bits // 8
+    probe_k = apply(torch.zeros(1, d, dtype=dtype, device=device)).shape[1]
+    if mode == "norms":
+        rows = chunk_rows(d, probe_k, itemsize, memory_budget)
+        return _evaluate_norms(apply, points, n, rows, dtype, device, quantiles)
+    if n < 2:
+        raise ValueError("pairs mode needs at least 2 points")
+    rows = block_rows(d, probe_k, itemsize, memory_budget)
+    return _evaluate_pairs(apply, points, rows, dtype, device, quantiles)
+
+
+def _evaluate_norms(apply, points, n, rows, dtype, device, quantiles) -> DistortionReport:
     eps, worst, rmin, rmax, total = -1.0, -1, math.inf, -math.inf, 0.0
-    for start in range(0, n, rows):
-        X = _as_tensor(points[start:start + rows], dtype, A.device)
-        if X.ndim != 2 or X.shape[1] != d:
-            raise ValueError(f"points must have shape (n, {d}), got a chunk of shape {tuple(X.shape)}")
-        ratios = (X @ A.T).pow(2).sum(1) / X.pow(2).sum(1)
+    deviations = np.empty(n) if quantiles else None  # n floats: the exact median needs them all
+    for start, ratios in _norm_chunks(apply, points, rows, dtype, device):
         dev = (ratios - 1.0).abs()
         i = int(dev.argmax())
         if float(dev[i]) > eps:
             eps, worst = float(dev[i]), start + i
-        rmin = min(rmin, float(ratios.min()))
-        rmax = max(rmax, float(ratios.max()))
+        rmin, rmax = min(rmin, float(ratios.min())), max(rmax, float(ratios.max()))
         total += float(dev.sum())
-    if n == 0:
-        raise ValueError("points is empty")
-    return DistortionReport(epsilon=eps, worst_index=worst, min_ratio=rmin, max_ratio=rmax,
-                            mean_abs=total / n, n_points=n)
+        if quantiles:
+            deviations[start:start + len(dev)] = dev.cpu().numpy()
+    median = p99 = math.nan
+    if quantiles:
+        median, p99 = (float(v) for v in np.quantile(deviations, [0.5, 0.99]))
+    return DistortionReport("norms", eps, worst, rmin, rmax, total / n, median, p99, n)
 
 
-def max_distortion(matrix, points, **kwargs) -> float:
+def _evaluate_pairs(apply, points, rows, dtype, device, quantiles) -> DistortionReport:
+    eps, worst, rmin, rmax, total, count, zeros = -1.0, (-1, -1), math.inf, -math.inf, 0.0, 0, 0
+    for i0, j0, ratios, valid, zero in _pair_blocks(apply, points, rows, dtype, device):
+        zeros += zero
+        if not bool(valid.any()):
+            continue
+        dev = torch.where(valid, (ratios - 1.0).abs(), torch.full_like(ratios, -1.0))
+        flat = int(dev.argmax())
+        if float(dev.view(-1)[flat]) > eps:
+            eps = float(dev.view(-1)[flat])
+            worst = (i0 + flat // dev.shape[1], j0 + flat % dev.shape[1])
+        r = ratios[valid]
+        rmin, rmax = min(rmin, float(r.min())), max(rmax, float(r.max()))
+        total += float((r - 1.0).abs().sum())
+        count += int(r.numel())
+    if count == 0:
+        raise ValueError("every pair of points is at distance zero: the pairs distortion is undefined")
+    median = p99 = math.nan
+    if quantiles:
+        median, p99 = _pair_quantiles(apply, points, rows, dtype, device, count, eps, (0.5, 0.99))
+    return DistortionReport("pairs", eps, worst, rmin, rmax, total / count, median, p99, count, zeros)
+
+
+def _pair_quantiles(apply, points, rows, dtype, device, count, top, qs) -> list[float]:
+    """Exact quantiles of |ratio - 1| over valid pairs, in two bounded passes.
+
+    Pass 1 counts values in fixed bins over [0, top]; pass 2 keeps only the values in
+    the bins that hold the wanted ranks and selects them exactly.
+    """
+    if top <= 0:
+        return [0.0 for _ in qs]
+    bins = _HISTOGRAM_BINS
+    scale = bins / top
+
+    def binned(ratios, valid):
+        dev = (ratios[valid] - 1.0).abs()
+        return dev, (dev * scale).long().clamp_(0, bins - 1)
+
+    hist = torch.zeros(bins, dtype=torch.long)
+    for _, _, ratios, valid, _ in _pair_blocks(apply, points, rows, dtype, device):
+        _, idx = binned(ratios, valid)
+        hist += torch.bincount(idx.cpu(), minlength=bins)
+    cumulative = torch.cumsum(hist, 0)
+    ranks = set()  # numpy's "linear": interpolate between ranks floor(q (N-1)) and the next
+    for q in qs:
+        pos = q * (count - 1)
+        ranks.update({math.floor(pos), min(math.floor(pos) + 1, count - 1)})
+    wanted = {r: int(torch.searchsorted(cumulative, torch.tensor(r), right=True)) for r in ranks}
+    kept = {b: [] for b in set(wanted.values())}
+    for _, _, ratios, valid, _ in _pair_blocks(apply, points, rows, dtype, device):
+        dev, idx = binned(ratios, valid)
+        for b in kept:
+            sel = dev[idx == b]
+            if sel.numel():
+                kept[b].append(sel.cpu())
+    values = {b: torch.sort(torch.cat(v)).values if v else torch.empty(0) for b, v in kept.items()}
+    by_rank = {}
+    for r, b in wanted.items():
+        before = int(cumulative[b - 1]) if b > 0 else 0
+        by_rank[r] = float(values[b][r - before])
+    out = []
+    for q in qs:
+        pos = q * (count - 1)
+        lo = math.floor(pos)
+        hi = min(lo + 1, count - 1)
+        out.append(by_rank[lo] + (by_rank[hi] - by_rank[lo]) * (pos - lo))
+    return out
+
+
+def norm_distortion(matrix, points, *, memory_budget: int = DEFAULT_MEMORY_BUDGET,
+                    dtype: torch.dtype = torch.float64, quantiles: bool = True) -> DistortionReport:
+    """Exact distortion of ``matrix`` (k, d) on every row of ``points`` (n, d)."""
+    return evaluate(matrix, points, "norms", memory_budget=memory_budget, dtype=dtype, quantiles=quantiles)
+
+
+def pair_distortion(linear_map, points, *, memory_budget: int = DEFAULT_MEMORY_BUDGET,
+                    dtype: torch.dtype = torch.float64, quantiles: bool = True) -> DistortionReport:
+    """Exact distortion of ``linear_map`` over all pairs of rows of ``points``."""
+    return evaluate(linear_map, points, "pairs", memory_budget=memory_budget, dtype=dtype, quantiles=quantiles)
+
+
+def max_distortion(matrix, points, mode: str = "norms", **kwargs) -> float:
     """Shorthand: the worst-case epsilon of ``matrix`` on ``points``."""
-    return norm_distortion(matrix, points, **kwargs).epsilon
+    return evaluate(matrix, points, mode, quantiles=False, **kwargs).epsilon

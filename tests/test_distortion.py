@@ -62,3 +62,78 @@ def test_gaussian_baseline_is_seeded_and_consistent():
     b = gaussian_baseline(X, 5, draws=20, seed=4)
     assert a == b
     assert 0 < a["best"] <= a["mean"]
+
+
+def brute_force_pairs(A, X):
+    """Difference vectors, float64, every pair i < j with x_i != x_j."""
+    ratios, pairs, zeros = [], [], 0
+    for i in range(len(X)):
+        for j in range(i + 1, len(X)):
+            diff = X[i] - X[j]
+            if not np.any(diff):
+                zeros += 1
+                continue
+            ratios.append(float(np.sum((A @ diff) ** 2) / np.sum(diff ** 2)))
+            pairs.append((i, j))
+    ratios = np.array(ratios)
+    dev = np.abs(ratios - 1)
+    return dev, ratios, pairs[int(np.argmax(dev))], zeros
+
+
+@pytest.mark.parametrize("budget", [1, 5000, 2**28])  # from 1-row blocks to one block
+def test_pair_distortion_equals_brute_force(budget):
+    from jl_lightning.distortion import pair_distortion
+
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((23, 9))
+    X[7] = X[2]  # a duplicate point: skipped and counted, not divided by zero
+    A = rng.standard_normal((4, 9)) / 2
+    report = pair_distortion(A, X, memory_budget=budget)
+    dev, ratios, worst, zeros = brute_force_pairs(A, X)
+    assert report.mode == "pairs" and report.count == len(dev) == 23 * 22 // 2 - 1
+    assert report.zero_distance_pairs == zeros == 1
+    assert report.epsilon == pytest.approx(dev.max(), rel=1e-10)
+    assert report.worst_index == worst
+    assert report.min_ratio == pytest.approx(ratios.min(), rel=1e-10)
+    assert report.max_ratio == pytest.approx(ratios.max(), rel=1e-10)
+    assert report.mean_abs == pytest.approx(dev.mean(), rel=1e-10)
+    assert report.median_abs == pytest.approx(np.quantile(dev, 0.5), rel=1e-10)
+    assert report.p99_abs == pytest.approx(np.quantile(dev, 0.99), rel=1e-10)
+
+
+def test_norm_quantiles_equal_numpy():
+    rng = np.random.default_rng(4)
+    X, A = rng.standard_normal((101, 7)), rng.standard_normal((3, 7))
+    ratios = np.sum((X @ A.T) ** 2, 1) / np.sum(X ** 2, 1)
+    report = norm_distortion(A, X, memory_budget=300)
+    assert report.median_abs == pytest.approx(np.quantile(np.abs(ratios - 1), 0.5), rel=1e-12)
+    assert report.p99_abs == pytest.approx(np.quantile(np.abs(ratios - 1), 0.99), rel=1e-12)
+
+
+def test_an_operator_is_applied_without_a_matrix():
+    from jl_lightning.distortion import evaluate
+
+    rng = np.random.default_rng(5)
+    X, A = rng.standard_normal((30, 8)), rng.standard_normal((3, 8))
+
+    class Operator:
+        d = 8
+
+        def apply(self, points):
+            return points @ torch.as_tensor(A).T
+
+    for mode in ("norms", "pairs"):
+        assert evaluate(Operator(), X, mode).to_dict() == evaluate(A, X, mode).to_dict()
+
+
+def test_bad_calls_are_refused():
+    from jl_lightning.distortion import evaluate
+
+    with pytest.raises(ValueError, match="mode must be one of"):
+        evaluate(np.eye(3), np.ones((4, 3)), "triples")
+    with pytest.raises(ValueError, match="the linear map expects d=3"):
+        evaluate(np.eye(3), np.ones((4, 5)))
+    with pytest.raises(ValueError, match="pairs mode needs at least 2 points"):
+        evaluate(np.eye(3), np.ones((1, 3)), "pairs")
+    with pytest.raises(ValueError, match="every pair of points is at distance zero"):
+        evaluate(np.eye(3), np.ones((4, 3)), "pairs")
