@@ -1,0 +1,94 @@
+"""Random constructions, PCA and the JL bound: scaling, exactness and published values."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from jl_lightning.baselines import (
+    SRHT, best_scale, fwht, johnson_lindenstrauss_eps, johnson_lindenstrauss_min_dim, pca_baseline,
+    pca_matrix, random_baseline, random_map, sparse_density)
+from jl_lightning.distortion import evaluate
+
+
+def test_fwht_equals_the_explicit_hadamard_matrix():
+    linalg = pytest.importorskip("scipy.linalg")
+    x = torch.randn(5, 64, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    H = torch.as_tensor(linalg.hadamard(64), dtype=torch.float64)
+    torch.testing.assert_close(fwht(x), x @ H, rtol=1e-12, atol=1e-10)
+
+
+def test_fwht_refuses_a_length_that_is_not_a_power_of_two():
+    with pytest.raises(ValueError, match="power of 2"):
+        fwht(torch.ones(2, 12))
+
+
+@pytest.mark.parametrize("method", ["gaussian", "rademacher", "sparse", "srht"])
+def test_each_random_map_preserves_norms_in_expectation(method):
+    """E ||A x||^2 = ||x||^2: mean over 2000 draws within 5 standard errors (std estimated)."""
+    gen = torch.Generator().manual_seed(1)
+    d, k, draws = 100, 8, 2000  # d=100 pads to 128 for the SRHT
+    x = torch.randn(1, d, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    vals = []
+    for _ in range(draws):
+        A = random_map(method, k, d, gen)
+        y = A.apply(x) if isinstance(A, SRHT) else x @ A.T
+        vals.append(float(y.pow(2).sum() / x.pow(2).sum()))
+    vals = np.array(vals)
+    assert abs(vals.mean() - 1) < 5 * vals.std() / math.sqrt(draws)
+
+
+def test_srht_is_never_a_dense_matrix_but_agrees_with_one():
+    gen = torch.Generator().manual_seed(3)
+    op = SRHT(6, 20, gen)
+    X = torch.randn(4, 20, dtype=torch.float64)
+    dense = op.apply(torch.eye(20, dtype=torch.float64)).T  # (k, d) built only for this check
+    torch.testing.assert_close(op.apply(X), X @ dense.T)
+    assert evaluate(op, X.numpy(), "pairs").epsilon == pytest.approx(evaluate(dense, X.numpy(), "pairs").epsilon)
+
+
+def test_sparse_density_follows_scikit_learn():
+    assert sparse_density("auto", 400) == pytest.approx(1 / 20)
+    A = random_map("sparse", 50, 400, torch.Generator().manual_seed(0))
+    nonzero = float((A != 0).double().mean())
+    assert abs(nonzero - 1 / 20) < 5 * math.sqrt((1 / 20) * (19 / 20) / A.numel())
+    assert set(np.unique(np.abs(A.numpy()[A.numpy() != 0])).round(12)) == {round(math.sqrt(20 / 50), 12)}
+
+
+def test_jl_min_dim_matches_scikit_learn_published_values():
+    # scikit-learn's docstring: n=100 at eps 0.1, 0.2, 0.5
+    assert johnson_lindenstrauss_min_dim(100, eps=[0.1, 0.2, 0.5]).tolist() == [3947, 1062, 221]
+    assert int(johnson_lindenstrauss_min_dim(1e6, eps=0.5)) == 663
+
+
+def test_jl_eps_inverts_min_dim():
+    for n, eps in ((100, 0.1), (100, 0.5), (10**6, 0.3)):
+        k = int(johnson_lindenstrauss_min_dim(n, eps))
+        back = johnson_lindenstrauss_eps(n, k)
+        assert back >= eps - 1e-9 and johnson_lindenstrauss_min_dim(n, back) <= k
+    assert johnson_lindenstrauss_eps(100, 5) == math.inf  # no guarantee at all
+
+
+def test_pca_best_scale_is_the_minimax_factor():
+    X = np.random.default_rng(0).standard_normal((60, 12))
+    A = pca_matrix(X, 4)
+    report = evaluate(A, X)
+    c, eps = best_scale(report)
+    assert evaluate(c * A, X).epsilon == pytest.approx(eps, rel=1e-10)
+    for other in (0.9 * c, 1.1 * c):  # any other scale is worse
+        assert evaluate(other * A, X).epsilon > eps
+    summary = pca_baseline(X, 4)
+    assert summary["epsilon_scaled"] == pytest.approx(eps) and summary["epsilon"] == pytest.approx(report.epsilon)
+
+
+def test_random_baseline_is_seeded_and_bests_are_bests():
+    X = np.random.default_rng(1).standard_normal((40, 32))
+    for method in ("rademacher", "sparse", "srht"):
+        a = random_baseline(method, X, 8, draws=10, seed=3, mode="pairs")
+        assert a == random_baseline(method, X, 8, draws=10, seed=3, mode="pairs")
+        assert 0 < a["best"] <= a["mean"]
+    with pytest.raises(ValueError, match="unknown method"):
+        random_map("fourier", 2, 4, torch.Generator())
