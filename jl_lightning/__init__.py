@@ -7,8 +7,9 @@ The data flow, one module each:
     sampling     -> reparameterized samples of A X^T (span trick when n <= d)
     variance     -> the sigma^2 parameterizations (raw clamped, log)
     sampler      -> the LightningModule holding M and sigma^2
-    distortion   -> exact, chunked, float64 distortion of any matrix
-    baselines    -> the random N(0, 1/k) reference
+    distortion   -> exact, chunked, float64 distortion of any linear map (norms or pairs)
+    baselines    -> Gaussian, Rademacher, sparse, SRHT, PCA references and the JL bound
+    log_schedule -> the one predicate deciding at which steps anything is logged
     callbacks/   -> variance monitor, switch to the deterministic mean, exact evaluation
     train        -> the Hydra entry point ``jl-train``
     export       -> embedding.npy and summary.json in the run folder
