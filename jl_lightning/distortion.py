@@ -122,27 +122,33 @@ def _norm_chunks(apply: LinearMap, points, rows: int, dtype, device) -> Iterator
         yield start, apply(X).pow(2).sum(1) / X.pow(2).sum(1)
 
 
-def _pair_blocks(apply: LinearMap, points, rows: int, dtype, device
+def _pair_blocks(apply: LinearMap, points, rows: int, dtype, device, other=None
                  ) -> Iterator[tuple[int, int, torch.Tensor, torch.Tensor, int]]:
-    """Yield (i0, j0, ratios, valid mask, zero-distance count) for blocks i0 <= j0 of the upper triangle."""
-    n = len(points)
-    starts = list(range(0, n, rows))
+    """Yield (i0, j0, ratios, valid mask, zero-distance count) block by block.
+
+    Without ``other``: the pairs i < j of ``points`` (blocks i0 <= j0 of the upper triangle).
+    With ``other``: every pair (i, j) of a row of ``points`` and a row of ``other``.
+    """
+    cross = other is not None
+    second = other if cross else points
+    starts = list(range(0, len(points), rows))
+    second_starts = list(range(0, len(second), rows))
     for a, i0 in enumerate(starts):
         Xi = _as_tensor(points[i0:i0 + rows], dtype, device)
         Yi = apply(Xi)
         nxi, nyi = Xi.pow(2).sum(1), Yi.pow(2).sum(1)
-        for j0 in starts[a:]:
-            if j0 == i0:
+        for j0 in (second_starts if cross else starts[a:]):
+            if j0 == i0 and not cross:
                 Xj, Yj, nxj, nyj = Xi, Yi, nxi, nyi
             else:
-                Xj = _as_tensor(points[j0:j0 + rows], dtype, device)
+                Xj = _as_tensor(second[j0:j0 + rows], dtype, device)
                 Yj = apply(Xj)
                 nxj, nyj = Xj.pow(2).sum(1), Yj.pow(2).sum(1)
             scale = nxi[:, None] + nxj[None, :]
             dx = scale - 2 * (Xi @ Xj.T)
             dy = nyi[:, None] + nyj[None, :] - 2 * (Yi @ Yj.T)
             valid = torch.ones_like(dx, dtype=torch.bool)
-            if j0 == i0:
+            if j0 == i0 and not cross:
                 valid = torch.triu(valid, diagonal=1)
             zero = valid & (dx <= ZERO_DISTANCE_RTOL * scale)
             valid &= ~zero
@@ -151,15 +157,20 @@ def _pair_blocks(apply: LinearMap, points, rows: int, dtype, device
 
 @torch.no_grad()
 def evaluate(linear_map, points, mode: str = "norms", *, memory_budget: int = DEFAULT_MEMORY_BUDGET,
-             dtype: torch.dtype = torch.float64, quantiles: bool = True) -> DistortionReport:
+             dtype: torch.dtype = torch.float64, quantiles: bool = True, other=None) -> DistortionReport:
     """Exact distortion of ``linear_map`` on ``points`` (n, d), over points or over pairs.
 
     ``linear_map`` is a (k, d) matrix (numpy or torch) or an operator with ``apply(X)``
     mapping an (m, d) tensor to (m, k), and ``d``. ``quantiles=False`` skips the median
     and 99th percentile (reported as NaN), which saves the second pass in pairs mode.
+    ``other`` (pairs mode only): a second set of points; the pairs are then every
+    (row of ``points``, row of ``other``), e.g. train x held-out, and ``worst_index``
+    indexes (points, other).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if other is not None and mode != "pairs":
+        raise ValueError("a second set of points (other=...) needs mode='pairs'")
     apply, d, device = as_linear_map(linear_map, dtype)
     n = _check_points(points, d)
     itemsize = torch.finfo(dtype).bits // 8
@@ -167,10 +178,12 @@ def evaluate(linear_map, points, mode: str = "norms", *, memory_budget: int = DE
     if mode == "norms":
         rows = chunk_rows(d, probe_k, itemsize, memory_budget)
         return _evaluate_norms(apply, points, n, rows, dtype, device, quantiles)
-    if n < 2:
+    if other is not None:
+        _check_points(other, d)
+    elif n < 2:
         raise ValueError("pairs mode needs at least 2 points")
     rows = block_rows(d, probe_k, itemsize, memory_budget)
-    return _evaluate_pairs(apply, points, rows, dtype, device, quantiles)
+    return _evaluate_pairs(apply, points, rows, dtype, device, quantiles, other)
 
 
 def _evaluate_norms(apply, points, n, rows, dtype, device, quantiles) -> DistortionReport:
@@ -191,9 +204,9 @@ def _evaluate_norms(apply, points, n, rows, dtype, device, quantiles) -> Distort
     return DistortionReport("norms", eps, worst, rmin, rmax, total / n, median, p99, n)
 
 
-def _evaluate_pairs(apply, points, rows, dtype, device, quantiles) -> DistortionReport:
+def _evaluate_pairs(apply, points, rows, dtype, device, quantiles, other=None) -> DistortionReport:
     eps, worst, rmin, rmax, total, count, zeros = -1.0, (-1, -1), math.inf, -math.inf, 0.0, 0, 0
-    for i0, j0, ratios, valid, zero in _pair_blocks(apply, points, rows, dtype, device):
+    for i0, j0, ratios, valid, zero in _pair_blocks(apply, points, rows, dtype, device, other):
         zeros += zero
         if not bool(valid.any()):
             continue
@@ -210,11 +223,11 @@ def _evaluate_pairs(apply, points, rows, dtype, device, quantiles) -> Distortion
         raise ValueError("every pair of points is at distance zero: the pairs distortion is undefined")
     median = p99 = math.nan
     if quantiles:
-        median, p99 = _pair_quantiles(apply, points, rows, dtype, device, count, eps, (0.5, 0.99))
+        median, p99 = _pair_quantiles(apply, points, rows, dtype, device, count, eps, (0.5, 0.99), other)
     return DistortionReport("pairs", eps, worst, rmin, rmax, total / count, median, p99, count, zeros)
 
 
-def _pair_quantiles(apply, points, rows, dtype, device, count, top, qs) -> list[float]:
+def _pair_quantiles(apply, points, rows, dtype, device, count, top, qs, other=None) -> list[float]:
     """Exact quantiles of |ratio - 1| over valid pairs, in two bounded passes.
 
     Pass 1 counts values in fixed bins over [0, top]; pass 2 keeps only the values in
@@ -230,7 +243,7 @@ def _pair_quantiles(apply, points, rows, dtype, device, count, top, qs) -> list[
         return dev, (dev * scale).long().clamp_(0, bins - 1)
 
     hist = torch.zeros(bins, dtype=torch.long)
-    for _, _, ratios, valid, _ in _pair_blocks(apply, points, rows, dtype, device):
+    for _, _, ratios, valid, _ in _pair_blocks(apply, points, rows, dtype, device, other):
         _, idx = binned(ratios, valid)
         hist += torch.bincount(idx.cpu(), minlength=bins)
     cumulative = torch.cumsum(hist, 0)
@@ -240,7 +253,7 @@ def _pair_quantiles(apply, points, rows, dtype, device, count, top, qs) -> list[
         ranks.update({math.floor(pos), min(math.floor(pos) + 1, count - 1)})
     wanted = {r: int(torch.searchsorted(cumulative, torch.tensor(r), right=True)) for r in ranks}
     kept = {b: [] for b in set(wanted.values())}
-    for _, _, ratios, valid, _ in _pair_blocks(apply, points, rows, dtype, device):
+    for _, _, ratios, valid, _ in _pair_blocks(apply, points, rows, dtype, device, other):
         dev, idx = binned(ratios, valid)
         for b in kept:
             sel = dev[idx == b]
@@ -260,6 +273,60 @@ def _pair_quantiles(apply, points, rows, dtype, device, count, top, qs) -> list[
     return out
 
 
+@torch.no_grad()
+def worst_pairs(linear_map, points, count: int, *, memory_budget: int = DEFAULT_MEMORY_BUDGET,
+                dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The ``count`` pairs with the largest |ratio - 1|, exactly, over all pairs i < j.
+
+    Returns index vectors (i, j) and their deviations, sorted worst first (fewer than
+    ``count`` when there are fewer valid pairs). Zero-distance pairs are skipped.
+    The active-set training strategy refreshes its hard pairs with this.
+    """
+    apply, d, device = as_linear_map(linear_map, dtype)
+    n = _check_points(points, d)
+    if n < 2:
+        raise ValueError("pairs need at least 2 points")
+    itemsize = torch.finfo(dtype).bits // 8
+    probe_k = apply(torch.zeros(1, d, dtype=dtype, device=device)).shape[1]
+    rows = block_rows(d, probe_k, itemsize, memory_budget)
+    best_dev = torch.empty(0, dtype=dtype)
+    best_i = torch.empty(0, dtype=torch.long)
+    best_j = torch.empty(0, dtype=torch.long)
+    for i0, j0, ratios, valid, _ in _pair_blocks(apply, points, rows, dtype, device):
+        dev = torch.where(valid, (ratios - 1.0).abs(), torch.full_like(ratios, -1.0)).view(-1)
+        top = torch.topk(dev, min(count, dev.numel()))
+        keep = top.values >= 0
+        width = ratios.shape[1]
+        flat = top.indices[keep]
+        best_dev = torch.cat([best_dev, top.values[keep].cpu()])
+        best_i = torch.cat([best_i, (i0 + flat // width).cpu()])
+        best_j = torch.cat([best_j, (j0 + flat % width).cpu()])
+        if best_dev.numel() > count:
+            order = torch.topk(best_dev, count).indices
+            best_dev, best_i, best_j = best_dev[order], best_i[order], best_j[order]
+    order = torch.argsort(best_dev, descending=True)
+    return best_i[order], best_j[order], best_dev[order]
+
+
+def heldout_reports(linear_map, train_points, heldout_points, *, memory_budget: int = DEFAULT_MEMORY_BUDGET,
+                    quantiles: bool = True) -> dict[str, DistortionReport]:
+    """Exact reports on held-out data: ``points`` (their norms; left out if one is the zero
+    vector), ``pairs`` (held-out x held-out; left out with fewer than 2 distinct points)
+    and ``cross_pairs`` (train x held-out)."""
+    kwargs = dict(memory_budget=memory_budget, quantiles=quantiles)
+    val = np.asarray(heldout_points)
+    reports = {}
+    if (val ** 2).sum(1).min() > 0:
+        reports["points"] = evaluate(linear_map, val, "norms", **kwargs)
+    if len(val) >= 2:
+        try:
+            reports["pairs"] = evaluate(linear_map, val, "pairs", **kwargs)
+        except ValueError:  # every held-out pair at distance zero
+            pass
+    reports["cross_pairs"] = evaluate(linear_map, train_points, "pairs", other=val, **kwargs)
+    return reports
+
+
 def norm_distortion(matrix, points, *, memory_budget: int = DEFAULT_MEMORY_BUDGET,
                     dtype: torch.dtype = torch.float64, quantiles: bool = True) -> DistortionReport:
     """Exact distortion of ``matrix`` (k, d) on every row of ``points`` (n, d)."""
@@ -267,9 +334,11 @@ def norm_distortion(matrix, points, *, memory_budget: int = DEFAULT_MEMORY_BUDGE
 
 
 def pair_distortion(linear_map, points, *, memory_budget: int = DEFAULT_MEMORY_BUDGET,
-                    dtype: torch.dtype = torch.float64, quantiles: bool = True) -> DistortionReport:
-    """Exact distortion of ``linear_map`` over all pairs of rows of ``points``."""
-    return evaluate(linear_map, points, "pairs", memory_budget=memory_budget, dtype=dtype, quantiles=quantiles)
+                    dtype: torch.dtype = torch.float64, quantiles: bool = True, other=None) -> DistortionReport:
+    """Exact distortion of ``linear_map`` over all pairs of rows of ``points``
+    (or, with ``other``, over all pairs of a row of ``points`` and a row of ``other``)."""
+    return evaluate(linear_map, points, "pairs", memory_budget=memory_budget, dtype=dtype,
+                    quantiles=quantiles, other=other)
 
 
 def max_distortion(matrix, points, mode: str = "norms", **kwargs) -> float:

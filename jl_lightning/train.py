@@ -60,10 +60,10 @@ def train(cfg: DictConfig) -> dict:
     _quiet_lightning()
     from lightning.pytorch.callbacks import Checkpoint, ProgressBar
 
-    from jl_lightning.baselines import gaussian_baseline
+    from jl_lightning.baselines import random_baseline
     from jl_lightning.callbacks import DeterministicSwitch, DistortionTracker, VarianceMonitor
     from jl_lightning.data import validate_k
-    from jl_lightning.distortion import norm_distortion
+    from jl_lightning.distortion import evaluate
 
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
@@ -87,8 +87,8 @@ def train(cfg: DictConfig) -> dict:
                           enable_progress_bar=interactive and _find(callbacks, ProgressBar) is not None,
                           enable_checkpointing=_find(callbacks, Checkpoint) is not None)
 
-    baseline = gaussian_baseline(datamodule.points, k, draws=int(cfg.baseline.draws),
-                                 seed=int(cfg.baseline.seed))
+    baseline = random_baseline("gaussian", datamodule.points, k, draws=int(cfg.baseline.draws),
+                               seed=int(cfg.baseline.seed), mode=model.mode)
     log.info("Gaussian N(0,1/k) baseline over %d draws: mean %.4g, best %.4g",
              baseline["draws"], baseline["mean"], baseline["best"])
 
@@ -97,8 +97,8 @@ def train(cfg: DictConfig) -> dict:
     fit_seconds = time.perf_counter() - fit_started
 
     tracker = _find(callbacks, DistortionTracker)
-    final = tracker.final_report if tracker and tracker.final_report else norm_distortion(
-        model.embedding, datamodule.points)
+    final = tracker.final_report if tracker and tracker.final_report else evaluate(
+        model.embedding, datamodule.points, model.mode)
     if tracker and tracker.best_embedding is not None and tracker.best_distortion <= final.epsilon:
         embedding, best, best_step = tracker.best_embedding, tracker.best_distortion, tracker.best_step
     else:
@@ -111,7 +111,9 @@ def train(cfg: DictConfig) -> dict:
         "best_distortion": best,
         "best_step": best_step,
         "exported": "embedding.npy holds the best M / sqrt(k) (shape k x d); y = embedding @ x",
+        "mode": model.mode,
         "final_report": final.to_dict(),
+        "heldout": _heldout_summary(datamodule, embedding),
         "baseline_gaussian": baseline,
         "switch_step": switch.switch_step if switch else None,
         "sigma2_final": model.variance.current(),
@@ -121,6 +123,10 @@ def train(cfg: DictConfig) -> dict:
         "wall_seconds": time.perf_counter() - started,
         "seed": int(cfg.seed),
         "n": datamodule.n,
+        "n_heldout": 0 if datamodule.val_points is None else len(datamodule.val_points),
+        # rows of the source held out from training (data.val_fraction, data.split_seed)
+        "heldout_rows": None if datamodule.val_points is None else datamodule.val_index.tolist(),
+        "duplicates": datamodule.duplicates,
         "d": datamodule.dim,
         "k": k,
         "torch_threads": torch.get_num_threads(),
@@ -133,6 +139,17 @@ def train(cfg: DictConfig) -> dict:
           f"Gaussian N(0,1/k) baseline: mean {baseline['mean']:.3f}, best of {baseline['draws']} "
           f"{baseline['best']:.3f} | run folder {run_dir}", flush=True)
     return summary
+
+
+def _heldout_summary(datamodule, embedding) -> dict | None:
+    """Exact reports of the exported matrix on the held-out points, their pairs and the
+    train x held-out pairs (None without a split)."""
+    if datamodule.val_points is None:
+        return None
+    from jl_lightning.distortion import heldout_reports
+
+    reports = heldout_reports(embedding, datamodule.points, datamodule.val_points)
+    return {name: report.to_dict() for name, report in reports.items()}
 
 
 def _quiet_lightning() -> None:

@@ -118,3 +118,38 @@ def test_same_config_and_seed_give_identical_embedding(cfg_factory):
                      (a["run_dir"], b["run_dir"]))
     assert first == second
     assert a["final_distortion"] == b["final_distortion"]
+
+
+def _brute_pairs_eps(A: np.ndarray, X: np.ndarray) -> float:
+    """Worst |‖A(x_i - x_j)‖²/‖x_i - x_j‖² - 1| over i < j, from explicit difference vectors."""
+    worst = 0.0
+    for i in range(len(X) - 1):
+        diff = X[i] - X[i + 1:]
+        dx = (diff ** 2).sum(1)
+        ok = dx > 0
+        worst = max(worst, float(np.abs(((diff[ok] @ A.T) ** 2).sum(1) / dx[ok] - 1).max()))
+    return worst
+
+
+def test_digits_pairs_beats_the_best_of_20_gaussian_draws(tmp_path):
+    pytest.importorskip("sklearn")
+    from sklearn.datasets import load_digits
+
+    run_dir = tmp_path / "digits"
+    proc = jl_train("experiment=digits_pairs", "trainer.max_steps=300", "baseline.draws=20", "log_every=50",
+                    f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["mode"] == "pairs" and summary["baseline_gaussian"]["mode"] == "pairs"
+    assert summary["best_distortion"] < summary["baseline_gaussian"]["best"]
+    # the active strategy's reported figure is the exact all-pairs epsilon of the exported matrix
+    digits = load_digits().data
+    heldout = np.array(summary["heldout_rows"])
+    train_rows = np.setdiff1d(np.arange(len(digits)), heldout)
+    assert len(heldout) == round(0.2 * len(digits)) == summary["n_heldout"]
+    embedding = np.load(run_dir / "embedding.npy")
+    assert _brute_pairs_eps(embedding, digits[train_rows]) == pytest.approx(summary["best_distortion"], rel=1e-9)
+    assert _brute_pairs_eps(embedding, digits[heldout]) == pytest.approx(
+        summary["heldout"]["pairs"]["epsilon"], rel=1e-9)
+    assert set(summary["heldout"]) == {"points", "pairs", "cross_pairs"}
+    assert summary["heldout"]["cross_pairs"]["count"] == len(train_rows) * len(heldout)

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import itertools
+import logging
+import warnings
 
 import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
 
-from jl_lightning.data.validation import validate_points
+from jl_lightning.data.validation import duplicate_rows, split_indices, validate_points
+from jl_lightning.errors import JLInputError
+
+log = logging.getLogger("jl_lightning")
+NORMALIZE_CHOICES = ("auto", True, False)
+
+
+class DuplicatePointsWarning(UserWarning):
+    """Pairs mode found repeated points: their pairs are at distance 0 and left out of every figure."""
 
 
 class FullBatchLoader:
@@ -38,20 +48,44 @@ class JLDataModule(LightningDataModule):
     Parameters
     ----------
     source:
-        An object with ``load()`` and ``name`` (``GaussianPoints`` or ``FilePoints``).
+        An object with ``load()`` and ``name`` (``GaussianPoints``, ``FilePoints``, ``DigitsPoints``).
     normalize:
-        Scale every point to unit norm (the paper's setting). With ``False`` the
-        distortion is still the scale-free ratio ‖Ax‖²/‖x‖².
+        ``"auto"`` (default): scale every point to unit norm in norms mode (the paper's
+        setting) and leave the points as they are in pairs mode, where a per-point
+        rescaling would change the distances to preserve (and one global scale does
+        not matter: the ratio is scale-free). ``True``/``False`` force it.
+    mode:
+        ``"norms"`` or ``"pairs"``, the model's mode (``${model.mode}`` in the config):
+        it decides what ``auto`` normalization does and which checks apply.
+    center:
+        Subtract the mean point first (pair distances do not change; norms do).
+    val_fraction:
+        Fraction of the points held out, never seen by training (seeded by ``split_seed``).
 
-    After :meth:`setup`, ``points`` is the validated float64 numpy array used for
-    exact evaluation, and ``train_points`` its float32 tensor used for training.
+    After :meth:`setup`, ``points`` is the validated float64 numpy array of the training
+    points, used for exact evaluation, ``train_points`` its float32 tensor used for
+    training, and ``val_points`` the held-out points (None without a split);
+    ``train_index``/``val_index`` are their rows in the source.
     """
 
-    def __init__(self, source, normalize: bool = True):
+    def __init__(self, source, normalize="auto", mode: str = "norms", center: bool = False,
+                 val_fraction: float = 0.0, split_seed: int = 0):
         super().__init__()
+        if normalize not in NORMALIZE_CHOICES:
+            raise JLInputError(f"data.normalize must be auto, true or false, got {normalize!r}")
+        if mode not in ("norms", "pairs"):
+            raise JLInputError(f"data.mode must be norms or pairs, got {mode!r}")
         self.source = source
-        self.normalize = normalize
+        self.mode = mode
+        self.normalize = (mode == "norms") if normalize == "auto" else bool(normalize)
+        self.center = bool(center)
+        self.val_fraction = val_fraction
+        self.split_seed = int(split_seed)
         self.points: np.ndarray | None = None
+        self.val_points: np.ndarray | None = None
+        self.train_index: np.ndarray | None = None
+        self.val_index: np.ndarray | None = None
+        self.duplicates: dict | None = None
         self.train_points: torch.Tensor | None = None
         self._device_points: torch.Tensor | None = None
 
@@ -59,7 +93,20 @@ class JLDataModule(LightningDataModule):
         if self.points is not None:
             return
         raw = self.source.load()
-        self.points = validate_points(raw, self.source.name, normalize=self.normalize)
+        points = validate_points(raw, self.source.name, normalize=self.normalize, mode=self.mode,
+                                 center=self.center)
+        if self.mode == "pairs":
+            rows, pairs = duplicate_rows(points)
+            self.duplicates = {"rows": rows, "pairs": pairs}
+            if rows:
+                message = (f"{self.source.name}: {rows} duplicate row(s), {pairs} pair(s) at distance 0; "
+                           "these pairs are left out of the loss and of every reported figure")
+                warnings.warn(message, DuplicatePointsWarning, stacklevel=2)
+                log.warning("%s", message)
+        self.train_index, self.val_index = split_indices(len(points), self.val_fraction, self.split_seed,
+                                                         min_train=2 if self.mode == "pairs" else 1)
+        self.points = points[self.train_index]
+        self.val_points = points[self.val_index] if len(self.val_index) else None
         self.train_points = torch.from_numpy(self.points.astype(np.float32))
 
     @property

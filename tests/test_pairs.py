@@ -1,0 +1,259 @@
+"""Pairs mode: the training loss against brute-force difference vectors, both strategies,
+the smooth max, the held-out split, and the pairs-mode data checks."""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+
+import numpy as np
+import pytest
+import torch
+
+from jl_lightning.data import GaussianPoints, JLDataModule
+from jl_lightning.data.datamodule import DuplicatePointsWarning
+from jl_lightning.distortion import evaluate, heldout_reports, worst_pairs
+from jl_lightning.errors import JLInputError
+from jl_lightning.pair_loss import annealed_temperature, smooth_max
+from jl_lightning.sampler import GaussianSampler
+
+
+def make(k, d, **kw):
+    kw.setdefault("optimizer", partial(torch.optim.Adam, lr=0.01))
+    return GaussianSampler(k=k, dim=d, mode="pairs", **kw)
+
+
+def brute_pair_devs(A: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """|‖A(x_i - x_j)‖² / ‖x_i - x_j‖² - 1| over i < j, from explicit difference vectors."""
+    out = []
+    for i in range(len(X)):
+        for j in range(i + 1, len(X)):
+            diff = X[i] - X[j]
+            dx = diff @ diff
+            if dx > 0:
+                out.append(abs(np.sum((A @ diff) ** 2) / dx - 1))
+    return np.array(out)
+
+
+def data(n=12, d=9, seed=0, scale=3.0):
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(n, d, generator=gen) * scale + 1.0  # not centered, not unit norm
+
+
+@pytest.mark.parametrize("sampling", ["full", "span"])
+def test_exact_pair_loss_equals_brute_force_difference_vectors(sampling):
+    k, d, N = 4, 9, 5
+    x = data(n=8, d=d) if sampling == "span" else data(n=12, d=d)
+    model = make(k, d, n_samples=N, init_mean="gaussian", init_seed=3, init_variance=0.3,
+                 sampling=sampling, pair_strategy="exact")
+    torch.manual_seed(7)
+    term, hard = model.sample_distortions(x)
+    assert torch.equal(term.detach(), hard)
+    # the same samples, rebuilt: with the same seed the module draws the same noise
+    used, _, factor, _ = model._prepared(x)
+    torch.manual_seed(7)
+    embedded = model._embedded(used, factor, None).detach().double()  # (N, k, n) = A_s (X - mean)^T
+    X = x.double().numpy()
+    for s in range(N):
+        # brute force on the embedded points: Y_s has the same pair differences as A_s x
+        Y = embedded[s].T.numpy()
+        devs = []
+        for i in range(len(X)):
+            for j in range(i + 1, len(X)):
+                dx = np.sum((X[i] - X[j]) ** 2)
+                devs.append(abs(np.sum((Y[i] - Y[j]) ** 2) / dx - 1))
+        assert float(hard[s]) == pytest.approx(max(devs), rel=1e-4)
+
+
+def test_deterministic_pair_loss_is_the_exact_pair_distortion():
+    """sigma^2 = 0: the loss is the exact all-pairs epsilon of M / sqrt(k), in both strategies,
+    and matches the brute-force difference-vector loss."""
+    k, d = 3, 7
+    x = data(n=15, d=d)
+    A = (torch.randn(k, d, generator=torch.Generator().manual_seed(1)) / math.sqrt(k)).double().numpy()
+    expected = brute_pair_devs(A, x.double().numpy()).max()
+    for strategy in ("exact", "active"):
+        model = make(k, d, init_variance=0.0, pair_strategy=strategy, active_hard=200, active_random=10)
+        model.variance.freeze_at_zero()
+        with torch.no_grad():
+            model.mean.copy_(torch.from_numpy(A * math.sqrt(k)))
+        if strategy == "active":
+            model._prepared(x)
+            model.refresh_active_pairs(x)
+        loss, sampled, _ = model.objective(x)
+        assert float(loss.detach()) == pytest.approx(expected, rel=1e-4)
+        assert float(sampled) == pytest.approx(expected, rel=1e-4)
+
+
+def test_exact_pair_gradient_equals_autograd_through_the_brute_force_max():
+    k, d, N = 3, 6, 4
+    x = data(n=10, d=d)
+    model = make(k, d, n_samples=N, init_mean="gaussian", init_seed=2, init_variance=0.2,
+                 sampling="full", pair_strategy="exact")
+    torch.manual_seed(11)
+    loss, _, _ = model.objective(x)
+    loss.backward()
+    grad_module = model.mean.grad.clone()
+    # reference: every difference vector formed explicitly, max through autograd
+    M = model.mean.detach().clone().requires_grad_(True)
+    torch.manual_seed(11)
+    noise = torch.randn(N, k, d)
+    sigma = math.sqrt(0.2)
+    iu = torch.triu_indices(len(x), len(x), 1)
+    diffs = x[iu[0]] - x[iu[1]]
+    A = (M + sigma * noise) / math.sqrt(k)
+    ratios = (diffs @ A.transpose(1, 2)).pow(2).sum(-1) / diffs.pow(2).sum(1)
+    ref = (ratios - 1).abs().amax(1).mean() + 0.2 / 2
+    ref.backward()
+    assert float(loss) == pytest.approx(float(ref), rel=1e-4)
+    torch.testing.assert_close(grad_module, M.grad, rtol=1e-3, atol=1e-5)
+
+
+def test_active_set_draws_random_pairs_of_distinct_points_and_keeps_the_hard_pairs():
+    x = data(n=30, d=5)
+    model = make(2, 5, pair_strategy="active", active_hard=7, active_random=500)
+    model._prepared(x)
+    model.refresh_active_pairs(x)
+    i, j, dev = worst_pairs(model.embedding, (x - x.mean(0)).double().numpy(), 7)
+    assert torch.equal(model.active_pairs.hard_i, i) and torch.equal(model.active_pairs.hard_j, j)
+    di, dj = model.active_pairs.draw(torch.device("cpu"))
+    assert len(di) == 7 + 500 and bool((di != dj).all())
+    assert int(di.min()) >= 0 and int(max(di.max(), dj.max())) < 30
+
+
+def test_worst_pairs_are_the_brute_force_top_pairs():
+    X = data(n=25, d=6).double().numpy()
+    A = np.random.default_rng(0).standard_normal((3, 6)) / math.sqrt(3)
+    devs = {}
+    for a in range(25):
+        for b in range(a + 1, 25):
+            diff = X[a] - X[b]
+            devs[(a, b)] = abs(np.sum((A @ diff) ** 2) / (diff @ diff) - 1)
+    top = sorted(devs, key=devs.get, reverse=True)[:10]
+    for budget in (2**30, 3000):  # one block, and many small blocks
+        i, j, dev = worst_pairs(A, X, 10, memory_budget=budget)
+        assert list(zip(i.tolist(), j.tolist())) == top
+        np.testing.assert_allclose(dev.numpy(), [devs[p] for p in top], rtol=1e-10)
+
+
+def test_cross_pair_distortion_equals_brute_force():
+    X = data(n=14, d=5, seed=1).double().numpy()
+    Z = data(n=9, d=5, seed=2).double().numpy()
+    A = np.random.default_rng(1).standard_normal((2, 5))
+    ratios = [np.sum((A @ (a - b)) ** 2) / np.sum((a - b) ** 2) for a in X for b in Z]
+    for budget in (2**30, 2000):
+        report = evaluate(A, X, "pairs", other=Z, memory_budget=budget)
+        assert report.count == 14 * 9
+        assert report.epsilon == pytest.approx(max(abs(r - 1) for r in ratios), rel=1e-12)
+        assert report.min_ratio == pytest.approx(min(ratios), rel=1e-12)
+        i, j = report.worst_index
+        assert abs(np.sum((A @ (X[i] - Z[j])) ** 2) / np.sum((X[i] - Z[j]) ** 2) - 1) == pytest.approx(
+            report.epsilon, rel=1e-12)
+
+
+def test_heldout_reports_cover_points_pairs_and_cross_pairs():
+    X = data(n=10, d=4).double().numpy()
+    Z = data(n=5, d=4, seed=3).double().numpy()
+    A = np.eye(4)[:2]
+    reports = heldout_reports(A, X, Z)
+    assert set(reports) == {"points", "pairs", "cross_pairs"}
+    assert reports["points"].count == 5 and reports["pairs"].count == 10 and reports["cross_pairs"].count == 50
+
+
+def test_smooth_max_bounds_and_annealing():
+    dev = torch.tensor([[0.1, 0.5, 0.49, 0.0]])
+    for t in (1.0, 0.1, 0.01):
+        value = float(smooth_max(dev, t))
+        assert 0.5 <= value <= 0.5 + t * math.log(4) + 1e-7
+    assert annealed_temperature(0.1, 1e-4, 0, 100) == pytest.approx(0.1)
+    assert annealed_temperature(0.1, 1e-4, 50, 100) == pytest.approx(math.sqrt(0.1 * 1e-4))
+    assert annealed_temperature(0.1, 1e-4, 100, 100) == pytest.approx(1e-4)
+
+
+def test_smooth_exact_pairs_and_bad_pair_options_are_refused():
+    with pytest.raises(JLInputError, match="pair_strategy=active"):
+        make(2, 4, pair_strategy="exact", smooth_temperature=0.1)
+    with pytest.raises(JLInputError, match="model.pair_strategy"):
+        make(2, 4, pair_strategy="sampled")
+    with pytest.raises(JLInputError, match="model.mode"):
+        GaussianSampler(k=2, dim=4, mode="distances")
+    with pytest.raises(JLInputError, match="smooth_temperature"):
+        make(2, 4, pair_strategy="active", smooth_temperature=-1.0)
+
+
+# ------------------------------------------------------------------ data
+class ArraySource:
+    def __init__(self, array, name="test array"):
+        self.array, self.name = np.asarray(array, dtype=float), name
+
+    def load(self):
+        return self.array
+
+
+def test_heldout_split_is_seeded_disjoint_and_training_never_sees_it():
+    raw = np.random.default_rng(0).standard_normal((50, 6))
+    dm = JLDataModule(ArraySource(raw), mode="pairs", val_fraction=0.2, split_seed=4)
+    dm.setup()
+    assert len(dm.val_index) == 10 and len(dm.train_index) == 40
+    assert not set(dm.train_index) & set(dm.val_index)
+    assert sorted(set(dm.train_index) | set(dm.val_index)) == list(range(50))
+    np.testing.assert_array_equal(dm.points, raw[dm.train_index])  # pairs mode: not normalized
+    np.testing.assert_array_equal(dm.val_points, raw[dm.val_index])
+    served = next(iter(dm.train_dataloader()))
+    assert served.shape == (40, 6)
+    np.testing.assert_allclose(served.numpy(), raw[dm.train_index], rtol=1e-6)
+    again = JLDataModule(ArraySource(raw), mode="pairs", val_fraction=0.2, split_seed=4)
+    again.setup()
+    np.testing.assert_array_equal(again.val_index, dm.val_index)
+    other = JLDataModule(ArraySource(raw), mode="pairs", val_fraction=0.2, split_seed=5)
+    other.setup()
+    assert not np.array_equal(other.val_index, dm.val_index)
+
+
+def test_auto_normalization_follows_the_mode():
+    raw = np.random.default_rng(1).standard_normal((6, 3)) * 5
+    norms = JLDataModule(ArraySource(raw), mode="norms")
+    norms.setup()
+    np.testing.assert_allclose(np.linalg.norm(norms.points, axis=1), 1.0)
+    pairs = JLDataModule(ArraySource(raw), mode="pairs")
+    pairs.setup()
+    np.testing.assert_array_equal(pairs.points, raw)
+
+
+def test_duplicate_rows_warn_with_their_count_in_pairs_mode():
+    raw = np.array([[1.0, 2.0], [3.0, 4.0], [1.0, 2.0], [1.0, 2.0], [0.0, 0.0]])
+    dm = JLDataModule(ArraySource(raw, "dups.npy"), mode="pairs")
+    with pytest.warns(DuplicatePointsWarning, match=r"dups.npy: 2 duplicate row\(s\), 3 pair\(s\)"):
+        dm.setup()
+    assert dm.duplicates == {"rows": 2, "pairs": 3}
+    # a zero row is a fine point in pairs mode (only its pairs count)
+    assert dm.points.shape == (5, 2)
+    report = evaluate(np.eye(2), dm.points, "pairs")
+    assert report.zero_distance_pairs == 3 and report.count == 10 - 3
+
+
+@pytest.mark.parametrize("n", [1])
+def test_pairs_mode_needs_two_points(n):
+    dm = JLDataModule(ArraySource(np.ones((n, 3)), "one.csv"), mode="pairs")
+    with pytest.raises(JLInputError, match="one.csv: pairs mode needs at least 2 points"):
+        dm.setup()
+
+
+@pytest.mark.parametrize("fraction", [-0.1, 1.0, 1.5, "half"])
+def test_bad_val_fraction(fraction):
+    dm = JLDataModule(GaussianPoints(n=10, d=3), val_fraction=fraction)
+    with pytest.raises(JLInputError, match="data.val_fraction"):
+        dm.setup()
+
+
+def test_val_fraction_that_leaves_too_few_training_points():
+    dm = JLDataModule(GaussianPoints(n=3, d=3), mode="pairs", val_fraction=0.9)
+    with pytest.raises(JLInputError, match="leaves 0 training point"):
+        dm.setup()
+
+
+def test_bad_normalize_and_mode_options():
+    with pytest.raises(JLInputError, match="data.normalize"):
+        JLDataModule(GaussianPoints(n=3, d=3), normalize="yes")
+    with pytest.raises(JLInputError, match="data.mode"):
+        JLDataModule(GaussianPoints(n=3, d=3), mode="both")
