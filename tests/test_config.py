@@ -16,7 +16,8 @@ TINY = ["data.source.n=20", "data.source.d=30", "model.k=5", "model.n_samples=4"
 
 def test_experiment_paper_is_appendix_b(cfg_factory):
     cfg = cfg_factory("experiment=paper")
-    assert (cfg.data.source.n, cfg.data.source.d, cfg.data.normalize) == (100, 500, True)
+    assert (cfg.data.source.n, cfg.data.source.d, cfg.model.mode) == (100, 500, "norms")
+    assert cfg.data.normalize == "auto"  # unit norm in norms mode
     assert (cfg.model.k, cfg.model.n_samples, cfg.model.variance) == (30, 20, "raw")
     assert (cfg.model.init_variance, cfg.model.init_mean, cfg.model.reg_weight) == (1.0, "zeros", 1.0)
     assert cfg.optimizer._target_ == "torch.optim.Adam" and cfg.optimizer.lr == 0.01
