@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -53,6 +54,14 @@ def write_results(run_dir: str | Path, embedding: np.ndarray, summary: dict) -> 
     text = json.dumps(summary, indent=2, sort_keys=False, default=_jsonable).encode() + b"\n"
     _atomic_write(paths["summary.json"], lambda h: h.write(text))
     return paths
+
+
+def fingerprint(points: np.ndarray) -> str:
+    """sha256 of the training points as float64 (shape included): which data a matrix was learned on."""
+    array = np.ascontiguousarray(points, dtype=np.float64)
+    digest = hashlib.sha256(str(array.shape).encode())
+    digest.update(array.tobytes())
+    return "sha256:" + digest.hexdigest()
 
 
 def _jsonable(value):

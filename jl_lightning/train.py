@@ -18,11 +18,11 @@ import warnings
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from jl_lightning import __version__
 from jl_lightning.errors import JLInputError
-from jl_lightning.export import check_fresh, write_results
+from jl_lightning.export import check_fresh, fingerprint, write_results
 
 log = logging.getLogger("jl_lightning")
 
@@ -48,11 +48,27 @@ def _find(objects, cls):
 
 def train(cfg: DictConfig) -> dict:
     """Train one sampler as configured and write the run folder; returns the summary."""
-    started = time.perf_counter()
-    from hydra.utils import instantiate
-
     run_dir = Path(cfg.paths.output_dir)
     check_fresh(run_dir)
+    summary, embedding = fit_from_config(cfg)
+    summary["run_dir"] = str(run_dir)
+    write_results(run_dir, embedding, summary)
+    final, best, baseline = summary["final_distortion"], summary["best_distortion"], summary["baseline_gaussian"]
+    reference = "no baseline (baseline.draws=0)" if baseline is None else (
+        f"Gaussian N(0,1/k) baseline: mean {baseline['mean']:.3f}, best of {baseline['draws']} {baseline['best']:.3f}")
+    print(f"[jl] final deterministic distortion {final:.3e} (best {best:.3e}) | {reference} | "
+          f"run folder {run_dir}", flush=True)
+    return summary
+
+
+def fit_from_config(cfg: DictConfig, source=None) -> tuple[dict, "np.ndarray"]:
+    """Train one sampler as configured; returns (summary, exported (k, d) float64 matrix).
+
+    ``source`` replaces ``cfg.data.source`` (``JLEmbedding.fit`` passes an in-memory array).
+    Writes nothing itself except what the configured logger and callbacks write.
+    """
+    started = time.perf_counter()
+    from hydra.utils import instantiate
 
     import torch
     from lightning.pytorch import seed_everything
@@ -69,7 +85,13 @@ def train(cfg: DictConfig) -> dict:
         torch.set_num_threads(int(cfg.threads))
     seed_everything(int(cfg.seed), workers=True, verbose=False)
 
-    datamodule = instantiate(cfg.data)
+    if source is None:
+        datamodule = instantiate(cfg.data)
+    else:  # instantiate would merge (and convert) the object into the configured source: set it after
+        data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
+        data_cfg["source"] = None
+        datamodule = instantiate(data_cfg)
+        datamodule.source = source
     datamodule.setup("fit")  # loads and validates: bad data fails here, before any training
     k = validate_k(cfg.model.k, datamodule.dim)
     optimizer = instantiate(cfg.optimizer) if cfg.get("optimizer") else None
@@ -87,10 +109,12 @@ def train(cfg: DictConfig) -> dict:
                           enable_progress_bar=interactive and _find(callbacks, ProgressBar) is not None,
                           enable_checkpointing=_find(callbacks, Checkpoint) is not None)
 
-    baseline = random_baseline("gaussian", datamodule.points, k, draws=int(cfg.baseline.draws),
-                               seed=int(cfg.baseline.seed), mode=model.mode)
-    log.info("Gaussian N(0,1/k) baseline over %d draws: mean %.4g, best %.4g",
-             baseline["draws"], baseline["mean"], baseline["best"])
+    baseline = None
+    if int(cfg.baseline.draws) > 0:
+        baseline = random_baseline("gaussian", datamodule.points, k, draws=int(cfg.baseline.draws),
+                                   seed=int(cfg.baseline.seed), mode=model.mode)
+        log.info("Gaussian N(0,1/k) baseline over %d draws: mean %.4g, best %.4g",
+                 baseline["draws"], baseline["mean"], baseline["best"])
 
     fit_started = time.perf_counter()
     trainer.fit(model, datamodule=datamodule)
@@ -111,6 +135,8 @@ def train(cfg: DictConfig) -> dict:
         "best_distortion": best,
         "best_step": best_step,
         "exported": "embedding.npy holds the best M / sqrt(k) (shape k x d); y = embedding @ x",
+        "data": getattr(datamodule.source, "name", None),
+        "data_fingerprint": fingerprint(datamodule.points),
         "mode": model.mode,
         "final_report": final.to_dict(),
         "heldout": _heldout_summary(datamodule, embedding),
@@ -132,13 +158,8 @@ def train(cfg: DictConfig) -> dict:
         "torch_threads": torch.get_num_threads(),
         "jl_lightning_version": __version__,
         "torch_version": torch.__version__,
-        "run_dir": str(run_dir),
     }
-    write_results(run_dir, embedding.numpy(), summary)
-    print(f"[jl] final deterministic distortion {final.epsilon:.3e} (best {best:.3e}) | "
-          f"Gaussian N(0,1/k) baseline: mean {baseline['mean']:.3f}, best of {baseline['draws']} "
-          f"{baseline['best']:.3f} | run folder {run_dir}", flush=True)
-    return summary
+    return summary, embedding.numpy().astype("float64")
 
 
 def _heldout_summary(datamodule, embedding) -> dict | None:

@@ -4,10 +4,10 @@
 without importing Lightning.
 """
 
-from jl_lightning.data.sources import DigitsPoints, FilePoints, GaussianPoints
+from jl_lightning.data.sources import ArrayPoints, DigitsPoints, FilePoints, GaussianPoints
 from jl_lightning.data.validation import validate_k, validate_points
 
-__all__ = ["DigitsPoints", "FilePoints", "GaussianPoints", "JLDataModule", "validate_k", "validate_points"]
+__all__ = ["ArrayPoints", "DigitsPoints", "FilePoints", "GaussianPoints", "JLDataModule", "validate_k", "validate_points"]
 
 
 def __getattr__(name):

@@ -70,3 +70,18 @@ class DigitsPoints:
             raise JLInputError("data=digits needs scikit-learn, which ships the dataset: "
                                "pip install -e '.[examples]' (or pip install scikit-learn)") from None
         return load_digits().data.astype(np.float64)
+
+
+@dataclass
+class ArrayPoints:
+    """Points already in memory (``JLEmbedding.fit(X)`` uses this)."""
+
+    array: np.ndarray
+    label: str = "the array passed to fit()"
+
+    @property
+    def name(self) -> str:
+        return self.label
+
+    def load(self) -> np.ndarray:
+        return np.asarray(self.array)

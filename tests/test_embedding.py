@@ -1,0 +1,160 @@
+"""JLEmbedding (fit / transform / save / load / from_run, sklearn conventions) and jl-embed streaming."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from jl_lightning import JLEmbedding
+from jl_lightning.distortion import evaluate
+from jl_lightning.embed_cli import embed_file, main as jl_embed_main
+from jl_lightning.errors import JLInputError
+
+
+def fitted(k=3, d=7, seed=0) -> JLEmbedding:
+    emb = JLEmbedding(n_components=k, random_state=seed)
+    emb._set_fitted(np.random.default_rng(seed).standard_normal((k, d)),
+                    {"training_distortion": 0.25, "mode": "pairs", "data_fingerprint": "sha256:abc"})
+    return emb
+
+
+def test_transform_is_x_times_components_transposed():
+    emb = fitted()
+    X = np.random.default_rng(1).standard_normal((11, 7))
+    np.testing.assert_array_equal(emb.transform(X), X @ emb.components_.T)
+    np.testing.assert_array_equal(emb.transform(X[0]), X[0] @ emb.components_.T)
+    with pytest.raises(JLInputError, match=r"dimension d=7 .* got shape \(11, 6\)"):
+        emb.transform(X[:, :6])
+    with pytest.raises(JLInputError, match="not fitted"):
+        JLEmbedding().transform(X)
+
+
+def test_save_load_round_trips_exactly(tmp_path):
+    emb = fitted()
+    path = emb.save(tmp_path / "emb.npz")
+    back = JLEmbedding.load(path)
+    assert back.components_.tobytes() == emb.components_.tobytes()
+    assert back.components_.dtype == np.float64
+    assert back.training_distortion_ == 0.25 and back.mode == "pairs"
+    assert back.metadata_["data_fingerprint"] == "sha256:abc"
+    # numpy alone reads it
+    with np.load(path) as archive:
+        assert archive["components"].shape == (3, 7)
+        assert json.loads(str(archive["metadata"]))["format"] == "jl_lightning.embedding/1"
+    with pytest.raises(FileExistsError):
+        emb.save(path)
+
+
+def test_load_and_from_run_refuse_what_they_cannot_read(tmp_path):
+    with pytest.raises(JLInputError, match="not found"):
+        JLEmbedding.load(tmp_path / "none.npz")
+    np.savez(tmp_path / "other.npz", weights=np.ones(3))
+    with pytest.raises(JLInputError, match="no 'components'"):
+        JLEmbedding.load(tmp_path / "other.npz")
+    with pytest.raises(JLInputError, match="not a finished jl-train run folder"):
+        JLEmbedding.from_run(tmp_path)
+
+
+def test_from_run_reads_a_run_folder(tmp_path):
+    matrix = np.random.default_rng(2).standard_normal((4, 9))
+    np.save(tmp_path / "embedding.npy", matrix)
+    (tmp_path / "summary.json").write_text(json.dumps(
+        {"best_distortion": 0.1, "mode": "norms", "seed": 3, "data_fingerprint": "sha256:x", "n": 5}))
+    emb = JLEmbedding.from_run(tmp_path)
+    np.testing.assert_array_equal(emb.components_, matrix)
+    assert (emb.n_components, emb.n_features_in_, emb.random_state) == (4, 9, 3)
+    assert emb.training_distortion_ == 0.1
+
+
+@pytest.mark.slow
+def test_fit_trains_with_jl_train_defaults_and_reports_the_exact_distortion():
+    X = np.random.default_rng(0).standard_normal((30, 50)) * 4
+    emb = JLEmbedding(n_components=8, max_steps=800, random_state=1).fit(X)
+    assert emb.components_.shape == (8, 50)
+    # norms mode: the ratio is per point and scale-free, so the raw X gives the same figure
+    eps = evaluate(emb.components_, X, "norms").epsilon
+    assert eps == pytest.approx(emb.training_distortion_, rel=1e-9)
+    assert eps < 0.05  # Gaussian N(0, 1/8) matrices sit near 1 on these points
+    assert emb.metadata_["n_train"] == 30 and emb.metadata_["data_fingerprint"].startswith("sha256:")
+
+
+def test_sklearn_conventions():
+    base = pytest.importorskip("sklearn.base")
+    emb = JLEmbedding(n_components=5, mode="pairs", max_steps=10)
+    clone = base.clone(emb)
+    assert clone.get_params() == emb.get_params()
+    assert clone.set_params(n_components=7).n_components == 7
+    with pytest.raises(ValueError, match="invalid parameter"):
+        emb.set_params(k=3)
+
+
+@pytest.mark.slow
+def test_inside_an_sklearn_pipeline():
+    pipeline = pytest.importorskip("sklearn.pipeline")
+    preprocessing = pytest.importorskip("sklearn.preprocessing")
+    X = np.random.default_rng(0).standard_normal((20, 12))
+    pipe = pipeline.make_pipeline(preprocessing.StandardScaler(), JLEmbedding(n_components=4, max_steps=50))
+    Y = pipe.fit_transform(X)
+    assert Y.shape == (20, 4)
+    np.testing.assert_allclose(pipe.transform(X), Y)
+
+
+# --------------------------------------------------------------- jl-embed
+@pytest.mark.parametrize("suffix", [".npy", ".csv"])
+def test_jl_embed_streams_a_file_larger_than_its_chunk(tmp_path, suffix):
+    X = np.random.default_rng(0).standard_normal((1003, 7)).astype(np.float32)
+    A = np.random.default_rng(1).standard_normal((3, 7))
+    source = tmp_path / f"in{suffix}"
+    if suffix == ".npy":
+        np.save(source, X)
+    else:
+        np.savetxt(source, X, delimiter=",", header=",".join(f"f{i}" for i in range(7)), comments="")
+    np.save(tmp_path / "A.npy", A)
+    rows = embed_file(A, source, tmp_path / "out.npy", chunk_rows=100, dtype="float64")
+    assert rows == 1003
+    Y = np.load(tmp_path / "out.npy")
+    assert Y.shape == (1003, 3)
+    np.testing.assert_allclose(Y, X.astype(np.float64) @ A.T, rtol=1e-12, atol=1e-12)
+
+
+def test_jl_embed_command_refuses_mismatch_and_overwrite(tmp_path, capsys):
+    A = np.ones((2, 5))
+    run = tmp_path / "run"
+    run.mkdir()
+    np.save(run / "embedding.npy", A)
+    (run / "summary.json").write_text(json.dumps({"best_distortion": 0.3, "mode": "norms"}))
+    np.save(tmp_path / "x6.npy", np.ones((4, 6)))
+    assert jl_embed_main([str(run), str(tmp_path / "x6.npy"), str(tmp_path / "y.npy")]) == 2
+    err = capsys.readouterr().err
+    assert "jl-embed: error:" in err and "dimension 6" in err and "d=5" in err
+    assert not (tmp_path / "y.npy").exists()
+    np.save(tmp_path / "x5.npy", np.ones((4, 5)))
+    assert jl_embed_main([str(run), str(tmp_path / "x5.npy"), str(tmp_path / "y.npy")]) == 0
+    before = (tmp_path / "y.npy").read_bytes()
+    assert jl_embed_main([str(run), str(tmp_path / "x5.npy"), str(tmp_path / "y.npy")]) == 2
+    assert "refusing to overwrite" in capsys.readouterr().err
+    assert (tmp_path / "y.npy").read_bytes() == before
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), np.full((4, 2), 5.0, dtype=np.float32))
+
+
+def test_jl_embed_names_a_bad_csv_cell(tmp_path):
+    (tmp_path / "x.csv").write_text("a,b\n1,2\n3,oops\n")
+    with pytest.raises(JLInputError, match=r"x.csv: line 3, column 2 \('b'\): 'oops' is not a number"):
+        embed_file(np.ones((1, 2)), tmp_path / "x.csv", tmp_path / "y.npy")
+    assert not (tmp_path / "y.npy").exists() and not list(tmp_path.glob(".y.npy*"))
+
+
+def test_jl_embed_console_script_runs(tmp_path):
+    exe = shutil.which("jl-embed")
+    cmd = [exe] if exe else [sys.executable, "-m", "jl_lightning.embed_cli"]
+    np.save(tmp_path / "A.npy", np.eye(3)[:2])
+    np.save(tmp_path / "x.npy", np.arange(12.0).reshape(4, 3))
+    proc = subprocess.run(cmd + [str(tmp_path / "A.npy"), str(tmp_path / "x.npy"), str(tmp_path / "y.csv")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    np.testing.assert_allclose(np.loadtxt(tmp_path / "y.csv", delimiter=","), np.arange(12.0).reshape(4, 3)[:, :2])
