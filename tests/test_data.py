@@ -168,3 +168,58 @@ def test_full_batch_loader_serves_one_tensor_for_every_step():
     assert all(b is dm.train_points for b in batches)
     # on the CPU, the transfer hook hands back the very same tensor (the span cache relies on it)
     assert dm.transfer_batch_to_device(dm.train_points, torch.device("cpu"), 0) is dm.train_points
+
+
+def test_non_numeric_csv_column_is_named_from_the_header(tmp_path):
+    (tmp_path / "p.csv").write_text("x,y,label\n1,2,3\n4,5,cat\n")
+    with pytest.raises(JLInputError, match=r"p\.csv: line 3, column 3 \('label'\): 'cat' is not a number"):
+        load_validated(tmp_path / "p.csv")
+
+
+def test_csv_with_header_checks_row_width_against_it(tmp_path):
+    (tmp_path / "p.csv").write_text("x,y,z\n1,2\n")
+    with pytest.raises(JLInputError, match=r"line 2 has 2 columns, expected 3 like the header"):
+        load_validated(tmp_path / "p.csv")
+    (tmp_path / "q.csv").write_text("x,y\n3,4\n0,2\n")
+    dm = load_validated(tmp_path / "q.csv", normalize=False)
+    np.testing.assert_array_equal(dm.points, [[3, 4], [0, 2]])
+
+
+def test_large_npy_is_memory_mapped_and_training_gets_float32(tmp_path):
+    X = np.random.default_rng(0).standard_normal((50, 4))
+    np.save(tmp_path / "p.npy", X)
+    from jl_lightning.data.loading import load_points
+
+    raw = load_points(tmp_path / "p.npy")
+    assert isinstance(raw, np.memmap)
+    dm = JLDataModule(FilePoints(str(tmp_path / "p.npy")), mode="pairs")
+    dm.setup()
+    assert dm.points.dtype == np.float64 and dm.train_points.dtype == torch.float32
+    np.testing.assert_array_equal(dm.points, X)
+
+
+def test_parquet_loads_numeric_columns_and_names_a_text_column(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    pq.write_table(pa.table({"a": [1.0, 2.0], "b": [3, 4]}), tmp_path / "p.parquet")
+    dm = load_validated(tmp_path / "p.parquet", normalize=False)
+    np.testing.assert_array_equal(dm.points, [[1, 3], [2, 4]])
+    pq.write_table(pa.table({"a": [1.0, 2.0], "name": ["u", "v"]}), tmp_path / "q.parquet")
+    with pytest.raises(JLInputError, match=r"q\.parquet: column 'name' is not numeric"):
+        load_validated(tmp_path / "q.parquet")
+
+
+def test_parquet_without_pyarrow_says_what_to_install(tmp_path, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_pyarrow(name, *args, **kwargs):
+        if name.startswith("pyarrow"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    (tmp_path / "p.parquet").write_bytes(b"PAR1")
+    monkeypatch.setattr(builtins, "__import__", no_pyarrow)
+    with pytest.raises(JLInputError, match=r"p\.parquet: reading \.parquet needs pyarrow"):
+        load_validated(tmp_path / "p.parquet")

@@ -1,4 +1,4 @@
-"""Read a points file (.npy, .npz, .pt, .csv) into a 2-D float64 array.
+"""Read a points file (.npy, .npz, .pt, .csv, .parquet) into a 2-D numeric array.
 
 Every failure raises :class:`~jl_lightning.errors.JLInputError` naming the file and,
 where it applies, the row and column, so a user never sees a traceback from numpy
@@ -14,7 +14,7 @@ import numpy as np
 
 from jl_lightning.errors import JLInputError
 
-SUPPORTED_SUFFIXES = (".npy", ".npz", ".pt", ".pth", ".csv")
+SUPPORTED_SUFFIXES = (".npy", ".npz", ".pt", ".pth", ".csv", ".parquet")
 
 
 def load_points(path: str | Path, key: str | None = None) -> np.ndarray:
@@ -47,13 +47,15 @@ def load_points(path: str | Path, key: str | None = None) -> np.ndarray:
         return _load_pt(path, key)
     if suffix == ".csv":
         return _load_csv(path)
+    if suffix == ".parquet":
+        return _load_parquet(path)
     raise JLInputError(
         f"{path}: unsupported file type {suffix!r}; expected one of {', '.join(SUPPORTED_SUFFIXES)}"
     )
 
 
 def _as_numeric(path: Path, array, what: str = "array") -> np.ndarray:
-    array = np.asarray(array)
+    array = np.asanyarray(array)  # keeps a memory map a memory map
     if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)
             or array.dtype == np.bool_):
         raise JLInputError(f"{path}: expected a numeric {what}, got dtype {array.dtype}")
@@ -65,7 +67,8 @@ def _load_npy(path: Path) -> np.ndarray:
         if handle.read(6) != b"\x93NUMPY":
             raise JLInputError(f"{path}: could not read as .npy (the file does not start with the .npy header)")
     try:
-        array = np.load(path, allow_pickle=False)
+        # memory-mapped: a large file is read as it is used, not copied up front
+        array = np.load(path, allow_pickle=False, mmap_mode="r")
     except ValueError:  # object arrays need pickle, which we refuse
         raise JLInputError(f"{path}: expected a numeric array, got Python objects (dtype object)") from None
     except Exception as err:  # truncated or not a .npy at all
@@ -115,30 +118,56 @@ def _load_csv(path: Path) -> np.ndarray:
     """Parse a comma-separated file; a first line with no number in it is a header."""
     rows: list[list[float]] = []
     width = None
+    header: list[str] | None = None
     with open(path, newline="") as handle:
         for line_no, cells in enumerate(csv.reader(handle), start=1):
             if not cells or all(not c.strip() for c in cells):
                 continue  # blank line
             if line_no == 1 and not any(_is_number(c) for c in cells):
-                continue  # header
+                header = [c.strip() for c in cells]
+                width = len(cells)
+                continue
             if width is None:
                 width = len(cells)
             elif len(cells) != width:
+                like = "the header" if header else "the first data line"
                 raise JLInputError(
-                    f"{path}: line {line_no} has {len(cells)} columns, expected {width} like the first data line"
+                    f"{path}: line {line_no} has {len(cells)} columns, expected {width} like {like}"
                 )
             row = []
             for col, cell in enumerate(cells, start=1):
                 try:
                     row.append(float(cell))
                 except ValueError:
+                    name = f" ({header[col - 1]!r})" if header else ""
                     raise JLInputError(
-                        f"{path}: line {line_no}, column {col}: {cell.strip()!r} is not a number"
+                        f"{path}: line {line_no}, column {col}{name}: {cell.strip()!r} is not a number"
                     ) from None
             rows.append(row)
     if not rows:
         return np.empty((0, 0))
     return np.asarray(rows, dtype=np.float64)
+
+
+def _load_parquet(path: Path) -> np.ndarray:
+    """Every column of a Parquet file must be numeric; needs pyarrow (an optional dependency)."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise JLInputError(f"{path}: reading .parquet needs pyarrow (pip install pyarrow)") from None
+    try:
+        table = pq.read_table(path)
+    except Exception as err:
+        raise JLInputError(f"{path}: could not read as .parquet ({type(err).__name__}: {err})") from None
+    columns = []
+    for name, column in zip(table.column_names, table.columns):
+        values = column.to_numpy(zero_copy_only=False)
+        if not (np.issubdtype(values.dtype, np.number) or values.dtype == np.bool_):
+            raise JLInputError(f"{path}: column {name!r} is not numeric (type {column.type})")
+        columns.append(values.astype(np.float64))
+    if not columns:
+        return np.empty((0, 0))
+    return np.stack(columns, axis=1)
 
 
 def _is_number(cell: str) -> bool:
