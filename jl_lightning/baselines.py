@@ -24,9 +24,10 @@ import math
 import numpy as np
 import torch
 
-from jl_lightning.distortion import DEFAULT_MEMORY_BUDGET, DistortionReport, evaluate, max_distortion
+from jl_lightning.distortion import DEFAULT_MEMORY_BUDGET, DistortionReport, evaluate, max_distortions
 
 RANDOM_METHODS = ("gaussian", "rademacher", "sparse", "srht")
+_DRAWS_PER_PASS = 16
 
 
 def gaussian_matrix(k: int, d: int, generator: torch.Generator, dtype=torch.float64) -> torch.Tensor:
@@ -123,10 +124,11 @@ def random_baseline(method: str, points, k: int, draws: int = 100, seed: int = 0
         raise ValueError(f"baseline draws must be positive, got {draws}")
     gen = torch.Generator().manual_seed(int(seed))
     d = points.shape[1]
-    values = np.array([
-        max_distortion(random_map(method, k, d, gen, density), points, mode, memory_budget=memory_budget)
-        for _ in range(draws)
-    ])
+    values = []
+    for start in range(0, draws, _DRAWS_PER_PASS):  # several draws share one pass over the data
+        maps = [random_map(method, k, d, gen, density) for _ in range(min(_DRAWS_PER_PASS, draws - start))]
+        values.extend(max_distortions(maps, points, mode, memory_budget=memory_budget))
+    values = np.array(values)
     return {"method": method, "draws": int(draws), "seed": int(seed), "mode": mode,
             "mean": float(values.mean()), "best": float(values.min()), "std": float(values.std())}
 
@@ -166,6 +168,40 @@ def pca_baseline(points, k: int, mode: str = "norms", memory_budget: int = DEFAU
     c, eps_scaled = best_scale(report)
     return {"method": "pca", "mode": mode, "epsilon": report.epsilon, "scale": c,
             "epsilon_scaled": eps_scaled}
+
+
+REFERENCE_METHODS = ("gaussian", "sparse", "srht", "pca")
+
+
+def reference_figures(points, k: int, mode: str = "norms", draws: int = 100, seed: int = 0,
+                      methods=REFERENCE_METHODS, memory_budget: int = DEFAULT_MEMORY_BUDGET) -> dict:
+    """The references a learned matrix is read against, on the same points and in the same mode:
+    mean / best / std over ``draws`` draws for each random method, epsilon plain and best-scaled
+    for PCA (left out, with a reason, when k > min(n, d))."""
+    out = {}
+    for method in methods:
+        if method == "pca":
+            if k > min(points.shape):
+                out["pca"] = {"method": "pca", "skipped": f"k={k} > min(n, d)={min(points.shape)}"}
+            else:
+                out["pca"] = pca_baseline(points, k, mode, memory_budget)
+        else:
+            out[method] = random_baseline(method, points, k, draws, seed, mode, memory_budget)
+    return out
+
+
+def reference_scalars(references: dict) -> dict[str, float]:
+    """Flat ``reference/...`` scalars for loggers: <method>_mean and <method>_best, pca and pca_scaled."""
+    scalars = {}
+    for method, figures in references.items():
+        if method == "pca":
+            if "epsilon" in figures:
+                scalars["reference/pca"] = figures["epsilon"]
+                scalars["reference/pca_scaled"] = figures["epsilon_scaled"]
+        else:
+            scalars[f"reference/{method}_mean"] = figures["mean"]
+            scalars[f"reference/{method}_best"] = figures["best"]
+    return scalars
 
 
 def johnson_lindenstrauss_min_dim(n_samples, eps=0.1):

@@ -33,6 +33,7 @@ DEFAULT_MEMORY_BUDGET = 256 * 2**20  # bytes of temporaries per chunk
 MODES = ("norms", "pairs")
 ZERO_DISTANCE_RTOL = 1e-12  # ||x_i - x_j||^2 <= rtol (||x_i||^2 + ||x_j||^2) counts as a duplicate
 _HISTOGRAM_BINS = 1 << 16
+_MANY_TILE_ROWS = 512  # max_distortions' square tiles: 512^2 float64 = 2 MB each
 
 
 def ratio_distortion(embedded_sq: torch.Tensor, original_sq: torch.Tensor) -> torch.Tensor:
@@ -153,6 +154,68 @@ def _pair_blocks(apply: LinearMap, points, rows: int, dtype, device, other=None
             zero = valid & (dx <= ZERO_DISTANCE_RTOL * scale)
             valid &= ~zero
             yield i0, j0, dy / torch.where(valid, dx, torch.ones_like(dx)), valid, int(zero.sum())
+
+
+@torch.no_grad()
+def max_distortions(linear_maps: list, points, mode: str = "norms", *,
+                    memory_budget: int = DEFAULT_MEMORY_BUDGET, dtype: torch.dtype = torch.float64) -> np.ndarray:
+    """The exact worst-case epsilon of each of several maps on the same points, in one pass.
+
+    Equal to ``[max_distortion(m, points, mode) for m in linear_maps]``; in pairs mode the
+    original distances of every block are computed once for all maps, which makes the
+    random baselines' many draws several times cheaper.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if not linear_maps:
+        return np.empty(0)
+    resolved = [as_linear_map(m, dtype) for m in linear_maps]
+    applies, d, device = [r[0] for r in resolved], resolved[0][1], resolved[0][2]
+    if any(r[1] != d for r in resolved):
+        raise ValueError("all maps must have the same input dimension d")
+    n = _check_points(points, d)
+    itemsize = torch.finfo(dtype).bits // 8
+    probe_k = max(apply(torch.zeros(1, d, dtype=dtype, device=device)).shape[1] for apply in applies)
+    eps = torch.full((len(applies),), -1.0, dtype=dtype)
+    if mode == "norms":
+        rows = chunk_rows(d, probe_k * len(applies), itemsize, memory_budget)
+        for start in range(0, n, rows):
+            X = _as_tensor(points[start:start + rows], dtype, device)
+            nx = X.pow(2).sum(1)
+            for m, apply in enumerate(applies):
+                dev = (apply(X).pow(2).sum(1) / nx - 1.0).abs().max()
+                eps[m] = torch.maximum(eps[m], dev.cpu())
+        return eps.numpy()
+    if n < 2:
+        raise ValueError("pairs mode needs at least 2 points")
+    # cache-sized square tiles: a handful of (b x b) temporaries per map stay in cache
+    rows = min(block_rows(d, probe_k, itemsize, memory_budget), _MANY_TILE_ROWS)
+    seen = False
+    starts = list(range(0, n, rows))
+    for a, i0 in enumerate(starts):
+        Xi = _as_tensor(points[i0:i0 + rows], dtype, device)
+        Yis = [apply(Xi) for apply in applies]
+        for j0 in starts[a:]:
+            Xj = Xi if j0 == i0 else _as_tensor(points[j0:j0 + rows], dtype, device)
+            Yjs = Yis if j0 == i0 else [apply(Xj) for apply in applies]
+            nxi, nxj = Xi.pow(2).sum(1), Xj.pow(2).sum(1)
+            scale = nxi[:, None] + nxj[None, :]
+            dx = torch.addmm(scale, Xi, Xj.T, alpha=-2.0)
+            valid = dx > ZERO_DISTANCE_RTOL * scale
+            if j0 == i0:
+                valid = torch.triu(valid, diagonal=1)
+            if not bool(valid.any()):
+                continue
+            seen = True
+            inv = torch.where(valid, 1.0 / dx, torch.zeros_like(dx))
+            neutral = (~valid).to(dtype)  # ratio 1 (deviation 0) where a pair is not counted
+            for m, (Yi, Yj) in enumerate(zip(Yis, Yjs)):
+                dy = torch.addmm(Yi.pow(2).sum(1)[:, None] + Yj.pow(2).sum(1)[None, :], Yi, Yj.T, alpha=-2.0)
+                lo, hi = torch.aminmax(torch.addcmul(neutral, dy, inv))
+                eps[m] = max(float(eps[m]), float(hi) - 1.0, 1.0 - float(lo))
+    if not seen:
+        raise ValueError("every pair of points is at distance zero: the pairs distortion is undefined")
+    return eps.numpy()
 
 
 @torch.no_grad()

@@ -16,6 +16,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -61,7 +62,7 @@ def train(cfg: DictConfig) -> dict:
     return summary
 
 
-def fit_from_config(cfg: DictConfig, source=None) -> tuple[dict, "np.ndarray"]:
+def fit_from_config(cfg: DictConfig, source=None) -> tuple[dict, Any]:
     """Train one sampler as configured; returns (summary, exported (k, d) float64 matrix).
 
     ``source`` replaces ``cfg.data.source`` (``JLEmbedding.fit`` passes an in-memory array).
@@ -76,8 +77,8 @@ def fit_from_config(cfg: DictConfig, source=None) -> tuple[dict, "np.ndarray"]:
     _quiet_lightning()
     from lightning.pytorch.callbacks import Checkpoint, ProgressBar
 
-    from jl_lightning.baselines import random_baseline
-    from jl_lightning.callbacks import DeterministicSwitch, DistortionTracker, VarianceMonitor
+    from jl_lightning.baselines import reference_figures
+    from jl_lightning.callbacks import DeterministicSwitch, DistortionTracker, ReferenceLines, VarianceMonitor
     from jl_lightning.data import validate_k
     from jl_lightning.distortion import evaluate
 
@@ -109,12 +110,20 @@ def fit_from_config(cfg: DictConfig, source=None) -> tuple[dict, "np.ndarray"]:
                           enable_progress_bar=interactive and _find(callbacks, ProgressBar) is not None,
                           enable_checkpointing=_find(callbacks, Checkpoint) is not None)
 
-    baseline = None
+    references = {}
     if int(cfg.baseline.draws) > 0:
-        baseline = random_baseline("gaussian", datamodule.points, k, draws=int(cfg.baseline.draws),
-                                   seed=int(cfg.baseline.seed), mode=model.mode)
-        log.info("Gaussian N(0,1/k) baseline over %d draws: mean %.4g, best %.4g",
-                 baseline["draws"], baseline["mean"], baseline["best"])
+        references = reference_figures(datamodule.points, k, model.mode, draws=int(cfg.baseline.draws),
+                                       seed=int(cfg.baseline.seed), methods=list(cfg.baseline.methods))
+        for name, figures in references.items():
+            if "mean" in figures:
+                log.info("reference %s over %d draws: mean %.4g, best %.4g", name, figures["draws"],
+                         figures["mean"], figures["best"])
+            elif "epsilon" in figures:
+                log.info("reference pca: %.4g, best-scaled %.4g", figures["epsilon"], figures["epsilon_scaled"])
+    lines = _find(callbacks, ReferenceLines)
+    if lines is not None:
+        lines.set_references(references)
+    baseline = references.get("gaussian")
 
     fit_started = time.perf_counter()
     trainer.fit(model, datamodule=datamodule)
@@ -141,7 +150,10 @@ def fit_from_config(cfg: DictConfig, source=None) -> tuple[dict, "np.ndarray"]:
         "final_report": final.to_dict(),
         "heldout": _heldout_summary(datamodule, embedding),
         "baseline_gaussian": baseline,
+        "references": references,
         "switch_step": switch.switch_step if switch else None,
+        # (step, seconds since the start of training, exact epsilon) at every evaluation
+        "distortion_history": tracker.history if tracker else None,
         "sigma2_final": model.variance.current(),
         "sigma2_crossings": monitor.crossings if monitor else None,
         "steps": int(trainer.global_step),

@@ -66,6 +66,30 @@ def test_run_folder_is_complete(finished_run):
     assert last.startswith("[jl] final deterministic distortion") and "Gaussian N(0,1/k) baseline" in last
 
 
+def test_references_in_summary_and_as_flat_tensorboard_lines(finished_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _, run_dir, _ = finished_run
+    summary = json.loads((run_dir / "summary.json").read_text())
+    refs = summary["references"]
+    assert set(refs) == {"gaussian", "sparse", "srht", "pca"}
+    assert refs["gaussian"] == summary["baseline_gaussian"]
+    for method in ("gaussian", "sparse", "srht"):
+        assert refs[method]["draws"] == 50 and refs[method]["best"] <= refs[method]["mean"]
+    assert refs["pca"]["epsilon_scaled"] <= refs["pca"]["epsilon"]
+    events = EventAccumulator(str(next((run_dir / "tensorboard").glob("events.out.tfevents.*"))))
+    events.Reload()
+    tags = events.Tags()["scalars"]
+    for tag, value in (("reference/gaussian_mean", refs["gaussian"]["mean"]),
+                       ("reference/sparse_best", refs["sparse"]["best"]),
+                       ("reference/srht_best", refs["srht"]["best"]),
+                       ("reference/pca_scaled", refs["pca"]["epsilon_scaled"])):
+        assert tag in tags
+        points = events.Scalars(tag)
+        assert [p.step for p in points] == [0, 600]  # a flat line over the whole run
+        assert all(p.value == pytest.approx(value, rel=1e-6) for p in points)
+
+
 def test_refuses_to_overwrite_an_earlier_run(finished_run):
     cwd, run_dir, _ = finished_run
     before = (run_dir / "embedding.npy").read_bytes(), (run_dir / "summary.json").read_bytes()

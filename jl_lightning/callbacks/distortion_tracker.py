@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import torch
 from lightning.pytorch import Callback
 
@@ -24,7 +26,8 @@ class DistortionTracker(Callback):
     (``val/cross_pair_distortion``); ``final_heldout`` holds their final reports.
 
     ``best_embedding``, ``best_distortion``, ``best_step`` and ``final_report`` are
-    read by ``jl-train`` to write embedding.npy and summary.json.
+    read by ``jl-train`` to write embedding.npy and summary.json; ``history`` holds
+    (step, seconds since the start of training, epsilon) of every evaluation.
     """
 
     def __init__(self, every_n_steps: int = 50, memory_budget: int = DEFAULT_MEMORY_BUDGET):
@@ -39,8 +42,11 @@ class DistortionTracker(Callback):
         self._points = None
         self._val_points = None
         self._mode = "norms"
+        self.history: list[tuple[int, float, float]] = []  # (step, seconds since fit start, epsilon)
+        self._started = time.perf_counter()
 
     def on_train_start(self, trainer, pl_module) -> None:
+        self._started = time.perf_counter()
         self._points = trainer.datamodule.points  # float64 numpy array
         self._val_points = getattr(trainer.datamodule, "val_points", None)
         self._mode = getattr(pl_module, "mode", "norms")
@@ -50,6 +56,7 @@ class DistortionTracker(Callback):
         # the median and p99 only for the final report; during training epsilon is enough
         report = evaluate(embedding, self._points, self._mode, memory_budget=self.memory_budget,
                           quantiles=not log)
+        self.history.append((int(trainer.global_step), time.perf_counter() - self._started, report.epsilon))
         if report.epsilon < self.best_distortion:
             self.best_distortion = report.epsilon
             self.best_embedding = embedding.detach().cpu().clone()
