@@ -156,19 +156,33 @@ def _pair_blocks(apply: LinearMap, points, rows: int, dtype, device, other=None
             yield i0, j0, dy / torch.where(valid, dx, torch.ones_like(dx)), valid, int(zero.sum())
 
 
-@torch.no_grad()
 def max_distortions(linear_maps: list, points, mode: str = "norms", *,
                     memory_budget: int = DEFAULT_MEMORY_BUDGET, dtype: torch.dtype = torch.float64) -> np.ndarray:
     """The exact worst-case epsilon of each of several maps on the same points, in one pass.
 
     Equal to ``[max_distortion(m, points, mode) for m in linear_maps]``; in pairs mode the
-    original distances of every block are computed once for all maps, which makes the
+    original distances of every tile are computed once for all maps, which makes the
     random baselines' many draws several times cheaper.
     """
+    return distortion_stats(linear_maps, points, mode, memory_budget=memory_budget, dtype=dtype,
+                            full=False)["epsilon"]
+
+
+@torch.no_grad()
+def distortion_stats(linear_maps: list, points, mode: str = "norms", *, memory_budget: int = DEFAULT_MEMORY_BUDGET,
+                     dtype: torch.dtype = torch.float64, full: bool = True) -> dict[str, np.ndarray]:
+    """Exact figures of several maps on the same points in one pass: arrays (one entry per
+    map) ``epsilon``, and with ``full`` also ``min_ratio``, ``max_ratio`` and ``mean_abs``
+    (the mean |ratio - 1|), equal to the fields of :func:`evaluate`'s report."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    m_count = len(linear_maps)
+    stats = {"epsilon": np.full(m_count, -1.0)}
+    if full:
+        stats.update(min_ratio=np.full(m_count, math.inf), max_ratio=np.full(m_count, -math.inf),
+                     mean_abs=np.zeros(m_count))
     if not linear_maps:
-        return np.empty(0)
+        return stats
     resolved = [as_linear_map(m, dtype) for m in linear_maps]
     applies, d, device = [r[0] for r in resolved], resolved[0][1], resolved[0][2]
     if any(r[1] != d for r in resolved):
@@ -176,21 +190,29 @@ def max_distortions(linear_maps: list, points, mode: str = "norms", *,
     n = _check_points(points, d)
     itemsize = torch.finfo(dtype).bits // 8
     probe_k = max(apply(torch.zeros(1, d, dtype=dtype, device=device)).shape[1] for apply in applies)
-    eps = torch.full((len(applies),), -1.0, dtype=dtype)
+    eps = stats["epsilon"]
+    count = 0
     if mode == "norms":
-        rows = chunk_rows(d, probe_k * len(applies), itemsize, memory_budget)
+        rows = chunk_rows(d, probe_k * m_count, itemsize, memory_budget)
         for start in range(0, n, rows):
             X = _as_tensor(points[start:start + rows], dtype, device)
             nx = X.pow(2).sum(1)
+            count += len(X)
             for m, apply in enumerate(applies):
-                dev = (apply(X).pow(2).sum(1) / nx - 1.0).abs().max()
-                eps[m] = torch.maximum(eps[m], dev.cpu())
-        return eps.numpy()
+                r = apply(X).pow(2).sum(1) / nx
+                lo, hi = (float(v) for v in torch.aminmax(r))
+                eps[m] = max(eps[m], hi - 1.0, 1.0 - lo)
+                if full:
+                    stats["min_ratio"][m] = min(stats["min_ratio"][m], lo)
+                    stats["max_ratio"][m] = max(stats["max_ratio"][m], hi)
+                    stats["mean_abs"][m] += float((r - 1.0).abs().sum())
+        if full:
+            stats["mean_abs"] /= count
+        return stats
     if n < 2:
         raise ValueError("pairs mode needs at least 2 points")
     # cache-sized square tiles: a handful of (b x b) temporaries per map stay in cache
     rows = min(block_rows(d, probe_k, itemsize, memory_budget), _MANY_TILE_ROWS)
-    seen = False
     starts = list(range(0, n, rows))
     for a, i0 in enumerate(starts):
         Xi = _as_tensor(points[i0:i0 + rows], dtype, device)
@@ -204,18 +226,53 @@ def max_distortions(linear_maps: list, points, mode: str = "norms", *,
             valid = dx > ZERO_DISTANCE_RTOL * scale
             if j0 == i0:
                 valid = torch.triu(valid, diagonal=1)
-            if not bool(valid.any()):
+            block_count = int(valid.sum())
+            if block_count == 0:
                 continue
-            seen = True
+            count += block_count
             inv = torch.where(valid, 1.0 / dx, torch.zeros_like(dx))
             neutral = (~valid).to(dtype)  # ratio 1 (deviation 0) where a pair is not counted
             for m, (Yi, Yj) in enumerate(zip(Yis, Yjs)):
                 dy = torch.addmm(Yi.pow(2).sum(1)[:, None] + Yj.pow(2).sum(1)[None, :], Yi, Yj.T, alpha=-2.0)
-                lo, hi = torch.aminmax(torch.addcmul(neutral, dy, inv))
-                eps[m] = max(float(eps[m]), float(hi) - 1.0, 1.0 - float(lo))
-    if not seen:
+                r = torch.addcmul(neutral, dy, inv)
+                lo, hi = (float(v) for v in torch.aminmax(r))
+                eps[m] = max(eps[m], hi - 1.0, 1.0 - lo)
+                if full:
+                    stats["min_ratio"][m] = min(stats["min_ratio"][m], float(r.masked_fill(~valid, math.inf).min()))
+                    stats["max_ratio"][m] = max(stats["max_ratio"][m], float(r.masked_fill(~valid, -math.inf).max()))
+                    stats["mean_abs"][m] += float((r - 1.0).abs_().sum())
+    if count == 0:
         raise ValueError("every pair of points is at distance zero: the pairs distortion is undefined")
-    return eps.numpy()
+    if full:
+        stats["mean_abs"] /= count
+    return stats
+
+
+@torch.no_grad()
+def ratio_histogram(linear_map, points, mode: str, edges: np.ndarray, *,
+                    memory_budget: int = DEFAULT_MEMORY_BUDGET, dtype: torch.dtype = torch.float64) -> np.ndarray:
+    """Counts of the exact ratios ||Ax||^2/||x||^2 (points or valid pairs) in the bins ``edges``
+    (values outside go to the first or last bin), accumulated chunk by chunk: bounded memory."""
+    apply, d, device = as_linear_map(linear_map, dtype)
+    _check_points(points, d)
+    edges_t = torch.as_tensor(np.asarray(edges, dtype=np.float64))
+    bins = len(edges_t) - 1
+    counts = torch.zeros(bins, dtype=torch.long)
+    itemsize = torch.finfo(dtype).bits // 8
+    k = apply(torch.zeros(1, d, dtype=dtype, device=device)).shape[1]
+
+    def add(values):
+        idx = (torch.bucketize(values.cpu().to(torch.float64), edges_t, right=True) - 1).clamp_(0, bins - 1)
+        counts.add_(torch.bincount(idx, minlength=bins))
+
+    if mode == "norms":
+        for _, ratios in _norm_chunks(apply, points, chunk_rows(d, k, itemsize, memory_budget), dtype, device):
+            add(ratios)
+    else:
+        for _, _, ratios, valid, _ in _pair_blocks(apply, points, block_rows(d, k, itemsize, memory_budget),
+                                                   dtype, device):
+            add(ratios[valid])
+    return counts.numpy()
 
 
 @torch.no_grad()

@@ -177,3 +177,46 @@ def test_digits_pairs_beats_the_best_of_20_gaussian_draws(tmp_path):
         summary["heldout"]["pairs"]["epsilon"], rel=1e-9)
     assert set(summary["heldout"]) == {"points", "pairs", "cross_pairs"}
     assert summary["heldout"]["cross_pairs"]["count"] == len(train_rows) * len(heldout)
+
+
+def jl_compare(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    exe = shutil.which("jl-compare")
+    cmd = [exe] if exe else [sys.executable, "-m", "jl_lightning.compare"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.run(cmd + list(args), cwd=cwd, capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_jl_compare_on_a_finished_run_writes_its_table_and_figure(finished_run, tmp_path):
+    import csv
+
+    _, run_dir, _ = finished_run
+    out = tmp_path / "cmp"
+    proc = jl_compare(f"compare.run={run_dir}", "compare.draws=4", f"hydra.run.dir={out}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = {r["method"]: r for r in csv.DictReader((out / "comparison.csv").open())}
+    assert set(rows) == {"gaussian", "rademacher", "sparse", "srht", "pca", "pca (best scale)", "learned (jl-train)"}
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert float(rows["learned (jl-train)"]["epsilon_best"]) == pytest.approx(summary["best_distortion"], rel=1e-9)
+    for method in ("gaussian", "srht"):
+        assert rows[method]["draws"] == "4"
+        assert float(rows[method]["epsilon_best"]) <= float(rows[method]["epsilon_mean"])
+        assert float(rows[method]["multiplicative_best"]) >= 1.0
+    assert float(rows["learned (jl-train)"]["epsilon_best"]) < float(rows["gaussian"]["epsilon_best"])
+    assert (out / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| learned (jl-train) |" in (out / "comparison.md").read_text()
+    assert "| learned (jl-train) |" in proc.stdout
+    # never over an earlier comparison
+    again = jl_compare(f"compare.run={run_dir}", "compare.draws=2", f"hydra.run.dir={out}", cwd=tmp_path)
+    assert again.returncode == 2 and "refusing to overwrite" in again.stderr
+
+
+def test_jl_compare_pairs_mode_on_a_dataset_config(tmp_path):
+    out = tmp_path / "cmp"
+    proc = jl_compare("data.source.n=30", "data.source.d=20", "model.k=5", "model.mode=pairs",
+                      "compare.draws=3", "compare.methods=[gaussian,sparse,pca]", f"hydra.run.dir={out}",
+                      cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = (out / "comparison.md").read_text()
+    assert "pairs" in text.splitlines()[0] and "| sparse | 3 |" in text
+    bad = jl_compare("compare.methods=[fjlt]", f"hydra.run.dir={tmp_path / 'bad'}", cwd=tmp_path)
+    assert bad.returncode == 2 and "compare.methods: unknown ['fjlt']" in bad.stderr
