@@ -92,12 +92,25 @@ def test_references_in_summary_and_as_flat_tensorboard_lines(finished_run):
 
 def test_refuses_to_overwrite_an_earlier_run(finished_run):
     cwd, run_dir, _ = finished_run
-    before = (run_dir / "embedding.npy").read_bytes(), (run_dir / "summary.json").read_bytes()
+    kept = [run_dir / name for name in ("embedding.npy", "summary.json", "train.log")] + \
+        sorted((run_dir / ".hydra").iterdir())
+    before = [path.read_bytes() for path in kept]
     proc = jl_train(*SMALL, "seed=1", f"hydra.run.dir={run_dir}", cwd=cwd)
     assert proc.returncode == 2
     assert "refusing to overwrite" in proc.stderr
     assert "Traceback" not in proc.stderr
-    assert ((run_dir / "embedding.npy").read_bytes(), (run_dir / "summary.json").read_bytes()) == before
+    # nothing of the earlier run changed: not its results, not Hydra's saved config, not its log
+    assert [path.read_bytes() for path in kept] == before
+
+
+def test_a_multirun_refuses_an_occupied_sweep_folder(tmp_path):
+    sweep = tmp_path / "sweep"
+    job = sweep / "0"
+    job.mkdir(parents=True)
+    (job / "summary.json").write_text("{}")
+    proc = jl_train("-m", "debug=fast", "model.k=2,3", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert proc.returncode == 2 and "refusing to overwrite" in proc.stderr
+    assert sorted(p.name for p in job.iterdir()) == ["summary.json"]
 
 
 def test_bad_input_is_one_clear_line(tmp_path):
