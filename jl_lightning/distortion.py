@@ -277,7 +277,8 @@ def ratio_histogram(linear_map, points, mode: str, edges: np.ndarray, *,
 
 @torch.no_grad()
 def evaluate(linear_map, points, mode: str = "norms", *, memory_budget: int = DEFAULT_MEMORY_BUDGET,
-             dtype: torch.dtype = torch.float64, quantiles: bool = True, other=None) -> DistortionReport:
+             dtype: torch.dtype = torch.float64, quantiles: bool = True, other=None,
+             screen="auto") -> DistortionReport:
     """Exact distortion of ``linear_map`` on ``points`` (n, d), over points or over pairs.
 
     ``linear_map`` is a (k, d) matrix (numpy or torch) or an operator with ``apply(X)``
@@ -286,6 +287,10 @@ def evaluate(linear_map, points, mode: str = "norms", *, memory_budget: int = DE
     ``other`` (pairs mode only): a second set of points; the pairs are then every
     (row of ``points``, row of ``other``), e.g. train x held-out, and ``worst_index``
     indexes (points, other).
+    ``screen``: in norms mode with a dense matrix and float64, use
+    :func:`screened_norm_distortion` (same epsilon, worst point and min/max ratio; mean,
+    median and p99 float32-accurate; 5x faster and a few MB instead of hundreds);
+    ``"auto"`` does so when n * d >= ``SCREEN_AUTO_SIZE``.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -296,6 +301,11 @@ def evaluate(linear_map, points, mode: str = "norms", *, memory_budget: int = DE
     itemsize = torch.finfo(dtype).bits // 8
     probe_k = apply(torch.zeros(1, d, dtype=dtype, device=device)).shape[1]
     if mode == "norms":
+        dense = not (hasattr(linear_map, "apply") and not isinstance(linear_map, (np.ndarray, torch.Tensor)))
+        if screen == "auto":
+            screen = n * d >= SCREEN_AUTO_SIZE
+        if screen and dense and dtype == torch.float64 and device.type == "cpu":
+            return screened_norm_distortion(linear_map, points, quantiles=quantiles)
         rows = chunk_rows(d, probe_k, itemsize, memory_budget)
         return _evaluate_norms(apply, points, n, rows, dtype, device, quantiles)
     if other is not None:
@@ -322,6 +332,64 @@ def _evaluate_norms(apply, points, n, rows, dtype, device, quantiles) -> Distort
     if quantiles:
         median, p99 = (float(v) for v in np.quantile(deviations, [0.5, 0.99]))
     return DistortionReport("norms", eps, worst, rmin, rmax, total / n, median, p99, n)
+
+
+SCREEN_AUTO_SIZE = 50_000_000  # n * d from which norms-mode evaluation is screened by default
+_SCREEN_TILE_ROWS = 4096  # rows per float32 tile of the screened norms pass (cache-sized for d ~ 1000)
+_UNIT_ROUNDOFF_32 = 2.0 ** -24
+
+
+@torch.no_grad()
+def screened_norm_distortion(matrix, points, *, quantiles: bool = True) -> DistortionReport:
+    """Norms-mode report with float32 speed and the float64 answer for the extremes.
+
+    Pass 1 computes every ratio in float32 (tiles of ``_SCREEN_TILE_ROWS`` rows) with a
+    rigorous bound on its rounding error. With u = 2^-24 and gamma_m = m u / (1 - m u):
+    each embedded coordinate is off by at most gamma_{d+2} ||a_r|| ||x|| (the standard
+    dot-product bound with Cauchy-Schwarz, A rounded to float32 included), so ||Ax||^2 is
+    off by at most (2 g F sqrt(r) + g^2 F^2) ||x||^2 with g = gamma_{d+2}, F = ||A||_F;
+    the float32 norms add gamma_k and gamma_{d+3} relative errors. Pass 2 recomputes in
+    float64 every point whose screened value could be the largest |ratio - 1|, the
+    smallest or the largest ratio, so ``epsilon``, ``worst_index``, ``min_ratio`` and
+    ``max_ratio`` are the float64 figures of :func:`evaluate` (up to float64 rounding).
+    The mean, median and 99th percentile come from the float32 pass (absolute error at
+    most the bound, in practice ~1e-7).
+
+    ``matrix`` is a dense (k, d) matrix; memory: one tile plus 3 floats per point.
+    """
+    A64 = _as_tensor(matrix, torch.float64)
+    if A64.ndim != 2:
+        raise ValueError(f"the linear map must be a 2-D (k, d) matrix, got shape {tuple(A64.shape)}")
+    d = A64.shape[1]
+    n = _check_points(points, d)
+    A32 = A64.to(torch.float32)
+    fro = float(A64.norm())
+    gamma = (d + 2) * _UNIT_ROUNDOFF_32 / (1 - (d + 2) * _UNIT_ROUNDOFF_32)
+    ratios = np.empty(n)
+    for start in range(0, n, _SCREEN_TILE_ROWS):
+        X = _as_tensor(points[start:start + _SCREEN_TILE_ROWS], torch.float32)
+        ny = torch.linalg.vector_norm(X @ A32.T, dim=1).double().square_()
+        nx = torch.linalg.vector_norm(X, dim=1).double().square_()
+        ratios[start:start + len(X)] = (ny / nx).numpy()
+    k = A64.shape[0]
+    gamma_k = (k + 3) * _UNIT_ROUNDOFF_32 / (1 - (k + 3) * _UNIT_ROUNDOFF_32)
+    gamma_x = (d + 3) * _UNIT_ROUNDOFF_32 / (1 - (d + 3) * _UNIT_ROUNDOFF_32)
+    product = (2 * gamma * fro * np.sqrt(ratios) + (gamma * fro) ** 2) * (1 + gamma_k)
+    delta = 1.01 * (product + (gamma_k + gamma_x) * ratios) / (1 - gamma_x)
+    dev = np.abs(ratios - 1.0)
+    candidates = np.flatnonzero((dev + delta >= (dev - delta).max())
+                                | (ratios - delta <= (ratios + delta).min())
+                                | (ratios + delta >= (ratios - delta).max()))
+    X = _as_tensor(points[candidates] if not isinstance(points, torch.Tensor) else points[torch.from_numpy(candidates)],
+                   torch.float64)
+    exact = ((X @ A64.T).pow(2).sum(1) / X.pow(2).sum(1)).numpy()
+    exact_dev = np.abs(exact - 1.0)
+    i = int(exact_dev.argmax())
+    median = p99 = math.nan
+    if quantiles:
+        median, p99 = (float(v) for v in np.quantile(dev, [0.5, 0.99]))
+    return DistortionReport("norms", float(exact_dev[i]), int(candidates[i]), float(exact.min()), float(exact.max()),
+                            float(dev.mean()), median, p99, n)
 
 
 def _evaluate_pairs(apply, points, rows, dtype, device, quantiles, other=None) -> DistortionReport:
@@ -448,9 +516,10 @@ def heldout_reports(linear_map, train_points, heldout_points, *, memory_budget: 
 
 
 def norm_distortion(matrix, points, *, memory_budget: int = DEFAULT_MEMORY_BUDGET,
-                    dtype: torch.dtype = torch.float64, quantiles: bool = True) -> DistortionReport:
-    """Exact distortion of ``matrix`` (k, d) on every row of ``points`` (n, d)."""
-    return evaluate(matrix, points, "norms", memory_budget=memory_budget, dtype=dtype, quantiles=quantiles)
+                    dtype: torch.dtype = torch.float64, quantiles: bool = True, screen="auto") -> DistortionReport:
+    """Exact distortion of ``matrix`` (k, d) on every row of ``points`` (n, d) (see :func:`evaluate`)."""
+    return evaluate(matrix, points, "norms", memory_budget=memory_budget, dtype=dtype, quantiles=quantiles,
+                    screen=screen)
 
 
 def pair_distortion(linear_map, points, *, memory_budget: int = DEFAULT_MEMORY_BUDGET,

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from jl_lightning.baselines import gaussian_baseline, gaussian_matrix
-from jl_lightning.distortion import norm_distortion
+from jl_lightning.distortion import evaluate, norm_distortion
 
 
 def brute_force(A, X):
@@ -137,3 +137,56 @@ def test_bad_calls_are_refused():
         evaluate(np.eye(3), np.ones((1, 3)), "pairs")
     with pytest.raises(ValueError, match="every pair of points is at distance zero"):
         evaluate(np.eye(3), np.ones((4, 3)), "pairs")
+
+
+def test_many_maps_in_one_pass_equal_one_at_a_time():
+    from jl_lightning.baselines import random_map
+    from jl_lightning.distortion import distortion_stats, max_distortions
+
+    X = np.random.default_rng(3).standard_normal((70, 12))
+    X[5] = X[9]  # a duplicate pair
+    gen = torch.Generator().manual_seed(0)
+    maps = [random_map(m, 4, 12, gen) for m in ("gaussian", "sparse", "srht", "rademacher")]
+    for mode in ("norms", "pairs"):
+        stats = distortion_stats(maps, X, mode, memory_budget=20_000)
+        for i, linear_map in enumerate(maps):
+            report = evaluate(linear_map, X, mode, quantiles=False)
+            assert stats["epsilon"][i] == pytest.approx(report.epsilon, rel=1e-12)
+            assert stats["min_ratio"][i] == pytest.approx(report.min_ratio, rel=1e-12)
+            assert stats["max_ratio"][i] == pytest.approx(report.max_ratio, rel=1e-12)
+            assert stats["mean_abs"][i] == pytest.approx(report.mean_abs, rel=1e-12)
+        np.testing.assert_allclose(max_distortions(maps, X, mode), stats["epsilon"], rtol=1e-12)
+
+
+def test_ratio_histogram_counts_every_exact_ratio():
+    from jl_lightning.distortion import ratio_histogram
+
+    X = np.random.default_rng(4).standard_normal((40, 6))
+    A = np.random.default_rng(5).standard_normal((3, 6)) / np.sqrt(3)
+    edges = np.linspace(0, 2, 21)
+    ratios = [np.sum((A @ (X[i] - X[j])) ** 2) / np.sum((X[i] - X[j]) ** 2)
+              for i in range(40) for j in range(i + 1, 40)]
+    expected = np.histogram(np.clip(ratios, 0, 2 - 1e-12), bins=edges)[0]
+    np.testing.assert_array_equal(ratio_histogram(A, X, "pairs", edges, memory_budget=3000), expected)
+    assert ratio_histogram(A, X, "norms", edges).sum() == 40
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e-3])
+def test_screened_evaluation_gives_the_float64_extremes(scale):
+    from jl_lightning.distortion import screened_norm_distortion
+
+    rng = np.random.default_rng(6)
+    X = (rng.standard_normal((9000, 300)) * scale).astype(np.float32)  # more than one float32 tile
+    A = rng.standard_normal((20, 300)) / np.sqrt(20)
+    fast, exact = screened_norm_distortion(A, X), evaluate(A, X, "norms")
+    assert fast.worst_index == exact.worst_index
+    for field in ("epsilon", "min_ratio", "max_ratio"):
+        assert getattr(fast, field) == pytest.approx(getattr(exact, field), rel=1e-13)
+    # the float32 statistics are within the stated bound (and in practice far closer)
+    for field in ("mean_abs", "median_abs", "p99_abs"):
+        assert getattr(fast, field) == pytest.approx(getattr(exact, field), abs=1e-5)
+    # a learned-quality matrix: every ratio within 1e-4 of 1, candidates are many, answer still exact
+    Q, _ = np.linalg.qr(rng.standard_normal((300, 300)))
+    X2 = (rng.standard_normal((500, 20)) @ Q[:20]).astype(np.float32)
+    A2 = Q[:20] * (1 + 1e-5 * rng.standard_normal((20, 1)))
+    assert screened_norm_distortion(A2, X2).epsilon == pytest.approx(evaluate(A2, X2).epsilon, rel=1e-10)
