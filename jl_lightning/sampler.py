@@ -33,6 +33,7 @@ from jl_lightning.variance import make_variance
 
 INIT_MEANS = ("zeros", "gaussian")
 MODES = ("norms", "pairs")
+PAIRS_SMOOTH_TEMPERATURE = 0.1  # smooth_temperature="auto" in pairs mode (docs/benchmarks.md)
 
 
 class GaussianSampler(LightningModule):
@@ -57,7 +58,8 @@ class GaussianSampler(LightningModule):
     pair_strategy: ``"exact"`` (all pairs every step) or ``"active"`` (hard + random pairs).
     active_hard, active_random, active_refresh: the active set's sizes and its refresh interval.
     smooth_temperature: None for the hard max, or the starting temperature of a
-        log-sum-exp max annealed geometrically to ``smooth_temperature_end`` at the last step.
+        log-sum-exp max annealed geometrically to ``smooth_temperature_end`` at the last step;
+        ``"auto"``: 0.1 in pairs mode with the active strategy, the hard max otherwise.
     """
 
     def __init__(self, k: int, dim: int, n_samples: int = 20, variance: str = "raw",
@@ -67,7 +69,7 @@ class GaussianSampler(LightningModule):
                  scheduler: Callable[..., Any] | None = None, log_every: int = 50,
                  mode: str = "norms", pair_strategy: str = "exact", active_hard: int = 2048,
                  active_random: int = 10000, active_refresh: int = 50,
-                 smooth_temperature: float | None = None, smooth_temperature_end: float = 1e-3):
+                 smooth_temperature: float | str | None = None, smooth_temperature_end: float = 1e-4):
         super().__init__()
         for name, value in (("model.k", k), ("model.dim", dim), ("model.n_samples", n_samples),
                             ("model.log_every", log_every), ("model.active_hard", active_hard),
@@ -83,6 +85,8 @@ class GaussianSampler(LightningModule):
             raise JLInputError(f"model.mode must be one of {list(MODES)}, got {mode!r}")
         if pair_strategy not in PAIR_STRATEGIES:
             raise JLInputError(f"model.pair_strategy must be one of {list(PAIR_STRATEGIES)}, got {pair_strategy!r}")
+        if smooth_temperature == "auto":  # the measured choice: smooth in pairs mode, the paper's hard max otherwise
+            smooth_temperature = PAIRS_SMOOTH_TEMPERATURE if mode == "pairs" and pair_strategy == "active" else None
         if smooth_temperature is not None:
             for name, value in (("model.smooth_temperature", smooth_temperature),
                                 ("model.smooth_temperature_end", smooth_temperature_end)):

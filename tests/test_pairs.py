@@ -257,3 +257,11 @@ def test_bad_normalize_and_mode_options():
         JLDataModule(GaussianPoints(n=3, d=3), normalize="yes")
     with pytest.raises(JLInputError, match="data.mode"):
         JLDataModule(GaussianPoints(n=3, d=3), mode="both")
+
+
+def test_auto_smooth_temperature_is_smooth_only_for_active_pairs():
+    assert GaussianSampler(k=2, dim=4, smooth_temperature="auto").smooth_temperature is None
+    assert make(2, 4, pair_strategy="active", smooth_temperature="auto").smooth_temperature == 0.1
+    assert make(2, 4, pair_strategy="exact", smooth_temperature="auto").smooth_temperature is None
+    with pytest.raises(JLInputError, match="smooth_temperature"):
+        make(2, 4, pair_strategy="active", smooth_temperature="warm")
