@@ -11,8 +11,10 @@ The data flow, one module each:
     distortion   -> exact, chunked, float64 distortion of any linear map (norms or pairs)
     baselines    -> Gaussian, Rademacher, sparse, SRHT, PCA references and the JL bound
     log_schedule -> the one predicate deciding at which steps anything is logged
-    callbacks/   -> variance monitor, switch to the deterministic mean, exact evaluation
-    train        -> the Hydra entry point ``jl-train``
+    callbacks/   -> variance monitor, switch to the deterministic mean, exact evaluation,
+                    reference lines
+    train        -> the Hydra entry point ``jl-train`` (run_guard: refuse occupied run folders)
+    compare      -> ``jl-compare``: every reference against each other and a learned matrix
     export       -> embedding.npy and summary.json in the run folder
     embedding    -> JLEmbedding: fit / transform / save / load / from_run (sklearn-style)
     embed_cli    -> ``jl-embed``: stream a file of vectors through a learned matrix
