@@ -31,22 +31,38 @@ import torch
 SERIES_DELTA_MAX = 1e5  # the Poisson series up to here, Sankaran's approximation beyond
 SIGMA2_FLOOR = 1e-12  # below this, the sigma^2 -> 0 limit (an indicator) is returned
 _WINDOW_SCALE, _WINDOW_PAD = 12.0, 30.0
+_SMALL_TERMS = 50  # Poisson terms kept for lam < 1: lam^50 / 50! < 1e-64
 
 
 def _series_cdf(x: torch.Tensor, k: int, delta: torch.Tensor) -> torch.Tensor:
     """Poisson-mixture CDF over each element's own window of Poisson indices."""
-    lam = delta / 2
+    lam = delta.clamp(min=0) / 2
     with torch.no_grad():
         half = _WINDOW_SCALE * lam.sqrt() + _WINDOW_PAD
         start = (lam - half).clamp(min=0).floor()
         length = int((lam + half).ceil().sub(start).max().item()) + 1 if lam.numel() else 1
     i = start.unsqueeze(-1) + torch.arange(length, dtype=x.dtype, device=x.device)  # (..., T)
     lam_ = lam.unsqueeze(-1)
-    # log Pois(i; lam) with lam = 0 handled: only i = 0 has weight 1
-    log_w = torch.where(lam_ > 0, -lam_ + i * torch.log(lam_.clamp(min=1e-300)) - torch.lgamma(i + 1),
-                        torch.where(i == 0, torch.zeros_like(i), torch.full_like(i, -math.inf)))
+    # Pois(i; lam): lam^i e^-lam / i! directly for small lam (exact at lam = 0, with its
+    # derivatives), in logs for large lam (no overflow). Each branch gets safe inputs where
+    # it is not used, so neither can put a NaN into the other's gradient.
+    small = lam_ < 1
+    lam_small = torch.where(small, lam_, torch.full_like(lam_, 0.5))
+    lam_large = torch.where(small, torch.ones_like(lam_), lam_)
+    # lam^i by repeated multiplication: exact at lam = 0, and so are its first and second
+    # derivatives (pow and exp/log forms give 0 * inf there). For lam < 1 the window starts
+    # at i = 0 and the weights past i = _SMALL_TERMS are below 1e-60.
+    terms = min(i.shape[-1], _SMALL_TERMS)
+    power, powers = torch.ones_like(lam_small), []
+    for _ in range(terms):
+        powers.append(power)
+        power = power * lam_small
+    head = torch.cat(powers, dim=-1) * torch.exp(-lam_small - torch.lgamma(i[..., :terms] + 1))
+    w_small = torch.cat([head, torch.zeros_like(i[..., terms:])], dim=-1)
+    w_large = torch.exp(-lam_large + i * torch.log(lam_large) - torch.lgamma(i + 1))
+    weights = torch.where(small, w_small, w_large)
     p = torch.special.gammainc(k / 2 + i, (x / 2).clamp(min=0).unsqueeze(-1))
-    return (log_w.exp() * p).sum(-1)
+    return (weights * p).sum(-1)
 
 
 def _sankaran_cdf(x: torch.Tensor, k: int, delta: torch.Tensor) -> torch.Tensor:
@@ -89,7 +105,7 @@ def failure_probabilities(mean: torch.Tensor, sigma2: torch.Tensor, points: torc
     k = mean.shape[0]
     sq_norms = points.pow(2).sum(1)
     projected = (points @ mean.T).pow(2).sum(1) / sq_norms  # ||M x||^2 / ||x||^2
-    if float(sigma2) <= SIGMA2_FLOOR:  # the sigma^2 -> 0 limit: the deterministic indicator,
+    if float(sigma2.detach()) <= SIGMA2_FLOOR:  # the sigma^2 -> 0 limit: the deterministic indicator,
         # piecewise constant in M (zero gradient, kept in the graph so backward still runs)
         return ((projected / k - 1).abs() > eps).to(points.dtype) + 0 * projected
     delta = projected / sigma2

@@ -99,3 +99,17 @@ def test_small_sigma2_never_nan_and_tends_to_the_indicator():
         assert bool(torch.isfinite(m.grad).all())
     probs = failure_probabilities(mean, f64(0.0), points, eps)
     assert float(probs.sum()) == indicator
+
+
+def test_derivatives_at_delta_zero():
+    """At delta = 0 the Poisson weights' derivatives must survive: dF/d delta = (F_{k+2} - F_k)/2 there too."""
+    x = f64(7.0)
+    delta = f64(0.0).requires_grad_(True)
+    (grad,) = torch.autograd.grad(ncx2_cdf(x, 4, delta), delta)
+    expected = (stats.chi2.cdf(7.0, 6) - stats.chi2.cdf(7.0, 4)) / 2
+    assert float(grad) == pytest.approx(expected, abs=1e-10)
+    # the second derivative too: d^2F/d delta^2 = (F_{k+4} - 2 F_{k+2} + F_k) / 4
+    (first,) = torch.autograd.grad(ncx2_cdf(x, 4, delta), delta, create_graph=True)
+    (second,) = torch.autograd.grad(first, delta)
+    expected2 = (stats.chi2.cdf(7.0, 8) - 2 * stats.chi2.cdf(7.0, 6) + stats.chi2.cdf(7.0, 4)) / 4
+    assert float(second) == pytest.approx(expected2, abs=1e-10)
