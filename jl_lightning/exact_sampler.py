@@ -1,0 +1,245 @@
+"""The sampler on the paper's exact objective g(M, sigma^2) (Eq. 3-4), as a LightningModule.
+
+Three ways to optimize it (``method``):
+
+* ``adam``: the configured torch optimizer on g (the "Adam path");
+* ``hessian``: Algorithm 1, Hessian descent. If ||grad g|| > rho, a gradient step of size
+  1/L. Otherwise the most negative Hessian eigenvalue is found with Hessian-vector products
+  and Lanczos (the Hessian is never formed); if it is below -sqrt(K rho), a step of length
+  |lambda| / K along its eigenvector (signed to descend), else the algorithm stops and
+  training ends;
+* ``pgd``: perturbed gradient descent (Jin et al. 2017): gradient steps of size 1/L, and when
+  ||grad g|| <= rho and no perturbation happened in the last ``pgd_interval`` steps, a
+  uniform random perturbation of radius ``pgd_radius``; first-order information only.
+
+Parameters follow the paper's convention: A ~ N(M, sigma^2) entrywise, distortion measured
+on ||A x||^2 / k, so the deterministic embedding is M / sqrt(k) (``embedding``), the same
+matrix the rest of jl_lightning evaluates and exports. Everything runs in float64.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import torch
+from lightning.pytorch import LightningModule
+from torch import nn
+
+from jl_lightning.errors import JLInputError
+from jl_lightning.exact_objective import exact_objective
+from jl_lightning.log_schedule import is_log_step
+from jl_lightning.variance import make_variance
+
+METHODS = ("adam", "hessian", "pgd")
+
+
+def lanczos_min_eigen(hvp: Callable[[torch.Tensor], torch.Tensor], dim: int, iters: int,
+                      generator: torch.Generator | None = None, dtype=torch.float64) -> tuple[float, torch.Tensor]:
+    """(smallest eigenvalue, unit eigenvector) of a symmetric operator given by ``hvp``,
+    by ``iters`` Lanczos steps with full reorthogonalization."""
+    m = max(1, min(iters, dim))
+    basis = torch.zeros(m + 1, dim, dtype=dtype)
+    alpha, beta = torch.zeros(m, dtype=dtype), torch.zeros(m, dtype=dtype)
+    start = torch.randn(dim, dtype=dtype, generator=generator)
+    basis[0] = start / start.norm()
+    steps = m
+    for j in range(m):
+        w = hvp(basis[j])
+        alpha[j] = w @ basis[j]
+        w = w - basis[:j + 1].T @ (basis[:j + 1] @ w)  # full reorthogonalization
+        w = w - basis[:j + 1].T @ (basis[:j + 1] @ w)
+        beta[j] = w.norm()
+        if beta[j] < 1e-12:
+            steps = j + 1
+            break
+        basis[j + 1] = w / beta[j]
+    T = torch.diag(alpha[:steps]) + torch.diag(beta[:steps - 1], 1) + torch.diag(beta[:steps - 1], -1)
+    values, vectors = torch.linalg.eigh(T)
+    vector = basis[:steps].T @ vectors[:, 0]
+    return float(values[0]), vector / vector.norm()
+
+
+class ExactSampler(LightningModule):
+    """M (k x d) and sigma^2 trained on g(M, sigma^2) with the configured ``method``.
+
+    Parameters
+    ----------
+    k, dim: target and input dimension (``dim`` comes from the data).
+    eps: the epsilon of g.
+    method: ``adam``, ``hessian`` or ``pgd`` (see the module docstring).
+    variance, init_variance: sigma^2's parameterization and start (the paper: raw, 1).
+    init_mean, init_seed, init_scale: ``zeros`` (the paper) or ``gaussian`` (init_scale * N(0, 1)).
+    reg_weight: lambda in lambda sigma^2 / 2.
+    L, K, rho: Algorithm 1's gradient Lipschitz constant, Hessian Lipschitz constant and
+        gradient threshold (also PGD's step 1/L and threshold rho).
+    backtracking, max_step: estimate the local 1/L by Armijo backtracking (starting from
+        1/L, growing at most 2x per step, capped at max_step) instead of a fixed 1/L.
+    lanczos_iters: Lanczos steps per eigenvalue estimate.
+    pgd_radius, pgd_interval: PGD's perturbation radius and minimum steps between perturbations.
+    optimizer: a partial torch optimizer (``adam`` method only).
+    """
+
+    def __init__(self, k: int, dim: int, eps: float = 0.3, method: str = "hessian", variance: str = "raw",
+                 init_variance: float = 1.0, init_mean: str = "zeros", init_seed: int = 0, init_scale: float = 1.0,
+                 reg_weight: float = 1.0, L: float = 100.0, K: float = 0.001, rho: float = 0.05,
+                 lanczos_iters: int = 40, pgd_radius: float = 0.1, pgd_interval: int = 50,
+                 backtracking: bool = True, max_step: float = 1.0,
+                 optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+                 scheduler: Callable[..., Any] | None = None, log_every: int = 50, mode: str = "norms"):
+        super().__init__()
+        if method not in METHODS:
+            raise JLInputError(f"model.method must be one of {list(METHODS)}, got {method!r}")
+        if not (isinstance(eps, (int, float)) and 0 < eps < 1):
+            raise JLInputError(f"model.eps must be a number in (0, 1), got {eps!r}")
+        for name, value in (("model.L", L), ("model.K", K), ("model.rho", rho), ("model.pgd_radius", pgd_radius)):
+            if not (isinstance(value, (int, float)) and value > 0):
+                raise JLInputError(f"{name} must be a number > 0, got {value!r}")
+        if mode != "norms":
+            raise JLInputError("model=exact implements the paper's norms objective only (model.mode=norms)")
+        self.save_hyperparameters(ignore=["optimizer", "scheduler"])
+        self.k, self.dim, self.eps, self.method, self.mode = k, dim, float(eps), method, mode
+        self.reg_weight, self.L, self.K, self.rho = float(reg_weight), float(L), float(K), float(rho)
+        self.lanczos_iters, self.pgd_radius, self.pgd_interval = lanczos_iters, float(pgd_radius), pgd_interval
+        self.log_every = log_every
+        gen = torch.Generator().manual_seed(int(init_seed))
+        mean = torch.zeros(k, dim, dtype=torch.float64) if init_mean == "zeros" else \
+            init_scale * torch.randn(k, dim, generator=gen, dtype=torch.float64)
+        self.mean = nn.Parameter(mean)
+        self.variance = make_variance(variance, init_variance).double()
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.generator = torch.Generator().manual_seed(int(init_seed) + 1)
+        self.automatic_optimization = False
+        self.gradient_steps = self.curvature_steps = self.perturbations = 0
+        self.stopped_at: int | None = None
+        self._last_perturbation = -10**9
+        self.backtracking, self.max_step = bool(backtracking), float(max_step)
+        self._eta = 1.0 / self.L
+
+    @property
+    def embedding(self) -> torch.Tensor:
+        """The deterministic matrix M / sqrt(k), shape (k, d)."""
+        return self.mean.detach() / math.sqrt(self.k)
+
+    @property
+    def deterministic(self) -> bool:
+        return self.variance.is_frozen
+
+    def objective(self, points: torch.Tensor) -> torch.Tensor:
+        return exact_objective(self.mean, self.variance.value(), points.double(), self.eps, self.reg_weight)
+
+    # ----------------------------------------------------------- flat view
+    def _params(self) -> list[nn.Parameter]:
+        return [p for p in (self.mean, self.variance.theta) if p.requires_grad]
+
+    @torch.no_grad()
+    def _add_(self, direction: torch.Tensor) -> None:
+        offset = 0
+        for p in self._params():
+            p.add_(direction[offset:offset + p.numel()].view_as(p))
+            offset += p.numel()
+        self.variance.project_()
+
+    def _gradient(self, points: torch.Tensor, create_graph: bool):
+        value = self.objective(points)
+        grads = torch.autograd.grad(value, self._params(), create_graph=create_graph)
+        return value, torch.cat([g.reshape(-1) for g in grads])
+
+    # -------------------------------------------------------------- steps
+    @torch.no_grad()
+    def _gradient_step(self, points: torch.Tensor, value: float, grad: torch.Tensor) -> None:
+        """theta <- theta - eta grad with eta = 1/L when ``backtracking`` is off; with it, eta
+        starts at twice the last accepted step (capped at ``max_step``) and is halved until the Armijo condition g(theta - eta grad) <= g - eta ||grad||^2 / 2 holds:
+        an estimate of the local 1/L, which changes by orders of magnitude as sigma^2 shrinks."""
+        self.gradient_steps += 1
+        if not self.backtracking:
+            self._add_(-grad / self.L)
+            return
+        eta = min(2 * self._eta, self.max_step)
+        sq = float(grad @ grad)
+        for _ in range(40):
+            self._add_(-eta * grad)
+            if float(self.objective(points)) <= value - 0.5 * eta * sq:
+                break
+            self._add_(eta * grad)
+            eta /= 2
+        self._eta = eta
+
+    def _hessian_step(self, points: torch.Tensor) -> dict:
+        value, grad = self._gradient(points, create_graph=True)
+        grad_norm = float(grad.detach().norm())
+        info = {"value": float(value.detach()), "grad_norm": grad_norm, "lambda_min": math.nan}
+        if grad_norm > self.rho:
+            self._gradient_step(points, float(value.detach()), grad.detach())
+            info["step_type"] = 0.0
+            return info
+        params = self._params()
+
+        def hvp(v):
+            parts = torch.autograd.grad(grad, params, v, retain_graph=True)
+            return torch.cat([p.reshape(-1) for p in parts]).detach()
+
+        lam, vector = lanczos_min_eigen(hvp, grad.numel(), self.lanczos_iters, self.generator)
+        info["lambda_min"] = lam
+        if lam < -math.sqrt(self.K * self.rho):
+            sign = -1.0 if float(grad.detach() @ vector) > 0 else 1.0
+            self._add_(sign * abs(lam) / self.K * vector)
+            self.curvature_steps += 1
+            info["step_type"] = 1.0
+        else:  # an approximate second-order stationary point: Algorithm 1 returns M
+            self.stopped_at = int(self.global_step)
+            info["step_type"] = 2.0
+            if self._trainer is not None:
+                self.trainer.should_stop = True
+        return info
+
+    def _pgd_step(self, points: torch.Tensor) -> dict:
+        value, grad = self._gradient(points, create_graph=False)
+        grad_norm = float(grad.norm())
+        info = {"value": float(value.detach()), "grad_norm": grad_norm, "lambda_min": math.nan, "step_type": 0.0}
+        step = int(self.global_step)
+        if grad_norm <= self.rho and step - self._last_perturbation >= self.pgd_interval:
+            direction = torch.randn(grad.numel(), dtype=grad.dtype, generator=self.generator)
+            radius = self.pgd_radius * torch.rand(1, generator=self.generator, dtype=grad.dtype) ** (1 / grad.numel())
+            self._add_(direction / direction.norm() * radius)
+            self._last_perturbation = step
+            self.perturbations += 1
+            info["step_type"] = 3.0
+        else:
+            self._gradient_step(points, float(value.detach()), grad)
+        return info
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> None:
+        optimizer = self.optimizers()
+        if self.method == "adam":
+            value = self.objective(batch)
+            optimizer.zero_grad(set_to_none=True)
+            value.backward()
+            grad_norm = math.sqrt(sum(float(p.grad.pow(2).sum()) for p in self._params() if p.grad is not None))
+            optimizer.step()
+            self.variance.project_()
+            scheduler = self.lr_schedulers()
+            if scheduler is not None:
+                scheduler.step()
+            info = {"value": float(value.detach()), "grad_norm": grad_norm, "lambda_min": math.nan, "step_type": 0.0}
+        else:
+            info = self._hessian_step(batch) if self.method == "hessian" else self._pgd_step(batch)
+            optimizer.step()  # the stand-in optimizer: counts the step (global_step), changes nothing
+        if is_log_step(self.global_step, self.log_every):  # global_step counts this step now
+            self.log_dict({"exact/objective": info["value"], "exact/grad_norm": info["grad_norm"],
+                           "exact/lambda_min": info["lambda_min"], "exact/step_type": info["step_type"],
+                           "train/sigma2": self.variance.current()}, on_step=True, on_epoch=False)
+
+    def configure_optimizers(self):
+        if self.method != "adam":
+            # Algorithm 1 and PGD update the parameters themselves; Lightning still needs an
+            # optimizer to count steps, so a no-op SGD (lr 0) stands in.
+            return torch.optim.SGD(self.parameters(), lr=0.0)
+        if self.optimizer_factory is None:
+            raise JLInputError("model.method=adam needs an optimizer (e.g. optimizer=adam)")
+        optimizer = self.optimizer_factory(params=list(self.parameters()))
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer=optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

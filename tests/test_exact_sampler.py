@@ -1,0 +1,84 @@
+"""Algorithm 1 and PGD on the exact objective: Lanczos, the escape from M = 0, and the wiring."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from jl_lightning.errors import JLInputError
+from jl_lightning.exact_sampler import ExactSampler, lanczos_min_eigen
+
+pytest.importorskip("scipy")
+
+
+def unit_points(n=12, d=8, seed=0):
+    x = torch.randn(n, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return x / x.norm(dim=1, keepdim=True)
+
+
+def test_lanczos_finds_the_smallest_eigenpair_of_a_symmetric_operator():
+    rng = np.random.default_rng(0)
+    B = rng.standard_normal((30, 30))
+    H = torch.tensor(B + B.T)
+    value, vector = lanczos_min_eigen(lambda v: H @ v, 30, 30, torch.Generator().manual_seed(1))
+    exact = torch.linalg.eigvalsh(H)[0]
+    assert value == pytest.approx(float(exact), rel=1e-8)
+    assert float((H @ vector - value * vector).norm()) < 1e-6
+
+
+def test_hessian_descent_escapes_m_zero_where_gradient_descent_cannot():
+    points = unit_points(n=30, d=60)  # experiment=exact_small's sizes
+    kwargs = dict(k=10, dim=60, eps=0.3, rho=0.05, K=0.001, init_variance=1.0)
+    plain = ExactSampler(method="pgd", pgd_interval=10**12, **kwargs)  # PGD without perturbations = GD
+    for _ in range(40):
+        plain._pgd_step(points)
+    assert float(plain.mean.detach().abs().max()) == 0.0  # M = 0 is stationary in M: GD never moves it
+    model = ExactSampler(method="hessian", **kwargs)
+    kinds = [model._hessian_step(points)["step_type"] for _ in range(40)]
+    assert 1.0 in kinds  # a curvature step was taken ...
+    assert float(model.mean.detach().abs().max()) > 1e-3  # ... and M left 0
+    assert model.curvature_steps >= 1
+
+
+def test_pgd_perturbation_also_leaves_m_zero():
+    model = ExactSampler(method="pgd", k=10, dim=60, eps=0.3, rho=0.05, pgd_interval=5, pgd_radius=0.1)
+    points = unit_points(n=30, d=60)
+    for _ in range(40):
+        model._pgd_step(points)
+    assert model.perturbations >= 1 and float(model.mean.detach().abs().max()) > 0
+
+
+def test_objective_is_the_exact_g_and_the_embedding_is_m_over_sqrt_k():
+    from jl_lightning.exact_objective import exact_objective
+
+    model = ExactSampler(k=4, dim=8, init_mean="gaussian", init_seed=3, init_variance=0.2)
+    points = unit_points()
+    expected = exact_objective(model.mean.detach(), model.variance.value().detach(), points, 0.3)
+    assert float(model.objective(points)) == pytest.approx(float(expected), rel=1e-12)
+    torch.testing.assert_close(model.embedding, model.mean.detach() / 2.0)
+
+
+@pytest.mark.parametrize("bad", [{"method": "newton"}, {"eps": 1.5}, {"K": 0.0}, {"mode": "pairs"}])
+def test_bad_options_are_refused(bad):
+    kwargs = dict(k=2, dim=4)
+    kwargs.update(bad)
+    with pytest.raises(JLInputError):
+        ExactSampler(**kwargs)
+
+
+@pytest.mark.slow
+def test_jl_train_runs_the_exact_model_end_to_end(cfg_factory):
+    import json
+    from pathlib import Path
+
+    from jl_lightning.train import train
+
+    summary = train(cfg_factory("experiment=exact_small", "trainer.max_steps=30", "logger=csv", "baseline.draws=5",
+                                "log_every=10", "callbacks.model_checkpoint.every_n_train_steps=10"))
+    run = Path(summary["run_dir"])
+    assert np.load(run / "embedding.npy").shape == (10, 60)
+    assert json.loads((run / "summary.json").read_text())["steps"] == 30
+    assert math.isfinite(summary["final_distortion"])
