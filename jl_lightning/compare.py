@@ -167,7 +167,7 @@ def compare(cfg: DictConfig) -> list[dict]:
 
     from jl_lightning.baselines import RANDOM_METHODS, pca_matrix
     from jl_lightning.data import validate_k
-    from jl_lightning.export import _atomic_write
+    from jl_lightning.export import atomic_write
 
     out_dir = Path(cfg.paths.output_dir)
     existing = [name for name in RESULT_FILES if (out_dir / name).exists()]
@@ -226,10 +226,10 @@ def compare(cfg: DictConfig) -> list[dict]:
 
     out_dir.mkdir(parents=True, exist_ok=True)
     markdown = to_markdown(rows, title)
-    _atomic_write(out_dir / "comparison.csv", lambda h: h.write(to_csv(rows).encode()))
-    _atomic_write(out_dir / "comparison.md", lambda h: h.write(markdown.encode()))
+    atomic_write(out_dir / "comparison.csv", lambda h: h.write(to_csv(rows).encode()))
+    atomic_write(out_dir / "comparison.md", lambda h: h.write(markdown.encode()))
     png = figure_png(rows, histograms, edges, title)
-    _atomic_write(out_dir / "comparison.png", lambda h: h.write(png))
+    atomic_write(out_dir / "comparison.png", lambda h: h.write(png))
     print(markdown, flush=True)
     print(f"[jl-compare] wrote comparison.csv, comparison.md and comparison.png to {out_dir}", flush=True)
     return rows

@@ -20,13 +20,14 @@ import argparse
 import csv
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
+from jl_lightning.data.loading import _is_number
 from jl_lightning.errors import JLInputError
+from jl_lightning.export import atomic_write
 
 DEFAULT_CHUNK_ROWS = 16384
 
@@ -122,14 +123,6 @@ def csv_chunks(path: Path, chunk_rows: int) -> tuple[tuple, Iterator[np.ndarray]
     return (-1, d), chunks()
 
 
-def _is_number(cell: str) -> bool:
-    try:
-        float(cell)
-    except ValueError:
-        return False
-    return True
-
-
 def open_input(path: Path, chunk_rows: int) -> tuple[tuple, Iterator[np.ndarray]]:
     if not path.is_file():
         raise JLInputError(f"input file not found: {path}")
@@ -205,27 +198,26 @@ def embed_file(matrix: np.ndarray, input_path: str | Path, output_path: str | Pa
     if shape[1] != d:
         raise JLInputError(f"{input_path}: vectors have dimension {shape[1]}, but the matrix maps "
                            f"d={d} to k={k}; they must match")
-    fd, tmp = tempfile.mkstemp(dir=output_path.parent, prefix=f".{output_path.name}.", suffix=".tmp")
+    counted = {}
+
+    def stream(handle) -> None:
+        writer = (NpyWriter if out_suffix == ".npy" else CsvWriter)(handle, k, np.dtype(dtype))
+        matrix_t = np.ascontiguousarray(matrix.T, dtype=np.float64)
+        for block in chunks:
+            block = block.astype(np.float64, copy=False)
+            finite = np.isfinite(block).all(1)
+            if not finite.all():
+                raise JLInputError(f"{input_path}: row {writer.rows + int(np.flatnonzero(~finite)[0])} "
+                                   "(0-based) contains NaN or Inf")
+            writer.write(block @ matrix_t)
+        writer.close()
+        counted["rows"] = writer.rows
+
     try:
-        mode = "wb" if out_suffix == ".npy" else "w"
-        with os.fdopen(fd, mode) as handle:
-            writer = (NpyWriter if out_suffix == ".npy" else CsvWriter)(handle, k, np.dtype(dtype))
-            matrix_t = np.ascontiguousarray(matrix.T, dtype=np.float64)
-            for block in chunks:
-                block = block.astype(np.float64, copy=False)
-                if not np.isfinite(block).all():
-                    raise JLInputError(f"{input_path}: row {writer.rows + int(np.flatnonzero(~np.isfinite(block).all(1))[0])} "
-                                       "(0-based) contains NaN or Inf")
-                writer.write(block @ matrix_t)
-            writer.close()
-        if output_path.exists():
-            raise JLInputError(f"{output_path} appeared while embedding; not overwriting it")
-        os.replace(tmp, output_path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return writer.rows
+        atomic_write(output_path, stream, mode="wb" if out_suffix == ".npy" else "w")
+    except FileExistsError:
+        raise JLInputError(f"{output_path} appeared while embedding; not overwriting it") from None
+    return counted["rows"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,6 +29,7 @@ from torch import nn
 from jl_lightning.errors import JLInputError
 from jl_lightning.exact_objective import exact_objective
 from jl_lightning.log_schedule import is_log_step
+from jl_lightning.sampler import build_optimizers
 from jl_lightning.variance import make_variance
 
 METHODS = ("adam", "hessian", "pgd")
@@ -236,10 +237,4 @@ class ExactSampler(LightningModule):
             # Algorithm 1 and PGD update the parameters themselves; Lightning still needs an
             # optimizer to count steps, so a no-op SGD (lr 0) stands in.
             return torch.optim.SGD(self.parameters(), lr=0.0)
-        if self.optimizer_factory is None:
-            raise JLInputError("model.method=adam needs an optimizer (e.g. optimizer=adam)")
-        optimizer = self.optimizer_factory(params=list(self.parameters()))
-        if self.scheduler_factory is None:
-            return optimizer
-        scheduler = self.scheduler_factory(optimizer=optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return build_optimizers(self.optimizer_factory, self.scheduler_factory, list(self.parameters()))

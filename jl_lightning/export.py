@@ -24,10 +24,12 @@ def check_fresh(run_dir: str | Path) -> None:
         )
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write, mode: str = "wb") -> None:
+    """Write ``path`` through ``write(handle)`` into a temporary file beside it, then rename it
+    into place; never over a file that exists by then, and no temporary left on failure."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as handle:
+        with os.fdopen(fd, mode) as handle:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
@@ -50,9 +52,9 @@ def write_results(run_dir: str | Path, embedding: np.ndarray, summary: dict) -> 
     check_fresh(run_dir)
     paths = {name: run_dir / name for name in RESULT_FILES}
     array = np.ascontiguousarray(embedding, dtype=np.float64)
-    _atomic_write(paths["embedding.npy"], lambda h: np.save(h, array, allow_pickle=False))
+    atomic_write(paths["embedding.npy"], lambda h: np.save(h, array, allow_pickle=False))
     text = json.dumps(summary, indent=2, sort_keys=False, default=_jsonable).encode() + b"\n"
-    _atomic_write(paths["summary.json"], lambda h: h.write(text))
+    atomic_write(paths["summary.json"], lambda h: h.write(text))
     return paths
 
 

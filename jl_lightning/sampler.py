@@ -235,11 +235,17 @@ class GaussianSampler(LightningModule):
                            "train/sigma2": s2.detach()}, on_step=True, on_epoch=False)
 
     def configure_optimizers(self):
-        if self.optimizer_factory is None:
-            raise JLInputError("no optimizer configured: set the optimizer group (e.g. optimizer=adam)")
-        optimizer = self.optimizer_factory(params=list(self.parameters()))
-        if self.scheduler_factory is None:
-            return optimizer
-        scheduler = self.scheduler_factory(optimizer=optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return build_optimizers(self.optimizer_factory, self.scheduler_factory, list(self.parameters()))
+
+
+def build_optimizers(optimizer_factory, scheduler_factory, params: list):
+    """Lightning's configure_optimizers value for partial optimizer/scheduler constructors
+    (the scheduler stepped every step)."""
+    if optimizer_factory is None:
+        raise JLInputError("no optimizer configured: set the optimizer group (e.g. optimizer=adam)")
+    optimizer = optimizer_factory(params=params)
+    if scheduler_factory is None:
+        return optimizer
+    scheduler = scheduler_factory(optimizer=optimizer)
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 

@@ -223,3 +223,24 @@ def test_parquet_without_pyarrow_says_what_to_install(tmp_path, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_pyarrow)
     with pytest.raises(JLInputError, match=r"p\.parquet: reading \.parquet needs pyarrow"):
         load_validated(tmp_path / "p.parquet")
+
+
+def test_center_subtracts_the_mean_point_before_normalizing():
+    raw = np.array([[1.0, 2.0], [3.0, 6.0], [5.0, 1.0]])
+    dm = JLDataModule(ArraySourceForCenter(raw), mode="pairs", center=True)
+    dm.setup()
+    np.testing.assert_allclose(dm.points, raw - raw.mean(0))
+    dm = JLDataModule(ArraySourceForCenter(raw), mode="norms", center=True)
+    dm.setup()
+    centered = raw - raw.mean(0)
+    np.testing.assert_allclose(dm.points, centered / np.linalg.norm(centered, axis=1, keepdims=True))
+
+
+class ArraySourceForCenter:
+    name = "test array"
+
+    def __init__(self, array):
+        self.array = array
+
+    def load(self):
+        return self.array
