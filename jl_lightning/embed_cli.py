@@ -17,7 +17,6 @@ so the command starts fast and stays small.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import sys
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import Iterator
 
 import numpy as np
 
-from jl_lightning.data.loading import _is_number
+from jl_lightning.data.loading import csv_row_chunks
 from jl_lightning.errors import JLInputError
 from jl_lightning.export import atomic_write
 
@@ -76,51 +75,11 @@ def npy_chunks(path: Path, chunk_rows: int) -> tuple[tuple, Iterator[np.ndarray]
 
 
 def csv_chunks(path: Path, chunk_rows: int) -> tuple[tuple, Iterator[np.ndarray]]:
-    """(shape with n unknown (-1), iterator of row chunks) of a numeric CSV; a first line
-    without numbers is a header. Errors name the line and the column."""
-    handle = open(path, newline="")
-    reader = csv.reader(handle)
-    first = None
-    header = None
-    for line_no, cells in enumerate(reader, start=1):
-        if cells and any(c.strip() for c in cells):
-            first = (line_no, cells)
-            break
-    if first is None:
-        handle.close()
+    """(shape with n unknown (-1), iterator of row chunks) of a numeric CSV (the data loader's parser)."""
+    width, chunks = csv_row_chunks(path, chunk_rows)
+    if width is None:
         raise JLInputError(f"{path}: the file holds no vectors")
-    if not any(_is_number(c) for c in first[1]):
-        header = first[1]
-        first = None
-    d = len(header) if header else len(first[1])
-
-    def parse(line_no, cells):
-        if len(cells) != d:
-            raise JLInputError(f"{path}: line {line_no} has {len(cells)} columns, expected {d}")
-        try:
-            return [float(c) for c in cells]
-        except ValueError:
-            for col, cell in enumerate(cells, start=1):
-                if not _is_number(cell):
-                    name = f" ({header[col - 1].strip()!r})" if header else ""
-                    raise JLInputError(f"{path}: line {line_no}, column {col}{name}: "
-                                       f"{cell.strip()!r} is not a number") from None
-            raise
-
-    def chunks():
-        with handle:
-            rows = [parse(*first)] if first else []
-            for line_no, cells in enumerate(reader, start=(first[0] if first else 1) + 1):
-                if not cells or not any(c.strip() for c in cells):
-                    continue
-                rows.append(parse(line_no, cells))
-                if len(rows) == chunk_rows:
-                    yield np.asarray(rows, dtype=np.float64)
-                    rows = []
-            if rows:
-                yield np.asarray(rows, dtype=np.float64)
-
-    return (-1, d), chunks()
+    return (-1, width), chunks
 
 
 def open_input(path: Path, chunk_rows: int) -> tuple[tuple, Iterator[np.ndarray]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -115,38 +116,63 @@ def _load_pt(path: Path, key: str | None) -> np.ndarray:
 
 
 def _load_csv(path: Path) -> np.ndarray:
-    """Parse a comma-separated file; a first line with no number in it is a header."""
-    rows: list[list[float]] = []
-    width = None
-    header: list[str] | None = None
-    with open(path, newline="") as handle:
-        for line_no, cells in enumerate(csv.reader(handle), start=1):
-            if not cells or all(not c.strip() for c in cells):
-                continue  # blank line
-            if line_no == 1 and not any(_is_number(c) for c in cells):
-                header = [c.strip() for c in cells]
-                width = len(cells)
-                continue
-            if width is None:
-                width = len(cells)
-            elif len(cells) != width:
-                like = "the header" if header else "the first data line"
+    """Parse a comma-separated file whole (see :func:`csv_row_chunks`)."""
+    _, chunks = csv_row_chunks(path, 65536)
+    blocks = list(chunks)
+    return np.concatenate(blocks) if blocks else np.empty((0, 0))
+
+
+def csv_row_chunks(path: Path, chunk_rows: int) -> tuple[int | None, Iterator[np.ndarray]]:
+    """(number of columns, iterator of float64 row chunks) of a numeric CSV, read as it goes.
+
+    The first non-blank line is a header when no cell of it is a number. Blank lines are
+    skipped. A ragged row or a cell that is not a number raises :class:`JLInputError`
+    naming the line and the column (by its header name when there is one). The width is
+    None for a file without data or header; ``jl-embed`` streams through this too.
+    """
+    handle = open(path, newline="")
+    reader = csv.reader(handle)
+    first, header = None, None
+    for cells in reader:
+        if cells and any(c.strip() for c in cells):
+            first = (reader.line_num, cells)
+            break
+    if first is None:
+        handle.close()
+        return None, iter(())
+    if not any(_is_number(c) for c in first[1]):
+        header, first = [c.strip() for c in first[1]], None
+    width = len(header) if header else len(first[1])
+    like = "the header" if header else "the first data line"
+
+    def parse(line_no: int, cells: list[str]) -> list[float]:
+        if len(cells) != width:
+            raise JLInputError(f"{path}: line {line_no} has {len(cells)} columns, expected {width} like {like}")
+        row = []
+        for col, cell in enumerate(cells, start=1):
+            try:
+                row.append(float(cell))
+            except ValueError:
+                name = f" ({header[col - 1]!r})" if header else ""
                 raise JLInputError(
-                    f"{path}: line {line_no} has {len(cells)} columns, expected {width} like {like}"
-                )
-            row = []
-            for col, cell in enumerate(cells, start=1):
-                try:
-                    row.append(float(cell))
-                except ValueError:
-                    name = f" ({header[col - 1]!r})" if header else ""
-                    raise JLInputError(
-                        f"{path}: line {line_no}, column {col}{name}: {cell.strip()!r} is not a number"
-                    ) from None
-            rows.append(row)
-    if not rows:
-        return np.empty((0, 0))
-    return np.asarray(rows, dtype=np.float64)
+                    f"{path}: line {line_no}, column {col}{name}: {cell.strip()!r} is not a number"
+                ) from None
+        return row
+
+    def chunks() -> Iterator[np.ndarray]:
+        with handle:
+            rows = [parse(*first)] if first else []
+            for cells in reader:
+                if not cells or not any(c.strip() for c in cells):
+                    continue  # blank line
+                rows.append(parse(reader.line_num, cells))
+                if len(rows) == chunk_rows:
+                    yield np.asarray(rows, dtype=np.float64)
+                    rows = []
+            if rows:
+                yield np.asarray(rows, dtype=np.float64)
+
+    return width, chunks()
 
 
 def _load_parquet(path: Path) -> np.ndarray:
