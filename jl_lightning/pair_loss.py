@@ -49,26 +49,18 @@ class PairGeometry:
     and for duplicate pairs; ``valid`` is 1.0 on valid pairs and 0.0 elsewhere, so that
     ``|dy * inv_sq_dist - valid|`` is the pair distortion on valid pairs and exactly 0 on
     the others.
-    The table is built only when ``dense`` (the exact strategy); the active strategy
-    computes the distances of the pairs it uses on the fly.
+    Only the exact strategy needs the table; the active strategy computes the distances
+    of the pairs it uses on the fly (``inverse_sq_distances``).
     """
 
-    def __init__(self, points: torch.Tensor, dense: bool, memory_budget: int = 256 * 2**20):
-        self.points = points
-        self.n = points.shape[0]
-        self.inv_sq_dist: torch.Tensor | None = None
-        self.valid: torch.Tensor | None = None
-        if dense:
-            self._build(memory_budget)
-
     @torch.no_grad()
-    def _build(self, memory_budget: int) -> None:
-        X = self.points.to(torch.float64)
+    def __init__(self, points: torch.Tensor, memory_budget: int = 256 * 2**20):
+        X = points.to(torch.float64)
         X = X - X.mean(0)
         sq = X.pow(2).sum(1)
-        n = self.n
-        inv = torch.empty(n, n, dtype=self.points.dtype, device=self.points.device)
-        valid = torch.empty(n, n, dtype=self.points.dtype, device=self.points.device)
+        n = points.shape[0]
+        inv = torch.empty(n, n, dtype=points.dtype, device=points.device)
+        valid = torch.empty(n, n, dtype=points.dtype, device=points.device)
         rows = max(1, int(memory_budget // (3 * 8 * n)))
         for i0 in range(0, n, rows):
             blk = slice(i0, i0 + rows)
@@ -180,11 +172,10 @@ def exact_pair_loss(embedded: torch.Tensor, geometry: PairGeometry) -> torch.Ten
 class ActivePairs:
     """The active set: ``n_hard`` worst pairs (set by :meth:`refresh`) plus ``n_random`` fresh random pairs."""
 
-    def __init__(self, n: int, n_hard: int, n_random: int, generator: torch.Generator | None = None):
+    def __init__(self, n: int, n_hard: int, n_random: int):
         self.n, self.n_hard, self.n_random = n, n_hard, n_random
         self.hard_i = torch.empty(0, dtype=torch.long)
         self.hard_j = torch.empty(0, dtype=torch.long)
-        self.generator = generator
 
     def set_hard(self, i: torch.Tensor, j: torch.Tensor) -> None:
         self.hard_i, self.hard_j = i.long(), j.long()

@@ -145,8 +145,9 @@ class GaussianSampler(LightningModule):
             if points.shape[0] < 2:
                 raise JLInputError(f"pairs mode needs at least 2 points, got {points.shape[0]}")
             used = points - points.mean(0)
-            geometry = PairGeometry(used, dense=self.pair_strategy == "exact")
-            if self.pair_strategy == "active" and self.active_pairs is None:
+            if self.pair_strategy == "exact":
+                geometry = PairGeometry(used)
+            elif self.active_pairs is None:
                 self.active_pairs = ActivePairs(points.shape[0], self.active_hard, self.active_random)
         mode = resolve_sampling(self.sampling, used.shape[0], used.shape[1])
         factor = span_factor(used) if mode == "span" else None

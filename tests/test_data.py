@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from jl_lightning.data import FilePoints, GaussianPoints, validate_k, validate_points
+from jl_lightning.data import ArrayPoints, FilePoints, GaussianPoints, validate_k, validate_points
 from jl_lightning.data.datamodule import JLDataModule
 from jl_lightning.errors import JLInputError
 
@@ -227,20 +227,11 @@ def test_parquet_without_pyarrow_says_what_to_install(tmp_path, monkeypatch):
 
 def test_center_subtracts_the_mean_point_before_normalizing():
     raw = np.array([[1.0, 2.0], [3.0, 6.0], [5.0, 1.0]])
-    dm = JLDataModule(ArraySourceForCenter(raw), mode="pairs", center=True)
+    dm = JLDataModule(ArrayPoints(raw), mode="pairs", center=True)
     dm.setup()
     np.testing.assert_allclose(dm.points, raw - raw.mean(0))
-    dm = JLDataModule(ArraySourceForCenter(raw), mode="norms", center=True)
+    dm = JLDataModule(ArrayPoints(raw), mode="norms", center=True)
     dm.setup()
     centered = raw - raw.mean(0)
     np.testing.assert_allclose(dm.points, centered / np.linalg.norm(centered, axis=1, keepdims=True))
 
-
-class ArraySourceForCenter:
-    name = "test array"
-
-    def __init__(self, array):
-        self.array = array
-
-    def load(self):
-        return self.array

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from jl_lightning.data import GaussianPoints, JLDataModule
+from jl_lightning.data import ArrayPoints, GaussianPoints, JLDataModule
 from jl_lightning.data.datamodule import DuplicatePointsWarning
 from jl_lightning.distortion import evaluate, heldout_reports, worst_pairs
 from jl_lightning.errors import JLInputError
@@ -182,17 +182,9 @@ def test_smooth_exact_pairs_and_bad_pair_options_are_refused():
 
 
 # ------------------------------------------------------------------ data
-class ArraySource:
-    def __init__(self, array, name="test array"):
-        self.array, self.name = np.asarray(array, dtype=float), name
-
-    def load(self):
-        return self.array
-
-
 def test_heldout_split_is_seeded_disjoint_and_training_never_sees_it():
     raw = np.random.default_rng(0).standard_normal((50, 6))
-    dm = JLDataModule(ArraySource(raw), mode="pairs", val_fraction=0.2, split_seed=4)
+    dm = JLDataModule(ArrayPoints(raw), mode="pairs", val_fraction=0.2, split_seed=4)
     dm.setup()
     assert len(dm.val_index) == 10 and len(dm.train_index) == 40
     assert not set(dm.train_index) & set(dm.val_index)
@@ -202,27 +194,27 @@ def test_heldout_split_is_seeded_disjoint_and_training_never_sees_it():
     served = next(iter(dm.train_dataloader()))
     assert served.shape == (40, 6)
     np.testing.assert_allclose(served.numpy(), raw[dm.train_index], rtol=1e-6)
-    again = JLDataModule(ArraySource(raw), mode="pairs", val_fraction=0.2, split_seed=4)
+    again = JLDataModule(ArrayPoints(raw), mode="pairs", val_fraction=0.2, split_seed=4)
     again.setup()
     np.testing.assert_array_equal(again.val_index, dm.val_index)
-    other = JLDataModule(ArraySource(raw), mode="pairs", val_fraction=0.2, split_seed=5)
+    other = JLDataModule(ArrayPoints(raw), mode="pairs", val_fraction=0.2, split_seed=5)
     other.setup()
     assert not np.array_equal(other.val_index, dm.val_index)
 
 
 def test_auto_normalization_follows_the_mode():
     raw = np.random.default_rng(1).standard_normal((6, 3)) * 5
-    norms = JLDataModule(ArraySource(raw), mode="norms")
+    norms = JLDataModule(ArrayPoints(raw), mode="norms")
     norms.setup()
     np.testing.assert_allclose(np.linalg.norm(norms.points, axis=1), 1.0)
-    pairs = JLDataModule(ArraySource(raw), mode="pairs")
+    pairs = JLDataModule(ArrayPoints(raw), mode="pairs")
     pairs.setup()
     np.testing.assert_array_equal(pairs.points, raw)
 
 
 def test_duplicate_rows_warn_with_their_count_in_pairs_mode():
     raw = np.array([[1.0, 2.0], [3.0, 4.0], [1.0, 2.0], [1.0, 2.0], [0.0, 0.0]])
-    dm = JLDataModule(ArraySource(raw, "dups.npy"), mode="pairs")
+    dm = JLDataModule(ArrayPoints(raw, "dups.npy"), mode="pairs")
     with pytest.warns(DuplicatePointsWarning, match=r"dups.npy: 2 duplicate row\(s\), 3 pair\(s\)"):
         dm.setup()
     assert dm.duplicates == {"rows": 2, "pairs": 3}
@@ -234,7 +226,7 @@ def test_duplicate_rows_warn_with_their_count_in_pairs_mode():
 
 @pytest.mark.parametrize("n", [1])
 def test_pairs_mode_needs_two_points(n):
-    dm = JLDataModule(ArraySource(np.ones((n, 3)), "one.csv"), mode="pairs")
+    dm = JLDataModule(ArrayPoints(np.ones((n, 3)), "one.csv"), mode="pairs")
     with pytest.raises(JLInputError, match="one.csv: pairs mode needs at least 2 points"):
         dm.setup()
 
