@@ -10,7 +10,9 @@ Three ways to optimize it (``method``):
   training ends;
 * ``pgd``: perturbed gradient descent (Jin et al. 2017): gradient steps of size 1/L, and when
   ||grad g|| <= rho and no perturbation happened in the last ``pgd_interval`` steps, a
-  uniform random perturbation of radius ``pgd_radius``; first-order information only.
+  uniform random perturbation of radius ``pgd_radius``. If g has not dropped by
+  ``pgd_threshold`` ``pgd_interval`` steps after a perturbation, PGD returns the point it
+  perturbed, an approximate second-order stationary point. First-order information only.
 
 Parameters follow the paper's convention: A ~ N(M, sigma^2) entrywise, distortion measured
 on ||A x||^2 / k, so the deterministic embedding is M / sqrt(k) (``embedding``), the same
@@ -75,17 +77,22 @@ class ExactSampler(LightningModule):
     L, K, rho: Algorithm 1's gradient Lipschitz constant, Hessian Lipschitz constant and
         gradient threshold (also PGD's step 1/L and threshold rho).
     backtracking, max_step: estimate the local 1/L by Armijo backtracking (starting from
-        1/L, growing at most 2x per step, capped at max_step) instead of a fixed 1/L.
+        twice the last accepted step, capped at max_step) instead of a fixed 1/L, and halve a
+        curvature step until g decreases.
+    max_curvature_step: cap on the curvature step's length |lambda| / K.
     lanczos_iters: Lanczos steps per eigenvalue estimate.
-    pgd_radius, pgd_interval: PGD's perturbation radius and minimum steps between perturbations.
+    pgd_radius, pgd_interval, pgd_threshold: PGD's perturbation radius, the steps between
+        perturbations, and the decrease of g a perturbation must bring within pgd_interval
+        steps; when it does not, PGD stops and returns the point it perturbed (Jin et al.).
     optimizer: a partial torch optimizer (``adam`` method only).
     """
 
     def __init__(self, k: int, dim: int, eps: float = 0.3, method: str = "hessian", variance: str = "raw",
                  init_variance: float = 1.0, init_mean: str = "zeros", init_seed: int = 0, init_scale: float = 1.0,
-                 reg_weight: float = 1.0, L: float = 100.0, K: float = 0.001, rho: float = 0.05,
-                 lanczos_iters: int = 40, pgd_radius: float = 0.1, pgd_interval: int = 50,
-                 backtracking: bool = True, max_step: float = 1.0,
+                 reg_weight: float = 1.0, L: float = 100.0, K: float = 1e-5, rho: float = 0.01,
+                 lanczos_iters: int = 40, pgd_radius: float = 1.0, pgd_interval: int = 1000,
+                 pgd_threshold: float = 1e-3,
+                 backtracking: bool = True, max_step: float = 1.0, max_curvature_step: float = 10.0,
                  optimizer: Callable[..., torch.optim.Optimizer] | None = None,
                  scheduler: Callable[..., Any] | None = None, log_every: int = 50, mode: str = "norms"):
         super().__init__()
@@ -93,7 +100,9 @@ class ExactSampler(LightningModule):
             raise JLInputError(f"model.method must be one of {list(METHODS)}, got {method!r}")
         if not (isinstance(eps, (int, float)) and 0 < eps < 1):
             raise JLInputError(f"model.eps must be a number in (0, 1), got {eps!r}")
-        for name, value in (("model.L", L), ("model.K", K), ("model.rho", rho), ("model.pgd_radius", pgd_radius)):
+        for name, value in (("model.L", L), ("model.K", K), ("model.rho", rho), ("model.pgd_radius", pgd_radius),
+                            ("model.max_step", max_step), ("model.max_curvature_step", max_curvature_step),
+                            ("model.pgd_threshold", pgd_threshold)):
             if not (isinstance(value, (int, float)) and value > 0):
                 raise JLInputError(f"{name} must be a number > 0, got {value!r}")
         if mode != "norms":
@@ -115,7 +124,11 @@ class ExactSampler(LightningModule):
         self.gradient_steps = self.curvature_steps = self.perturbations = 0
         self.stopped_at: int | None = None
         self._last_perturbation = -10**9
+        self._pgd_calls = 0
+        self._perturbed_from: tuple | None = None
+        self.pgd_threshold = float(pgd_threshold)
         self.backtracking, self.max_step = bool(backtracking), float(max_step)
+        self.max_curvature_step = float(max_curvature_step)
         self._eta = 1.0 / self.L
 
     @property
@@ -126,6 +139,12 @@ class ExactSampler(LightningModule):
     @property
     def deterministic(self) -> bool:
         return self.variance.is_frozen
+
+    def optimization_report(self) -> dict:
+        """How the run went, for summary.json: steps of each kind and where it stopped."""
+        return {"method": self.method, "eps": self.eps, "gradient_steps": self.gradient_steps,
+                "curvature_steps": self.curvature_steps, "perturbations": self.perturbations,
+                "stopped_at": self.stopped_at, "sigma2": self.variance.current()}
 
     def objective(self, points: torch.Tensor) -> torch.Tensor:
         return exact_objective(self.mean, self.variance.value(), points.double(), self.eps, self.reg_weight)
@@ -143,29 +162,64 @@ class ExactSampler(LightningModule):
         self.variance.project_()
 
     def _gradient(self, points: torch.Tensor, create_graph: bool):
+        """g and its gradient, projected onto the feasible set: with a raw sigma^2 at its
+        bound 0, a positive d g / d sigma^2 (the regularizer) points out of the domain and is
+        dropped, so a point with sigma^2 = 0 can be stationary (Algorithm 1 then stops)."""
         value = self.objective(points)
-        grads = torch.autograd.grad(value, self._params(), create_graph=create_graph)
+        grads = list(torch.autograd.grad(value, self._params(), create_graph=create_graph))
+        theta = self.variance.theta
+        if theta.requires_grad and self.variance.current() <= 0.0 and float(grads[-1].detach()) > 0:
+            grads[-1] = grads[-1] * 0
         return value, torch.cat([g.reshape(-1) for g in grads])
 
     # -------------------------------------------------------------- steps
     @torch.no_grad()
     def _gradient_step(self, points: torch.Tensor, value: float, grad: torch.Tensor) -> None:
         """theta <- theta - eta grad with eta = 1/L when ``backtracking`` is off; with it, eta
-        starts at twice the last accepted step (capped at ``max_step``) and is halved until the Armijo condition g(theta - eta grad) <= g - eta ||grad||^2 / 2 holds:
-        an estimate of the local 1/L, which changes by orders of magnitude as sigma^2 shrinks."""
+        starts at twice the last accepted step (capped at ``max_step``) and is halved until
+        the Armijo condition g(theta - eta grad) <= g - eta ||grad||^2 / 2 holds: an estimate
+        of the local 1/L, which changes by orders of magnitude as sigma^2 shrinks. A raw
+        sigma^2 is projected back to >= 0 (a projected gradient step)."""
         self.gradient_steps += 1
         if not self.backtracking:
             self._add_(-grad / self.L)
             return
         eta = min(2 * self._eta, self.max_step)
         sq = float(grad @ grad)
-        for _ in range(40):
+        saved = [p.detach().clone() for p in self._params()]
+        for _ in range(60):
             self._add_(-eta * grad)
-            if float(self.objective(points)) <= value - 0.5 * eta * sq:
-                break
-            self._add_(eta * grad)
+            trial = float(self.objective(points))
+            # strict decrease too: a step too small to change g in float64 "passes" Armijo's
+            # test with equality and would pin eta at a no-op forever
+            if trial < value and trial <= value - 0.5 * eta * sq:
+                self._eta = eta
+                return
+            for p, s in zip(self._params(), saved):  # undo exactly (the sigma^2 projection is not invertible)
+                p.copy_(s)
             eta /= 2
-        self._eta = eta
+        self._eta = 1.0 / self.L  # no representable descent along -grad: start afresh next step
+
+    @torch.no_grad()
+    def _curvature_step(self, points: torch.Tensor, value: float, lam: float, vector: torch.Tensor,
+                        grad: torch.Tensor) -> bool:
+        """A step along the eigenvector of lambda_min, signed to descend, of length |lambda| / K
+        (capped at ``max_curvature_step``); with ``backtracking``, halved until g decreases.
+        False when no tried length decreases g."""
+        sign = -1.0 if float(grad.detach() @ vector) > 0 else 1.0
+        length = min(abs(lam) / self.K, self.max_curvature_step)
+        if not self.backtracking:
+            self._add_(sign * length * vector)
+            return True
+        saved = [p.detach().clone() for p in self._params()]
+        for _ in range(30):
+            self._add_(sign * length * vector)
+            if float(self.objective(points)) < value:
+                return True
+            for p, s in zip(self._params(), saved):
+                p.copy_(s)
+            length /= 2
+        return False
 
     def _hessian_step(self, points: torch.Tensor) -> dict:
         value, grad = self._gradient(points, create_graph=True)
@@ -178,38 +232,58 @@ class ExactSampler(LightningModule):
         params = self._params()
 
         def hvp(v):
-            parts = torch.autograd.grad(grad, params, v, retain_graph=True)
-            return torch.cat([p.reshape(-1) for p in parts]).detach()
+            # allow_unused: at sigma^2 = 0 the indicator limit leaves theta out of the graph
+            parts = torch.autograd.grad(grad, params, v, retain_graph=True, allow_unused=True)
+            return torch.cat([(torch.zeros_like(p) if d is None else d).reshape(-1)
+                              for p, d in zip(params, parts)]).detach()
 
         lam, vector = lanczos_min_eigen(hvp, grad.numel(), self.lanczos_iters, self.generator)
         info["lambda_min"] = lam
-        if lam < -math.sqrt(self.K * self.rho):
-            sign = -1.0 if float(grad.detach() @ vector) > 0 else 1.0
-            self._add_(sign * abs(lam) / self.K * vector)
+        if lam < -math.sqrt(self.K * self.rho) and self._curvature_step(points, info["value"], lam, vector, grad):
             self.curvature_steps += 1
             info["step_type"] = 1.0
         else:  # an approximate second-order stationary point: Algorithm 1 returns M
-            self.stopped_at = int(self.global_step)
-            info["step_type"] = 2.0
-            if self._trainer is not None:
-                self.trainer.should_stop = True
+            self._stop(info)
         return info
 
     def _pgd_step(self, points: torch.Tensor) -> dict:
         value, grad = self._gradient(points, create_graph=False)
         grad_norm = float(grad.norm())
         info = {"value": float(value.detach()), "grad_norm": grad_norm, "lambda_min": math.nan, "step_type": 0.0}
-        step = int(self.global_step)
-        if grad_norm <= self.rho and step - self._last_perturbation >= self.pgd_interval:
+        step = self._pgd_calls  # counted here, so the schedule also holds outside a Trainer
+        self._pgd_calls += 1
+        since = step - self._last_perturbation
+        if self._perturbed_from is not None and since >= self.pgd_interval:
+            # Jin et al.'s stopping rule: a perturbation that did not lead to a decrease of at
+            # least pgd_threshold within pgd_interval steps means there was no direction of
+            # escape: the point it was taken from is an approximate SOSP, and PGD returns it.
+            before_value, before_params = self._perturbed_from
+            self._perturbed_from = None
+            if info["value"] > before_value - self.pgd_threshold:
+                with torch.no_grad():
+                    for p, saved in zip(self._params(), before_params):
+                        p.copy_(saved)
+                self._stop(info)
+                return info
+        if grad_norm <= self.rho and since >= self.pgd_interval:
+            self._perturbed_from = (info["value"], [p.detach().clone() for p in self._params()])
             direction = torch.randn(grad.numel(), dtype=grad.dtype, generator=self.generator)
             radius = self.pgd_radius * torch.rand(1, generator=self.generator, dtype=grad.dtype) ** (1 / grad.numel())
-            self._add_(direction / direction.norm() * radius)
+            with torch.no_grad():
+                self._add_(direction / direction.norm() * radius)
             self._last_perturbation = step
             self.perturbations += 1
             info["step_type"] = 3.0
         else:
             self._gradient_step(points, float(value.detach()), grad)
         return info
+
+    def _stop(self, info: dict) -> None:
+        """An approximate second-order stationary point: the algorithm returns M."""
+        self.stopped_at = int(self.global_step)
+        info["step_type"] = 2.0
+        if self._trainer is not None:
+            self.trainer.should_stop = True
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> None:
         optimizer = self.optimizers()

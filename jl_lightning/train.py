@@ -152,6 +152,8 @@ def fit_from_config(cfg: DictConfig, source=None) -> tuple[dict, Any]:
         "baseline_gaussian": baseline,
         "references": references,
         "switch_step": switch.switch_step if switch else None,
+        # model=exact: the optimizer's own account (steps by kind, where Algorithm 1 stopped)
+        "optimization": model.optimization_report() if hasattr(model, "optimization_report") else None,
         # (step, seconds since the start of training, exact epsilon) at every evaluation
         "distortion_history": tracker.history if tracker else None,
         "sigma2_final": model.variance.current(),
