@@ -31,7 +31,7 @@ from jl_lightning.pair_loss import (PAIR_STRATEGIES, ActivePairs, PairGeometry, 
 from jl_lightning.sampling import resolve_sampling, sample_embedded, span_factor
 from jl_lightning.variance import make_variance
 
-INIT_MEANS = ("zeros", "gaussian")
+INIT_MEANS = ("zeros", "gaussian", "identity")
 MODES = ("norms", "pairs")
 PAIRS_SMOOTH_TEMPERATURE = 0.1  # smooth_temperature="auto" in pairs mode (docs/benchmarks.md)
 
@@ -48,7 +48,11 @@ class GaussianSampler(LightningModule):
     init_variance: sigma^2 at step 0 (the paper: 1).
     init_mean: ``"zeros"`` (the paper) or ``"gaussian"`` (one N(0, 1) draw, the
         usual random JL matrix up to the 1/sqrt(k) scale).
-    init_seed: seed of the ``gaussian`` init (independent of the sampling noise).
+        ``"identity"``: the embedding starts at init_scale [I_k | 0] plus init_noise N(0, 1)
+        entries (Theorem 1's trap with init_scale 2; needs k <= d).
+    init_seed: seed of the ``gaussian`` init and the ``identity`` noise (independent of the
+        sampling noise).
+    init_scale, init_noise: the ``identity`` init's diagonal value and perturbation size.
     reg_weight: lambda in lambda * sigma^2 / 2 (the paper: 1).
     sampling: ``"auto"``, ``"span"`` or ``"full"`` (see ``sampling.py``).
     optimizer: a partial ``torch.optim`` constructor (Hydra ``_partial_: true``).
@@ -64,7 +68,7 @@ class GaussianSampler(LightningModule):
 
     def __init__(self, k: int, dim: int, n_samples: int = 20, variance: str = "raw",
                  init_variance: float = 1.0, init_mean: str = "zeros", init_seed: int = 0,
-                 reg_weight: float = 1.0, sampling: str = "auto",
+                 init_scale: float = 1.0, init_noise: float = 0.0, reg_weight: float = 1.0, sampling: str = "auto",
                  optimizer: Callable[..., torch.optim.Optimizer] | None = None,
                  scheduler: Callable[..., Any] | None = None, log_every: int = 50,
                  mode: str = "norms", pair_strategy: str = "exact", active_hard: int = 2048,
@@ -106,9 +110,15 @@ class GaussianSampler(LightningModule):
         self.active_pairs: ActivePairs | None = None
         if init_mean == "zeros":
             mean = torch.zeros(k, dim)
-        else:
+        elif init_mean == "gaussian":
             gen = torch.Generator().manual_seed(init_seed)
             mean = torch.randn(k, dim, generator=gen)
+        else:  # identity: A = M / sqrt(k) starts at init_scale [I | 0] + init_noise N(0, 1)
+            if k > dim:
+                raise JLInputError(f"model.init_mean=identity needs model.k <= d, got k={k} and d={dim}")
+            gen = torch.Generator().manual_seed(init_seed)
+            start = init_scale * torch.eye(k, dim) + init_noise * torch.randn(k, dim, generator=gen)
+            mean = math.sqrt(k) * start
         self.mean = nn.Parameter(mean)
         self.variance = make_variance(variance, init_variance)
         self.optimizer_factory = optimizer

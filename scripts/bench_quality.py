@@ -3,6 +3,7 @@
     python scripts/bench_quality.py                      # default recipe and experiment=paper, seeds 0 1 2
     python scripts/bench_quality.py --recipes default --seeds 0
     python scripts/bench_quality.py --recipes default direct digits_pairs digits_pairs_direct
+    python scripts/bench_quality.py --recipes theorem1_trap theorem1
 
 Each run is the command a user types, timed from start to exit (imports included),
 in a fresh process, writing its folder under outputs/bench/. The table goes to
@@ -29,6 +30,9 @@ RECIPES = {
     "direct": ["experiment=direct"],
     "digits_pairs": ["experiment=digits_pairs"],
     "digits_pairs_direct": ["experiment=[digits_pairs,direct]"],
+    # Theorem 1: direct optimization from the trap 2 [I | 0] (a), the sampler from M = 0 (b)
+    "theorem1_trap": ["experiment=theorem1_trap"],
+    "theorem1": ["experiment=theorem1"],
 }
 
 
