@@ -32,6 +32,7 @@ from jl_lightning.errors import JLInputError
 from jl_lightning.exact_objective import exact_objective
 from jl_lightning.log_schedule import is_log_step
 from jl_lightning.sampler import build_optimizers
+from jl_lightning.trainer_overhead import CheapHookBookkeeping
 from jl_lightning.variance import make_variance
 
 METHODS = ("adam", "hessian", "pgd")
@@ -63,7 +64,7 @@ def lanczos_min_eigen(hvp: Callable[[torch.Tensor], torch.Tensor], dim: int, ite
     return float(values[0]), vector / vector.norm()
 
 
-class ExactSampler(LightningModule):
+class ExactSampler(CheapHookBookkeeping, LightningModule):
     """M (k x d) and sigma^2 trained on g(M, sigma^2) with the configured ``method``.
 
     Parameters

@@ -29,6 +29,7 @@ from jl_lightning.log_schedule import is_log_step
 from jl_lightning.pair_loss import (PAIR_STRATEGIES, ActivePairs, PairGeometry, active_pair_loss,
                                     annealed_temperature, exact_pair_loss, inverse_sq_distances, smooth_max)
 from jl_lightning.sampling import resolve_sampling, sample_embedded, span_factor
+from jl_lightning.trainer_overhead import CheapHookBookkeeping
 from jl_lightning.variance import make_variance
 
 INIT_MEANS = ("zeros", "gaussian", "identity")
@@ -36,7 +37,7 @@ MODES = ("norms", "pairs")
 PAIRS_SMOOTH_TEMPERATURE = 0.1  # smooth_temperature="auto" in pairs mode (docs/benchmarks.md)
 
 
-class GaussianSampler(LightningModule):
+class GaussianSampler(CheapHookBookkeeping, LightningModule):
     """Learn M and sigma^2 of A ~ N(M, sigma^2) / sqrt(k).
 
     Parameters

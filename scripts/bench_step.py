@@ -5,7 +5,8 @@ points, d=500, k=30, N=20, Adam lr 0.01 with a cosine schedule), with the same
 module and the same objective, so the ratio is not blurred by machine noise
 between runs. The step is the sampled step: sigma^2 uses the log
 parameterization so it never reaches 0 and every step draws N matrices.
-The Trainer carries jl-train's default callbacks and a TensorBoard logger.
+The Trainer carries jl-train's default callbacks, a TensorBoard logger and jl-train's
+profiler setting (jl_lightning/trainer_overhead.py).
 
     python scripts/bench_step.py                  # prints and appends to docs/benchmarks.md
     python scripts/bench_step.py --no-write --steps 500
@@ -99,6 +100,7 @@ def lightning_loop(steps: int, warmup: int, logdir: str) -> float:
 
     from jl_lightning.callbacks import DeterministicSwitch, DistortionTracker, VarianceMonitor
     from jl_lightning.train import _quiet_lightning
+    from jl_lightning.trainer_overhead import NullProfiler
 
     _quiet_lightning()
 
@@ -116,6 +118,7 @@ def lightning_loop(steps: int, warmup: int, logdir: str) -> float:
         accelerator="cpu", devices=1, max_steps=steps + warmup, max_epochs=-1, log_every_n_steps=50,
         enable_model_summary=False, enable_progress_bar=False, num_sanity_val_steps=0,
         limit_val_batches=0, enable_checkpointing=False, default_root_dir=logdir,
+        profiler=NullProfiler(),  # as conf/trainer/cpu.yaml
         logger=TensorBoardLogger(logdir, name="bench", version=""),
         callbacks=[VarianceMonitor(every_n_steps=50), DeterministicSwitch(threshold=1e-4),
                    DistortionTracker(every_n_steps=50), timer],
