@@ -11,15 +11,10 @@ rule or at trainer.max_time (5 minutes, conf/experiment/exact_paper.yaml).
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
-import json
-import shutil
-import subprocess
 import sys
-import time
 
-from benchlib import ROOT, machine_line, report
+from benchlib import machine_line, recipe_arguments, report, run_jl_train, stamp_now
 
 ADAM = ["model.method=adam", "model.variance=log", "model.init_mean=gaussian", "model.init_scale=0.01"]
 RECIPES = {
@@ -33,28 +28,14 @@ RECIPES = {
 
 
 def run(recipe: str, seed: int, stamp: str, extra: list[str]) -> dict:
-    run_dir = ROOT / "outputs" / "bench" / stamp / f"{recipe}-seed{seed}"
-    exe = shutil.which("jl-train")
-    cmd = ([exe] if exe else [sys.executable, "-m", "jl_lightning.train"]) + RECIPES[recipe] + [
-        f"seed={seed}", f"hydra.run.dir={run_dir}", "logger=csv", *extra]
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
-    summary = json.loads((run_dir / "summary.json").read_text())
-    print(f"{recipe} seed {seed}: {summary['final_distortion']:.4g} in {wall:.0f} s", flush=True)
-    return {"recipe": recipe, "seed": seed, "wall": wall, **summary}
+    row = run_jl_train(recipe, RECIPES[recipe], seed, stamp, ["logger=csv", *extra])
+    print(f"{recipe} seed {seed}: {row['final_distortion']:.4g} in {row['wall']:.0f} s", flush=True)
+    return row
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
-    parser.add_argument("--no-write", action="store_true")
-    parser.add_argument("extra", nargs="*", help="extra jl-train overrides, e.g. threads=1")
-    args = parser.parse_args()
-    stamp = dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    args = recipe_arguments(__doc__.splitlines()[0], RECIPES, list(RECIPES), [0])
+    stamp = stamp_now()
     rows = [run(r, s, stamp, args.extra) for r in args.recipes for s in args.seeds]
 
     command = "python scripts/bench_exact.py " + " ".join(sys.argv[1:])

@@ -12,16 +12,11 @@ stdout and is appended to docs/benchmarks.md with the command, machine and date.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
-import json
-import shutil
 import statistics
-import subprocess
 import sys
-import time
 
-from benchlib import ROOT, machine_line, report
+from benchlib import machine_line, recipe_arguments, report, run_jl_train, stamp_now
 
 RECIPES = {
     "default": [],
@@ -36,29 +31,10 @@ RECIPES = {
 }
 
 
-def run(recipe: str, seed: int, stamp: str, extra: list[str]) -> dict:
-    run_dir = ROOT / "outputs" / "bench" / stamp / f"{recipe}-seed{seed}"
-    exe = shutil.which("jl-train")
-    cmd = ([exe] if exe else [sys.executable, "-m", "jl_lightning.train"]) + RECIPES[recipe] + [
-        f"seed={seed}", f"hydra.run.dir={run_dir}", *extra]
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
-    summary = json.loads((run_dir / "summary.json").read_text())
-    return {"recipe": recipe, "seed": seed, "wall": wall, **summary}
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recipes", nargs="+", default=["default", "paper"], choices=list(RECIPES))
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--no-write", action="store_true")
-    parser.add_argument("extra", nargs="*", help="extra jl-train overrides, e.g. threads=1")
-    args = parser.parse_args()
-    stamp = dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-    rows = [run(r, s, stamp, args.extra) for r in args.recipes for s in args.seeds]
+    args = recipe_arguments(__doc__.splitlines()[0], RECIPES, ["default", "paper"], [0, 1, 2])
+    stamp = stamp_now()
+    rows = [run_jl_train(r, RECIPES[r], s, stamp, args.extra) for r in args.recipes for s in args.seeds]
 
     command = "python scripts/bench_quality.py " + " ".join(sys.argv[1:])
     lines = [

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
+import datetime as dt
+import json
 import os
 import platform
+import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import torch
@@ -34,3 +41,33 @@ def report(lines: list[str], write: bool) -> None:
     print(text)
     if write:
         print(f"appended to {append_to_benchmarks(text)}")
+
+
+def recipe_arguments(description: str, recipes: dict, default_recipes: list[str], default_seeds: list[int]):
+    """The command line every jl-train benchmark shares: recipes, seeds, --no-write, extra overrides."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--recipes", nargs="+", default=default_recipes, choices=list(recipes))
+    parser.add_argument("--seeds", nargs="+", type=int, default=default_seeds)
+    parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("extra", nargs="*", help="extra jl-train overrides, e.g. threads=1")
+    return parser.parse_args()
+
+
+def run_jl_train(recipe: str, overrides: list[str], seed: int, stamp: str, extra: list[str]) -> dict:
+    """One real ``jl-train`` process (imports included) into outputs/bench/STAMP/RECIPE-seedS;
+    its summary.json plus ``recipe``, ``seed`` and ``wall`` (seconds, start to exit)."""
+    run_dir = ROOT / "outputs" / "bench" / stamp / f"{recipe}-seed{seed}"
+    exe = shutil.which("jl-train")
+    cmd = ([exe] if exe else [sys.executable, "-m", "jl_lightning.train"]) + overrides + [
+        f"seed={seed}", f"hydra.run.dir={run_dir}", *extra]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    return {"recipe": recipe, "seed": seed, "wall": wall, **summary}
+
+
+def stamp_now() -> str:
+    return dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
