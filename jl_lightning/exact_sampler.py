@@ -162,6 +162,15 @@ class ExactSampler(CheapHookBookkeeping, LightningModule):
             offset += p.numel()
         self.variance.project_()
 
+    def _snapshot(self) -> list[torch.Tensor]:
+        return [p.detach().clone() for p in self._params()]
+
+    @torch.no_grad()
+    def _restore(self, saved: list[torch.Tensor]) -> None:
+        """Undo trial steps exactly (the sigma^2 projection is not invertible)."""
+        for p, value in zip(self._params(), saved):
+            p.copy_(value)
+
     def _gradient(self, points: torch.Tensor, create_graph: bool):
         """g and its gradient, projected onto the feasible set: with a raw sigma^2 at its
         bound 0, a positive d g / d sigma^2 (the regularizer) points out of the domain and is
@@ -187,7 +196,7 @@ class ExactSampler(CheapHookBookkeeping, LightningModule):
             return
         eta = min(2 * self._eta, self.max_step)
         sq = float(grad @ grad)
-        saved = [p.detach().clone() for p in self._params()]
+        saved = self._snapshot()
         for _ in range(60):
             self._add_(-eta * grad)
             trial = float(self.objective(points))
@@ -196,8 +205,7 @@ class ExactSampler(CheapHookBookkeeping, LightningModule):
             if trial < value and trial <= value - 0.5 * eta * sq:
                 self._eta = eta
                 return
-            for p, s in zip(self._params(), saved):  # undo exactly (the sigma^2 projection is not invertible)
-                p.copy_(s)
+            self._restore(saved)
             eta /= 2
         self._eta = 1.0 / self.L  # no representable descent along -grad: start afresh next step
 
@@ -212,13 +220,12 @@ class ExactSampler(CheapHookBookkeeping, LightningModule):
         if not self.backtracking:
             self._add_(sign * length * vector)
             return True
-        saved = [p.detach().clone() for p in self._params()]
+        saved = self._snapshot()
         for _ in range(30):
             self._add_(sign * length * vector)
             if float(self.objective(points)) < value:
                 return True
-            for p, s in zip(self._params(), saved):
-                p.copy_(s)
+            self._restore(saved)
             length /= 2
         return False
 
@@ -261,13 +268,11 @@ class ExactSampler(CheapHookBookkeeping, LightningModule):
             before_value, before_params = self._perturbed_from
             self._perturbed_from = None
             if info["value"] > before_value - self.pgd_threshold:
-                with torch.no_grad():
-                    for p, saved in zip(self._params(), before_params):
-                        p.copy_(saved)
+                self._restore(before_params)
                 self._stop(info)
                 return info
         if grad_norm <= self.rho and since >= self.pgd_interval:
-            self._perturbed_from = (info["value"], [p.detach().clone() for p in self._params()])
+            self._perturbed_from = (info["value"], self._snapshot())
             direction = torch.randn(grad.numel(), dtype=grad.dtype, generator=self.generator)
             radius = self.pgd_radius * torch.rand(1, generator=self.generator, dtype=grad.dtype) ** (1 / grad.numel())
             with torch.no_grad():

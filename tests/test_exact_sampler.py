@@ -63,7 +63,8 @@ def test_objective_is_the_exact_g_and_the_embedding_is_m_over_sqrt_k():
     torch.testing.assert_close(model.embedding, model.mean.detach() / 2.0)
 
 
-@pytest.mark.parametrize("bad", [{"method": "newton"}, {"eps": 1.5}, {"K": 0.0}, {"mode": "pairs"}])
+@pytest.mark.parametrize("bad", [{"method": "newton"}, {"eps": 1.5}, {"K": 0.0}, {"mode": "pairs"},
+                                 {"max_curvature_step": 0.0}, {"pgd_threshold": -1.0}])
 def test_bad_options_are_refused(bad):
     kwargs = dict(k=2, dim=4)
     kwargs.update(bad)
