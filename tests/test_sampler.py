@@ -168,3 +168,13 @@ def test_sampled_norms_follow_the_noncentral_chi2_law(sampling):
         # and a wrong law is rejected: the central chi^2 when delta is not small
         if delta[i] > 2:
             assert stats.kstest(scaled[:, i], stats.chi2(df=k).cdf).pvalue < 1e-6
+
+
+def test_identity_init_starts_at_scale_i_0_plus_the_configured_noise():
+    exact = GaussianSampler(k=3, dim=5, init_mean="identity", init_scale=2.0)
+    torch.testing.assert_close(exact.embedding, 2.0 * torch.eye(3, 5))
+    noisy = GaussianSampler(k=30, dim=40, init_mean="identity", init_scale=2.0, init_noise=0.1, init_seed=4)
+    deviation = noisy.embedding - 2.0 * torch.eye(30, 40)
+    assert float(deviation.std()) == pytest.approx(0.1, rel=0.1)
+    with pytest.raises(JLInputError, match="k <= d"):
+        GaussianSampler(k=6, dim=5, init_mean="identity")
