@@ -10,6 +10,7 @@ The data flow, one module each:
     pair_loss    -> the pairs-mode loss (exact tiled scan, active set, smooth max)
     distortion   -> exact, chunked, float64 distortion of any linear map (norms or pairs)
     baselines    -> Gaussian, Rademacher, sparse, SRHT, PCA references and the JL bound
+    srht_kernel  -> the SRHT as one compiled in-cache pass per row (numba, optional)
     log_schedule -> the one predicate deciding at which steps anything is logged
     callbacks/   -> variance monitor, switch to the deterministic mean, exact evaluation,
                     reference lines

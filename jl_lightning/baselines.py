@@ -13,6 +13,7 @@ E ||A x||^2 = ||x||^2.
 * ``srht``: the subsampled randomized Hadamard transform (FJLT): random signs,
   zero-padding to p = 2^ceil(log2 d), the orthonormal Walsh-Hadamard transform in
   O(p log p), k coordinates sampled without replacement, scaled by sqrt(p/k).
+  With numba installed it runs as one compiled in-cache pass per row (``srht_kernel``).
 * ``pca``: the top-k principal directions of the data (centered, as scikit-learn's
   PCA), plain and with the single scale factor that minimizes the worst-case epsilon.
 """
@@ -24,6 +25,7 @@ import math
 import numpy as np
 import torch
 
+from jl_lightning import srht_kernel
 from jl_lightning.distortion import DEFAULT_MEMORY_BUDGET, DistortionReport, evaluate, max_distortions
 
 RANDOM_METHODS = ("gaussian", "rademacher", "sparse", "srht")
@@ -96,20 +98,48 @@ def _fwht_rows(y: torch.Tensor) -> torch.Tensor:
 
 
 class SRHT:
-    """The subsampled randomized Hadamard transform, applied without a d x d matrix."""
+    """The subsampled randomized Hadamard transform, applied without a d x d matrix.
 
-    def __init__(self, k: int, d: int, generator: torch.Generator):
-        self.k, self.d = k, d
+    ``backend``: ``"auto"`` uses the compiled kernel (``srht_kernel``, numba) where it
+    applies (numba installed, a CPU float32/float64 input without gradient) and the torch
+    transform otherwise; ``"torch"`` or ``"numba"`` force one (``"numba"`` fails without
+    numba). Both give the same map to rounding.
+    """
+
+    BACKENDS = ("auto", "torch", "numba")
+
+    def __init__(self, k: int, d: int, generator: torch.Generator, backend: str = "auto"):
+        if backend not in self.BACKENDS:
+            raise ValueError(f"SRHT backend must be one of {self.BACKENDS}, got {backend!r}")
+        if backend == "numba" and not srht_kernel.AVAILABLE:
+            raise ImportError("SRHT backend='numba' needs numba: pip install -e '.[fast]'")
+        self.k, self.d, self.backend = k, d, backend
         self.p = 1 << max(0, math.ceil(math.log2(d)))
         if k > self.p:
             raise ValueError(f"k={k} exceeds the padded dimension {self.p}")
         self.signs = torch.randint(0, 2, (d,), generator=generator).double() * 2 - 1
         self.rows = torch.randperm(self.p, generator=generator)[:k]
         self.scale = math.sqrt(self.p / k) / math.sqrt(self.p)  # orthonormal H, then sqrt(p/k)
+        self._plan = None
+
+    def _use_kernel(self, X: torch.Tensor) -> bool:
+        if self.backend == "torch" or not srht_kernel.AVAILABLE:
+            return False
+        fits = X.device.type == "cpu" and X.dtype in (torch.float32, torch.float64) and not X.requires_grad
+        if self.backend == "numba" and not fits:
+            raise ValueError("SRHT backend='numba' takes CPU float32/float64 input without gradient, "
+                             f"got {X.dtype} on {X.device} (requires_grad={X.requires_grad})")
+        return fits
 
     def apply(self, X: torch.Tensor) -> torch.Tensor:
         """(m, d) -> (m, k)."""
         X = torch.as_tensor(X)
+        if self._use_kernel(X):
+            if self._plan is None:
+                self._plan = srht_kernel.make_plan(self.rows.numpy(), self.p, self.scale, np.float64)
+            out = srht_kernel.apply(X.detach().numpy(), self.signs.numpy(), self._plan,
+                                    threads=torch.get_num_threads())
+            return torch.from_numpy(out)
         signed = X * self.signs.to(X.dtype)
         if self.p != self.d:
             signed = torch.nn.functional.pad(signed, (0, self.p - self.d))
