@@ -1,26 +1,18 @@
 """jl_lightning: learn deterministic Johnson-Lindenstrauss embeddings by optimizing a
 Gaussian solution sampler A ~ N(M, sigma^2) (Tsikouras, Caramanis, Tzamos, NeurIPS 2024).
 
-The data flow, one module each:
+Layers, each importing only the ones before it (docs/design.md has the map):
 
-    data/        -> points (synthetic, digits or loaded; validated, split, unit-normed in norms mode)
-    sampling     -> reparameterized samples of A X^T (span trick when n <= d)
-    variance     -> the sigma^2 parameterizations (raw clamped, log)
-    sampler      -> the LightningModule holding M and sigma^2
-    pair_loss    -> the pairs-mode loss (exact tiled scan, active set, smooth max)
-    distortion   -> exact, chunked, float64 distortion of any linear map (norms or pairs)
-    baselines    -> Gaussian, Rademacher, sparse, SRHT, PCA references and the JL bound
-    srht_kernel  -> the SRHT as one compiled in-cache pass per row (numba, optional)
-    log_schedule -> the one predicate deciding at which steps anything is logged
-    callbacks/   -> variance monitor, switch to the deterministic mean, exact evaluation,
-                    reference lines
-    train        -> the Hydra entry point ``jl-train`` (run_guard: refuse occupied run folders)
-    compare      -> ``jl-compare``: every reference against each other and a learned matrix
-    export       -> embedding.npy and summary.json in the run folder
-    embedding    -> JLEmbedding: fit / transform / save / load / from_run (sklearn-style)
-    embed_cli    -> ``jl-embed``: stream a file of vectors through a learned matrix
+    core/       the math, no Lightning: sampling, variance, the losses, pair geometry,
+                the exact objective, the second-order steppers, Theorem 1's construction
+    metrics/    exact tiled distortion of any linear map: ``evaluate``
+    baselines/  random maps (Gaussian, sparse, SRHT), PCA, the JL bound
+    io/         data sources, loading and validation; the run folder
+    lightning/  the base module and its samplers, the DataModule, the callbacks, fit
+    apps/       jl-train, jl-compare, jl-embed, JLEmbedding, config composition
 
 Importing this package is cheap: Lightning is imported only by the modules that need it.
+``from jl_lightning import JLEmbedding`` is the public shortcut to ``apps.embedding``.
 """
 
 __version__ = "0.1.0"
@@ -30,7 +22,7 @@ __all__ = ["JLEmbedding", "__version__"]
 
 def __getattr__(name):
     if name == "JLEmbedding":
-        from jl_lightning.embedding import JLEmbedding
+        from jl_lightning.apps.embedding import JLEmbedding
 
         return JLEmbedding
     raise AttributeError(name)

@@ -57,7 +57,7 @@ def main() -> None:
         matrix = np.random.default_rng(1).standard_normal((args.k, args.d)) / np.sqrt(args.k)
         np.save(matrix_path, matrix)
         exe = shutil.which("jl-embed")
-        cmd = ([exe] if exe else [sys.executable, "-m", "jl_lightning.embed_cli"]) + [
+        cmd = ([exe] if exe else [sys.executable, "-m", "jl_lightning.apps.embed"]) + [
             str(matrix_path), str(source), str(output)]
         start = time.perf_counter()
         child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -79,7 +79,7 @@ def main() -> None:
              f"- peak resident memory of the `jl-embed` process: **{peak_mb:.0f} MB** (target <= 500 MB)",
              f"- wall time: {wall:.1f} s ({args.n / wall / 1e6:.2f} M vectors/s, Python start-up included)",
              f"- max abs error on 1000 sampled rows against float64 numpy: {error:.2e} (float32 output)", ""]
-    report(lines, write=not args.no_write)
+    report("embed", lines, write=not args.no_write)
 
 
 if __name__ == "__main__":

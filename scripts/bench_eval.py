@@ -1,6 +1,6 @@
 """Time the exact evaluator and the SRHT against issue 3's targets.
 
-    python scripts/bench_eval.py              # prints and appends to docs/benchmarks.md
+    python scripts/bench_eval.py              # prints and rewrites its section of docs/benchmarks.md
     python scripts/bench_eval.py --n-norms 1000000
 
 * norms mode: n points, d=768, k=64, against this machine's float32 matmul rate measured
@@ -28,7 +28,7 @@ from benchlib import machine_line, report
 
 from jl_lightning import srht_kernel
 from jl_lightning.baselines import SRHT, gaussian_matrix
-from jl_lightning.distortion import norm_distortion, pair_distortion
+from jl_lightning.metrics import evaluate
 
 
 def _status_kb(field: str) -> int:
@@ -50,7 +50,8 @@ def extra_memory_mb(which: str, n: int) -> float:
 def _memory_probe(which: str, n: int) -> None:
     X = random_float32(n, 768, np.random.default_rng(0), chunk=4096)
     A = np.random.default_rng(1).standard_normal((64, 768)) / 8
-    fn = {"float64": lambda A, X: norm_distortion(A, X, screen=False), "screened": norm_distortion}[which]
+    fn = {"float64": lambda A, X: evaluate(A, X, screen=False),
+          "screened": lambda A, X: evaluate(A, X, screen=True)}[which]
     before = _status_kb("VmRSS")
     fn(A, X)
     print((_status_kb("VmHWM") - before) / 1024)
@@ -86,7 +87,7 @@ def main() -> None:
         return
     if args.srht_only:
         command = ("python scripts/bench_eval.py " + " ".join(sys.argv[1:])).strip()
-        report([f"### SRHT against a dense Gaussian matrix ({dt.date.today().isoformat()})", "",
+        report("srht", [f"### SRHT against a dense Gaussian matrix ({dt.date.today().isoformat()})", "",
                 f"- command: `{command}`", machine_line(), "", *srht_lines()], write=not args.no_write)
         return
     rng = np.random.default_rng(0)
@@ -99,15 +100,15 @@ def main() -> None:
     flops = 2 * args.n_norms * 768 * 64
     mem64 = extra_memory_mb("float64", args.n_norms)
     mem32 = extra_memory_mb("screened", args.n_norms)
-    exact, screened = norm_distortion(A, X, screen=False), norm_distortion(A, X)
-    norms_s = best_of(lambda: norm_distortion(A, X, screen=False), repeats=1)
-    screened_s = best_of(lambda: norm_distortion(A, X), repeats=2)
+    exact, screened = evaluate(A, X, screen=False), evaluate(A, X)
+    norms_s = best_of(lambda: evaluate(A, X, screen=False), repeats=1)
+    screened_s = best_of(lambda: evaluate(A, X), repeats=2)
     same = (screened.epsilon == exact.epsilon, screened.worst_index == exact.worst_index)
 
     P = rng.standard_normal((5000, 384))
     B = rng.standard_normal((32, 384)) / np.sqrt(32)
-    pairs_s = best_of(lambda: pair_distortion(B, P, quantiles=False), repeats=1)
-    pairs_q_s = best_of(lambda: pair_distortion(B, P), repeats=1)
+    pairs_s = best_of(lambda: evaluate(B, P, "pairs", quantiles=False), repeats=1)
+    pairs_q_s = best_of(lambda: evaluate(B, P, "pairs"), repeats=1)
 
     command = ("python scripts/bench_eval.py " + " ".join(sys.argv[1:])).strip()
     lines = [
@@ -119,10 +120,10 @@ def main() -> None:
         f"- float32 matmul rate of this machine (2048^3, same run): {matmul_gflops:.1f} GFLOP/s",
         f"- norms mode, n={args.n_norms}, d=768, k=64, float32 data, with the median and p99 "
         "(target >= 50 % of the float32 matmul rate, <= 1 GB extra memory):",
-        f"  - plain float64 evaluator (`norm_distortion(A, X, screen=False)`): {norms_s:.2f} s = {flops / norms_s / 1e9:.1f} GFLOP/s "
+        f"  - plain float64 evaluator (`evaluate(A, X, screen=False)`): {norms_s:.2f} s = {flops / norms_s / 1e9:.1f} GFLOP/s "
         f"= {100 * flops / norms_s / 1e9 / matmul_gflops:.0f} % of the float32 matmul rate; "
         f"extra memory {mem64:.0f} MB",
-        f"  - the default, `norm_distortion(A, X)`, which screens at this size (float32 pass, float64 "
+        f"  - the default, `evaluate(A, X)`, which screens at this size (float32 pass, float64 "
         f"recheck of the extremes): {screened_s:.2f} s = "
         f"{flops / screened_s / 1e9:.1f} GFLOP/s = {100 * flops / screened_s / 1e9 / matmul_gflops:.0f} % "
         f"of the float32 matmul rate; extra memory {mem32:.0f} MB; epsilon {screened.epsilon:.6g} vs "
@@ -133,7 +134,7 @@ def main() -> None:
         "",
         *srht_lines(),
     ]
-    report(lines, write=not args.no_write)
+    report("eval", lines, write=not args.no_write)
 
 
 def srht_lines() -> list[str]:

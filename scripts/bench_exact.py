@@ -4,7 +4,7 @@
     python scripts/bench_exact.py --recipes small_hessian small_pgd --seeds 0 1 2
 
 Each row is one real ``jl-train`` process (imports included), its folder under
-outputs/bench/. The table goes to stdout and is appended to docs/benchmarks.md with the
+outputs/bench/. The table goes to stdout and replaces its section of docs/benchmarks.md, with the
 command, machine and date. The paper-setup recipes stop at Algorithm 1's own stopping
 rule or at trainer.max_time (5 minutes, conf/experiment/exact_paper.yaml).
 """
@@ -64,7 +64,7 @@ def main() -> None:
             f"| {stopped if stopped is not None else 'no (step or time limit)'} "
             f"| {r['fit_seconds']:.1f} | {r['wall']:.1f} |")
     lines.append("")
-    report(lines, write=not args.no_write)
+    report("exact", lines, write=not args.no_write)
 
 
 if __name__ == "__main__":

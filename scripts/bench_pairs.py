@@ -13,7 +13,7 @@ through the max), one sample at a time so memory stays at a few hundred MB.
 
 Part 2 trains ``experiment=digits_pairs`` with (exact, hard max), (active, hard max)
 and (active, annealed log-sum-exp) and reports the exact all-pairs epsilon of M against
-the seconds of training (DistortionTracker's history). Results are appended to
+the seconds of training (DistortionTracker's history). Results replace their section of
 docs/benchmarks.md with the command, machine and date.
 """
 
@@ -44,12 +44,12 @@ def digits() -> torch.Tensor:
 
 def time_exact_step(repeats: int) -> tuple[float, float]:
     """(embedded-space seconds, difference-vector seconds) for one forward+backward step."""
-    from jl_lightning.sampler import GaussianSampler
+    from jl_lightning.lightning.sampler import GaussianSampler
 
     X = digits()
     model = GaussianSampler(k=16, dim=64, n_samples=20, mode="pairs", pair_strategy="exact",
                             init_mean="gaussian", init_variance=0.5)
-    model._prepared(X)  # the once-per-run precomputation (centering, 1/||x_i - x_j||^2 table)
+    model.prepare(X)  # the once-per-run precomputation (centering, 1/||x_i - x_j||^2 table)
 
     def embedded_step():
         model.zero_grad(set_to_none=True)
@@ -87,19 +87,17 @@ def time_exact_step(repeats: int) -> tuple[float, float]:
 def train_variant(overrides: list[str], steps: int, threads: int, seed: int) -> dict:
     import tempfile
 
-    from hydra import compose, initialize_config_dir
     from omegaconf import open_dict
 
-    from jl_lightning.train import CONFIG_DIR, fit_from_config
+    from jl_lightning.apps.config import compose
+    from jl_lightning.lightning.fit import fit_from_config
 
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[
-            "experiment=digits_pairs", f"trainer.max_steps={steps}", "logger=none", "~callbacks.model_checkpoint",
-            "~callbacks.progress_bar", "baseline.draws=0", f"threads={threads}", f"seed={seed}", *overrides])
+    cfg = compose(["experiment=digits_pairs", f"trainer.max_steps={steps}", "logger=none",
+                   "~callbacks.model_checkpoint", "~callbacks.progress_bar", "baseline.draws=0",
+                   f"threads={threads}", f"seed={seed}", *overrides])
     with tempfile.TemporaryDirectory() as scratch, open_dict(cfg):
         cfg.paths.output_dir = scratch
-        summary, _ = fit_from_config(cfg)
-    return summary
+        return fit_from_config(cfg, interactive=False).summary
 
 
 def epsilon_at(history, seconds: float) -> float:
@@ -146,7 +144,7 @@ def main() -> None:
                          f"| {summary['best_distortion']:.3f} | {summary['fit_seconds']:.0f} |")
             print(lines[-1], flush=True)
         lines.append("")
-    report(lines, write=not args.no_write)
+    report("pairs", lines, write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@
 
 Each run is the command a user types, timed from start to exit (imports included),
 in a fresh process, writing its folder under outputs/bench/. The table goes to
-stdout and is appended to docs/benchmarks.md with the command, machine and date.
+stdout and replaces its section of docs/benchmarks.md, with the command, machine and date.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def main() -> None:
                      f"range {min(best):.4g} to {max(best):.4g}; worst final {max(r['final_distortion'] for r in sub):.3g}; "
                      f"median wall {statistics.median(r['wall'] for r in sub):.1f} s")
     lines.append("")
-    report(lines, write=not args.no_write)
+    report("quality:" + "+".join(args.recipes), lines, write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -5,10 +5,10 @@ points, d=500, k=30, N=20, Adam lr 0.01 with a cosine schedule), with the same
 module and the same objective, so the ratio is not blurred by machine noise
 between runs. The step is the sampled step: sigma^2 uses the log
 parameterization so it never reaches 0 and every step draws N matrices.
-The Trainer carries jl-train's default callbacks, a TensorBoard logger and jl-train's
-profiler setting (jl_lightning/trainer_overhead.py).
+The Trainer carries jl-train's default callbacks and a TensorBoard logger, with the
+trainer settings of conf/trainer/cpu.yaml (Lightning's own defaults otherwise).
 
-    python scripts/bench_step.py                  # prints and appends to docs/benchmarks.md
+    python scripts/bench_step.py                  # prints and rewrites its section of docs/benchmarks.md
     python scripts/bench_step.py --no-write --steps 500
 
 Timings on shared 2-core machines vary by about +-30 %; compare the ratio.
@@ -32,9 +32,9 @@ from benchlib import machine_line, report
 def build(steps: int, seed: int = 0):
     from functools import partial
 
-    from jl_lightning.data.datamodule import JLDataModule
-    from jl_lightning.data.sources import GaussianPoints
-    from jl_lightning.sampler import GaussianSampler
+    from jl_lightning.io.sources import GaussianPoints
+    from jl_lightning.lightning.datamodule import JLDataModule
+    from jl_lightning.lightning.sampler import GaussianSampler
 
     dm = JLDataModule(GaussianPoints(n=100, d=500, seed=seed))
     dm.setup("fit")
@@ -58,7 +58,7 @@ def plain_loop(steps: int, warmup: int, logdir: str) -> float:
     """
     from torch.utils.tensorboard import SummaryWriter
 
-    from jl_lightning.distortion import norm_distortion
+    from jl_lightning.metrics import evaluate
 
     dm, model = build(steps + warmup)
     opt_cfg = model.configure_optimizers()
@@ -75,15 +75,15 @@ def plain_loop(steps: int, warmup: int, logdir: str) -> float:
         opt.step()
         model.variance.project_()
         sched.step()
-        current = model.variance.current()
+        current = model.sigma2()
         for threshold in (1e-1, 1e-2, 1e-3):
             if current <= threshold:
                 crossings.setdefault(threshold, step)
         if switch_step is None and current <= 1e-4:
-            model.variance.freeze_at_zero()
+            model.freeze_variance()
             switch_step = step
         if step % 50 == 0:
-            det = norm_distortion(model.embedding, dm.points).epsilon
+            det = evaluate(model.embedding, dm.points, quantiles=False).epsilon
             for tag, value in (("train/loss", loss.item()), ("train/sampled_distortion", sampled.item()),
                                ("train/sigma2", s2.item()), ("variance/sigma2", current),
                                ("train/det_distortion", det)):
@@ -98,11 +98,10 @@ def lightning_loop(steps: int, warmup: int, logdir: str) -> float:
     from lightning.pytorch import Callback, Trainer
     from lightning.pytorch.loggers import TensorBoardLogger
 
-    from jl_lightning.callbacks import DeterministicSwitch, DistortionTracker, VarianceMonitor
-    from jl_lightning.train import _quiet_lightning
-    from jl_lightning.trainer_overhead import NullProfiler
+    from jl_lightning.lightning.callbacks import DeterministicSwitch, DistortionTracker, VarianceMonitor
+    from jl_lightning.lightning.fit import quiet_lightning
 
-    _quiet_lightning()
+    quiet_lightning()
 
     class StepTimer(Callback):
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
@@ -118,7 +117,6 @@ def lightning_loop(steps: int, warmup: int, logdir: str) -> float:
         accelerator="cpu", devices=1, max_steps=steps + warmup, max_epochs=-1, log_every_n_steps=50,
         enable_model_summary=False, enable_progress_bar=False, num_sanity_val_steps=0,
         limit_val_batches=0, enable_checkpointing=False, default_root_dir=logdir,
-        profiler=NullProfiler(),  # as conf/trainer/cpu.yaml
         logger=TensorBoardLogger(logdir, name="bench", version=""),
         callbacks=[VarianceMonitor(every_n_steps=50), DeterministicSwitch(threshold=1e-4),
                    DistortionTracker(every_n_steps=50), timer],
@@ -133,7 +131,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=7, help="alternating plain/Lightning repeats")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
-    parser.add_argument("--no-write", action="store_true", help="do not append to docs/benchmarks.md")
+    parser.add_argument("--no-write", action="store_true", help="do not rewrite the section in docs/benchmarks.md")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     if args.threads:
@@ -166,7 +164,7 @@ def main() -> None:
         f"**ratio Lightning / plain: {ratio:.2f}x** (target <= 1.5x)",
         "",
     ]
-    report(lines, write=not args.no_write)
+    report(f"step:threads={torch.get_num_threads()}", lines, write=not args.no_write)
 
 
 if __name__ == "__main__":

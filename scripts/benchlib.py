@@ -1,10 +1,16 @@
-"""What every benchmark script shares: the machine line and the append to docs/benchmarks.md."""
+"""What every benchmark script shares: the machine line, the jl-train runner, and the
+rewrite of the script's own section of docs/benchmarks.md.
+
+Each script owns one section, delimited by ``<!-- bench:NAME -->`` and ``<!-- /bench:NAME -->``;
+a run replaces that section (its table, command, machine and date) and leaves the others.
+"""
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
 import json
+import re
 import os
 import platform
 import shutil
@@ -25,22 +31,26 @@ def machine_line(threads: int | None = None) -> str:
             f"{threads} torch thread(s), Python {platform.python_version()}")
 
 
-def append_to_benchmarks(text: str) -> Path:
-    """Append a section (with its command, machine and date) to docs/benchmarks.md."""
-    BENCHMARKS.parent.mkdir(exist_ok=True)
-    if not BENCHMARKS.exists():
-        BENCHMARKS.write_text("# Benchmarks\n\nEvery figure with its command, machine and date.\n\n")
-    with BENCHMARKS.open("a") as handle:
-        handle.write(text + "\n")
-    return BENCHMARKS
+def write_section(name: str, text: str, path: Path = BENCHMARKS) -> Path:
+    """Replace section ``name`` of docs/benchmarks.md with ``text`` (appended if it is new)."""
+    path.parent.mkdir(exist_ok=True)
+    current = path.read_text() if path.exists() else "# Benchmarks\n\nEvery figure with its command, machine and date.\n"
+    block = f"<!-- bench:{name} -->\n{text.rstrip()}\n<!-- /bench:{name} -->"
+    pattern = re.compile(rf"<!-- bench:{re.escape(name)} -->.*?<!-- /bench:{re.escape(name)} -->", re.S)
+    if pattern.search(current):
+        current = pattern.sub(lambda _: block, current)
+    else:
+        current = current.rstrip() + "\n\n" + block + "\n"
+    path.write_text(current)
+    return path
 
 
-def report(lines: list[str], write: bool) -> None:
-    """Print a section and, unless told not to, append it to docs/benchmarks.md."""
+def report(name: str, lines: list[str], write: bool) -> None:
+    """Print a section and, unless told not to, rewrite section ``name`` of docs/benchmarks.md."""
     text = "\n".join(lines)
     print(text)
     if write:
-        print(f"appended to {append_to_benchmarks(text)}")
+        print(f"rewrote section {name!r} of {write_section(name, text)}")
 
 
 def recipe_arguments(description: str, recipes: dict, default_recipes: list[str], default_seeds: list[int]):
@@ -58,7 +68,7 @@ def run_jl_train(recipe: str, overrides: list[str], seed: int, stamp: str, extra
     its summary.json plus ``recipe``, ``seed`` and ``wall`` (seconds, start to exit)."""
     run_dir = ROOT / "outputs" / "bench" / stamp / f"{recipe}-seed{seed}"
     exe = shutil.which("jl-train")
-    cmd = ([exe] if exe else [sys.executable, "-m", "jl_lightning.train"]) + overrides + [
+    cmd = ([exe] if exe else [sys.executable, "-m", "jl_lightning.apps.train"]) + overrides + [
         f"seed={seed}", f"hydra.run.dir={run_dir}", *extra]
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)

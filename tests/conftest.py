@@ -10,7 +10,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 
-from jl_lightning.train import CONFIG_DIR
+from jl_lightning.apps.config import CONFIG_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -11,7 +11,7 @@ import torch
 from jl_lightning.baselines import (
     SRHT, best_scale, fwht, johnson_lindenstrauss_eps, johnson_lindenstrauss_min_dim, pca_baseline,
     pca_matrix, random_baseline, random_map, sparse_density)
-from jl_lightning.distortion import evaluate
+from jl_lightning.metrics.distortion import evaluate
 
 
 def test_fwht_equals_the_explicit_hadamard_matrix():

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from jl_lightning.callbacks import DeterministicSwitch, DistortionTracker, VarianceMonitor
-from jl_lightning.distortion import norm_distortion
-from jl_lightning.train import train
+from jl_lightning.lightning.callbacks import DeterministicSwitch, DistortionTracker, VarianceMonitor
+from jl_lightning.metrics import evaluate
+from jl_lightning.apps.train import train
 
 SMALL = ["data.source.n=30", "data.source.d=60", "model.k=8", "model.n_samples=8",
          "baseline.draws=10", "logger=none", "log_every=10",
@@ -18,22 +18,9 @@ SMALL = ["data.source.n=30", "data.source.d=60", "model.k=8", "model.n_samples=8
 
 
 def fit(cfg_factory, *overrides):
-    """Run train() in-process and hand back the trainer's pieces for inspection."""
-    captured = {}
-    import lightning.pytorch as pl
-
-    original_fit = pl.Trainer.fit
-
-    def spy(self, model, *args, **kwargs):
-        captured["trainer"], captured["model"] = self, model
-        return original_fit(self, model, *args, **kwargs)
-
-    pl.Trainer.fit = spy
-    try:
-        summary = train(cfg_factory(*SMALL, *overrides))
-    finally:
-        pl.Trainer.fit = original_fit
-    return summary, captured["trainer"], captured["model"]
+    """Run train() in-process; its (summary, trainer, model) for inspection."""
+    summary, objects = train(cfg_factory(*SMALL, *overrides))
+    return summary, objects["trainer"], objects["model"]
 
 
 def callback(trainer, cls):
@@ -53,7 +40,7 @@ def test_switch_fires_and_sigma2_is_exactly_zero_afterwards(cfg_factory):
     # after the switch the loss is the deterministic distortion of M / sqrt(k)
     points = trainer.datamodule.train_points
     loss, sampled, s2 = model.objective(points)
-    det = norm_distortion(model.embedding, trainer.datamodule.points).epsilon
+    det = evaluate(model.embedding, trainer.datamodule.points, "norms").epsilon
     assert float(s2) == 0.0
     assert float(loss.detach()) == pytest.approx(det, rel=1e-4, abs=1e-6)
 
@@ -84,9 +71,13 @@ def test_tracker_keeps_the_best_matrix(cfg_factory):
     summary, trainer, model = fit(cfg_factory, "trainer.max_steps=200")
     tracker = callback(trainer, DistortionTracker)
     assert tracker.best_distortion == pytest.approx(summary["best_distortion"])
-    assert summary["best_distortion"] <= summary["final_distortion"]
-    again = norm_distortion(tracker.best_embedding, trainer.datamodule.points).epsilon
-    assert again == pytest.approx(tracker.best_distortion, rel=1e-12)
+    # the best is the smallest of every evaluation, and it is the matrix that was exported
+    assert tracker.best_distortion == min(eps for _, _, eps in tracker.history)
+    exported = np.load(f"{summary['run_dir']}/embedding.npy")
+    np.testing.assert_array_equal(exported, tracker.best_embedding.double().numpy())
+    X = trainer.datamodule.points
+    ratios = ((X @ exported.T) ** 2).sum(1) / (X ** 2).sum(1)
+    assert np.abs(ratios - 1).max() == pytest.approx(tracker.best_distortion, rel=1e-9)
 
 
 def test_logged_values_belong_to_their_step(cfg_factory, tmp_path):
@@ -111,3 +102,77 @@ def test_direct_optimization_control_is_a_config(cfg_factory):
                                   "model.init_mean=gaussian", "callbacks.deterministic_switch.threshold=0")
     assert summary["switch_step"] == 0
     assert np.isfinite(summary["final_distortion"])
+
+
+# ------------------------------------------------------------------ the contract
+class MinimalModule:
+    """Only the module contract (jl_lightning/lightning/contract.py), nothing of Lightning."""
+
+    k, dim, mode = 2, 3, "norms"
+
+    def __init__(self, matrix, sigma2):
+        self._matrix, self._sigma2, self.logged = torch.as_tensor(matrix, dtype=torch.float64), sigma2, {}
+
+    @property
+    def embedding(self):
+        return self._matrix
+
+    @property
+    def deterministic(self):
+        return self._sigma2 == 0.0
+
+    def sigma2(self):
+        return self._sigma2
+
+    def freeze_variance(self):
+        self._sigma2 = 0.0
+
+    def run_report(self):
+        return None
+
+    def log_dict(self, metrics, **kwargs):
+        self.logged.update(metrics)
+
+
+class MinimalData:
+    """Only the data contract."""
+
+    name, duplicates = "three points", None
+
+    def __init__(self, points, val_points=None):
+        self.points, self.val_points = points, val_points
+        self.val_index = None if val_points is None else np.arange(len(val_points))
+
+
+def test_every_callback_works_against_the_bare_contract():
+    from types import SimpleNamespace
+
+    from jl_lightning.lightning.callbacks import ReferenceLines, RunSummary
+    from jl_lightning.lightning.contract import JLData, JLModule
+
+    X = np.array([[1.0, 0.0, 0.0], [0.0, 2.0, 0.0], [1.0, 1.0, 1.0]])
+    A = np.array([[1.0, 0.0, 0.0], [0.0, 0.5, 0.0]])
+    module, data = MinimalModule(A, 0.05), MinimalData(X, val_points=X[:2] * 3)
+    assert isinstance(module, JLModule) and isinstance(data, JLData)
+    callbacks = [VarianceMonitor(thresholds=(0.1, 0.01), every_n_steps=1), DeterministicSwitch(threshold=0.01),
+                 DistortionTracker(every_n_steps=1), ReferenceLines(draws=3, methods=["gaussian"]), RunSummary()]
+    trainer = SimpleNamespace(global_step=0, max_steps=2, datamodule=data, loggers=[], callbacks=callbacks)
+    for cb in callbacks:
+        cb.on_fit_start(trainer, module)
+        cb.on_train_start(trainer, module)
+    for step, s2 in ((1, 0.05), (2, 0.005)):
+        trainer.global_step, module._sigma2 = step, s2
+        for cb in callbacks:
+            cb.on_train_batch_end(trainer, module, None, None, step - 1)
+    for cb in callbacks:
+        cb.on_train_end(trainer, module)
+        cb.on_fit_end(trainer, module)
+    summary = callbacks[-1].summary
+    # brute force: ratios 1, 0.25, 1.25/3 -> epsilon 0.75 on the points
+    assert summary["final_distortion"] == pytest.approx(0.75)
+    assert summary["switch_step"] == 2 and module.deterministic
+    assert summary["sigma2_crossings"] == {"0.1": 1, "0.01": 2}
+    assert summary["heldout"]["points"]["epsilon"] == pytest.approx(0.75)
+    assert summary["baseline_gaussian"]["draws"] == 3
+    assert module.logged["train/det_distortion"] == pytest.approx(0.75)
+    np.testing.assert_array_equal(callbacks[-1].embedding, A)

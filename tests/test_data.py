@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from jl_lightning.data import ArrayPoints, FilePoints, GaussianPoints, validate_k, validate_points
-from jl_lightning.data.datamodule import JLDataModule
+from jl_lightning.io.sources import ArrayPoints, FilePoints, GaussianPoints
+from jl_lightning.io.validation import validate_k, validate_points
+from jl_lightning.lightning.datamodule import JLDataModule
 from jl_lightning.errors import JLInputError
 
 
@@ -158,7 +159,7 @@ def test_synthetic_sizes_are_checked(option, value):
 
 
 def test_full_batch_loader_serves_one_tensor_for_every_step():
-    from jl_lightning.data.datamodule import FullBatchLoader
+    from jl_lightning.lightning.datamodule import FullBatchLoader
 
     dm = JLDataModule(GaussianPoints(n=6, d=4))
     dm.setup()
@@ -188,7 +189,7 @@ def test_csv_with_header_checks_row_width_against_it(tmp_path):
 def test_large_npy_is_memory_mapped_and_training_gets_float32(tmp_path):
     X = np.random.default_rng(0).standard_normal((50, 4))
     np.save(tmp_path / "p.npy", X)
-    from jl_lightning.data.loading import load_points
+    from jl_lightning.io.loading import load_points
 
     raw = load_points(tmp_path / "p.npy")
     assert isinstance(raw, np.memmap)

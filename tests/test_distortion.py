@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from jl_lightning.baselines import gaussian_baseline, gaussian_matrix
-from jl_lightning.distortion import evaluate, norm_distortion
+from jl_lightning.baselines import gaussian_matrix, random_baseline
+from jl_lightning.metrics import evaluate
 
 
 def brute_force(A, X):
@@ -19,11 +19,11 @@ def brute_force(A, X):
 
 
 @pytest.mark.parametrize("budget", [1, 700, 2**28])  # 1 byte -> one row per chunk
-def test_norm_distortion_equals_brute_force(budget):
+def test_norms_evaluation_equals_brute_force(budget):
     rng = np.random.default_rng(0)
     X = rng.standard_normal((37, 11)) * rng.uniform(0.1, 3, size=(37, 1))
     A = rng.standard_normal((4, 11)) / 2
-    report = norm_distortion(A, X, memory_budget=budget)
+    report = evaluate(A, X, "norms", memory_budget=budget)
     eps, worst, rmin, rmax, mean = brute_force(A, X)
     assert report.epsilon == pytest.approx(eps, rel=1e-12)
     assert report.worst_index == worst
@@ -35,13 +35,13 @@ def test_norm_distortion_equals_brute_force(budget):
 
 def test_identity_has_zero_distortion():
     X = np.random.default_rng(1).standard_normal((10, 5))
-    assert norm_distortion(np.eye(5), X).epsilon == pytest.approx(0.0, abs=1e-14)
+    assert evaluate(np.eye(5), X, "norms").epsilon == pytest.approx(0.0, abs=1e-14)
 
 
 def test_float64_by_default_even_for_float32_input():
     X = torch.randn(20, 8, dtype=torch.float32)
     A = torch.randn(3, 8, dtype=torch.float32)
-    report = norm_distortion(A, X)
+    report = evaluate(A, X, "norms")
     eps, *_ = brute_force(A.double().numpy(), X.double().numpy())
     assert report.epsilon == pytest.approx(eps, rel=1e-12)
 
@@ -58,8 +58,8 @@ def test_gaussian_matrix_scaling():
 
 def test_gaussian_baseline_is_seeded_and_consistent():
     X = np.random.default_rng(2).standard_normal((30, 20))
-    a = gaussian_baseline(X, 5, draws=20, seed=4)
-    b = gaussian_baseline(X, 5, draws=20, seed=4)
+    a = random_baseline("gaussian", X, 5, draws=20, seed=4)
+    b = random_baseline("gaussian", X, 5, draws=20, seed=4)
     assert a == b
     assert 0 < a["best"] <= a["mean"]
 
@@ -81,14 +81,13 @@ def brute_force_pairs(A, X):
 
 
 @pytest.mark.parametrize("budget", [1, 5000, 2**28])  # from 1-row blocks to one block
-def test_pair_distortion_equals_brute_force(budget):
-    from jl_lightning.distortion import pair_distortion
+def test_pairs_evaluation_equals_brute_force(budget):
 
     rng = np.random.default_rng(3)
     X = rng.standard_normal((23, 9))
     X[7] = X[2]  # a duplicate point: skipped and counted, not divided by zero
     A = rng.standard_normal((4, 9)) / 2
-    report = pair_distortion(A, X, memory_budget=budget)
+    report = evaluate(A, X, "pairs", memory_budget=budget)
     dev, ratios, worst, zeros = brute_force_pairs(A, X)
     assert report.mode == "pairs" and report.count == len(dev) == 23 * 22 // 2 - 1
     assert report.zero_distance_pairs == zeros == 1
@@ -105,13 +104,13 @@ def test_norm_quantiles_equal_numpy():
     rng = np.random.default_rng(4)
     X, A = rng.standard_normal((101, 7)), rng.standard_normal((3, 7))
     ratios = np.sum((X @ A.T) ** 2, 1) / np.sum(X ** 2, 1)
-    report = norm_distortion(A, X, memory_budget=300)
+    report = evaluate(A, X, "norms", memory_budget=300)
     assert report.median_abs == pytest.approx(np.quantile(np.abs(ratios - 1), 0.5), rel=1e-12)
     assert report.p99_abs == pytest.approx(np.quantile(np.abs(ratios - 1), 0.99), rel=1e-12)
 
 
 def test_an_operator_is_applied_without_a_matrix():
-    from jl_lightning.distortion import evaluate
+    from jl_lightning.metrics.distortion import evaluate
 
     rng = np.random.default_rng(5)
     X, A = rng.standard_normal((30, 8)), rng.standard_normal((3, 8))
@@ -127,7 +126,7 @@ def test_an_operator_is_applied_without_a_matrix():
 
 
 def test_bad_calls_are_refused():
-    from jl_lightning.distortion import evaluate
+    from jl_lightning.metrics.distortion import evaluate
 
     with pytest.raises(ValueError, match="mode must be one of"):
         evaluate(np.eye(3), np.ones((4, 3)), "triples")
@@ -139,27 +138,32 @@ def test_bad_calls_are_refused():
         evaluate(np.eye(3), np.ones((4, 3)), "pairs")
 
 
-def test_many_maps_in_one_pass_equal_one_at_a_time():
+def test_many_maps_in_one_pass_equal_brute_force():
+    """A list of maps (dense and the SRHT operator) shares one pass; each report equals numpy."""
+    import itertools
+
     from jl_lightning.baselines import random_map
-    from jl_lightning.distortion import distortion_stats, max_distortions
 
     X = np.random.default_rng(3).standard_normal((70, 12))
     X[5] = X[9]  # a duplicate pair
     gen = torch.Generator().manual_seed(0)
     maps = [random_map(m, 4, 12, gen) for m in ("gaussian", "sparse", "srht", "rademacher")]
-    for mode in ("norms", "pairs"):
-        stats = distortion_stats(maps, X, mode, memory_budget=20_000)
-        for i, linear_map in enumerate(maps):
-            report = evaluate(linear_map, X, mode, quantiles=False)
-            assert stats["epsilon"][i] == pytest.approx(report.epsilon, rel=1e-12)
-            assert stats["min_ratio"][i] == pytest.approx(report.min_ratio, rel=1e-12)
-            assert stats["max_ratio"][i] == pytest.approx(report.max_ratio, rel=1e-12)
-            assert stats["mean_abs"][i] == pytest.approx(report.mean_abs, rel=1e-12)
-        np.testing.assert_allclose(max_distortions(maps, X, mode), stats["epsilon"], rtol=1e-12)
+    dense = [m.apply(torch.eye(12, dtype=torch.float64)).T.numpy() if hasattr(m, "apply") else m.numpy()
+             for m in maps]
+    pairs = [(i, j) for i, j in itertools.combinations(range(70), 2) if not np.allclose(X[i], X[j])]
+    diffs = np.array([X[i] - X[j] for i, j in pairs])
+    for mode, vectors in (("norms", X), ("pairs", diffs)):
+        reports = evaluate(maps, X, mode, quantiles=False, memory_budget=20_000)
+        for report, A in zip(reports, dense):
+            ratios = ((vectors @ A.T) ** 2).sum(1) / (vectors ** 2).sum(1)
+            assert report.epsilon == pytest.approx(np.abs(ratios - 1).max(), rel=1e-12)
+            assert report.min_ratio == pytest.approx(ratios.min(), rel=1e-12)
+            assert report.max_ratio == pytest.approx(ratios.max(), rel=1e-12)
+            assert report.mean_abs == pytest.approx(np.abs(ratios - 1).mean(), rel=1e-10)
+            assert report.count == len(vectors)
 
 
 def test_ratio_histogram_counts_every_exact_ratio():
-    from jl_lightning.distortion import ratio_histogram
 
     X = np.random.default_rng(4).standard_normal((40, 6))
     A = np.random.default_rng(5).standard_normal((3, 6)) / np.sqrt(3)
@@ -167,18 +171,17 @@ def test_ratio_histogram_counts_every_exact_ratio():
     ratios = [np.sum((A @ (X[i] - X[j])) ** 2) / np.sum((X[i] - X[j]) ** 2)
               for i in range(40) for j in range(i + 1, 40)]
     expected = np.histogram(np.clip(ratios, 0, 2 - 1e-12), bins=edges)[0]
-    np.testing.assert_array_equal(ratio_histogram(A, X, "pairs", edges, memory_budget=3000), expected)
-    assert ratio_histogram(A, X, "norms", edges).sum() == 40
+    np.testing.assert_array_equal(evaluate(A, X, "pairs", histogram=edges, memory_budget=3000).histogram, expected)
+    assert evaluate(A, X, "norms", histogram=edges).histogram.sum() == 40
 
 
 @pytest.mark.parametrize("scale", [1.0, 1e-3])
 def test_screened_evaluation_gives_the_float64_extremes(scale):
-    from jl_lightning.distortion import screened_norm_distortion
 
     rng = np.random.default_rng(6)
     X = (rng.standard_normal((9000, 300)) * scale).astype(np.float32)  # more than one float32 tile
     A = rng.standard_normal((20, 300)) / np.sqrt(20)
-    fast, exact = screened_norm_distortion(A, X), evaluate(A, X, "norms")
+    fast, exact = evaluate(A, X, "norms", screen=True), evaluate(A, X, "norms", screen=False)
     assert fast.worst_index == exact.worst_index
     for field in ("epsilon", "min_ratio", "max_ratio"):
         assert getattr(fast, field) == pytest.approx(getattr(exact, field), rel=1e-13)
@@ -189,4 +192,4 @@ def test_screened_evaluation_gives_the_float64_extremes(scale):
     Q, _ = np.linalg.qr(rng.standard_normal((300, 300)))
     X2 = (rng.standard_normal((500, 20)) @ Q[:20]).astype(np.float32)
     A2 = Q[:20] * (1 + 1e-5 * rng.standard_normal((20, 1)))
-    assert screened_norm_distortion(A2, X2).epsilon == pytest.approx(evaluate(A2, X2).epsilon, rel=1e-10)
+    assert evaluate(A2, X2, screen=True).epsilon == pytest.approx(evaluate(A2, X2, screen=False).epsilon, rel=1e-10)

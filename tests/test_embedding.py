@@ -11,16 +11,22 @@ import numpy as np
 import pytest
 
 from jl_lightning import JLEmbedding
-from jl_lightning.distortion import evaluate
-from jl_lightning.embed_cli import embed_file, main as jl_embed_main
+from jl_lightning.metrics.distortion import evaluate
+from jl_lightning.apps.embed import embed_file, main as jl_embed_main
 from jl_lightning.errors import JLInputError
 
 
 def fitted(k=3, d=7, seed=0) -> JLEmbedding:
-    emb = JLEmbedding(n_components=k, random_state=seed)
-    emb._set_fitted(np.random.default_rng(seed).standard_normal((k, d)),
-                    {"training_distortion": 0.25, "mode": "pairs", "data_fingerprint": "sha256:abc"})
-    return emb
+    """A JLEmbedding loaded from a file in the saved format (a random matrix)."""
+    import json
+    import tempfile
+
+    meta = {"training_distortion": 0.25, "mode": "pairs", "data_fingerprint": "sha256:abc", "random_state": seed}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = f"{tmp}/m.npz"
+        np.savez(path, components=np.random.default_rng(seed).standard_normal((k, d)),
+                 metadata=np.array(json.dumps(meta)))
+        return JLEmbedding.load(path)
 
 
 def test_transform_is_x_times_components_transposed():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from jl_lightning.exact_objective import (SERIES_DELTA_MAX, exact_objective, failure_probabilities,
+from jl_lightning.core.exact_objective import (SERIES_DELTA_MAX, exact_objective, failure_probabilities,
                                           ncx2_cdf)
 
 stats = pytest.importorskip("scipy.stats")

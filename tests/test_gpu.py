@@ -5,22 +5,22 @@ from __future__ import annotations
 import pytest
 import torch
 
-from jl_lightning.train import train
+from jl_lightning.apps.train import train
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 
 
 def test_trainer_gpu_learns_like_cpu(cfg_factory):
-    summary = train(cfg_factory("trainer=gpu", "data.source.n=40", "data.source.d=80", "model.k=10",
+    summary, _ = train(cfg_factory("trainer=gpu", "data.source.n=40", "data.source.d=80", "model.k=10",
                                 "trainer.max_steps=600", "baseline.draws=50", "logger=none",
                                 "log_every=20", "callbacks.model_checkpoint.every_n_train_steps=100"))
     assert summary["final_distortion"] < summary["baseline_gaussian"]["mean"] / 4
 
 
 def test_full_batch_moves_to_the_device_once():
-    from jl_lightning.data import GaussianPoints
-    from jl_lightning.data.datamodule import JLDataModule
+    from jl_lightning.io.sources import GaussianPoints
+    from jl_lightning.lightning.datamodule import JLDataModule
 
     dm = JLDataModule(GaussianPoints(n=10, d=20))
     dm.setup()

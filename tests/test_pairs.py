@@ -10,12 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from jl_lightning.data import ArrayPoints, GaussianPoints, JLDataModule
-from jl_lightning.data.datamodule import DuplicatePointsWarning
-from jl_lightning.distortion import evaluate, heldout_reports, worst_pairs
+from jl_lightning.io.sources import ArrayPoints, GaussianPoints
+from jl_lightning.lightning.datamodule import JLDataModule
+from jl_lightning.lightning.datamodule import DuplicatePointsWarning
+from jl_lightning.metrics import evaluate
 from jl_lightning.errors import JLInputError
-from jl_lightning.pair_loss import annealed_temperature, smooth_max
-from jl_lightning.sampler import GaussianSampler
+from jl_lightning.core.losses import HardMax, annealed_temperature, smooth_max
+from jl_lightning.core.sampling import draw_noise, embed
+from jl_lightning.lightning.sampler import GaussianSampler
 
 
 def make(k, d, **kw):
@@ -46,13 +48,16 @@ def test_exact_pair_loss_equals_brute_force_difference_vectors(sampling):
     x = data(n=8, d=d) if sampling == "span" else data(n=12, d=d)
     model = make(k, d, n_samples=N, init_mean="gaussian", init_seed=3, init_variance=0.3,
                  sampling=sampling, pair_strategy="exact")
+    model.prepare(x)
+    loss, sigma = model.loss_fn, model.variance.sigma()
     torch.manual_seed(7)
-    term, hard = model.sample_distortions(x)
+    term, hard = loss(model.mean, sigma, N, 0, 0)
     assert torch.equal(term.detach(), hard)
-    # the same samples, rebuilt: with the same seed the module draws the same noise
-    used, _, factor, _ = model._prepared(x)
+    # the same samples, rebuilt: with the same seed the loss draws the same noise
     torch.manual_seed(7)
-    embedded = model._embedded(used, factor, None).detach().double()  # (N, k, n) = A_s (X - mean)^T
+    width = loss.points.shape[1] if loss.factor is None else loss.factor.shape[0]
+    noise = draw_noise(N, k, width, model.mean)
+    embedded = embed(model.mean, sigma, noise, loss.points, loss.factor).detach().double()  # A_s (X - mean)^T
     X = x.double().numpy()
     for s in range(N):
         # brute force on the embedded points: Y_s has the same pair differences as A_s x
@@ -78,7 +83,6 @@ def test_deterministic_pair_loss_is_the_exact_pair_distortion():
         with torch.no_grad():
             model.mean.copy_(torch.from_numpy(A * math.sqrt(k)))
         if strategy == "active":
-            model._prepared(x)
             model.refresh_active_pairs(x)
         loss, sampled, _ = model.objective(x)
         assert float(loss.detach()) == pytest.approx(expected, rel=1e-4)
@@ -111,12 +115,15 @@ def test_exact_pair_gradient_equals_autograd_through_the_brute_force_max():
 
 def test_active_set_draws_random_pairs_of_distinct_points_and_keeps_the_hard_pairs():
     x = data(n=30, d=5)
-    model = make(2, 5, pair_strategy="active", active_hard=7, active_random=500)
-    model._prepared(x)
+    model = make(2, 5, pair_strategy="active", active_hard=7, active_random=500, init_mean="gaussian")
     model.refresh_active_pairs(x)
-    i, j, dev = worst_pairs(model.embedding, (x - x.mean(0)).double().numpy(), 7)
-    assert torch.equal(model.active_pairs.hard_i, i) and torch.equal(model.active_pairs.hard_j, j)
-    di, dj = model.active_pairs.draw(torch.device("cpu"))
+    A, X = model.embedding.double().numpy(), (x - x.mean(0)).double().numpy()
+    devs = {(i, j): abs(np.sum((A @ (X[i] - X[j])) ** 2) / np.sum((X[i] - X[j]) ** 2) - 1)
+            for i in range(30) for j in range(i + 1, 30)}
+    hard = sorted(devs, key=devs.get, reverse=True)[:7]  # brute-force worst pairs
+    active = model.loss_fn.active
+    assert list(zip(active.hard_i.tolist(), active.hard_j.tolist())) == hard
+    di, dj = active.draw(torch.device("cpu"))
     assert len(di) == 7 + 500 and bool((di != dj).all())
     assert int(di.min()) >= 0 and int(max(di.max(), dj.max())) < 30
 
@@ -131,9 +138,9 @@ def test_worst_pairs_are_the_brute_force_top_pairs():
             devs[(a, b)] = abs(np.sum((A @ diff) ** 2) / (diff @ diff) - 1)
     top = sorted(devs, key=devs.get, reverse=True)[:10]
     for budget in (2**30, 3000):  # one block, and many small blocks
-        i, j, dev = worst_pairs(A, X, 10, memory_budget=budget)
+        i, j, dev = evaluate(A, X, "pairs", worst=10, memory_budget=budget).worst
         assert list(zip(i.tolist(), j.tolist())) == top
-        np.testing.assert_allclose(dev.numpy(), [devs[p] for p in top], rtol=1e-10)
+        np.testing.assert_allclose(dev, [devs[p] for p in top], rtol=1e-10)
 
 
 def test_cross_pair_distortion_equals_brute_force():
@@ -155,7 +162,7 @@ def test_heldout_reports_cover_points_pairs_and_cross_pairs():
     X = data(n=10, d=4).double().numpy()
     Z = data(n=5, d=4, seed=3).double().numpy()
     A = np.eye(4)[:2]
-    reports = heldout_reports(A, X, Z)
+    reports = evaluate(A, X, "pairs", heldout=Z).heldout
     assert set(reports) == {"points", "pairs", "cross_pairs"}
     assert reports["points"].count == 5 and reports["pairs"].count == 10 and reports["cross_pairs"].count == 50
 
@@ -252,8 +259,8 @@ def test_bad_normalize_and_mode_options():
 
 
 def test_auto_smooth_temperature_is_smooth_only_for_active_pairs():
-    assert GaussianSampler(k=2, dim=4, smooth_temperature="auto").smooth_temperature is None
-    assert make(2, 4, pair_strategy="active", smooth_temperature="auto").smooth_temperature == 0.1
-    assert make(2, 4, pair_strategy="exact", smooth_temperature="auto").smooth_temperature is None
+    assert isinstance(GaussianSampler(k=2, dim=4, smooth_temperature="auto").loss_fn.maximum, HardMax)
+    assert make(2, 4, pair_strategy="active", smooth_temperature="auto").loss_fn.maximum.start == 0.1
+    assert isinstance(make(2, 4, pair_strategy="exact", smooth_temperature="auto").loss_fn.maximum, HardMax)
     with pytest.raises(JLInputError, match="smooth_temperature"):
         make(2, 4, pair_strategy="active", smooth_temperature="warm")

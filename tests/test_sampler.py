@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from jl_lightning.errors import JLInputError
-from jl_lightning.sampler import GaussianSampler
-from jl_lightning.sampling import sample_embedded, span_factor
+from jl_lightning.lightning.sampler import GaussianSampler
+from jl_lightning.core.sampling import sample_embedded, span_factor
 
 
 def unit(rows):

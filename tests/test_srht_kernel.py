@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from jl_lightning import srht_kernel
+from jl_lightning.baselines import srht_kernel
 from jl_lightning.baselines import SRHT
 
 pytest.importorskip("numba")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from jl_lightning.sweep_summary import best_row, collect, markdown
+from jl_lightning.io.sweep_summary import best_row, collect, markdown
 
 
 def fake_job(sweep: Path, name: str, overrides: list[str], summary: dict | None) -> None:

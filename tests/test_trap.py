@@ -8,7 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from jl_lightning.data.trap import TrapPoints, trap_completions, trap_matrix, trap_points
+from jl_lightning.io.sources import TrapPoints
+from jl_lightning.core.trap import trap_completions, trap_matrix, trap_points
 from jl_lightning.errors import JLInputError
 
 
@@ -63,11 +64,11 @@ def test_bad_trap_options_are_refused(kwargs):
 
 
 def test_direct_optimization_stays_trapped_and_the_sampler_escapes(cfg_factory):
-    from jl_lightning.train import train
+    from jl_lightning.apps.train import train
 
     common = ["trainer.max_steps=1500", "logger=none", "baseline.draws=20"]
-    trapped = train(cfg_factory("experiment=theorem1_trap", *common))
-    sampler = train(cfg_factory("experiment=theorem1", *common))
+    trapped, _ = train(cfg_factory("experiment=theorem1_trap", *common))
+    sampler, _ = train(cfg_factory("experiment=theorem1", *common))
     assert trapped["n"] == 220 and trapped["d"] == 11
     assert trapped["best_distortion"] >= 0.49  # (a): Omega(1), no better than where it started
     assert sampler["best_distortion"] <= 0.25  # (b): at most half the trap's 0.5 (0.066 after 5000 steps)

@@ -1,0 +1,229 @@
+"""``jl-compare``: every reference construction against each other (and a learned matrix) on one dataset.
+
+    jl-compare                                     # the paper's data, k=30, norms
+    jl-compare experiment=digits_pairs             # digits, k=16, all pairs
+    jl-compare compare.run=outputs/runs/.../...    # a finished jl-train run: its data, k, mode,
+                                                   # and its embedding.npy as the "learned" row
+    jl-compare compare.draws=20 compare.methods=[gaussian,srht]
+
+The data, k and mode come from the same config groups as jl-train (conf/compare.yaml
+extends conf/train.yaml), so a comparison sees exactly the points a run trained on.
+For each random method, ``compare.draws`` independent draws are measured exactly
+(mean and best); PCA (plain and best-scaled) and the learned matrix are single rows.
+Columns: worst-case epsilon, multiplicative distortion sqrt(max ratio / min ratio),
+mean |ratio - 1|, time to construct one map and time to apply it to all points.
+
+The run folder (outputs/runs/<date>/<time>_compare) receives comparison.csv,
+comparison.md and comparison.png (a histogram of the ratios per method, one draw
+each, and a bar chart of the worst-case epsilon).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+
+import hydra
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from jl_lightning.errors import JLInputError
+from jl_lightning.apps.config import CONFIG_DIR
+
+log = logging.getLogger("jl_lightning")
+COLUMNS = ["method", "draws", "epsilon_mean", "epsilon_best", "multiplicative_mean", "multiplicative_best",
+           "mean_abs_mean", "construct_seconds", "apply_seconds"]
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    value = fn()
+    return value, time.perf_counter() - start
+
+
+def _apply_seconds(linear_map, points32) -> float:
+    """Seconds to embed all points once (float32, as a user applies the map)."""
+    import torch
+
+    X = torch.from_numpy(points32)
+    if hasattr(linear_map, "apply") and not isinstance(linear_map, (np.ndarray, torch.Tensor)):
+        return _timed(lambda: linear_map.apply(X))[1]
+    A = torch.as_tensor(np.asarray(linear_map), dtype=torch.float32)
+    return _timed(lambda: X @ A.T)[1]
+
+
+def random_rows(method: str, points, k: int, mode: str, draws: int, seed: int) -> tuple[dict, object]:
+    """The table row of a random method over ``draws`` draws, and its best draw (for the histogram)."""
+    from jl_lightning.baselines.references import random_draws
+
+    figures, best = random_draws(method, points, k, draws, seed, mode, detail=True)
+    points32 = np.ascontiguousarray(points, dtype=np.float32)
+    applies = [_apply_seconds(best, points32) for _ in range(min(draws, 10))]
+    row = {"method": method, "draws": draws, "epsilon_mean": figures["mean"], "epsilon_best": figures["best"],
+           "multiplicative_mean": figures["multiplicative_mean"],
+           "multiplicative_best": figures["multiplicative_best"], "mean_abs_mean": figures["mean_abs_mean"],
+           "construct_seconds": figures["construct_seconds"], "apply_seconds": float(np.mean(applies))}
+    return row, best
+
+
+def single_row(name: str, matrix, points, mode: str, construct_seconds: float) -> dict:
+    from jl_lightning.metrics.distortion import evaluate
+
+    report = evaluate(matrix, points, mode, quantiles=False)
+    return {"method": name, "draws": 1, "epsilon_mean": report.epsilon, "epsilon_best": report.epsilon,
+            "multiplicative_mean": report.multiplicative, "multiplicative_best": report.multiplicative,
+            "mean_abs_mean": report.mean_abs, "construct_seconds": construct_seconds,
+            "apply_seconds": _apply_seconds(matrix, np.ascontiguousarray(points, dtype=np.float32))}
+
+
+def to_markdown(rows: list[dict], title: str) -> str:
+    lines = [f"# {title}", "",
+             "| method | draws | eps mean | eps best | multiplicative mean | multiplicative best "
+             "| mean abs(ratio-1) | construct s | apply s |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['method']} | {r['draws']} | {r['epsilon_mean']:.4g} | {r['epsilon_best']:.4g} "
+                     f"| {r['multiplicative_mean']:.4g} | {r['multiplicative_best']:.4g} | {r['mean_abs_mean']:.4g} "
+                     f"| {r['construct_seconds']:.3g} | {r['apply_seconds']:.3g} |")
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(rows: list[dict]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({key: r[key] for key in COLUMNS})
+    return buffer.getvalue()
+
+
+def figure_png(rows: list[dict], histograms: dict[str, np.ndarray], edges: np.ndarray, title: str) -> bytes:
+    """A histogram of the ratios per method (one map each) and a bar chart of the worst-case epsilon."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    centers = (edges[:-1] + edges[1:]) / 2
+    for name, counts in histograms.items():
+        total = counts.sum()
+        left.plot(centers, counts / total if total else counts, label=name, drawstyle="steps-mid")
+    left.axvline(1.0, color="black", linewidth=0.8)
+    left.set_xlabel("ratio ||Ax||^2 / ||x||^2")
+    left.set_ylabel("fraction")
+    left.set_title("distortion ratios (best draw of each method)")
+    left.legend(fontsize=8)
+    names = [r["method"] for r in rows]
+    right.bar(names, [r["epsilon_best"] for r in rows], color="tab:blue", label="best")
+    right.scatter(names, [r["epsilon_mean"] for r in rows], color="tab:red", zorder=3, label="mean over draws")
+    right.set_ylabel("worst-case epsilon")
+    right.set_title("worst-case epsilon (bar: best draw)")
+    right.tick_params(axis="x", rotation=30)
+    right.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def _run_config(run_dir: Path) -> tuple[DictConfig, dict]:
+    config_path, summary_path = run_dir / ".hydra" / "config.yaml", run_dir / "summary.json"
+    if not (config_path.is_file() and summary_path.is_file() and (run_dir / "embedding.npy").is_file()):
+        raise JLInputError(f"compare.run={run_dir} is not a finished jl-train run folder "
+                           "(expected .hydra/config.yaml, summary.json and embedding.npy)")
+    return OmegaConf.load(config_path), json.loads(summary_path.read_text())
+
+
+def compare(cfg: DictConfig) -> list[dict]:
+    """Build the table as configured, write the three files into the run folder, return the rows."""
+    from jl_lightning.baselines.random_maps import RANDOM_METHODS
+    from jl_lightning.baselines.references import best_scale, pca_matrix
+    from jl_lightning.io.run_folder import atomic_write, check_fresh
+    from jl_lightning.io.validation import validate_k
+    from jl_lightning.lightning.fit import build_datamodule
+    from jl_lightning.metrics.distortion import evaluate
+
+    out_dir = Path(cfg.paths.output_dir)
+    check_fresh(out_dir)
+    draws, seed = int(cfg.compare.draws), int(cfg.compare.seed)
+    if draws <= 0:
+        raise JLInputError(f"compare.draws must be a positive integer, got {draws}")
+    methods = list(cfg.compare.methods)
+    unknown = [m for m in methods if m not in (*RANDOM_METHODS, "pca")]
+    if unknown:
+        raise JLInputError(f"compare.methods: unknown {unknown}; choose from {[*RANDOM_METHODS, 'pca']}")
+
+    data_cfg, k, mode, learned = cfg.data, cfg.model.k, cfg.model.mode, None
+    if cfg.compare.run:
+        run_dir = Path(str(cfg.compare.run)).expanduser()
+        run_cfg, summary = _run_config(run_dir)
+        data_cfg, k, mode = run_cfg.data, run_cfg.model.k, summary.get("mode", run_cfg.model.get("mode", "norms"))
+        learned = (np.load(run_dir / "embedding.npy"), float(summary.get("fit_seconds", math.nan)))
+    datamodule = build_datamodule(data_cfg)
+    points = datamodule.points
+    k = validate_k(k, points.shape[1])
+    title = f"{datamodule.source.name}: n={len(points)}, d={points.shape[1]}, k={k}, {mode}"
+    log.info("comparing on %s", title)
+
+    rows, maps = [], {}
+    for method in methods:
+        if method == "pca":
+            matrix, seconds = _timed(lambda: pca_matrix(points, k))
+            rows.append(single_row("pca", matrix, points, mode, seconds))
+            scale, _ = best_scale(evaluate(matrix, points, mode, quantiles=False, mean_abs=False))
+            rows.append(single_row("pca (best scale)", matrix * scale, points, mode, seconds))
+            maps["pca (best scale)"] = matrix * scale
+        else:
+            row, best = random_rows(method, points, k, mode, draws, seed)
+            rows.append(row)
+            maps[method] = best
+        log.info("%s: eps mean %.4g, best %.4g", rows[-1]["method"], rows[-1]["epsilon_mean"], rows[-1]["epsilon_best"])
+    if learned is not None:
+        matrix, fit_seconds = learned
+        if matrix.shape != (k, points.shape[1]):
+            raise JLInputError(f"{cfg.compare.run}: embedding.npy has shape {matrix.shape}, expected ({k}, "
+                               f"{points.shape[1]}) for the run's data")
+        rows.append(single_row("learned (jl-train)", matrix, points, mode, fit_seconds))
+        maps["learned (jl-train)"] = matrix
+
+    top = min(3.0, max(r["epsilon_best"] for r in rows) + 1.0)
+    edges = np.linspace(0.0, top, 61)
+    histograms = {name: evaluate(m, points, mode, quantiles=False, mean_abs=False, histogram=edges).histogram
+                  for name, m in maps.items()}
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    markdown = to_markdown(rows, title)
+    atomic_write(out_dir / "comparison.csv", lambda h: h.write(to_csv(rows).encode()))
+    atomic_write(out_dir / "comparison.md", lambda h: h.write(markdown.encode()))
+    png = figure_png(rows, histograms, edges, title)
+    atomic_write(out_dir / "comparison.png", lambda h: h.write(png))
+    print(markdown, flush=True)
+    print(f"[jl-compare] wrote comparison.csv, comparison.md and comparison.png to {out_dir}", flush=True)
+    return rows
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="compare")
+def _hydra_entry(cfg: DictConfig) -> None:
+    try:
+        compare(cfg)
+    except (JLInputError, FileExistsError) as err:
+        print(f"jl-compare: error: {err}", file=sys.stderr, flush=True)
+        sys.exit(2)
+
+
+def main() -> None:
+    """Console-script entry (``jl-compare``)."""
+    _hydra_entry()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,205 @@
+"""``jl-embed RUN_DIR INPUT OUTPUT``: apply a learned matrix to a file of vectors, in chunks.
+
+    jl-embed outputs/runs/2026-11-23/21-04-05-123456_train vectors.npy embedded.npy
+
+RUN_DIR is a jl-train run folder (its embedding.npy), a .npz saved by
+``JLEmbedding.save`` or a bare (k, d) .npy matrix. INPUT is a .npy (read in chunks
+straight from the file, so its size does not matter) or a .csv (read in chunks of
+lines); .npz and .pt inputs are loaded whole. OUTPUT is a .npy (written chunk by
+chunk) or a .csv. Rows of OUTPUT are ``x @ embedding.T`` for the rows x of INPUT.
+
+Peak memory is the matrix plus one chunk of input and output (``--chunk-rows``),
+whatever the file's size. An existing OUTPUT is never overwritten: the result goes
+to a temporary file next to it, renamed into place at the end. Only numpy is used,
+so the command starts fast and stays small.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from jl_lightning.io.loading import csv_row_chunks
+from jl_lightning.errors import JLInputError
+from jl_lightning.io.run_folder import atomic_write
+
+DEFAULT_CHUNK_ROWS = 16384
+
+
+# ------------------------------------------------------------------ input
+def _npy_header(handle, path: Path) -> tuple[tuple, bool, np.dtype]:
+    try:
+        version = np.lib.format.read_magic(handle)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
+        else:
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
+    except ValueError as err:
+        raise JLInputError(f"{path}: could not read as .npy ({err})") from None
+    return shape, fortran, dtype
+
+
+def npy_chunks(path: Path, chunk_rows: int) -> tuple[tuple, Iterator[np.ndarray]]:
+    """(shape, iterator of row chunks) of a 2-D C-ordered numeric .npy file, read with plain file reads."""
+    handle = open(path, "rb")
+    shape, fortran, dtype = _npy_header(handle, path)
+    if dtype.hasobject:
+        handle.close()
+        raise JLInputError(f"{path}: expected a numeric array, got Python objects (dtype object)")
+    if not (np.issubdtype(dtype, np.floating) or np.issubdtype(dtype, np.integer)):
+        handle.close()
+        raise JLInputError(f"{path}: expected a numeric array, got dtype {dtype}")
+    if len(shape) != 2:
+        handle.close()
+        raise JLInputError(f"{path}: expected a 2-D array (n vectors x d), got shape {shape}")
+    if fortran and shape[0] > 1 and shape[1] > 1:
+        handle.close()
+        raise JLInputError(f"{path}: Fortran-ordered arrays cannot be streamed; save it with np.save(np.ascontiguousarray(x))")
+    n, d = shape
+
+    def chunks():
+        with handle:
+            for start in range(0, n, chunk_rows):
+                rows = min(chunk_rows, n - start)
+                block = np.fromfile(handle, dtype=dtype, count=rows * d)
+                if block.size != rows * d:
+                    raise JLInputError(f"{path}: the file ends early (row {start + block.size // max(d, 1)} of {n})")
+                yield block.reshape(rows, d)
+
+    return shape, chunks()
+
+
+def csv_chunks(path: Path, chunk_rows: int) -> tuple[tuple, Iterator[np.ndarray]]:
+    """(shape with n unknown (-1), iterator of row chunks) of a numeric CSV (the data loader's parser)."""
+    width, chunks = csv_row_chunks(path, chunk_rows)
+    if width is None:
+        raise JLInputError(f"{path}: the file holds no vectors")
+    return (-1, width), chunks
+
+
+def open_input(path: Path, chunk_rows: int) -> tuple[tuple, Iterator[np.ndarray]]:
+    if not path.is_file():
+        raise JLInputError(f"input file not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        return npy_chunks(path, chunk_rows)
+    if suffix == ".csv":
+        return csv_chunks(path, chunk_rows)
+    if suffix in (".npz", ".pt", ".pth"):
+        from jl_lightning.io.loading import load_points
+
+        array = np.asarray(load_points(path))
+        if array.ndim != 2:
+            raise JLInputError(f"{path}: expected a 2-D array (n vectors x d), got shape {array.shape}")
+        return array.shape, (array[i:i + chunk_rows] for i in range(0, len(array), chunk_rows))
+    raise JLInputError(f"{path}: unsupported input type {suffix!r}; expected .npy, .csv, .npz or .pt")
+
+
+# ----------------------------------------------------------------- output
+class NpyWriter:
+    """Write an (n, k) .npy chunk by chunk; n is patched into the header at the end."""
+
+    def __init__(self, handle, k: int, dtype: np.dtype):
+        self.handle, self.k, self.dtype, self.rows = handle, k, np.dtype(dtype), 0
+        self._write_header(0)
+
+    def _write_header(self, n: int) -> None:
+        """A version 1.0 header with n padded to a fixed width, so it can be rewritten in place."""
+        descr = np.lib.format.dtype_to_descr(self.dtype)
+        text = f"{{'descr': {descr!r}, 'fortran_order': False, 'shape': ({n:>20}, {self.k}), }}"
+        body = text.encode("latin1")
+        pad = (64 - (10 + len(body) + 1) % 64) % 64
+        body = body + b" " * pad + b"\n"
+        self.handle.seek(0)
+        self.handle.write(b"\x93NUMPY\x01\x00" + len(body).to_bytes(2, "little") + body)
+
+    def write(self, block: np.ndarray) -> None:
+        self.handle.write(np.ascontiguousarray(block, dtype=self.dtype).tobytes())
+        self.rows += len(block)
+
+    def close(self) -> None:
+        self._write_header(self.rows)
+        self.handle.seek(0, os.SEEK_END)
+
+
+class CsvWriter:
+    def __init__(self, handle, k: int, dtype):
+        self.handle, self.rows = handle, 0
+
+    def write(self, block: np.ndarray) -> None:
+        np.savetxt(self.handle, block, delimiter=",", fmt="%.9g")
+        self.rows += len(block)
+
+    def close(self) -> None:
+        pass
+
+
+def embed_file(matrix: np.ndarray, input_path: str | Path, output_path: str | Path,
+               chunk_rows: int = DEFAULT_CHUNK_ROWS, dtype: str = "float32") -> int:
+    """Stream ``input_path`` through ``matrix`` (k, d) into a new ``output_path``; returns the row count."""
+    input_path, output_path = Path(input_path), Path(output_path)
+    if chunk_rows <= 0:
+        raise JLInputError(f"--chunk-rows must be positive, got {chunk_rows}")
+    if output_path.exists():
+        raise JLInputError(f"{output_path} exists; refusing to overwrite it (choose another OUTPUT)")
+    out_suffix = output_path.suffix.lower()
+    if out_suffix not in (".npy", ".csv"):
+        raise JLInputError(f"{output_path}: unsupported output type {out_suffix!r}; expected .npy or .csv")
+    if not output_path.parent.is_dir():
+        raise JLInputError(f"{output_path}: the directory {output_path.parent} does not exist")
+    k, d = matrix.shape
+    shape, chunks = open_input(input_path, chunk_rows)
+    if shape[1] != d:
+        raise JLInputError(f"{input_path}: vectors have dimension {shape[1]}, but the matrix maps "
+                           f"d={d} to k={k}; they must match")
+    counted = {}
+
+    def stream(handle) -> None:
+        writer = (NpyWriter if out_suffix == ".npy" else CsvWriter)(handle, k, np.dtype(dtype))
+        matrix_t = np.ascontiguousarray(matrix.T, dtype=np.float64)
+        for block in chunks:
+            block = block.astype(np.float64, copy=False)
+            finite = np.isfinite(block).all(1)
+            if not finite.all():
+                raise JLInputError(f"{input_path}: row {writer.rows + int(np.flatnonzero(~finite)[0])} "
+                                   "(0-based) contains NaN or Inf")
+            writer.write(block @ matrix_t)
+        writer.close()
+        counted["rows"] = writer.rows
+
+    try:
+        atomic_write(output_path, stream, mode="wb" if out_suffix == ".npy" else "w")
+    except FileExistsError:
+        raise JLInputError(f"{output_path} appeared while embedding; not overwriting it") from None
+    return counted["rows"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="jl-embed", description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dir", help="a jl-train run folder, a .npz from JLEmbedding.save or a (k, d) .npy")
+    parser.add_argument("input", help="vectors to embed: .npy (streamed), .csv (streamed), .npz or .pt")
+    parser.add_argument("output", help="where to write the embedded vectors: .npy or .csv (must not exist)")
+    parser.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS,
+                        help=f"rows per chunk (default {DEFAULT_CHUNK_ROWS})")
+    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32",
+                        help="dtype of a .npy output (default float32; computed in float64)")
+    args = parser.parse_args(argv)
+    from jl_lightning.apps.embedding import load_embedding_matrix
+
+    try:
+        matrix = load_embedding_matrix(args.run_dir)
+        rows = embed_file(matrix, args.input, args.output, args.chunk_rows, args.dtype)
+    except JLInputError as err:
+        print(f"jl-embed: error: {err}", file=sys.stderr)
+        return 2
+    print(f"[jl-embed] {rows} vectors of dimension {matrix.shape[1]} -> {matrix.shape[0]}: {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,222 @@
+"""``JLEmbedding``: a learned JL matrix as a small scikit-learn-style transformer.
+
+    from jl_lightning import JLEmbedding
+
+    emb = JLEmbedding(n_components=16, mode="pairs").fit(X)   # trains, as jl-train does
+    Y = emb.transform(X_new)                                  # X_new @ components_.T
+    emb.save("digits16.npz")                                  # numpy-readable
+    emb = JLEmbedding.load("digits16.npz")                    # numpy only, no torch
+    emb = JLEmbedding.from_run("outputs/runs/2026-11-23/...")  # a jl-train run folder
+
+``transform``, ``save``, ``load`` and ``from_run`` need numpy only. ``fit`` trains
+with the same configuration as ``jl-train`` (conf/, composed with Hydra's compose API,
+built and trained by ``lightning/fit.py``) and so imports torch and Lightning when called.
+
+The saved .npz holds ``components`` (k x d, float64) and ``metadata``, a JSON
+string: the training epsilon, the mode, the data fingerprint, the package version.
+``np.load(path)["components"]`` is all another program needs.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from jl_lightning import __version__
+from jl_lightning.errors import JLInputError
+from jl_lightning.io.run_folder import atomic_write
+
+FORMAT = "jl_lightning.embedding/1"
+
+
+class JLEmbedding:
+    """A linear embedding R^d -> R^k learned by the Gaussian solution sampler.
+
+    Parameters
+    ----------
+    n_components: k, the target dimension (``model.k``).
+    mode: ``"norms"`` (preserve ||x||) or ``"pairs"`` (preserve all ||x_i - x_j||).
+    max_steps: training steps (``trainer.max_steps``); None keeps the config's 5000.
+    random_state: the seed (``seed``): data split, sampling noise and initialization.
+    experiment: an optional conf/experiment recipe (e.g. ``"digits_pairs"``) whose
+        model and optimizer settings are used; the data always comes from ``fit(X)``.
+    overrides: further jl-train overrides, e.g. ``("optimizer.lr=0.02",)``.
+
+    Attributes (after ``fit``, ``load`` or ``from_run``)
+    ----------------------------------------------------
+    components_: (k, d) float64 matrix; ``transform(X) = X @ components_.T``.
+    n_features_in_: d.
+    training_distortion_: exact worst-case epsilon on the training data.
+    metadata_: dict with the mode, the data fingerprint, the package version, ...
+    """
+
+    def __init__(self, n_components: int = 30, mode: str = "norms", max_steps: int | None = None,
+                 random_state: int = 0, experiment: str | None = None, overrides: tuple = ()):
+        self.n_components = n_components
+        self.mode = mode
+        self.max_steps = max_steps
+        self.random_state = random_state
+        self.experiment = experiment
+        self.overrides = overrides
+
+    # ------------------------------------------------- scikit-learn protocol
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+
+    def get_params(self, deep: bool = True) -> dict:
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params) -> "JLEmbedding":
+        for name, value in params.items():
+            if name not in self._param_names():
+                raise ValueError(f"invalid parameter {name!r} for JLEmbedding; valid: {self._param_names()}")
+            setattr(self, name, value)
+        return self
+
+    def __sklearn_tags__(self):
+        """scikit-learn >= 1.6 asks every pipeline step for its tags: a transformer that needs fitting."""
+        from sklearn.utils import InputTags, Tags, TargetTags, TransformerTags
+
+        return Tags(estimator_type=None, target_tags=TargetTags(required=False),
+                    transformer_tags=TransformerTags(), input_tags=InputTags())
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"JLEmbedding({args})"
+
+    # --------------------------------------------------------------- fitting
+    def _config_overrides(self) -> list[str]:
+        overrides = [f"model.k={self.n_components}", f"model.mode={self.mode}", f"seed={self.random_state}",
+                     "logger=none", "~callbacks.model_checkpoint", "~callbacks.progress_bar",
+                     "baseline.draws=0"]
+        if self.experiment:
+            overrides.insert(0, f"experiment={self.experiment}")
+        if self.max_steps is not None:
+            overrides.append(f"trainer.max_steps={self.max_steps}")
+        return overrides + list(self.overrides)
+
+    def fit(self, X, y=None) -> "JLEmbedding":
+        """Learn the matrix on the rows of ``X`` (n, d) with jl-train's configuration."""
+        from omegaconf import open_dict
+
+        from jl_lightning.apps.config import compose
+        from jl_lightning.io.sources import ArrayPoints
+        from jl_lightning.lightning.fit import fit_from_config
+
+        cfg = compose(self._config_overrides())
+        with tempfile.TemporaryDirectory(prefix="jl_fit_") as scratch, open_dict(cfg):
+            cfg.paths.output_dir = scratch
+            cfg.data.val_fraction = 0.0  # fit() trains on all of X
+            result = fit_from_config(cfg, source=ArrayPoints(np.asarray(X)), interactive=False)
+        summary = result.summary
+        self._set_fitted(result.embedding, {
+            "training_distortion": summary["best_distortion"], "mode": summary["mode"],
+            "data_fingerprint": summary["data_fingerprint"], "n_train": summary["n"],
+            "steps": summary["steps"], "seed": summary["seed"], "version": __version__})
+        return self
+
+    def _set_fitted(self, matrix: np.ndarray, metadata: dict) -> None:
+        matrix = np.asarray(matrix, dtype=np.float64)
+        if matrix.ndim != 2:
+            raise JLInputError(f"an embedding matrix must be 2-D (k, d), got shape {matrix.shape}")
+        self.components_ = matrix
+        self.n_components = matrix.shape[0]
+        self.n_features_in_ = matrix.shape[1]
+        self.metadata_ = dict(metadata)
+        self.training_distortion_ = metadata.get("training_distortion")
+        if metadata.get("mode"):
+            self.mode = metadata["mode"]
+
+    # ------------------------------------------------------------- applying
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "components_"):
+            raise JLInputError("this JLEmbedding is not fitted yet: call fit(X), load(path) or from_run(run_dir)")
+
+    def transform(self, X) -> np.ndarray:
+        """``X @ components_.T`` for X of shape (m, d) (or one vector of shape (d,))."""
+        self._check_fitted()
+        X = np.asarray(X)
+        single = X.ndim == 1
+        X2 = X[None, :] if single else X
+        if X2.ndim != 2 or X2.shape[1] != self.n_features_in_:
+            raise JLInputError(f"expected vectors of dimension d={self.n_features_in_} "
+                               f"(array of shape (m, {self.n_features_in_})), got shape {X.shape}")
+        Y = X2 @ self.components_.T
+        return Y[0] if single else Y
+
+    def fit_transform(self, X, y=None) -> np.ndarray:
+        return self.fit(X).transform(X)
+
+    # ------------------------------------------------------------ save/load
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write ``components`` and ``metadata`` to a new .npz file (never over an existing one)."""
+        self._check_fitted()
+        path = Path(path)
+        if path.suffix != ".npz":
+            path = path.with_suffix(path.suffix + ".npz") if path.suffix else path.with_suffix(".npz")
+        if path.exists():
+            raise FileExistsError(f"{path} exists; refusing to overwrite it")
+        meta = dict(self.metadata_, format=FORMAT, n_components=self.n_components,
+                    n_features_in=self.n_features_in_, random_state=self.random_state)
+        atomic_write(path, lambda handle: np.savez(handle, components=self.components_,
+                                                   metadata=np.array(json.dumps(meta))))
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "JLEmbedding":
+        """Read a file written by :meth:`save` (numpy only)."""
+        path = Path(path)
+        if not path.is_file():
+            raise JLInputError(f"embedding file not found: {path}")
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                matrix = archive["components"]
+                meta = json.loads(str(archive["metadata"])) if "metadata" in archive.files else {}
+        except KeyError:
+            raise JLInputError(f"{path}: no 'components' array; not a saved JLEmbedding") from None
+        except (OSError, ValueError) as err:
+            raise JLInputError(f"{path}: could not read as a saved JLEmbedding ({err})") from None
+        emb = cls(n_components=int(matrix.shape[0]), mode=meta.get("mode", "norms"),
+                  random_state=meta.get("random_state", 0))
+        emb._set_fitted(matrix, meta)
+        return emb
+
+    @classmethod
+    def from_run(cls, run_dir: str | os.PathLike) -> "JLEmbedding":
+        """The matrix a finished ``jl-train`` run exported (embedding.npy + summary.json)."""
+        run_dir = Path(run_dir)
+        matrix_path, summary_path = run_dir / "embedding.npy", run_dir / "summary.json"
+        if not summary_path.is_file() or not matrix_path.is_file():
+            raise JLInputError(f"{run_dir} is not a finished jl-train run folder "
+                               "(expected embedding.npy and summary.json)")
+        summary = json.loads(summary_path.read_text())
+        matrix = np.load(matrix_path, allow_pickle=False)
+        emb = cls(n_components=int(matrix.shape[0]), mode=summary.get("mode", "norms"),
+                  random_state=summary.get("seed", 0))
+        emb._set_fitted(matrix, {
+            "training_distortion": summary.get("best_distortion"), "mode": summary.get("mode", "norms"),
+            "data_fingerprint": summary.get("data_fingerprint"), "n_train": summary.get("n"),
+            "steps": summary.get("steps"), "seed": summary.get("seed"),
+            "version": summary.get("jl_lightning_version"), "run_dir": str(run_dir)})
+        return emb
+
+
+def load_embedding_matrix(path: str | os.PathLike) -> np.ndarray:
+    """The (k, d) matrix of a run folder, a saved .npz, or a bare .npy matrix."""
+    path = Path(path)
+    if path.is_dir():
+        return JLEmbedding.from_run(path).components_
+    if path.suffix == ".npz":
+        return JLEmbedding.load(path).components_
+    if path.suffix == ".npy" and path.is_file():
+        matrix = np.load(path, allow_pickle=False)
+        if matrix.ndim != 2:
+            raise JLInputError(f"{path}: an embedding matrix must be 2-D (k, d), got shape {matrix.shape}")
+        return matrix.astype(np.float64)
+    raise JLInputError(f"{path}: expected a jl-train run folder, a .npz saved by JLEmbedding or a .npy matrix")

@@ -1,0 +1,155 @@
+"""The random JL maps a learned matrix is measured against.
+
+Each construction takes (k, d) and a torch generator and returns a linear map the
+evaluator accepts: a (k, d) float64 matrix, or, for the SRHT, an operator with
+``apply(X)`` that is never materialized. Every random map satisfies
+E ||A x||^2 = ||x||^2.
+
+* ``gaussian``: i.i.d. N(0, 1/k).
+* ``rademacher``: i.i.d. +-1/sqrt(k).
+* ``sparse``: Achlioptas (density 1/3) or Li, Hastie and Church's very sparse
+  projection (``density="auto"`` = 1/sqrt(d), scikit-learn's default): entries
+  +-1/sqrt(density k) with probability density/2 each, 0 otherwise.
+* ``srht``: the subsampled randomized Hadamard transform (FJLT): random signs,
+  zero-padding to p = 2^ceil(log2 d), the orthonormal Walsh-Hadamard transform in
+  O(p log p), k coordinates sampled without replacement, scaled by sqrt(p/k).
+  With numba installed it runs as one compiled in-cache pass per row (``srht_kernel``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from jl_lightning.baselines import srht_kernel
+
+RANDOM_METHODS = ("gaussian", "rademacher", "sparse", "srht")
+
+
+def gaussian_matrix(k: int, d: int, generator: torch.Generator, dtype=torch.float64) -> torch.Tensor:
+    """One N(0, 1/k) matrix of shape (k, d): E ||A x||^2 = ||x||^2."""
+    return torch.randn(k, d, generator=generator, dtype=dtype) / math.sqrt(k)
+
+
+def rademacher_matrix(k: int, d: int, generator: torch.Generator, dtype=torch.float64) -> torch.Tensor:
+    """One matrix of i.i.d. +-1/sqrt(k) entries."""
+    signs = torch.randint(0, 2, (k, d), generator=generator).to(dtype) * 2 - 1
+    return signs / math.sqrt(k)
+
+
+def sparse_density(density, d: int) -> float:
+    """scikit-learn's rule: ``"auto"`` means 1/sqrt(d); otherwise a number in (0, 1]."""
+    if density == "auto":
+        return 1.0 / math.sqrt(d)
+    density = float(density)
+    if not 0 < density <= 1:
+        raise ValueError(f"density must be in (0, 1] or 'auto', got {density}")
+    return density
+
+
+def sparse_matrix(k: int, d: int, generator: torch.Generator, density="auto",
+                  dtype=torch.float64) -> torch.Tensor:
+    """Achlioptas / Li's sparse projection, dense storage (k x d is small here)."""
+    s = sparse_density(density, d)
+    u = torch.rand(k, d, generator=generator, dtype=torch.float64)
+    values = torch.zeros(k, d, dtype=dtype)
+    values[u < s / 2] = -1.0
+    values[(u >= s / 2) & (u < s)] = 1.0
+    return values / math.sqrt(s * k)
+
+
+FWHT_BLOCK_ROWS = 64  # rows transformed together: their p values stay in cache through all log2(p) levels
+
+
+def fwht(x: torch.Tensor) -> torch.Tensor:
+    """Unnormalized fast Walsh-Hadamard transform along the last dimension (a power of 2).
+
+    Equals ``x @ H`` for the Sylvester Hadamard matrix H (entries +-1), in O(p log p).
+    Rows go through in blocks of ``FWHT_BLOCK_ROWS``, so each block stays in cache for
+    its log2(p) butterfly passes instead of streaming the whole array through memory each time.
+    """
+    p = x.shape[-1]
+    if p & (p - 1):
+        raise ValueError(f"the last dimension must be a power of 2, got {p}")
+    lead = x.shape[:-1]
+    flat = x.reshape(-1, p)
+    if flat.shape[0] <= FWHT_BLOCK_ROWS:
+        return _fwht_rows(flat).reshape(*lead, p)
+    out = torch.empty_like(flat)
+    for start in range(0, flat.shape[0], FWHT_BLOCK_ROWS):
+        out[start:start + FWHT_BLOCK_ROWS] = _fwht_rows(flat[start:start + FWHT_BLOCK_ROWS])
+    return out.reshape(*lead, p)
+
+
+def _fwht_rows(y: torch.Tensor) -> torch.Tensor:
+    p = y.shape[-1]
+    h = 1
+    while h < p:
+        y = y.reshape(-1, p // (2 * h), 2, h)
+        y = torch.stack((y[:, :, 0] + y[:, :, 1], y[:, :, 0] - y[:, :, 1]), dim=2)
+        h *= 2
+    return y.reshape(-1, p)
+
+
+class SRHT:
+    """The subsampled randomized Hadamard transform, applied without a d x d matrix.
+
+    ``backend``: ``"auto"`` uses the compiled kernel (``srht_kernel``, numba) where it
+    applies (numba installed, a CPU float32/float64 input without gradient) and the torch
+    transform otherwise; ``"torch"`` or ``"numba"`` force one (``"numba"`` fails without
+    numba). Both give the same map to rounding.
+    """
+
+    BACKENDS = ("auto", "torch", "numba")
+
+    def __init__(self, k: int, d: int, generator: torch.Generator, backend: str = "auto"):
+        if backend not in self.BACKENDS:
+            raise ValueError(f"SRHT backend must be one of {self.BACKENDS}, got {backend!r}")
+        if backend == "numba" and not srht_kernel.AVAILABLE:
+            raise ImportError("SRHT backend='numba' needs numba: pip install -e '.[fast]'")
+        self.k, self.d, self.backend = k, d, backend
+        self.p = 1 << max(0, math.ceil(math.log2(d)))
+        if k > self.p:
+            raise ValueError(f"k={k} exceeds the padded dimension {self.p}")
+        self.signs = torch.randint(0, 2, (d,), generator=generator).double() * 2 - 1
+        self.rows = torch.randperm(self.p, generator=generator)[:k]
+        self.scale = math.sqrt(self.p / k) / math.sqrt(self.p)  # orthonormal H, then sqrt(p/k)
+        self._plan = None
+
+    def _use_kernel(self, X: torch.Tensor) -> bool:
+        if self.backend == "torch" or not srht_kernel.AVAILABLE:
+            return False
+        fits = X.device.type == "cpu" and X.dtype in (torch.float32, torch.float64) and not X.requires_grad
+        if self.backend == "numba" and not fits:
+            raise ValueError("SRHT backend='numba' takes CPU float32/float64 input without gradient, "
+                             f"got {X.dtype} on {X.device} (requires_grad={X.requires_grad})")
+        return fits
+
+    def apply(self, X: torch.Tensor) -> torch.Tensor:
+        """(m, d) -> (m, k)."""
+        X = torch.as_tensor(X)
+        if self._use_kernel(X):
+            if self._plan is None:
+                self._plan = srht_kernel.make_plan(self.rows.numpy(), self.p, self.scale, np.float64)
+            out = srht_kernel.apply(X.detach().numpy(), self.signs.numpy(), self._plan,
+                                    threads=torch.get_num_threads())
+            return torch.from_numpy(out)
+        signed = X * self.signs.to(X.dtype)
+        if self.p != self.d:
+            signed = torch.nn.functional.pad(signed, (0, self.p - self.d))
+        return fwht(signed)[:, self.rows] * self.scale
+
+
+def random_map(method: str, k: int, d: int, generator: torch.Generator, density="auto"):
+    """One draw of a random construction, by name."""
+    if method == "gaussian":
+        return gaussian_matrix(k, d, generator)
+    if method == "rademacher":
+        return rademacher_matrix(k, d, generator)
+    if method == "sparse":
+        return sparse_matrix(k, d, generator, density)
+    if method == "srht":
+        return SRHT(k, d, generator)
+    raise ValueError(f"unknown method {method!r}; expected one of {RANDOM_METHODS}")

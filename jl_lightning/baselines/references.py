@@ -1,0 +1,127 @@
+"""The references a learned matrix is read against, on the same points and in the same mode.
+
+* random maps (``random_maps.py``): ``draws`` independent draws of a construction, each
+  measured exactly; mean, best and spread of their worst-case epsilon. jl-train's
+  reference lines and jl-compare's table both come from :func:`random_draws`.
+* PCA: the top-k principal directions of the data (centered, as scikit-learn's PCA),
+  plain and with the single scale factor that minimizes the worst-case epsilon
+  (:func:`best_scale`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import torch
+
+from jl_lightning.baselines.random_maps import random_map
+from jl_lightning.metrics.distortion import DistortionReport, evaluate
+from jl_lightning.metrics.tiles import DEFAULT_MEMORY_BUDGET
+
+REFERENCE_METHODS = ("gaussian", "sparse", "srht", "pca")
+DRAWS_PER_PASS = 16  # draws measured together: one pass over the data's tiles serves them all
+
+
+def random_draws(method: str, points, k: int, draws: int = 100, seed: int = 0, mode: str = "norms",
+                 memory_budget: int = DEFAULT_MEMORY_BUDGET, density="auto", detail: bool = False):
+    """(figures, best map) of ``draws`` independent draws of ``method``.
+
+    ``figures``: mean, best (smallest) and std of the worst-case epsilon; with ``detail``
+    also the multiplicative distortion (mean, and of the best draw), the mean |ratio - 1|
+    averaged over draws and the seconds to construct one map. Uses its own generator, so
+    it never disturbs training.
+    """
+    if draws <= 0:
+        raise ValueError(f"baseline draws must be positive, got {draws}")
+    gen = torch.Generator().manual_seed(int(seed))
+    d = points.shape[1]
+    reports, best_map, construct = [], None, 0.0
+    for start in range(0, draws, DRAWS_PER_PASS):
+        maps = []
+        for _ in range(min(DRAWS_PER_PASS, draws - start)):
+            began = time.perf_counter()
+            maps.append(random_map(method, k, d, gen, density))
+            construct += time.perf_counter() - began
+        part = evaluate(maps, points, mode, quantiles=False, mean_abs=detail, memory_budget=memory_budget)
+        for linear_map, report in zip(maps, part):
+            if not reports or report.epsilon < min(r.epsilon for r in reports):
+                best_map = linear_map
+            reports.append(report)
+    eps = np.array([r.epsilon for r in reports])
+    figures = {"method": method, "draws": int(draws), "seed": int(seed), "mode": mode,
+               "mean": float(eps.mean()), "best": float(eps.min()), "std": float(eps.std())}
+    if detail:
+        mult = np.array([r.multiplicative for r in reports])
+        figures.update(multiplicative_mean=float(mult.mean()), multiplicative_best=float(mult[eps.argmin()]),
+                       mean_abs_mean=float(np.mean([r.mean_abs for r in reports])),
+                       construct_seconds=construct / draws)
+    return figures, best_map
+
+
+def random_baseline(method: str, points, k: int, draws: int = 100, seed: int = 0, mode: str = "norms",
+                    memory_budget: int = DEFAULT_MEMORY_BUDGET, density="auto") -> dict:
+    """Worst-case epsilon of ``draws`` independent draws: mean, best (smallest) and std."""
+    return random_draws(method, points, k, draws, seed, mode, memory_budget, density)[0]
+
+
+def pca_matrix(points, k: int) -> np.ndarray:
+    """The top-k principal directions (rows) of the centered data, shape (k, d)."""
+    X = np.asarray(points, dtype=np.float64)
+    if not 1 <= k <= min(X.shape):
+        raise ValueError(f"PCA needs 1 <= k <= min(n, d) = {min(X.shape)}, got k={k}")
+    _, _, vt = np.linalg.svd(X - X.mean(0), full_matrices=False)
+    return vt[:k]
+
+
+def best_scale(report: DistortionReport) -> tuple[float, float]:
+    """(s, epsilon of s A): the single matrix factor minimizing the worst-case epsilon.
+
+    Scaling A by s scales every squared-norm ratio r by s^2. With every ratio in
+    [r_min, r_max], s^2 = 2 / (r_min + r_max) gives
+    epsilon = (r_max - r_min) / (r_max + r_min), and no s does better.
+    """
+    lo, hi = report.min_ratio, report.max_ratio
+    if hi <= 0:
+        raise ValueError("the map sends every vector to 0; no scale helps")
+    return math.sqrt(2.0 / (lo + hi)), (hi - lo) / (hi + lo)
+
+
+def pca_baseline(points, k: int, mode: str = "norms", memory_budget: int = DEFAULT_MEMORY_BUDGET) -> dict:
+    """PCA to k dimensions, plain and with its best single scale."""
+    A = pca_matrix(points, k)
+    report = evaluate(A, points, mode, memory_budget=memory_budget, quantiles=False, mean_abs=False)
+    c, eps_scaled = best_scale(report)
+    return {"method": "pca", "mode": mode, "epsilon": report.epsilon, "scale": c,
+            "epsilon_scaled": eps_scaled}
+
+
+def reference_figures(points, k: int, mode: str = "norms", draws: int = 100, seed: int = 0,
+                      methods=REFERENCE_METHODS, memory_budget: int = DEFAULT_MEMORY_BUDGET) -> dict:
+    """Mean / best / std over ``draws`` draws for each random method, epsilon plain and
+    best-scaled for PCA (left out, with a reason, when k > min(n, d))."""
+    out = {}
+    for method in methods:
+        if method == "pca":
+            if k > min(points.shape):
+                out["pca"] = {"method": "pca", "skipped": f"k={k} > min(n, d)={min(points.shape)}"}
+            else:
+                out["pca"] = pca_baseline(points, k, mode, memory_budget)
+        else:
+            out[method] = random_baseline(method, points, k, draws, seed, mode, memory_budget)
+    return out
+
+
+def reference_scalars(references: dict) -> dict[str, float]:
+    """Flat ``reference/...`` scalars for loggers: <method>_mean and <method>_best, pca and pca_scaled."""
+    scalars = {}
+    for method, figures in references.items():
+        if method == "pca":
+            if "epsilon" in figures:
+                scalars["reference/pca"] = figures["epsilon"]
+                scalars["reference/pca_scaled"] = figures["epsilon_scaled"]
+        else:
+            scalars[f"reference/{method}_mean"] = figures["mean"]
+            scalars[f"reference/{method}_best"] = figures["best"]
+    return scalars

@@ -1,0 +1,244 @@
+"""Every sampled loss the Gaussian sampler minimizes, in one place.
+
+For each of N reparameterized samples A_s = (M + sigma E_s) / sqrt(k) (``sampling.py``) a
+loss gives the max distortion over a set S,
+
+    term_s = max over x in S of | ||A_s x||^2 / ||x||^2 - 1 |,
+
+and the step minimizes mean_s term_s + lambda sigma^2 / 2 (the paper's Eq. 8, lambda = 1).
+Which S, and which max, is chosen once when the module is built (:func:`make_loss`):
+
+* :class:`NormsLoss`: S = the points (the paper);
+* :class:`ExactPairsLoss`: S = all n(n-1)/2 pairs x_i - x_j. Each sample's worst pair is
+  found by a tiled scan without autograd, then recomputed differentiably, which gives the
+  value and gradient of the hard max at a fraction of the memory (a few thousand points);
+* :class:`ActivePairsLoss`: S = an active set, the hard pairs of the deterministic
+  M / sqrt(k) from the last exact pass plus fresh random pairs every step; the step cost
+  does not depend on n. The module refreshes the hard pairs (``needs_refresh``, ``set_hard``).
+
+and the max over S:
+
+* :class:`HardMax`: max_x dev(x) (the paper);
+* :class:`SmoothMax`: t log sum_x exp(dev(x) / t), an upper bound of the max that is at most
+  t log |S| above it, with t annealed geometrically from ``start`` to ``end`` over the run.
+
+With ``sigma`` None (sigma^2 frozen at 0) every sample equals M / sqrt(k): one deterministic
+evaluation stands for all N.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from jl_lightning.core.pairs import (ActivePairs, PairGeometry, center, inverse_sq_distances,
+                                     worst_pairs_of_samples)
+from jl_lightning.core.sampling import draw_noise, embed, embed_rowwise, resolve_sampling, span_factor
+from jl_lightning.errors import JLInputError
+
+MODES = ("norms", "pairs")
+PAIR_STRATEGIES = ("exact", "active")
+# smooth_temperature="auto" in pairs mode with the active strategy (chosen by measurement, docs/benchmarks.md)
+PAIRS_SMOOTH_TEMPERATURE = 0.1
+
+
+def ratio_distortion(embedded_sq: torch.Tensor, original_sq: torch.Tensor) -> torch.Tensor:
+    """|embedded_sq / original_sq - 1|, elementwise (broadcasting)."""
+    return (embedded_sq / original_sq - 1.0).abs()
+
+
+def smooth_max(dev: torch.Tensor, temperature: float) -> torch.Tensor:
+    """temperature * logsumexp(dev / temperature) over the last axis: an upper bound of the
+    max that tends to it as the temperature goes to 0 (at most temperature * log(m) above)."""
+    return temperature * torch.logsumexp(dev / temperature, dim=-1)
+
+
+def annealed_temperature(start: float, end: float, step: int, total: int) -> float:
+    """Geometric annealing from ``start`` at step 0 to ``end`` at step ``total``."""
+    if total <= 0 or step >= total:
+        return end
+    return start * math.exp(math.log(end / start) * step / total)
+
+
+# ------------------------------------------------------------------- the max
+class HardMax:
+    """max over the last axis."""
+
+    def temperature(self, step: int, total: int) -> float | None:
+        return None
+
+    def __call__(self, dev: torch.Tensor, step: int, total: int) -> torch.Tensor:
+        return dev.amax(-1)
+
+
+class SmoothMax:
+    """Log-sum-exp max with a temperature annealed geometrically from ``start`` to ``end``."""
+
+    def __init__(self, start: float, end: float):
+        self.start, self.end = float(start), float(end)
+
+    def temperature(self, step: int, total: int) -> float:
+        return annealed_temperature(self.start, self.end, step, total)
+
+    def __call__(self, dev: torch.Tensor, step: int, total: int) -> torch.Tensor:
+        return smooth_max(dev, self.temperature(step, total))
+
+
+# ----------------------------------------------------------------- the sets
+class DistortionLoss:
+    """Base class. ``prepare(points)`` once for a data tensor, then
+    ``loss(mean, sigma, n_samples, step, total)`` every step -> (term, hard max), shapes (N,)."""
+
+    maximum: HardMax | SmoothMax
+
+    def prepare(self, points: torch.Tensor) -> None:
+        raise NotImplementedError
+
+    def __call__(self, mean: torch.Tensor, sigma: torch.Tensor | None, n_samples: int, step: int,
+                 total: int) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def needs_refresh(self, step: int) -> bool:
+        """Whether the module should run an exact pass and :meth:`set_hard` before this step."""
+        return False
+
+
+class NormsLoss(DistortionLoss):
+    """Max over the points of |ratio - 1| (the paper's objective)."""
+
+    def __init__(self, maximum, sampling: str = "auto"):
+        self.maximum, self.sampling = maximum, sampling
+        self.points = self.sq_norms = self.factor = None
+
+    def prepare(self, points: torch.Tensor) -> None:
+        self.points = points
+        self.sq_norms = points.pow(2).sum(1)
+        mode = resolve_sampling(self.sampling, points.shape[0], points.shape[1])
+        self.factor = span_factor(points) if mode == "span" else None
+
+    def __call__(self, mean, sigma, n_samples, step, total):
+        noise = None
+        if sigma is not None:
+            width = self.points.shape[1] if self.factor is None else self.factor.shape[0]
+            noise = draw_noise(n_samples, mean.shape[0], width, mean)
+        embedded = embed(mean, sigma, noise, self.points, self.factor)
+        dev = ratio_distortion(embedded.pow(2).sum(1), self.sq_norms)
+        hard = dev.amax(-1)
+        term = hard if isinstance(self.maximum, HardMax) else self.maximum(dev, step, total)
+        return term, hard.detach()
+
+
+class ExactPairsLoss(DistortionLoss):
+    """Hard max over all pairs, every step (the original distances tabulated once)."""
+
+    maximum = HardMax()
+
+    def __init__(self, sampling: str = "auto"):
+        self.sampling = sampling
+        self.points = self.factor = self.geometry = None
+
+    def prepare(self, points: torch.Tensor) -> None:
+        self.points = center(points)
+        self.geometry = PairGeometry(self.points)
+        mode = resolve_sampling(self.sampling, points.shape[0], points.shape[1])
+        self.factor = span_factor(self.points) if mode == "span" else None
+
+    def __call__(self, mean, sigma, n_samples, step, total):
+        noise = None
+        if sigma is not None:
+            width = self.points.shape[1] if self.factor is None else self.factor.shape[0]
+            noise = draw_noise(n_samples, mean.shape[0], width, mean)
+        embedded = embed(mean, sigma, noise, self.points, self.factor)
+        i, j = worst_pairs_of_samples(embedded.detach(), self.geometry)
+        rows = torch.arange(embedded.shape[0], device=embedded.device)
+        diff = embedded[rows, :, i] - embedded[rows, :, j]  # (N, k): each sample's own worst pair
+        g = self.geometry
+        hard = (diff.pow(2).sum(1) * g.inv_sq_dist[i, j] - g.valid[i, j]).abs()
+        return hard, hard.detach()
+
+
+class ActivePairsLoss(DistortionLoss):
+    """Max over the active set: hard pairs from the last exact pass plus random pairs."""
+
+    def __init__(self, maximum, n_hard: int, n_random: int, refresh_every: int):
+        self.maximum = maximum
+        self.n_hard, self.n_random, self.refresh_every = n_hard, n_random, refresh_every
+        self.points = self.sq_norms = self.active = None
+        self.refreshed = False
+
+    def prepare(self, points: torch.Tensor) -> None:
+        self.points = center(points)
+        self.sq_norms = self.points.pow(2).sum(1)
+        self.active = ActivePairs(points.shape[0], self.n_hard, self.n_random)
+        self.refreshed = False
+
+    def needs_refresh(self, step: int) -> bool:
+        return not self.refreshed or step % self.refresh_every == 0
+
+    def set_hard(self, i, j) -> None:
+        """The hard pairs (index vectors into the prepared points), from an exact pass."""
+        self.active.set_hard(i, j)
+        self.refreshed = True
+
+    def __call__(self, mean, sigma, n_samples, step, total):
+        i, j = self.active.draw(self.points.device)
+        differences = self.points[i] - self.points[j]
+        inv, valid = inverse_sq_distances(differences, self.sq_norms[i] + self.sq_norms[j])
+        noise = None if sigma is None else draw_noise(n_samples, mean.shape[0], mean.shape[1], mean)
+        k = mean.shape[0]
+
+        def deviations(embedded_sq):
+            return (embedded_sq / k * inv - valid).abs()
+
+        if isinstance(self.maximum, HardMax):
+            # the argmax pair of each sample without autograd, then recomputed differentiably:
+            # the value and gradient of autograd through amax, with a backward over N pairs only
+            with torch.no_grad():
+                worst = deviations(embed(mean, sigma, noise, differences, scaled=False).pow(2).sum(1)).argmax(1)
+            if noise is None:
+                worst = worst[:1]
+            picked = embed_rowwise(mean, sigma, noise, differences[worst])
+            hard = (picked.pow(2).sum(1) / k * inv[worst] - valid[worst]).abs()
+            return hard, hard.detach()
+        dev = deviations(embed(mean, sigma, noise, differences, scaled=False).pow(2).sum(1))
+        return self.maximum(dev, step, total), dev.detach().amax(1)
+
+
+def _positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise JLInputError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def make_loss(mode: str = "norms", pair_strategy: str = "active", smooth_temperature="auto",
+              smooth_temperature_end: float = 1e-4, active_hard: int = 2048, active_random: int = 10000,
+              active_refresh: int = 50, sampling: str = "auto") -> DistortionLoss:
+    """The loss for the sampler's options (``model.*``), validated, with ``auto`` resolved:
+    the smooth max at temperature 0.1 in pairs mode with the active strategy, the hard max otherwise."""
+    if mode not in MODES:
+        raise JLInputError(f"model.mode must be one of {list(MODES)}, got {mode!r}")
+    if pair_strategy not in PAIR_STRATEGIES:
+        raise JLInputError(f"model.pair_strategy must be one of {list(PAIR_STRATEGIES)}, got {pair_strategy!r}")
+    for name, value in (("model.active_hard", active_hard), ("model.active_random", active_random),
+                        ("model.active_refresh", active_refresh)):
+        _positive_int(name, value)
+    resolve_sampling(sampling, 1, 1)  # validates the name early
+    if smooth_temperature == "auto":
+        smooth_temperature = PAIRS_SMOOTH_TEMPERATURE if mode == "pairs" and pair_strategy == "active" else None
+    maximum = HardMax()
+    if smooth_temperature is not None:
+        for name, value in (("model.smooth_temperature", smooth_temperature),
+                            ("model.smooth_temperature_end", smooth_temperature_end)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise JLInputError(f"{name} must be a number > 0 (or smooth_temperature null for "
+                                   f"the hard max), got {value!r}")
+        if mode == "pairs" and pair_strategy == "exact":
+            raise JLInputError("model.smooth_temperature needs model.pair_strategy=active in pairs mode: "
+                               "the exact strategy differentiates each sample's worst pair only")
+        maximum = SmoothMax(smooth_temperature, smooth_temperature_end)
+    if mode == "norms":
+        return NormsLoss(maximum, sampling)
+    if pair_strategy == "exact":
+        return ExactPairsLoss(sampling)
+    return ActivePairsLoss(maximum, active_hard, active_random, active_refresh)

@@ -1,0 +1,120 @@
+"""Pair geometry: what the pairs-mode losses need about the original points.
+
+Pairs mode measures, for each pair i < j, | ||A (x_i - x_j)||^2 / ||x_i - x_j||^2 - 1 |.
+Difference vectors are never formed for all pairs: with Y = A X^T,
+||y_i - y_j||^2 = ||y_i||^2 + ||y_j||^2 - 2 <y_i, y_j>, and the same identity on X gives
+the original squared distances.
+
+* :func:`center` is the one place points are centered (the data option ``data.center``,
+  the pairs losses and the geometry table all call it): distances do not change, and
+  squared distances taken from norms lose less to cancellation.
+* Pairs at zero distance (duplicate points) are judged by :data:`ZERO_DISTANCE_RTOL` and
+  contribute nothing anywhere, in the losses and in every reported figure.
+* :class:`PairGeometry` tabulates 1 / ||x_i - x_j||^2 for the exact strategy (n x n).
+* :class:`ActivePairs` is the active strategy's pair set: hard pairs set from an exact pass,
+  plus fresh random pairs drawn by index every step.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+# ||x_i - x_j||^2 <= rtol (||x_i||^2 + ||x_j||^2) counts as a duplicate pair
+ZERO_DISTANCE_RTOL = 1e-12
+# one tile of (samples x rows x columns) temporaries in the per-sample scan: cache-sized
+TILE_BYTES = 4 * 2**20
+
+
+def center(points):
+    """``points`` minus their mean point (numpy or torch, same type and dtype)."""
+    return points - points.mean(0)
+
+
+class PairGeometry:
+    """The original squared distances of all pairs, computed once (float64, then cast).
+
+    ``inv_sq_dist[i, j]`` is 1 / ||x_i - x_j||^2 for a valid pair and 0 on the diagonal
+    and for duplicate pairs; ``valid`` is 1.0 on valid pairs and 0.0 elsewhere, so that
+    ``|dy * inv_sq_dist - valid|`` is the pair distortion on valid pairs and exactly 0 on
+    the others. Memory: two n x n tables, so the exact strategy suits a few thousand points.
+    """
+
+    @torch.no_grad()
+    def __init__(self, points: torch.Tensor, memory_budget: int = 256 * 2**20):
+        X = center(points.to(torch.float64))
+        sq = X.pow(2).sum(1)
+        n = points.shape[0]
+        inv = torch.empty(n, n, dtype=points.dtype, device=points.device)
+        valid = torch.empty(n, n, dtype=points.dtype, device=points.device)
+        rows = max(1, int(memory_budget // (3 * 8 * n)))
+        for i0 in range(0, n, rows):
+            blk = slice(i0, i0 + rows)
+            scale = sq[blk, None] + sq[None, :]
+            dx = scale - 2 * (X[blk] @ X.T)
+            ok = dx > ZERO_DISTANCE_RTOL * scale
+            ok[:, i0:i0 + rows].fill_diagonal_(False)
+            inv[blk] = torch.where(ok, 1.0 / torch.where(ok, dx, torch.ones_like(dx)),
+                                   torch.zeros_like(dx)).to(inv.dtype)
+            valid[blk] = ok.to(valid.dtype)
+        self.inv_sq_dist, self.valid = inv, valid
+
+
+def inverse_sq_distances(differences: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(1 / ||d||^2 or 0, valid as 0/1) for difference vectors ``differences`` (P, d);
+    ``scale`` is ||x_i||^2 + ||x_j||^2, against which a zero distance is judged."""
+    dx = differences.pow(2).sum(1)
+    ok = dx > ZERO_DISTANCE_RTOL * scale
+    return torch.where(ok, 1.0 / torch.where(ok, dx, torch.ones_like(dx)), torch.zeros_like(dx)), ok.to(dx.dtype)
+
+
+@torch.no_grad()
+def worst_pairs_of_samples(embedded: torch.Tensor, geometry: PairGeometry) -> tuple[torch.Tensor, torch.Tensor]:
+    """Index vectors (i, j), shape (N,), of the worst pair of each sample in ``embedded`` (N, k, n).
+
+    A scan of the upper triangle of every sample, with no autograd graph, one cache-sized
+    tile of rows at a time (whole n x n matrices per sample would leave the cache):
+    memory stays at O(N n) besides the geometry table.
+    """
+    N, _, n = embedded.shape
+    rows = max(1, TILE_BYTES // (N * n * embedded.element_size()))
+    sq = embedded.pow(2).sum(1)  # (N, n)
+    left = embedded.transpose(1, 2)
+    best = torch.full((N,), -1.0, dtype=embedded.dtype, device=embedded.device)
+    best_i = torch.zeros(N, dtype=torch.long, device=embedded.device)
+    best_j = torch.zeros_like(best_i)
+    for i0 in range(0, n, rows):
+        i1 = min(i0 + rows, n)
+        # dy = sq_i + sq_j - 2 <y_i, y_j> for rows i0:i1 and columns i0:, in one fused batched matmul
+        dy = torch.baddbmm(sq[:, i0:i1, None] + sq[:, None, i0:], left[:, i0:i1], embedded[:, :, i0:],
+                           alpha=-2.0)
+        dev = dy.mul_(geometry.inv_sq_dist[i0:i1, i0:]).sub_(geometry.valid[i0:i1, i0:]).abs_()
+        value, flat = dev.view(N, -1).max(1)
+        better = value > best
+        width = n - i0
+        best = torch.where(better, value, best)
+        best_i = torch.where(better, i0 + flat // width, best_i)
+        best_j = torch.where(better, i0 + flat % width, best_j)
+    return best_i, best_j
+
+
+class ActivePairs:
+    """The active set: ``n_hard`` hard pairs (set by :meth:`set_hard` from an exact pass)
+    plus ``n_random`` fresh uniformly random pairs (i != j) drawn by index every step."""
+
+    def __init__(self, n: int, n_hard: int, n_random: int):
+        self.n, self.n_hard, self.n_random = n, n_hard, n_random
+        self.hard_i = torch.empty(0, dtype=torch.long)
+        self.hard_j = torch.empty(0, dtype=torch.long)
+
+    def set_hard(self, i, j) -> None:
+        self.hard_i = torch.as_tensor(np.asarray(i) if not isinstance(i, torch.Tensor) else i).long()
+        self.hard_j = torch.as_tensor(np.asarray(j) if not isinstance(j, torch.Tensor) else j).long()
+
+    def draw(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Index vectors of this step's pairs: the hard set and fresh random pairs."""
+        i = torch.randint(0, self.n, (self.n_random,), device=device)
+        # j uniform over the other n - 1 points
+        j = (i + torch.randint(1, self.n, (self.n_random,), device=device)) % self.n
+        hi, hj = self.hard_i.to(device), self.hard_j.to(device)
+        return torch.cat([hi, i]), torch.cat([hj, j])

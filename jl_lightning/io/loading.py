@@ -1,0 +1,204 @@
+"""Read a points file (.npy, .npz, .pt, .csv, .parquet) into a 2-D numeric array.
+
+Every failure raises :class:`~jl_lightning.errors.JLInputError` naming the file and,
+where it applies, the row and column, so a user never sees a traceback from numpy
+or torch for a mistake in their data.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from jl_lightning.errors import JLInputError
+
+SUPPORTED_SUFFIXES = (".npy", ".npz", ".pt", ".pth", ".csv", ".parquet")
+
+
+def load_points(path: str | Path, key: str | None = None) -> np.ndarray:
+    """Load the array stored at ``path``.
+
+    Parameters
+    ----------
+    path:
+        A ``.npy``, ``.npz``, ``.pt``/``.pth`` or ``.csv`` file holding an
+        (n points x d features) array.
+    key:
+        For ``.npz`` files and ``.pt`` files holding a dict: which entry to read.
+        May be omitted when the file holds exactly one array.
+
+    Returns
+    -------
+    The raw array, not yet validated (see :func:`jl_lightning.io.validation.validate_points`).
+    """
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise JLInputError(f"data file not found: {path} (set data.source.path to an existing file)")
+    if path.is_dir():
+        raise JLInputError(f"data.source.path is a directory, expected a file: {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        return _load_npy(path)
+    if suffix == ".npz":
+        return _load_npz(path, key)
+    if suffix in (".pt", ".pth"):
+        return _load_pt(path, key)
+    if suffix == ".csv":
+        return _load_csv(path)
+    if suffix == ".parquet":
+        return _load_parquet(path)
+    raise JLInputError(
+        f"{path}: unsupported file type {suffix!r}; expected one of {', '.join(SUPPORTED_SUFFIXES)}"
+    )
+
+
+def _as_numeric(path: Path, array, what: str = "array") -> np.ndarray:
+    array = np.asanyarray(array)  # keeps a memory map a memory map
+    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)
+            or array.dtype == np.bool_):
+        raise JLInputError(f"{path}: expected a numeric {what}, got dtype {array.dtype}")
+    return array
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    with open(path, "rb") as handle:
+        if handle.read(6) != b"\x93NUMPY":
+            raise JLInputError(f"{path}: could not read as .npy (the file does not start with the .npy header)")
+    try:
+        # memory-mapped: a large file is read as it is used, not copied up front
+        array = np.load(path, allow_pickle=False, mmap_mode="r")
+    except ValueError:  # object arrays need pickle, which we refuse
+        raise JLInputError(f"{path}: expected a numeric array, got Python objects (dtype object)") from None
+    except Exception as err:  # truncated or not a .npy at all
+        raise JLInputError(f"{path}: could not read as .npy ({type(err).__name__}: {err})") from None
+    return _as_numeric(path, array)
+
+
+def _pick_key(path: Path, keys: list[str], key: str | None) -> str:
+    if key is not None:
+        if key not in keys:
+            raise JLInputError(f"{path}: no entry {key!r} (data.source.key); the file holds {keys}")
+        return key
+    if len(keys) == 1:
+        return keys[0]
+    raise JLInputError(f"{path}: holds {len(keys)} entries {keys}; choose one with data.source.key")
+
+
+def _load_npz(path: Path, key: str | None) -> np.ndarray:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            chosen = _pick_key(path, list(archive.files), key)
+            array = archive[chosen]
+    except JLInputError:
+        raise
+    except Exception as err:
+        raise JLInputError(f"{path}: could not read as .npz ({type(err).__name__}: {err})") from None
+    return _as_numeric(path, array, f"array under key {chosen!r}")
+
+
+def _load_pt(path: Path, key: str | None) -> np.ndarray:
+    import torch
+
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise JLInputError(f"{path}: could not read as a torch file ({type(err).__name__}: {err})") from None
+    if isinstance(obj, dict):
+        obj = obj[_pick_key(path, [str(k) for k in obj.keys()], key)]
+    if not isinstance(obj, torch.Tensor):
+        raise JLInputError(f"{path}: expected a tensor (or a dict of tensors), got {type(obj).__name__}")
+    if obj.is_complex():
+        raise JLInputError(f"{path}: expected a real tensor, got dtype {obj.dtype}")
+    return obj.detach().to(torch.float64).numpy()
+
+
+def _load_csv(path: Path) -> np.ndarray:
+    """Parse a comma-separated file whole (see :func:`csv_row_chunks`)."""
+    _, chunks = csv_row_chunks(path, 65536)
+    blocks = list(chunks)
+    return np.concatenate(blocks) if blocks else np.empty((0, 0))
+
+
+def csv_row_chunks(path: Path, chunk_rows: int) -> tuple[int | None, Iterator[np.ndarray]]:
+    """(number of columns, iterator of float64 row chunks) of a numeric CSV, read as it goes.
+
+    The first non-blank line is a header when no cell of it is a number. Blank lines are
+    skipped. A ragged row or a cell that is not a number raises :class:`JLInputError`
+    naming the line and the column (by its header name when there is one). The width is
+    None for a file without data or header; ``jl-embed`` streams through this too.
+    """
+    handle = open(path, newline="")
+    reader = csv.reader(handle)
+    first, header = None, None
+    for cells in reader:
+        if cells and any(c.strip() for c in cells):
+            first = (reader.line_num, cells)
+            break
+    if first is None:
+        handle.close()
+        return None, iter(())
+    if not any(_is_number(c) for c in first[1]):
+        header, first = [c.strip() for c in first[1]], None
+    width = len(header) if header else len(first[1])
+    like = "the header" if header else "the first data line"
+
+    def parse(line_no: int, cells: list[str]) -> list[float]:
+        if len(cells) != width:
+            raise JLInputError(f"{path}: line {line_no} has {len(cells)} columns, expected {width} like {like}")
+        row = []
+        for col, cell in enumerate(cells, start=1):
+            try:
+                row.append(float(cell))
+            except ValueError:
+                name = f" ({header[col - 1]!r})" if header else ""
+                raise JLInputError(
+                    f"{path}: line {line_no}, column {col}{name}: {cell.strip()!r} is not a number"
+                ) from None
+        return row
+
+    def chunks() -> Iterator[np.ndarray]:
+        with handle:
+            rows = [parse(*first)] if first else []
+            for cells in reader:
+                if not cells or not any(c.strip() for c in cells):
+                    continue  # blank line
+                rows.append(parse(reader.line_num, cells))
+                if len(rows) == chunk_rows:
+                    yield np.asarray(rows, dtype=np.float64)
+                    rows = []
+            if rows:
+                yield np.asarray(rows, dtype=np.float64)
+
+    return width, chunks()
+
+
+def _load_parquet(path: Path) -> np.ndarray:
+    """Every column of a Parquet file must be numeric; needs pyarrow (an optional dependency)."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise JLInputError(f"{path}: reading .parquet needs pyarrow (pip install pyarrow)") from None
+    try:
+        table = pq.read_table(path)
+    except Exception as err:
+        raise JLInputError(f"{path}: could not read as .parquet ({type(err).__name__}: {err})") from None
+    columns = []
+    for name, column in zip(table.column_names, table.columns):
+        values = column.to_numpy(zero_copy_only=False)
+        if not (np.issubdtype(values.dtype, np.number) or values.dtype == np.bool_):
+            raise JLInputError(f"{path}: column {name!r} is not numeric (type {column.type})")
+        columns.append(values.astype(np.float64))
+    if not columns:
+        return np.empty((0, 0))
+    return np.stack(columns, axis=1)
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,104 @@
+"""Where points come from: every ``data.source``, in one file.
+
+A source is any object with ``load() -> np.ndarray`` and a ``name`` used in
+error messages. Hydra builds one from ``conf/data/*.yaml`` (``data.source``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from jl_lightning.core.trap import trap_points
+from jl_lightning.io.loading import load_points
+from jl_lightning.errors import JLInputError
+
+
+@dataclass
+class GaussianPoints:
+    """n points with i.i.d. N(0, 1) coordinates in d dimensions (the paper's Appendix B data).
+
+    They are normalized to unit norm by the DataModule (``data.normalize``).
+    """
+
+    n: int
+    d: int
+    seed: int = 0
+
+    @property
+    def name(self) -> str:
+        return f"synthetic Gaussian data (data.source.n={self.n}, data.source.d={self.d})"
+
+    def load(self) -> np.ndarray:
+        for option, value in (("n", self.n), ("d", self.d)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+                raise JLInputError(f"data.source.{option} must be a positive integer, got {value!r}")
+        return np.random.default_rng(self.seed).standard_normal((self.n, self.d))
+
+
+@dataclass
+class FilePoints:
+    """Points read from a .npy, .npz (``key``), .pt or .csv file."""
+
+    path: str
+    key: str | None = None
+
+    @property
+    def name(self) -> str:
+        return str(self.path)
+
+    def load(self) -> np.ndarray:
+        return load_points(self.path, self.key)
+
+
+@dataclass
+class DigitsPoints:
+    """scikit-learn's bundled handwritten digits: 1797 images of 8 x 8 pixels, d = 64.
+
+    Shipped inside scikit-learn (no download); install it with ``pip install -e '.[examples]'``.
+    Pixel values 0..16, as float64.
+    """
+
+    @property
+    def name(self) -> str:
+        return "scikit-learn digits (data=digits)"
+
+    def load(self) -> np.ndarray:
+        try:
+            from sklearn.datasets import load_digits
+        except ImportError:
+            raise JLInputError("data=digits needs scikit-learn, which ships the dataset: "
+                               "pip install -e '.[examples]' (or pip install scikit-learn)") from None
+        return load_digits().data.astype(np.float64)
+
+
+@dataclass
+class ArrayPoints:
+    """Points already in memory (``JLEmbedding.fit(X)`` uses this)."""
+
+    array: np.ndarray
+    label: str = "the array passed to fit()"
+
+    @property
+    def name(self) -> str:
+        return self.label
+
+    def load(self) -> np.ndarray:
+        return np.asarray(self.array)
+
+
+@dataclass
+class TrapPoints:
+    """Theorem 1's dataset (``data=theorem1``, see ``core/trap.py``): d = k + 1."""
+
+    k: int
+    scale: float = 2.0
+    distortion: float = 0.5
+
+    @property
+    def name(self) -> str:
+        return f"Theorem 1's trap data (data.source.k={self.k})"
+
+    def load(self) -> np.ndarray:
+        return trap_points(self.k, self.scale, self.distortion)

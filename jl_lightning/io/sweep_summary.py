@@ -1,0 +1,98 @@
+"""A Hydra callback that tabulates a multirun: one row per job, the best job marked.
+
+After every ``jl-train -m ...`` it reads each job's ``summary.json`` and writes
+``sweep_summary.md`` and ``sweep_summary.json`` into the sweep folder, and prints the table.
+A sweep over ``model.eps`` with ``model=exact`` is the paper's Algorithm 2: the row with the
+smallest final deterministic distortion is its answer (``best``). Jobs that failed (no
+summary.json) are listed as such, not silently dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from jl_lightning.io.run_folder import atomic_write
+
+COLUMNS = ("final_distortion", "best_distortion", "sigma2_final", "steps", "fit_seconds")
+SUMMARY_NAMES = ("sweep_summary.md", "sweep_summary.json")
+
+
+def _overrides(job_dir: Path) -> str:
+    path = job_dir / ".hydra" / "overrides.yaml"
+    if not path.exists():
+        return ""
+    return " ".join(str(item) for item in OmegaConf.load(path))
+
+
+def collect(sweep_dir: str | Path) -> list[dict]:
+    """One row per job folder of ``sweep_dir`` (in job order), from its summary.json."""
+    sweep_dir = Path(sweep_dir)
+    jobs = [p for p in sweep_dir.iterdir() if p.is_dir() and (p / ".hydra").is_dir()]
+    jobs.sort(key=lambda p: (int(p.name) if p.name.isdigit() else math.inf, p.name))
+    rows = []
+    for job in jobs:
+        row = {"job": job.name, "overrides": _overrides(job)}
+        summary_path = job / "summary.json"
+        if summary_path.exists():
+            summary = json.loads(summary_path.read_text())
+            row.update({name: summary.get(name) for name in COLUMNS})
+            if summary.get("optimization"):
+                row["optimization"] = summary["optimization"]
+        else:
+            row["failed"] = True
+        rows.append(row)
+    return rows
+
+
+def best_row(rows: list[dict]) -> dict | None:
+    finished = [r for r in rows if r.get("final_distortion") is not None]
+    return min(finished, key=lambda r: r["final_distortion"]) if finished else None
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def markdown(rows: list[dict]) -> str:
+    best = best_row(rows)
+    extra = ("gradient_steps", "curvature_steps", "stopped_at") if any("optimization" in r for r in rows) else ()
+    header = ("job", "overrides") + COLUMNS + extra
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        if row.get("failed"):
+            cells = [row["job"], row["overrides"], "failed: no summary.json"] + [""] * (len(header) - 3)
+        else:
+            opt = row.get("optimization") or {}
+            cells = [row["job"] + (" (best)" if row is best else ""), row["overrides"]]
+            cells += [_cell(row.get(name)) for name in COLUMNS] + [_cell(opt.get(name)) for name in extra]
+        lines.append("| " + " | ".join(cells) + " |")
+    if best is not None:
+        lines.append("")
+        lines.append(f"best: job {best['job']} ({best['overrides']}), final deterministic distortion "
+                     f"{best['final_distortion']:.6g}")
+    return "\n".join(lines) + "\n"
+
+
+class SweepSummary(Callback):
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        if not sweep_dir.is_dir():
+            return
+        rows = collect(sweep_dir)
+        if all(row.get("failed") for row in rows):  # not a jl-train sweep (jl-compare), or nothing ran
+            return
+        text = markdown(rows)
+        best = best_row(rows)
+        payload = json.dumps({"jobs": rows, "best": best}, indent=2).encode() + b"\n"
+        atomic_write(sweep_dir / "sweep_summary.json", lambda h: h.write(payload))
+        atomic_write(sweep_dir / "sweep_summary.md", lambda h: h.write(text.encode()))
+        print(f"[jl] sweep summary ({sweep_dir / 'sweep_summary.md'}):\n{text}", end="", flush=True)

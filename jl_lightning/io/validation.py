@@ -1,0 +1,90 @@
+"""Check a points array before any training and bring it to unit norm."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from jl_lightning.core.pairs import center as center_points
+from jl_lightning.errors import JLInputError
+
+
+def validate_points(points: np.ndarray, source: str, normalize: bool = True, mode: str = "norms",
+                    center: bool = False) -> np.ndarray:
+    """Return ``points`` as a float64 (n, d) array: centered when ``center``, then unit-normed
+    when ``normalize``.
+
+    Raises :class:`JLInputError` naming ``source`` (a file path or a description)
+    for a 1-D or empty array, NaN or Inf (with the first bad row), a row of zero norm
+    when normalizing or in norms mode (its distortion is undefined), and fewer than
+    2 points in pairs mode.
+    """
+    points = np.asarray(points)
+    if points.ndim != 2:
+        raise JLInputError(
+            f"{source}: expected a 2-D array (n points x d features), got shape {points.shape}"
+        )
+    n, d = points.shape
+    if n == 0 or d == 0:
+        raise JLInputError(f"{source}: the array is empty (shape {points.shape}); need at least one point")
+    points = points.astype(np.float64, copy=False)
+    finite = np.isfinite(points).all(axis=1)
+    if not finite.all():
+        row = int(np.flatnonzero(~finite)[0])
+        bad = "NaN" if np.isnan(points[row]).any() else "Inf"
+        count = int((~finite).sum())
+        raise JLInputError(
+            f"{source}: row {row} (0-based) contains {bad}; {count} row(s) are not finite"
+        )
+    if mode == "pairs" and n < 2:
+        raise JLInputError(f"{source}: pairs mode needs at least 2 points, got {n}")
+    if center:
+        points = center_points(points)
+    norms = np.linalg.norm(points, axis=1)
+    zero = norms == 0
+    if zero.any() and (normalize or mode == "norms"):
+        row = int(np.flatnonzero(zero)[0])
+        if normalize:
+            raise JLInputError(
+                f"{source}: row {row} (0-based) has zero norm and cannot be normalized "
+                f"({int(zero.sum())} such row(s)); remove it or set data.normalize=false"
+            )
+        raise JLInputError(
+            f"{source}: row {row} (0-based) is the zero vector; its distortion |‖Ax‖²/‖x‖² − 1| is undefined"
+        )
+    if normalize:
+        points = points / norms[:, None]
+    return points
+
+
+def duplicate_rows(points: np.ndarray) -> tuple[int, int]:
+    """(rows that repeat an earlier row, pairs at zero distance) of ``points``."""
+    _, counts = np.unique(points, axis=0, return_counts=True)
+    repeated = counts[counts > 1]
+    return int((repeated - 1).sum()), int((repeated * (repeated - 1) // 2).sum())
+
+
+def split_indices(n: int, val_fraction: float, seed: int, min_train: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded (train, held-out) index arrays, disjoint and covering 0..n-1, both sorted."""
+    if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0 <= val_fraction < 1:
+        raise JLInputError(f"data.val_fraction must be a number in [0, 1), got {val_fraction!r}")
+    n_val = int(round(val_fraction * n))
+    if val_fraction > 0 and n_val == 0:
+        n_val = 1
+    if n - n_val < min_train:
+        raise JLInputError(f"data.val_fraction={val_fraction} leaves {n - n_val} training point(s) of {n}; "
+                           f"need at least {min_train}")
+    order = np.random.default_rng(seed).permutation(n)
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def validate_k(k, d: int) -> int:
+    """``model.k`` must be an integer in [1, d]."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise JLInputError(f"model.k must be a positive integer, got {k!r}")
+    if k <= 0:
+        raise JLInputError(f"model.k must be a positive integer, got {k}")
+    if k > d:
+        raise JLInputError(
+            f"model.k={k} exceeds the data dimension d={d}; a JL embedding maps to k <= d dimensions"
+        )
+    return int(k)

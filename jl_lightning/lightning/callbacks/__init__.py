@@ -1,0 +1,10 @@
+"""Callbacks: variance monitoring, the switch to the deterministic mean, exact evaluation,
+the reference lines, and the run summary. Each uses only the written contract (``contract.py``)."""
+
+from jl_lightning.lightning.callbacks.deterministic_switch import DeterministicSwitch
+from jl_lightning.lightning.callbacks.distortion_tracker import DistortionTracker
+from jl_lightning.lightning.callbacks.reference_lines import ReferenceLines
+from jl_lightning.lightning.callbacks.run_summary import RunSummary
+from jl_lightning.lightning.callbacks.variance_monitor import VarianceMonitor
+
+__all__ = ["DeterministicSwitch", "DistortionTracker", "ReferenceLines", "RunSummary", "VarianceMonitor"]

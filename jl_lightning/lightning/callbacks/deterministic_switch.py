@@ -1,0 +1,53 @@
+"""Switch the sampler to its deterministic mean once sigma^2 is small enough."""
+
+from __future__ import annotations
+
+import logging
+
+from lightning.pytorch import Callback
+
+from jl_lightning.errors import JLInputError
+
+log = logging.getLogger("jl_lightning")
+
+
+class DeterministicSwitch(Callback):
+    """Once sigma^2 <= ``threshold``, set sigma^2 to exactly 0 and freeze it.
+
+    Training then continues on M alone; every sample equals M / sqrt(k) and the loss is
+    the deterministic max distortion. ``switch_step`` is the optimizer step after which
+    the switch happened (None if it never did). ``threshold: 0`` switches only when a raw
+    sigma^2 reaches exactly 0. Uses the module contract: ``deterministic``, ``sigma2()``,
+    ``freeze_variance()``.
+    """
+
+    def __init__(self, threshold: float = 1e-4):
+        super().__init__()
+        if isinstance(threshold, bool) or not (isinstance(threshold, (int, float)) and threshold >= 0):
+            raise JLInputError(f"callbacks.deterministic_switch.threshold must be >= 0, got {threshold!r}")
+        self.threshold = float(threshold)
+        self.switch_step: int | None = None
+
+    def _maybe_switch(self, trainer, pl_module) -> None:
+        if pl_module.deterministic:
+            return
+        if pl_module.sigma2() <= self.threshold:
+            pl_module.freeze_variance()
+            self.switch_step = int(trainer.global_step)
+            log.info("sigma^2 <= %g at step %d: switched to the deterministic mean (sigma^2 = 0, frozen)",
+                     self.threshold, self.switch_step)
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._maybe_switch(trainer, pl_module)  # e.g. direct optimization: init_variance=0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._maybe_switch(trainer, pl_module)
+
+    def run_results(self) -> dict:
+        return {"switch_step": self.switch_step}
+
+    def state_dict(self) -> dict:
+        return {"switch_step": self.switch_step}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.switch_step = state_dict.get("switch_step")

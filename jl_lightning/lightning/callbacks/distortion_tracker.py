@@ -1,0 +1,78 @@
+"""Exact deterministic distortion of M / sqrt(k) during training, the best M, and held-out figures."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from lightning.pytorch import Callback
+
+from jl_lightning.lightning.log_schedule import is_log_step
+from jl_lightning.metrics.distortion import evaluate
+from jl_lightning.metrics.tiles import DEFAULT_MEMORY_BUDGET
+
+VAL_NAMES = {"points": "point_distortion", "pairs": "pair_distortion", "cross_pairs": "cross_pair_distortion"}
+
+
+class DistortionTracker(Callback):
+    """Every ``every_n_steps`` steps and at the end of training, evaluate the deterministic
+    embedding M / sqrt(k) exactly (float64, all points or all pairs, as the module's
+    ``mode``) on the data's training ``points``, log ``train/det_distortion`` and keep the
+    best matrix (chosen on training points only).
+
+    With held-out points (``data.val_fraction``), it also logs the exact epsilon on the
+    held-out points (``val/point_distortion``), on their pairs (``val/pair_distortion``)
+    and on the train x held-out pairs (``val/cross_pair_distortion``).
+
+    ``run_results()`` hands RunSummary the best matrix and its step, the final reports and
+    ``history``: (step, seconds since the start of training, epsilon) of every evaluation.
+    """
+
+    def __init__(self, every_n_steps: int = 50, memory_budget: int = DEFAULT_MEMORY_BUDGET):
+        super().__init__()
+        self.every_n_steps = int(every_n_steps)
+        self.memory_budget = int(memory_budget)
+        self.best_embedding: torch.Tensor | None = None
+        self.best_distortion = float("inf")
+        self.best_step: int | None = None
+        self.final_report = None
+        self.final_heldout: dict | None = None
+        self.history: list[tuple[int, float, float]] = []
+        self._started = time.perf_counter()
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._started = time.perf_counter()
+
+    def _evaluate(self, trainer, pl_module, final: bool):
+        data = trainer.datamodule
+        embedding = pl_module.embedding
+        # the median and p99 only for the final report; during training epsilon is enough
+        report = evaluate(embedding, data.points, pl_module.mode, memory_budget=self.memory_budget,
+                          quantiles=final, heldout=data.val_points)
+        self.history.append((int(trainer.global_step), time.perf_counter() - self._started, report.epsilon))
+        if report.epsilon < self.best_distortion:
+            self.best_distortion = report.epsilon
+            self.best_embedding = embedding.detach().cpu().clone()
+            self.best_step = int(trainer.global_step)
+        return report
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if is_log_step(trainer.global_step, self.every_n_steps):
+            report = self._evaluate(trainer, pl_module, final=False)
+            pl_module.log_dict({"train/det_distortion": report.epsilon}, on_step=True, on_epoch=False, prog_bar=True)
+            if report.heldout:
+                pl_module.log_dict({f"val/{VAL_NAMES[name]}": held.epsilon for name, held in report.heldout.items()},
+                                   on_step=True, on_epoch=False)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.final_report = self._evaluate(trainer, pl_module, final=True)
+        self.final_heldout = self.final_report.heldout
+        metrics = {"train/det_distortion": self.final_report.epsilon}
+        metrics.update({f"val/{VAL_NAMES[name]}": held.epsilon for name, held in (self.final_heldout or {}).items()})
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=trainer.global_step)
+
+    def run_results(self) -> dict:
+        return {"final_report": self.final_report, "best_embedding": self.best_embedding,
+                "best_distortion": self.best_distortion, "best_step": self.best_step,
+                "distortion_history": list(self.history)}

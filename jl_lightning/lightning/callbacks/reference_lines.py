@@ -1,0 +1,71 @@
+"""The random and PCA references, measured once on the training data and drawn as flat lines."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from lightning.pytorch import Callback
+
+from jl_lightning.baselines.references import REFERENCE_METHODS, reference_figures, reference_scalars
+
+log = logging.getLogger("jl_lightning")
+
+
+class ReferenceLines(Callback):
+    """Measure the references on the data's training points, in the module's mode and k, when
+    the fit starts: mean / best / std over ``draws`` draws of each random method and PCA plain
+    and best-scaled (``baselines/references.py``); ``draws: 0`` measures none.
+
+    They are logged as ``reference/<method>_mean``, ``reference/<method>_best``,
+    ``reference/pca`` and ``reference/pca_scaled`` at the first and the last step, so each is
+    a flat line over the run; with TensorBoard, a custom-scalars chart ("learned vs
+    references") overlays them on ``train/det_distortion``. ``run_results()`` gives the same
+    figures to summary.json (``references``, and ``baseline_gaussian``).
+    """
+
+    def __init__(self, draws: int = 1000, seed: int = 0, methods=REFERENCE_METHODS):
+        super().__init__()
+        self.draws, self.seed, self.methods = int(draws), int(seed), list(methods)
+        self.references: dict = {}
+        self.seconds = 0.0
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        if self.draws <= 0:
+            return
+        started = time.perf_counter()
+        self.references = reference_figures(trainer.datamodule.points, pl_module.k, pl_module.mode,
+                                            draws=self.draws, seed=self.seed, methods=self.methods)
+        self.seconds = time.perf_counter() - started
+        for name, figures in self.references.items():
+            if "mean" in figures:
+                log.info("reference %s over %d draws: mean %.4g, best %.4g", name, figures["draws"],
+                         figures["mean"], figures["best"])
+            elif "epsilon" in figures:
+                log.info("reference pca: %.4g, best-scaled %.4g", figures["epsilon"], figures["epsilon_scaled"])
+        log.info("references measured in %.1f s", self.seconds)
+
+    def _log(self, trainer) -> None:
+        scalars = reference_scalars(self.references)
+        for logger in trainer.loggers:
+            logger.log_metrics(scalars, step=trainer.global_step)
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if not self.references:
+            return
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        layout = {"distortion": {"learned vs references": [
+            "Multiline", ["train/det_distortion", *reference_scalars(self.references)]]}}
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                logger.experiment.add_custom_scalars(layout)
+        self._log(trainer)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if self.references:
+            self._log(trainer)
+
+    def run_results(self) -> dict:
+        return {"references": self.references, "baseline_gaussian": self.references.get("gaussian"),
+                "reference_seconds": self.seconds}

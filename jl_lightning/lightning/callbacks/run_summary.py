@@ -1,0 +1,92 @@
+"""The run's summary: one callback owns it, so nothing reads other callbacks' internals."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+from lightning.pytorch import Callback
+
+from jl_lightning import __version__
+from jl_lightning.io.run_folder import fingerprint
+from jl_lightning.lightning.contract import ReportsResults
+from jl_lightning.metrics.distortion import evaluate
+
+EXPORTED = "embedding.npy holds the best M / sqrt(k) (shape k x d); y = embedding @ x"
+
+
+class RunSummary(Callback):
+    """At the end of the fit, build ``summary`` (what summary.json holds) and ``embedding``
+    (the exported (k, d) float64 matrix) from the module and data contracts and from every
+    callback that reports results (``contract.ReportsResults``: the tracker's best matrix and
+    history, the switch step, the sigma^2 crossings, the references).
+
+    The exported matrix is the tracker's best M / sqrt(k) (chosen on training points), or
+    the final one without a tracker. Its held-out reports are computed once: taken from the
+    tracker's final evaluation when the best matrix is the final one.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.summary: dict | None = None
+        self.embedding: np.ndarray | None = None
+        self._started = time.perf_counter()
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._started = time.perf_counter()
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        fit_seconds = time.perf_counter() - self._started
+        data = trainer.datamodule
+        results: dict = {}
+        for callback in trainer.callbacks:
+            if callback is not self and isinstance(callback, ReportsResults):
+                results.update(callback.run_results())
+        final = results.get("final_report") or evaluate(pl_module.embedding, data.points, pl_module.mode,
+                                                        heldout=data.val_points)
+        best = results.get("best_embedding")
+        if best is not None and results["best_distortion"] <= final.epsilon:
+            embedding, best_eps, best_step = best, results["best_distortion"], results["best_step"]
+        else:
+            embedding, best_eps, best_step = pl_module.embedding.detach().cpu(), final.epsilon, trainer.global_step
+        heldout = final.heldout
+        if data.val_points is not None and best_step != trainer.global_step:
+            heldout = evaluate(embedding, data.points, pl_module.mode, quantiles=True,
+                               heldout=data.val_points).heldout
+        references = results.get("references") or {}
+        self.embedding = embedding.numpy().astype("float64") if isinstance(embedding, torch.Tensor) else \
+            np.asarray(embedding, dtype=np.float64)
+        self.summary = {
+            "final_distortion": final.epsilon,
+            "best_distortion": best_eps,
+            "best_step": best_step,
+            "exported": EXPORTED,
+            "data": data.name,
+            "data_fingerprint": fingerprint(data.points),
+            "mode": pl_module.mode,
+            "final_report": final.to_dict(),
+            "heldout": None if heldout is None else {name: r.to_dict() for name, r in heldout.items()},
+            "baseline_gaussian": references.get("gaussian"),
+            "references": references,
+            "reference_seconds": results.get("reference_seconds"),
+            "switch_step": results.get("switch_step"),
+            # model=exact: the optimizer's own account (steps by kind, where Algorithm 1 stopped)
+            "optimization": pl_module.run_report(),
+            # (step, seconds since the start of training, exact epsilon) at every evaluation
+            "distortion_history": results.get("distortion_history"),
+            "sigma2_final": pl_module.sigma2(),
+            "sigma2_crossings": results.get("sigma2_crossings"),
+            "steps": int(trainer.global_step),
+            "fit_seconds": fit_seconds,
+            "n": int(data.points.shape[0]),
+            "n_heldout": 0 if data.val_points is None else int(len(data.val_points)),
+            # rows of the source held out from training (data.val_fraction, data.split_seed)
+            "heldout_rows": None if data.val_points is None else data.val_index.tolist(),
+            "duplicates": data.duplicates,
+            "d": int(data.points.shape[1]),
+            "k": int(pl_module.k),
+            "torch_threads": torch.get_num_threads(),
+            "jl_lightning_version": __version__,
+            "torch_version": torch.__version__,
+        }

@@ -1,0 +1,77 @@
+"""The written contract between the LightningModule, the DataModule and the callbacks.
+
+A callback may use exactly what is listed here, and what Lightning itself offers on the
+trainer (``global_step``, ``max_steps``, ``loggers``, ``datamodule``, ``should_stop``,
+``callbacks``). ``tests/test_callbacks.py`` runs every callback against minimal objects
+that have only this contract, so a callback that reaches further fails there.
+
+The module (:class:`JLModule`, implemented by ``module.BaseJLModule``):
+
+* ``k``, ``dim``, ``mode`` (``"norms"`` or ``"pairs"``);
+* ``embedding``: the deterministic matrix M / sqrt(k), a detached (k, d) tensor;
+* ``deterministic``: True once sigma^2 is frozen at exactly 0;
+* ``sigma2()``: sigma^2 as a Python float (cheap: callbacks read it every step);
+* ``freeze_variance()``: set sigma^2 to exactly 0 for good (the switch to the mean);
+* ``run_report()``: a dict for summary.json's ``optimization`` entry, or None;
+* ``log_dict(metrics, ...)``: Lightning's own logging.
+
+The data (:class:`JLData`, implemented by ``datamodule.JLDataModule`` after ``setup``):
+
+* ``points``: the training points as a float64 (n, d) numpy array, exactly the points
+  training sees (after validation, centering and normalization);
+* ``val_points``: the held-out points, or None; ``val_index``: their rows in the source;
+* ``name``: the source's description; ``duplicates``: repeated rows found in pairs mode.
+
+The batch: training is full-batch, and the DataModule hands the module the same tensor
+every step, so the module prepares its loss for a batch once and reuses it while that
+tensor comes back.
+
+A callback whose findings belong in the run's summary implements :class:`ReportsResults`;
+the ``RunSummary`` callback gathers them at the end of the fit.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+
+@runtime_checkable
+class JLModule(Protocol):
+    k: int
+    dim: int
+    mode: str
+
+    @property
+    def embedding(self) -> torch.Tensor: ...
+
+    @property
+    def deterministic(self) -> bool: ...
+
+    def sigma2(self) -> float: ...
+
+    def freeze_variance(self) -> None: ...
+
+    def run_report(self) -> dict | None: ...
+
+    def log_dict(self, dictionary, *args, **kwargs) -> None: ...
+
+
+@runtime_checkable
+class JLData(Protocol):
+    points: np.ndarray
+    val_points: np.ndarray | None
+    val_index: np.ndarray | None
+    duplicates: dict | None
+
+    @property
+    def name(self) -> str: ...
+
+
+@runtime_checkable
+class ReportsResults(Protocol):
+    def run_results(self) -> dict:
+        """Entries for summary.json (plain JSON values, or tensors/arrays named in RunSummary)."""
+        ...

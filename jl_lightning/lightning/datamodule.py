@@ -1,0 +1,150 @@
+"""The LightningDataModule: validated points (unit-norm in norms mode), served full batch.
+
+It implements the data side of the written contract (``contract.py``): after ``setup``,
+``points`` (float64 numpy, what exact evaluation reads), ``val_points`` / ``val_index``,
+``name`` and ``duplicates``; training gets ``train_points``, their float32 tensor, moved
+to the device once.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import warnings
+
+import numpy as np
+import torch
+from lightning.pytorch import LightningDataModule
+
+from jl_lightning.io.validation import duplicate_rows, split_indices, validate_points
+from jl_lightning.errors import JLInputError
+
+log = logging.getLogger("jl_lightning")
+NORMALIZE_CHOICES = ("auto", True, False)
+
+
+class DuplicatePointsWarning(UserWarning):
+    """Pairs mode found repeated points: their pairs are at distance 0 and left out of every figure."""
+
+
+class FullBatchLoader:
+    """Yields the whole (n, d) tensor of points ``length`` times.
+
+    One epoch is the whole run (``trainer.max_steps`` steps), so Lightning's
+    per-epoch work happens once, and every step sees every point. A plain sized
+    iterable rather than a torch DataLoader: index sampling and collation would be
+    work for nothing when the batch is always the same tensor.
+    """
+
+    def __init__(self, points: torch.Tensor, length: int):
+        self.points = points
+        self.length = length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self):
+        return itertools.repeat(self.points, self.length)
+
+
+class JLDataModule(LightningDataModule):
+    """Supplies the points to embed.
+
+    Parameters
+    ----------
+    source:
+        An object with ``load()`` and ``name`` (``GaussianPoints``, ``FilePoints``, ``DigitsPoints``).
+    normalize:
+        ``"auto"`` (default): scale every point to unit norm in norms mode (the paper's
+        setting) and leave the points as they are in pairs mode, where a per-point
+        rescaling would change the distances to preserve (and one global scale does
+        not matter: the ratio is scale-free). ``True``/``False`` force it.
+    mode:
+        ``"norms"`` or ``"pairs"``, the model's mode (``${model.mode}`` in the config):
+        it decides what ``auto`` normalization does and which checks apply.
+    center:
+        Subtract the mean point first (pair distances do not change; norms do).
+    val_fraction:
+        Fraction of the points held out, never seen by training (seeded by ``split_seed``).
+
+    After :meth:`setup`, ``points`` is the validated float64 numpy array of the training
+    points, used for exact evaluation, ``train_points`` its float32 tensor used for
+    training, and ``val_points`` the held-out points (None without a split);
+    ``train_index``/``val_index`` are their rows in the source.
+    """
+
+    def __init__(self, source, normalize="auto", mode: str = "norms", center: bool = False,
+                 val_fraction: float = 0.0, split_seed: int = 0):
+        super().__init__()
+        if normalize not in NORMALIZE_CHOICES:
+            raise JLInputError(f"data.normalize must be auto, true or false, got {normalize!r}")
+        if mode not in ("norms", "pairs"):
+            raise JLInputError(f"data.mode must be norms or pairs, got {mode!r}")
+        self.source = source
+        self.mode = mode
+        self.normalize = (mode == "norms") if normalize == "auto" else bool(normalize)
+        self.center = bool(center)
+        self.val_fraction = val_fraction
+        self.split_seed = int(split_seed)
+        self.points: np.ndarray | None = None
+        self.val_points: np.ndarray | None = None
+        self.train_index: np.ndarray | None = None
+        self.val_index: np.ndarray | None = None
+        self.duplicates: dict | None = None
+        self.train_points: torch.Tensor | None = None
+        self._device_points: torch.Tensor | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.points is not None:
+            return
+        raw = self.source.load()
+        points = validate_points(raw, self.source.name, normalize=self.normalize, mode=self.mode,
+                                 center=self.center)
+        if self.mode == "pairs":
+            rows, pairs = duplicate_rows(points)
+            self.duplicates = {"rows": rows, "pairs": pairs}
+            if rows:
+                message = (f"{self.source.name}: {rows} duplicate row(s), {pairs} pair(s) at distance 0; "
+                           "these pairs are left out of the loss and of every reported figure")
+                warnings.warn(message, DuplicatePointsWarning, stacklevel=2)
+                log.warning("%s", message)
+        self.train_index, self.val_index = split_indices(len(points), self.val_fraction, self.split_seed,
+                                                         min_train=2 if self.mode == "pairs" else 1)
+        self.points = points[self.train_index]
+        self.val_points = points[self.val_index] if len(self.val_index) else None
+        self.train_points = torch.from_numpy(self.points.astype(np.float32))
+
+    @property
+    def name(self) -> str:
+        """The source's description (a file path, or what generated the points)."""
+        return getattr(self.source, "name", type(self.source).__name__)
+
+    @property
+    def n(self) -> int:
+        self._require_setup()
+        return self.points.shape[0]
+
+    @property
+    def dim(self) -> int:
+        self._require_setup()
+        return self.points.shape[1]
+
+    def _require_setup(self) -> None:
+        if self.points is None:
+            raise RuntimeError("call JLDataModule.setup() before reading its points")
+
+    def transfer_batch_to_device(self, batch, device, dataloader_idx: int):
+        """Move the full batch to the device once and hand back that same tensor every
+        step, so the module's prepared loss stays valid on a GPU too (see the contract)."""
+        if batch is self.train_points:
+            if self._device_points is None or self._device_points.device != device:
+                self._device_points = batch.to(device)
+            return self._device_points
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
+    def train_dataloader(self) -> FullBatchLoader:
+        self._require_setup()
+        steps = 1
+        if self.trainer is not None and self.trainer.max_steps and self.trainer.max_steps > 0:
+            steps = self.trainer.max_steps
+        return FullBatchLoader(self.train_points, steps)

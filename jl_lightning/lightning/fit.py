@@ -1,0 +1,120 @@
+"""Build a run from a composed config with ``hydra.utils.instantiate``, train it, and return
+what it produced: the summary, the exported matrix and every object it built.
+
+The entry points (``apps/``) compose the config; this is the one place that turns it
+into a DataModule, a module, callbacks, loggers and a Trainer.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger("jl_lightning")
+
+
+@dataclass
+class FitResult:
+    """``summary`` (summary.json's content), ``embedding`` (the exported (k, d) float64
+    matrix) and ``objects``: cfg, datamodule, model, trainer, callbacks, loggers."""
+
+    summary: dict
+    embedding: np.ndarray
+    objects: dict = field(default_factory=dict)
+
+
+def instantiate_group(group) -> list:
+    """Instantiate every entry of a dict-of-configs group (callbacks, logger)."""
+    from hydra.utils import instantiate
+
+    if not group:
+        return []
+    return [instantiate(entry) for entry in group.values() if entry and "_target_" in entry]
+
+
+def quiet_lightning() -> None:
+    """Route Lightning's messages through the root log handlers only (no duplicate lines),
+    drop its banner and tips at INFO level, and its warnings that do not apply to a
+    full-batch, single-process run."""
+    lightning_logger = logging.getLogger("lightning")
+    for handler in list(lightning_logger.handlers):
+        lightning_logger.removeHandler(handler)
+    lightning_logger.propagate = True
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    for pattern in (".*does not have many workers.*", ".*exists and is not empty.*",
+                    ".*LeafSpec.*is deprecated.*",
+                    # saving after the step is what we want: the checkpoint then holds the M
+                    # whose distortion DistortionTracker just measured
+                    ".*ModelCheckpoint with manual optimization.*"):
+        warnings.filterwarnings("ignore", pattern)
+
+
+def build_datamodule(data_cfg: DictConfig, source=None):
+    """The DataModule of a ``data`` config node, set up (bad data fails here, before any
+    training). ``source`` replaces its ``source`` (``JLEmbedding.fit`` passes an array)."""
+    from hydra.utils import instantiate
+
+    if source is None:
+        datamodule = instantiate(data_cfg)
+    else:  # instantiate would merge (and convert) the object into the configured source: set it after
+        data_cfg = OmegaConf.to_container(data_cfg, resolve=True)
+        data_cfg["source"] = None
+        datamodule = instantiate(data_cfg)
+        datamodule.source = source
+    datamodule.setup("fit")
+    return datamodule
+
+
+def fit_from_config(cfg: DictConfig, source=None, interactive: bool | None = None) -> FitResult:
+    """Train one sampler as configured. Writes nothing itself except what the configured
+    logger and callbacks write. ``interactive`` (default: stdout is a terminal) keeps the
+    progress bar; logs, CI and pipes get none."""
+    started = time.perf_counter()
+    import torch
+    from hydra.utils import instantiate
+    from lightning.pytorch import seed_everything
+    from lightning.pytorch.callbacks import Checkpoint, ProgressBar
+
+    from jl_lightning.io.validation import validate_k
+    from jl_lightning.lightning.callbacks import RunSummary
+
+    quiet_lightning()
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
+    seed_everything(int(cfg.seed), workers=True, verbose=False)
+
+    datamodule = build_datamodule(cfg.data, source)
+    k = validate_k(cfg.model.k, datamodule.dim)
+    optimizer = instantiate(cfg.optimizer) if cfg.get("optimizer") else None
+    scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
+    model = instantiate(cfg.model, k=k, dim=datamodule.dim, optimizer=optimizer, scheduler=scheduler)
+
+    callbacks = instantiate_group(cfg.get("callbacks"))
+    if interactive is None:
+        interactive = sys.stdout.isatty()
+    if not interactive:
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+    summary_callback = next((c for c in callbacks if isinstance(c, RunSummary)), None)
+    if summary_callback is None:  # every run reports, whatever the callbacks group holds
+        summary_callback = RunSummary()
+        callbacks.append(summary_callback)
+    loggers = instantiate_group(cfg.get("logger"))
+    # progress bar and checkpointing exactly when their callbacks are configured:
+    # otherwise Lightning would add its own defaults behind the config's back
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
+                          enable_progress_bar=any(isinstance(c, ProgressBar) for c in callbacks),
+                          enable_checkpointing=any(isinstance(c, Checkpoint) for c in callbacks))
+    trainer.fit(model, datamodule=datamodule)
+
+    summary = dict(summary_callback.summary)
+    summary["seed"] = int(cfg.seed)
+    summary["wall_seconds"] = time.perf_counter() - started
+    objects = {"cfg": cfg, "datamodule": datamodule, "model": model, "trainer": trainer,
+               "callbacks": callbacks, "loggers": loggers}
+    return FitResult(summary, summary_callback.embedding, objects)

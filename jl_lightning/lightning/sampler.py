@@ -1,0 +1,103 @@
+"""The Gaussian solution sampler on the sampled max-distortion loss (the paper's Appendix B).
+
+Each training step draws N reparameterized samples A = (M + sigma E) / sqrt(k) and minimizes
+
+    loss = mean_s max_{x in S} | ||A_s x||^2 / ||x||^2 - 1 |  +  lambda sigma^2 / 2,
+
+the paper's Eq. 8 with lambda = 1. The set S (points, all pairs, or an active set of
+pairs) and the max (hard or smooth) are one loss object from ``core/losses.py``, chosen
+once here. Everything shared with the other sampler is in ``module.BaseJLModule``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+
+from jl_lightning.core.losses import ActivePairsLoss, make_loss
+from jl_lightning.errors import JLInputError
+from jl_lightning.lightning.log_schedule import is_log_step
+from jl_lightning.lightning.module import BaseJLModule, positive_int
+from jl_lightning.metrics.distortion import evaluate
+
+
+class GaussianSampler(BaseJLModule):
+    """Learn M and sigma^2 of A ~ N(M, sigma^2) / sqrt(k) on the sampled loss.
+
+    Parameters beyond ``BaseJLModule``'s (``model.*``; defaults in conf/model/sampler.yaml)
+    ----------
+    n_samples: N, sampled matrices per step.
+    sampling: ``"auto"``, ``"span"`` or ``"full"`` (``core/sampling.py``).
+    pair_strategy: in pairs mode, ``"active"`` (hard + random pairs) or ``"exact"`` (all pairs
+        every step).
+    active_hard, active_random, active_refresh: the active set's sizes and the steps between
+        its exact refreshes.
+    smooth_temperature: None for the hard max, a starting temperature for a log-sum-exp max
+        annealed geometrically to ``smooth_temperature_end`` at the last step, or ``"auto"``:
+        0.1 in pairs mode with the active strategy, the hard max otherwise.
+    """
+
+    def __init__(self, k: int, dim: int, n_samples: int = 20, variance: str = "raw",
+                 init_variance: float = 1.0, init_mean: str = "zeros", init_seed: int = 0,
+                 init_scale: float = 1.0, init_noise: float = 0.0, reg_weight: float = 1.0, sampling: str = "auto",
+                 optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+                 scheduler: Callable[..., Any] | None = None, log_every: int = 50,
+                 mode: str = "norms", pair_strategy: str = "active", active_hard: int = 2048,
+                 active_random: int = 10000, active_refresh: int = 50,
+                 smooth_temperature: float | str | None = "auto", smooth_temperature_end: float = 1e-4):
+        super().__init__(k, dim, variance=variance, init_variance=init_variance, init_mean=init_mean,
+                         init_seed=init_seed, init_scale=init_scale, init_noise=init_noise, reg_weight=reg_weight,
+                         optimizer=optimizer, scheduler=scheduler, log_every=log_every, mode=mode)
+        self.n_samples = positive_int("model.n_samples", n_samples)
+        self.loss_fn = make_loss(mode, pair_strategy, smooth_temperature, smooth_temperature_end,
+                                 active_hard, active_random, active_refresh, sampling)
+        self.save_hyperparameters(ignore=["optimizer", "scheduler"])
+        self._prepared_for: torch.Tensor | None = None
+
+    def prepare(self, points: torch.Tensor) -> None:
+        """Prepare the loss for ``points`` (n, d), once per data tensor (see the contract)."""
+        if points is self._prepared_for:
+            return
+        if points.ndim != 2 or points.shape[1] != self.dim:
+            raise JLInputError(f"expected points of shape (n, {self.dim}), got {tuple(points.shape)}")
+        if self.mode == "pairs" and points.shape[0] < 2:
+            raise JLInputError(f"pairs mode needs at least 2 points, got {points.shape[0]}")
+        self.loss_fn.prepare(points)
+        self._prepared_for = points
+
+    def temperature(self) -> float | None:
+        """The current smooth-max temperature (None: hard max)."""
+        return self.loss_fn.maximum.temperature(self.global_step, self.total_steps)
+
+    @torch.no_grad()
+    def refresh_active_pairs(self, points: torch.Tensor) -> None:
+        """Exact all-pairs pass with M / sqrt(k): the worst pairs become the active set's hard pairs."""
+        self.prepare(points)
+        loss = self.loss_fn
+        report = evaluate(self.embedding, loss.points, "pairs", worst=loss.n_hard, quantiles=False, mean_abs=False)
+        loss.set_hard(*report.worst[:2])
+
+    def objective(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(loss, mean sampled max distortion, sigma^2) on ``points``."""
+        self.prepare(points)
+        s2 = self.variance.value()
+        sigma = None if self.deterministic else self.variance.sigma(s2)
+        term, hard = self.loss_fn(self.mean, sigma, self.n_samples, self.global_step, self.total_steps)
+        return term.mean() + self.reg_weight * s2 / 2, hard.detach().mean(), s2
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> None:
+        """One projected optimizer step, written out: loss, backward, step, project sigma^2
+        back to its domain, step the schedule (manual optimization, no closure machinery)."""
+        optimizer = self.optimizers()
+        if isinstance(self.loss_fn, ActivePairsLoss) and self.loss_fn.needs_refresh(self.global_step):
+            self.refresh_active_pairs(batch)
+        loss, sampled, s2 = self.objective(batch)
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        optimizer.step()
+        self.variance.project_()
+        self.step_schedule()
+        if is_log_step(self.global_step, self.log_every):  # global_step counts this step now
+            self.log_dict({"train/loss": loss.detach(), "train/sampled_distortion": sampled.detach(),
+                           "train/sigma2": s2.detach()}, on_step=True, on_epoch=False)

@@ -1,0 +1,361 @@
+"""Distortion of a linear map on a set of points: the one place it is computed.
+
+The distortion of A on x is the paper's squared-norm definition
+
+    eps(A, x) = | ||A x||^2 / ||x||^2 - 1 |,
+
+taken over every point (``mode="norms"``) or over every pair of points, with x = x_i - x_j
+(``mode="pairs"``). A run's figure is the maximum. Everything here is exact: every point
+or pair, never a sample, in float64 by default, tile by tile (``tiles.py``) so memory stays
+within ``memory_budget`` bytes whatever n is.
+
+:func:`evaluate` is the one public entry. Its options:
+
+* several maps at once (a list): the tiles of the data are read once for all of them;
+* ``quantiles``: the exact median and 99th percentile of |ratio - 1| (numpy's "linear"
+  definition); for pairs from two bounded passes (a histogram, then the values in the
+  bins that hold the wanted ranks);
+* ``screen``: in norms mode a float32 pass with a rigorous rounding bound, then a float64
+  recheck of every point that could be the extreme (:func:`_screened_norms`);
+* ``worst=K``: the K points or pairs with the largest |ratio - 1|, by a streaming top-K;
+* ``heldout``: reports on held-out points, their pairs and the train x held-out pairs;
+* ``histogram``: counts of the ratios in given bins;
+* ``other`` (pairs): the pairs (row of ``points``, row of ``other``) instead of i < j.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, replace
+
+import numpy as np
+import torch
+
+from jl_lightning.metrics.tiles import (DEFAULT_MEMORY_BUDGET, as_linear_map, check_points, is_operator,
+                                        pair_tile_rows, pair_tiles, point_tile_rows, point_tiles, to_tensor)
+
+MODES = ("norms", "pairs")
+SCREEN_AUTO_SIZE = 50_000_000  # n * d from which norms-mode evaluation is screened by default
+_SCREEN_TILE_ROWS = 4096  # rows per float32 tile of the screened pass (cache-sized for d ~ 1000)
+_UNIT_ROUNDOFF_32 = 2.0 ** -24
+_HISTOGRAM_BINS = 1 << 16
+
+
+@dataclass(frozen=True)
+class DistortionReport:
+    """Exact distortion of a linear map on n points, or on their pairs."""
+
+    mode: str  # "norms" or "pairs"
+    epsilon: float  # max |ratio - 1|
+    worst_index: int | tuple[int, int]  # the point, or the pair (i, j) with i < j, attaining it
+    min_ratio: float  # min ||A x||^2 / ||x||^2
+    max_ratio: float
+    mean_abs: float  # mean |ratio - 1| (NaN when not asked for)
+    median_abs: float  # median |ratio - 1| (NaN without quantiles)
+    p99_abs: float  # 99th percentile of |ratio - 1| (NaN without quantiles)
+    count: int  # points, or pairs that entered the figures
+    zero_distance_pairs: int = 0  # pairs skipped as duplicates (pairs mode)
+    # with worst=K: (index arrays, deviations), worst first; i alone in norms mode
+    worst: tuple | None = field(default=None, compare=False)
+    # with heldout=...: {"points", "pairs", "cross_pairs"} -> DistortionReport
+    heldout: dict | None = field(default=None, compare=False)
+    # with histogram=edges: counts of the ratios per bin
+    histogram: np.ndarray | None = field(default=None, compare=False)
+
+    @property
+    def multiplicative(self) -> float:
+        """sqrt(max ratio / min ratio): the scale-free distortion."""
+        if self.min_ratio <= 0:
+            return math.inf
+        return math.sqrt(self.max_ratio / self.min_ratio)
+
+    def to_dict(self) -> dict:
+        """The scalar figures (for summary.json); the held-out reports as nested dicts."""
+        out = {name: value for name, value in asdict(self).items() if name not in ("worst", "heldout", "histogram")}
+        out["multiplicative"] = self.multiplicative
+        return out
+
+
+class _Accumulator:
+    """Running figures of one map over the tiles."""
+
+    def __init__(self, pairs: bool, worst: int, edges: torch.Tensor | None, mean: bool):
+        self.eps, self.worst_index = -1.0, ((-1, -1) if pairs else -1)
+        self.rmin, self.rmax, self.total, self.count, self.zeros = math.inf, -math.inf, 0.0, 0, 0
+        self.k_worst, self.mean = worst, mean
+        self.top = (torch.empty(0, dtype=torch.float64), torch.empty(0, dtype=torch.long),
+                    torch.empty(0, dtype=torch.long))
+        self.edges = edges
+        self.counts = None if edges is None else torch.zeros(len(edges) - 1, dtype=torch.long)
+
+    def _bin(self, ratios: torch.Tensor) -> None:
+        bins = len(self.edges) - 1
+        idx = (torch.bucketize(ratios.cpu().to(torch.float64), self.edges, right=True) - 1).clamp_(0, bins - 1)
+        self.counts.add_(torch.bincount(idx, minlength=bins))
+
+    def _keep_worst(self, dev: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> None:
+        """Streaming top-K: the tile's best K joined to the K kept so far."""
+        top = torch.topk(dev, min(self.k_worst, dev.numel()))
+        keep = top.values >= 0
+        values = torch.cat([self.top[0], top.values[keep].cpu().to(torch.float64)])
+        rows = torch.cat([self.top[1], i[top.indices[keep]].cpu()])
+        cols = torch.cat([self.top[2], j[top.indices[keep]].cpu()])
+        if values.numel() > self.k_worst:
+            order = torch.topk(values, self.k_worst).indices
+            values, rows, cols = values[order], rows[order], cols[order]
+        self.top = (values, rows, cols)
+
+    def add_points(self, start: int, ratios: torch.Tensor) -> None:
+        lo, hi = (float(v) for v in torch.aminmax(ratios))
+        self.rmin, self.rmax = min(self.rmin, lo), max(self.rmax, hi)
+        self.count += len(ratios)
+        if max(hi - 1.0, 1.0 - lo) > self.eps or self.mean or self.k_worst:
+            dev = (ratios - 1.0).abs()
+            i = int(dev.argmax())
+            if float(dev[i]) > self.eps:
+                self.eps, self.worst_index = float(dev[i]), start + i
+            if self.mean:
+                self.total += float(dev.sum())
+            if self.k_worst:
+                index = torch.arange(start, start + len(dev), device=dev.device)
+                self._keep_worst(dev, index, index)
+        if self.counts is not None:
+            self._bin(ratios)
+
+    def add_pairs(self, tile, m: int) -> None:
+        self.zeros += tile.zeros
+        if tile.count == 0:
+            return
+        r = tile.ratios(m)  # 1 (deviation 0) where a pair does not count
+        self.count += tile.count
+        if tile.all_valid:
+            lo, hi = (float(v) for v in torch.aminmax(r))
+        else:
+            lo = float(r.masked_fill(~tile.valid, math.inf).min())
+            hi = float(r.masked_fill(~tile.valid, -math.inf).max())
+        self.rmin, self.rmax = min(self.rmin, lo), max(self.rmax, hi)
+        if max(hi - 1.0, 1.0 - lo) > self.eps or self.mean or self.k_worst:
+            dev = (r - 1.0).abs_()
+            flat = int(dev.argmax())
+            value = float(dev.view(-1)[flat])
+            if value > self.eps:
+                self.eps = value
+                self.worst_index = (tile.i0 + flat // dev.shape[1], tile.j0 + flat % dev.shape[1])
+            if self.mean:
+                self.total += float(dev.sum())
+            if self.k_worst:
+                flat_dev = torch.where(tile.valid, dev, torch.full_like(dev, -1.0)).view(-1)
+                width = dev.shape[1]
+                index = torch.arange(flat_dev.numel(), device=dev.device)
+                self._keep_worst(flat_dev, tile.i0 + index // width, tile.j0 + index % width)
+        if self.counts is not None:
+            self._bin(r[tile.valid])
+
+    def report(self, mode: str, quantiles: tuple[float, float]) -> DistortionReport:
+        worst = None
+        if self.k_worst:
+            order = torch.argsort(self.top[0], descending=True)
+            values, rows, cols = (t[order] for t in self.top)
+            worst = (rows.numpy(), values.numpy()) if mode == "norms" else (rows.numpy(), cols.numpy(), values.numpy())
+        mean = self.total / self.count if self.mean else math.nan
+        return DistortionReport(mode, self.eps, self.worst_index, self.rmin, self.rmax, mean, quantiles[0],
+                                quantiles[1], self.count, self.zeros, worst=worst,
+                                histogram=None if self.counts is None else self.counts.numpy())
+
+
+@torch.no_grad()
+def evaluate(linear_map, points, mode: str = "norms", *, quantiles: bool = True, mean_abs: bool = True,
+             screen="auto", worst: int = 0, heldout=None, histogram=None, other=None,
+             memory_budget: int = DEFAULT_MEMORY_BUDGET, dtype: torch.dtype = torch.float64):
+    """Exact distortion of ``linear_map`` on ``points`` (n, d), over points or over pairs.
+
+    ``linear_map`` is a (k, d) matrix (numpy or torch), an operator with ``apply(X)``
+    mapping an (m, d) tensor to (m, k) and ``d``, or a list of these (then a list of
+    reports comes back, from one pass over the data). ``quantiles=False`` skips the median
+    and 99th percentile (NaN), which saves the second pass in pairs mode;
+    ``mean_abs=False`` skips the mean (NaN), which saves a pass over each tile when only
+    the extremes matter. ``screen`` (norms mode, one dense float64 matrix on CPU):
+    ``"auto"`` screens in float32 when n * d >= ``SCREEN_AUTO_SIZE``; the epsilon, worst
+    point and min/max ratio are then the float64 figures, the mean and quantiles
+    float32-accurate. ``worst=K``: ``report.worst`` holds the K worst points (index,
+    deviation) or pairs (i, j, deviation), worst first. ``heldout`` (held-out points):
+    ``report.heldout`` holds the reports on their norms (left out if one is the zero
+    vector), on their pairs (left out with fewer than 2 distinct points) and on the
+    train x held-out pairs. ``histogram`` (bin edges): ``report.histogram`` counts the
+    ratios, values outside going to the first or last bin. ``other`` (pairs mode): the
+    pairs are every (row of ``points``, row of ``other``), and ``worst_index`` indexes
+    (points, other).
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if other is not None and mode != "pairs":
+        raise ValueError("a second set of points (other=...) needs mode='pairs'")
+    maps = list(linear_map) if isinstance(linear_map, (list, tuple)) else [linear_map]
+    if not maps:
+        return []
+    resolved = [as_linear_map(m, dtype) for m in maps]
+    applies, d, device = [r[0] for r in resolved], resolved[0][1], resolved[0][2]
+    if any(r[1] != d for r in resolved):
+        raise ValueError("all maps must have the same input dimension d")
+    n = check_points(points, d)
+    itemsize = torch.finfo(dtype).bits // 8
+    k = max(apply(torch.zeros(1, d, dtype=dtype, device=device)).shape[1] for apply in applies)
+    edges = None if histogram is None else torch.as_tensor(np.asarray(histogram, dtype=np.float64))
+
+    if mode == "norms":
+        if screen == "auto":
+            screen = n * d >= SCREEN_AUTO_SIZE
+        simple = len(maps) == 1 and not worst and edges is None and not is_operator(maps[0])
+        if screen and simple and dtype == torch.float64 and device.type == "cpu":
+            reports = [_screened_norms(maps[0], points, n, quantiles)]
+        else:
+            reports = _norm_reports(applies, points, n, point_tile_rows(d, k * len(maps), itemsize, memory_budget),
+                                    dtype, device, quantiles, mean_abs, worst, edges)
+    else:
+        if other is not None:
+            check_points(other, d)
+        elif n < 2:
+            raise ValueError("pairs mode needs at least 2 points")
+        rows = pair_tile_rows(d, k, itemsize, memory_budget)
+        accs = [_Accumulator(True, worst, edges, mean_abs) for _ in maps]
+        for tile in pair_tiles(points, applies, rows, dtype, device, other):
+            for m, acc in enumerate(accs):
+                acc.add_pairs(tile, m)
+        if accs[0].count == 0:
+            raise ValueError("every pair of points is at distance zero: the pairs distortion is undefined")
+        reports = []
+        for m, acc in enumerate(accs):
+            qs = (math.nan, math.nan)
+            if quantiles:
+                qs = _pair_quantiles(applies[m], points, rows, dtype, device, acc.count, acc.eps, other)
+            reports.append(acc.report("pairs", qs))
+    if heldout is not None:
+        reports = [_with_heldout(report, m, points, heldout, quantiles, memory_budget)
+                   for report, m in zip(reports, maps)]
+    return reports if isinstance(linear_map, (list, tuple)) else reports[0]
+
+
+def _norm_reports(applies, points, n, rows, dtype, device, quantiles, mean, worst, edges) -> list[DistortionReport]:
+    accs = [_Accumulator(False, worst, edges, mean) for _ in applies]
+    deviations = [np.empty(n) for _ in applies] if quantiles else None  # the exact median needs them all
+    for start, X in point_tiles(points, rows, dtype, device):
+        nx = X.pow(2).sum(1)
+        for m, apply in enumerate(applies):
+            ratios = apply(X).pow(2).sum(1) / nx
+            accs[m].add_points(start, ratios)
+            if quantiles:
+                deviations[m][start:start + len(X)] = (ratios - 1.0).abs().cpu().numpy()
+    reports = []
+    for m, acc in enumerate(accs):
+        qs = (math.nan, math.nan)
+        if quantiles:
+            qs = tuple(float(v) for v in np.quantile(deviations[m], [0.5, 0.99]))
+        reports.append(acc.report("norms", qs))
+    return reports
+
+
+def _with_heldout(report, linear_map, train_points, heldout_points, quantiles, memory_budget) -> DistortionReport:
+    kwargs = dict(memory_budget=memory_budget, quantiles=quantiles)
+    val = np.asarray(heldout_points)
+    held = {}
+    if (val ** 2).sum(1).min() > 0:
+        held["points"] = evaluate(linear_map, val, "norms", **kwargs)
+    if len(val) >= 2:
+        try:
+            held["pairs"] = evaluate(linear_map, val, "pairs", **kwargs)
+        except ValueError:  # every held-out pair at distance zero
+            pass
+    held["cross_pairs"] = evaluate(linear_map, train_points, "pairs", other=val, **kwargs)
+    return replace(report, heldout=held)
+
+
+@torch.no_grad()
+def _screened_norms(matrix, points, n: int, quantiles: bool) -> DistortionReport:
+    """Norms-mode report with float32 speed and the float64 answer for the extremes.
+
+    Pass 1 computes every ratio in float32 (tiles of ``_SCREEN_TILE_ROWS`` rows) with a
+    rigorous bound on its rounding error. With u = 2^-24 and gamma_m = m u / (1 - m u):
+    each embedded coordinate is off by at most gamma_{d+2} ||a_r|| ||x|| (the standard
+    dot-product bound with Cauchy-Schwarz, A rounded to float32 included), so ||Ax||^2 is
+    off by at most (2 g F sqrt(r) + g^2 F^2) ||x||^2 with g = gamma_{d+2}, F = ||A||_F;
+    the float32 norms add gamma_k and gamma_{d+3} relative errors. Pass 2 recomputes in
+    float64 every point whose screened value could be the largest |ratio - 1|, the
+    smallest or the largest ratio, so ``epsilon``, ``worst_index``, ``min_ratio`` and
+    ``max_ratio`` are the float64 figures (up to float64 rounding). The mean, median and
+    99th percentile come from the float32 pass (absolute error at most the bound).
+    Memory: one tile plus 3 floats per point.
+    """
+    A64 = to_tensor(matrix, torch.float64)
+    d = A64.shape[1]
+    A32 = A64.to(torch.float32)
+    fro = float(A64.norm())
+    gamma = (d + 2) * _UNIT_ROUNDOFF_32 / (1 - (d + 2) * _UNIT_ROUNDOFF_32)
+    ratios = np.empty(n)
+    for start, X in point_tiles(points, _SCREEN_TILE_ROWS, torch.float32, None):
+        ny = torch.linalg.vector_norm(X @ A32.T, dim=1).double().square_()
+        nx = torch.linalg.vector_norm(X, dim=1).double().square_()
+        ratios[start:start + len(X)] = (ny / nx).numpy()
+    k = A64.shape[0]
+    gamma_k = (k + 3) * _UNIT_ROUNDOFF_32 / (1 - (k + 3) * _UNIT_ROUNDOFF_32)
+    gamma_x = (d + 3) * _UNIT_ROUNDOFF_32 / (1 - (d + 3) * _UNIT_ROUNDOFF_32)
+    product = (2 * gamma * fro * np.sqrt(ratios) + (gamma * fro) ** 2) * (1 + gamma_k)
+    delta = 1.01 * (product + (gamma_k + gamma_x) * ratios) / (1 - gamma_x)
+    dev = np.abs(ratios - 1.0)
+    candidates = np.flatnonzero((dev + delta >= (dev - delta).max())
+                                | (ratios - delta <= (ratios + delta).min())
+                                | (ratios + delta >= (ratios - delta).max()))
+    picked = points[torch.from_numpy(candidates)] if isinstance(points, torch.Tensor) else points[candidates]
+    X = to_tensor(picked, torch.float64)
+    exact = ((X @ A64.T).pow(2).sum(1) / X.pow(2).sum(1)).numpy()
+    exact_dev = np.abs(exact - 1.0)
+    i = int(exact_dev.argmax())
+    median = p99 = math.nan
+    if quantiles:
+        median, p99 = (float(v) for v in np.quantile(dev, [0.5, 0.99]))
+    return DistortionReport("norms", float(exact_dev[i]), int(candidates[i]), float(exact.min()), float(exact.max()),
+                            float(dev.mean()), median, p99, n)
+
+
+def _pair_quantiles(apply, points, rows, dtype, device, count, top, other=None, qs=(0.5, 0.99)) -> tuple:
+    """Exact quantiles of |ratio - 1| over valid pairs, in two bounded passes.
+
+    Pass 1 counts values in fixed bins over [0, top]; pass 2 keeps only the values in
+    the bins that hold the wanted ranks and selects them exactly.
+    """
+    if top <= 0:
+        return tuple(0.0 for _ in qs)
+    bins = _HISTOGRAM_BINS
+    scale = bins / top
+
+    def binned(tile):
+        dev = (tile.ratios(0)[tile.valid] - 1.0).abs()
+        return dev, (dev * scale).long().clamp_(0, bins - 1)
+
+    hist = torch.zeros(bins, dtype=torch.long)
+    for tile in pair_tiles(points, [apply], rows, dtype, device, other):
+        hist += torch.bincount(binned(tile)[1].cpu(), minlength=bins)
+    cumulative = torch.cumsum(hist, 0)
+    ranks = set()  # numpy's "linear": interpolate between ranks floor(q (N-1)) and the next
+    for q in qs:
+        pos = q * (count - 1)
+        ranks.update({math.floor(pos), min(math.floor(pos) + 1, count - 1)})
+    wanted = {r: int(torch.searchsorted(cumulative, torch.tensor(r), right=True)) for r in ranks}
+    kept = {b: [] for b in set(wanted.values())}
+    for tile in pair_tiles(points, [apply], rows, dtype, device, other):
+        dev, idx = binned(tile)
+        for b in kept:
+            sel = dev[idx == b]
+            if sel.numel():
+                kept[b].append(sel.cpu())
+    values = {b: torch.sort(torch.cat(v)).values if v else torch.empty(0) for b, v in kept.items()}
+    by_rank = {}
+    for r, b in wanted.items():
+        before = int(cumulative[b - 1]) if b > 0 else 0
+        by_rank[r] = float(values[b][r - before])
+    out = []
+    for q in qs:
+        pos = q * (count - 1)
+        lo = math.floor(pos)
+        hi = min(lo + 1, count - 1)
+        out.append(by_rank[lo] + (by_rank[hi] - by_rank[lo]) * (pos - lo))
+    return tuple(out)
