@@ -1,6 +1,6 @@
 """``jl-embed RUN_DIR INPUT OUTPUT``: apply a learned matrix to a file of vectors, in chunks.
 
-    jl-embed outputs/runs/2026-11-23/21-04-05-123456_train vectors.npy embedded.npy
+    jl-embed outputs/runs/<date>/<time>_train vectors.npy embedded.npy
 
 RUN_DIR is a jl-train run folder (its embedding.npy), a .npz saved by
 ``JLEmbedding.save`` or a bare (k, d) .npy matrix. INPUT is a .npy (read in chunks

@@ -6,7 +6,7 @@
     Y = emb.transform(X_new)                                  # X_new @ components_.T
     emb.save("digits16.npz")                                  # numpy-readable
     emb = JLEmbedding.load("digits16.npz")                    # numpy only, no torch
-    emb = JLEmbedding.from_run("outputs/runs/2026-11-23/...")  # a jl-train run folder
+    emb = JLEmbedding.from_run("outputs/runs/<date>/<time>_train")  # a jl-train run folder
 
 ``transform``, ``save``, ``load`` and ``from_run`` need numpy only. ``fit`` trains
 with the same configuration as ``jl-train`` (conf/, composed with Hydra's compose API,

@@ -86,6 +86,16 @@ class SmoothMax:
 
 
 # ----------------------------------------------------------------- the sets
+def _embedded_points(mean, sigma, n_samples, points, factor):
+    """A_s X^T for N fresh samples (the span trick when ``factor`` is given), or the
+    deterministic M X^T / sqrt(k) when ``sigma`` is None: shape (N or 1, k, n)."""
+    noise = None
+    if sigma is not None:
+        width = points.shape[1] if factor is None else factor.shape[0]
+        noise = draw_noise(n_samples, mean.shape[0], width, mean)
+    return embed(mean, sigma, noise, points, factor)
+
+
 class DistortionLoss:
     """Base class. ``prepare(points)`` once for a data tensor, then
     ``loss(mean, sigma, n_samples, step, total)`` every step -> (term, hard max), shapes (N,)."""
@@ -118,11 +128,7 @@ class NormsLoss(DistortionLoss):
         self.factor = span_factor(points) if mode == "span" else None
 
     def __call__(self, mean, sigma, n_samples, step, total):
-        noise = None
-        if sigma is not None:
-            width = self.points.shape[1] if self.factor is None else self.factor.shape[0]
-            noise = draw_noise(n_samples, mean.shape[0], width, mean)
-        embedded = embed(mean, sigma, noise, self.points, self.factor)
+        embedded = _embedded_points(mean, sigma, n_samples, self.points, self.factor)
         dev = ratio_distortion(embedded.pow(2).sum(1), self.sq_norms)
         hard = dev.amax(-1)
         term = hard if isinstance(self.maximum, HardMax) else self.maximum(dev, step, total)
@@ -145,11 +151,7 @@ class ExactPairsLoss(DistortionLoss):
         self.factor = span_factor(self.points) if mode == "span" else None
 
     def __call__(self, mean, sigma, n_samples, step, total):
-        noise = None
-        if sigma is not None:
-            width = self.points.shape[1] if self.factor is None else self.factor.shape[0]
-            noise = draw_noise(n_samples, mean.shape[0], width, mean)
-        embedded = embed(mean, sigma, noise, self.points, self.factor)
+        embedded = _embedded_points(mean, sigma, n_samples, self.points, self.factor)
         i, j = worst_pairs_of_samples(embedded.detach(), self.geometry)
         rows = torch.arange(embedded.shape[0], device=embedded.device)
         diff = embedded[rows, :, i] - embedded[rows, :, j]  # (N, k): each sample's own worst pair

@@ -54,7 +54,7 @@ class Variance(nn.Module):
     def current(self) -> float:
         """sigma^2 as a Python float, for the callbacks that watch it every step.
 
-        A scalar read and plain Python arithmetic: ~20x cheaper than a tensor op.
+        A scalar read and plain Python arithmetic, cheaper than a tensor op.
         """
         return 0.0 if self.is_frozen else self._float_value(self.theta.item())
 

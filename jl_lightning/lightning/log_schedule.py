@@ -3,7 +3,7 @@
 Lightning hands logged values to the loggers at the end of the batch after
 which ``count = global_step`` optimizer steps are done and
 ``count % trainer.log_every_n_steps == 0``. Calling ``self.log`` at exactly those
-batches (and nowhere else: each call costs ~1 ms) keeps every logged value
+batches (and nowhere else: each call has a fixed cost) keeps every logged value
 aligned with the step it is recorded under.
 """
 
