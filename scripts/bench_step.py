@@ -6,7 +6,8 @@ module and the same objective, so the ratio is not blurred by machine noise
 between runs. The step is the sampled step: sigma^2 uses the log
 parameterization so it never reaches 0 and every step draws N matrices.
 The Trainer carries jl-train's default callbacks and a TensorBoard logger, with the
-trainer settings of conf/trainer/cpu.yaml (Lightning's own defaults otherwise).
+trainer settings of conf/trainer/cpu.yaml, and is timed twice: as configured by default,
+and with ``trainer=lean`` (a profiler that records nothing, jl_lightning/lightning/profiler.py).
 
     python scripts/bench_step.py                  # prints and rewrites its section of docs/benchmarks.md
     python scripts/bench_step.py --no-write --steps 500
@@ -93,13 +94,15 @@ def plain_loop(steps: int, warmup: int, logdir: str) -> float:
     return elapsed / steps * 1e3
 
 
-def lightning_loop(steps: int, warmup: int, logdir: str) -> float:
-    """ms per step under the Trainer, with jl-train's callbacks and TensorBoard logger."""
+def lightning_loop(steps: int, warmup: int, logdir: str, lean: bool = False) -> float:
+    """ms per step under the Trainer, with jl-train's callbacks and TensorBoard logger
+    (and the no-op profiler of ``trainer=lean`` when ``lean``)."""
     from lightning.pytorch import Callback, Trainer
     from lightning.pytorch.loggers import TensorBoardLogger
 
     from jl_lightning.lightning.callbacks import DeterministicSwitch, DistortionTracker, VarianceMonitor
     from jl_lightning.lightning.fit import quiet_lightning
+    from jl_lightning.lightning.profiler import NullProfiler
 
     quiet_lightning()
 
@@ -117,6 +120,7 @@ def lightning_loop(steps: int, warmup: int, logdir: str) -> float:
         accelerator="cpu", devices=1, max_steps=steps + warmup, max_epochs=-1, log_every_n_steps=50,
         enable_model_summary=False, enable_progress_bar=False, num_sanity_val_steps=0,
         limit_val_batches=0, enable_checkpointing=False, default_root_dir=logdir,
+        profiler=NullProfiler() if lean else None,
         logger=TensorBoardLogger(logdir, name="bench", version=""),
         callbacks=[VarianceMonitor(every_n_steps=50), DeterministicSwitch(threshold=1e-4),
                    DistortionTracker(every_n_steps=50), timer],
@@ -129,7 +133,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=600, help="timed steps per repeat")
     parser.add_argument("--warmup", type=int, default=100)
-    parser.add_argument("--repeats", type=int, default=7, help="alternating plain/Lightning repeats")
+    parser.add_argument("--repeats", type=int, default=7, help="alternating plain/Lightning/lean repeats")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--no-write", action="store_true", help="do not rewrite the section in docs/benchmarks.md")
     args = parser.parse_args()
@@ -137,31 +141,39 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    plain, light = [], []
+    plain, light, lean = [], [], []
     with tempfile.TemporaryDirectory() as logdir:
         for _ in range(2):  # warm caches and lazy initialization outside the timed repeats
             plain_loop(100, 10, logdir)
-        for _ in range(args.repeats):  # alternate, so drift on a shared machine hits both
+        for _ in range(args.repeats):  # alternate, so drift on a shared machine hits all three
             plain.append(plain_loop(args.steps, args.warmup, logdir))
             light.append(lightning_loop(args.steps, args.warmup, logdir))
-    p, q = statistics.median(plain), statistics.median(light)
-    ratio = statistics.median(b / a for a, b in zip(plain, light))  # paired: neighbours share load
+            lean.append(lightning_loop(args.steps, args.warmup, logdir, lean=True))
+    p, q, r = (statistics.median(x) for x in (plain, light, lean))
+    # paired: neighbours share the machine's load
+    ratio = statistics.median(b / a for a, b in zip(plain, light))
+    ratio_lean = statistics.median(b / a for a, b in zip(plain, lean))
     command = "python scripts/bench_step.py " + " ".join(sys.argv[1:])
     lines = [
-        f"### Training step: Lightning vs plain loop ({dt.date.today().isoformat()})",
+        f"### Training step: Lightning vs plain loop, {torch.get_num_threads()} torch thread(s) "
+        f"({dt.date.today().isoformat()})",
         "",
         f"- command: `{command.strip()}`",
         machine_line(),
         "- setup: paper data (n=100, d=500, k=30), N=20 samples, span sampling, Adam + cosine, "
         f"sampled step (log sigma^2), {args.steps} timed steps after {args.warmup} warm-up, "
-        f"{args.repeats} alternating repeats; the ratio is the median of the per-pair ratios",
+        f"{args.repeats} alternating repeats; each ratio is the median of the per-repeat ratios",
         "",
-        "| loop | ms / step (median) | all repeats |",
-        "|---|---|---|",
-        f"| plain PyTorch (same work: exact eval + TensorBoard every 50 steps) | {p:.3f} | {', '.join(f'{x:.3f}' for x in plain)} |",
-        f"| Lightning Trainer (jl-train callbacks + TensorBoard) | {q:.3f} | {', '.join(f'{x:.3f}' for x in light)} |",
+        "| loop | ms / step (median) | ratio to plain | all repeats |",
+        "|---|---|---|---|",
+        f"| plain PyTorch (same work: exact eval + TensorBoard every 50 steps) | {p:.3f} | 1 | "
+        f"{', '.join(f'{x:.3f}' for x in plain)} |",
+        f"| Lightning Trainer, default `trainer=cpu` (jl-train callbacks + TensorBoard) | {q:.3f} | "
+        f"**{ratio:.2f}x** | {', '.join(f'{x:.3f}' for x in light)} |",
+        f"| the same with `trainer=lean` (no-op profiler) | {r:.3f} | **{ratio_lean:.2f}x** | "
+        f"{', '.join(f'{x:.3f}' for x in lean)} |",
         "",
-        f"**ratio Lightning / plain: {ratio:.2f}x** (target <= 1.5x)",
+        "Target: <= 1.5x.",
         "",
     ]
     report(f"step:threads={torch.get_num_threads()}", lines, write=not args.no_write)

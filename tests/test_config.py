@@ -139,3 +139,19 @@ def test_yaml_is_the_one_source_of_defaults(cfg_factory):
     from_code = GaussianSampler(k=30, dim=500)
     assert dict(from_yaml.hparams) == dict(from_code.hparams)
     torch.testing.assert_close(from_yaml.mean, from_code.mean)
+
+
+def test_trainer_lean_uses_the_no_op_profiler_and_it_is_a_working_context_manager(cfg_factory):
+    from hydra.utils import instantiate
+    from lightning.pytorch.profilers import PassThroughProfiler
+
+    from jl_lightning.lightning.profiler import NullProfiler
+
+    assert cfg_factory().trainer.get("profiler") is None  # the default keeps Lightning's own
+    trainer = instantiate(cfg_factory("trainer=lean").trainer, logger=False, enable_progress_bar=False)
+    assert isinstance(trainer.profiler, NullProfiler) and isinstance(trainer.profiler, PassThroughProfiler)
+    entered = []
+    for _ in range(2):  # one shared object, reusable
+        with trainer.profiler.profile("training_step"):
+            entered.append(True)
+    assert entered == [True, True]
