@@ -9,3 +9,20 @@ of a traceback from deep inside torch.
 
 class JLInputError(ValueError):
     """Bad input: a data file, an array or a config option the user can fix."""
+
+
+class JLRunError(JLInputError):
+    """A run that cannot produce a trustworthy result (training diverged to NaN or Inf, a
+    matrix file holds NaN): reported like bad input, one line and exit status 2."""
+
+
+def check_finite_matrix(matrix, where: str):
+    """``matrix`` unchanged, or :class:`JLRunError` naming ``where`` when it holds NaN or Inf."""
+    import numpy as np
+
+    array = np.asarray(matrix)
+    if not np.isfinite(array).all():
+        bad = int((~np.isfinite(array)).sum())
+        raise JLRunError(f"{where}: the matrix holds {bad} NaN or Inf entr{'y' if bad == 1 else 'ies'} "
+                         f"of {array.size}; refusing to use it")
+    return matrix

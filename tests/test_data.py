@@ -49,7 +49,10 @@ def test_each_file_format_loads_and_normalizes(tmp_path, suffix):
 def test_normalize_can_be_switched_off(tmp_path):
     data = np.arange(1, 13, dtype=float).reshape(3, 4)
     np.save(tmp_path / "p.npy", data)
-    np.testing.assert_array_equal(load_validated(tmp_path / "p.npy", normalize=False).points, data)
+    dm = load_validated(tmp_path / "p.npy", normalize=False)
+    # not normalized: only divided by the power of 2 nearest the largest entry (12 -> 16), exactly
+    assert dm.data_scale == 16.0
+    np.testing.assert_array_equal(dm.points * dm.data_scale, data)
 
 
 def test_npz_key_selects_an_entry(tmp_path):
@@ -79,7 +82,7 @@ def test_non_numeric_npy(tmp_path):
 
 
 def test_non_numeric_csv_names_line_and_column(tmp_path):
-    (tmp_path / "p.csv").write_text("1,2,3\n4,oops,6\n")
+    (tmp_path / "p.csv").write_text("1,5,3\n4,oops,6\n")
     with pytest.raises(JLInputError, match=r"p\.csv: line 2, column 2: 'oops' is not a number"):
         load_validated(tmp_path / "p.csv")
 
@@ -183,7 +186,7 @@ def test_csv_with_header_checks_row_width_against_it(tmp_path):
         load_validated(tmp_path / "p.csv")
     (tmp_path / "q.csv").write_text("x,y\n3,4\n0,2\n")
     dm = load_validated(tmp_path / "q.csv", normalize=False)
-    np.testing.assert_array_equal(dm.points, [[3, 4], [0, 2]])
+    np.testing.assert_array_equal(dm.points * dm.data_scale, [[3, 4], [0, 2]])
 
 
 def test_large_npy_is_memory_mapped_and_training_gets_float32(tmp_path):
@@ -196,7 +199,7 @@ def test_large_npy_is_memory_mapped_and_training_gets_float32(tmp_path):
     dm = JLDataModule(FilePoints(str(tmp_path / "p.npy")), mode="pairs")
     dm.setup()
     assert dm.points.dtype == np.float64 and dm.train_points.dtype == torch.float32
-    np.testing.assert_array_equal(dm.points, X)
+    np.testing.assert_array_equal(dm.points * dm.data_scale, X)
 
 
 def test_parquet_loads_numeric_columns_and_names_a_text_column(tmp_path):
@@ -204,7 +207,7 @@ def test_parquet_loads_numeric_columns_and_names_a_text_column(tmp_path):
     pq = pytest.importorskip("pyarrow.parquet")
     pq.write_table(pa.table({"a": [1.0, 2.0], "b": [3, 4]}), tmp_path / "p.parquet")
     dm = load_validated(tmp_path / "p.parquet", normalize=False)
-    np.testing.assert_array_equal(dm.points, [[1, 3], [2, 4]])
+    np.testing.assert_array_equal(dm.points * dm.data_scale, [[1, 3], [2, 4]])
     pq.write_table(pa.table({"a": [1.0, 2.0], "name": ["u", "v"]}), tmp_path / "q.parquet")
     with pytest.raises(JLInputError, match=r"q\.parquet: column 'name' is not numeric"):
         load_validated(tmp_path / "q.parquet")
@@ -230,9 +233,31 @@ def test_center_subtracts_the_mean_point_before_normalizing():
     raw = np.array([[1.0, 2.0], [3.0, 6.0], [5.0, 1.0]])
     dm = JLDataModule(ArrayPoints(raw), mode="pairs", center=True)
     dm.setup()
-    np.testing.assert_allclose(dm.points, raw - raw.mean(0))
+    np.testing.assert_allclose(dm.points * dm.data_scale, raw - raw.mean(0))
     dm = JLDataModule(ArrayPoints(raw), mode="norms", center=True)
     dm.setup()
     centered = raw - raw.mean(0)
     np.testing.assert_allclose(dm.points, centered / np.linalg.norm(centered, axis=1, keepdims=True))
 
+
+
+@pytest.mark.parametrize("first", ["0,1,2", "1,2,3"])
+def test_csv_header_of_column_indices_auto_true_false(tmp_path, first, caplog):
+    """pandas.to_csv(index=False) writes 0,1,2 for unnamed columns: auto takes it as a header
+    (and says so), header=false as data, header=true always as a header."""
+    import logging
+
+    from jl_lightning.io.loading import load_points
+
+    path = tmp_path / "p.csv"
+    path.write_text(f"{first}\n1.5,2,3\n4,5,6\n")
+    with caplog.at_level(logging.INFO, logger="jl_lightning"):
+        np.testing.assert_array_equal(load_points(path), [[1.5, 2, 3], [4, 5, 6]])
+    assert "column indices" in caplog.text
+    as_data = [[float(v) for v in first.split(",")], [1.5, 2, 3], [4, 5, 6]]
+    np.testing.assert_array_equal(load_points(path, header=False), as_data)
+    (tmp_path / "q.csv").write_text("7,8,9\n1,2,3\n")  # not indices: data under auto, header under true
+    np.testing.assert_array_equal(load_points(tmp_path / "q.csv"), [[7, 8, 9], [1, 2, 3]])
+    np.testing.assert_array_equal(load_points(tmp_path / "q.csv", header=True), [[1, 2, 3]])
+    with pytest.raises(JLInputError, match="header option must be auto, true or false"):
+        load_points(path, header="maybe")

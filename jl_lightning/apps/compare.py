@@ -33,8 +33,9 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from jl_lightning.errors import JLInputError
-from jl_lightning.apps.config import CONFIG_DIR
+from jl_lightning.apps.config import CONFIG_DIR, user_error_message
+from jl_lightning.errors import JLInputError, check_finite_matrix
+from jl_lightning.io.run_folder import release_lock
 
 log = logging.getLogger("jl_lightning")
 COLUMNS = ["method", "draws", "epsilon_mean", "epsilon_best", "multiplicative_mean", "multiplicative_best",
@@ -167,7 +168,9 @@ def compare(cfg: DictConfig) -> list[dict]:
         run_dir = Path(str(cfg.compare.run)).expanduser()
         run_cfg, summary = _run_config(run_dir)
         data_cfg, k, mode = run_cfg.data, run_cfg.model.k, summary.get("mode", run_cfg.model.get("mode", "norms"))
-        learned = (np.load(run_dir / "embedding.npy"), float(summary.get("fit_seconds", math.nan)))
+        matrix_path = run_dir / "embedding.npy"
+        learned = (check_finite_matrix(np.load(matrix_path, allow_pickle=False), str(matrix_path)),
+                   float(summary.get("fit_seconds", math.nan)))
     datamodule = build_datamodule(data_cfg)
     points = datamodule.points
     k = validate_k(k, points.shape[1])
@@ -215,8 +218,12 @@ def compare(cfg: DictConfig) -> list[dict]:
 def _hydra_entry(cfg: DictConfig) -> None:
     try:
         compare(cfg)
-    except (JLInputError, FileExistsError) as err:
-        print(f"jl-compare: error: {err}", file=sys.stderr, flush=True)
+    except Exception as err:
+        message = user_error_message(err)
+        release_lock(cfg.paths.output_dir, abandon=True)
+        if message is None:
+            raise
+        print(f"jl-compare: error: {message}", file=sys.stderr, flush=True)
         sys.exit(2)
 
 

@@ -6,8 +6,15 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from omegaconf import OmegaConf
+
 # conf/ at the repository root: the install is editable, so the checkout's configs are used
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+
+# conf/hydra/default.yaml: a resumed run lives in its own folder, and keeps its .hydra/config.yaml
+OmegaConf.register_new_resolver("jl_run_dir", lambda resume, fresh: str(resume) if resume else fresh, replace=True)
+OmegaConf.register_new_resolver("jl_output_subdir", lambda resume, resumed: resumed if resume else ".hydra",
+                                replace=True)
 
 
 def compose(overrides: list[str] | tuple = (), config_name: str = "train") -> DictConfig:
@@ -17,3 +24,29 @@ def compose(overrides: list[str] | tuple = (), config_name: str = "train") -> Di
 
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         return hydra_compose(config_name=config_name, overrides=list(overrides))
+
+
+def user_error_message(err: BaseException) -> str | None:
+    """The one line to print for an error the user can fix, or None for a real bug.
+
+    Unwraps what Hydra's ``instantiate`` wraps (the ``JLInputError`` raised inside a
+    constructor) and names a mandatory option left unset (``???`` in the YAML).
+    """
+    from hydra.errors import InstantiationException
+    from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
+
+    from jl_lightning.errors import JLInputError
+
+    seen = err
+    while seen is not None:
+        if isinstance(seen, (JLInputError, FileExistsError)):
+            return str(seen)
+        if isinstance(seen, MissingMandatoryValue):
+            key = getattr(seen, "full_key", None) or "an option"
+            return f"{key} is required but not set; give it on the command line, e.g. {key}=VALUE"
+        seen = seen.__cause__ or seen.__context__
+    if isinstance(err, InstantiationException):
+        return f"the config could not be built: {str(err).splitlines()[0]}"
+    if isinstance(err, OmegaConfBaseException):
+        return f"the config is not valid: {str(err).splitlines()[0]}"
+    return None

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Iterator
@@ -74,26 +75,27 @@ def npy_chunks(path: Path, chunk_rows: int) -> tuple[tuple, Iterator[np.ndarray]
     return shape, chunks()
 
 
-def csv_chunks(path: Path, chunk_rows: int) -> tuple[tuple, Iterator[np.ndarray]]:
+def csv_chunks(path: Path, chunk_rows: int, header="auto") -> tuple[tuple, Iterator[np.ndarray]]:
     """(shape with n unknown (-1), iterator of row chunks) of a numeric CSV (the data loader's parser)."""
-    width, chunks = csv_row_chunks(path, chunk_rows)
+    width, chunks = csv_row_chunks(path, chunk_rows, header)
     if width is None:
         raise JLInputError(f"{path}: the file holds no vectors")
     return (-1, width), chunks
 
 
-def open_input(path: Path, chunk_rows: int) -> tuple[tuple, Iterator[np.ndarray]]:
+def open_input(path: Path, chunk_rows: int, key: str | None = None,
+               header="auto") -> tuple[tuple, Iterator[np.ndarray]]:
     if not path.is_file():
         raise JLInputError(f"input file not found: {path}")
     suffix = path.suffix.lower()
     if suffix == ".npy":
         return npy_chunks(path, chunk_rows)
     if suffix == ".csv":
-        return csv_chunks(path, chunk_rows)
+        return csv_chunks(path, chunk_rows, header)
     if suffix in (".npz", ".pt", ".pth"):
         from jl_lightning.io.loading import load_points
 
-        array = np.asarray(load_points(path))
+        array = np.asarray(load_points(path, key, key_option="--key"))
         if array.ndim != 2:
             raise JLInputError(f"{path}: expected a 2-D array (n vectors x d), got shape {array.shape}")
         return array.shape, (array[i:i + chunk_rows] for i in range(0, len(array), chunk_rows))
@@ -140,7 +142,8 @@ class CsvWriter:
 
 
 def embed_file(matrix: np.ndarray, input_path: str | Path, output_path: str | Path,
-               chunk_rows: int = DEFAULT_CHUNK_ROWS, dtype: str = "float32") -> int:
+               chunk_rows: int = DEFAULT_CHUNK_ROWS, dtype: str = "float32", key: str | None = None,
+               header="auto") -> int:
     """Stream ``input_path`` through ``matrix`` (k, d) into a new ``output_path``; returns the row count."""
     input_path, output_path = Path(input_path), Path(output_path)
     if chunk_rows <= 0:
@@ -153,7 +156,7 @@ def embed_file(matrix: np.ndarray, input_path: str | Path, output_path: str | Pa
     if not output_path.parent.is_dir():
         raise JLInputError(f"{output_path}: the directory {output_path.parent} does not exist")
     k, d = matrix.shape
-    shape, chunks = open_input(input_path, chunk_rows)
+    shape, chunks = open_input(input_path, chunk_rows, key, header)
     if shape[1] != d:
         raise JLInputError(f"{input_path}: vectors have dimension {shape[1]}, but the matrix maps "
                            f"d={d} to k={k}; they must match")
@@ -168,7 +171,14 @@ def embed_file(matrix: np.ndarray, input_path: str | Path, output_path: str | Pa
             if not finite.all():
                 raise JLInputError(f"{input_path}: row {writer.rows + int(np.flatnonzero(~finite)[0])} "
                                    "(0-based) contains NaN or Inf")
-            writer.write(block @ matrix_t)
+            with np.errstate(over="ignore"):  # checked right below
+                out = (block @ matrix_t).astype(writer.dtype if out_suffix == ".npy" else np.float64)
+            fits = np.isfinite(out).all(1)
+            if not fits.all():
+                raise JLInputError(f"{input_path}: row {writer.rows + int(np.flatnonzero(~fits)[0])} (0-based): its "
+                                   f"embedded vector does not fit {out.dtype} (too large)"
+                                   + ("; try --dtype float64" if out.dtype == np.float32 else ""))
+            writer.write(out)
         writer.close()
         counted["rows"] = writer.rows
 
@@ -188,12 +198,19 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"rows per chunk (default {DEFAULT_CHUNK_ROWS})")
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32",
                         help="dtype of a .npy output (default float32; computed in float64)")
+    parser.add_argument("--key", default=None, help="the array to read from a .npz (or a .pt dict) INPUT")
+    parser.add_argument("--header", choices=["auto", "true", "false"], default="auto",
+                        help="whether a .csv INPUT's first line is a header (auto: when it holds no number, "
+                             "or the column indices 0..d-1 / 1..d)")
     args = parser.parse_args(argv)
+    header = {"auto": "auto", "true": True, "false": False}[args.header]
+    # a SIGTERM (kill, a scheduler) unwinds like Ctrl-C, so the output's temporary file is removed
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     from jl_lightning.apps.embedding import load_embedding_matrix
 
     try:
         matrix = load_embedding_matrix(args.run_dir)
-        rows = embed_file(matrix, args.input, args.output, args.chunk_rows, args.dtype)
+        rows = embed_file(matrix, args.input, args.output, args.chunk_rows, args.dtype, args.key, header)
     except JLInputError as err:
         print(f"jl-embed: error: {err}", file=sys.stderr)
         return 2

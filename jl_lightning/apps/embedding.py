@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from jl_lightning import __version__
-from jl_lightning.errors import JLInputError
+from jl_lightning.errors import JLInputError, check_finite_matrix
 from jl_lightning.io.run_folder import atomic_write
 
 FORMAT = "jl_lightning.embedding/1"
@@ -118,13 +118,14 @@ class JLEmbedding:
         self._set_fitted(result.embedding, {
             "training_distortion": summary["best_distortion"], "mode": summary["mode"],
             "data_fingerprint": summary["data_fingerprint"], "n_train": summary["n"],
-            "steps": summary["steps"], "seed": summary["seed"], "version": __version__})
+            "steps": summary["steps"], "seed": summary["seed"], "version": __version__}, where="fit()")
         return self
 
-    def _set_fitted(self, matrix: np.ndarray, metadata: dict) -> None:
+    def _set_fitted(self, matrix: np.ndarray, metadata: dict, where: str = "the embedding matrix") -> None:
         matrix = np.asarray(matrix, dtype=np.float64)
         if matrix.ndim != 2:
-            raise JLInputError(f"an embedding matrix must be 2-D (k, d), got shape {matrix.shape}")
+            raise JLInputError(f"{where}: an embedding matrix must be 2-D (k, d), got shape {matrix.shape}")
+        check_finite_matrix(matrix, where)
         self.components_ = matrix
         self.n_components = matrix.shape[0]
         self.n_features_in_ = matrix.shape[1]
@@ -139,7 +140,11 @@ class JLEmbedding:
             raise JLInputError("this JLEmbedding is not fitted yet: call fit(X), load(path) or from_run(run_dir)")
 
     def transform(self, X) -> np.ndarray:
-        """``X @ components_.T`` for X of shape (m, d) (or one vector of shape (d,))."""
+        """``X @ components_.T`` for X of shape (m, d) (or one vector of shape (d,)).
+
+        float32 input gives float32 output (as scikit-learn's random projections do); any
+        other numeric input gives float64. NaN or Inf input is refused, as ``fit`` refuses it.
+        """
         self._check_fitted()
         X = np.asarray(X)
         single = X.ndim == 1
@@ -147,7 +152,14 @@ class JLEmbedding:
         if X2.ndim != 2 or X2.shape[1] != self.n_features_in_:
             raise JLInputError(f"expected vectors of dimension d={self.n_features_in_} "
                                f"(array of shape (m, {self.n_features_in_})), got shape {X.shape}")
-        Y = X2 @ self.components_.T
+        if not (np.issubdtype(X2.dtype, np.number) or X2.dtype == np.bool_):
+            raise JLInputError(f"expected numeric vectors, got dtype {X2.dtype}")
+        finite = np.isfinite(X2).all(axis=1)
+        if not finite.all():
+            raise JLInputError(f"transform: row {int(np.flatnonzero(~finite)[0])} (0-based) contains NaN or Inf; "
+                               f"{int((~finite).sum())} row(s) are not finite")
+        dtype = np.float32 if X2.dtype == np.float32 else np.float64
+        Y = X2.astype(dtype, copy=False) @ self.components_.T.astype(dtype)
         return Y[0] if single else Y
 
     def fit_transform(self, X, y=None) -> np.ndarray:
@@ -162,6 +174,8 @@ class JLEmbedding:
             path = path.with_suffix(path.suffix + ".npz") if path.suffix else path.with_suffix(".npz")
         if path.exists():
             raise FileExistsError(f"{path} exists; refusing to overwrite it")
+        if not path.parent.is_dir():
+            raise JLInputError(f"{path}: the folder {path.parent} does not exist")
         meta = dict(self.metadata_, format=FORMAT, n_components=self.n_components,
                     n_features_in=self.n_features_in_, random_state=self.random_state)
         atomic_write(path, lambda handle: np.savez(handle, components=self.components_,
@@ -180,11 +194,11 @@ class JLEmbedding:
                 meta = json.loads(str(archive["metadata"])) if "metadata" in archive.files else {}
         except KeyError:
             raise JLInputError(f"{path}: no 'components' array; not a saved JLEmbedding") from None
-        except (OSError, ValueError) as err:
-            raise JLInputError(f"{path}: could not read as a saved JLEmbedding ({err})") from None
-        emb = cls(n_components=int(matrix.shape[0]), mode=meta.get("mode", "norms"),
+        except Exception as err:  # a corrupt archive: zipfile.BadZipFile, OSError, ValueError, JSON
+            raise JLInputError(f"{path}: could not read as a saved JLEmbedding ({type(err).__name__}: {err})") from None
+        emb = cls(n_components=int(matrix.shape[0]) if matrix.ndim else 1, mode=meta.get("mode", "norms"),
                   random_state=meta.get("random_state", 0))
-        emb._set_fitted(matrix, meta)
+        emb._set_fitted(matrix, meta, where=str(path))
         return emb
 
     @classmethod
@@ -195,15 +209,19 @@ class JLEmbedding:
         if not summary_path.is_file() or not matrix_path.is_file():
             raise JLInputError(f"{run_dir} is not a finished jl-train run folder "
                                "(expected embedding.npy and summary.json)")
-        summary = json.loads(summary_path.read_text())
-        matrix = np.load(matrix_path, allow_pickle=False)
+        try:
+            summary = json.loads(summary_path.read_text())
+            matrix = np.load(matrix_path, allow_pickle=False)
+        except Exception as err:
+            raise JLInputError(f"{run_dir}: could not read its summary.json and embedding.npy "
+                               f"({type(err).__name__}: {err})") from None
         emb = cls(n_components=int(matrix.shape[0]), mode=summary.get("mode", "norms"),
                   random_state=summary.get("seed", 0))
         emb._set_fitted(matrix, {
             "training_distortion": summary.get("best_distortion"), "mode": summary.get("mode", "norms"),
             "data_fingerprint": summary.get("data_fingerprint"), "n_train": summary.get("n"),
             "steps": summary.get("steps"), "seed": summary.get("seed"),
-            "version": summary.get("jl_lightning_version"), "run_dir": str(run_dir)})
+            "version": summary.get("jl_lightning_version"), "run_dir": str(run_dir)}, where=str(matrix_path))
         return emb
 
 
@@ -215,8 +233,12 @@ def load_embedding_matrix(path: str | os.PathLike) -> np.ndarray:
     if path.suffix == ".npz":
         return JLEmbedding.load(path).components_
     if path.suffix == ".npy" and path.is_file():
-        matrix = np.load(path, allow_pickle=False)
-        if matrix.ndim != 2:
-            raise JLInputError(f"{path}: an embedding matrix must be 2-D (k, d), got shape {matrix.shape}")
-        return matrix.astype(np.float64)
+        try:
+            matrix = np.load(path, allow_pickle=False)
+        except Exception as err:
+            raise JLInputError(f"{path}: could not read as a .npy matrix ({type(err).__name__}: {err})") from None
+        if matrix.ndim != 2 or not np.issubdtype(matrix.dtype, np.number):
+            raise JLInputError(f"{path}: an embedding matrix must be a numeric 2-D (k, d) array, "
+                               f"got shape {matrix.shape} and dtype {matrix.dtype}")
+        return check_finite_matrix(matrix.astype(np.float64), str(path))
     raise JLInputError(f"{path}: expected a jl-train run folder, a .npz saved by JLEmbedding or a .npy matrix")

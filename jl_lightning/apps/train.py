@@ -16,18 +16,63 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from jl_lightning.apps.config import CONFIG_DIR
+from jl_lightning.apps.config import CONFIG_DIR, user_error_message
 from jl_lightning.errors import JLInputError
-from jl_lightning.io.run_folder import check_fresh, write_results
+from jl_lightning.io.run_folder import check_fresh, release_lock, write_results
+
+
+# every key conf/train.yaml composes; anything else (a `+key=` override) would be ignored
+TOP_LEVEL = frozenset({"task_name", "seed", "log_every", "threads", "resume", "baseline", "data", "model",
+                       "optimizer", "scheduler", "trainer", "callbacks", "logger", "paths"})
+
+
+def resumed_config(cfg: DictConfig) -> tuple[DictConfig, Path]:
+    """The killed run ``cfg.resume``'s own config (its .hydra/config.yaml) and its
+    checkpoints/last.ckpt. A resumed run never mixes a new config with an old checkpoint, so
+    any other override given with ``resume=`` is refused."""
+    from omegaconf import OmegaConf, open_dict
+
+    run_dir = Path(str(cfg.resume))
+    saved_path = run_dir / ".hydra" / "config.yaml"
+    checkpoint = run_dir / "checkpoints" / "last.ckpt"
+    if not saved_path.is_file() or not checkpoint.is_file():
+        raise JLInputError(f"resume={run_dir}: expected a killed jl-train run folder with .hydra/config.yaml "
+                           "and checkpoints/last.ckpt")
+    others = [o for o in _task_overrides() if not o.startswith("resume=")]
+    if others:
+        raise JLInputError(f"resume={run_dir} continues the run with its own config; give resume= alone "
+                           f"(also given: {' '.join(others)})")
+    saved = OmegaConf.load(saved_path)
+    with open_dict(saved):
+        saved.resume = str(run_dir)
+        saved.paths.output_dir = str(run_dir)
+    return saved, checkpoint
+
+
+def _task_overrides() -> list[str]:
+    """The command-line overrides of this Hydra run (none outside one)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
 def final_line(summary: dict) -> str:
-    """The run's last line: its distortion, the Gaussian reference and the run folder."""
+    """The run's last line: its distortion, the Gaussian reference in words that say which
+    is lower, the run folder; a run whose sigma^2 never reached 0 says so first."""
+    eps = summary["best_distortion"]
+    head = f"final deterministic distortion {summary['final_distortion']:.3e} (best {eps:.3e})"
+    if not summary.get("converged", True):
+        head = (f"NOT CONVERGED: sigma^2 = {summary['sigma2_final']:.3g} at the last step, the switch to the "
+                f"deterministic mean never happened (more trainer.max_steps?); {head}")
     baseline = summary["baseline_gaussian"]
-    reference = "no baseline (baseline.draws=0)" if baseline is None else (
-        f"Gaussian N(0,1/k) baseline: mean {baseline['mean']:.3f}, best of {baseline['draws']} {baseline['best']:.3f}")
-    return (f"final deterministic distortion {summary['final_distortion']:.3e} "
-            f"(best {summary['best_distortion']:.3e}) | {reference} | run folder {summary['run_dir']}")
+    if baseline is None:
+        reference = "no baseline (baseline.draws=0)"
+    else:
+        verdict = ("below the best Gaussian draw" if eps < baseline["best"] else
+                   "NOT below the best Gaussian draw: a random matrix does as well or better")
+        reference = (f"Gaussian N(0,1/k) baseline: mean {baseline['mean']:.3f}, best of {baseline['draws']} "
+                     f"{baseline['best']:.3f}; {verdict}")
+    return f"{head} | {reference} | run folder {summary['run_dir']}"
 
 
 def train(cfg: DictConfig) -> tuple[dict, dict]:
@@ -39,8 +84,15 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     from jl_lightning.lightning.fit import fit_from_config
 
     run_dir = Path(cfg.paths.output_dir)
+    unknown = sorted(set(cfg.keys()) - TOP_LEVEL)
+    if unknown:
+        raise JLInputError(f"unknown option(s) {', '.join(unknown)}: nothing reads them (to continue a killed run "
+                           "use resume=RUN_DIR); the top-level options are " + ", ".join(sorted(TOP_LEVEL)))
     check_fresh(run_dir)
-    result = fit_from_config(cfg)
+    checkpoint = None
+    if cfg.get("resume"):
+        cfg, checkpoint = resumed_config(cfg)
+    result = fit_from_config(cfg, ckpt_path=checkpoint)
     result.summary["run_dir"] = str(run_dir)
     write_results(run_dir, result.embedding, result.summary)
     print(f"[jl] {final_line(result.summary)}", flush=True)
@@ -51,8 +103,12 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
 def _hydra_entry(cfg: DictConfig) -> float:
     try:
         summary, _ = train(cfg)
-    except (JLInputError, FileExistsError) as err:
-        print(f"jl-train: error: {err}", file=sys.stderr, flush=True)
+    except Exception as err:
+        message = user_error_message(err)
+        release_lock(cfg.paths.output_dir, abandon=True)
+        if message is None:
+            raise
+        print(f"jl-train: error: {message}", file=sys.stderr, flush=True)
         sys.exit(2)
     return summary["final_distortion"]  # the value a Hydra sweeper minimizes
 

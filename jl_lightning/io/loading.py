@@ -8,6 +8,7 @@ or torch for a mistake in their data.
 from __future__ import annotations
 
 import csv
+import logging
 from pathlib import Path
 from typing import Iterator
 
@@ -15,10 +16,12 @@ import numpy as np
 
 from jl_lightning.errors import JLInputError
 
+log = logging.getLogger("jl_lightning")
 SUPPORTED_SUFFIXES = (".npy", ".npz", ".pt", ".pth", ".csv", ".parquet")
 
 
-def load_points(path: str | Path, key: str | None = None) -> np.ndarray:
+def load_points(path: str | Path, key: str | None = None, header="auto",
+                key_option: str = "data.source.key") -> np.ndarray:
     """Load the array stored at ``path``.
 
     Parameters
@@ -29,6 +32,10 @@ def load_points(path: str | Path, key: str | None = None) -> np.ndarray:
     key:
         For ``.npz`` files and ``.pt`` files holding a dict: which entry to read.
         May be omitted when the file holds exactly one array.
+    header:
+        For ``.csv``: ``"auto"``, ``True`` or ``False`` (see :func:`csv_row_chunks`).
+    key_option:
+        How the error messages name the key option (``jl-embed`` has ``--key``).
 
     Returns
     -------
@@ -43,11 +50,11 @@ def load_points(path: str | Path, key: str | None = None) -> np.ndarray:
     if suffix == ".npy":
         return _load_npy(path)
     if suffix == ".npz":
-        return _load_npz(path, key)
+        return _load_npz(path, key, key_option)
     if suffix in (".pt", ".pth"):
-        return _load_pt(path, key)
+        return _load_pt(path, key, key_option)
     if suffix == ".csv":
-        return _load_csv(path)
+        return _load_csv(path, header)
     if suffix == ".parquet":
         return _load_parquet(path)
     raise JLInputError(
@@ -67,30 +74,43 @@ def _load_npy(path: Path) -> np.ndarray:
     with open(path, "rb") as handle:
         if handle.read(6) != b"\x93NUMPY":
             raise JLInputError(f"{path}: could not read as .npy (the file does not start with the .npy header)")
+        handle.seek(0)
+        try:
+            version = np.lib.format.read_magic(handle)
+            shape, _, dtype = (np.lib.format.read_array_header_1_0(handle) if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0(handle))
+        except Exception as err:
+            raise JLInputError(f"{path}: could not read the .npy header ({err})") from None
+        data_start = handle.tell()
+    if dtype.hasobject:  # object arrays need pickle, which we refuse
+        raise JLInputError(f"{path}: expected a numeric array, got Python objects (dtype object)")
+    expected = int(np.prod(shape)) * dtype.itemsize
+    found = path.stat().st_size - data_start
+    if found < expected:
+        raise JLInputError(f"{path}: the file is truncated: its header promises shape {shape} of {dtype} "
+                           f"({expected} bytes of data), the file holds {found}")
     try:
         # memory-mapped: a large file is read as it is used, not copied up front
         array = np.load(path, allow_pickle=False, mmap_mode="r")
-    except ValueError:  # object arrays need pickle, which we refuse
-        raise JLInputError(f"{path}: expected a numeric array, got Python objects (dtype object)") from None
-    except Exception as err:  # truncated or not a .npy at all
+    except Exception as err:
         raise JLInputError(f"{path}: could not read as .npy ({type(err).__name__}: {err})") from None
     return _as_numeric(path, array)
 
 
-def _pick_key(path: Path, keys: list[str], key: str | None) -> str:
+def _pick_key(path: Path, keys: list[str], key: str | None, option: str) -> str:
     if key is not None:
         if key not in keys:
-            raise JLInputError(f"{path}: no entry {key!r} (data.source.key); the file holds {keys}")
+            raise JLInputError(f"{path}: no entry {key!r} ({option}); the file holds {keys}")
         return key
     if len(keys) == 1:
         return keys[0]
-    raise JLInputError(f"{path}: holds {len(keys)} entries {keys}; choose one with data.source.key")
+    raise JLInputError(f"{path}: holds {len(keys)} entries {keys}; choose one with {option}")
 
 
-def _load_npz(path: Path, key: str | None) -> np.ndarray:
+def _load_npz(path: Path, key: str | None, option: str = "data.source.key") -> np.ndarray:
     try:
         with np.load(path, allow_pickle=False) as archive:
-            chosen = _pick_key(path, list(archive.files), key)
+            chosen = _pick_key(path, list(archive.files), key, option)
             array = archive[chosen]
     except JLInputError:
         raise
@@ -99,7 +119,7 @@ def _load_npz(path: Path, key: str | None) -> np.ndarray:
     return _as_numeric(path, array, f"array under key {chosen!r}")
 
 
-def _load_pt(path: Path, key: str | None) -> np.ndarray:
+def _load_pt(path: Path, key: str | None, option: str = "data.source.key") -> np.ndarray:
     import torch
 
     try:
@@ -107,7 +127,7 @@ def _load_pt(path: Path, key: str | None) -> np.ndarray:
     except Exception as err:
         raise JLInputError(f"{path}: could not read as a torch file ({type(err).__name__}: {err})") from None
     if isinstance(obj, dict):
-        obj = obj[_pick_key(path, [str(k) for k in obj.keys()], key)]
+        obj = obj[_pick_key(path, [str(k) for k in obj.keys()], key, option)]
     if not isinstance(obj, torch.Tensor):
         raise JLInputError(f"{path}: expected a tensor (or a dict of tensors), got {type(obj).__name__}")
     if obj.is_complex():
@@ -115,24 +135,41 @@ def _load_pt(path: Path, key: str | None) -> np.ndarray:
     return obj.detach().to(torch.float64).numpy()
 
 
-def _load_csv(path: Path) -> np.ndarray:
+def _load_csv(path: Path, header="auto") -> np.ndarray:
     """Parse a comma-separated file whole (see :func:`csv_row_chunks`)."""
-    _, chunks = csv_row_chunks(path, 65536)
+    _, chunks = csv_row_chunks(path, 65536, header)
     blocks = list(chunks)
     return np.concatenate(blocks) if blocks else np.empty((0, 0))
 
 
-def csv_row_chunks(path: Path, chunk_rows: int) -> tuple[int | None, Iterator[np.ndarray]]:
+HEADER_CHOICES = ("auto", True, False)
+
+
+def is_index_header(cells: list[str]) -> bool:
+    """Cells that read 0, 1, ..., d-1 or 1, ..., d: the column names pandas writes for unnamed columns."""
+    try:
+        values = [int(c.strip()) for c in cells]
+    except ValueError:
+        return False
+    return values in (list(range(len(cells))), list(range(1, len(cells) + 1)))
+
+
+def csv_row_chunks(path: Path, chunk_rows: int, header="auto") -> tuple[int | None, Iterator[np.ndarray]]:
     """(number of columns, iterator of float64 row chunks) of a numeric CSV, read as it goes.
 
-    The first non-blank line is a header when no cell of it is a number. Blank lines are
-    skipped. A ragged row or a cell that is not a number raises :class:`JLInputError`
+    ``header`` (``data.source.header``, ``jl-embed --header``): ``True``, the first non-blank
+    line is a header; ``False``, it is data; ``"auto"``, it is a header when no cell of it is a
+    number, or when its cells are the column indices 0 .. d-1 or 1 .. d (what
+    ``pandas.to_csv(index=False)`` writes for unnamed columns; the log says so). Blank lines
+    are skipped. A ragged row or a cell that is not a number raises :class:`JLInputError`
     naming the line and the column (by its header name when there is one). The width is
     None for a file without data or header; ``jl-embed`` streams through this too.
     """
+    if header not in HEADER_CHOICES:
+        raise JLInputError(f"{path}: the header option must be auto, true or false, got {header!r}")
     handle = open(path, newline="")
     reader = csv.reader(handle)
-    first, header = None, None
+    first = None
     for cells in reader:
         if cells and any(c.strip() for c in cells):
             first = (reader.line_num, cells)
@@ -140,8 +177,16 @@ def csv_row_chunks(path: Path, chunk_rows: int) -> tuple[int | None, Iterator[np
     if first is None:
         handle.close()
         return None, iter(())
-    if not any(_is_number(c) for c in first[1]):
-        header, first = [c.strip() for c in first[1]], None
+    names = None
+    if header is True or (header == "auto" and not any(_is_number(c) for c in first[1])):
+        names = [c.strip() for c in first[1]]
+    elif header == "auto" and is_index_header(first[1]):
+        names = [c.strip() for c in first[1]]
+        log.info("%s: its first line %s reads as column indices, so it is taken as a header "
+                 "(data.source.header=false reads it as data)", path, ",".join(names[:4]) + (",..." if len(names) > 4 else ""))
+    header = names  # from here on: the column names, or None
+    if names is not None:
+        first = None
     width = len(header) if header else len(first[1])
     like = "the header" if header else "the first data line"
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from jl_lightning.errors import check_finite_matrix
+
 # what a finished jl-train or jl-compare run leaves
 RESULT_FILES = ("embedding.npy", "summary.json", "comparison.csv", "comparison.md", "comparison.png")
 
@@ -34,11 +36,44 @@ def check_fresh(run_dir: str | Path) -> None:
         )
 
 
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Delete the temporaries that killed writers of ``path`` left beside it
+    (``.NAME.PID.*.tmp`` whose process is gone); returns what was removed."""
+    removed = []
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        parts = tmp.name[len(path.name) + 2:].split(".")
+        if parts and parts[0].isdigit() and not _pid_alive(int(parts[0])):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
 def atomic_write(path: Path, write, mode: str = "wb") -> None:
     """Write ``path`` through ``write(handle)`` into a temporary file beside it, then rename it
-    into place; never over a file that exists by then, and no temporary left on failure."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    into place; never over a file that exists by then, and no temporary left on failure or on
+    an interruption that Python sees (Ctrl-C; SIGTERM where the entry point turns it into an
+    exit). The file gets the permissions of the user's umask (usually 0644), not mkstemp's 0600."""
+    path = Path(path)
+    remove_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, mode) as handle:
             write(handle)
             handle.flush()
@@ -61,6 +96,7 @@ def write_results(run_dir: str | Path, embedding: np.ndarray, summary: dict) -> 
     run_dir.mkdir(parents=True, exist_ok=True)
     check_fresh(run_dir)
     paths = {name: run_dir / name for name in ("embedding.npy", "summary.json")}
+    check_finite_matrix(embedding, f"{paths['embedding.npy']} (not written)")
     array = np.ascontiguousarray(embedding, dtype=np.float64)
     atomic_write(paths["embedding.npy"], lambda h: np.save(h, array, allow_pickle=False))
     text = json.dumps(summary, indent=2, sort_keys=False, default=_jsonable).encode() + b"\n"
@@ -84,3 +120,67 @@ def _jsonable(value):
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+# ------------------------------------------------------------------ one run per folder
+LOCK_NAME = ".jl_lock"
+# what any earlier run (finished, killed or refused after Hydra started) leaves in its folder
+EARLIER_RUN_MARKERS = (".hydra", "checkpoints", "tensorboard", "csv", LOCK_NAME) + RESULT_FILES
+
+
+def earlier_run_files(folder: str | Path) -> list[str]:
+    """The names in ``folder`` that an earlier run left (results, config, checkpoints, logs, a lock)."""
+    folder = Path(folder)
+    return [name for name in EARLIER_RUN_MARKERS if (folder / name).exists()]
+
+
+def read_lock(folder: str | Path) -> dict | None:
+    try:
+        return json.loads((Path(folder) / LOCK_NAME).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def lock_is_stale(lock: dict | None) -> bool:
+    """A lock of a run on this host whose process is gone (or an unreadable lock)."""
+    import socket
+
+    if lock is None:
+        return True
+    return lock.get("host") == socket.gethostname() and not _pid_alive(int(lock.get("pid", -1)))
+
+
+def take_lock(folder: str | Path, takeover: bool = False) -> None:
+    """Create ``folder`` if needed and its lock file exclusively (O_EXCL), holding this process's
+    pid, the host and whether this run created the folder. With ``takeover``, a stale lock (a
+    dead run's) is replaced. Raises FileExistsError when another live run holds the folder."""
+    import socket
+
+    folder = Path(folder)
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    lock_path = folder / LOCK_NAME
+    if takeover and lock_path.exists() and lock_is_stale(read_lock(folder)):
+        lock_path.unlink()
+    try:
+        fd = os.open(lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666 & ~_umask())
+    except FileExistsError:
+        lock = read_lock(folder) or {}
+        raise FileExistsError(f"{folder} is in use by another run (pid {lock.get('pid')} on {lock.get('host')}); "
+                              "choose another hydra.run.dir") from None
+    with os.fdopen(fd, "w") as handle:
+        json.dump({"pid": os.getpid(), "host": socket.gethostname(), "created_folder": created}, handle)
+
+
+def release_lock(folder: str | Path, abandon: bool = False) -> None:
+    """Remove this process's lock. With ``abandon`` (a refused or failed run), also remove the
+    folder when this run created it, so a refused run leaves nothing behind."""
+    import shutil
+
+    folder = Path(folder)
+    lock = read_lock(folder)
+    if lock is None or lock.get("pid") != os.getpid():
+        return
+    (folder / LOCK_NAME).unlink(missing_ok=True)
+    if abandon and lock.get("created_folder") and not (folder / "checkpoints").exists():
+        shutil.rmtree(folder, ignore_errors=True)

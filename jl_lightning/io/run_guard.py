@@ -1,9 +1,16 @@
-"""A Hydra callback that refuses an occupied run folder before Hydra writes anything into it.
+"""A Hydra callback that gives every run a folder of its own, before Hydra writes anything.
 
 Hydra saves ``.hydra/config.yaml`` (and opens the job log) in the run folder before the
-task function starts, so a check inside ``jl-train`` itself would come too late: a
-refused run would already have replaced the earlier run's saved config. ``on_run_start``
-and ``on_multirun_start`` run before any of that.
+task function starts, so a check inside ``jl-train`` itself would come too late.
+``on_run_start`` and ``on_multirun_start`` run before any of that:
+
+* a folder that holds any earlier run's files (results, ``.hydra/``, checkpoints, event
+  files, a lock) is refused, unless this run resumes it (``resume=RUN_DIR``, a killed
+  run: no summary.json, a last.ckpt, and no live lock);
+* otherwise the folder is created and locked (``.jl_lock``, O_EXCL, with the pid and the
+  host), so a second run into the same folder is refused at once;
+* the lock is released when the run ends; a refused or failed run removes the folder it
+  created (the entry points call ``release_lock(..., abandon=True)``).
 """
 
 from __future__ import annotations
@@ -14,27 +21,68 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from jl_lightning.io.run_folder import occupied
+from jl_lightning.io.run_folder import (LOCK_NAME, earlier_run_files, lock_is_stale, occupied, read_lock,
+                                        release_lock, take_lock)
+
+
+def _refuse(message: str) -> None:
+    program = Path(sys.argv[0]).name or "jl"
+    print(f"{program}: error: {message}", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
+def resumable_problem(run_dir: Path) -> str | None:
+    """Why ``run_dir`` cannot be resumed, or None."""
+    if not (run_dir / ".hydra" / "config.yaml").is_file():
+        return f"resume={run_dir}: not a jl-train run folder (no .hydra/config.yaml)"
+    if (run_dir / "summary.json").exists():
+        return f"resume={run_dir}: that run finished (summary.json exists); there is nothing to resume"
+    if not (run_dir / "checkpoints" / "last.ckpt").is_file():
+        return f"resume={run_dir}: no checkpoints/last.ckpt to resume from (the run died before its first checkpoint)"
+    lock = read_lock(run_dir)
+    if (run_dir / LOCK_NAME).exists() and not lock_is_stale(lock):
+        return f"resume={run_dir}: a live run (pid {lock.get('pid')}) is still writing there"
+    return None
+
 
 class RefuseOccupiedRunDir(Callback):
-    def _refuse(self, message: str) -> None:
-        program = Path(sys.argv[0]).name or "jl"
-        print(f"{program}: error: {message}", file=sys.stderr, flush=True)
-        sys.exit(2)
-
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
         run_dir = Path(str(config.hydra.run.dir))
-        found = occupied(run_dir)
-        if found:
-            self._refuse(f"{run_dir} already holds results of an earlier run ({', '.join(found)}); "
-                         "refusing to overwrite them (nothing was written). Choose another hydra.run.dir.")
+        resume = config.get("resume")
+        if resume:
+            problem = resumable_problem(Path(str(resume)))
+            if problem:
+                _refuse(problem)
+            if Path(str(resume)).resolve() != run_dir.resolve():
+                _refuse(f"resume={resume} continues a run in its own folder; leave hydra.run.dir unset")
+        else:
+            found = earlier_run_files(run_dir)
+            if found:
+                extra = ""
+                if not occupied(run_dir) and (run_dir / "checkpoints").exists():
+                    extra = f" To continue that killed run: jl-train resume={run_dir}"
+                _refuse(f"{run_dir} holds an earlier run's files ({', '.join(found)}); refusing to overwrite them or write beside them "
+                        f"(nothing was written). Choose another hydra.run.dir.{extra}")
+        try:
+            take_lock(run_dir, takeover=bool(resume))
+        except FileExistsError as err:
+            _refuse(str(err))
+
+    def on_run_end(self, config: DictConfig, **kwargs) -> None:
+        release_lock(Path(str(config.hydra.run.dir)))
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))
-        if not sweep_dir.is_dir():
-            return
-        for job_dir in sorted(p for p in sweep_dir.iterdir() if p.is_dir()):
-            found = occupied(job_dir)
-            if found:
-                self._refuse(f"{job_dir} already holds results of an earlier sweep ({', '.join(found)}); "
-                             "refusing to overwrite them (nothing was written). Choose another hydra.sweep.dir.")
+        if sweep_dir.is_dir():
+            for job_dir in sorted(p for p in sweep_dir.iterdir() if p.is_dir()):
+                found = earlier_run_files(job_dir)
+                if found:
+                    _refuse(f"{job_dir} holds an earlier sweep's files ({', '.join(found)}); refusing to overwrite them or write beside them "
+                            "there (nothing was written). Choose another hydra.sweep.dir.")
+        try:
+            take_lock(sweep_dir)
+        except FileExistsError as err:
+            _refuse(str(err))
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        release_lock(Path(str(config.hydra.sweep.dir)))

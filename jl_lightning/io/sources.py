@@ -39,17 +39,19 @@ class GaussianPoints:
 
 @dataclass
 class FilePoints:
-    """Points read from a .npy, .npz (``key``), .pt or .csv file."""
+    """Points read from a .npy, .npz (``key``), .pt, .csv (``header``) or .parquet file."""
 
     path: str
     key: str | None = None
+    # .csv: auto (a first line without numbers, or of column indices 0..d-1 / 1..d, is a header) | true | false
+    header: str | bool = "auto"
 
     @property
     def name(self) -> str:
         return str(self.path)
 
     def load(self) -> np.ndarray:
-        return load_points(self.path, self.key)
+        return load_points(self.path, self.key, self.header)
 
 
 @dataclass

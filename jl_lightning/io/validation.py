@@ -8,15 +8,39 @@ from jl_lightning.core.pairs import center as center_points
 from jl_lightning.errors import JLInputError
 
 
+def power_of_two_scale(value: float) -> float:
+    """The power of 2 nearest ``value`` (> 0): dividing by it is exact in floating point."""
+    return float(2.0 ** round(np.log2(value)))
+
+
+def row_norms(points: np.ndarray) -> np.ndarray:
+    """||x_i|| for each row, without overflow or underflow: rows whose largest entry lies
+    outside [1e-150, 1e150] are scaled by a power of 2 first (exact), the others computed as usual."""
+    with np.errstate(over="ignore", under="ignore"):  # the risky rows are redone below
+        norms = np.linalg.norm(points, axis=1)
+    peak = np.abs(points).max(axis=1)
+    risky = (peak > 1e150) | ((peak > 0) & (peak < 1e-150))
+    if risky.any():
+        scale = 2.0 ** np.round(np.log2(peak[risky]))
+        norms[risky] = np.linalg.norm(points[risky] / scale[:, None], axis=1) * scale
+    return norms
+
+
 def validate_points(points: np.ndarray, source: str, normalize: bool = True, mode: str = "norms",
-                    center: bool = False) -> np.ndarray:
+                    center: bool = False, return_scale: bool = False):
     """Return ``points`` as a float64 (n, d) array: centered when ``center``, then unit-normed
     when ``normalize``.
+
+    Without normalization (pairs mode by default) the points are divided by the power of 2
+    nearest their largest entry, the *data scale*: exact in floating point, and distortion
+    ratios do not depend on scale, so a matrix learned on them is exact for the original
+    data, while any magnitude float64 holds trains without overflow or underflow. With
+    ``return_scale``, returns ``(points, scale)``.
 
     Raises :class:`JLInputError` naming ``source`` (a file path or a description)
     for a 1-D or empty array, NaN or Inf (with the first bad row), a row of zero norm
     when normalizing or in norms mode (its distortion is undefined), and fewer than
-    2 points in pairs mode.
+    2 distinct points in pairs mode.
     """
     points = np.asarray(points)
     if points.ndim != 2:
@@ -37,9 +61,17 @@ def validate_points(points: np.ndarray, source: str, normalize: bool = True, mod
         )
     if mode == "pairs" and n < 2:
         raise JLInputError(f"{source}: pairs mode needs at least 2 points, got {n}")
+    scale = 1.0
+    peak = float(np.abs(points).max())
+    if not normalize and peak > 0:
+        scale = power_of_two_scale(peak)
+        points = points / scale
     if center:
         points = center_points(points)
-    norms = np.linalg.norm(points, axis=1)
+    if mode == "pairs" and not (points != points[0]).any():
+        raise JLInputError(f"{source}: all {n} points are identical; pairs mode needs at least 2 distinct "
+                           "points (every pair is at distance 0)")
+    norms = row_norms(points)
     zero = norms == 0
     if zero.any() and (normalize or mode == "norms"):
         row = int(np.flatnonzero(zero)[0])
@@ -53,7 +85,7 @@ def validate_points(points: np.ndarray, source: str, normalize: bool = True, mod
         )
     if normalize:
         points = points / norms[:, None]
-    return points
+    return (points, scale) if return_scale else points
 
 
 def duplicate_rows(points: np.ndarray) -> tuple[int, int]:

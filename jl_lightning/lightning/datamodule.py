@@ -8,7 +8,6 @@ to the device once.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import warnings
 
@@ -39,12 +38,23 @@ class FullBatchLoader:
     def __init__(self, points: torch.Tensor, length: int):
         self.points = points
         self.length = length
+        self.served = 0  # batches handed out in this pass; a resumed run skips them
 
     def __len__(self) -> int:
         return self.length
 
     def __iter__(self):
-        return itertools.repeat(self.points, self.length)
+        start, self.served = self.served, 0
+        for _ in range(start, self.length):
+            self.served += 1
+            yield self.points
+
+    def state_dict(self) -> dict:
+        """Lightning's stateful-loader interface: a resumed run continues where this one stopped."""
+        return {"served": self.served}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.served = int(state_dict.get("served", 0))
 
 
 class JLDataModule(LightningDataModule):
@@ -91,6 +101,8 @@ class JLDataModule(LightningDataModule):
         self.train_index: np.ndarray | None = None
         self.val_index: np.ndarray | None = None
         self.duplicates: dict | None = None
+        # the points are the source's divided by this power of 2 (1 when normalized; io/validation.py)
+        self.data_scale = 1.0
         self.train_points: torch.Tensor | None = None
         self._device_points: torch.Tensor | None = None
 
@@ -98,8 +110,8 @@ class JLDataModule(LightningDataModule):
         if self.points is not None:
             return
         raw = self.source.load()
-        points = validate_points(raw, self.source.name, normalize=self.normalize, mode=self.mode,
-                                 center=self.center)
+        points, self.data_scale = validate_points(raw, self.source.name, normalize=self.normalize, mode=self.mode,
+                                                  center=self.center, return_scale=True)
         if self.mode == "pairs":
             rows, pairs = duplicate_rows(points)
             self.duplicates = {"rows": rows, "pairs": pairs}

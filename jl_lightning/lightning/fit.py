@@ -71,16 +71,21 @@ def build_datamodule(data_cfg: DictConfig, source=None):
     return datamodule
 
 
-def fit_from_config(cfg: DictConfig, source=None, interactive: bool | None = None) -> FitResult:
+def fit_from_config(cfg: DictConfig, source=None, interactive: bool | None = None,
+                    ckpt_path=None) -> FitResult:
     """Train one sampler as configured. Writes nothing itself except what the configured
     logger and callbacks write. ``interactive`` (default: stdout is a terminal) keeps the
-    progress bar; logs, CI and pipes get none."""
+    progress bar; logs, CI and pipes get none. ``ckpt_path``: continue from that checkpoint
+    (Lightning restores the module, optimizer, schedule, loops and callbacks; the module
+    and callbacks add what makes the continuation exact: the RNG state, the active pairs,
+    the tracker's best matrix and history)."""
     started = time.perf_counter()
     import torch
     from hydra.utils import instantiate
     from lightning.pytorch import seed_everything
     from lightning.pytorch.callbacks import Checkpoint, ProgressBar
 
+    from jl_lightning.errors import JLInputError, JLRunError
     from jl_lightning.io.validation import validate_k
     from jl_lightning.lightning.callbacks import RunSummary
 
@@ -89,9 +94,18 @@ def fit_from_config(cfg: DictConfig, source=None, interactive: bool | None = Non
         torch.set_num_threads(int(cfg.threads))
     seed_everything(int(cfg.seed), workers=True, verbose=False)
 
+    max_steps = cfg.trainer.get("max_steps")
+    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps <= 0:
+        raise JLInputError(f"trainer.max_steps must be a positive integer (the number of training steps), "
+                           f"got {max_steps!r}")
     datamodule = build_datamodule(cfg.data, source)
     k = validate_k(cfg.model.k, datamodule.dim)
     optimizer = instantiate(cfg.optimizer) if cfg.get("optimizer") else None
+    if optimizer is not None:  # torch checks lr and friends only when the optimizer is built
+        try:
+            optimizer(params=[torch.zeros(1, requires_grad=True)])
+        except (ValueError, TypeError) as err:
+            raise JLInputError(f"optimizer: {err}") from None
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     model = instantiate(cfg.model, k=k, dim=datamodule.dim, optimizer=optimizer, scheduler=scheduler)
 
@@ -110,7 +124,9 @@ def fit_from_config(cfg: DictConfig, source=None, interactive: bool | None = Non
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
                           enable_progress_bar=any(isinstance(c, ProgressBar) for c in callbacks),
                           enable_checkpointing=any(isinstance(c, Checkpoint) for c in callbacks))
-    trainer.fit(model, datamodule=datamodule)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=None if ckpt_path is None else str(ckpt_path))
+    if trainer.interrupted:
+        raise JLRunError("training was interrupted; nothing was exported")
 
     summary = dict(summary_callback.summary)
     summary["seed"] = int(cfg.seed)

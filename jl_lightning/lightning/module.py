@@ -127,6 +127,26 @@ class BaseJLModule(LightningModule):
         max_steps = self.trainer.max_steps
         self.total_steps = max_steps if max_steps and max_steps > 0 else 0
 
+    # ---------------------------------------------------------- checkpoints
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Besides Lightning's state: the global RNG state, so that a resumed run draws the same
+        noise as the uninterrupted one (the checkpoint is saved between two steps)."""
+        checkpoint["jl_rng"] = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            checkpoint["jl_rng"]["cuda"] = torch.cuda.get_rng_state_all()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._restored_rng = checkpoint.get("jl_rng")
+
+    def on_train_start(self) -> None:
+        """Put back the RNG state of a resumed checkpoint, right before the first step."""
+        restored = getattr(self, "_restored_rng", None)
+        if restored:
+            torch.set_rng_state(restored["torch"])
+            if "cuda" in restored and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(restored["cuda"])
+            self._restored_rng = None
+
     def step_schedule(self) -> None:
         """Step the learning-rate schedule, if one is configured (every optimizer step)."""
         scheduler = self.lr_schedulers()

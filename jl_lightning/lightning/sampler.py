@@ -65,6 +65,20 @@ class GaussianSampler(BaseJLModule):
             raise JLInputError(f"pairs mode needs at least 2 points, got {points.shape[0]}")
         self.loss_fn.prepare(points)
         self._prepared_for = points
+        restored = getattr(self, "_restored_hard_pairs", None)
+        if restored is not None:  # a resumed run continues with the active set it had
+            self.loss_fn.set_hard(*restored)
+            self._restored_hard_pairs = None
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        loss = self.loss_fn
+        if isinstance(loss, ActivePairsLoss) and loss.active is not None and loss.refreshed:
+            checkpoint["jl_active_pairs"] = (loss.active.hard_i.clone(), loss.active.hard_j.clone())
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        self._restored_hard_pairs = checkpoint.get("jl_active_pairs")
 
     def temperature(self) -> float | None:
         """The current smooth-max temperature (None: hard max)."""

@@ -76,6 +76,16 @@ class DistortionReport:
         return out
 
 
+class NonFiniteDistortion(ValueError):
+    """A distortion ratio is NaN or Inf: the map or the points hold NaN or Inf (or overflow)."""
+
+
+def _check_finite(lo: float, hi: float) -> None:
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise NonFiniteDistortion("a distortion ratio is NaN or Inf: the matrix or the points hold NaN or Inf, "
+                                  "or their products overflow")
+
+
 class _Accumulator:
     """Running figures of one map over the tiles."""
 
@@ -107,6 +117,7 @@ class _Accumulator:
 
     def add_points(self, start: int, ratios: torch.Tensor) -> None:
         lo, hi = (float(v) for v in torch.aminmax(ratios))
+        _check_finite(lo, hi)
         self.rmin, self.rmax = min(self.rmin, lo), max(self.rmax, hi)
         self.count += len(ratios)
         if max(hi - 1.0, 1.0 - lo) > self.eps or self.mean or self.k_worst:
@@ -133,6 +144,7 @@ class _Accumulator:
         else:
             lo = float(r.masked_fill(~tile.valid, math.inf).min())
             hi = float(r.masked_fill(~tile.valid, -math.inf).max())
+        _check_finite(lo, hi)
         self.rmin, self.rmax = min(self.rmin, lo), max(self.rmax, hi)
         if max(hi - 1.0, 1.0 - lo) > self.eps or self.mean or self.k_worst:
             dev = (r - 1.0).abs_()

@@ -8,7 +8,8 @@ import torch
 from lightning.pytorch import Callback
 
 from jl_lightning.lightning.log_schedule import is_log_step
-from jl_lightning.metrics.distortion import evaluate
+from jl_lightning.errors import JLRunError
+from jl_lightning.metrics.distortion import NonFiniteDistortion, evaluate
 from jl_lightning.metrics.tiles import DEFAULT_MEMORY_BUDGET
 
 VAL_NAMES = {"points": "point_distortion", "pairs": "pair_distortion", "cross_pairs": "cross_pair_distortion"}
@@ -46,9 +47,13 @@ class DistortionTracker(Callback):
     def _evaluate(self, trainer, pl_module, final: bool):
         data = trainer.datamodule
         embedding = pl_module.embedding
-        # the median and p99 only for the final report; during training epsilon is enough
-        report = evaluate(embedding, data.points, pl_module.mode, memory_budget=self.memory_budget,
-                          quantiles=final, heldout=data.val_points)
+        try:
+            # the median and p99 only for the final report; during training epsilon is enough
+            report = evaluate(embedding, data.points, pl_module.mode, memory_budget=self.memory_budget,
+                              quantiles=final, heldout=data.val_points)
+        except NonFiniteDistortion:
+            raise JLRunError(f"training diverged by step {trainer.global_step}: the matrix holds NaN or Inf "
+                             "(a smaller optimizer.lr may help); nothing was exported") from None
         self.history.append((int(trainer.global_step), time.perf_counter() - self._started, report.epsilon))
         if report.epsilon < self.best_distortion:
             self.best_distortion = report.epsilon
@@ -71,6 +76,16 @@ class DistortionTracker(Callback):
         metrics.update({f"val/{VAL_NAMES[name]}": held.epsilon for name, held in (self.final_heldout or {}).items()})
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=trainer.global_step)
+
+    def state_dict(self) -> dict:
+        return {"best_embedding": self.best_embedding, "best_distortion": self.best_distortion,
+                "best_step": self.best_step, "history": list(self.history)}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.best_embedding = state_dict.get("best_embedding")
+        self.best_distortion = state_dict.get("best_distortion", float("inf"))
+        self.best_step = state_dict.get("best_step")
+        self.history = [tuple(entry) for entry in state_dict.get("history", [])]
 
     def run_results(self) -> dict:
         return {"final_report": self.final_report, "best_embedding": self.best_embedding,

@@ -55,6 +55,7 @@ class RunSummary(Callback):
             heldout = evaluate(embedding, data.points, pl_module.mode, quantiles=True,
                                heldout=data.val_points).heldout
         references = results.get("references") or {}
+        scale = float(getattr(data, "data_scale", 1.0))
         self.embedding = embedding.numpy().astype("float64") if isinstance(embedding, torch.Tensor) else \
             np.asarray(embedding, dtype=np.float64)
         self.summary = {
@@ -63,7 +64,9 @@ class RunSummary(Callback):
             "best_step": best_step,
             "exported": EXPORTED,
             "data": data.name,
-            "data_fingerprint": fingerprint(data.points),
+            # of the points as the source gave them (the data scale is a power of 2: exact)
+            "data_fingerprint": fingerprint(data.points * scale),
+            "data_scale": scale,
             "mode": pl_module.mode,
             "final_report": final.to_dict(),
             "heldout": None if heldout is None else {name: r.to_dict() for name, r in heldout.items()},
@@ -76,6 +79,9 @@ class RunSummary(Callback):
             # (step, seconds since the start of training, exact epsilon) at every evaluation
             "distortion_history": results.get("distortion_history"),
             "sigma2_final": pl_module.sigma2(),
+            # sigma^2 reached exactly 0: the exported matrix is the deterministic result, not the
+            # mean of a sampler that was still spreading
+            "converged": pl_module.sigma2() == 0.0,
             "sigma2_crossings": results.get("sigma2_crossings"),
             "steps": int(trainer.global_step),
             "fit_seconds": fit_seconds,

@@ -45,8 +45,9 @@ class VarianceMonitor(Callback):
         return {"sigma2_crossings": dict(self.crossings)}
 
     def state_dict(self) -> dict:
-        return {"crossings": dict(self.crossings)}
+        return {"crossings": dict(self.crossings), "previous": self._previous}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.crossings.update(state_dict.get("crossings", {}))
+        self._previous = state_dict.get("previous")
         self._pending = [t for t in self.thresholds if self.crossings.get(f"{t:g}") is None]

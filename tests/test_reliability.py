@@ -1,0 +1,230 @@
+"""Nothing silently wrong: scale invariance, non-finite matrices refused, honest short runs,
+one run per folder, resume, one-line errors, file permissions and temporaries."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from jl_lightning.errors import JLInputError, JLRunError
+from jl_lightning.io.validation import validate_points
+from jl_lightning.metrics import evaluate
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+TESTS = Path(__file__).resolve().parent
+
+
+# ------------------------------------------------------------------ scale
+@settings(max_examples=40, deadline=None)
+@given(exponent=st.integers(min_value=-300, max_value=300), seed=st.integers(0, 10**6))
+def test_pairs_points_at_any_magnitude_give_the_same_distortion(exponent, seed):
+    """Property: the validated points of s X (any s float64 holds) are X's up to a power of 2,
+    and a fixed matrix has the same exact pairs epsilon on them, to 1e-9 relative."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((12, 5))
+    A = rng.standard_normal((3, 5))
+    base, base_scale = validate_points(X, "x", normalize=False, mode="pairs", return_scale=True)
+    scaled, scale = validate_points(X * 10.0 ** exponent, "x", normalize=False, mode="pairs", return_scale=True)
+    assert np.log2(scale) == round(np.log2(scale))  # a power of 2: exact
+    assert np.abs(scaled).max() <= 2.0  # nothing near overflow or underflow
+    eps = evaluate(A, scaled, "pairs", quantiles=False).epsilon
+    assert eps == pytest.approx(evaluate(A, base, "pairs", quantiles=False).epsilon, rel=1e-9)
+
+
+@settings(max_examples=30, deadline=None)
+@given(exponent=st.integers(min_value=-300, max_value=300))
+def test_unit_normalization_survives_any_magnitude(exponent):
+    X = np.random.default_rng(0).standard_normal((6, 4)) * 10.0 ** exponent
+    unit = validate_points(X, "x", normalize=True)
+    np.testing.assert_allclose(np.linalg.norm(unit, axis=1), 1.0, rtol=1e-12)
+
+
+def test_training_in_pairs_mode_is_scale_invariant(cfg_factory):
+    """The same run on data scaled by 1e-30, 1 and 1e150 ends at the same epsilon (1e-6 relative)."""
+    from jl_lightning.io.sources import ArrayPoints
+    from jl_lightning.lightning.fit import fit_from_config
+
+    X = np.random.default_rng(3).standard_normal((40, 10)) * 3 + 1
+    eps = []
+    for scale in (1e-30, 1.0, 1e150):
+        cfg = cfg_factory("model.mode=pairs", "model.k=4", "trainer.max_steps=60", "logger=none", "baseline.draws=0",
+                          "log_every=10", "~callbacks.model_checkpoint", "data.val_fraction=0")
+        eps.append(fit_from_config(cfg, source=ArrayPoints(X * scale), interactive=False).summary["best_distortion"])
+    assert eps[0] == pytest.approx(eps[1], rel=1e-6) and eps[2] == pytest.approx(eps[1], rel=1e-6)
+
+
+# ------------------------------------------------------------------ non-finite
+def test_no_non_finite_matrix_leaves_a_run(tmp_path):
+    from jl_lightning import JLEmbedding
+    from jl_lightning.apps.embedding import load_embedding_matrix
+    from jl_lightning.io.run_folder import write_results
+
+    bad = np.ones((2, 3))
+    bad[1, 2] = np.nan
+    with pytest.raises(JLRunError, match="embedding.npy .not written.: the matrix holds 1 NaN or Inf"):
+        write_results(tmp_path / "run", bad, {})
+    assert not (tmp_path / "run" / "embedding.npy").exists()
+    np.save(tmp_path / "m.npy", bad)
+    with pytest.raises(JLRunError, match=r"m\.npy: the matrix holds"):
+        load_embedding_matrix(tmp_path / "m.npy")
+    np.savez(tmp_path / "e.npz", components=bad, metadata=np.array("{}"))
+    with pytest.raises(JLRunError, match=r"e\.npz: the matrix holds"):
+        JLEmbedding.load(tmp_path / "e.npz")
+
+
+def test_evaluate_never_reports_a_negative_or_nan_epsilon():
+    from jl_lightning.metrics.distortion import NonFiniteDistortion
+
+    X = np.random.default_rng(0).standard_normal((10, 3))
+    A = np.full((2, 3), np.nan)
+    for mode in ("norms", "pairs"):
+        with pytest.raises(NonFiniteDistortion):
+            evaluate(A, X, mode)
+
+
+def test_transform_refuses_nan_and_keeps_float32(tmp_path):
+    from jl_lightning import JLEmbedding
+
+    np.savez(tmp_path / "e.npz", components=np.arange(6.0).reshape(2, 3), metadata=np.array("{}"))
+    emb = JLEmbedding.load(tmp_path / "e.npz")
+    X = np.arange(9, dtype=np.float32).reshape(3, 3)
+    Y = emb.transform(X)
+    assert Y.dtype == np.float32
+    np.testing.assert_allclose(Y, X.astype(np.float64) @ emb.components_.T, rtol=1e-6)
+    assert emb.transform(X.astype(np.float64)).dtype == np.float64
+    X[1, 1] = np.inf
+    with pytest.raises(JLInputError, match="row 1 .0-based. contains NaN or Inf"):
+        emb.transform(X)
+    with pytest.raises(JLInputError, match="does not exist"):
+        emb.save(tmp_path / "missing" / "e.npz")
+    (tmp_path / "corrupt.npz").write_bytes(b"PK\x03\x04 not a zip")
+    with pytest.raises(JLInputError, match="could not read as a saved JLEmbedding"):
+        JLEmbedding.load(tmp_path / "corrupt.npz")
+
+
+# ------------------------------------------------------------------ short runs
+@pytest.mark.parametrize("steps", [0, -1])
+def test_max_steps_must_be_positive(cfg_factory, steps):
+    from jl_lightning.apps.train import train
+
+    with pytest.raises(JLInputError, match="trainer.max_steps must be a positive integer"):
+        train(cfg_factory("debug=fast", "logger=none", f"trainer.max_steps={steps}"))
+
+
+def test_a_short_run_says_it_did_not_converge(cfg_factory):
+    from jl_lightning.apps.train import final_line, train
+
+    summary, _ = train(cfg_factory("debug=fast", "logger=none", "trainer.max_steps=5", "model.variance=log"))
+    assert summary["converged"] is False and summary["sigma2_final"] > 0
+    line = final_line(summary)
+    assert line.startswith("NOT CONVERGED: sigma^2 = ")
+    worse = dict(summary, best_distortion=2.0, baseline_gaussian={"mean": 3.0, "best": 1.0, "draws": 10})
+    assert "NOT below the best Gaussian draw" in final_line(worse)
+
+
+# ------------------------------------------------------------------ files
+def test_outputs_follow_the_umask_and_dead_writers_temporaries_are_removed(tmp_path):
+    from jl_lightning.io.run_folder import atomic_write
+
+    old = os.umask(0o022)
+    try:
+        atomic_write(tmp_path / "a.bin", lambda h: h.write(b"x"))
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.bin").stat().st_mode & 0o777 == 0o644
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    stale = tmp_path / f".b.bin.{dead}.abc.tmp"
+    stale.write_bytes(b"half")
+    atomic_write(tmp_path / "b.bin", lambda h: h.write(b"y"))
+    assert not stale.exists() and (tmp_path / "b.bin").read_bytes() == b"y"
+
+
+def test_the_lock_is_exclusive_and_a_refused_run_removes_the_folder_it_made(tmp_path):
+    from jl_lightning.io.run_folder import LOCK_NAME, lock_is_stale, read_lock, release_lock, take_lock
+
+    folder = tmp_path / "run"
+    take_lock(folder)
+    with pytest.raises(FileExistsError, match="in use by another run"):
+        take_lock(folder)
+    assert read_lock(folder)["pid"] == os.getpid() and not lock_is_stale(read_lock(folder))
+    release_lock(folder, abandon=True)
+    assert not folder.exists()  # created by this run, abandoned: gone
+    folder.mkdir()
+    (folder / LOCK_NAME).write_text(json.dumps({"pid": 2**22 + 12345, "host": os.uname().nodename}))
+    assert lock_is_stale(read_lock(folder))
+    take_lock(folder, takeover=True)  # a dead run's lock is taken over only when resuming
+    release_lock(folder, abandon=True)
+    assert folder.exists()  # existed before: kept
+
+
+# ------------------------------------------------------------------ the real entry
+def jl_train(*args: str, cwd: Path, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, **(env_extra or {}))
+    return subprocess.run([sys.executable, "-m", "jl_lightning.apps.train", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_refused_runs_are_one_line_on_stderr_and_leave_no_folder(tmp_path):
+    for args, message in [(("data=file",), "data.source.path is required"),
+                          (("optimizer.lr=-1",), "optimizer: Invalid learning rate"),
+                          (("model.n_samples=0",), "model.n_samples must be a positive integer"),
+                          (("+ckpt_path=x.ckpt",), "unknown option(s) ckpt_path")]:
+        run_dir = tmp_path / args[0].replace("=", "_").replace("+", "")
+        proc = jl_train("debug=fast", *args, f"hydra.run.dir={run_dir}", cwd=tmp_path)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stdout == "" and proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
+        assert not run_dir.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["norms", "pairs"])
+def test_a_killed_run_resumes_to_the_same_embedding(tmp_path, mode):
+    """SIGKILL at step 60 of 150 (after the checkpoint of step 50), resume=RUN_DIR: the same
+    embedding.npy, bit for bit, as the uninterrupted run."""
+    common = ["debug=fast", "data.source.n=30", "data.source.d=40", f"model.mode={mode}", "trainer.max_steps=150",
+              "log_every=10", "callbacks.model_checkpoint.every_n_train_steps=50", "logger=csv",
+              "baseline.draws=3"]
+    env = {"PYTHONPATH": str(TESTS)}
+    full = jl_train(*common, f"hydra.run.dir={tmp_path / 'full'}", cwd=tmp_path)
+    assert full.returncode == 0, full.stderr
+    killed = jl_train(*common, f"hydra.run.dir={tmp_path / 'killed'}", "+callbacks.kill._target_=kill_at.KillAt",
+                      "+callbacks.kill.step=60", cwd=tmp_path, env_extra=env)
+    assert killed.returncode == -9 and not (tmp_path / "killed" / "embedding.npy").exists()
+    again = jl_train("debug=fast", f"hydra.run.dir={tmp_path / 'killed'}", cwd=tmp_path)  # occupied: refused
+    assert again.returncode == 2 and "resume=" in again.stderr
+    resumed = jl_train(f"resume={tmp_path / 'killed'}", cwd=tmp_path, env_extra=env)
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = (np.load(tmp_path / name / "embedding.npy") for name in ("full", "killed"))
+    np.testing.assert_array_equal(a, b)
+    sa, sb = (json.loads((tmp_path / name / "summary.json").read_text()) for name in ("full", "killed"))
+    assert sa["best_distortion"] == sb["best_distortion"] and sa["steps"] == sb["steps"] == 150
+    assert [h[0] for h in sa["distortion_history"]] == [h[0] for h in sb["distortion_history"]]
+    assert not (tmp_path / "killed" / ".jl_lock").exists()
+
+
+# ------------------------------------------------------------------ jl-embed
+def test_jl_embed_key_option_and_float32_overflow(tmp_path, capsys):
+    from jl_lightning.apps.embed import main as jl_embed
+
+    np.save(tmp_path / "m.npy", np.eye(2, 3))
+    np.savez(tmp_path / "x.npz", a=np.ones((4, 3)), b=np.zeros((4, 3)))
+    assert jl_embed([str(tmp_path / "m.npy"), str(tmp_path / "x.npz"), str(tmp_path / "o.npy")]) == 2
+    assert "choose one with --key" in capsys.readouterr().err
+    assert jl_embed([str(tmp_path / "m.npy"), str(tmp_path / "x.npz"), str(tmp_path / "o.npy"), "--key", "a"]) == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "o.npy"), np.ones((4, 2), dtype=np.float32))
+    np.save(tmp_path / "big.npy", np.full((2, 3), 1e200))
+    assert jl_embed([str(tmp_path / "m.npy"), str(tmp_path / "big.npy"), str(tmp_path / "p.npy")]) == 2
+    assert "does not fit float32" in capsys.readouterr().err and not (tmp_path / "p.npy").exists()
+    assert not list(tmp_path.glob(".p.npy*"))  # no temporary left
