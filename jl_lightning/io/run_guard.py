@@ -25,8 +25,9 @@ from jl_lightning.io.run_folder import (LOCK_NAME, earlier_run_files, lock_is_st
                                         release_lock, take_lock)
 
 
-def _refuse(message: str) -> None:
-    program = Path(sys.argv[0]).name or "jl"
+def _refuse(message: str, config: DictConfig | None = None) -> None:
+    job = config.hydra.job.name if config is not None and config.get("hydra") else None
+    program = f"jl-{job}" if job else (Path(sys.argv[0]).name or "jl")
     print(f"{program}: error: {message}", file=sys.stderr, flush=True)
     sys.exit(2)
 
@@ -52,21 +53,22 @@ class RefuseOccupiedRunDir(Callback):
         if resume:
             problem = resumable_problem(Path(str(resume)))
             if problem:
-                _refuse(problem)
+                _refuse(problem, config)
             if Path(str(resume)).resolve() != run_dir.resolve():
-                _refuse(f"resume={resume} continues a run in its own folder; leave hydra.run.dir unset")
+                _refuse(f"resume={resume} continues a run in its own folder; leave hydra.run.dir unset", config)
         else:
             found = earlier_run_files(run_dir)
             if found:
                 extra = ""
                 if not occupied(run_dir) and (run_dir / "checkpoints").exists():
                     extra = f" To continue that killed run: jl-train resume={run_dir}"
-                _refuse(f"{run_dir} holds an earlier run's files ({', '.join(found)}); refusing to overwrite them or write beside them "
-                        f"(nothing was written). Choose another hydra.run.dir.{extra}")
+                _refuse(f"{run_dir} holds an earlier run's files ({', '.join(found)}); refusing to overwrite "
+                        f"them or write beside them (nothing was written). Choose another hydra.run.dir.{extra}",
+                        config)
         try:
             take_lock(run_dir, takeover=bool(resume))
         except FileExistsError as err:
-            _refuse(str(err))
+            _refuse(str(err), config)
 
     def on_run_end(self, config: DictConfig, **kwargs) -> None:
         release_lock(Path(str(config.hydra.run.dir)))
@@ -77,12 +79,13 @@ class RefuseOccupiedRunDir(Callback):
             for job_dir in sorted(p for p in sweep_dir.iterdir() if p.is_dir()):
                 found = earlier_run_files(job_dir)
                 if found:
-                    _refuse(f"{job_dir} holds an earlier sweep's files ({', '.join(found)}); refusing to overwrite them or write beside them "
-                            "there (nothing was written). Choose another hydra.sweep.dir.")
+                    _refuse(f"{job_dir} holds an earlier sweep's files ({', '.join(found)}); refusing to "
+                            "overwrite them or write beside them (nothing was written). Choose another "
+                            "hydra.sweep.dir.", config)
         try:
             take_lock(sweep_dir)
         except FileExistsError as err:
-            _refuse(str(err))
+            _refuse(str(err), config)
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         release_lock(Path(str(config.hydra.sweep.dir)))

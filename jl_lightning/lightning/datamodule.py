@@ -89,7 +89,7 @@ class JLDataModule(LightningDataModule):
         if normalize not in NORMALIZE_CHOICES:
             raise JLInputError(f"data.normalize must be auto, true or false, got {normalize!r}")
         if mode not in ("norms", "pairs"):
-            raise JLInputError(f"data.mode must be norms or pairs, got {mode!r}")
+            raise JLInputError(f"model.mode (data.mode follows it) must be norms or pairs, got {mode!r}")
         self.source = source
         self.mode = mode
         self.normalize = (mode == "norms") if normalize == "auto" else bool(normalize)

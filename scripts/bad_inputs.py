@@ -1,0 +1,281 @@
+"""Every bad input and fault we know of, through the real entry points; the table goes to
+docs/reliability.md.
+
+    python scripts/bad_inputs.py              # all cases (about 10 minutes on 2 cores)
+    python scripts/bad_inputs.py --quick      # without the 2000-step kill-and-resume cases
+
+Each case says what must happen: ``error`` (exit status 2, exactly one line on stderr,
+nothing on stdout, no traceback, no run folder left behind) or ``ok`` (exit status 0 and a
+correct result, checked by the case). The script exits non-zero if any case fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+TESTS = ROOT / "tests"
+REPORT = ROOT / "docs" / "reliability.md"
+FAST = ["model.n_samples=4", "trainer.max_steps=20", "log_every=5", "logger=none", "baseline.draws=0",
+        "~callbacks.model_checkpoint", "data.source.n=20", "data.source.d=12", "model.k=4"]
+FILE = [f for f in FAST if not f.startswith(("data.source", "model.k"))]
+
+
+def run(module: str, *args: str, cwd: Path, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, **(env_extra or {}))
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=900)
+
+
+def verdict(kind: str, proc: subprocess.CompletedProcess, check=None) -> tuple[bool, str]:
+    """(passed, what it printed) for an ``error`` or ``ok`` case."""
+    if "Traceback" in proc.stderr:
+        return False, "traceback: " + proc.stderr.strip().splitlines()[-1]
+    if kind == "error":
+        lines = proc.stderr.strip().splitlines()
+        good = proc.returncode == 2 and len(lines) == 1 and proc.stdout == ""
+        return good, (lines[0] if lines else f"(no message, exit {proc.returncode})")
+    if proc.returncode != 0:
+        return False, f"exit {proc.returncode}: {proc.stderr.strip()[-300:]}"
+    note = check() if check else "ok"
+    return note is not None and not note.startswith("WRONG"), note or "WRONG: check failed"
+
+
+def summary_check(run_dir: Path):
+    def check():
+        summary = json.loads((run_dir / "summary.json").read_text())
+        eps = summary["best_distortion"]
+        matrix = np.load(run_dir / "embedding.npy")
+        if not (np.isfinite(matrix).all() and eps >= 0 and np.isfinite(eps)):
+            return f"WRONG: epsilon {eps}, finite matrix {np.isfinite(matrix).all()}"
+        return f"exported, epsilon {eps:.4g}" + ("" if summary["converged"] else " (NOT CONVERGED, said so)")
+    return check
+
+
+def cases(work: Path) -> list[tuple]:
+    """(name, kind, module, args, cwd/env extras, check factory) for every case."""
+    data = work / "data"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((30, 8))
+    files = {}
+
+    def save(name, array):
+        np.save(data / name, array)
+        files[name] = data / name
+
+    bad = X.copy(); bad[3, 2] = np.nan; save("nan.npy", bad)
+    bad = X.copy(); bad[4, 0] = np.inf; save("inf.npy", bad)
+    bad = X.copy(); bad[5] = 0; save("zero_row.npy", bad)
+    save("one_d.npy", X[0]); save("empty.npy", np.empty((0, 8))); save("one_point.npy", X[:1])
+    save("d1.npy", X[:, :1]); save("ints.npy", (X * 10).astype(np.int64)); save("half.npy", X.astype(np.float16))
+    dup = X.copy(); dup[7] = dup[8]; save("duplicates.npy", dup)
+    save("identical.npy", np.ones((10, 4)))
+    for power in (-30, 19, 200):
+        save(f"scaled_1e{power}.npy", X * 10.0 ** power)
+    np.savez(data / "two.npz", a=X, b=X)
+    (data / "garbage.npy").write_bytes(b"not a numpy file at all")
+    (data / "truncated.npy").write_bytes((data / "ints.npy").read_bytes()[:300])
+    (data / "text.csv").write_text("1,5,3\n4,x,6\n")
+    (data / "ragged.csv").write_text("1,5,3\n4,6\n")
+    (data / "pandas.csv").write_text("0,1,2\n" + "\n".join(",".join(f"{v:.6f}" for v in row) for row in X[:, :3]) + "\n")
+    np.save(data / "nan_matrix.npy", np.full((2, 8), np.nan))
+    np.save(data / "matrix.npy", np.eye(2, 8))
+    np.save(data / "huge.npy", np.full((3, 8), 1e200))
+    np.save(data / "wrong_d.npy", np.ones((3, 5)))
+
+    out = work / "runs"
+    out.mkdir()
+    counter = iter(range(1000))
+
+    def train(kind, name, *args, check=True):
+        run_dir = out / f"{next(counter)}"
+        chk = summary_check(run_dir) if kind == "ok" and check else None
+        return (name, kind, "jl_lightning.apps.train", (*args, f"hydra.run.dir={run_dir}"), {}, chk, run_dir)
+
+    def file_run(kind, name, file, *args):
+        return train(kind, name, *FILE, "data=file", f"data.source.path={data / file}", "model.k=2", *args)
+
+    occupied = out / "occupied"
+    occupied.mkdir()
+    (occupied / "summary.json").write_text("{}")
+    locked = out / "locked"
+    locked.mkdir()
+    (locked / ".jl_lock").write_text(json.dumps({"pid": os.getpid(), "host": os.uname().nodename}))
+    embed_out = work / "embedded"
+    embed_out.mkdir()
+    (embed_out / "exists.npy").write_bytes(b"")
+    return [
+        file_run("error", "NaN row", "nan.npy"),
+        file_run("error", "Inf row", "inf.npy"),
+        file_run("error", "zero row (norms mode)", "zero_row.npy"),
+        file_run("ok", "zero row (pairs mode: a point may be 0)", "zero_row.npy", "model.mode=pairs"),
+        file_run("error", "1-D array", "one_d.npy"),
+        file_run("error", "empty array", "empty.npy"),
+        file_run("ok", "n = 1 (norms mode)", "one_point.npy"),
+        file_run("error", "n = 1 (pairs mode)", "one_point.npy", "model.mode=pairs"),
+        file_run("ok", "d = 1, k = 1", "d1.npy", "model.k=1"),
+        file_run("error", "k = 0", "d1.npy", "model.k=0"),
+        file_run("error", "k > d", "d1.npy", "model.k=3"),
+        file_run("ok", "integer array", "ints.npy"),
+        file_run("ok", "float16 array", "half.npy"),
+        file_run("ok", "duplicate points (pairs mode: warned, left out)", "duplicates.npy", "model.mode=pairs"),
+        file_run("error", "all points identical (pairs mode)", "identical.npy", "model.mode=pairs"),
+        file_run("ok", "pairs mode, data scaled by 1e-30", "scaled_1e-30.npy", "model.mode=pairs"),
+        file_run("ok", "pairs mode, data scaled by 1e19", "scaled_1e19.npy", "model.mode=pairs"),
+        file_run("ok", "pairs mode, data scaled by 1e200", "scaled_1e200.npy", "model.mode=pairs"),
+        file_run("ok", "norms mode, data scaled by 1e200", "scaled_1e200.npy"),
+        file_run("error", ".npz with two arrays, no key", "two.npz"),
+        file_run("error", ".npz, a key it does not hold", "two.npz", "data.source.key=c"),
+        file_run("error", "not a .npy file", "garbage.npy"),
+        file_run("error", "truncated .npy", "truncated.npy"),
+        file_run("error", "CSV cell that is not a number", "text.csv"),
+        file_run("error", "ragged CSV", "ragged.csv"),
+        file_run("ok", "CSV with pandas' 0,1,2 header", "pandas.csv"),
+        file_run("error", "missing file", "nope.npy"),
+        file_run("error", "a directory as the data file", ""),
+        train("error", "data=file without a path", *FILE, "data=file"),
+        train("error", "model.n_samples=0", *FAST, "model.n_samples=0"),
+        train("error", "negative learning rate", *FAST, "optimizer.lr=-1"),
+        train("error", "trainer.max_steps=0", *FAST, "trainer.max_steps=0"),
+        train("error", "trainer.max_steps=-1", *FAST, "trainer.max_steps=-1"),
+        train("error", "an option nothing reads (+ckpt_path=)", *FAST, "+ckpt_path=last.ckpt"),
+        train("error", "model.mode=distances", *FAST, "model.mode=distances"),
+        train("error", "model.init_mean=zeroes", *FAST, "model.init_mean=zeroes"),
+        train("ok", "a run too short to converge", *FAST, "trainer.max_steps=3", "model.variance=log"),
+        ("run folder holding an earlier run's results", "error", "jl_lightning.apps.train",
+         (*FAST, f"hydra.run.dir={occupied}"), {}, None, None),
+        ("run folder locked by a live run", "error", "jl_lightning.apps.train",
+         (*FAST, f"hydra.run.dir={locked}"), {}, None, None),
+        ("resume of a folder that is not a run", "error", "jl_lightning.apps.train",
+         (f"resume={data}",), {}, None, None),
+        ("jl-embed: dimension mismatch", "error", "jl_lightning.apps.embed",
+         (str(data / "matrix.npy"), str(data / "wrong_d.npy"), str(embed_out / "a.npy")), {}, None, None),
+        ("jl-embed: existing output", "error", "jl_lightning.apps.embed",
+         (str(data / "matrix.npy"), str(data / "ints.npy"), str(embed_out / "exists.npy")), {}, None, None),
+        ("jl-embed: NaN matrix", "error", "jl_lightning.apps.embed",
+         (str(data / "nan_matrix.npy"), str(data / "ints.npy"), str(embed_out / "b.npy")), {}, None, None),
+        ("jl-embed: .npz with two arrays, no --key", "error", "jl_lightning.apps.embed",
+         (str(data / "matrix.npy"), str(data / "two.npz"), str(embed_out / "c.npy")), {}, None, None),
+        ("jl-embed: 1e200 input into float32", "error", "jl_lightning.apps.embed",
+         (str(data / "matrix.npy"), str(data / "huge.npy"), str(embed_out / "d.npy")), {}, None, None),
+        ("jl-compare: unknown method", "error", "jl_lightning.apps.compare",
+         ("compare.methods=[fjlt]", f"hydra.run.dir={out / 'cmp1'}"), {}, None, out / "cmp1"),
+        ("jl-compare: compare.run is not a run", "error", "jl_lightning.apps.compare",
+         (f"compare.run={data}", f"hydra.run.dir={out / 'cmp2'}"), {}, None, out / "cmp2"),
+    ]
+
+
+def python_cases(work: Path) -> list[tuple[str, str, bool, str]]:
+    """JLEmbedding's own refusals, in process: (case, call, passed, message)."""
+    from jl_lightning import JLEmbedding
+    from jl_lightning.errors import JLInputError
+
+    np.savez(work / "e.npz", components=np.eye(2, 3), metadata=np.array("{}"))
+    (work / "corrupt.npz").write_bytes(b"PK\x03\x04 broken")
+    emb = JLEmbedding.load(work / "e.npz")
+    out = []
+    for name, call, fn in [
+            ("transform of a NaN row", "emb.transform([[nan, 0, 0]])", lambda: emb.transform([[np.nan, 0, 0]])),
+            ("load of a corrupt .npz", "JLEmbedding.load('corrupt.npz')", lambda: JLEmbedding.load(work / "corrupt.npz")),
+            ("save into a missing folder", "emb.save('missing/e.npz')", lambda: emb.save(work / "missing" / "e.npz"))]:
+        try:
+            fn()
+            out.append((name, call, False, "no error"))
+        except JLInputError as err:
+            out.append((name, call, True, str(err).replace(str(work), "…")))
+    Y = emb.transform(np.ones((2, 3), dtype=np.float32))
+    out.append(("transform keeps float32", "emb.transform(float32 array)", Y.dtype == np.float32, f"dtype {Y.dtype}"))
+    return out
+
+
+def kill_resume_cases(work: Path, steps: int) -> list[tuple[str, bool, str]]:
+    """Kill at 25/50/75 % of a run, resume; embedding.npy must equal the uninterrupted run's."""
+    results = []
+    env = {"PYTHONPATH": str(TESTS)}
+    for mode in ("norms", "pairs"):
+        common = ["debug=fast", "data.source.n=30", "data.source.d=40", f"model.mode={mode}",
+                  f"trainer.max_steps={steps}", "log_every=50", "logger=none", "baseline.draws=3",
+                  f"callbacks.model_checkpoint.every_n_train_steps={steps // 20}"]
+        full_dir = work / f"full_{mode}"
+        full = run("jl_lightning.apps.train", *common, f"hydra.run.dir={full_dir}", cwd=work)
+        reference = np.load(full_dir / "embedding.npy") if full.returncode == 0 else None
+        summary = json.loads((full_dir / "summary.json").read_text()) if full.returncode == 0 else {}
+        for fraction in (0.25, 0.5, 0.75):
+            kill = int(steps * fraction) + steps // 40  # between two checkpoints
+            run_dir = work / f"killed_{mode}_{kill}"
+            killed = run("jl_lightning.apps.train", *common, f"hydra.run.dir={run_dir}",
+                         "+callbacks.kill._target_=kill_at.KillAt", f"+callbacks.kill.step={kill}", cwd=work,
+                         env_extra=env)
+            resumed = run("jl_lightning.apps.train", f"resume={run_dir}", cwd=work, env_extra=env)
+            same = (reference is not None and killed.returncode == -9 and resumed.returncode == 0
+                    and np.array_equal(np.load(run_dir / "embedding.npy"), reference))
+            switch = summary.get("switch_step")
+            phase = "sigma^2 > 0" if switch is None or switch > kill else "sigma^2 = 0"
+            results.append((f"{mode}, killed at step {kill} of {steps} ({phase} then), resumed", same,
+                            "identical embedding.npy" if same else
+                            f"killed exit {killed.returncode}, resumed exit {resumed.returncode}: "
+                            f"{resumed.stderr.strip()[-200:]}"))
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="skip the kill-and-resume cases")
+    parser.add_argument("--steps", type=int, default=2000, help="steps of the kill-and-resume runs")
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    rows, failures = [], 0
+    with tempfile.TemporaryDirectory(prefix="jl_bad_inputs_") as tmp:
+        work = Path(tmp)
+        for name, kind, module, case_args, _, check, run_dir in cases(work):
+            proc = run(module, *case_args, cwd=work)
+            passed, message = verdict(kind, proc, check)
+            if kind == "error" and run_dir is not None and run_dir.exists() and not run_dir.name == "occupied":
+                passed, message = False, f"left a run folder behind: {message}"
+            failures += not passed
+            command = " ".join(["jl-" + module.rsplit(".", 1)[1], *case_args])
+            rows.append((name, command.replace(str(work), "…"), proc.returncode, message.replace(str(work), "…"),
+                         passed))
+            print(f"{'pass' if passed else 'FAIL'}  {name}: {message[:150]}", flush=True)
+        for name, call, passed, message in python_cases(work):
+            failures += not passed
+            rows.append((name, call, "-", message, passed))
+            print(f"{'pass' if passed else 'FAIL'}  {name}: {message[:150]}", flush=True)
+        resumes = [] if args.quick else kill_resume_cases(work, args.steps)
+        for name, passed, message in resumes:
+            failures += not passed
+            print(f"{'pass' if passed else 'FAIL'}  {name}: {message}", flush=True)
+    command = "python scripts/bad_inputs.py " + " ".join(sys.argv[1:])
+    lines = ["# Reliability", "",
+             "Every bad input and fault we know of, through the real entry points. `error`: exit status 2, "
+             "one line on stderr, nothing on stdout, no traceback, no run folder left behind; `ok`: a "
+             "correct result (finite matrix, epsilon >= 0, an unconverged run says so).", "",
+             f"- command: `{command.strip()}`", f"- date: {dt.date.today().isoformat()}; machine: "
+             f"{os.uname().machine}, {os.cpu_count()} cores, Python {sys.version.split()[0]}",
+             f"- result: {len(rows) + len(resumes) - failures} of {len(rows) + len(resumes)} cases pass", "",
+             "| case | command | exit | what it printed | pass |", "|---|---|---|---|---|"]
+    for name, command, code, message, passed in rows:
+        cell = message.replace("|", "\\|")
+        lines.append(f"| {name} | `{command}` | {code} | {cell} | {'yes' if passed else '**no**'} |")
+    if resumes:
+        lines += ["", "Kill (SIGKILL) and `jl-train resume=RUN_DIR`:", "", "| case | result | pass |", "|---|---|---|"]
+        lines += [f"| {name} | {message} | {'yes' if passed else '**no**'} |" for name, passed, message in resumes]
+    text = "\n".join(lines) + "\n"
+    if not args.no_write:
+        REPORT.write_text(text)
+        print(f"wrote {REPORT}")
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()
