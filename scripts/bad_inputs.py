@@ -202,8 +202,10 @@ def kill_resume_cases(work: Path, steps: int) -> list[tuple[str, bool, str]]:
     """Kill at 25/50/75 % of a run, resume; embedding.npy must equal the uninterrupted run's."""
     results = []
     env = {"PYTHONPATH": str(TESTS)}
-    for mode in ("norms", "pairs"):
+    # norms with log sigma^2, which is still positive at the early kills; pairs with the raw one
+    for mode, variance in (("norms", "log"), ("pairs", "raw")):
         common = ["debug=fast", "data.source.n=30", "data.source.d=40", f"model.mode={mode}",
+                  f"model.variance={variance}",
                   f"trainer.max_steps={steps}", "log_every=50", "logger=none", "baseline.draws=3",
                   f"callbacks.model_checkpoint.every_n_train_steps={steps // 20}"]
         full_dir = work / f"full_{mode}"
@@ -226,6 +228,27 @@ def kill_resume_cases(work: Path, steps: int) -> list[tuple[str, bool, str]]:
                             f"killed exit {killed.returncode}, resumed exit {resumed.returncode}: "
                             f"{resumed.stderr.strip()[-200:]}"))
     return results
+
+
+def scale_cases(work: Path, steps: int = 1000) -> list[tuple[str, bool, str]]:
+    """Pairs mode on digits scaled by 1e-30, 1, 1e30 and 1e150: the same epsilon to 1e-6 relative."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits().data.astype(np.float64)
+    eps = {}
+    for scale in (1e-30, 1.0, 1e30, 1e150):
+        np.save(work / f"digits_{scale:g}.npy", digits * scale)
+        run_dir = work / f"digits_run_{scale:g}"
+        proc = run("jl_lightning.apps.train", "data=file", f"data.source.path={work / f'digits_{scale:g}.npy'}",
+                   "model.mode=pairs", "model.k=16", "model.active_hard=8192", "model.smooth_temperature=0.1",
+                   "optimizer.lr=0.02", f"trainer.max_steps={steps}",
+                   "logger=none", "baseline.draws=0", "~callbacks.model_checkpoint", f"hydra.run.dir={run_dir}",
+                   cwd=work)
+        eps[scale] = json.loads((run_dir / "summary.json").read_text())["best_distortion"] \
+            if proc.returncode == 0 else None
+    base = eps[1.0]
+    return [(f"pairs mode on digits x {scale:g}, {steps} steps", e is not None and base is not None
+             and abs(e - base) <= 1e-6 * base, f"epsilon {e!r} (x 1: {base!r})") for scale, e in eps.items()]
 
 
 def main() -> None:
@@ -251,7 +274,7 @@ def main() -> None:
             failures += not passed
             rows.append((name, call, "-", message, passed))
             print(f"{'pass' if passed else 'FAIL'}  {name}: {message[:150]}", flush=True)
-        resumes = [] if args.quick else kill_resume_cases(work, args.steps)
+        resumes = [] if args.quick else scale_cases(work) + kill_resume_cases(work, args.steps)
         for name, passed, message in resumes:
             failures += not passed
             print(f"{'pass' if passed else 'FAIL'}  {name}: {message}", flush=True)
@@ -268,7 +291,8 @@ def main() -> None:
         cell = message.replace("|", "\\|")
         lines.append(f"| {name} | `{command}` | {code} | {cell} | {'yes' if passed else '**no**'} |")
     if resumes:
-        lines += ["", "Kill (SIGKILL) and `jl-train resume=RUN_DIR`:", "", "| case | result | pass |", "|---|---|---|"]
+        lines += ["", "Scale invariance (digits, `data=file` of the scaled array) and kill (SIGKILL) then "
+                  "`jl-train resume=RUN_DIR`:", "", "| case | result | pass |", "|---|---|---|"]
         lines += [f"| {name} | {message} | {'yes' if passed else '**no**'} |" for name, passed, message in resumes]
     text = "\n".join(lines) + "\n"
     if not args.no_write:

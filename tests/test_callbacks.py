@@ -137,7 +137,7 @@ class MinimalModule:
 class MinimalData:
     """Only the data contract."""
 
-    name, duplicates = "three points", None
+    name, duplicates, data_scale = "three points", None, 1.0
 
     def __init__(self, points, val_points=None):
         self.points, self.val_points = points, val_points

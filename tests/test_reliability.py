@@ -189,11 +189,13 @@ def test_refused_runs_are_one_line_on_stderr_and_leave_no_folder(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", ["norms", "pairs"])
-def test_a_killed_run_resumes_to_the_same_embedding(tmp_path, mode):
+@pytest.mark.parametrize("mode, variance", [("norms", "log"), ("pairs", "raw")])
+def test_a_killed_run_resumes_to_the_same_embedding(tmp_path, mode, variance):
     """SIGKILL at step 60 of 150 (after the checkpoint of step 50), resume=RUN_DIR: the same
-    embedding.npy, bit for bit, as the uninterrupted run."""
-    common = ["debug=fast", "data.source.n=30", "data.source.d=40", f"model.mode={mode}", "trainer.max_steps=150",
+    embedding.npy, bit for bit, as the uninterrupted run (log sigma^2 is still positive at the
+    kill, the raw one may have reached 0)."""
+    common = ["debug=fast", "data.source.n=30", "data.source.d=40", f"model.mode={mode}",
+              f"model.variance={variance}", "trainer.max_steps=150",
               "log_every=10", "callbacks.model_checkpoint.every_n_train_steps=50", "logger=csv",
               "baseline.draws=3"]
     env = {"PYTHONPATH": str(TESTS)}
@@ -228,3 +230,27 @@ def test_jl_embed_key_option_and_float32_overflow(tmp_path, capsys):
     assert jl_embed([str(tmp_path / "m.npy"), str(tmp_path / "big.npy"), str(tmp_path / "p.npy")]) == 2
     assert "does not fit float32" in capsys.readouterr().err and not (tmp_path / "p.npy").exists()
     assert not list(tmp_path.glob(".p.npy*"))  # no temporary left
+
+
+# ------------------------------------------------------------------ loaders, as properties
+finite_floats = st.floats(min_value=-1e300, max_value=1e300, allow_nan=False, allow_infinity=False, width=64)
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows=st.integers(1, 6), cols=st.integers(1, 5), data=st.data())
+def test_npy_and_csv_loaders_return_exactly_what_was_written(tmp_path_factory, rows, cols, data):
+    """Property: any finite float64 array survives .npy and .csv (written with repr precision)
+    unchanged, whatever its first row looks like, with header=false; and a header line of
+    names is skipped under auto."""
+    from jl_lightning.io.loading import load_points
+
+    values = np.array(data.draw(st.lists(st.lists(finite_floats, min_size=cols, max_size=cols),
+                                         min_size=rows, max_size=rows)), dtype=np.float64)
+    folder = tmp_path_factory.mktemp("loaders")
+    np.save(folder / "x.npy", values)
+    np.testing.assert_array_equal(load_points(folder / "x.npy"), values)
+    lines = [",".join(repr(float(v)) for v in row) for row in values]
+    (folder / "x.csv").write_text("\n".join(lines) + "\n")
+    np.testing.assert_array_equal(load_points(folder / "x.csv", header=False), values)
+    (folder / "named.csv").write_text(",".join(f"c{j}" for j in range(cols)) + "\n" + "\n".join(lines) + "\n")
+    np.testing.assert_array_equal(load_points(folder / "named.csv"), values)

@@ -20,7 +20,8 @@ The data (:class:`JLData`, implemented by ``datamodule.JLDataModule`` after ``se
 * ``points``: the training points as a float64 (n, d) numpy array, exactly the points
   training sees (after validation, centering and normalization);
 * ``val_points``: the held-out points, or None; ``val_index``: their rows in the source;
-* ``name``: the source's description; ``duplicates``: repeated rows found in pairs mode.
+* ``name``: the source's description; ``duplicates``: repeated rows found in pairs mode;
+* ``data_scale``: the power of 2 the source's points were divided by (1 when normalized).
 
 The batch: training is full-batch, and the DataModule hands the module the same tensor
 every step, so the module prepares its loss for a batch once and reuses it while that
@@ -65,6 +66,7 @@ class JLData(Protocol):
     val_points: np.ndarray | None
     val_index: np.ndarray | None
     duplicates: dict | None
+    data_scale: float
 
     @property
     def name(self) -> str: ...
