@@ -50,9 +50,9 @@ def test_normalize_can_be_switched_off(tmp_path):
     data = np.arange(1, 13, dtype=float).reshape(3, 4)
     np.save(tmp_path / "p.npy", data)
     dm = load_validated(tmp_path / "p.npy", normalize=False)
-    # not normalized: only divided by the power of 2 nearest the largest entry (12 -> 16), exactly
-    assert dm.data_scale == 16.0
-    np.testing.assert_array_equal(dm.points * dm.data_scale, data)
+    # not normalized: only divided by the largest entry
+    assert dm.data_scale == 12.0 and np.abs(dm.points).max() == 1.0
+    np.testing.assert_allclose(dm.points * dm.data_scale, data, rtol=1e-15)
 
 
 def test_npz_key_selects_an_entry(tmp_path):
@@ -186,7 +186,7 @@ def test_csv_with_header_checks_row_width_against_it(tmp_path):
         load_validated(tmp_path / "p.csv")
     (tmp_path / "q.csv").write_text("x,y\n3,4\n0,2\n")
     dm = load_validated(tmp_path / "q.csv", normalize=False)
-    np.testing.assert_array_equal(dm.points * dm.data_scale, [[3, 4], [0, 2]])
+    np.testing.assert_allclose(dm.points * dm.data_scale, [[3, 4], [0, 2]], rtol=1e-15)
 
 
 def test_large_npy_is_memory_mapped_and_training_gets_float32(tmp_path):
@@ -199,7 +199,7 @@ def test_large_npy_is_memory_mapped_and_training_gets_float32(tmp_path):
     dm = JLDataModule(FilePoints(str(tmp_path / "p.npy")), mode="pairs")
     dm.setup()
     assert dm.points.dtype == np.float64 and dm.train_points.dtype == torch.float32
-    np.testing.assert_array_equal(dm.points * dm.data_scale, X)
+    np.testing.assert_allclose(dm.points * dm.data_scale, X, rtol=1e-15)
 
 
 def test_parquet_loads_numeric_columns_and_names_a_text_column(tmp_path):
@@ -207,7 +207,7 @@ def test_parquet_loads_numeric_columns_and_names_a_text_column(tmp_path):
     pq = pytest.importorskip("pyarrow.parquet")
     pq.write_table(pa.table({"a": [1.0, 2.0], "b": [3, 4]}), tmp_path / "p.parquet")
     dm = load_validated(tmp_path / "p.parquet", normalize=False)
-    np.testing.assert_array_equal(dm.points * dm.data_scale, [[1, 3], [2, 4]])
+    np.testing.assert_allclose(dm.points * dm.data_scale, [[1, 3], [2, 4]], rtol=1e-15)
     pq.write_table(pa.table({"a": [1.0, 2.0], "name": ["u", "v"]}), tmp_path / "q.parquet")
     with pytest.raises(JLInputError, match=r"q\.parquet: column 'name' is not numeric"):
         load_validated(tmp_path / "q.parquet")

@@ -8,11 +8,6 @@ from jl_lightning.core.pairs import center as center_points
 from jl_lightning.errors import JLInputError
 
 
-def power_of_two_scale(value: float) -> float:
-    """The power of 2 nearest ``value`` (> 0): dividing by it is exact in floating point."""
-    return float(2.0 ** round(np.log2(value)))
-
-
 def row_norms(points: np.ndarray) -> np.ndarray:
     """||x_i|| for each row, without overflow or underflow: rows whose largest entry lies
     outside [1e-150, 1e150] are scaled by a power of 2 first (exact), the others computed as usual."""
@@ -31,10 +26,11 @@ def validate_points(points: np.ndarray, source: str, normalize: bool = True, mod
     """Return ``points`` as a float64 (n, d) array: centered when ``center``, then unit-normed
     when ``normalize``.
 
-    Without normalization (pairs mode by default) the points are divided by the power of 2
-    nearest their largest entry, the *data scale*: exact in floating point, and distortion
-    ratios do not depend on scale, so a matrix learned on them is exact for the original
-    data, while any magnitude float64 holds trains without overflow or underflow. With
+    Without normalization (pairs mode by default) the points are divided by their largest
+    absolute entry, the *data scale*. Distortion ratios do not depend on scale, so a matrix
+    learned on them is exact for the original data; any magnitude float64 holds trains
+    without overflow or underflow; and s X gives the same points as X to a float64 rounding,
+    so the same float32 training data and the same result, whatever s. With
     ``return_scale``, returns ``(points, scale)``.
 
     Raises :class:`JLInputError` naming ``source`` (a file path or a description)
@@ -64,7 +60,7 @@ def validate_points(points: np.ndarray, source: str, normalize: bool = True, mod
     scale = 1.0
     peak = float(np.abs(points).max())
     if not normalize and peak > 0:
-        scale = power_of_two_scale(peak)
+        scale = peak
         points = points / scale
     if center:
         points = center_points(points)

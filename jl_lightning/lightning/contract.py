@@ -21,7 +21,7 @@ The data (:class:`JLData`, implemented by ``datamodule.JLDataModule`` after ``se
   training sees (after validation, centering and normalization);
 * ``val_points``: the held-out points, or None; ``val_index``: their rows in the source;
 * ``name``: the source's description; ``duplicates``: repeated rows found in pairs mode;
-* ``data_scale``: the power of 2 the source's points were divided by (1 when normalized).
+* ``data_scale``: what the source's points were divided by (1 when normalized).
 
 The batch: training is full-batch, and the DataModule hands the module the same tensor
 every step, so the module prepares its loss for a batch once and reuses it while that

@@ -101,7 +101,7 @@ class JLDataModule(LightningDataModule):
         self.train_index: np.ndarray | None = None
         self.val_index: np.ndarray | None = None
         self.duplicates: dict | None = None
-        # the points are the source's divided by this power of 2 (1 when normalized; io/validation.py)
+        # the points are the source's divided by this (1 when normalized; io/validation.py)
         self.data_scale = 1.0
         self.train_points: torch.Tensor | None = None
         self._device_points: torch.Tensor | None = None

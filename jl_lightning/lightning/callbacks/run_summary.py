@@ -64,8 +64,8 @@ class RunSummary(Callback):
             "best_step": best_step,
             "exported": EXPORTED,
             "data": data.name,
-            # of the points as the source gave them (the data scale is a power of 2: exact)
-            "data_fingerprint": fingerprint(data.points * scale),
+            # of the training points as the model sees them (validated, scaled)
+            "data_fingerprint": fingerprint(data.points),
             "data_scale": scale,
             "mode": pl_module.mode,
             "final_report": final.to_dict(),
