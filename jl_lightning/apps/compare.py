@@ -25,7 +25,6 @@ import io
 import json
 import logging
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -33,9 +32,8 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from jl_lightning.apps.config import CONFIG_DIR, user_error_message
+from jl_lightning.apps.config import CONFIG_DIR, refuse_and_exit
 from jl_lightning.errors import JLInputError, check_finite_matrix
-from jl_lightning.io.run_folder import release_lock
 
 log = logging.getLogger("jl_lightning")
 COLUMNS = ["method", "draws", "epsilon_mean", "epsilon_best", "multiplicative_mean", "multiplicative_best",
@@ -219,12 +217,7 @@ def _hydra_entry(cfg: DictConfig) -> None:
     try:
         compare(cfg)
     except Exception as err:
-        message = user_error_message(err)
-        release_lock(cfg.paths.output_dir, abandon=True)
-        if message is None:
-            raise
-        print(f"jl-compare: error: {message}", file=sys.stderr, flush=True)
-        sys.exit(2)
+        refuse_and_exit("jl-compare", cfg.paths.output_dir, err)
 
 
 def main() -> None:

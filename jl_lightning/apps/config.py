@@ -50,3 +50,18 @@ def user_error_message(err: BaseException) -> str | None:
     if isinstance(err, OmegaConfBaseException):
         return f"the config is not valid: {str(err).splitlines()[0]}"
     return None
+
+
+def refuse_and_exit(program: str, run_dir, err: Exception) -> None:
+    """The entry points' error path: a user error is one line on stderr and exit status 2,
+    after the run folder this run created is removed; anything else is re-raised (a bug)."""
+    import sys
+
+    from jl_lightning.io.run_folder import release_lock
+
+    message = user_error_message(err)
+    release_lock(run_dir, abandon=True)
+    if message is None:
+        raise err
+    print(f"{program}: error: {message}", file=sys.stderr, flush=True)
+    sys.exit(2)

@@ -10,15 +10,14 @@ folder, trains, writes the results and says how the run went.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
-from jl_lightning.apps.config import CONFIG_DIR, user_error_message
+from jl_lightning.apps.config import CONFIG_DIR, refuse_and_exit
 from jl_lightning.errors import JLInputError
-from jl_lightning.io.run_folder import check_fresh, release_lock, write_results
+from jl_lightning.io.run_folder import check_fresh, write_results
 
 
 # every key conf/train.yaml composes; anything else (a `+key=` override) would be ignored
@@ -104,12 +103,7 @@ def _hydra_entry(cfg: DictConfig) -> float:
     try:
         summary, _ = train(cfg)
     except Exception as err:
-        message = user_error_message(err)
-        release_lock(cfg.paths.output_dir, abandon=True)
-        if message is None:
-            raise
-        print(f"jl-train: error: {message}", file=sys.stderr, flush=True)
-        sys.exit(2)
+        refuse_and_exit("jl-train", cfg.paths.output_dir, err)
     return summary["final_distortion"]  # the value a Hydra sweeper minimizes
 
 
