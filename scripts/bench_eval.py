@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from benchlib import machine_line, report
 
-from jl_lightning import srht_kernel
+from jl_lightning.baselines import srht_kernel
 from jl_lightning.baselines import SRHT, gaussian_matrix
 from jl_lightning.metrics import evaluate
 
