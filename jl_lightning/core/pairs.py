@@ -17,7 +17,6 @@ the original squared distances.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 # ||x_i - x_j||^2 <= rtol (||x_i||^2 + ||x_j||^2) counts as a duplicate pair
@@ -108,8 +107,7 @@ class ActivePairs:
         self.hard_j = torch.empty(0, dtype=torch.long)
 
     def set_hard(self, i, j) -> None:
-        self.hard_i = torch.as_tensor(np.asarray(i) if not isinstance(i, torch.Tensor) else i).long()
-        self.hard_j = torch.as_tensor(np.asarray(j) if not isinstance(j, torch.Tensor) else j).long()
+        self.hard_i, self.hard_j = torch.as_tensor(i).long(), torch.as_tensor(j).long()
 
     def draw(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """Index vectors of this step's pairs: the hard set and fresh random pairs."""

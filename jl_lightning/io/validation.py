@@ -58,10 +58,11 @@ def validate_points(points: np.ndarray, source: str, normalize: bool = True, mod
     if mode == "pairs" and n < 2:
         raise JLInputError(f"{source}: pairs mode needs at least 2 points, got {n}")
     scale = 1.0
-    peak = float(np.abs(points).max())
-    if not normalize and peak > 0:
-        scale = peak
-        points = points / scale
+    if not normalize:
+        peak = float(np.abs(points).max())
+        if peak > 0:
+            scale = peak
+            points = points / scale
     if center:
         points = center_points(points)
     if mode == "pairs" and not (points != points[0]).any():

@@ -104,7 +104,7 @@ class GaussianSampler(BaseJLModule):
         """One projected optimizer step, written out: loss, backward, step, project sigma^2
         back to its domain, step the schedule (manual optimization, no closure machinery)."""
         optimizer = self.optimizers()
-        if isinstance(self.loss_fn, ActivePairsLoss) and self.loss_fn.needs_refresh(self.global_step):
+        if self.loss_fn.needs_refresh(self.global_step):
             self.refresh_active_pairs(batch)
         loss, sampled, s2 = self.objective(batch)
         optimizer.zero_grad(set_to_none=True)
