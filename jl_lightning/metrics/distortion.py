@@ -15,8 +15,9 @@ within ``memory_budget`` bytes whatever n is.
 * ``quantiles``: the exact median and 99th percentile of |ratio - 1| (numpy's "linear"
   definition); for pairs from two bounded passes (a histogram, then the values in the
   bins that hold the wanted ranks);
-* ``screen``: in norms mode a float32 pass with a rigorous rounding bound, then a float64
-  recheck of every point that could be the extreme (:func:`_screened_norms`);
+* ``screen``: a float32 pass with a rigorous rounding bound, then a float64 recheck of
+  every point or pair that could be an extreme (:func:`_screened_norms`, and for pairs
+  ``pair_screen.py``, the pass that makes n = 10^5 points affordable);
 * ``worst=K``: the K points or pairs with the largest |ratio - 1|, by a streaming top-K;
 * ``heldout``: reports on held-out points, their pairs and the train x held-out pairs;
 * ``histogram``: counts of the ratios in given bins;
@@ -31,11 +32,14 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 import torch
 
+from jl_lightning.metrics.pair_screen import screened_pairs
 from jl_lightning.metrics.tiles import (DEFAULT_MEMORY_BUDGET, as_linear_map, check_points, is_operator,
                                         pair_tile_rows, pair_tiles, point_tile_rows, point_tiles, to_tensor)
 
 MODES = ("norms", "pairs")
 SCREEN_AUTO_SIZE = 50_000_000  # n * d from which norms-mode evaluation is screened by default
+# pairs from which pairs-mode evaluation is screened by default (n of about 5,800 points)
+SCREEN_AUTO_PAIRS = 2**24
 _SCREEN_TILE_ROWS = 4096  # rows per float32 tile of the screened pass (cache-sized for d ~ 1000)
 _UNIT_ROUNDOFF_32 = 2.0 ** -24
 _HISTOGRAM_BINS = 1 << 16
@@ -178,7 +182,7 @@ class _Accumulator:
 @torch.no_grad()
 def evaluate(linear_map, points, mode: str = "norms", *, quantiles: bool = True, mean_abs: bool = True,
              screen="auto", worst: int = 0, heldout=None, histogram=None, other=None,
-             memory_budget: int = DEFAULT_MEMORY_BUDGET, dtype: torch.dtype = torch.float64):
+             memory_budget: int = DEFAULT_MEMORY_BUDGET, dtype: torch.dtype = torch.float64, progress=None):
     """Exact distortion of ``linear_map`` on ``points`` (n, d), over points or over pairs.
 
     ``linear_map`` is a (k, d) matrix (numpy or torch), an operator with ``apply(X)``
@@ -186,10 +190,14 @@ def evaluate(linear_map, points, mode: str = "norms", *, quantiles: bool = True,
     reports comes back, from one pass over the data). ``quantiles=False`` skips the median
     and 99th percentile (NaN), which saves the second pass in pairs mode;
     ``mean_abs=False`` skips the mean (NaN), which saves a pass over each tile when only
-    the extremes matter. ``screen`` (norms mode, one dense float64 matrix on CPU):
+    the extremes matter. ``screen`` in norms mode (one dense float64 matrix on CPU):
     ``"auto"`` screens in float32 when n * d >= ``SCREEN_AUTO_SIZE``; the epsilon, worst
     point and min/max ratio are then the float64 figures, the mean and quantiles
-    float32-accurate. ``worst=K``: ``report.worst`` holds the K worst points (index,
+    float32-accurate. ``screen`` in pairs mode: ``"auto"`` screens from
+    ``SCREEN_AUTO_PAIRS`` pairs on; the epsilon, worst pair(s), min/max ratio and count
+    are the float64 figures, and the mean, median and p99 are NaN (not computed: they
+    would need every pair in float64; pass ``screen=False`` for them). ``progress``: a
+    bar with the expected time for screened pair passes (None: on a terminal, after 3 s). ``worst=K``: ``report.worst`` holds the K worst points (index,
     deviation) or pairs (i, j, deviation), worst first. ``heldout`` (held-out points):
     ``report.heldout`` holds the reports on their norms (left out if one is the zero
     vector), on their pairs (left out with fewer than 2 distinct points) and on the
@@ -228,23 +236,50 @@ def evaluate(linear_map, points, mode: str = "norms", *, quantiles: bool = True,
             check_points(other, d)
         elif n < 2:
             raise ValueError("pairs mode needs at least 2 points")
-        rows = pair_tile_rows(d, k, itemsize, memory_budget)
-        accs = [_Accumulator(True, worst, edges, mean_abs) for _ in maps]
-        for tile in pair_tiles(points, applies, rows, dtype, device, other):
-            for m, acc in enumerate(accs):
-                acc.add_pairs(tile, m)
-        if accs[0].count == 0:
-            raise ValueError("every pair of points is at distance zero: the pairs distortion is undefined")
-        reports = []
+        pairs = n * len(other) if other is not None else n * (n - 1) // 2
+        if screen == "auto":
+            screen = pairs >= SCREEN_AUTO_PAIRS
+        screened = None
+        if screen and dtype == torch.float64 and edges is None:
+            screened = screened_pairs(applies, points, other, worst, memory_budget, device, progress)
+        if screened is not None:
+            reports = [_screened_report(figures) for figures in screened]
+        else:
+            reports = _pair_reports(applies, points, other, pair_tile_rows(d, k, itemsize, memory_budget), dtype,
+                                    device, quantiles, mean_abs, worst, edges)
+    return _finish(linear_map, reports, maps, points, heldout, quantiles, memory_budget)
+
+
+def _pair_reports(applies, points, other, rows, dtype, device, quantiles, mean, worst, edges):
+    accs = [_Accumulator(True, worst, edges, mean) for _ in applies]
+    for tile in pair_tiles(points, applies, rows, dtype, device, other):
         for m, acc in enumerate(accs):
-            qs = (math.nan, math.nan)
-            if quantiles:
-                qs = _pair_quantiles(applies[m], points, rows, dtype, device, acc.count, acc.eps, other)
-            reports.append(acc.report("pairs", qs))
+            acc.add_pairs(tile, m)
+    if accs[0].count == 0:
+        raise ValueError("every pair of points is at distance zero: the pairs distortion is undefined")
+    reports = []
+    for m, acc in enumerate(accs):
+        qs = (math.nan, math.nan)
+        if quantiles:
+            qs = _pair_quantiles(applies[m], points, rows, dtype, device, acc.count, acc.eps, other)
+        reports.append(acc.report("pairs", qs))
+    return reports
+
+
+def _finish(linear_map, reports, maps, points, heldout, quantiles, memory_budget):
     if heldout is not None:
         reports = [_with_heldout(report, m, points, heldout, quantiles, memory_budget)
                    for report, m in zip(reports, maps)]
     return reports if isinstance(linear_map, (list, tuple)) else reports[0]
+
+
+def _screened_report(figures: dict) -> DistortionReport:
+    if figures["count"] == 0:
+        raise ValueError("every pair of points is at distance zero: the pairs distortion is undefined")
+    _check_finite(figures["min_ratio"], figures["max_ratio"])
+    return DistortionReport("pairs", figures["epsilon"], figures["worst_index"], figures["min_ratio"],
+                            figures["max_ratio"], math.nan, math.nan, math.nan, figures["count"], figures["zeros"],
+                            worst=figures["worst"])
 
 
 def _norm_reports(applies, points, n, rows, dtype, device, quantiles, mean, worst, edges) -> list[DistortionReport]:

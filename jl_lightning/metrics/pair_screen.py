@@ -1,0 +1,259 @@
+"""The screened all-pairs pass: float32 GEMMs for every pair, float64 for the few that decide.
+
+At n = 10^5 points there are 5e9 pairs, and the exact pass is the cost of a pairs run.
+This pass computes every pair's squared distances with float32 matrix products, bounds
+their rounding error, and recomputes in float64 only the pairs that could change the
+answer: the largest |ratio - 1| (or the K largest), and the smallest and largest ratio.
+The answer is the float64 one; nothing of size n^2 is stored.
+
+**One GEMM per tile and map.** With centered points x and their images y = A x (computed in
+float64, then rounded to float32), the augmented rows
+
+    l_i = [-2 x_i, 1, ||x_i||^2]    and    r_j = [x_j, ||x_j||^2, 1]
+
+give l_i . r_j = ||x_i||^2 + ||x_j||^2 - 2 <x_i, x_j> = ||x_i - x_j||^2 =: dx, and the same
+on y gives dy. No outer sums, no temporaries beyond the products.
+
+**The error bound.** A float32 dot product of length m errs by at most gamma_m sum |a_l b_l|
+with gamma_m = m u / (1 - m u), u = 2^-24 (Higham, Accuracy and Stability, Thm. 3.5), and
+here sum |a_l b_l| <= ||x_i||^2 + ||x_j||^2 + 2 ||x_i|| ||x_j|| <= 2 (||x_i||^2 + ||x_j||^2).
+Rounding the inputs to float32 adds at most 4 u (||x_i||^2 + ||x_j||^2). So with
+s = max ||x_i||^2 + max ||x_j||^2 over the tile's two row blocks,
+
+    |dx_32 - dx| <= e_x = 2 (2 gamma_{d+2} + 4 u) s,
+
+where the leading 2 covers the rounding of the candidate tests below and of the float64
+reference itself; e_y likewise with k.
+
+**The candidate test, without a division.** The true (dx, dy) lies in the box
+[dx_32 +- e_x] x [dy_32 +- e_y], and dx >= 0, dy >= 0. Some point of the box has
+dy / dx >= H (for H >= 0) exactly when dy_32 + e_y >= H (dx_32 - e_x), i.e.
+
+    dy_32 - H dx_32 >= -(e_y + H e_x),
+
+and dy / dx <= L exactly when dy_32 - L dx_32 <= e_y + L e_x. With H = min(1 + tau, r_max)
+and L = max(1 - tau, r_min), where tau is the K-th largest |ratio - 1| found so far and
+r_min, r_max the extreme ratios found so far (all float64), a pair that fails both tests
+can change none of the answers. A tile costs two GEMMs, two fused scalings and two
+reductions per map; a tile where no pair passes a test is done. Duplicate pairs (dx near
+0) always pass, so every one of them is rechecked and left out as in the float64 path.
+
+**The recheck** is float64: by explicit differences for a few candidates, by the
+float64 GEMM of the tile for many (the first tiles, before K values are known).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from jl_lightning.core.pairs import ZERO_DISTANCE_RTOL
+from jl_lightning.metrics.tiles import to_tensor
+
+UNIT_ROUNDOFF_32 = 2.0 ** -24
+CPU_TILE_ROWS = 1024  # a 1024-row tile keeps the float32 GEMM near its peak rate on a CPU
+CUDA_MAX_TILE_ROWS = 16384
+PREPASS_ROWS = 8192  # rows per chunk while centering, mapping and rounding the points
+RECHECK_CHUNK = 8192  # candidates per float64 recheck batch (bounded memory)
+
+
+def gemm_error_factor(m: int) -> float:
+    """c with |dx_32 - dx| <= c (max ||x_i||^2 + max ||x_j||^2) for augmented rows of length m."""
+    gamma = m * UNIT_ROUNDOFF_32 / (1 - m * UNIT_ROUNDOFF_32)
+    return 2.0 * (2.0 * gamma + 4.0 * UNIT_ROUNDOFF_32)
+
+
+def tile_rows(device: torch.device, n_maps: int, memory_budget: int) -> int:
+    """Rows per square tile: (2 + 3 per map) float32 b x b buffers within the budget, and
+    on CUDA within a quarter of the free device memory."""
+    per_row2 = 4 * (2 + 3 * n_maps)
+    budget = memory_budget
+    cap = CPU_TILE_ROWS
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        budget, cap = max(memory_budget, free // 4), CUDA_MAX_TILE_ROWS
+    return max(64, min(cap, int(math.sqrt(budget / per_row2)) // 64 * 64))
+
+
+def _left(rows: torch.Tensor) -> torch.Tensor:
+    """[-2 v, 1, ||v||^2] from the stored [v, ||v||^2, 1] (exact in float32)."""
+    return torch.cat([rows[:, :-2] * -2.0, rows[:, -1:], rows[:, -2:-1]], 1)
+
+
+class _Rows:
+    """One set of rows (the points, or ``other``): centered, mapped in float64 and stored
+    as float32 augmented rows [v, ||v||^2, 1] for v = x and for v = A_m x of every map."""
+
+    def __init__(self, source, mean: torch.Tensor, applies, device):
+        self.source, self.mean, self.applies, self.device = source, mean, applies, device
+        n, d = source.shape
+        self.n = int(n)
+        self.X = None
+        self.Y: list[torch.Tensor] = []
+        self.finite = True
+        for start in range(0, self.n, PREPASS_ROWS):
+            x, ys = self.exact_rows(slice(start, start + PREPASS_ROWS))
+            if self.X is None:
+                self.X = torch.empty(self.n, d + 2, dtype=torch.float32, device=device)
+                self.Y = [torch.empty(self.n, y.shape[1] + 2, dtype=torch.float32, device=device) for y in ys]
+            stop = start + len(x)
+            for store, v in zip([self.X, *self.Y], [x, *ys]):
+                store[start:stop, :-2] = v
+                store[start:stop, -2] = v.pow(2).sum(1)
+                store[start:stop, -1] = 1.0
+        self.finite = bool(torch.isfinite(self.X).all()) and all(bool(torch.isfinite(y).all()) for y in self.Y)
+
+    def exact_rows(self, index) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Centered float64 rows and their float64 images under every map."""
+        if isinstance(index, torch.Tensor) and not isinstance(self.source, torch.Tensor):
+            index = index.cpu().numpy()
+        x = to_tensor(self.source[index], torch.float64, self.device) - self.mean
+        return x, [apply(x) for apply in self.applies]
+
+
+class _Extremes:
+    """Running float64 answer of one map: the K largest deviations (values, i, j), the
+    extreme ratios, the valid-pair count and the duplicates found."""
+
+    def __init__(self, keep: int, device):
+        self.keep = keep
+        self.values = torch.empty(0, dtype=torch.float64, device=device)
+        self.i = torch.empty(0, dtype=torch.long, device=device)
+        self.j = torch.empty(0, dtype=torch.long, device=device)
+        self.rmin, self.rmax = math.inf, -math.inf
+        self.zeros = 0
+
+    @property
+    def full(self) -> bool:
+        return len(self.values) >= self.keep
+
+    def thresholds(self) -> tuple[float, float]:
+        """(H, L): a pair matters if its ratio could be >= H or <= L."""
+        tau = float(self.values.min())
+        return min(1.0 + tau, self.rmax), max(1.0 - tau, self.rmin)
+
+    def add(self, ratios: torch.Tensor, valid: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> None:
+        self.zeros += int((~valid).sum())
+        if not bool(valid.any()):
+            return
+        ratios, i, j = ratios[valid], i[valid], j[valid]
+        lo, hi = (float(v) for v in torch.aminmax(ratios))
+        self.rmin, self.rmax = min(self.rmin, lo), max(self.rmax, hi)
+        values = torch.cat([self.values, (ratios - 1.0).abs()])
+        i, j = torch.cat([self.i, i]), torch.cat([self.j, j])
+        if len(values) > self.keep:
+            top = torch.topk(values, self.keep).indices
+            values, i, j = values[top], i[top], j[top]
+        self.values, self.i, self.j = values, i, j
+
+
+def _recheck_sparse(rows_i: _Rows, rows_j: _Rows, m: int, gi: torch.Tensor, gj: torch.Tensor, state: _Extremes):
+    """Float64 ratios of the pairs (gi, gj) by explicit differences, in bounded chunks."""
+    for start in range(0, len(gi), RECHECK_CHUNK):
+        a, b = gi[start:start + RECHECK_CHUNK], gj[start:start + RECHECK_CHUNK]
+        xa, ya = rows_i.exact_rows(a)
+        xb, yb = rows_j.exact_rows(b)
+        dx = (xa - xb).pow(2).sum(1)
+        dy = (ya[m] - yb[m]).pow(2).sum(1)
+        valid = dx > ZERO_DISTANCE_RTOL * (xa.pow(2).sum(1) + xb.pow(2).sum(1))
+        state.add(dy / torch.where(valid, dx, torch.ones_like(dx)), valid, a, b)
+
+
+def _recheck_dense(rows_i: _Rows, rows_j: _Rows, m: int, i0: int, j0: int, mask: torch.Tensor,
+                   state: _Extremes) -> None:
+    """Float64 ratios of the masked pairs of a tile, by the tile's float64 GEMMs."""
+    xi, yi = rows_i.exact_rows(slice(i0, i0 + mask.shape[0]))
+    xj, yj = rows_j.exact_rows(slice(j0, j0 + mask.shape[1]))
+    ni, nj = xi.pow(2).sum(1), xj.pow(2).sum(1)
+    scale = ni[:, None] + nj[None, :]
+    dx = torch.addmm(scale, xi, xj.T, alpha=-2.0)
+    dy = torch.addmm(yi[m].pow(2).sum(1)[:, None] + yj[m].pow(2).sum(1)[None, :], yi[m], yj[m].T, alpha=-2.0)
+    valid = dx > ZERO_DISTANCE_RTOL * scale
+    ratios = dy / torch.where(valid, dx, torch.ones_like(dx))
+    a, b = mask.nonzero(as_tuple=True)
+    state.add(ratios[a, b], valid[a, b], a + i0, b + j0)
+
+
+@torch.no_grad()
+def screened_pairs(applies, points, other=None, worst: int = 0, memory_budget: int = 256 * 2**20,
+                   device=None, progress=None):
+    """Per map (X -> X A^T in float64): (epsilon, worst pair, r_min, r_max, count, zeros,
+    worst-K) over every pair i < j of ``points``, or every (row of points, row of other).
+
+    Returns None when the float32 copies overflow (the caller then uses the float64 path).
+    ``progress``: a tqdm bar over the tiles with the expected time; None shows it on a
+    terminal once a pass has run for 3 s, False never.
+    """
+    from tqdm.auto import tqdm
+
+    device = torch.device(device or "cpu")
+    cross = other is not None
+    mean = to_tensor(np.asarray(points.mean(0), dtype=np.float64) if not isinstance(points, torch.Tensor)
+                     else points.double().mean(0), torch.float64, device)
+    left_rows = _Rows(points, mean, applies, device)
+    right_rows = _Rows(other, mean, applies, device) if cross else left_rows
+    if not (left_rows.finite and right_rows.finite):
+        return None
+    b = tile_rows(device, len(applies), memory_budget)
+    d = left_rows.X.shape[1] - 2
+    c_x = gemm_error_factor(d + 2)
+    c_y = [gemm_error_factor(y.shape[1]) for y in left_rows.Y]
+    states = [_Extremes(max(1, worst), device) for _ in applies]
+    starts = range(0, left_rows.n, b)
+    second = range(0, right_rows.n, b)
+    tiles = len(starts) * len(second) if cross else len(starts) * (len(starts) + 1) // 2
+    bar = tqdm(total=tiles, desc="exact pairs pass", unit="tile", delay=3.0, leave=False,
+               disable=None if progress is None else not progress)
+    for a, i0 in enumerate(starts):
+        li = _left(left_rows.X[i0:i0 + b])
+        lyi = [_left(y[i0:i0 + b]) for y in left_rows.Y]
+        si = float(left_rows.X[i0:i0 + b, -2].max())
+        syi = [float(y[i0:i0 + b, -2].max()) for y in left_rows.Y]
+        for j0 in (second if cross else starts[a:]):
+            rj = right_rows.X[j0:j0 + b]
+            dx = li @ rj.T
+            e_x = c_x * (si + float(rj[:, -2].max()))
+            lower = None
+            if not cross and i0 == j0:
+                lower = torch.ones(dx.shape, dtype=torch.bool, device=device).tril_()
+            for m, state in enumerate(states):
+                ryj = right_rows.Y[m][j0:j0 + b]
+                dy = lyi[m] @ ryj.T
+                e_y = c_y[m] * (syi[m] + float(ryj[:, -2].max()))
+                if not state.full:  # every pair can still enter the K kept
+                    mask = torch.ones(dx.shape, dtype=torch.bool, device=device)
+                    if lower is not None:
+                        mask &= ~lower
+                    _recheck_dense(left_rows, right_rows, m, i0, j0, mask, state)
+                    continue
+                high, low = state.thresholds()
+                q = torch.add(dy, dx, alpha=-high)
+                p = torch.add(dy, dx, alpha=-low)
+                if lower is not None:
+                    q.masked_fill_(lower, -math.inf)
+                    p.masked_fill_(lower, math.inf)
+                q_limit, p_limit = -(e_y + high * e_x), e_y + low * e_x
+                if float(q.max()) < q_limit and float(p.min()) > p_limit:
+                    continue
+                mask = (q >= q_limit) | (p <= p_limit)
+                picked = mask.nonzero(as_tuple=True)
+                if len(picked[0]) * 16 > mask.numel():
+                    _recheck_dense(left_rows, right_rows, m, i0, j0, mask, state)
+                else:
+                    _recheck_sparse(left_rows, right_rows, m, picked[0] + i0, picked[1] + j0, state)
+            bar.update(1)
+    bar.close()
+    total = left_rows.n * right_rows.n if cross else left_rows.n * (left_rows.n - 1) // 2
+    return [_finish(state, total, worst) for state in states]
+
+
+def _finish(state: _Extremes, total: int, worst: int) -> dict:
+    order = torch.argsort(state.values, descending=True)
+    values, i, j = (t[order].cpu() for t in (state.values, state.i, state.j))
+    found = len(values) > 0
+    return {"epsilon": float(values[0]) if found else -1.0,
+            "worst_index": (int(i[0]), int(j[0])) if found else (-1, -1),
+            "min_ratio": state.rmin, "max_ratio": state.rmax, "count": total - state.zeros, "zeros": state.zeros,
+            "worst": (i.numpy(), j.numpy(), values.numpy()) if worst else None}
