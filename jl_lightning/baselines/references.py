@@ -25,8 +25,13 @@ DRAWS_PER_PASS = 16  # draws measured together: one pass over the data's tiles s
 
 
 def random_draws(method: str, points, k: int, draws: int = 100, seed: int = 0, mode: str = "norms",
-                 memory_budget: int = DEFAULT_MEMORY_BUDGET, density="auto", detail: bool = False):
+                 memory_budget: int = DEFAULT_MEMORY_BUDGET, density="auto", detail: bool = False,
+                 budget_s: float | None = None):
     """(figures, best map) of ``draws`` independent draws of ``method``.
+
+    ``budget_s``: stop drawing once another pass of ``DRAWS_PER_PASS`` draws would end
+    past this many seconds (at least one pass is made); ``figures["draws"]`` says how
+    many were measured and ``figures["seconds"]`` what they cost.
 
     ``figures``: mean, best (smallest) and std of the worst-case epsilon; with ``detail``
     also the multiplicative distortion (mean, and of the best draw), the mean |ratio - 1|
@@ -38,7 +43,11 @@ def random_draws(method: str, points, k: int, draws: int = 100, seed: int = 0, m
     gen = torch.Generator().manual_seed(int(seed))
     d = points.shape[1]
     reports, best_map, construct = [], None, 0.0
+    began_all = time.perf_counter()
     for start in range(0, draws, DRAWS_PER_PASS):
+        spent = time.perf_counter() - began_all
+        if budget_s is not None and start and spent + spent / start * min(DRAWS_PER_PASS, draws - start) > budget_s:
+            break
         maps = []
         for _ in range(min(DRAWS_PER_PASS, draws - start)):
             began = time.perf_counter()
@@ -50,8 +59,9 @@ def random_draws(method: str, points, k: int, draws: int = 100, seed: int = 0, m
                 best_map = linear_map
             reports.append(report)
     eps = np.array([r.epsilon for r in reports])
-    figures = {"method": method, "draws": int(draws), "seed": int(seed), "mode": mode,
-               "mean": float(eps.mean()), "best": float(eps.min()), "std": float(eps.std())}
+    figures = {"method": method, "draws": len(reports), "seed": int(seed), "mode": mode,
+               "mean": float(eps.mean()), "best": float(eps.min()), "std": float(eps.std()),
+               "seconds": time.perf_counter() - began_all}
     if detail:
         mult = np.array([r.multiplicative for r in reports])
         figures.update(multiplicative_mean=float(mult.mean()), multiplicative_best=float(mult[eps.argmin()]),
@@ -90,18 +100,23 @@ def best_scale(report: DistortionReport) -> tuple[float, float]:
 
 def pca_baseline(points, k: int, mode: str = "norms", memory_budget: int = DEFAULT_MEMORY_BUDGET) -> dict:
     """PCA to k dimensions, plain and with its best single scale."""
+    began = time.perf_counter()
     A = pca_matrix(points, k)
     report = evaluate(A, points, mode, memory_budget=memory_budget, quantiles=False, mean_abs=False)
     c, eps_scaled = best_scale(report)
     return {"method": "pca", "mode": mode, "epsilon": report.epsilon, "scale": c,
-            "epsilon_scaled": eps_scaled}
+            "epsilon_scaled": eps_scaled, "seconds": time.perf_counter() - began}
 
 
 def reference_figures(points, k: int, mode: str = "norms", draws: int = 100, seed: int = 0,
-                      methods=REFERENCE_METHODS, memory_budget: int = DEFAULT_MEMORY_BUDGET) -> dict:
+                      methods=REFERENCE_METHODS, memory_budget: int = DEFAULT_MEMORY_BUDGET,
+                      budget_s: float | None = None) -> dict:
     """Mean / best / std over ``draws`` draws for each random method, epsilon plain and
-    best-scaled for PCA (left out, with a reason, when k > min(n, d))."""
+    best-scaled for PCA (left out, with a reason, when k > min(n, d)). ``budget_s``: the
+    seconds the random methods may take together, shared equally (see :func:`random_draws`)."""
     out = {}
+    randoms = [m for m in methods if m != "pca"]
+    share = None if budget_s is None or not randoms else budget_s / len(randoms)
     for method in methods:
         if method == "pca":
             if k > min(points.shape):
@@ -109,7 +124,7 @@ def reference_figures(points, k: int, mode: str = "norms", draws: int = 100, see
             else:
                 out["pca"] = pca_baseline(points, k, mode, memory_budget)
         else:
-            out[method] = random_baseline(method, points, k, draws, seed, mode, memory_budget)
+            out[method] = random_draws(method, points, k, draws, seed, mode, memory_budget, budget_s=share)[0]
     return out
 
 

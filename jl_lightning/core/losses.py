@@ -163,9 +163,10 @@ class ExactPairsLoss(DistortionLoss):
 class ActivePairsLoss(DistortionLoss):
     """Max over the active set: hard pairs from the last exact pass plus random pairs."""
 
-    def __init__(self, maximum, n_hard: int, n_random: int, refresh_every: int):
+    def __init__(self, maximum, n_hard: int, n_random: int, refresh_every: int, refresh_growth: float = 1.0):
         self.maximum = maximum
         self.n_hard, self.n_random, self.refresh_every = n_hard, n_random, refresh_every
+        self.refresh_growth = refresh_growth
         self.points = self.sq_norms = self.active = None
         self.refreshed = False
 
@@ -176,7 +177,7 @@ class ActivePairsLoss(DistortionLoss):
         self.refreshed = False
 
     def needs_refresh(self, step: int) -> bool:
-        return not self.refreshed or step % self.refresh_every == 0
+        return not self.refreshed or is_refresh_step(step, self.refresh_every, self.refresh_growth)
 
     def set_hard(self, i, j) -> None:
         """The hard pairs (index vectors into the prepared points), from an exact pass."""
@@ -207,6 +208,20 @@ class ActivePairsLoss(DistortionLoss):
         return self.maximum(dev, step, total), dev.detach().amax(1)
 
 
+def is_refresh_step(step: int, every: int, growth: float) -> bool:
+    """Whether ``step`` is in the refresh schedule 0, r_1, r_2, ... with gaps
+    round(every * growth^t): every ``every`` steps when growth is 1, and ever more rarely
+    after that when it is above 1 (an exact pass is the cost of a step at large n, and
+    the worst pairs change fastest early in a fit)."""
+    if growth == 1.0:
+        return step % every == 0
+    at, t = 0, 0
+    while at < step:
+        at += max(1, round(every * growth ** t))
+        t += 1
+    return at == step
+
+
 def _positive_int(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise JLInputError(f"{name} must be a positive integer, got {value!r}")
@@ -215,7 +230,7 @@ def _positive_int(name: str, value) -> int:
 
 def make_loss(mode: str = "norms", pair_strategy: str = "active", smooth_temperature="auto",
               smooth_temperature_end: float = 1e-4, active_hard: int = 2048, active_random: int = 10000,
-              active_refresh: int = 50, sampling: str = "auto") -> DistortionLoss:
+              active_refresh: int = 50, sampling: str = "auto", active_refresh_growth: float = 1.0) -> DistortionLoss:
     """The loss for the sampler's options (``model.*``), validated, with ``auto`` resolved:
     the smooth max at temperature 0.1 in pairs mode with the active strategy, the hard max otherwise."""
     if mode not in MODES:
@@ -225,6 +240,9 @@ def make_loss(mode: str = "norms", pair_strategy: str = "active", smooth_tempera
     for name, value in (("model.active_hard", active_hard), ("model.active_random", active_random),
                         ("model.active_refresh", active_refresh)):
         _positive_int(name, value)
+    if isinstance(active_refresh_growth, bool) or not isinstance(active_refresh_growth, (int, float)) \
+            or not active_refresh_growth >= 1:
+        raise JLInputError(f"model.active_refresh_growth must be a number >= 1, got {active_refresh_growth!r}")
     resolve_sampling(sampling, 1, 1)  # validates the name early
     if smooth_temperature == "auto":
         smooth_temperature = PAIRS_SMOOTH_TEMPERATURE if mode == "pairs" and pair_strategy == "active" else None
@@ -243,4 +261,4 @@ def make_loss(mode: str = "norms", pair_strategy: str = "active", smooth_tempera
         return NormsLoss(maximum, sampling)
     if pair_strategy == "exact":
         return ExactPairsLoss(sampling)
-    return ActivePairsLoss(maximum, active_hard, active_random, active_refresh)
+    return ActivePairsLoss(maximum, active_hard, active_random, active_refresh, float(active_refresh_growth))

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from jl_lightning.core.trap import trap_points
+from jl_lightning.io.clusters import generate_clusters
 from jl_lightning.io.loading import load_points
 from jl_lightning.errors import JLInputError
 
@@ -35,6 +36,48 @@ class GaussianPoints:
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
                 raise JLInputError(f"data.source.{option} must be a positive integer, got {value!r}")
         return np.random.default_rng(self.seed).standard_normal((self.n, self.d))
+
+
+def _positive(option: str, value, kind=int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (kind, np.integer) if kind is int else (int, float)) \
+            or value <= 0:
+        expected = "a positive integer" if kind is int else "a number > 0"
+        raise JLInputError(f"data.source.{option} must be {expected}, got {value!r}")
+
+
+@dataclass
+class ClustersPoints:
+    """Clustered points of low intrinsic dimension (``io/clusters.py`` has the model):
+    ``clusters`` clusters, each spread over ``intrinsic_dim`` directions by ``spread``,
+    plus isotropic ``noise``; unit norm with ``unit_norm``. With ``cache_dir`` the points
+    are written once to a float32 .npy there and memory-mapped."""
+
+    n: int
+    d: int
+    clusters: int = 64
+    intrinsic_dim: int = 8
+    spread: float = 0.5
+    noise: float = 0.05
+    unit_norm: bool = True
+    seed: int = 0
+    cache_dir: str | None = None
+
+    @property
+    def name(self) -> str:
+        return (f"clustered data (data.source.n={self.n}, d={self.d}, clusters={self.clusters}, "
+                f"intrinsic_dim={self.intrinsic_dim})")
+
+    def load(self) -> np.ndarray:
+        for option in ("n", "d", "clusters", "intrinsic_dim"):
+            _positive(option, getattr(self, option))
+        _positive("spread", self.spread, float)
+        if isinstance(self.noise, bool) or not isinstance(self.noise, (int, float)) or self.noise < 0:
+            raise JLInputError(f"data.source.noise must be a number >= 0, got {self.noise!r}")
+        if self.intrinsic_dim > self.d:
+            raise JLInputError(f"data.source.intrinsic_dim must be <= data.source.d={self.d}, "
+                               f"got {self.intrinsic_dim}")
+        return generate_clusters(self.n, self.d, self.clusters, self.intrinsic_dim, float(self.spread),
+                                 float(self.noise), bool(self.unit_norm), int(self.seed), self.cache_dir)
 
 
 @dataclass

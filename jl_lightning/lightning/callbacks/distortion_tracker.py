@@ -62,7 +62,10 @@ class DistortionTracker(Callback):
         return report
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if is_log_step(trainer.global_step, self.every_n_steps):
+        # the last step's matrix is evaluated once, by on_train_end (an exact pass is the
+        # cost of many steps at large n)
+        last = trainer.max_steps is not None and trainer.global_step >= trainer.max_steps > 0
+        if is_log_step(trainer.global_step, self.every_n_steps) and not last:
             report = self._evaluate(trainer, pl_module, final=False)
             pl_module.log_dict({"train/det_distortion": report.epsilon}, on_step=True, on_epoch=False, prog_bar=True)
             if report.heldout:

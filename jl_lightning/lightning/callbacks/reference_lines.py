@@ -14,8 +14,10 @@ log = logging.getLogger("jl_lightning")
 
 class ReferenceLines(Callback):
     """Measure the references on the data's training points, in the module's mode and k, when
-    the fit starts: mean / best / std over ``draws`` draws of each random method and PCA plain
-    and best-scaled (``baselines/references.py``); ``draws: 0`` measures none.
+    the fit starts: mean / best / std over ``draws`` draws of each random method (fewer where
+    the random methods' ``budget_s`` seconds run out first; the log says how many and what
+    they cost) and PCA plain and best-scaled (``baselines/references.py``); ``draws: 0``
+    measures none.
 
     They are logged as ``reference/<method>_mean``, ``reference/<method>_best``,
     ``reference/pca`` and ``reference/pca_scaled`` at the first and the last step, so each is
@@ -24,9 +26,10 @@ class ReferenceLines(Callback):
     figures to summary.json (``references``, and ``baseline_gaussian``).
     """
 
-    def __init__(self, draws: int = 1000, seed: int = 0, methods=REFERENCE_METHODS):
+    def __init__(self, draws: int = 1000, seed: int = 0, methods=REFERENCE_METHODS, budget_s: float | None = 60.0):
         super().__init__()
         self.draws, self.seed, self.methods = int(draws), int(seed), list(methods)
+        self.budget_s = None if budget_s is None else float(budget_s)
         self.references: dict = {}
         self.seconds = 0.0
 
@@ -35,14 +38,16 @@ class ReferenceLines(Callback):
             return
         started = time.perf_counter()
         self.references = reference_figures(trainer.datamodule.points, pl_module.k, pl_module.mode,
-                                            draws=self.draws, seed=self.seed, methods=self.methods)
+                                            draws=self.draws, seed=self.seed, methods=self.methods,
+                                            budget_s=self.budget_s)
         self.seconds = time.perf_counter() - started
         for name, figures in self.references.items():
             if "mean" in figures:
-                log.info("reference %s over %d draws: mean %.4g, best %.4g", name, figures["draws"],
-                         figures["mean"], figures["best"])
+                log.info("reference %s over %d draws: mean %.4g, best %.4g (%.1f s)", name, figures["draws"],
+                         figures["mean"], figures["best"], figures["seconds"])
             elif "epsilon" in figures:
-                log.info("reference pca: %.4g, best-scaled %.4g", figures["epsilon"], figures["epsilon_scaled"])
+                log.info("reference pca: %.4g, best-scaled %.4g (%.1f s)", figures["epsilon"],
+                         figures["epsilon_scaled"], figures["seconds"])
         log.info("references measured in %.1f s", self.seconds)
 
     def _log(self, trainer) -> None:
