@@ -123,9 +123,26 @@ def test_active_set_draws_random_pairs_of_distinct_points_and_keeps_the_hard_pai
     hard = sorted(devs, key=devs.get, reverse=True)[:7]  # brute-force worst pairs
     active = model.loss_fn.active
     assert list(zip(active.hard_i.tolist(), active.hard_j.tolist())) == hard
-    di, dj = active.draw(torch.device("cpu"))
-    assert len(di) == 7 + 500 and bool((di != dj).all())
-    assert int(di.min()) >= 0 and int(max(di.max(), dj.max())) < 30
+    di, dj = active.draw_random(torch.device("cpu"))
+    assert len(di) == 500 and bool((di != dj).all())
+    assert int(min(di.min(), dj.min())) >= 0 and int(max(di.max(), dj.max())) < 30
+    # the hard pairs' differences are formed once, for every step until the next pass
+    differences, inv, valid = model.loss_fn.hard
+    np.testing.assert_allclose(differences.double().numpy(), X[[i for i, _ in hard]] - X[[j for _, j in hard]],
+                               atol=1e-6)
+
+
+def test_active_memory_keeps_earlier_hard_pairs_most_recent_first_each_once():
+    from jl_lightning.core.pairs import ActivePairs
+
+    active = ActivePairs(n=10, n_hard=3, n_random=4, memory=2)
+    active.set_hard([0, 1, 2], [5, 6, 7])
+    active.set_hard([3, 1, 8], [4, 6, 9])  # (1, 6) again
+    assert list(zip(active.hard_i.tolist(), active.hard_j.tolist())) == [(3, 4), (1, 6), (8, 9), (0, 5), (2, 7)]
+    plain = ActivePairs(n=10, n_hard=3, n_random=4)
+    plain.set_hard([0, 1, 2], [5, 6, 7])
+    plain.set_hard([3, 1, 8], [4, 6, 9])
+    assert list(zip(plain.hard_i.tolist(), plain.hard_j.tolist())) == [(3, 4), (1, 6), (8, 9)]
 
 
 def test_worst_pairs_are_the_brute_force_top_pairs():

@@ -24,6 +24,7 @@ the same numbers to rounding (tests/test_srht_kernel.py). Timings: docs/benchmar
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 try:  # optional dependency
     import numba
@@ -137,5 +138,11 @@ def apply(X: np.ndarray, signs: np.ndarray, plan: tuple[int, np.ndarray, np.ndar
     X = np.ascontiguousarray(X)
     n_threads = numba.config.NUMBA_NUM_THREADS if threads is None else int(threads)
     n_threads = max(1, min(n_threads, numba.config.NUMBA_NUM_THREADS))
-    numba.set_num_threads(n_threads)
-    return _srht(X, np.ascontiguousarray(signs, dtype=X.dtype), hi, table.astype(X.dtype, copy=False), m, n_threads)
+    # numba's OpenMP threading layer and torch share one OpenMP thread count: give torch's back
+    torch_threads = torch.get_num_threads()
+    try:
+        numba.set_num_threads(n_threads)
+        return _srht(X, np.ascontiguousarray(signs, dtype=X.dtype), hi, table.astype(X.dtype, copy=False), m,
+                     n_threads)
+    finally:
+        torch.set_num_threads(torch_threads)

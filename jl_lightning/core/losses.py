@@ -161,19 +161,23 @@ class ExactPairsLoss(DistortionLoss):
 
 
 class ActivePairsLoss(DistortionLoss):
-    """Max over the active set: hard pairs from the last exact pass plus random pairs."""
+    """Max over the active set: hard pairs from the last exact pass (with ``memory``, also
+    earlier passes' hard pairs) plus random pairs. The hard pairs' difference vectors are
+    formed once per pass, so a step gathers only the random pairs."""
 
-    def __init__(self, maximum, n_hard: int, n_random: int, refresh_every: int, refresh_growth: float = 1.0):
+    def __init__(self, maximum, n_hard: int, n_random: int, refresh_every: int, refresh_growth: float = 1.0,
+                 memory: int = 0):
         self.maximum = maximum
         self.n_hard, self.n_random, self.refresh_every = n_hard, n_random, refresh_every
-        self.refresh_growth = refresh_growth
-        self.points = self.sq_norms = self.active = None
+        self.refresh_growth, self.memory = refresh_growth, memory
+        self.points = self.sq_norms = self.active = self.hard = None
         self.refreshed = False
 
     def prepare(self, points: torch.Tensor) -> None:
         self.points = center(points)
         self.sq_norms = self.points.pow(2).sum(1)
-        self.active = ActivePairs(points.shape[0], self.n_hard, self.n_random)
+        self.active = ActivePairs(points.shape[0], self.n_hard, self.n_random, self.memory)
+        self.hard = self._pairs(torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long))
         self.refreshed = False
 
     def needs_refresh(self, step: int) -> bool:
@@ -182,12 +186,18 @@ class ActivePairsLoss(DistortionLoss):
     def set_hard(self, i, j) -> None:
         """The hard pairs (index vectors into the prepared points), from an exact pass."""
         self.active.set_hard(i, j)
+        self.hard = self._pairs(self.active.hard_i, self.active.hard_j)
         self.refreshed = True
 
-    def __call__(self, mean, sigma, n_samples, step, total):
-        i, j = self.active.draw(self.points.device)
+    def _pairs(self, i: torch.Tensor, j: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(difference vectors, 1 / squared distances or 0, valid) of the pairs (i, j)."""
+        i, j = i.to(self.points.device), j.to(self.points.device)
         differences = self.points[i] - self.points[j]
-        inv, valid = inverse_sq_distances(differences, self.sq_norms[i] + self.sq_norms[j])
+        return (differences, *inverse_sq_distances(differences, self.sq_norms[i] + self.sq_norms[j]))
+
+    def __call__(self, mean, sigma, n_samples, step, total):
+        fresh = self._pairs(*self.active.draw_random(self.points.device))
+        differences, inv, valid = (torch.cat([hard, new]) for hard, new in zip(self.hard, fresh))
         noise = None if sigma is None else draw_noise(n_samples, mean.shape[0], mean.shape[1], mean)
         k = mean.shape[0]
 
@@ -230,7 +240,8 @@ def _positive_int(name: str, value) -> int:
 
 def make_loss(mode: str = "norms", pair_strategy: str = "active", smooth_temperature="auto",
               smooth_temperature_end: float = 1e-4, active_hard: int = 2048, active_random: int = 10000,
-              active_refresh: int = 50, sampling: str = "auto", active_refresh_growth: float = 1.0) -> DistortionLoss:
+              active_refresh: int = 50, sampling: str = "auto", active_refresh_growth: float = 1.0,
+              active_memory: int = 0) -> DistortionLoss:
     """The loss for the sampler's options (``model.*``), validated, with ``auto`` resolved:
     the smooth max at temperature 0.1 in pairs mode with the active strategy, the hard max otherwise."""
     if mode not in MODES:
@@ -240,6 +251,8 @@ def make_loss(mode: str = "norms", pair_strategy: str = "active", smooth_tempera
     for name, value in (("model.active_hard", active_hard), ("model.active_random", active_random),
                         ("model.active_refresh", active_refresh)):
         _positive_int(name, value)
+    if isinstance(active_memory, bool) or not isinstance(active_memory, int) or active_memory < 0:
+        raise JLInputError(f"model.active_memory must be an integer >= 0, got {active_memory!r}")
     if isinstance(active_refresh_growth, bool) or not isinstance(active_refresh_growth, (int, float)) \
             or not active_refresh_growth >= 1:
         raise JLInputError(f"model.active_refresh_growth must be a number >= 1, got {active_refresh_growth!r}")
@@ -261,4 +274,5 @@ def make_loss(mode: str = "norms", pair_strategy: str = "active", smooth_tempera
         return NormsLoss(maximum, sampling)
     if pair_strategy == "exact":
         return ExactPairsLoss(sampling)
-    return ActivePairsLoss(maximum, active_hard, active_random, active_refresh, float(active_refresh_growth))
+    return ActivePairsLoss(maximum, active_hard, active_random, active_refresh, float(active_refresh_growth),
+                           active_memory)

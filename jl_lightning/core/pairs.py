@@ -17,6 +17,7 @@ the original squared distances.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 # ||x_i - x_j||^2 <= rtol (||x_i||^2 + ||x_j||^2) counts as a duplicate pair
@@ -99,20 +100,32 @@ def worst_pairs_of_samples(embedded: torch.Tensor, geometry: PairGeometry) -> tu
 
 class ActivePairs:
     """The active set: ``n_hard`` hard pairs (set by :meth:`set_hard` from an exact pass)
-    plus ``n_random`` fresh uniformly random pairs (i != j) drawn by index every step."""
+    plus ``n_random`` fresh uniformly random pairs (i != j) drawn by index every step.
 
-    def __init__(self, n: int, n_hard: int, n_random: int):
-        self.n, self.n_hard, self.n_random = n, n_hard, n_random
+    With ``memory`` > 0, up to that many hard pairs of earlier passes stay in the set
+    after the current ones (most recent first, each pair once): a pair that was once among
+    the worst is watched until it has been out of the worst for a while, instead of
+    coming back unseen between two passes.
+    """
+
+    def __init__(self, n: int, n_hard: int, n_random: int, memory: int = 0):
+        self.n, self.n_hard, self.n_random, self.memory = n, n_hard, n_random, memory
         self.hard_i = torch.empty(0, dtype=torch.long)
         self.hard_j = torch.empty(0, dtype=torch.long)
 
     def set_hard(self, i, j) -> None:
-        self.hard_i, self.hard_j = torch.as_tensor(i).long(), torch.as_tensor(j).long()
+        i, j = torch.as_tensor(i).long().cpu(), torch.as_tensor(j).long().cpu()
+        if self.memory:
+            i, j = torch.cat([i, self.hard_i]), torch.cat([j, self.hard_j])
+            keys = (torch.minimum(i, j) * self.n + torch.maximum(i, j)).numpy()
+            first = torch.from_numpy(np.sort(np.unique(keys, return_index=True)[1]))
+            keep = first[:self.n_hard + self.memory]
+            i, j = i[keep], j[keep]
+        self.hard_i, self.hard_j = i, j
 
-    def draw(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """Index vectors of this step's pairs: the hard set and fresh random pairs."""
+    def draw_random(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Index vectors of this step's fresh random pairs."""
         i = torch.randint(0, self.n, (self.n_random,), device=device)
         # j uniform over the other n - 1 points
         j = (i + torch.randint(1, self.n, (self.n_random,), device=device)) % self.n
-        hi, hj = self.hard_i.to(device), self.hard_j.to(device)
-        return torch.cat([hi, i]), torch.cat([hj, j])
+        return i, j

@@ -35,6 +35,7 @@ class GaussianSampler(BaseJLModule):
         its exact refreshes.
     active_refresh_growth: each gap between refreshes is this factor longer than the last
         (1: every ``active_refresh`` steps).
+    active_memory: hard pairs of earlier refreshes kept in the active set (0: none).
     smooth_temperature: None for the hard max, a starting temperature for a log-sum-exp max
         annealed geometrically to ``smooth_temperature_end`` at the last step, or ``"auto"``:
         0.1 in pairs mode with the active strategy, the hard max otherwise.
@@ -47,13 +48,15 @@ class GaussianSampler(BaseJLModule):
                  scheduler: Callable[..., Any] | None = None, log_every: int = 50,
                  mode: str = "norms", pair_strategy: str = "active", active_hard: int = 2048,
                  active_random: int = 10000, active_refresh: int = 50, active_refresh_growth: float = 1.0,
+                 active_memory: int = 0,
                  smooth_temperature: float | str | None = "auto", smooth_temperature_end: float = 1e-4):
         super().__init__(k, dim, variance=variance, init_variance=init_variance, init_mean=init_mean,
                          init_seed=init_seed, init_scale=init_scale, init_noise=init_noise, reg_weight=reg_weight,
                          optimizer=optimizer, scheduler=scheduler, log_every=log_every, mode=mode)
         self.n_samples = positive_int("model.n_samples", n_samples)
         self.loss_fn = make_loss(mode, pair_strategy, smooth_temperature, smooth_temperature_end,
-                                 active_hard, active_random, active_refresh, sampling, active_refresh_growth)
+                                 active_hard, active_random, active_refresh, sampling, active_refresh_growth,
+                                 active_memory)
         self.save_hyperparameters(ignore=["optimizer", "scheduler"])
         self._prepared_for: torch.Tensor | None = None
 
