@@ -11,6 +11,8 @@ once here. Everything shared with the other sampler is in ``module.BaseJLModule`
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any, Callable
 
 import torch
@@ -20,6 +22,9 @@ from jl_lightning.errors import JLInputError
 from jl_lightning.lightning.log_schedule import is_log_step
 from jl_lightning.lightning.module import BaseJLModule, positive_int
 from jl_lightning.metrics.distortion import evaluate
+
+log = logging.getLogger("jl_lightning")
+LOG_PASSES_FROM_S = 5.0  # exact passes longer than this are logged
 
 
 class GaussianSampler(BaseJLModule):
@@ -94,8 +99,13 @@ class GaussianSampler(BaseJLModule):
         """Exact all-pairs pass with M / sqrt(k): the worst pairs become the active set's hard pairs."""
         self.prepare(points)
         loss = self.loss_fn
+        began = time.perf_counter()
         report = evaluate(self.embedding, loss.points, "pairs", worst=loss.n_hard, quantiles=False, mean_abs=False)
         loss.set_hard(*report.worst[:2])
+        seconds = time.perf_counter() - began
+        if seconds > LOG_PASSES_FROM_S:  # at scale, where a pass is the cost of many steps
+            log.info("step %d: exact pass over %d pairs in %.1f s, epsilon %.4g; %d pairs in the active set",
+                     self.global_step, report.count, seconds, report.epsilon, len(loss.active.hard_i))
 
     def objective(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(loss, mean sampled max distortion, sigma^2) on ``points``."""
