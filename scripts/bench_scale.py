@@ -2,6 +2,8 @@
 
     python scripts/bench_scale.py                 # n = 1e4, 3e4, 1e5; rewrites its section of docs/benchmarks.md
     python scripts/bench_scale.py --sizes 10000 --no-write
+    python scripts/bench_scale.py --training                # one `jl-train experiment=clusters_1e5`, its own section
+    python scripts/bench_scale.py --training-from RUN_DIR   # the same section from a finished run of it
 
 For each n, in a fresh process (so its peak memory is its own): ``data=clusters``
 points (d=384, unit norm, float32 in memory) and a Gaussian k=32 map; the time of the
@@ -22,10 +24,11 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
-from benchlib import machine_line, report
+from benchlib import machine_line, report, run_jl_train, stamp_now
 
 D, K, HARD = 384, 32, 8192
 # assumed for the GPU prediction: half the FP32 (non-tensor-core) peak of an H100 PCIe, 51 TFLOP/s
@@ -93,9 +96,14 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", type=int, default=[10_000, 30_000, 100_000])
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--probe", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--training", action="store_true", help="run jl-train experiment=clusters_1e5 and report it")
+    parser.add_argument("--training-from", help="report a finished run folder of experiment=clusters_1e5")
     args = parser.parse_args()
     if args.probe:
         print(json.dumps(probe(args.probe)))
+        return
+    if args.training or args.training_from:
+        training_section(args.training_from, write=not args.no_write)
         return
     rate = gemm_gflops()
     rows = []
@@ -138,6 +146,45 @@ def main() -> None:
         lines.append(f"| {n:.0e} (predicted) | {p:.1e} | {c_certify * p / 3600:.1f} h | {c_refresh * p / 3600:.1f} h | "
                      f"{(fixed_mb + per_point_mb * n) / 1024:.1f} GB | {gpu_s:.0f} s |")
     report("scale", lines, write=not args.no_write)
+
+
+def training_section(run_dir: str | None, write: bool) -> None:
+    """The training target at n = 10^5: certified epsilon against PCA and the Gaussian draws."""
+    if run_dir is None:
+        summary = run_jl_train("clusters_1e5", ["experiment=clusters_1e5"], 0, stamp_now(), [])
+        command = "python scripts/bench_scale.py --training"
+        wall = summary["wall"]
+    else:
+        summary = json.loads((Path(run_dir) / "summary.json").read_text())
+        command = (f"`jl-train experiment=clusters_1e5 hydra.run.dir={run_dir}`, reported by "
+                   f"`python scripts/bench_scale.py --training-from {run_dir}`")
+        wall = summary["wall_seconds"]
+    refs = summary["references"]
+    gauss, pca = refs["gaussian"], refs["pca"]
+    eps = summary["final_distortion"]
+    held = summary.get("heldout") or {}
+    report_ = summary["final_report"]
+    lines = [f"### Training at n = 10^5 ({dt.date.today().isoformat()})", "",
+             f"- command: {command if run_dir else '`' + command + '`'}",
+             machine_line(summary["torch_threads"]), "",
+             f"`experiment=clusters_1e5`: {summary['n']:,} training points ({report_['count']:.2e} pairs), "
+             f"{summary['n_heldout']:,} held out, d={summary['d']} -> k={summary['k']}, "
+             f"{summary['steps']} steps, seed {summary['seed']}.", "",
+             "| figure | value | target |", "|---|---|---|",
+             f"| certified ε over all training pairs (final matrix, one exact pass) | **{eps:.4f}** | |",
+             f"| best of {gauss['draws']} Gaussian draws | {gauss['best']:.4f} (mean {gauss['mean']:.4f}) | |",
+             f"| PCA with its best scale | {pca['epsilon_scaled']:.4f} (plain {pca['epsilon']:.4f}) | |",
+             f"| ε / best Gaussian | {eps / gauss['best']:.3f} | ≤ 0.25 |",
+             f"| ε / best-scaled PCA | {eps / pca['epsilon_scaled']:.3f} | ≤ 0.5 |"]
+    for name, label in (("pairs", "held-out pairs"), ("cross_pairs", "train × held-out pairs"),
+                        ("points", "held-out norms")):
+        if name in held:
+            lines.append(f"| ε on {label} ({held[name]['count']:.2e}) | {held[name]['epsilon']:.4f} | |")
+    lines += [f"| fit (steps, refresh passes, tracker passes) | {summary['fit_seconds'] / 60:.1f} min | |",
+              f"| references ({gauss['draws']} Gaussian draws {gauss['seconds']:.0f} s, PCA {pca['seconds']:.0f} s) "
+              f"| {summary['reference_seconds'] / 60:.1f} min | |",
+              f"| whole run, wall | **{wall / 60:.1f} min** | ≤ 30 min |"]
+    report("scale-training", lines, write=write)
 
 
 if __name__ == "__main__":

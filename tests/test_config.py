@@ -17,6 +17,16 @@ TINY = ["data.source.n=20", "data.source.d=30", "model.k=5", "model.n_samples=4"
         "callbacks.model_checkpoint.every_n_train_steps=10"]
 
 
+@pytest.mark.parametrize("name, n, accelerator", [("clusters_1e5", 125_000, "cpu"), ("clusters_1e6", 1_250_000, "gpu")])
+def test_experiments_at_scale_compose_with_a_held_out_split(cfg_factory, name, n, accelerator):
+    cfg = cfg_factory(f"experiment={name}")
+    assert cfg.data.source._target_.endswith("ClustersPoints") and cfg.data.source.n == n
+    assert cfg.data.val_fraction == 0.2 and cfg.data.source.cache_dir == "outputs/data"
+    assert (cfg.model.mode, cfg.model.pair_strategy, cfg.model.k) == ("pairs", "active", 32)
+    assert cfg.model.active_refresh_growth == 1.5 and cfg.trainer.accelerator == accelerator
+    assert (cfg.baseline.draws, list(cfg.baseline.methods)) == (20, ["gaussian", "pca"])
+
+
 def test_experiment_paper_is_appendix_b(cfg_factory):
     cfg = cfg_factory("experiment=paper")
     assert (cfg.data.source.n, cfg.data.source.d, cfg.model.mode) == (100, 500, "norms")

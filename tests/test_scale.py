@@ -185,3 +185,11 @@ def test_training_on_clusters_beats_the_best_of_twenty_gaussian_draws(cfg_factor
     assert summary["final_distortion"] < 0.75 * gaussian["best"]
     # certified by one exact pass: the summary's figure is the final matrix's exact epsilon
     assert summary["final_report"]["count"] == 320 * 319 // 2
+
+
+def test_a_zero_map_ties_every_pair_and_the_screened_pass_still_answers():
+    """At M = 0 (a sampler's first refresh) every ratio is 0: epsilon 1, every pair tied."""
+    X = clustered_with_ties()
+    report = evaluate(np.zeros((3, 12)), X, "pairs", screen=True, worst=10, memory_budget=SMALL_TILES)
+    assert report.epsilon == 1.0 and report.min_ratio == report.max_ratio == 0.0
+    assert report.count == 300 * 299 // 2 - 4 and list(report.worst[2]) == [1.0] * 10

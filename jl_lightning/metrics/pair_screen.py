@@ -33,10 +33,14 @@ dy / dx >= H (for H >= 0) exactly when dy_32 + e_y >= H (dx_32 - e_x), i.e.
 
 and dy / dx <= L exactly when dy_32 - L dx_32 <= e_y + L e_x. With H = min(1 + tau, r_max)
 and L = max(1 - tau, r_min), where tau is the K-th largest |ratio - 1| found so far and
-r_min, r_max the extreme ratios found so far (all float64), a pair that fails both tests
-can change none of the answers. A tile costs two GEMMs, two fused scalings and two
-reductions per map; a tile where no pair passes a test is done. Duplicate pairs (dx near
-0) always pass, so every one of them is rechecked and left out as in the float64 path.
+r_min, r_max the extreme ratios found so far (all float64), a pair that fails both strict
+tests can change none of the answers (a tie with the K-th value may go either way). The
+strict tests matter: at M = 0 every ratio is 0, every pair ties, and none is rechecked.
+Duplicate pairs (dx near 0) pass a strict test whenever e_y + H e_x > 0 (the bounds carry
+a factor 2 of slack), so every one of them is rechecked and left out as in the float64
+path; for a map that sends everything to 0 they are found by distance instead. A tile
+costs two GEMMs, two fused scalings and two reductions per map; a tile where no pair passes
+a test is done.
 
 **The recheck** is float64: by explicit differences for a few candidates, by the
 float64 GEMM of the tile for many (the first tiles, before K values are known).
@@ -45,6 +49,7 @@ float64 GEMM of the tile for many (the first tiles, before K values are known).
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -176,6 +181,17 @@ def _recheck_dense(rows_i: _Rows, rows_j: _Rows, m: int, i0: int, j0: int, mask:
     state.add(ratios[a, b], valid[a, b], a + i0, b + j0)
 
 
+@contextmanager
+def _ieee_float32():
+    """Full float32 GEMMs for the pass: TF32 (a 10-bit mantissa) would break the bound."""
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(previous)
+
+
 @torch.no_grad()
 def screened_pairs(applies, points, other=None, worst: int = 0, memory_budget: int = 256 * 2**20,
                    device=None, progress=None):
@@ -186,12 +202,17 @@ def screened_pairs(applies, points, other=None, worst: int = 0, memory_budget: i
     ``progress``: a tqdm bar over the tiles with the expected time; None shows it on a
     terminal once a pass has run for 3 s, False never.
     """
+    with _ieee_float32():
+        return _screened_pairs(applies, points, other, worst, memory_budget, device, progress)
+
+
+def _screened_pairs(applies, points, other, worst, memory_budget, device, progress):
     from tqdm.auto import tqdm
 
     device = torch.device(device or "cpu")
     cross = other is not None
-    mean = to_tensor(np.asarray(points.mean(0), dtype=np.float64) if not isinstance(points, torch.Tensor)
-                     else points.double().mean(0), torch.float64, device)
+    mean = to_tensor(points.mean(0, dtype=torch.float64) if isinstance(points, torch.Tensor)
+                     else points.mean(0, dtype=np.float64), torch.float64, device)
     left_rows = _Rows(points, mean, applies, device)
     right_rows = _Rows(other, mean, applies, device) if cross else left_rows
     if not (left_rows.finite and right_rows.finite):
@@ -235,9 +256,14 @@ def screened_pairs(applies, points, other=None, worst: int = 0, memory_budget: i
                     q.masked_fill_(lower, -math.inf)
                     p.masked_fill_(lower, math.inf)
                 q_limit, p_limit = -(e_y + high * e_x), e_y + low * e_x
-                if float(q.max()) < q_limit and float(p.min()) > p_limit:
+                # a map that sends every pair to 0 has both limits at 0, where the strict
+                # tests no longer catch the duplicate pairs: look for them by distance
+                degenerate = high * e_x + e_y <= 0
+                if not degenerate and float(q.max()) <= q_limit and float(p.min()) >= p_limit:
                     continue
-                mask = (q >= q_limit) | (p <= p_limit)
+                mask = (q > q_limit) | (p < p_limit)
+                if degenerate:
+                    mask |= (dx <= e_x) if lower is None else (dx <= e_x) & ~lower
                 picked = mask.nonzero(as_tuple=True)
                 if len(picked[0]) * 16 > mask.numel():
                     _recheck_dense(left_rows, right_rows, m, i0, j0, mask, state)

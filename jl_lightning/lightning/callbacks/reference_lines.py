@@ -7,6 +7,7 @@ import time
 
 from lightning.pytorch import Callback
 
+from jl_lightning.errors import JLInputError
 from jl_lightning.baselines.references import REFERENCE_METHODS, reference_figures, reference_scalars
 
 log = logging.getLogger("jl_lightning")
@@ -29,6 +30,10 @@ class ReferenceLines(Callback):
     def __init__(self, draws: int = 1000, seed: int = 0, methods=REFERENCE_METHODS, budget_s: float | None = 60.0):
         super().__init__()
         self.draws, self.seed, self.methods = int(draws), int(seed), list(methods)
+        if budget_s is not None and (isinstance(budget_s, bool) or not isinstance(budget_s, (int, float))
+                                     or not budget_s > 0):
+            raise JLInputError(f"baseline.budget_s must be a number of seconds > 0, or null for no budget, "
+                               f"got {budget_s!r}")
         self.budget_s = None if budget_s is None else float(budget_s)
         self.references: dict = {}
         self.seconds = 0.0
