@@ -97,7 +97,6 @@ class _Rows:
         self.n = int(n)
         self.X = None
         self.Y: list[torch.Tensor] = []
-        self.finite = True
         for start in range(0, self.n, PREPASS_ROWS):
             x, ys = self.exact_rows(slice(start, start + PREPASS_ROWS))
             if self.X is None:
