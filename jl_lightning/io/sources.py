@@ -16,6 +16,14 @@ from jl_lightning.io.loading import load_points
 from jl_lightning.errors import JLInputError
 
 
+def _positive(option: str, value, integer: bool = True) -> None:
+    """Refuse ``data.source.<option>`` unless it is a positive integer (or number)."""
+    types = (int, np.integer) if integer else (int, float, np.integer, np.floating)
+    if isinstance(value, bool) or not isinstance(value, types) or value <= 0:
+        expected = "a positive integer" if integer else "a number > 0"
+        raise JLInputError(f"data.source.{option} must be {expected}, got {value!r}")
+
+
 @dataclass
 class GaussianPoints:
     """n points with i.i.d. N(0, 1) coordinates in d dimensions (the paper's Appendix B data).
@@ -32,17 +40,9 @@ class GaussianPoints:
         return f"synthetic Gaussian data (data.source.n={self.n}, data.source.d={self.d})"
 
     def load(self) -> np.ndarray:
-        for option, value in (("n", self.n), ("d", self.d)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-                raise JLInputError(f"data.source.{option} must be a positive integer, got {value!r}")
+        for option in ("n", "d"):
+            _positive(option, getattr(self, option))
         return np.random.default_rng(self.seed).standard_normal((self.n, self.d))
-
-
-def _positive(option: str, value, kind=int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (kind, np.integer) if kind is int else (int, float)) \
-            or value <= 0:
-        expected = "a positive integer" if kind is int else "a number > 0"
-        raise JLInputError(f"data.source.{option} must be {expected}, got {value!r}")
 
 
 @dataclass
@@ -70,7 +70,7 @@ class ClustersPoints:
     def load(self) -> np.ndarray:
         for option in ("n", "d", "clusters", "intrinsic_dim"):
             _positive(option, getattr(self, option))
-        _positive("spread", self.spread, float)
+        _positive("spread", self.spread, integer=False)
         if isinstance(self.noise, bool) or not isinstance(self.noise, (int, float)) or self.noise < 0:
             raise JLInputError(f"data.source.noise must be a number >= 0, got {self.noise!r}")
         if self.intrinsic_dim > self.d:

@@ -55,7 +55,7 @@ import numpy as np
 import torch
 
 from jl_lightning.core.pairs import ZERO_DISTANCE_RTOL
-from jl_lightning.metrics.tiles import to_tensor
+from jl_lightning.metrics.tiles import DEFAULT_MEMORY_BUDGET, to_tensor
 
 UNIT_ROUNDOFF_32 = 2.0 ** -24
 CPU_TILE_ROWS = 1024  # a 1024-row tile keeps the float32 GEMM near its peak rate on a CPU
@@ -192,7 +192,7 @@ def _ieee_float32():
 
 
 @torch.no_grad()
-def screened_pairs(applies, points, other=None, worst: int = 0, memory_budget: int = 256 * 2**20,
+def screened_pairs(applies, points, other=None, worst: int = 0, memory_budget: int = DEFAULT_MEMORY_BUDGET,
                    device=None, progress=None):
     """Per map (X -> X A^T in float64): (epsilon, worst pair, r_min, r_max, count, zeros,
     worst-K) over every pair i < j of ``points``, or every (row of points, row of other).
