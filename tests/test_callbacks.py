@@ -63,8 +63,26 @@ def test_variance_monitor_records_crossings_in_order(cfg_factory):
     steps = [crossings[t] for t in ("0.1", "0.01", "0.001")]
     assert all(s is not None for s in steps), crossings
     assert steps == sorted(steps)
-    logged = trainer.callback_metrics
-    assert "variance/sigma2" in logged and "variance/decay" in logged
+
+
+def test_sigma2_is_logged_at_every_step_while_it_decays(cfg_factory):
+    """The paper's raw sigma^2 falls to exactly 0 within a few hundred steps: its curve has a
+    point at every step up to 100 and every 10th after, up to the switch (not a few points
+    and a cliff); the step where it became 0 is there with 0; afterwards only the regular
+    gate (log_every = 10) logs it."""
+    summary, trainer, model = fit(cfg_factory, "trainer.max_steps=300", "model.variance=raw",
+                                  "scheduler=constant", "callbacks.deterministic_switch.threshold=0")
+    history = summary["sigma2_history"]
+    switch = summary["switch_step"]
+    assert switch is not None and 100 < switch < 300
+    steps = [step for step, _ in history]
+    expected = [s for s in range(switch) if s <= 100 or s % 10 == 0] + [switch]
+    assert [s for s in steps if s <= switch] == expected
+    values = dict(history)
+    assert values[0] == pytest.approx(1.0) and all(values[s] > 0 for s in expected[:-1])
+    assert values[switch] == 0.0
+    after = [step for step in steps if step > switch]
+    assert after == [s for s in range(switch + 1, 301) if s % 10 == 0]
 
 
 def test_tracker_keeps_the_best_matrix(cfg_factory):
@@ -80,20 +98,45 @@ def test_tracker_keeps_the_best_matrix(cfg_factory):
     assert np.abs(ratios - 1).max() == pytest.approx(tracker.best_distortion, rel=1e-9)
 
 
-def test_logged_values_belong_to_their_step(cfg_factory, tmp_path):
-    """CSV rows are written at multiples of log_every and hold that step's sigma^2."""
-    summary, trainer, model = fit(cfg_factory, "trainer.max_steps=40", "logger=csv",
-                                  "model.variance=log", "callbacks.deterministic_switch.threshold=0")
+def csv_rows(trainer) -> list[dict]:
     import csv
 
     path = next(iter(trainer.loggers)).log_dir + "/metrics.csv"
-    rows = list(csv.DictReader(open(path)))
-    logged_steps = sorted({int(r["step"]) for r in rows if r.get("train/sigma2")})
-    assert logged_steps == [9, 19, 29, 39]  # Lightning's 0-based batch index of steps 10, 20, 30, 40
-    last = [r for r in rows if r.get("train/sigma2") and int(r["step"]) == 39][0]
-    # train/sigma2 is the value used in step 40's loss; variance/sigma2 the value after it
-    assert float(last["variance/sigma2"]) <= float(last["train/sigma2"])
-    assert float(last["variance/sigma2"]) == pytest.approx(summary["sigma2_final"], rel=1e-6)
+    return list(csv.DictReader(open(path)))
+
+
+def logged(rows, tag) -> dict[int, float]:
+    return {int(r["step"]): float(r[tag]) for r in rows if r.get(tag)}
+
+
+def test_logged_values_belong_to_their_step(cfg_factory):
+    """Every tag is logged under the number of updates behind the matrix it describes: the
+    loss of a step under the count before its update, sigma^2 and the exact epsilon under the
+    count after it; no epoch tag."""
+    summary, trainer, model = fit(cfg_factory, "trainer.max_steps=40", "logger=csv",
+                                  "model.variance=log", "callbacks.deterministic_switch.threshold=0")
+    rows = csv_rows(trainer)
+    assert "epoch" not in rows[0]
+    assert sorted(logged(rows, "train/loss")) == [0, 10, 20, 30]
+    assert sorted(logged(rows, "train/det_distortion")) == [10, 20, 30, 40]
+    sigma2 = logged(rows, "variance/sigma2")
+    assert sorted(sigma2) == list(range(41))  # every step while sigma^2 decays (<= 100 steps)
+    assert sigma2[40] == pytest.approx(summary["sigma2_final"], rel=1e-6)
+    assert logged(rows, "variance/log10_sigma2")[40] == pytest.approx(math.log10(summary["sigma2_final"]), rel=1e-6)
+    assert logged(rows, "train/det_distortion")[40] == pytest.approx(summary["final_distortion"], rel=1e-9)
+
+
+def test_loss_and_exact_epsilon_agree_at_the_same_step(cfg_factory):
+    """Deterministic from the start (sigma^2 = 0): the loss logged at step s is the hard max
+    distortion of the same M that the tracker measured exactly at step s."""
+    summary, trainer, model = fit(cfg_factory, "trainer.max_steps=40", "logger=csv", "model.init_variance=0.0",
+                                  "model.init_mean=gaussian", "callbacks.deterministic_switch.threshold=0")
+    rows = csv_rows(trainer)
+    loss, exact = logged(rows, "train/loss"), logged(rows, "train/det_distortion")
+    for step in (10, 20, 30):
+        assert loss[step] == pytest.approx(exact[step], rel=1e-5)
+    marker = logged(rows, "variance/deterministic")
+    assert marker[0] == 1.0 and marker[40] == 1.0
 
 
 def test_direct_optimization_control_is_a_config(cfg_factory):

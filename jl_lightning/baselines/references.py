@@ -110,10 +110,12 @@ def pca_baseline(points, k: int, mode: str = "norms", memory_budget: int = DEFAU
 
 def reference_figures(points, k: int, mode: str = "norms", draws: int = 100, seed: int = 0,
                       methods=REFERENCE_METHODS, memory_budget: int = DEFAULT_MEMORY_BUDGET,
-                      budget_s: float | None = None) -> dict:
+                      budget_s: float | None = None, best_maps: dict | None = None) -> dict:
     """Mean / best / std over ``draws`` draws for each random method, epsilon plain and
     best-scaled for PCA (left out, with a reason, when k > min(n, d)). ``budget_s``: the
-    seconds the random methods may take together, shared equally (see :func:`random_draws`)."""
+    seconds the random methods may take together, shared equally (see :func:`random_draws`).
+    ``best_maps``: a dict that receives each random method's best draw and PCA's best-scaled
+    matrix, as (k, d) float64 arrays (for figures)."""
     out = {}
     randoms = [m for m in methods if m != "pca"]
     share = None if budget_s is None or not randoms else budget_s / len(randoms)
@@ -123,9 +125,21 @@ def reference_figures(points, k: int, mode: str = "norms", draws: int = 100, see
                 out["pca"] = {"method": "pca", "skipped": f"k={k} > min(n, d)={min(points.shape)}"}
             else:
                 out["pca"] = pca_baseline(points, k, mode, memory_budget)
+                if best_maps is not None:
+                    best_maps["pca"] = out["pca"]["scale"] * pca_matrix(points, k)
         else:
-            out[method] = random_draws(method, points, k, draws, seed, mode, memory_budget, budget_s=share)[0]
+            out[method], best = random_draws(method, points, k, draws, seed, mode, memory_budget, budget_s=share)
+            if best_maps is not None:
+                best_maps[method] = dense_map(best, points.shape[1])
     return out
+
+
+def dense_map(linear_map, d: int) -> np.ndarray:
+    """A map of ``random_maps.py`` (a dense or sparse tensor, or an SRHT) as a (k, d) float64 array."""
+    if isinstance(linear_map, torch.Tensor):
+        dense = linear_map.to_dense() if linear_map.is_sparse else linear_map
+        return dense.detach().double().cpu().numpy()
+    return np.asarray(linear_map.apply(torch.eye(d, dtype=torch.float64)).T)
 
 
 def reference_scalars(references: dict) -> dict[str, float]:

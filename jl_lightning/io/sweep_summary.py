@@ -1,7 +1,9 @@
 """A Hydra callback that tabulates a multirun: one row per job, the best job marked.
 
-After every ``jl-train -m ...`` it reads each job's ``summary.json`` and writes
-``sweep_summary.md`` and ``sweep_summary.json`` into the sweep folder, and prints the table.
+After every ``jl-train -m ...`` (and every ``hparams_search=`` search) it reads each job's
+``summary.json`` and writes ``sweep_summary.md``, ``sweep_summary.json`` and
+``sweep_summary.png`` (epsilon against each swept numeric parameter, ``io/figures.py``)
+into the sweep folder, and prints the table.
 A sweep over ``model.eps`` with ``model=exact`` is the paper's Algorithm 2: the row with the
 smallest final deterministic distortion is its answer (``best``). Jobs that failed (no
 summary.json) are listed as such, not silently dropped.
@@ -19,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from jl_lightning.io.run_folder import atomic_write
 
 COLUMNS = ("final_distortion", "best_distortion", "sigma2_final", "steps", "fit_seconds")
-SUMMARY_NAMES = ("sweep_summary.md", "sweep_summary.json")
+SUMMARY_NAMES = ("sweep_summary.md", "sweep_summary.json", "sweep_summary.png")
 
 
 def _overrides(job_dir: Path) -> str:
@@ -27,6 +29,32 @@ def _overrides(job_dir: Path) -> str:
     if not path.exists():
         return ""
     return " ".join(str(item) for item in OmegaConf.load(path))
+
+
+def override_values(overrides: str) -> dict:
+    """``key=value`` overrides as a dict, numbers as numbers (YAML's reading of the value)."""
+    import yaml
+
+    params = {}
+    for item in overrides.split():
+        key, sep, value = item.partition("=")
+        if not sep or key.startswith(("~", "hydra.")):
+            continue
+        try:
+            params[key.lstrip("+")] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            params[key.lstrip("+")] = value
+    return params
+
+
+def plot(rows: list[dict]):
+    """The sweep's figure (``io.figures.sweep_plot``), or None when no numeric parameter varies."""
+    from jl_lightning.io.figures import sweep_plot
+
+    best = best_row(rows)
+    jobs = [{"params": override_values(row["overrides"]), "final_distortion": row.get("final_distortion"),
+             "best": row is best} for row in rows]
+    return sweep_plot(jobs)
 
 
 def collect(sweep_dir: str | Path) -> list[dict]:
@@ -95,4 +123,9 @@ class SweepSummary(Callback):
         payload = json.dumps({"jobs": rows, "best": best}, indent=2).encode() + b"\n"
         atomic_write(sweep_dir / "sweep_summary.json", lambda h: h.write(payload))
         atomic_write(sweep_dir / "sweep_summary.md", lambda h: h.write(text.encode()))
+        figure = plot(rows)
+        if figure is not None:
+            from jl_lightning.io.figures import save_png
+
+            save_png(figure, sweep_dir / "sweep_summary.png")
         print(f"[jl] sweep summary ({sweep_dir / 'sweep_summary.md'}):\n{text}", end="", flush=True)

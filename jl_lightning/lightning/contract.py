@@ -13,7 +13,9 @@ The module (:class:`JLModule`, implemented by ``module.BaseJLModule``):
 * ``sigma2()``: sigma^2 as a Python float (cheap: callbacks read it every step);
 * ``freeze_variance()``: set sigma^2 to exactly 0 for good (the switch to the mean);
 * ``run_report()``: a dict for summary.json's ``optimization`` entry, or None;
-* ``log_dict(metrics, ...)``: Lightning's own logging.
+* ``log_dict(metrics, ...)``: Lightning's own logging, used with ``logger=False`` for what
+  the progress bar and checkpointing read; scalars for the loggers go through
+  ``log_schedule.log_at`` (the trainer's ``loggers``), each under the step of its matrix.
 
 The data (:class:`JLData`, implemented by ``datamodule.JLDataModule`` after ``setup``):
 
@@ -28,11 +30,14 @@ every step, so the module prepares its loss for a batch once and reuses it while
 tensor comes back.
 
 A callback whose findings belong in the run's summary implements :class:`ReportsResults`;
-the ``RunSummary`` callback gathers them at the end of the fit.
+the ``RunSummary`` callback gathers them at the end of the fit. A callback that works from
+the finished run (figures, TensorBoard's HParams) implements :class:`ReadsRunRecord`:
+``RunSummary`` hands it a :class:`RunRecord` once the summary is built.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -76,4 +81,22 @@ class JLData(Protocol):
 class ReportsResults(Protocol):
     def run_results(self) -> dict:
         """Entries for summary.json (plain JSON values, or tensors/arrays named in RunSummary)."""
+        ...
+
+
+@dataclass
+class RunRecord:
+    """The finished run: ``summary`` (summary.json's content), ``embedding`` (the exported
+    (k, d) float64 matrix) and ``results`` (everything the ReportsResults callbacks gave,
+    including what summary.json leaves out, such as ``reference_maps``)."""
+
+    summary: dict
+    embedding: np.ndarray
+    results: dict = field(default_factory=dict)
+
+
+@runtime_checkable
+class ReadsRunRecord(Protocol):
+    def on_run_record(self, trainer, pl_module, record: RunRecord) -> None:
+        """Called once at the end of the fit, after the summary is built."""
         ...

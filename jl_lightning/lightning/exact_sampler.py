@@ -23,7 +23,7 @@ import torch
 from jl_lightning.core.exact_objective import exact_objective
 from jl_lightning.core.second_order import GRADIENT, HessianDescent, PerturbedGD
 from jl_lightning.errors import JLInputError
-from jl_lightning.lightning.log_schedule import is_log_step
+from jl_lightning.lightning.log_schedule import log_at
 from jl_lightning.lightning.module import BaseJLModule, positive_int
 
 METHODS = ("adam", "hessian", "pgd")
@@ -97,7 +97,7 @@ class ExactSampler(BaseJLModule):
                 raise JLInputError(f"{name} must be a number > 0, got {value!r}")
         positive_int("model.lanczos_iters", lanczos_iters)
         positive_int("model.pgd_interval", pgd_interval)
-        self.save_hyperparameters(ignore=["optimizer", "scheduler"])
+        self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
         self.eps, self.method = float(eps), method
         self.stepper = None
         if method == "hessian":
@@ -156,6 +156,7 @@ class ExactSampler(BaseJLModule):
         return {"value": float(value.detach()), "grad_norm": grad_norm, "lambda_min": math.nan, "step_type": GRADIENT}
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> None:
+        before = self.global_step  # the figures below describe M before this step's update
         if self.stepper is None:
             info = self._adam_step(batch)
         else:
@@ -165,10 +166,10 @@ class ExactSampler(BaseJLModule):
                 self.stopped_at = int(self.global_step)
                 self.trainer.should_stop = True
             self.optimizers().step()  # the stand-in optimizer: counts the step (global_step), changes nothing
-        if is_log_step(self.global_step, self.log_every):  # global_step counts this step now
-            self.log_dict({"exact/objective": info["value"], "exact/grad_norm": info["grad_norm"],
-                           "exact/lambda_min": info["lambda_min"], "exact/step_type": info["step_type"],
-                           "train/sigma2": self.sigma2()}, on_step=True, on_epoch=False)
+        if before % self.log_every == 0:
+            log_at(self.trainer, {"exact/objective": info["value"], "exact/grad_norm": info["grad_norm"],
+                                  "exact/lambda_min": info["lambda_min"], "exact/step_type": info["step_type"]},
+                   before)
 
     def configure_optimizers(self):
         if self.stepper is not None:

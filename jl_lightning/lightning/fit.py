@@ -55,6 +55,22 @@ def quiet_lightning() -> None:
         warnings.filterwarnings("ignore", pattern)
 
 
+def run_hyperparameters(cfg: DictConfig) -> dict:
+    """The run's resolved configuration as the loggers' hyperparameters: every group but
+    ``paths`` (where the run writes is not a hyperparameter), ``hydra`` and the entries
+    that name a class (``_target_``, ``_partial_``)."""
+    def clean(node):
+        if isinstance(node, dict):
+            return {key: clean(value) for key, value in node.items() if not str(key).startswith("_")}
+        return node
+
+    try:
+        resolved = OmegaConf.to_container(cfg, resolve=True)
+    except Exception:  # an interpolation only a Hydra run can resolve: record the config as written
+        resolved = OmegaConf.to_container(cfg, resolve=False)
+    return {key: clean(value) for key, value in resolved.items() if key not in ("paths", "hydra")}
+
+
 def build_datamodule(data_cfg: DictConfig, source=None):
     """The DataModule of a ``data`` config node, set up (bad data fails here, before any
     training). ``source`` replaces its ``source`` (``JLEmbedding.fit`` passes an array)."""
@@ -87,7 +103,7 @@ def fit_from_config(cfg: DictConfig, source=None, interactive: bool | None = Non
 
     from jl_lightning.errors import JLInputError, JLRunError
     from jl_lightning.io.validation import validate_k
-    from jl_lightning.lightning.callbacks import RunSummary
+    from jl_lightning.lightning.callbacks import ProgressLog, RunSummary
 
     quiet_lightning()
     if cfg.get("threads"):
@@ -112,13 +128,16 @@ def fit_from_config(cfg: DictConfig, source=None, interactive: bool | None = Non
     callbacks = instantiate_group(cfg.get("callbacks"))
     if interactive is None:
         interactive = sys.stdout.isatty()
-    if not interactive:
-        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+    # a terminal gets the bar, everything else the periodic progress line, never both
+    callbacks = [c for c in callbacks if not isinstance(c, ProgressLog if interactive else ProgressBar)]
     summary_callback = next((c for c in callbacks if isinstance(c, RunSummary)), None)
     if summary_callback is None:  # every run reports, whatever the callbacks group holds
         summary_callback = RunSummary()
         callbacks.append(summary_callback)
     loggers = instantiate_group(cfg.get("logger"))
+    hyperparameters = run_hyperparameters(cfg)
+    for logger in loggers:  # hparams.yaml beside the logs, and TensorBoard's HParams tab at the end
+        logger.log_hyperparams(hyperparameters)
     # progress bar and checkpointing exactly when their callbacks are configured:
     # otherwise Lightning would add its own defaults behind the config's back
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,

@@ -19,7 +19,7 @@ import torch
 
 from jl_lightning.core.losses import ActivePairsLoss, make_loss
 from jl_lightning.errors import JLInputError
-from jl_lightning.lightning.log_schedule import is_log_step
+from jl_lightning.lightning.log_schedule import log_at
 from jl_lightning.lightning.module import BaseJLModule, positive_int
 from jl_lightning.metrics.distortion import evaluate
 
@@ -62,7 +62,8 @@ class GaussianSampler(BaseJLModule):
         self.loss_fn = make_loss(mode, pair_strategy, smooth_temperature, smooth_temperature_end,
                                  active_hard, active_random, active_refresh, sampling, active_refresh_growth,
                                  active_memory)
-        self.save_hyperparameters(ignore=["optimizer", "scheduler"])
+        # in checkpoints; the loggers get the whole resolved config from fit_from_config instead
+        self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
         self._prepared_for: torch.Tensor | None = None
 
     def prepare(self, points: torch.Tensor) -> None:
@@ -117,9 +118,12 @@ class GaussianSampler(BaseJLModule):
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> None:
         """One projected optimizer step, written out: loss, backward, step, project sigma^2
-        back to its domain, step the schedule (manual optimization, no closure machinery)."""
+        back to its domain, step the schedule (manual optimization, no closure machinery).
+        The loss describes M before the update, so it is logged under the step count before
+        it (``log_schedule.py``)."""
         optimizer = self.optimizers()
-        if self.loss_fn.needs_refresh(self.global_step):
+        before = self.global_step
+        if self.loss_fn.needs_refresh(before):
             self.refresh_active_pairs(batch)
         loss, sampled, s2 = self.objective(batch)
         optimizer.zero_grad(set_to_none=True)
@@ -127,6 +131,5 @@ class GaussianSampler(BaseJLModule):
         optimizer.step()
         self.variance.project_()
         self.step_schedule()
-        if is_log_step(self.global_step, self.log_every):  # global_step counts this step now
-            self.log_dict({"train/loss": loss.detach(), "train/sampled_distortion": sampled.detach(),
-                           "train/sigma2": s2.detach()}, on_step=True, on_epoch=False)
+        if before % self.log_every == 0:
+            log_at(self.trainer, {"train/loss": loss.detach(), "train/sampled_distortion": sampled.detach()}, before)

@@ -406,3 +406,36 @@ def _pair_quantiles(apply, points, rows, dtype, device, count, top, other=None, 
         hi = min(lo + 1, count - 1)
         out.append(by_rank[lo] + (by_rank[hi] - by_rank[lo]) * (pos - lo))
     return tuple(out)
+
+
+def ratio_sample(matrix, points, mode: str = "norms", count: int = 20000, seed: int = 0,
+                 chunk: int = 4096) -> np.ndarray:
+    """Squared-norm ratios ||A v||^2 / ||v||^2 of a seeded sample, for pictures (a histogram),
+    never for a run's epsilon, which is always the exact max (:func:`evaluate`).
+
+    ``v`` ranges over the points (``norms``; all of them when there are at most ``count``) or
+    over differences x_i - x_j of distinct pairs (``pairs``; ``count`` pairs drawn uniformly
+    with replacement, a pair with i == j redrawn as (i, i + 1)). Zero vectors are left out.
+    Computed in float64, ``chunk`` vectors at a time.
+    """
+    X = torch.as_tensor(np.asarray(points), dtype=torch.float64)
+    A = torch.as_tensor(np.asarray(matrix), dtype=torch.float64)
+    n = X.shape[0]
+    gen = torch.Generator().manual_seed(int(seed))
+    if mode == "norms":
+        rows = torch.arange(n) if n <= count else torch.randint(0, n, (count,), generator=gen)
+        pairs = None
+    else:
+        i = torch.randint(0, n, (count,), generator=gen)
+        j = torch.randint(0, n, (count,), generator=gen)
+        j = torch.where(i == j, (i + 1) % n, j)
+        rows, pairs = i, j
+    out = []
+    for start in range(0, len(rows), chunk):
+        v = X[rows[start:start + chunk]]
+        if pairs is not None:
+            v = v - X[pairs[start:start + chunk]]
+        sq = (v * v).sum(1)
+        keep = sq > 0
+        out.append(((v[keep] @ A.T) ** 2).sum(1) / sq[keep])
+    return torch.cat(out).numpy() if out else np.zeros(0)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import logging
 
 from lightning.pytorch import Callback
+from lightning.pytorch.loggers import TensorBoardLogger
 
 from jl_lightning.errors import JLInputError
+from jl_lightning.lightning.log_schedule import log_at
 
 log = logging.getLogger("jl_lightning")
+MARKER = "variance/deterministic"
 
 
 class DeterministicSwitch(Callback):
@@ -19,6 +22,10 @@ class DeterministicSwitch(Callback):
     the switch happened (None if it never did). ``threshold: 0`` switches only when a raw
     sigma^2 reaches exactly 0. Uses the module contract: ``deterministic``, ``sigma2()``,
     ``freeze_variance()``.
+
+    The switch is marked in the logs: ``variance/deterministic`` is 0 while sampling and 1
+    from the switch on (logged at the start, on both sides of the switch and at the end, so
+    it draws a step), and TensorBoard gets a text entry ``run/switch`` at that step.
     """
 
     def __init__(self, threshold: float = 1e-4):
@@ -34,11 +41,23 @@ class DeterministicSwitch(Callback):
         if pl_module.sigma2() <= self.threshold:
             pl_module.freeze_variance()
             self.switch_step = int(trainer.global_step)
-            log.info("sigma^2 <= %g at step %d: switched to the deterministic mean (sigma^2 = 0, frozen)",
-                     self.threshold, self.switch_step)
+            message = (f"sigma^2 <= {self.threshold:g} at step {self.switch_step}: switched to the deterministic "
+                       "mean (sigma^2 = 0, frozen)")
+            log.info(message)
+            if self.switch_step > 0:
+                log_at(trainer, {MARKER: 0.0}, self.switch_step - 1)
+            log_at(trainer, {MARKER: 1.0}, self.switch_step)
+            for logger in trainer.loggers:
+                if isinstance(logger, TensorBoardLogger):
+                    logger.experiment.add_text("run/switch", message, global_step=self.switch_step)
 
     def on_train_start(self, trainer, pl_module) -> None:
+        if not pl_module.deterministic:
+            log_at(trainer, {MARKER: 0.0}, trainer.global_step)
         self._maybe_switch(trainer, pl_module)  # e.g. direct optimization: init_variance=0
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        log_at(trainer, {MARKER: float(pl_module.deterministic)}, trainer.global_step)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self._maybe_switch(trainer, pl_module)

@@ -7,7 +7,7 @@ import time
 import torch
 from lightning.pytorch import Callback
 
-from jl_lightning.lightning.log_schedule import is_log_step
+from jl_lightning.lightning.log_schedule import is_log_step, log_at
 from jl_lightning.errors import JLRunError
 from jl_lightning.metrics.distortion import NonFiniteDistortion, evaluate
 from jl_lightning.metrics.tiles import DEFAULT_MEMORY_BUDGET
@@ -25,8 +25,13 @@ class DistortionTracker(Callback):
     held-out points (``val/point_distortion``), on their pairs (``val/pair_distortion``)
     and on the train x held-out pairs (``val/cross_pair_distortion``).
 
-    ``run_results()`` hands RunSummary the best matrix and its step, the final reports and
-    ``history``: (step, seconds since the start of training, epsilon) of every evaluation.
+    ``run_results()`` hands RunSummary the best matrix and its step, the final reports,
+    ``history``: (step, seconds since the start of training, epsilon) of every evaluation,
+    and ``heldout_history``: (step, {name: epsilon}) of the held-out figures.
+
+    Each figure is logged under the step count of the matrix it measures; the training
+    epsilon is also given to Lightning (``logger=False``) for the progress bar and
+    ``ModelCheckpoint``'s monitor.
     """
 
     def __init__(self, every_n_steps: int = 50, memory_budget: int = DEFAULT_MEMORY_BUDGET):
@@ -39,6 +44,7 @@ class DistortionTracker(Callback):
         self.final_report = None
         self.final_heldout: dict | None = None
         self.history: list[tuple[int, float, float]] = []
+        self.heldout_history: list[tuple[int, dict]] = []
         self._started = time.perf_counter()
 
     def on_train_start(self, trainer, pl_module) -> None:
@@ -54,7 +60,14 @@ class DistortionTracker(Callback):
         except NonFiniteDistortion:
             raise JLRunError(f"training diverged by step {trainer.global_step}: the matrix holds NaN or Inf "
                              "(a smaller optimizer.lr may help); nothing was exported") from None
-        self.history.append((int(trainer.global_step), time.perf_counter() - self._started, report.epsilon))
+        step = int(trainer.global_step)
+        self.history.append((step, time.perf_counter() - self._started, report.epsilon))
+        metrics = {"train/det_distortion": report.epsilon}
+        if report.heldout:
+            held = {VAL_NAMES[name]: r.epsilon for name, r in report.heldout.items()}
+            self.heldout_history.append((step, held))
+            metrics.update({f"val/{name}": eps for name, eps in held.items()})
+        log_at(trainer, metrics, step)
         if report.epsilon < self.best_distortion:
             self.best_distortion = report.epsilon
             self.best_embedding = embedding.detach().cpu().clone()
@@ -67,30 +80,26 @@ class DistortionTracker(Callback):
         last = trainer.max_steps is not None and trainer.global_step >= trainer.max_steps > 0
         if is_log_step(trainer.global_step, self.every_n_steps) and not last:
             report = self._evaluate(trainer, pl_module, final=False)
-            pl_module.log_dict({"train/det_distortion": report.epsilon}, on_step=True, on_epoch=False, prog_bar=True)
-            if report.heldout:
-                pl_module.log_dict({f"val/{VAL_NAMES[name]}": held.epsilon for name, held in report.heldout.items()},
-                                   on_step=True, on_epoch=False)
+            pl_module.log_dict({"train/det_distortion": report.epsilon}, on_step=True, on_epoch=False, prog_bar=True,
+                               logger=False)
 
     def on_train_end(self, trainer, pl_module) -> None:
         self.final_report = self._evaluate(trainer, pl_module, final=True)
         self.final_heldout = self.final_report.heldout
-        metrics = {"train/det_distortion": self.final_report.epsilon}
-        metrics.update({f"val/{VAL_NAMES[name]}": held.epsilon for name, held in (self.final_heldout or {}).items()})
-        for logger in trainer.loggers:
-            logger.log_metrics(metrics, step=trainer.global_step)
 
     def state_dict(self) -> dict:
         return {"best_embedding": self.best_embedding, "best_distortion": self.best_distortion,
-                "best_step": self.best_step, "history": list(self.history)}
+                "best_step": self.best_step, "history": list(self.history),
+                "heldout_history": list(self.heldout_history)}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.best_embedding = state_dict.get("best_embedding")
         self.best_distortion = state_dict.get("best_distortion", float("inf"))
         self.best_step = state_dict.get("best_step")
         self.history = [tuple(entry) for entry in state_dict.get("history", [])]
+        self.heldout_history = [tuple(entry) for entry in state_dict.get("heldout_history", [])]
 
     def run_results(self) -> dict:
         return {"final_report": self.final_report, "best_embedding": self.best_embedding,
                 "best_distortion": self.best_distortion, "best_step": self.best_step,
-                "distortion_history": list(self.history)}
+                "distortion_history": list(self.history), "heldout_history": list(self.heldout_history)}

@@ -9,6 +9,7 @@ from lightning.pytorch import Callback
 
 from jl_lightning.errors import JLInputError
 from jl_lightning.baselines.references import REFERENCE_METHODS, reference_figures, reference_scalars
+from jl_lightning.lightning.log_schedule import log_at
 
 log = logging.getLogger("jl_lightning")
 
@@ -22,9 +23,10 @@ class ReferenceLines(Callback):
 
     They are logged as ``reference/<method>_mean``, ``reference/<method>_best``,
     ``reference/pca`` and ``reference/pca_scaled`` at the first and the last step, so each is
-    a flat line over the run; with TensorBoard, a custom-scalars chart ("learned vs
-    references") overlays them on ``train/det_distortion``. ``run_results()`` gives the same
-    figures to summary.json (``references``, and ``baseline_gaussian``).
+    a flat line over the run (TensorBoardReport's custom-scalars chart overlays them on the
+    learned epsilon). ``run_results()`` gives the same figures to summary.json
+    (``references``, and ``baseline_gaussian``) and the best draw of each random method and
+    PCA's best-scaled matrix to the run's figures (``reference_maps``).
     """
 
     def __init__(self, draws: int = 1000, seed: int = 0, methods=REFERENCE_METHODS, budget_s: float | None = 60.0):
@@ -36,6 +38,7 @@ class ReferenceLines(Callback):
                                f"got {budget_s!r}")
         self.budget_s = None if budget_s is None else float(budget_s)
         self.references: dict = {}
+        self.maps: dict = {}
         self.seconds = 0.0
 
     def on_fit_start(self, trainer, pl_module) -> None:
@@ -44,7 +47,7 @@ class ReferenceLines(Callback):
         started = time.perf_counter()
         self.references = reference_figures(trainer.datamodule.points, pl_module.k, pl_module.mode,
                                             draws=self.draws, seed=self.seed, methods=self.methods,
-                                            budget_s=self.budget_s)
+                                            budget_s=self.budget_s, best_maps=self.maps)
         self.seconds = time.perf_counter() - started
         for name, figures in self.references.items():
             if "mean" in figures:
@@ -56,21 +59,11 @@ class ReferenceLines(Callback):
         log.info("references measured in %.1f s", self.seconds)
 
     def _log(self, trainer) -> None:
-        scalars = reference_scalars(self.references)
-        for logger in trainer.loggers:
-            logger.log_metrics(scalars, step=trainer.global_step)
+        log_at(trainer, reference_scalars(self.references), trainer.global_step)
 
     def on_train_start(self, trainer, pl_module) -> None:
-        if not self.references:
-            return
-        from lightning.pytorch.loggers import TensorBoardLogger
-
-        layout = {"distortion": {"learned vs references": [
-            "Multiline", ["train/det_distortion", *reference_scalars(self.references)]]}}
-        for logger in trainer.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                logger.experiment.add_custom_scalars(layout)
-        self._log(trainer)
+        if self.references:
+            self._log(trainer)
 
     def on_train_end(self, trainer, pl_module) -> None:
         if self.references:
@@ -78,4 +71,4 @@ class ReferenceLines(Callback):
 
     def run_results(self) -> dict:
         return {"references": self.references, "baseline_gaussian": self.references.get("gaussian"),
-                "reference_seconds": self.seconds}
+                "reference_seconds": self.seconds, "reference_maps": dict(self.maps)}

@@ -10,7 +10,7 @@ from lightning.pytorch import Callback
 
 from jl_lightning import __version__
 from jl_lightning.io.run_folder import fingerprint
-from jl_lightning.lightning.contract import ReportsResults
+from jl_lightning.lightning.contract import ReadsRunRecord, ReportsResults, RunRecord
 from jl_lightning.metrics.distortion import evaluate
 
 EXPORTED = "embedding.npy holds the best M / sqrt(k) (shape k x d); y = embedding @ x"
@@ -25,6 +25,9 @@ class RunSummary(Callback):
     The exported matrix is the tracker's best M / sqrt(k) (chosen on training points), or
     the final one without a tracker. Its held-out reports are computed once: taken from the
     tracker's final evaluation when the best matrix is the final one.
+
+    Then every callback that reads the finished run (``contract.ReadsRunRecord``: figures,
+    TensorBoard's HParams) gets the :class:`~contract.RunRecord`, in callback order.
     """
 
     def __init__(self):
@@ -83,6 +86,10 @@ class RunSummary(Callback):
             # mean of a sampler that was still spreading
             "converged": pl_module.sigma2() == 0.0,
             "sigma2_crossings": results.get("sigma2_crossings"),
+            # (step, sigma^2) as logged: densely while it decays (VarianceMonitor)
+            "sigma2_history": results.get("sigma2_history"),
+            # (step, {held-out figure: epsilon}) at every evaluation with a held-out split
+            "heldout_history": results.get("heldout_history"),
             "steps": int(trainer.global_step),
             "fit_seconds": fit_seconds,
             "n": int(data.points.shape[0]),
@@ -96,3 +103,7 @@ class RunSummary(Callback):
             "jl_lightning_version": __version__,
             "torch_version": torch.__version__,
         }
+        record = RunRecord(self.summary, self.embedding, results)
+        for callback in trainer.callbacks:
+            if callback is not self and isinstance(callback, ReadsRunRecord):
+                callback.on_run_record(trainer, pl_module, record)

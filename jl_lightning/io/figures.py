@@ -1,0 +1,169 @@
+"""The figures a run and a sweep leave behind, drawn with matplotlib's object API (no
+pyplot state, the Agg canvas): plain functions from numbers to a ``Figure``.
+
+* :func:`ratio_histogram`: the distortion ratios of the learned matrix beside the best
+  Gaussian draw and PCA, with each map's exact band 1 +- epsilon;
+* :func:`training_curves`: epsilon and sigma^2 against steps, the references as horizontal
+  lines and the switch to the deterministic mean as a vertical one;
+* :func:`sweep_plot`: epsilon against each swept numeric parameter of a multirun.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+COLORS = {"learned": "tab:blue", "gaussian": "tab:red", "pca": "tab:green"}
+
+
+def new_figure(width: float, height: float, rows: int = 1, cols: int = 1, **kwargs):
+    """(figure, axes) on an Agg canvas, without pyplot."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, cols, squeeze=False, **kwargs)
+    return fig, axes
+
+
+def render(fig, dpi: int = 100) -> tuple[bytes, np.ndarray]:
+    """(PNG bytes, (H, W, 3) uint8 pixels) of ``fig`` from one drawing: the pixels are the
+    canvas the PNG was encoded from, so a second consumer (TensorBoard) costs no redraw."""
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    pixels = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    return buffer.getvalue(), pixels
+
+
+def save_png(fig, path: str | Path, dpi: int = 100) -> None:
+    """Write ``fig`` as a PNG, atomically (a reader never sees half a file)."""
+    write_bytes(path, render(fig, dpi)[0])
+
+
+def write_bytes(path: str | Path, payload: bytes) -> None:
+    from jl_lightning.io.run_folder import atomic_write
+
+    atomic_write(Path(path), lambda handle: handle.write(payload))
+
+
+def ratio_histogram(ratios: dict[str, np.ndarray], epsilons: dict[str, float], title: str, unit: str):
+    """Histograms (as fractions) of ``ratios[name]``, one step line per map, on shared bins;
+    dashed verticals at 1 +- ``epsilons[name]`` (each map's exact worst case)."""
+    fig, axes = new_figure(7.5, 4.2)
+    ax = axes[0, 0]
+    values = [r for r in ratios.values() if len(r)]
+    lo = min(min(float(r.min()) for r in values), *(1 - e for e in epsilons.values())) if values else 0.0
+    hi = max(max(float(r.max()) for r in values), *(1 + e for e in epsilons.values())) if values else 2.0
+    edges = np.linspace(lo, hi, 81)
+    for name, r in ratios.items():
+        color = COLORS.get(name)
+        counts, _ = np.histogram(r, bins=edges)
+        eps = epsilons.get(name)
+        label = name if eps is None else f"{name} (epsilon {eps:.3g})"
+        ax.stairs(counts / max(1, len(r)), edges, label=label, color=color, linewidth=1.4)
+        if eps is not None:
+            for x in (1 - eps, 1 + eps):
+                ax.axvline(x, color=color, linestyle="--", linewidth=0.8)
+    ax.axvline(1.0, color="black", linewidth=0.8)
+    ax.set_xlabel(f"ratio ||A v||^2 / ||v||^2 over {unit}")
+    ax.set_ylabel("fraction")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def training_curves(distortion: list, heldout: list, sigma2: list, references: dict[str, float],
+                    switch_step: int | None, title: str):
+    """Two panels over steps: the exact epsilon (training, and each held-out figure) with
+    ``references`` (name -> epsilon) as horizontal lines, and sigma^2 on a log axis; a
+    vertical line at ``switch_step`` in both. ``distortion``: (step, seconds, epsilon);
+    ``heldout``: (step, {name: epsilon}); ``sigma2``: (step, sigma^2)."""
+    fig, axes = new_figure(7.5, 6.0, rows=2, sharex=True)
+    top, bottom = axes[0, 0], axes[1, 0]
+    if distortion:
+        steps, _, eps = zip(*distortion)
+        top.plot(steps, eps, color=COLORS["learned"], label="learned (training)", linewidth=1.4)
+    names = sorted({name for _, held in heldout for name in held})
+    for name, style in zip(names, ("-.", ":", "--")):
+        points = [(step, held[name]) for step, held in heldout if name in held]
+        top.plot(*zip(*points), color=COLORS["learned"], linestyle=style, label=f"held-out {name}", linewidth=1)
+    for name, value in references.items():
+        if value is not None and math.isfinite(value):
+            top.axhline(value, color=COLORS.get(name.split()[0], "gray"), linestyle="--", linewidth=1, label=name)
+    top.set_ylabel("exact epsilon")
+    top.set_yscale("log")
+    top.set_title(title, fontsize=9)
+    positive = [(step, s2) for step, s2 in sigma2 if s2 > 0]
+    if positive:
+        bottom.plot(*zip(*positive), color="tab:purple", linewidth=1.4, label="sigma^2")
+        bottom.set_yscale("log")
+    bottom.set_ylabel("sigma^2 (log; 0 not drawn)")
+    bottom.set_xlabel("optimizer steps")
+    for ax in (top, bottom):
+        if switch_step is not None:
+            ax.axvline(switch_step, color="black", linestyle=":", linewidth=1,
+                       label=f"switch to the mean (step {switch_step})")
+        ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def _spans_decades(values: list[float]) -> bool:
+    return min(values) > 0 and max(values) / min(values) >= 100
+
+
+def sweep_plot(jobs: list[dict], metric: str = "final_distortion"):
+    """epsilon (``metric``) against each swept numeric parameter, one panel per parameter.
+
+    ``jobs``: {"params": {name: value}, metric: float or None, "best": bool}. In a panel,
+    one series per combination of the other parameters' values (a search, where every
+    job differs, draws its jobs as points); log axes where the values span two decades
+    or more; the best job is a star. None when no parameter is numeric.
+    """
+    finished = [j for j in jobs if j.get(metric) is not None]
+    numeric = sorted({name for j in finished for name, value in j["params"].items()
+                      if isinstance(value, (int, float)) and not isinstance(value, bool)})
+    varying = {name for j in finished for name in j["params"]
+               if len({str(other["params"].get(name)) for other in finished}) > 1}
+    numeric = [name for name in numeric if name in varying]
+    if not numeric:
+        return None
+    fig, axes = new_figure(4.2 * len(numeric), 3.8, cols=len(numeric))
+    for ax, name in zip(axes[0], numeric):
+        groups: dict[tuple, list] = {}
+        for job in finished:
+            if name not in job["params"]:
+                continue
+            others = tuple(sorted((k, str(v)) for k, v in job["params"].items() if k != name and k in varying))
+            groups.setdefault(others, []).append((job["params"][name], job[metric], job.get("best", False)))
+        as_points = all(len(series) == 1 for series in groups.values())
+        for others, series in groups.items():
+            series.sort()
+            xs, ys, _ = zip(*series)
+            label = None if as_points or not others else ", ".join(f"{k}={v}" for k, v in others)
+            if as_points:
+                ax.scatter(xs, ys, color="tab:blue", s=18)
+            else:
+                ax.plot(xs, ys, marker="o", markersize=3, label=label)
+        for x, y, best in (s for series in groups.values() for s in series):
+            if best:
+                ax.scatter([x], [y], marker="*", s=180, color="gold", edgecolor="black", zorder=5, label="best job")
+        xs_all = [job["params"][name] for job in finished if name in job["params"]]
+        ys_all = [job[metric] for job in finished]
+        if _spans_decades(xs_all):
+            ax.set_xscale("log")
+        if _spans_decades(ys_all):
+            ax.set_yscale("log")
+        ax.set_xlabel(name)
+        ax.set_ylabel(metric.replace("_", " "))
+        handles, labels = ax.get_legend_handles_labels()
+        if labels and len(labels) <= 12:
+            ax.legend(fontsize=6)
+    fig.tight_layout()
+    return fig

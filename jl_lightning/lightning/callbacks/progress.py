@@ -1,0 +1,90 @@
+"""Progress: a bar for terminals, a periodic log line for everything else."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+from lightning.pytorch import Callback
+from lightning.pytorch.callbacks import TQDMProgressBar
+
+from jl_lightning.errors import JLInputError
+
+log = logging.getLogger("jl_lightning")
+EPSILON = "train/det_distortion"  # the tracker's latest exact epsilon, as Lightning holds it
+
+
+def phase(pl_module) -> str:
+    """``sampler`` while sigma^2 > 0 is trained, ``deterministic`` after the switch."""
+    return "deterministic" if pl_module.deterministic else "sampler"
+
+
+def latest_epsilon(trainer) -> float | None:
+    value = trainer.callback_metrics.get(EPSILON)
+    return None if value is None else float(value)
+
+
+class JLProgressBar(TQDMProgressBar):
+    """Lightning's tqdm bar over the run's steps (``step/total``), described by the phase
+    (sampler / deterministic) instead of ``Epoch 0``, showing the latest exact epsilon and
+    sigma^2. Only on interactive runs (``fit_from_config`` drops it otherwise).
+    ``refresh_rate``: steps between redraws (conf: ``log_every``)."""
+
+    def __init__(self, refresh_rate: int = 50, process_position: int = 0, leave: bool = False):
+        super().__init__(refresh_rate=refresh_rate, process_position=process_position, leave=leave)
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        super().on_train_epoch_start(trainer, pl_module)
+        self.train_progress_bar.set_description(phase(pl_module))
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        if self.train_progress_bar.desc.rstrip(": ") != phase(pl_module):
+            self.train_progress_bar.set_description(phase(pl_module))
+
+    def get_metrics(self, trainer, pl_module) -> dict:
+        metrics = {}
+        eps = latest_epsilon(trainer)
+        if eps is not None:
+            metrics["epsilon"] = f"{eps:.4g}"
+        metrics["sigma^2"] = f"{pl_module.sigma2():.3g}"
+        return metrics
+
+
+class ProgressLog(Callback):
+    """One log line every ``every_fraction`` of the run's steps (and at the last), so that a
+    long fit without a terminal (a log file, a cluster job, ``JLEmbedding.fit``) is never
+    silent: ``step 500/5000 (10 %) | sampler | epsilon 0.41 | sigma^2 0.02 | 12 s, about 108 s
+    left``. ``fit_from_config`` keeps it where there is no bar, drops it where there is one."""
+
+    def __init__(self, every_fraction: float = 0.1):
+        super().__init__()
+        if isinstance(every_fraction, bool) or not (isinstance(every_fraction, (int, float))
+                                                     and 0 < every_fraction <= 1):
+            raise JLInputError(f"callbacks.progress_log.every_fraction must be in (0, 1], got {every_fraction!r}")
+        self.every_fraction = float(every_fraction)
+        self.lines: list[str] = []
+        self._started = time.perf_counter()
+        self._first_step = 0
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._started, self._first_step = time.perf_counter(), trainer.global_step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        total, step = trainer.max_steps, trainer.global_step
+        if not total or total <= 0:
+            return
+        every = max(1, math.ceil(total * self.every_fraction))
+        if step % every and step != total:
+            return
+        elapsed = time.perf_counter() - self._started
+        done = step - self._first_step
+        left = elapsed / done * (total - step) if done > 0 else math.nan
+        eps = latest_epsilon(trainer)
+        parts = [f"step {step}/{total} ({100 * step / total:.0f} %)", phase(pl_module),
+                 "epsilon -" if eps is None else f"epsilon {eps:.4g}", f"sigma^2 {pl_module.sigma2():.3g}",
+                 f"{elapsed:.0f} s" + ("" if step == total else f", about {left:.0f} s left")]
+        line = " | ".join(parts)
+        self.lines.append(line)
+        log.info(line)

@@ -1,0 +1,66 @@
+"""What TensorBoard shows beyond the scalars: a Custom Scalars layout and the HParams table."""
+
+from __future__ import annotations
+
+import time
+
+from lightning.pytorch import Callback
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from jl_lightning.lightning.contract import RunRecord
+
+# Custom Scalars: tags are regular expressions, so the charts hold whatever the run logged
+LAYOUT = {
+    "distortion": {
+        "learned vs references": ["Multiline", [r"train/det_distortion", r"val/.*_distortion", r"reference/.*"]],
+        "training loss": ["Multiline", [r"train/loss", r"train/sampled_distortion"]],
+    },
+    "variance": {
+        "sigma^2 (log10) and the switch": ["Multiline", [r"variance/log10_sigma2", r"variance/deterministic"]],
+        "sigma^2": ["Multiline", [r"variance/sigma2"]],
+    },
+}
+
+
+def hp_metrics(summary: dict, seconds: float) -> dict[str, float]:
+    """The HParams tab's metrics of a finished run: final and best exact epsilon, each
+    held-out figure where there is a split, and the run's wall seconds."""
+    metrics = {"hp/final_distortion": summary["final_distortion"], "hp/best_distortion": summary["best_distortion"]}
+    for name, report in (summary.get("heldout") or {}).items():
+        metrics[f"hp/heldout_{name}_distortion"] = report["epsilon"]
+    metrics["hp/wall_seconds"] = seconds
+    return {name: float(value) for name, value in metrics.items()}
+
+
+class TensorBoardReport(Callback):
+    """With a TensorBoard logger (others are left alone):
+
+    * at the start, the Custom Scalars layout ``LAYOUT``: the learned epsilon with its
+      held-out curves and the references in one chart, the loss, sigma^2 and the switch;
+    * at the end (``contract.ReadsRunRecord``), the HParams entry: the run's resolved
+      configuration (what ``fit_from_config`` gave the loggers as hyperparameters) with
+      :func:`hp_metrics`, so the runs of a sweep line up in one table. The ``hp/`` values are
+      logged under step 0 (Lightning's ``log_hyperparams``); the logger needs
+      ``default_hp_metric: false`` (conf/logger/tensorboard.yaml).
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._started = time.perf_counter()
+        self.metrics: dict[str, float] = {}
+
+    @staticmethod
+    def _tensorboards(trainer) -> list[TensorBoardLogger]:
+        return [logger for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        self._started = time.perf_counter()  # before the references: the run's wall time
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        for logger in self._tensorboards(trainer):
+            logger.experiment.add_custom_scalars(LAYOUT)
+
+    def on_run_record(self, trainer, pl_module, record: RunRecord) -> None:
+        self.metrics = hp_metrics(record.summary, time.perf_counter() - self._started)
+        for logger in self._tensorboards(trainer):
+            logger.log_hyperparams(dict(logger.hparams), metrics=self.metrics)
