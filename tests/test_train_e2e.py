@@ -144,6 +144,7 @@ def test_two_job_multirun(tmp_path):
     table = (sweep / "sweep_summary.md").read_text()  # the sweep's own table, best job marked
     assert "model.k=4" in table and "model.k=6" in table and "\nbest: job " in table
     assert json.loads((sweep / "sweep_summary.json").read_text())["best"]["job"] in ("0", "1")
+    assert (sweep / "sweep_summary.png").read_bytes()[:4] == b"\x89PNG"  # epsilon against model.k
 
 
 def test_default_run_dirs_live_under_outputs(tmp_path):

@@ -1,0 +1,212 @@
+"""What a run shows while and after it trains: TensorBoard's HParams entry and images, the
+run's figures, the sweep plot, the progress line, and the Optuna search."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from jl_lightning.apps.train import train
+from jl_lightning.io.figures import ratio_histogram, sweep_plot, training_curves
+from jl_lightning.lightning.callbacks import JLProgressBar, ProgressLog, RunFigures, TensorBoardReport
+from jl_lightning.metrics import evaluate
+from jl_lightning.metrics.distortion import ratio_sample
+
+SMALL = ["data.source.n=30", "data.source.d=60", "model.k=8", "model.n_samples=8", "baseline.draws=16",
+         "log_every=10", "callbacks.model_checkpoint.every_n_train_steps=50", "trainer.max_steps=300",
+         "model.variance=raw", "scheduler=constant", "callbacks.deterministic_switch.threshold=0"]
+
+
+def callback(trainer, cls):
+    return next(c for c in trainer.callbacks if isinstance(c, cls))
+
+
+@pytest.fixture(scope="module")
+def tb_run(tmp_path_factory):
+    """One small run with the TensorBoard logger, in-process."""
+    from tests.conftest import make_cfg
+
+    run_dir = tmp_path_factory.mktemp("monitoring") / "run"
+    summary, objects = train(make_cfg(run_dir, SMALL + ["logger=tensorboard"]))
+    return run_dir, summary, objects
+
+
+def events(run_dir: Path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(next((run_dir / "tensorboard").glob("events.out.tfevents.*"))),
+                                   size_guidance={"scalars": 0, "images": 0, "tensors": 0})
+    accumulator.Reload()
+    return accumulator
+
+
+def test_hparams_entry_holds_the_resolved_config_and_the_final_figures(tb_run):
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    run_dir, summary, _ = tb_run
+    acc = events(run_dir)
+    content = acc.PluginTagToContent("hparams")
+    start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
+    hparams = start.session_start_info.hparams
+    assert hparams["model/k"].number_value == 8
+    assert hparams["optimizer/lr"].number_value == pytest.approx(0.01)
+    assert hparams["data/source/n"].number_value == 30
+    assert "paths/output_dir" not in hparams  # where a run writes is not a hyperparameter
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
+    metric_tags = {info.name.tag for info in experiment.metric_infos}
+    assert {"hp/final_distortion", "hp/best_distortion", "hp/wall_seconds"} <= metric_tags
+    # the metric values the HParams table shows are the summary's
+    (final,) = acc.Scalars("hp/final_distortion")
+    assert final.value == pytest.approx(summary["final_distortion"], rel=1e-6)
+    (wall,) = acc.Scalars("hp/wall_seconds")
+    assert 0 < wall.value < 600
+
+
+def test_hparams_has_heldout_figures_with_a_split(cfg_factory):
+    summary, objects = train(cfg_factory(*SMALL, "trainer.max_steps=30", "data.val_fraction=0.2", "logger=none"))
+    metrics = callback(objects["trainer"], TensorBoardReport).metrics
+    assert metrics["hp/heldout_pairs_distortion"] == pytest.approx(summary["heldout"]["pairs"]["epsilon"])
+    assert metrics["hp/heldout_points_distortion"] == pytest.approx(summary["heldout"]["points"]["epsilon"])
+
+
+def test_the_switch_and_sigma2_are_visible_in_tensorboard(tb_run):
+    run_dir, summary, _ = tb_run
+    acc = events(run_dir)
+    switch = summary["switch_step"]
+    marker = {e.step: e.value for e in acc.Scalars("variance/deterministic")}
+    assert marker[0] == 0.0 and marker[switch - 1] == 0.0 and marker[switch] == 1.0 and marker[300] == 1.0
+    log10 = acc.Scalars("variance/log10_sigma2")
+    assert len(log10) >= 100 and max(e.step for e in log10) < switch
+    assert all(e.value == pytest.approx(math.log10(s2), abs=1e-6)
+               for e, (_, s2) in zip(log10, summary["sigma2_history"]))
+    tags = acc.Tags()
+    assert "train/sigma2" not in tags["scalars"] and "epoch" not in tags["scalars"]  # one tag per quantity
+    assert {"figures/ratios", "figures/curves"} <= set(tags["images"])
+    text = acc.Tensors("run/switch/text_summary")
+    assert text[0].step == switch
+
+
+def test_figures_are_written_beside_the_run(tb_run):
+    run_dir, summary, objects = tb_run
+    for name in ("ratios.png", "curves.png"):
+        data = (run_dir / "figures" / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert callback(objects["trainer"], RunFigures).written == [run_dir / "figures" / "ratios.png",
+                                                                run_dir / "figures" / "curves.png"]
+
+
+def test_training_curves_axes():
+    history = [(s, 0.0, 1 / (1 + s)) for s in range(0, 500, 10)]
+    held = [(s, {"pairs": 2 / (1 + s)}) for s in range(10, 500, 10)]
+    sigma2 = [(s, 0.9 ** s) for s in range(120)] + [(120, 0.0)]
+    fig = training_curves(history, held, sigma2, {"gaussian best of 16": 0.5, "pca best-scaled": 0.3}, 120, "t")
+    top, bottom = fig.axes
+    assert top.get_yscale() == "log" and bottom.get_yscale() == "log"
+    assert bottom.get_xlabel() == "optimizer steps"
+    labels = [line.get_label() for line in top.lines]
+    assert "learned (training)" in labels and "held-out pairs" in labels
+    flat = {line.get_label(): line.get_ydata()[0] for line in top.lines if line.get_linestyle() == "--"}
+    assert flat == {"gaussian best of 16": 0.5, "pca best-scaled": 0.3}
+    switch = [line for line in bottom.lines if line.get_label().startswith("switch")]
+    assert list(switch[0].get_xdata()) == [120, 120]
+    # sigma^2 = 0 has no place on a log axis: the curve stops at the last positive value
+    (curve,) = [line for line in bottom.lines if line.get_label() == "sigma^2"]
+    assert max(curve.get_xdata()) == 119
+
+
+def test_ratio_histogram_marks_each_maps_exact_band():
+    fig = ratio_histogram({"learned": np.array([0.9, 1.0, 1.1]), "gaussian": np.array([0.5, 1.5])},
+                          {"learned": 0.1, "gaussian": 0.5}, "t", "pairs")
+    (ax,) = fig.axes
+    verticals = sorted(round(float(line.get_xdata()[0]), 6) for line in ax.lines)
+    assert verticals == [0.5, 0.9, 1.0, 1.1, 1.5]
+    assert ax.get_xlabel().startswith("ratio") and ax.get_ylabel() == "fraction"
+
+
+def test_ratio_sample_is_a_sample_of_the_exact_ratios():
+    gen = torch.Generator().manual_seed(0)
+    X = torch.randn(25, 12, generator=gen, dtype=torch.float64).numpy()
+    A = torch.randn(4, 12, generator=gen, dtype=torch.float64).numpy() / 2
+    # norms: every point when there are few
+    ratios = ratio_sample(A, X, "norms", count=100)
+    brute = ((X @ A.T) ** 2).sum(1) / (X ** 2).sum(1)
+    np.testing.assert_allclose(ratios, brute, rtol=1e-12)
+    # pairs: each sampled ratio is one of the all-pairs ratios, inside the exact [r_min, r_max]
+    ratios = ratio_sample(A, X, "pairs", count=500, seed=3)
+    i, j = np.triu_indices(25, 1)
+    diffs = X[i] - X[j]
+    everything = ((diffs @ A.T) ** 2).sum(1) / (diffs ** 2).sum(1)
+    assert len(ratios) == 500
+    assert np.abs(ratios[:, None] - everything[None, :]).min(1).max() < 1e-12
+    report = evaluate(A, X, "pairs")
+    assert report.min_ratio - 1e-12 <= ratios.min() and ratios.max() <= report.max_ratio + 1e-12
+
+
+def test_sweep_plot_one_series_per_other_value_log_axes_and_the_best_starred():
+    jobs = [{"params": {"optimizer.lr": lr, "model.k": k, "experiment": "x"}, "final_distortion": eps,
+             "best": (lr, k) == (0.01, 20)}
+            for (lr, k, eps) in [(0.001, 10, 0.9), (0.01, 10, 0.5), (0.1, 10, 0.7),
+                                 (0.001, 20, 0.6), (0.01, 20, 0.3), (0.1, 20, 0.4)]]
+    fig = sweep_plot(jobs)
+    lr_axis, k_axis = sorted(fig.axes, key=lambda ax: ax.get_xlabel())[::-1]
+    assert lr_axis.get_xlabel() == "optimizer.lr" and lr_axis.get_xscale() == "log"
+    assert k_axis.get_xlabel() == "model.k" and k_axis.get_xscale() == "linear"
+    assert len(lr_axis.lines) == 2  # one series per value of model.k
+    stars = [c for c in lr_axis.collections if c.get_label() == "best job"]
+    assert stars and list(stars[0].get_offsets()[0]) == [0.01, 0.3]
+    assert sweep_plot([{"params": {"experiment": "x"}, "final_distortion": 0.5, "best": True}]) is None
+
+
+def test_progress_log_every_tenth_and_the_bar_shows_phase_epsilon_and_sigma2(cfg_factory):
+    summary, objects = train(cfg_factory(*SMALL, "trainer.max_steps=50", "logger=none"))
+    lines = callback(objects["trainer"], ProgressLog).lines
+    assert [line.split(" | ")[0] for line in lines] == [f"step {s}/50 ({2 * s} %)" for s in range(5, 55, 5)]
+    assert lines[-1].split(" | ")[1] in ("sampler", "deterministic") and "epsilon" in lines[-1]
+
+    class Module:
+        deterministic = True
+
+        def sigma2(self):
+            return 0.0
+
+    class Trainer:
+        callback_metrics = {"train/det_distortion": torch.tensor(0.25)}
+
+    assert JLProgressBar().get_metrics(Trainer(), Module()) == {"epsilon": "0.25", "sigma^2": "0"}
+
+
+def test_progress_log_rejects_a_bad_fraction(cfg_factory):
+    from jl_lightning.errors import JLInputError
+
+    with pytest.raises(JLInputError, match="every_fraction must be in"):
+        ProgressLog(every_fraction=0)
+
+
+@pytest.mark.slow
+def test_optuna_search_best_trial_is_its_jobs_summary(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    from omegaconf import OmegaConf
+
+    from tests.test_train_e2e import jl_train
+
+    sweep = tmp_path / "search"
+    proc = jl_train("experiment=paper", "hparams_search=paper_optuna", "debug=fast", "hydra.sweeper.n_trials=3",
+                    f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = OmegaConf.load(sweep / "optimization_results.yaml")
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
+    assert len(jobs) == 3
+    summaries = {job.name: json.loads((job / "summary.json").read_text()) for job in jobs}
+    values = {name: s["final_distortion"] for name, s in summaries.items()}
+    best_job = min(values, key=values.get)
+    assert result.best_value == pytest.approx(values[best_job], rel=1e-12)
+    overrides = OmegaConf.load(sweep / best_job / ".hydra" / "overrides.yaml")
+    for name, value in result.best_params.items():
+        assert f"{name}={value}" in overrides
+    assert (sweep / "sweep_summary.png").read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((sweep / "sweep_summary.json").read_text())["best"]["job"] == best_job
