@@ -159,6 +159,7 @@ def cases(work: Path) -> list[tuple]:
         train("error", "model.active_memory=-1", *FAST, "model.mode=pairs", "model.active_memory=-1"),
         train("error", "baseline.budget_s=-1", *FAST, "baseline.budget_s=-1"),
         train("error", "baseline.budget_s=soon", *FAST, "baseline.budget_s=soon"),
+        train("error", "callbacks.progress_log.every_fraction=0", *FAST, "callbacks.progress_log.every_fraction=0"),
         ("run folder holding an earlier run's results", "error", "jl_lightning.apps.train",
          (*FAST, f"hydra.run.dir={occupied}"), {}, None, None),
         ("run folder locked by a live run", "error", "jl_lightning.apps.train",

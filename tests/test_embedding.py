@@ -78,9 +78,13 @@ def test_from_run_reads_a_run_folder(tmp_path):
 
 
 @pytest.mark.slow
-def test_fit_trains_with_jl_train_defaults_and_reports_the_exact_distortion():
+def test_fit_trains_with_jl_train_defaults_and_reports_the_exact_distortion(capsys):
     X = np.random.default_rng(0).standard_normal((30, 50)) * 4
     emb = JLEmbedding(n_components=8, max_steps=800, random_state=1).fit(X)
+    # never silent: a progress line every tenth of the fit, on stderr (no logging configured)
+    progress = [line for line in capsys.readouterr().err.splitlines() if line.startswith("[jl] step ")]
+    assert [line.split(" | ")[0] for line in progress] == [f"[jl] step {s}/800 ({s // 8} %)"
+                                                          for s in range(80, 801, 80)]
     assert emb.components_.shape == (8, 50)
     # norms mode: the ratio is per point and scale-free, so the raw X gives the same figure
     eps = evaluate(emb.components_, X, "norms").epsilon

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import time
 
 from lightning.pytorch import Callback
@@ -87,4 +88,7 @@ class ProgressLog(Callback):
                  f"{elapsed:.0f} s" + ("" if step == total else f", about {left:.0f} s left")]
         line = " | ".join(parts)
         self.lines.append(line)
-        log.info(line)
+        if log.isEnabledFor(logging.INFO) and log.hasHandlers():
+            log.info(line)  # jl-train: the run's log (train.log and the console)
+        else:  # plain Python (JLEmbedding.fit) configures no logging: INFO would be dropped
+            print(f"[jl] {line}", file=sys.stderr, flush=True)
