@@ -115,7 +115,7 @@ def training_curves(distortion: list, heldout: list, sigma2: list, references: d
 
 
 def _spans_decades(values: list[float]) -> bool:
-    return min(values) > 0 and max(values) / min(values) >= 100
+    return min(values) > 0 and max(values) / min(values) >= 10
 
 
 def sweep_plot(jobs: list[dict], metric: str = "final_distortion"):
@@ -123,8 +123,8 @@ def sweep_plot(jobs: list[dict], metric: str = "final_distortion"):
 
     ``jobs``: {"params": {name: value}, metric: float or None, "best": bool}. In a panel,
     one series per combination of the other parameters' values (a search, where every
-    job differs, draws its jobs as points); log axes where the values span two decades
-    or more; the best job is a star. None when no parameter is numeric.
+    job differs, draws its jobs as points); log axes where the values span a decade or
+    more; the best job is a star. None when no parameter is numeric.
     """
     finished = [j for j in jobs if j.get(metric) is not None]
     numeric = sorted({name for j in finished for name, value in j["params"].items()
@@ -157,7 +157,10 @@ def sweep_plot(jobs: list[dict], metric: str = "final_distortion"):
         xs_all = [job["params"][name] for job in finished if name in job["params"]]
         ys_all = [job[metric] for job in finished]
         if _spans_decades(xs_all):
+            from matplotlib.ticker import NullFormatter
+
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())  # labelled minor ticks overlap
         if _spans_decades(ys_all):
             ax.set_yscale("log")
         ax.set_xlabel(name)
