@@ -30,7 +30,7 @@ class RunFigures(Callback):
     and write each as ``figures/<name>.png`` under ``dirpath`` and, with a TensorBoard logger,
     as the image ``figures/<name>`` (Images tab). Each figure is drawn once: TensorBoard gets
     the pixels the PNG was encoded from (``add_figure`` would draw it again). ``dirpath:
-    null`` writes no PNG. ``seconds``: what the figures cost (in the log).
+    null`` writes no PNG. ``seconds`` and ``costs`` (per figure): what they cost (in the log).
     """
 
     def __init__(self, dirpath: str | None, sample: int = 20000, seed: int = 0, dpi: int = 100):
@@ -38,6 +38,7 @@ class RunFigures(Callback):
         self.dirpath = None if dirpath is None else Path(dirpath)
         self.sample, self.seed, self.dpi = int(sample), int(seed), int(dpi)
         self.written: list[Path] = []
+        self.costs: dict[str, float] = {}
         self.seconds = 0.0
 
     def figures(self, trainer, pl_module, record: RunRecord) -> dict:
@@ -70,7 +71,11 @@ class RunFigures(Callback):
         tensorboards = [logger for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
         if self.dirpath is None and not tensorboards:
             return
-        for name, fig in self.figures(trainer, pl_module, record).items():
+        figures = self.figures(trainer, pl_module, record)
+        # what each figure cost: the shared data preparation split evenly, plus its own drawing
+        shared = (time.perf_counter() - began) / len(figures)
+        for name, fig in figures.items():
+            drawn = time.perf_counter()
             png, pixels = render(fig, self.dpi)
             if self.dirpath is not None:
                 path = self.dirpath / "figures" / FILES[name]
@@ -80,6 +85,8 @@ class RunFigures(Callback):
             for logger in tensorboards:
                 logger.experiment.add_image(f"figures/{name}", pixels, global_step=trainer.global_step,
                                             dataformats="HWC")
+            self.costs[name] = shared + time.perf_counter() - drawn
         self.seconds = time.perf_counter() - began
-        log.info("figures drawn in %.2f s%s", self.seconds,
-                 f" ({self.dirpath / 'figures'})" if self.dirpath is not None else "")
+        log.info("figures drawn in %.2f s (%s)%s", self.seconds,
+                 ", ".join(f"{name} {seconds:.2f} s" for name, seconds in self.costs.items()),
+                 f" into {self.dirpath / 'figures'}" if self.dirpath is not None else "")
