@@ -102,7 +102,7 @@ def test_figures_are_written_beside_the_run(tb_run):
 
 def test_training_curves_axes():
     history = [(s, 0.0, 1 / (1 + s)) for s in range(0, 500, 10)]
-    held = [(s, {"pairs": 2 / (1 + s)}) for s in range(10, 500, 10)]
+    held = [(s, {"pair_distortion": 2 / (1 + s)}) for s in range(10, 500, 10)]
     sigma2 = [(s, 0.9 ** s) for s in range(120)] + [(120, 0.0)]
     fig = training_curves(history, held, sigma2, {"gaussian best of 16": 0.5, "pca best-scaled": 0.3}, 120, "t")
     top, bottom = fig.axes

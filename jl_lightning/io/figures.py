@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 
 COLORS = {"learned": "tab:blue", "gaussian": "tab:red", "pca": "tab:green"}
+HELDOUT_LABELS = {"point_distortion": "held-out points", "pair_distortion": "held-out pairs",
+                  "cross_pair_distortion": "train x held-out pairs"}
 
 
 def new_figure(width: float, height: float, rows: int = 1, cols: int = 1, **kwargs):
@@ -32,14 +34,19 @@ def new_figure(width: float, height: float, rows: int = 1, cols: int = 1, **kwar
     return fig, axes
 
 
-def set_log(ax, which: str) -> None:
+def set_log(ax, which: str, values) -> None:
     """A log scale on ``ax``'s ``which`` ("x" or "y") axis whose labels are plain numbers
     (0.01, not mathtext 10^-2, which is slow to lay out), and no minor ticks (each is an
-    artist to build; together they were most of a figure's cost)."""
-    from matplotlib.ticker import FuncFormatter, NullLocator
+    artist to build; together they were most of a figure's cost). Ticks at 1, 2, 5 x 10^n
+    where ``values`` span less than two decades (powers of ten alone could leave none),
+    at powers of ten otherwise."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
     getattr(ax, f"set_{which}scale")("log")
     axis = ax.xaxis if which == "x" else ax.yaxis
+    positive = [v for v in values if v > 0]
+    narrow = positive and max(positive) / min(positive) < 100
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0) if narrow else (1.0,)))
     axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
     axis.set_minor_locator(NullLocator())
 
@@ -100,23 +107,28 @@ def training_curves(distortion: list, heldout: list, sigma2: list, references: d
     ``heldout``: (step, {name: epsilon}); ``sigma2``: (step, sigma^2)."""
     fig, axes = new_figure(7.5, 6.0, rows=2, sharex=True)
     top, bottom = axes[0, 0], axes[1, 0]
+    shown = []
     if distortion:
         steps, _, eps = zip(*distortion)
         top.plot(steps, eps, color=COLORS["learned"], label="learned (training)", linewidth=1.4)
+        shown += eps
     names = sorted({name for _, held in heldout for name in held})
-    for name, style in zip(names, ("-.", ":", "--")):
+    for name, style in zip(names, ("-.", ":", (0, (5, 2, 1, 2)))):
         points = [(step, held[name]) for step, held in heldout if name in held]
-        top.plot(*zip(*points), color=COLORS["learned"], linestyle=style, label=f"held-out {name}", linewidth=1)
+        top.plot(*zip(*points), color=COLORS["learned"], linestyle=style, linewidth=1,
+                 label=HELDOUT_LABELS.get(name, name))
+        shown += [value for _, value in points]
     for name, value in references.items():
         if value is not None and math.isfinite(value):
             top.axhline(value, color=COLORS.get(name.split()[0], "gray"), linestyle="--", linewidth=1, label=name)
+            shown.append(value)
     top.set_ylabel("exact epsilon")
-    set_log(top, "y")
+    set_log(top, "y", shown)
     top.set_title(title, fontsize=9)
     positive = [(step, s2) for step, s2 in sigma2 if s2 > 0]
     if positive:
         bottom.plot(*zip(*positive), color="tab:purple", linewidth=1.4, label="sigma^2")
-        set_log(bottom, "y")
+        set_log(bottom, "y", [s2 for _, s2 in positive])
     bottom.set_ylabel("sigma^2 (log; 0 not drawn)")
     bottom.set_xlabel("optimizer steps")
     for ax in (top, bottom):
@@ -170,9 +182,9 @@ def sweep_plot(jobs: list[dict], metric: str = "final_distortion"):
         xs_all = [job["params"][name] for job in finished if name in job["params"]]
         ys_all = [job[metric] for job in finished]
         if _spans_decades(xs_all):
-            set_log(ax, "x")
+            set_log(ax, "x", xs_all)
         if _spans_decades(ys_all):
-            set_log(ax, "y")
+            set_log(ax, "y", ys_all)
         ax.set_xlabel(name)
         ax.set_ylabel(metric.replace("_", " "))
         handles, labels = ax.get_legend_handles_labels()
