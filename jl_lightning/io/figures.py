@@ -18,6 +18,8 @@ import numpy as np
 COLORS = {"learned": "tab:blue", "gaussian": "tab:red", "pca": "tab:green"}
 HELDOUT_LABELS = {"point_distortion": "held-out points", "pair_distortion": "held-out pairs",
                   "cross_pair_distortion": "train x held-out pairs"}
+HELDOUT_COLORS = {"point_distortion": "tab:olive", "pair_distortion": "tab:cyan",
+                  "cross_pair_distortion": "tab:orange"}
 
 
 def new_figure(width: float, height: float, rows: int = 1, cols: int = 1, **kwargs):
@@ -113,9 +115,9 @@ def training_curves(distortion: list, heldout: list, sigma2: list, references: d
         top.plot(steps, eps, color=COLORS["learned"], label="learned (training)", linewidth=1.4)
         shown += eps
     names = sorted({name for _, held in heldout for name in held})
-    for name, style in zip(names, ("-.", ":", (0, (5, 2, 1, 2)))):
+    for name in names:
         points = [(step, held[name]) for step, held in heldout if name in held]
-        top.plot(*zip(*points), color=COLORS["learned"], linestyle=style, linewidth=1,
+        top.plot(*zip(*points), color=HELDOUT_COLORS.get(name, "gray"), linestyle="-.", linewidth=1.2,
                  label=HELDOUT_LABELS.get(name, name))
         shown += [value for _, value in points]
     for name, value in references.items():
