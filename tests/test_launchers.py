@@ -1,0 +1,49 @@
+"""Hydra launchers: parallel jobs on one machine (joblib) and a SLURM cluster (submitit)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from jl_lightning.apps.config import CONFIG_DIR
+
+
+def launcher(*overrides: str):
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(config_name="train", overrides=list(overrides), return_hydra_config=True).hydra.launcher
+
+
+def test_slurm_configs_compose_with_the_usual_fields():
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    plain = launcher("hydra/launcher=submitit_slurm", "hydra.launcher.partition=gpu", "hydra.launcher.gpus_per_node=2",
+                     "hydra.launcher.timeout_min=30", "hydra.launcher.mem_gb=16")
+    assert plain._target_.endswith("SlurmLauncher")
+    assert (plain.partition, plain.gpus_per_node, plain.timeout_min, plain.mem_gb) == ("gpu", 2, 30, 16)
+    ours = launcher("hydra/launcher=slurm_gpu", "hydra.launcher.partition=a100")
+    assert ours._target_.endswith("SlurmLauncher")
+    assert (ours.partition, ours.nodes, ours.tasks_per_node, ours.gpus_per_node, ours.timeout_min, ours.mem_gb) == \
+        ("a100", 1, 1, 1, 120, 64)
+    assert launcher("hydra/launcher=slurm_gpu").partition is None  # the cluster's default partition
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("chosen, target", [("joblib", "JoblibLauncher"), ("submitit_local", "LocalLauncher")])
+def test_a_two_job_multirun_through_a_launcher(tmp_path, chosen, target):
+    """joblib runs the jobs in parallel worker processes; submitit_local runs them through
+    submitit's pickled-job path, the one SLURM uses, on this machine."""
+    pytest.importorskip(f"hydra_plugins.hydra_{chosen.split('_')[0]}_launcher")
+    from tests.test_train_e2e import jl_train
+
+    sweep = tmp_path / "sweep"
+    extra = ["hydra.launcher.n_jobs=2"] if chosen == "joblib" else []
+    proc = jl_train("-m", f"hydra/launcher={chosen}", *extra, "debug=fast", "model.k=2,3",
+                    f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert OmegaConf.load(sweep / "multirun.yaml").hydra.launcher._target_.endswith(target)
+    for job, k in (("0", 2), ("1", 3)):
+        assert json.loads((sweep / job / "summary.json").read_text())["k"] == k
+    table = json.loads((sweep / "sweep_summary.json").read_text())
+    assert [row["job"] for row in table["jobs"]] == ["0", "1"] and table["best"] is not None
