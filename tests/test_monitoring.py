@@ -210,3 +210,24 @@ def test_optuna_search_best_trial_is_its_jobs_summary(tmp_path):
         assert f"{name}={value}" in overrides
     assert (sweep / "sweep_summary.png").read_bytes()[:4] == b"\x89PNG"
     assert json.loads((sweep / "sweep_summary.json").read_text())["best"]["job"] == best_job
+
+
+def test_the_bar_shows_phase_step_total_epsilon_and_sigma2(tmp_path):
+    """An interactive run's bar (its output captured here, never shown): described by the
+    phase instead of "Epoch 0", counting steps out of max_steps, with epsilon and sigma^2."""
+    import contextlib
+    import io
+
+    from jl_lightning.lightning.fit import fit_from_config
+    from tests.conftest import make_cfg
+
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        fit_from_config(make_cfg(tmp_path / "run", [*SMALL, "trainer.max_steps=100", "baseline.draws=0",
+                                                     "logger=none", "model.init_variance=0.001",
+                                                     "callbacks.deterministic_switch.threshold=0.0005"]),
+                        interactive=True)
+    frames = [line for line in buffer.getvalue().replace("\r", "\n").splitlines() if "/100" in line]
+    assert frames[0].startswith("sampler:") and " 0/100 " in frames[0]
+    assert frames[-1].startswith("deterministic:") and " 100/100 " in frames[-1]
+    assert "epsilon=" in frames[-1] and "sigma^2=0" in frames[-1] and "Epoch" not in buffer.getvalue()
