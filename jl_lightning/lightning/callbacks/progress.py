@@ -36,8 +36,12 @@ class JLProgressBar(TQDMProgressBar):
         super().__init__(refresh_rate=refresh_rate, process_position=process_position, leave=leave)
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
-        super().on_train_epoch_start(trainer, pl_module)
-        self.train_progress_bar.set_description(phase(pl_module))
+        # Lightning's own would draw "Epoch 0" first; the whole run is one epoch of max_steps steps
+        bar = self.train_progress_bar
+        bar.set_description(phase(pl_module), refresh=False)
+        total = trainer.max_steps if trainer.max_steps and trainer.max_steps > 0 else self.total_train_batches
+        bar.reset(total=total)
+        bar.initial = 0
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
