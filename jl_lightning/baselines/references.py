@@ -98,10 +98,12 @@ def best_scale(report: DistortionReport) -> tuple[float, float]:
     return math.sqrt(2.0 / (lo + hi)), (hi - lo) / (hi + lo)
 
 
-def pca_baseline(points, k: int, mode: str = "norms", memory_budget: int = DEFAULT_MEMORY_BUDGET) -> dict:
-    """PCA to k dimensions, plain and with its best single scale."""
+def pca_baseline(points, k: int, mode: str = "norms", memory_budget: int = DEFAULT_MEMORY_BUDGET,
+                 matrix: np.ndarray | None = None) -> dict:
+    """PCA to k dimensions, plain and with its best single scale. ``matrix``: the
+    :func:`pca_matrix` of these points, when the caller already has it."""
     began = time.perf_counter()
-    A = pca_matrix(points, k)
+    A = pca_matrix(points, k) if matrix is None else matrix
     report = evaluate(A, points, mode, memory_budget=memory_budget, quantiles=False, mean_abs=False)
     c, eps_scaled = best_scale(report)
     return {"method": "pca", "mode": mode, "epsilon": report.epsilon, "scale": c,
@@ -114,8 +116,9 @@ def reference_figures(points, k: int, mode: str = "norms", draws: int = 100, see
     """Mean / best / std over ``draws`` draws for each random method, epsilon plain and
     best-scaled for PCA (left out, with a reason, when k > min(n, d)). ``budget_s``: the
     seconds the random methods may take together, shared equally (see :func:`random_draws`).
-    ``best_maps``: a dict that receives each random method's best draw and PCA's best-scaled
-    matrix, as (k, d) float64 arrays (for figures)."""
+    ``best_maps``: a dict that receives each random method's best draw (as constructed:
+    :func:`dense_map` turns it into an array where one is needed) and PCA's best-scaled
+    matrix, for figures."""
     out = {}
     randoms = [m for m in methods if m != "pca"]
     share = None if budget_s is None or not randoms else budget_s / len(randoms)
@@ -124,18 +127,22 @@ def reference_figures(points, k: int, mode: str = "norms", draws: int = 100, see
             if k > min(points.shape):
                 out["pca"] = {"method": "pca", "skipped": f"k={k} > min(n, d)={min(points.shape)}"}
             else:
-                out["pca"] = pca_baseline(points, k, mode, memory_budget)
+                matrix = pca_matrix(points, k)
+                out["pca"] = pca_baseline(points, k, mode, memory_budget, matrix=matrix)
                 if best_maps is not None:
-                    best_maps["pca"] = out["pca"]["scale"] * pca_matrix(points, k)
+                    best_maps["pca"] = out["pca"]["scale"] * matrix
         else:
             out[method], best = random_draws(method, points, k, draws, seed, mode, memory_budget, budget_s=share)
             if best_maps is not None:
-                best_maps[method] = dense_map(best, points.shape[1])
+                best_maps[method] = best
     return out
 
 
 def dense_map(linear_map, d: int) -> np.ndarray:
-    """A map of ``random_maps.py`` (a dense or sparse tensor, or an SRHT) as a (k, d) float64 array."""
+    """A map of ``random_maps.py`` (a dense or sparse tensor, or an SRHT), or an array, as a
+    (k, d) float64 array."""
+    if isinstance(linear_map, np.ndarray):
+        return linear_map.astype(np.float64, copy=False)
     if isinstance(linear_map, torch.Tensor):
         dense = linear_map.to_dense() if linear_map.is_sparse else linear_map
         return dense.detach().double().cpu().numpy()

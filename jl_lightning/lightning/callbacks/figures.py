@@ -9,6 +9,7 @@ from pathlib import Path
 from lightning.pytorch import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from jl_lightning.baselines.references import dense_map
 from jl_lightning.io.figures import ratio_histogram, render, training_curves, write_bytes
 from jl_lightning.lightning.contract import RunRecord
 from jl_lightning.metrics.distortion import ratio_sample
@@ -50,7 +51,7 @@ class RunFigures(Callback):
         for name, key in (("gaussian", "best"), ("pca", "epsilon_scaled")):
             matrix = (results.get("reference_maps") or {}).get(name)
             if matrix is not None and key in references.get(name, {}):
-                maps[name], epsilons[name] = matrix, references[name][key]
+                maps[name], epsilons[name] = dense_map(matrix, points.shape[1]), references[name][key]
         ratios = {name: ratio_sample(matrix, points, mode, self.sample, self.seed) for name, matrix in maps.items()}
         unit = "points" if mode == "norms" else "pairs"
         sampled = (f"all {len(points)} points" if mode == "norms" and len(points) <= self.sample
