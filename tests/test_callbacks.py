@@ -199,7 +199,8 @@ def test_every_callback_works_against_the_bare_contract():
     assert isinstance(module, JLModule) and isinstance(data, JLData)
     callbacks = [VarianceMonitor(thresholds=(0.1, 0.01), every_n_steps=1), DeterministicSwitch(threshold=0.01),
                  DistortionTracker(every_n_steps=1), ReferenceLines(draws=3, methods=["gaussian"]), RunSummary()]
-    trainer = SimpleNamespace(global_step=0, max_steps=2, datamodule=data, loggers=[], callbacks=callbacks)
+    trainer = SimpleNamespace(global_step=0, max_steps=2, datamodule=data, loggers=[], callbacks=callbacks,
+                              is_global_zero=True)
     for cb in callbacks:
         cb.on_fit_start(trainer, module)
         cb.on_train_start(trainer, module)

@@ -10,6 +10,7 @@ folder, trains, writes the results and says how the run went.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import hydra
@@ -17,7 +18,7 @@ from omegaconf import DictConfig
 
 from jl_lightning.apps.config import CONFIG_DIR, refuse_and_exit
 from jl_lightning.errors import JLInputError
-from jl_lightning.io.run_folder import check_fresh, write_results
+from jl_lightning.io.run_folder import check_fresh, process_rank, write_results
 
 
 # every key conf/train.yaml composes; anything else (a `+key=` override) would be ignored
@@ -74,8 +75,21 @@ def final_line(summary: dict) -> str:
     return f"{head} | {reference} | run folder {summary['run_dir']}"
 
 
+def _launches_processes(cfg: DictConfig) -> bool:
+    """Whether Lightning itself would start more processes by running this command line
+    again (a DDP strategy with several devices or nodes, and no launcher that started them:
+    torchrun or SLURM set the rank's environment)."""
+    trainer = cfg.get("trainer") or {}
+    strategy = trainer.get("strategy")
+    name = str(strategy.get("_target_", "") if hasattr(strategy, "get") else strategy or "").lower()
+    devices, nodes = trainer.get("devices", 1), trainer.get("num_nodes", 1) or 1
+    several = not (devices in (1, "1") or (isinstance(devices, (list, tuple)) and len(devices) == 1)) or nodes > 1
+    return "ddp" in name and several and "WORLD_SIZE" not in os.environ and "SLURM_NTASKS" not in os.environ
+
+
 def train(cfg: DictConfig) -> tuple[dict, dict]:
-    """Train one sampler as configured and write the run folder.
+    """Train one sampler as configured and write the run folder (rank 0 of a distributed
+    run writes it; every rank trains).
 
     Returns ``(summary, objects)``: summary.json's content, and every object the run built
     (cfg, datamodule, model, trainer, callbacks, loggers).
@@ -87,15 +101,29 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     if unknown:
         raise JLInputError(f"unknown option(s) {', '.join(unknown)}: nothing reads them (to continue a killed run "
                            "use resume=RUN_DIR); the top-level options are " + ", ".join(sorted(TOP_LEVEL)))
-    check_fresh(run_dir)
+    if _in_multirun() and _launches_processes(cfg):
+        raise JLInputError("trainer=ddp with several devices cannot run inside a multirun (-m): Lightning starts "
+                           "the other processes by running the whole command line again; run the jobs one at a "
+                           "time, or let hydra/launcher=submitit_slurm start one task per device")
+    writer = process_rank() == 0
+    if writer:
+        check_fresh(run_dir)
     checkpoint = None
     if cfg.get("resume"):
         cfg, checkpoint = resumed_config(cfg)
     result = fit_from_config(cfg, ckpt_path=checkpoint)
     result.summary["run_dir"] = str(run_dir)
-    write_results(run_dir, result.embedding, result.summary)
-    print(f"[jl] {final_line(result.summary)}", flush=True)
+    if writer:
+        write_results(run_dir, result.embedding, result.summary)
+        print(f"[jl] {final_line(result.summary)}", flush=True)
     return result.summary, result.objects
+
+
+def _in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")

@@ -24,6 +24,11 @@ and the max over S:
 
 With ``sigma`` None (sigma^2 frozen at 0) every sample equals M / sqrt(k): one deterministic
 evaluation stands for all N.
+
+With several processes (``prepare(points, shard)``, ``sharding.py``) the norms and active
+pairs losses evaluate only this rank's share of S, and the max is formed over all ranks
+with a differentiable collective, so every rank gets the single-process value. The exact
+pairs strategy is computed whole on every rank (it is meant for a few thousand points).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import torch
 from jl_lightning.core.pairs import (ActivePairs, PairGeometry, center, inverse_sq_distances,
                                      worst_pairs_of_samples)
 from jl_lightning.core.sampling import draw_noise, embed, embed_rowwise, resolve_sampling, span_factor
+from jl_lightning.core.sharding import SINGLE, Shard
 from jl_lightning.errors import JLInputError
 
 MODES = ("norms", "pairs")
@@ -63,13 +69,13 @@ def annealed_temperature(start: float, end: float, step: int, total: int) -> flo
 
 # ------------------------------------------------------------------- the max
 class HardMax:
-    """max over the last axis."""
+    """max over the last axis (and over the ranks' shares)."""
 
     def temperature(self, step: int, total: int) -> float | None:
         return None
 
-    def __call__(self, dev: torch.Tensor, step: int, total: int) -> torch.Tensor:
-        return dev.amax(-1)
+    def __call__(self, dev: torch.Tensor, step: int, total: int, shard: Shard = SINGLE) -> torch.Tensor:
+        return shard.max(dev.amax(-1))
 
 
 class SmoothMax:
@@ -81,8 +87,11 @@ class SmoothMax:
     def temperature(self, step: int, total: int) -> float:
         return annealed_temperature(self.start, self.end, step, total)
 
-    def __call__(self, dev: torch.Tensor, step: int, total: int) -> torch.Tensor:
-        return smooth_max(dev, self.temperature(step, total))
+    def __call__(self, dev: torch.Tensor, step: int, total: int, shard: Shard = SINGLE) -> torch.Tensor:
+        t = self.temperature(step, total)
+        if shard.single:
+            return smooth_max(dev, t)
+        return t * shard.logsumexp(torch.logsumexp(dev / t, dim=-1))
 
 
 # ----------------------------------------------------------------- the sets
@@ -97,12 +106,14 @@ def _embedded_points(mean, sigma, n_samples, points, factor):
 
 
 class DistortionLoss:
-    """Base class. ``prepare(points)`` once for a data tensor, then
-    ``loss(mean, sigma, n_samples, step, total)`` every step -> (term, hard max), shapes (N,)."""
+    """Base class. ``prepare(points, shard)`` once for a data tensor, then
+    ``loss(mean, sigma, n_samples, step, total)`` every step -> (term, hard max), shapes (N,);
+    both are the figures over all of S on every rank, whatever ``shard`` is."""
 
     maximum: HardMax | SmoothMax
+    shard: Shard = SINGLE
 
-    def prepare(self, points: torch.Tensor) -> None:
+    def prepare(self, points: torch.Tensor, shard: Shard = SINGLE) -> None:
         raise NotImplementedError
 
     def __call__(self, mean: torch.Tensor, sigma: torch.Tensor | None, n_samples: int, step: int,
@@ -121,17 +132,23 @@ class NormsLoss(DistortionLoss):
         self.maximum, self.sampling = maximum, sampling
         self.points = self.sq_norms = self.factor = None
 
-    def prepare(self, points: torch.Tensor) -> None:
-        self.points = points
-        self.sq_norms = points.pow(2).sum(1)
+    def prepare(self, points: torch.Tensor, shard: Shard = SINGLE) -> None:
+        if points.shape[0] < shard.world:
+            raise JLInputError(f"{shard.world} processes need at least {shard.world} points, got {points.shape[0]}")
+        self.shard = shard
         mode = resolve_sampling(self.sampling, points.shape[0], points.shape[1])
-        self.factor = span_factor(points) if mode == "span" else None
+        # the span factor of all points, then this rank's columns: the same noise Z gives
+        # every rank its points' share of the one sample Z R
+        factor = span_factor(points) if mode == "span" else None
+        self.points = shard.take(points)
+        self.sq_norms = self.points.pow(2).sum(1)
+        self.factor = None if factor is None else shard.take(factor.T).T
 
     def __call__(self, mean, sigma, n_samples, step, total):
         embedded = _embedded_points(mean, sigma, n_samples, self.points, self.factor)
         dev = ratio_distortion(embedded.pow(2).sum(1), self.sq_norms)
-        hard = dev.amax(-1)
-        term = hard if isinstance(self.maximum, HardMax) else self.maximum(dev, step, total)
+        hard = self.shard.max(dev.amax(-1))
+        term = hard if isinstance(self.maximum, HardMax) else self.maximum(dev, step, total, self.shard)
         return term, hard.detach()
 
 
@@ -144,7 +161,8 @@ class ExactPairsLoss(DistortionLoss):
         self.sampling = sampling
         self.points = self.factor = self.geometry = None
 
-    def prepare(self, points: torch.Tensor) -> None:
+    def prepare(self, points: torch.Tensor, shard: Shard = SINGLE) -> None:
+        # computed whole on every rank: each gets the same loss and gradient (no collective)
         self.points = center(points)
         self.geometry = PairGeometry(self.points)
         mode = resolve_sampling(self.sampling, points.shape[0], points.shape[1])
@@ -173,7 +191,11 @@ class ActivePairsLoss(DistortionLoss):
         self.points = self.sq_norms = self.active = self.hard = None
         self.refreshed = False
 
-    def prepare(self, points: torch.Tensor) -> None:
+    def prepare(self, points: torch.Tensor, shard: Shard = SINGLE) -> None:
+        if self.n_random < shard.world:
+            raise JLInputError(f"{shard.world} processes need model.active_random >= {shard.world}, "
+                               f"got {self.n_random}")
+        self.shard = shard
         self.points = center(points)
         self.sq_norms = self.points.pow(2).sum(1)
         self.active = ActivePairs(points.shape[0], self.n_hard, self.n_random, self.memory)
@@ -186,7 +208,7 @@ class ActivePairsLoss(DistortionLoss):
     def set_hard(self, i, j) -> None:
         """The hard pairs (index vectors into the prepared points), from an exact pass."""
         self.active.set_hard(i, j)
-        self.hard = self._pairs(self.active.hard_i, self.active.hard_j)
+        self.hard = self._pairs(*self.shard.take(self.active.hard_i, self.active.hard_j))
         self.refreshed = True
 
     def _pairs(self, i: torch.Tensor, j: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -196,7 +218,8 @@ class ActivePairsLoss(DistortionLoss):
         return (differences, *inverse_sq_distances(differences, self.sq_norms[i] + self.sq_norms[j]))
 
     def __call__(self, mean, sigma, n_samples, step, total):
-        fresh = self._pairs(*self.active.draw_random(self.points.device))
+        # every rank draws all the random pairs (the same RNG stream) and keeps its share
+        fresh = self._pairs(*self.shard.take(*self.active.draw_random(self.points.device)))
         differences, inv, valid = (torch.cat([hard, new]) for hard, new in zip(self.hard, fresh))
         noise = None if sigma is None else draw_noise(n_samples, mean.shape[0], mean.shape[1], mean)
         k = mean.shape[0]
@@ -212,10 +235,10 @@ class ActivePairsLoss(DistortionLoss):
             if noise is None:
                 worst = worst[:1]
             picked = embed_rowwise(mean, sigma, noise, differences[worst])
-            hard = (picked.pow(2).sum(1) / k * inv[worst] - valid[worst]).abs()
+            hard = self.shard.max((picked.pow(2).sum(1) / k * inv[worst] - valid[worst]).abs())
             return hard, hard.detach()
         dev = deviations(embed(mean, sigma, noise, differences, scaled=False).pow(2).sum(1))
-        return self.maximum(dev, step, total), dev.detach().amax(1)
+        return self.maximum(dev, step, total, self.shard), self.shard.max(dev.detach().amax(1))
 
 
 def is_refresh_step(step: int, every: int, growth: float) -> bool:

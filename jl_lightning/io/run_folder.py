@@ -26,6 +26,20 @@ def occupied(folder: str | Path) -> list[str]:
     return [name for name in RESULT_FILES if (Path(folder) / name).exists()]
 
 
+RANK_VARIABLES = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
+
+
+def process_rank() -> int:
+    """This process's global rank in a distributed run, from the launcher's environment
+    (Lightning's DDP launcher, torchrun, SLURM), as Lightning reads it: 0 for the one
+    process of an ordinary run. Only rank 0 guards and writes the run folder."""
+    for name in RANK_VARIABLES:
+        value = os.environ.get(name)
+        if value is not None and value.strip().isdigit():
+            return int(value)
+    return 0
+
+
 def check_fresh(run_dir: str | Path) -> None:
     """Refuse to run where an earlier run already left its results."""
     found = occupied(run_dir)

@@ -21,8 +21,8 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from jl_lightning.io.run_folder import (LOCK_NAME, earlier_run_files, lock_is_stale, occupied, read_lock,
-                                        release_lock, take_lock)
+from jl_lightning.io.run_folder import (LOCK_NAME, earlier_run_files, lock_is_stale, occupied, process_rank,
+                                        read_lock, release_lock, take_lock)
 
 
 def _refuse(message: str, config: DictConfig | None = None) -> None:
@@ -47,7 +47,12 @@ def resumable_problem(run_dir: Path) -> str | None:
 
 
 class RefuseOccupiedRunDir(Callback):
+    """The checks above, by the process of rank 0 only: the other processes of a distributed
+    run (started by Lightning's DDP launcher into rank 0's folder, or by SLURM) write nothing."""
+
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        if process_rank() > 0:
+            return
         run_dir = Path(str(config.hydra.run.dir))
         resume = config.get("resume")
         if resume:
@@ -71,6 +76,8 @@ class RefuseOccupiedRunDir(Callback):
             _refuse(str(err), config)
 
     def on_run_end(self, config: DictConfig, **kwargs) -> None:
+        if process_rank() > 0:
+            return
         release_lock(Path(str(config.hydra.run.dir)))
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:

@@ -51,7 +51,10 @@ def quiet_lightning() -> None:
                     ".*LeafSpec.*is deprecated.*",
                     # saving after the step is what we want: the checkpoint then holds the M
                     # whose distortion DistortionTracker just measured
-                    ".*ModelCheckpoint with manual optimization.*"):
+                    ".*ModelCheckpoint with manual optimization.*",
+                    # the documented differentiable all-gather (core/sharding.py); its suggested
+                    # replacement is a private torch module
+                    ".*torch.distributed.nn.functional.all_gather is deprecated.*"):
         warnings.filterwarnings("ignore", pattern)
 
 
@@ -102,10 +105,13 @@ def fit_from_config(cfg: DictConfig, source=None, interactive: bool | None = Non
     from lightning.pytorch.callbacks import Checkpoint, ProgressBar
 
     from jl_lightning.errors import JLInputError, JLRunError
+    from jl_lightning.io.run_folder import process_rank
     from jl_lightning.io.validation import validate_k
     from jl_lightning.lightning.callbacks import ProgressLog, RunSummary
 
     quiet_lightning()
+    if process_rank() > 0:  # rank 0 tells how the run goes; the others only warn
+        logging.getLogger("jl_lightning").setLevel(logging.WARNING)
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     seed_everything(int(cfg.seed), workers=True, verbose=False)

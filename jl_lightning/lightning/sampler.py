@@ -21,7 +21,7 @@ from jl_lightning.core.losses import ActivePairsLoss, make_loss
 from jl_lightning.errors import JLInputError
 from jl_lightning.lightning.log_schedule import log_at
 from jl_lightning.lightning.module import BaseJLModule, positive_int
-from jl_lightning.metrics.distortion import evaluate
+from jl_lightning.lightning.sharding import exact_report, process_shard
 
 log = logging.getLogger("jl_lightning")
 LOG_PASSES_FROM_S = 5.0  # exact passes longer than this are logged
@@ -74,7 +74,7 @@ class GaussianSampler(BaseJLModule):
             raise JLInputError(f"expected points of shape (n, {self.dim}), got {tuple(points.shape)}")
         if self.mode == "pairs" and points.shape[0] < 2:
             raise JLInputError(f"pairs mode needs at least 2 points, got {points.shape[0]}")
-        self.loss_fn.prepare(points)
+        self.loss_fn.prepare(points, process_shard())
         self._prepared_for = points
         restored = getattr(self, "_restored_hard_pairs", None)
         if restored is not None:  # a resumed run continues with the active set it had
@@ -97,11 +97,13 @@ class GaussianSampler(BaseJLModule):
 
     @torch.no_grad()
     def refresh_active_pairs(self, points: torch.Tensor) -> None:
-        """Exact all-pairs pass with M / sqrt(k): the worst pairs become the active set's hard pairs."""
+        """Exact all-pairs pass with M / sqrt(k): the worst pairs become the active set's hard pairs
+        (shared by all ranks of a distributed run, each of which keeps its share)."""
         self.prepare(points)
         loss = self.loss_fn
         began = time.perf_counter()
-        report = evaluate(self.embedding, loss.points, "pairs", worst=loss.n_hard, quantiles=False, mean_abs=False)
+        report = exact_report(self.embedding, loss.points, "pairs", worst=loss.n_hard, quantiles=False,
+                              mean_abs=False)
         loss.set_hard(*report.worst[:2])
         seconds = time.perf_counter() - began
         if seconds > LOG_PASSES_FROM_S:  # at scale, where a pass is the cost of many steps

@@ -21,7 +21,9 @@ within ``memory_budget`` bytes whatever n is.
 * ``worst=K``: the K points or pairs with the largest |ratio - 1|, by a streaming top-K;
 * ``heldout``: reports on held-out points, their pairs and the train x held-out pairs;
 * ``histogram``: counts of the ratios in given bins;
-* ``other`` (pairs): the pairs (row of ``points``, row of ``other``) instead of i < j.
+* ``other`` (pairs): the pairs (row of ``points``, row of ``other``) instead of i < j;
+* ``shard``: this process's share of the tiles only; :func:`merge_reports` joins the
+  ranks' reports into the one the whole pass gives (the lightning layer gathers them).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 import torch
 
+from jl_lightning.core.sharding import SINGLE, Shard
 from jl_lightning.metrics.pair_screen import screened_pairs
 from jl_lightning.metrics.tiles import (DEFAULT_MEMORY_BUDGET, as_linear_map, check_points, is_operator,
                                         pair_tile_rows, pair_tiles, point_tile_rows, point_tiles, to_tensor)
@@ -173,7 +176,7 @@ class _Accumulator:
             order = torch.argsort(self.top[0], descending=True)
             values, rows, cols = (t[order] for t in self.top)
             worst = (rows.numpy(), values.numpy()) if mode == "norms" else (rows.numpy(), cols.numpy(), values.numpy())
-        mean = self.total / self.count if self.mean else math.nan
+        mean = self.total / self.count if self.mean and self.count else math.nan
         return DistortionReport(mode, self.eps, self.worst_index, self.rmin, self.rmax, mean, quantiles[0],
                                 quantiles[1], self.count, self.zeros, worst=worst,
                                 histogram=None if self.counts is None else self.counts.numpy())
@@ -182,7 +185,8 @@ class _Accumulator:
 @torch.no_grad()
 def evaluate(linear_map, points, mode: str = "norms", *, quantiles: bool = True, mean_abs: bool = True,
              screen="auto", worst: int = 0, heldout=None, histogram=None, other=None,
-             memory_budget: int = DEFAULT_MEMORY_BUDGET, dtype: torch.dtype = torch.float64, progress=None):
+             memory_budget: int = DEFAULT_MEMORY_BUDGET, dtype: torch.dtype = torch.float64, progress=None,
+             shard: Shard = SINGLE):
     """Exact distortion of ``linear_map`` on ``points`` (n, d), over points or over pairs.
 
     ``linear_map`` is a (k, d) matrix (numpy or torch), an operator with ``apply(X)``
@@ -205,6 +209,13 @@ def evaluate(linear_map, points, mode: str = "norms", *, quantiles: bool = True,
     ratios, values outside going to the first or last bin. ``other`` (pairs mode): the
     pairs are every (row of ``points``, row of ``other``), and ``worst_index`` indexes
     (points, other).
+
+    ``shard`` (rank r of P processes): only the tiles r, r + P, ... of the pass, so the
+    report covers this rank's points or pairs (``count`` 0 and ``epsilon`` -1 when it has
+    none); :func:`merge_reports` of all ranks' reports gives the whole pass's epsilon, worst
+    index, worst K, extreme ratios, counts and mean. The median and p99 need every value in
+    one place and are NaN; a pass whose every pair is at distance 0 is refused only
+    after the merge.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -221,16 +232,18 @@ def evaluate(linear_map, points, mode: str = "norms", *, quantiles: bool = True,
     itemsize = torch.finfo(dtype).bits // 8
     k = max(apply(torch.zeros(1, d, dtype=dtype, device=device)).shape[1] for apply in applies)
     edges = None if histogram is None else torch.as_tensor(np.asarray(histogram, dtype=np.float64))
+    if not shard.single:
+        quantiles = False
 
     if mode == "norms":
         if screen == "auto":
             screen = n * d >= SCREEN_AUTO_SIZE
-        simple = len(maps) == 1 and not worst and edges is None and not is_operator(maps[0])
+        simple = len(maps) == 1 and not worst and edges is None and not is_operator(maps[0]) and shard.single
         if screen and simple and dtype == torch.float64 and device.type == "cpu":
             reports = [_screened_norms(maps[0], points, n, quantiles)]
         else:
             reports = _norm_reports(applies, points, n, point_tile_rows(d, k * len(maps), itemsize, memory_budget),
-                                    dtype, device, quantiles, mean_abs, worst, edges)
+                                    dtype, device, quantiles, mean_abs, worst, edges, shard)
     else:
         if other is not None:
             check_points(other, d)
@@ -241,22 +254,25 @@ def evaluate(linear_map, points, mode: str = "norms", *, quantiles: bool = True,
             screen = pairs >= SCREEN_AUTO_PAIRS
         screened = None
         if screen and dtype == torch.float64 and edges is None:
-            screened = screened_pairs(applies, points, other, worst, memory_budget, device, progress)
+            screened = screened_pairs(applies, points, other, worst, memory_budget, device, progress, shard)
         if screened is not None:
-            reports = [_screened_report(figures) for figures in screened]
+            reports = [_screened_report(figures, shard) for figures in screened]
         else:
             reports = _pair_reports(applies, points, other, pair_tile_rows(d, k, itemsize, memory_budget), dtype,
-                                    device, quantiles, mean_abs, worst, edges)
-    return _finish(linear_map, reports, maps, points, heldout, quantiles, memory_budget)
+                                    device, quantiles, mean_abs, worst, edges, shard)
+    return _finish(linear_map, reports, maps, points, heldout, quantiles, memory_budget, shard)
 
 
-def _pair_reports(applies, points, other, rows, dtype, device, quantiles, mean, worst, edges):
+ALL_ZERO_PAIRS = "every pair of points is at distance zero: the pairs distortion is undefined"
+
+
+def _pair_reports(applies, points, other, rows, dtype, device, quantiles, mean, worst, edges, shard=SINGLE):
     accs = [_Accumulator(True, worst, edges, mean) for _ in applies]
-    for tile in pair_tiles(points, applies, rows, dtype, device, other):
+    for tile in pair_tiles(points, applies, rows, dtype, device, other, shard):
         for m, acc in enumerate(accs):
             acc.add_pairs(tile, m)
-    if accs[0].count == 0:
-        raise ValueError("every pair of points is at distance zero: the pairs distortion is undefined")
+    if accs[0].count == 0 and shard.single:
+        raise ValueError(ALL_ZERO_PAIRS)
     reports = []
     for m, acc in enumerate(accs):
         qs = (math.nan, math.nan)
@@ -266,26 +282,28 @@ def _pair_reports(applies, points, other, rows, dtype, device, quantiles, mean, 
     return reports
 
 
-def _finish(linear_map, reports, maps, points, heldout, quantiles, memory_budget):
+def _finish(linear_map, reports, maps, points, heldout, quantiles, memory_budget, shard=SINGLE):
     if heldout is not None:
-        reports = [_with_heldout(report, m, points, heldout, quantiles, memory_budget)
+        reports = [_with_heldout(report, m, points, heldout, quantiles, memory_budget, shard)
                    for report, m in zip(reports, maps)]
     return reports if isinstance(linear_map, (list, tuple)) else reports[0]
 
 
-def _screened_report(figures: dict) -> DistortionReport:
-    if figures["count"] == 0:
-        raise ValueError("every pair of points is at distance zero: the pairs distortion is undefined")
-    _check_finite(figures["min_ratio"], figures["max_ratio"])
+def _screened_report(figures: dict, shard: Shard = SINGLE) -> DistortionReport:
+    if figures["count"] == 0 and shard.single:
+        raise ValueError(ALL_ZERO_PAIRS)
+    if figures["count"]:
+        _check_finite(figures["min_ratio"], figures["max_ratio"])
     return DistortionReport("pairs", figures["epsilon"], figures["worst_index"], figures["min_ratio"],
                             figures["max_ratio"], math.nan, math.nan, math.nan, figures["count"], figures["zeros"],
                             worst=figures["worst"])
 
 
-def _norm_reports(applies, points, n, rows, dtype, device, quantiles, mean, worst, edges) -> list[DistortionReport]:
+def _norm_reports(applies, points, n, rows, dtype, device, quantiles, mean, worst, edges,
+                  shard=SINGLE) -> list[DistortionReport]:
     accs = [_Accumulator(False, worst, edges, mean) for _ in applies]
     deviations = [np.empty(n) for _ in applies] if quantiles else None  # the exact median needs them all
-    for start, X in point_tiles(points, rows, dtype, device):
+    for start, X in point_tiles(points, rows, dtype, device, shard):
         nx = X.pow(2).sum(1)
         for m, apply in enumerate(applies):
             ratios = apply(X).pow(2).sum(1) / nx
@@ -301,8 +319,9 @@ def _norm_reports(applies, points, n, rows, dtype, device, quantiles, mean, wors
     return reports
 
 
-def _with_heldout(report, linear_map, train_points, heldout_points, quantiles, memory_budget) -> DistortionReport:
-    kwargs = dict(memory_budget=memory_budget, quantiles=quantiles)
+def _with_heldout(report, linear_map, train_points, heldout_points, quantiles, memory_budget,
+                  shard=SINGLE) -> DistortionReport:
+    kwargs = dict(memory_budget=memory_budget, quantiles=quantiles, shard=shard)
     val = np.asarray(heldout_points)
     held = {}
     if (val ** 2).sum(1).min() > 0:
@@ -310,10 +329,48 @@ def _with_heldout(report, linear_map, train_points, heldout_points, quantiles, m
     if len(val) >= 2:
         try:
             held["pairs"] = evaluate(linear_map, val, "pairs", **kwargs)
-        except ValueError:  # every held-out pair at distance zero
+        except ValueError:  # every held-out pair at distance zero (merge_reports drops it when sharded)
             pass
     held["cross_pairs"] = evaluate(linear_map, train_points, "pairs", other=val, **kwargs)
     return replace(report, heldout=held)
+
+
+def merge_reports(parts: list[DistortionReport]) -> DistortionReport:
+    """The report of a whole pass from the reports of its shards (``evaluate(..., shard=)``
+    on every rank): the largest epsilon and its worst index, the K worst of all, the
+    extreme ratios, the summed counts, the count-weighted mean, the summed histogram; the
+    median and p99 are NaN. Held-out reports are merged the same way (held-out pairs are
+    left out when every one is at distance zero). Raises ValueError when no pair counts."""
+    parts = list(parts)
+    count = sum(p.count for p in parts)
+    if count == 0:
+        raise ValueError(ALL_ZERO_PAIRS)
+    counted = [p for p in parts if p.count]
+    top = max(counted, key=lambda p: p.epsilon)
+    _check_finite(min(p.min_ratio for p in counted), max(p.max_ratio for p in counted))
+    worst = None
+    if all(p.worst is not None for p in counted):
+        columns = [np.concatenate(c) for c in zip(*(p.worst for p in counted))]
+        keep = max(len(p.worst[0]) for p in parts if p.worst is not None)
+        order = np.argsort(-columns[-1], kind="stable")[:keep]
+        worst = tuple(c[order] for c in columns)
+    mean = sum(p.mean_abs * p.count for p in counted) / count
+    histogram = None
+    if all(p.histogram is not None for p in parts):
+        histogram = np.sum([p.histogram for p in parts], axis=0)
+    heldout = None
+    if parts[0].heldout is not None:
+        heldout = {}
+        for name in parts[0].heldout:
+            try:
+                heldout[name] = merge_reports([p.heldout[name] for p in parts])
+            except ValueError:
+                if name != "pairs":
+                    raise
+    return DistortionReport(top.mode, top.epsilon, top.worst_index, min(p.min_ratio for p in counted),
+                            max(p.max_ratio for p in counted), mean, math.nan, math.nan, count,
+                            sum(p.zero_distance_pairs for p in parts), worst=worst, heldout=heldout,
+                            histogram=histogram)
 
 
 @torch.no_grad()

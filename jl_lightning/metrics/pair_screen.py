@@ -55,6 +55,7 @@ import numpy as np
 import torch
 
 from jl_lightning.core.pairs import ZERO_DISTANCE_RTOL
+from jl_lightning.core.sharding import SINGLE, Shard
 from jl_lightning.metrics.tiles import DEFAULT_MEMORY_BUDGET, to_tensor
 
 UNIT_ROUNDOFF_32 = 2.0 ** -24
@@ -193,19 +194,20 @@ def _ieee_float32():
 
 @torch.no_grad()
 def screened_pairs(applies, points, other=None, worst: int = 0, memory_budget: int = DEFAULT_MEMORY_BUDGET,
-                   device=None, progress=None):
+                   device=None, progress=None, shard: Shard = SINGLE):
     """Per map (X -> X A^T in float64): (epsilon, worst pair, r_min, r_max, count, zeros,
     worst-K) over every pair i < j of ``points``, or every (row of points, row of other).
 
     Returns None when the float32 copies overflow (the caller then uses the float64 path).
     ``progress``: a tqdm bar over the tiles with the expected time; None shows it on a
-    terminal once a pass has run for 3 s, False never.
+    terminal once a pass has run for 3 s, False never. ``shard``: only the tiles rank,
+    rank + world, ... (every rank prepares all rows; the figures are this rank's pairs').
     """
     with _ieee_float32():
-        return _screened_pairs(applies, points, other, worst, memory_budget, device, progress)
+        return _screened_pairs(applies, points, other, worst, memory_budget, device, progress, shard)
 
 
-def _screened_pairs(applies, points, other, worst, memory_budget, device, progress):
+def _screened_pairs(applies, points, other, worst, memory_budget, device, progress, shard=SINGLE):
     from tqdm.auto import tqdm
 
     device = torch.device(device or "cpu")
@@ -224,16 +226,23 @@ def _screened_pairs(applies, points, other, worst, memory_budget, device, progre
     starts = range(0, left_rows.n, b)
     second = range(0, right_rows.n, b)
     tiles = len(starts) * len(second) if cross else len(starts) * (len(starts) + 1) // 2
-    bar = tqdm(total=tiles, desc="exact pairs pass", unit="tile", delay=3.0, leave=False,
-               disable=None if progress is None else not progress)
+    bar = tqdm(total=len(range(shard.rank, tiles, shard.world)), desc="exact pairs pass", unit="tile", delay=3.0,
+               leave=False, disable=None if progress is None else not progress)
+    t, total = -1, 0
     for a, i0 in enumerate(starts):
+        columns = second if cross else starts[a:]
+        mine = [j0 for u, j0 in enumerate(columns, start=t + 1) if u % shard.world == shard.rank]
+        t += len(columns)
+        if not mine:
+            continue
         li = _left(left_rows.X[i0:i0 + b])
         lyi = [_left(y[i0:i0 + b]) for y in left_rows.Y]
         si = float(left_rows.X[i0:i0 + b, -2].max())
         syi = [float(y[i0:i0 + b, -2].max()) for y in left_rows.Y]
-        for j0 in (second if cross else starts[a:]):
+        for j0 in mine:
             rj = right_rows.X[j0:j0 + b]
             dx = li @ rj.T
+            total += dx.numel() if cross or i0 != j0 else dx.shape[0] * (dx.shape[0] - 1) // 2
             e_x = c_x * (si + float(rj[:, -2].max()))
             lower = None
             if not cross and i0 == j0:
@@ -270,7 +279,6 @@ def _screened_pairs(applies, points, other, worst, memory_budget, device, progre
                     _recheck_sparse(left_rows, right_rows, m, picked[0] + i0, picked[1] + j0, state)
             bar.update(1)
     bar.close()
-    total = left_rows.n * right_rows.n if cross else left_rows.n * (left_rows.n - 1) // 2
     return [_finish(state, total, worst) for state in states]
 
 

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from jl_lightning.core.pairs import ZERO_DISTANCE_RTOL
+from jl_lightning.core.sharding import SINGLE, Shard
 
 DEFAULT_MEMORY_BUDGET = 256 * 2**20  # bytes of temporaries per tile
 # square pair tiles of at most this many rows: 512^2 float64 = 2 MB, so a handful of
@@ -79,10 +80,13 @@ def pair_tile_rows(d: int, k: int, itemsize: int, memory_budget: int) -> int:
     return max(1, min(int(b), MAX_PAIR_TILE_ROWS))
 
 
-def point_tiles(points, rows: int, dtype: torch.dtype, device) -> Iterator[tuple[int, torch.Tensor]]:
-    """(start, X) for consecutive tiles of ``rows`` points, as tensors of ``dtype``."""
-    for start in range(0, len(points), rows):
-        yield start, to_tensor(points[start:start + rows], dtype, device)
+def point_tiles(points, rows: int, dtype: torch.dtype, device, shard: Shard = SINGLE
+                ) -> Iterator[tuple[int, torch.Tensor]]:
+    """(start, X) for consecutive tiles of ``rows`` points, as tensors of ``dtype``; with
+    ``shard``, only the tiles rank, rank + world, ... of that sequence."""
+    for t, start in enumerate(range(0, len(points), rows)):
+        if t % shard.world == shard.rank:
+            yield start, to_tensor(points[start:start + rows], dtype, device)
 
 
 @dataclass
@@ -114,18 +118,25 @@ class PairTile:
 
 
 def pair_tiles(points, applies: list[LinearMap], rows: int, dtype: torch.dtype, device,
-               other=None) -> Iterator[PairTile]:
+               other=None, shard: Shard = SINGLE) -> Iterator[PairTile]:
     """Every pair i < j of ``points`` (the upper triangle, tile by tile), or with ``other``
-    every pair (row of ``points``, row of ``other``). Each row block is mapped once per map."""
+    every pair (row of ``points``, row of ``other``). Each row block is mapped once per map.
+    With ``shard``, only the tiles rank, rank + world, ... of that sequence."""
     cross = other is not None
     second = other if cross else points
     starts = list(range(0, len(points), rows))
     second_starts = list(range(0, len(second), rows))
+    t = -1
     for a, i0 in enumerate(starts):
+        columns = second_starts if cross else starts[a:]
+        mine = [j0 for u, j0 in enumerate(columns, start=t + 1) if u % shard.world == shard.rank]
+        t += len(columns)
+        if not mine:
+            continue
         Xi = to_tensor(points[i0:i0 + rows], dtype, device)
         Yis = [apply(Xi) for apply in applies]
         nxi = Xi.pow(2).sum(1)
-        for j0 in (second_starts if cross else starts[a:]):
+        for j0 in mine:
             diagonal = j0 == i0 and not cross
             Xj = Xi if diagonal else to_tensor(second[j0:j0 + rows], dtype, device)
             Yjs = Yis if diagonal else [apply(Xj) for apply in applies]

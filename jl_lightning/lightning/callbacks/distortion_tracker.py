@@ -9,7 +9,8 @@ from lightning.pytorch import Callback
 
 from jl_lightning.lightning.log_schedule import is_log_step, log_at
 from jl_lightning.errors import JLRunError
-from jl_lightning.metrics.distortion import NonFiniteDistortion, evaluate
+from jl_lightning.lightning.sharding import exact_report
+from jl_lightning.metrics.distortion import NonFiniteDistortion
 from jl_lightning.metrics.tiles import DEFAULT_MEMORY_BUDGET
 
 VAL_NAMES = {"points": "point_distortion", "pairs": "pair_distortion", "cross_pairs": "cross_pair_distortion"}
@@ -55,7 +56,7 @@ class DistortionTracker(Callback):
         embedding = pl_module.embedding
         try:
             # the median and p99 only for the final report; during training epsilon is enough
-            report = evaluate(embedding, data.points, pl_module.mode, memory_budget=self.memory_budget,
+            report = exact_report(embedding, data.points, pl_module.mode, memory_budget=self.memory_budget,
                               quantiles=final, heldout=data.val_points)
         except NonFiniteDistortion:
             raise JLRunError(f"training diverged by step {trainer.global_step}: the matrix holds NaN or Inf "

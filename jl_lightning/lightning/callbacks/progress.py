@@ -78,7 +78,7 @@ class ProgressLog(Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         total, step = trainer.max_steps, trainer.global_step
-        if not total or total <= 0:
+        if not total or total <= 0 or not trainer.is_global_zero:
             return
         every = max(1, math.ceil(total * self.every_fraction))
         if step % every and step != total:

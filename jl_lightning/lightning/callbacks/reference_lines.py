@@ -42,7 +42,7 @@ class ReferenceLines(Callback):
         self.seconds = 0.0
 
     def on_fit_start(self, trainer, pl_module) -> None:
-        if self.draws <= 0:
+        if self.draws <= 0 or not trainer.is_global_zero:  # measured once, by the process that reports
             return
         started = time.perf_counter()
         self.references = reference_figures(trainer.datamodule.points, pl_module.k, pl_module.mode,

@@ -11,7 +11,7 @@ from lightning.pytorch import Callback
 from jl_lightning import __version__
 from jl_lightning.io.run_folder import fingerprint
 from jl_lightning.lightning.contract import ReadsRunRecord, ReportsResults, RunRecord
-from jl_lightning.metrics.distortion import evaluate
+from jl_lightning.lightning.sharding import exact_report
 
 EXPORTED = "embedding.npy holds the best M / sqrt(k) (shape k x d); y = embedding @ x"
 
@@ -46,7 +46,7 @@ class RunSummary(Callback):
         for callback in trainer.callbacks:
             if callback is not self and isinstance(callback, ReportsResults):
                 results.update(callback.run_results())
-        final = results.get("final_report") or evaluate(pl_module.embedding, data.points, pl_module.mode,
+        final = results.get("final_report") or exact_report(pl_module.embedding, data.points, pl_module.mode,
                                                         heldout=data.val_points)
         best = results.get("best_embedding")
         if best is not None and results["best_distortion"] <= final.epsilon:
@@ -55,7 +55,7 @@ class RunSummary(Callback):
             embedding, best_eps, best_step = pl_module.embedding.detach().cpu(), final.epsilon, trainer.global_step
         heldout = final.heldout
         if data.val_points is not None and best_step != trainer.global_step:
-            heldout = evaluate(embedding, data.points, pl_module.mode, quantiles=True,
+            heldout = exact_report(embedding, data.points, pl_module.mode, quantiles=True,
                                heldout=data.val_points).heldout
         references = results.get("references") or {}
         scale = float(getattr(data, "data_scale", 1.0))
@@ -103,6 +103,8 @@ class RunSummary(Callback):
             "jl_lightning_version": __version__,
             "torch_version": torch.__version__,
         }
+        if not trainer.is_global_zero:  # the figures and TensorBoard's HParams are written once
+            return
         record = RunRecord(self.summary, self.embedding, results)
         for callback in trainer.callbacks:
             if callback is not self and isinstance(callback, ReadsRunRecord):
