@@ -20,6 +20,7 @@ from lightning.pytorch import LightningModule
 from torch import nn
 
 from jl_lightning.core.variance import make_variance
+from jl_lightning.lightning.sharding import share_rng_state
 from jl_lightning.errors import JLInputError
 
 INIT_MEANS = ("zeros", "gaussian", "identity")
@@ -139,13 +140,15 @@ class BaseJLModule(LightningModule):
         self._restored_rng = checkpoint.get("jl_rng")
 
     def on_train_start(self) -> None:
-        """Put back the RNG state of a resumed checkpoint, right before the first step."""
+        """Put back the RNG state of a resumed checkpoint, right before the first step; in a
+        distributed run, then give every rank rank 0's state (one noise stream for all)."""
         restored = getattr(self, "_restored_rng", None)
         if restored:
             torch.set_rng_state(restored["torch"])
             if "cuda" in restored and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all(restored["cuda"])
             self._restored_rng = None
+        share_rng_state()
 
     def step_schedule(self) -> None:
         """Step the learning-rate schedule, if one is configured (every optimizer step)."""

@@ -22,6 +22,24 @@ def process_shard() -> Shard:
     return Shard.of_process_group()
 
 
+def share_rng_state() -> None:
+    """Give every rank rank 0's torch RNG state (and its CUDA generator's, on a GPU), so that
+    all ranks draw the same noise and random pairs from then on, as the single process
+    would: the work done before training (references, checkpoints restored) may have drawn
+    differently on different ranks."""
+    import torch
+    import torch.distributed as dist
+
+    if process_shard().single:
+        return
+    cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
+    states = [torch.get_rng_state(), torch.cuda.get_rng_state() if cuda else None]
+    dist.broadcast_object_list(states, src=0)
+    torch.set_rng_state(states[0])
+    if cuda and states[1] is not None:
+        torch.cuda.set_rng_state(states[1])
+
+
 def exact_report(linear_map, points, mode: str, **kwargs):
     """``evaluate(linear_map, points, mode, **kwargs)`` over the whole pass, computed by all
     ranks together; every rank must call it at the same point of the run."""

@@ -1,0 +1,117 @@
+"""Several processes, one model: the sharded loss, the sharded exact pass, and trainer=ddp (gloo, CPU)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from jl_lightning.core.sharding import Shard
+from jl_lightning.metrics.distortion import evaluate, merge_reports
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --------------------------------------------------------------- the loss
+@pytest.fixture(scope="module")
+def two_rank_results(tmp_path_factory):
+    import torch.multiprocessing as mp
+
+    import distributed_helpers
+
+    out = tmp_path_factory.mktemp("ranks")
+    mp.spawn(distributed_helpers.rank_main, args=(2, free_port(), str(out)), nprocs=2, join=True)
+    return torch.load(out / "results.pt")
+
+
+@pytest.mark.parametrize("case", ["norms_hard_span", "norms_smooth_full", "pairs_hard", "pairs_smooth",
+                                  "pairs_hard_deterministic"])
+def test_two_ranks_give_the_single_process_loss_and_gradient(two_rank_results, case):
+    import distributed_helpers
+
+    single = distributed_helpers.loss_and_gradients(case)
+    ranks = two_rank_results[case]
+    assert ranks["loss"] == pytest.approx(single["loss"], rel=1e-12)
+    torch.testing.assert_close(ranks["hard"], single["hard"], rtol=1e-12, atol=0)
+    # DDP's average of the ranks' gradients is the single-process gradient
+    torch.testing.assert_close(ranks["grad_mean"], single["grad_mean"], rtol=1e-10, atol=1e-13)
+    torch.testing.assert_close(ranks["grad_theta"], single["grad_theta"], rtol=1e-10, atol=1e-13)
+    assert float(single["grad_mean"].abs().max()) > 0
+
+
+def test_the_worst_pair_sits_on_the_second_rank():
+    """The deterministic case's worst pair is rank 1's (every other pair of the hard list
+    goes to rank 0 first), so the gradient test above reaches M only through rank 1."""
+    import distributed_helpers
+
+    n = distributed_helpers.CASES["pairs_hard_deterministic"][2]
+    gen = torch.Generator().manual_seed(7)
+    points = torch.randn(n, 10, generator=gen, dtype=torch.float64)
+    mean = torch.randn(distributed_helpers.K, 10, generator=gen, dtype=torch.float64)
+    i, j = distributed_helpers.hard_pairs(n, mean, points)
+    X = points - points.mean(0)
+    dev = ((X[i] - X[j]) @ mean.T).pow(2).sum(1) / distributed_helpers.K / (X[i] - X[j]).pow(2).sum(1) - 1
+    assert int(dev.abs().argmax()) == 1  # position 1: Shard(1, 2).take gives it to rank 1
+    assert Shard(1, 2).take(torch.arange(4)).tolist() == [1, 3]
+
+
+# ------------------------------------------------------- the exact pass
+def brute_force(A, X, mode, other=None):
+    """|ratio - 1| of every point or pair, by explicit vectors (float64 numpy)."""
+    if mode == "norms":
+        v = X
+    elif other is None:
+        i, j = np.triu_indices(len(X), 1)
+        v = X[i] - X[j]
+    else:
+        v = (X[:, None, :] - other[None, :, :]).reshape(-1, X.shape[1])
+    sq = (v ** 2).sum(1)
+    v = v[sq > 1e-12 * sq.max()]
+    return np.abs(((v @ A.T) ** 2).sum(1) / (v ** 2).sum(1) - 1)
+
+
+@pytest.mark.parametrize("mode", ["norms", "pairs"])
+@pytest.mark.parametrize("screen", [False, True])
+@pytest.mark.parametrize("world", [2, 3])
+def test_sharded_pass_merges_to_the_whole_pass(mode, screen, world):
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(300, 12))
+    X[7] = X[40]  # a duplicate pair, left out on whichever rank meets it
+    V = rng.normal(size=(25, 12))
+    A = rng.normal(size=(5, 12)) / np.sqrt(5)
+    kwargs = dict(worst=30, heldout=V, screen=screen, memory_budget=2**16)  # many small tiles
+    whole = evaluate(A, X, mode, **kwargs)
+    parts = [evaluate(A, X, mode, shard=Shard(r, world), **kwargs) for r in range(world)]
+    merged = merge_reports(parts)
+    dev = brute_force(A, X, mode)
+    assert merged.epsilon == pytest.approx(dev.max(), rel=1e-12)
+    assert merged.epsilon == whole.epsilon and merged.worst_index == whole.worst_index
+    assert merged.count == whole.count == len(dev)
+    assert merged.zero_distance_pairs == whole.zero_distance_pairs == (1 if mode == "pairs" else 0)
+    np.testing.assert_allclose(merged.worst[-1], np.sort(dev)[::-1][:30], rtol=1e-12)
+    assert merged.min_ratio == whole.min_ratio and merged.max_ratio == whole.max_ratio
+    if not screen:
+        assert merged.mean_abs == pytest.approx(dev.mean(), rel=1e-10)
+    assert np.isnan(merged.median_abs)  # a sharded pass has no quantiles
+    if mode == "pairs":
+        assert sum(p.count for p in parts) == merged.count and min(p.count for p in parts) > 0
+    for name, report in whole.heldout.items():
+        assert merged.heldout[name].epsilon == pytest.approx(report.epsilon, rel=1e-12)
+    cross = brute_force(A, X, "pairs", other=V)
+    assert merged.heldout["cross_pairs"].epsilon == pytest.approx(cross.max(), rel=1e-12)
+
+
+def test_merging_refuses_all_zero_pairs():
+    X = np.ones((6, 3))
+    parts = [evaluate(np.eye(2, 3), X, "pairs", shard=Shard(r, 2), screen=False) for r in range(2)]
+    with pytest.raises(ValueError, match="distance zero"):
+        merge_reports(parts)
