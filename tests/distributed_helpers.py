@@ -63,6 +63,17 @@ def loss_and_gradients(case: str, shard: Shard = SINGLE) -> dict:
             "grad_theta": torch.zeros(()) if theta is None else theta.clone()}
 
 
+def refreshed_hard_pairs(init_mean: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The active set's hard pairs after the sampler's first exact pass over 1,100 points
+    (three tiles of pairs, shared by the ranks), from M = 0 (every pair ties) or a Gaussian M."""
+    from jl_lightning.lightning.sampler import GaussianSampler
+
+    points = torch.randn(1100, 12, generator=torch.Generator().manual_seed(5))
+    model = GaussianSampler(k=4, dim=12, mode="pairs", init_mean=init_mean, active_hard=700, active_random=10)
+    model.refresh_active_pairs(points)
+    return model.loss_fn.active.hard_i.clone(), model.loss_fn.active.hard_j.clone()
+
+
 def rank_main(rank: int, world: int, port: int, out_dir: str) -> None:
     """One gloo rank: every case's loss and gradients, the gradients averaged over the ranks
     as DistributedDataParallel averages them; rank 0 saves the results."""
@@ -79,6 +90,8 @@ def rank_main(rank: int, world: int, port: int, out_dir: str) -> None:
                 dist.all_reduce(result[name])
                 result[name] /= world
             results[case] = result
+        for init_mean in ("zeros", "gaussian"):
+            results[f"refresh_{init_mean}"] = refreshed_hard_pairs(init_mean)
         if rank == 0:
             torch.save(results, os.path.join(out_dir, "results.pt"))
     finally:

@@ -48,6 +48,18 @@ def test_two_ranks_give_the_single_process_loss_and_gradient(two_rank_results, c
     assert float(single["grad_mean"].abs().max()) > 0
 
 
+@pytest.mark.parametrize("init_mean", ["zeros", "gaussian"])
+def test_the_shared_refresh_keeps_the_single_process_pairs(two_rank_results, init_mean):
+    """The active set's first exact pass, shared by two ranks, keeps the pairs one process
+    keeps, in the same order; at M = 0, where every pair ties, too."""
+    import distributed_helpers
+
+    i1, j1 = distributed_helpers.refreshed_hard_pairs(init_mean)
+    i2, j2 = two_rank_results[f"refresh_{init_mean}"]
+    assert len(i1) == 700
+    assert torch.equal(i1, i2) and torch.equal(j1, j2)
+
+
 def test_the_worst_pair_sits_on_the_second_rank():
     """The deterministic case's worst pair is rank 1's (every other pair of the hard list
     goes to rank 0 first), so the gradient test above reaches M only through rank 1."""
@@ -115,3 +127,64 @@ def test_merging_refuses_all_zero_pairs():
     parts = [evaluate(np.eye(2, 3), X, "pairs", shard=Shard(r, 2), screen=False) for r in range(2)]
     with pytest.raises(ValueError, match="distance zero"):
         merge_reports(parts)
+
+
+# ------------------------------------------------------------ trainer=ddp
+DDP_RUNS = {
+    "norms": ["data.source.n=40", "data.source.d=80", "model.k=10", "trainer.max_steps=300", "optimizer.lr=0.05"],
+    # 1,035 training points: three pair tiles, so both ranks share every exact pass. A Gaussian
+    # start: at M = 0 every pair ties at distortion 1, and which of them a pass keeps as the
+    # worst is the sorting's choice, not the same with 1 and 2 processes (docs/distributed.md)
+    "pairs": ["data.source.n=1150", "data.source.d=20", "model.k=6", "model.mode=pairs", "model.init_mean=gaussian",
+              "model.active_hard=512", "model.active_random=1000", "model.active_refresh=50",
+              "data.val_fraction=0.1", "trainer.max_steps=200", "optimizer.lr=0.01"],
+}
+COMMON = ["baseline.draws=5", "log_every=25", "threads=1", "logger=csv", "model.init_variance=0.2"]
+
+
+def jl_train(*args: str, cwd) -> subprocess.CompletedProcess:
+    import os
+    import shutil
+
+    exe = shutil.which("jl-train")
+    cmd = [exe] if exe else [sys.executable, "-m", "jl_lightning.apps.train"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.run(cmd + list(args), cwd=cwd, capture_output=True, text=True, env=env, timeout=300)
+
+
+@pytest.mark.parametrize("mode", ["norms", "pairs"])
+def test_two_gloo_processes_learn_the_one_process_matrix(tmp_path, mode):
+    """jl-train trainer=ddp (2 CPU processes over gloo) against the same run in one process:
+    the same matrix to 1e-5 relative and the same exact epsilon; rank 0 alone writes."""
+    from jl_lightning.apps.train import train
+    from conftest import make_cfg
+
+    args = DDP_RUNS[mode] + COMMON
+    one, objects = train(make_cfg(tmp_path / "one", args))
+    points = objects["datamodule"].points
+    proc = jl_train(*args, "trainer=ddp", f"hydra.run.dir={tmp_path / 'two'}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("| run folder ") == 1  # one final line, from rank 0
+    two = json.loads((tmp_path / "two" / "summary.json").read_text())
+    A1, A2 = np.load(tmp_path / "one" / "embedding.npy"), np.load(tmp_path / "two" / "embedding.npy")
+    assert np.abs(A2 - A1).max() <= 1e-5 * np.abs(A1).max()
+    assert two["final_distortion"] == pytest.approx(one["final_distortion"], abs=1e-5)
+    assert two["best_step"] == one["best_step"] and two["switch_step"] == one["switch_step"]
+    # the certificate of the exported matrix is exact: recomputed here from the file
+    assert two["best_distortion"] == pytest.approx(evaluate(A2, points, mode).epsilon, rel=1e-9)
+    if mode == "pairs":
+        for name in ("pairs", "cross_pairs"):
+            assert two["heldout"][name]["epsilon"] == pytest.approx(one["heldout"][name]["epsilon"], abs=1e-5)
+    assert two["references"]["gaussian"]["best"] == one["references"]["gaussian"]["best"]
+    # rank 1 ran in rank 0's folder and wrote only its log there
+    assert (tmp_path / "two" / "train_ddp_process_1.log").is_file()
+    assert not list((tmp_path / "two").glob("*process_1*/summary.json"))
+
+
+def test_ddp_inside_a_plain_multirun_is_refused_in_one_line(tmp_path):
+    proc = jl_train("-m", "debug=fast", "trainer=ddp", "model.k=4,5", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+                    cwd=tmp_path)
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "cannot run inside a multirun" in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -22,6 +22,7 @@ from jl_lightning.errors import JLInputError
 from jl_lightning.lightning.log_schedule import log_at
 from jl_lightning.lightning.module import BaseJLModule, positive_int
 from jl_lightning.lightning.sharding import exact_report, process_shard
+from jl_lightning.metrics.distortion import evaluate
 
 log = logging.getLogger("jl_lightning")
 LOG_PASSES_FROM_S = 5.0  # exact passes longer than this are logged
@@ -102,8 +103,12 @@ class GaussianSampler(BaseJLModule):
         self.prepare(points)
         loss = self.loss_fn
         began = time.perf_counter()
-        report = exact_report(self.embedding, loss.points, "pairs", worst=loss.n_hard, quantiles=False,
-                              mean_abs=False)
+        # at M = 0 every pair ties at distortion 1 and which of them the pass keeps is the
+        # top-K sort's choice: every rank then computes the pass whole, and keeps the pairs the
+        # single process keeps (once, at the start of a run from model.init_mean=zeros)
+        evaluate_pass = evaluate if not bool(self.mean.detach().any()) else exact_report
+        report = evaluate_pass(self.embedding, loss.points, "pairs", worst=loss.n_hard, quantiles=False,
+                               mean_abs=False)
         loss.set_hard(*report.worst[:2])
         seconds = time.perf_counter() - began
         if seconds > LOG_PASSES_FROM_S:  # at scale, where a pass is the cost of many steps
