@@ -21,6 +21,9 @@ from jl_lightning.metrics.distortion import DistortionReport, evaluate
 from jl_lightning.metrics.tiles import DEFAULT_MEMORY_BUDGET
 
 REFERENCE_METHODS = ("gaussian", "sparse", "srht", "pca")
+# methods that are measured only when asked for (baseline.methods, compare.methods): NuMax
+# needs pairs mode and costs a few minutes at digits' size
+OPTIONAL_METHODS = ("numax",)
 DRAWS_PER_PASS = 16  # draws measured together: one pass over the data's tiles serves them all
 
 
@@ -120,10 +123,15 @@ def reference_figures(points, k: int, mode: str = "norms", draws: int = 100, see
     :func:`dense_map` turns it into an array where one is needed) and PCA's best-scaled
     matrix, for figures."""
     out = {}
-    randoms = [m for m in methods if m != "pca"]
+    randoms = [m for m in methods if m not in ("pca", *OPTIONAL_METHODS)]
     share = None if budget_s is None or not randoms else budget_s / len(randoms)
     for method in methods:
-        if method == "pca":
+        if method == "numax":
+            out["numax"] = numax_reference(points, k, mode)
+            matrix = out["numax"].pop("matrix", None)
+            if best_maps is not None and matrix is not None:
+                best_maps["numax"] = matrix
+        elif method == "pca":
             if k > min(points.shape):
                 out["pca"] = {"method": "pca", "skipped": f"k={k} > min(n, d)={min(points.shape)}"}
             else:
@@ -136,6 +144,18 @@ def reference_figures(points, k: int, mode: str = "norms", draws: int = 100, see
             if best_maps is not None:
                 best_maps[method] = best
     return out
+
+
+def numax_reference(points, k: int, mode: str, **options) -> dict:
+    """NuMax's k-row map (``numax.numax_for_k``; best-scaled, with ``matrix``), or the reason
+    it was skipped: norms mode (NuMax preserves pairwise distances)."""
+    from jl_lightning.baselines.numax import numax_for_k
+
+    if mode != "pairs":
+        return {"method": "numax", "skipped": "NuMax preserves pairwise distances: it needs pairs mode"}
+    figures = numax_for_k(points, k, **options)
+    figures.pop("tried", None)
+    return figures
 
 
 def dense_map(linear_map, d: int) -> np.ndarray:
@@ -153,7 +173,10 @@ def reference_scalars(references: dict) -> dict[str, float]:
     """Flat ``reference/...`` scalars for loggers: <method>_mean and <method>_best, pca and pca_scaled."""
     scalars = {}
     for method, figures in references.items():
-        if method == "pca":
+        if method == "numax":
+            if "epsilon_scaled" in figures:
+                scalars["reference/numax_scaled"] = figures["epsilon_scaled"]
+        elif method == "pca":
             if "epsilon" in figures:
                 scalars["reference/pca"] = figures["epsilon"]
                 scalars["reference/pca_scaled"] = figures["epsilon_scaled"]

@@ -20,7 +20,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from jl_lightning.io.run_folder import atomic_write
 
-COLUMNS = ("final_distortion", "best_distortion", "sigma2_final", "steps", "fit_seconds")
+COLUMNS = ("final_distortion", "best_distortion", "heldout_distortion", "cross_distortion", "recall",
+           "sigma2_final", "steps", "fit_seconds")
 SUMMARY_NAMES = ("sweep_summary.md", "sweep_summary.json", "sweep_summary.png")
 
 
@@ -57,6 +58,16 @@ def plot(rows: list[dict]):
     return sweep_plot(jobs)
 
 
+def heldout_columns(summary: dict) -> dict:
+    """The exported matrix's held-out epsilon (held-out pairs in pairs mode, held-out points
+    in norms mode), its train x held-out pairs epsilon, and its recall@K (None where absent)."""
+    held = summary.get("heldout") or {}
+    own = held.get("pairs" if summary.get("mode") == "pairs" else "points") or {}
+    recall = (summary.get("recall") or {}).get("learned")
+    return {"heldout_distortion": own.get("epsilon"), "cross_distortion": (held.get("cross_pairs") or {}).get("epsilon"),
+            "recall": recall}
+
+
 def collect(sweep_dir: str | Path) -> list[dict]:
     """One row per job folder of ``sweep_dir`` (in job order), from its summary.json."""
     sweep_dir = Path(sweep_dir)
@@ -69,6 +80,7 @@ def collect(sweep_dir: str | Path) -> list[dict]:
         if summary_path.exists():
             summary = json.loads(summary_path.read_text())
             row.update({name: summary.get(name) for name in COLUMNS})
+            row.update(heldout_columns(summary))
             if summary.get("optimization"):
                 row["optimization"] = summary["optimization"]
         else:

@@ -8,7 +8,9 @@ import time
 from lightning.pytorch import Callback
 
 from jl_lightning.errors import JLInputError
-from jl_lightning.baselines.references import REFERENCE_METHODS, reference_figures, reference_scalars
+from jl_lightning.baselines.random_maps import RANDOM_METHODS
+from jl_lightning.baselines.references import (OPTIONAL_METHODS, REFERENCE_METHODS, reference_figures,
+                                               reference_scalars)
 from jl_lightning.lightning.log_schedule import log_at
 
 log = logging.getLogger("jl_lightning")
@@ -32,6 +34,10 @@ class ReferenceLines(Callback):
     def __init__(self, draws: int = 1000, seed: int = 0, methods=REFERENCE_METHODS, budget_s: float | None = 60.0):
         super().__init__()
         self.draws, self.seed, self.methods = int(draws), int(seed), list(methods)
+        known = (*RANDOM_METHODS, "pca", *OPTIONAL_METHODS)
+        unknown = [m for m in self.methods if m not in known]
+        if unknown:
+            raise JLInputError(f"baseline.methods: unknown {unknown}; choose from {list(known)}")
         if budget_s is not None and (isinstance(budget_s, bool) or not isinstance(budget_s, (int, float))
                                      or not budget_s > 0):
             raise JLInputError(f"baseline.budget_s must be a number of seconds > 0, or null for no budget, "
@@ -54,8 +60,10 @@ class ReferenceLines(Callback):
                 log.info("reference %s over %d draws: mean %.4g, best %.4g (%.1f s)", name, figures["draws"],
                          figures["mean"], figures["best"], figures["seconds"])
             elif "epsilon" in figures:
-                log.info("reference pca: %.4g, best-scaled %.4g (%.1f s)", figures["epsilon"],
+                log.info("reference %s: %.4g, best-scaled %.4g (%.1f s)", name, figures["epsilon"],
                          figures["epsilon_scaled"], figures["seconds"])
+            elif "skipped" in figures:
+                log.warning("reference %s skipped: %s", name, figures["skipped"])
         log.info("references measured in %.1f s", self.seconds)
 
     def _log(self, trainer) -> None:

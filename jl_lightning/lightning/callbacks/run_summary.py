@@ -11,7 +11,10 @@ from lightning.pytorch import Callback
 from jl_lightning import __version__
 from jl_lightning.io.run_folder import fingerprint
 from jl_lightning.lightning.contract import ReadsRunRecord, ReportsResults, RunRecord
+from jl_lightning.baselines.references import dense_map
+from jl_lightning.errors import JLInputError
 from jl_lightning.lightning.sharding import exact_report
+from jl_lightning.metrics.neighbors import original_neighbors, recall_at_k
 
 EXPORTED = "embedding.npy holds the best M / sqrt(k) (shape k x d); y = embedding @ x"
 
@@ -30,14 +33,32 @@ class RunSummary(Callback):
     TensorBoard's HParams) gets the :class:`~contract.RunRecord`, in callback order.
     """
 
-    def __init__(self):
+    def __init__(self, recall_k: int = 10, recall_queries: int = 1000, recall_seed: int = 0):
         super().__init__()
+        for name, value in (("recall_k", recall_k), ("recall_queries", recall_queries)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise JLInputError(f"callbacks.run_summary.{name} must be an integer >= 0, got {value!r}")
+        self.recall_k, self.recall_queries, self.recall_seed = recall_k, recall_queries, int(recall_seed)
         self.summary: dict | None = None
         self.embedding: np.ndarray | None = None
         self._started = time.perf_counter()
 
     def on_train_start(self, trainer, pl_module) -> None:
         self._started = time.perf_counter()
+
+    def recall(self, points, reference_maps: dict) -> dict | None:
+        """recall@K of the exported matrix and of each reference's best map
+        (``metrics/neighbors.py``), over the same seeded queries; None when switched off
+        (``recall_queries: 0``) or with too few points."""
+        if not (self.recall_k and self.recall_queries) or len(points) <= self.recall_k:
+            return None
+        K, queries, seed = self.recall_k, self.recall_queries, self.recall_seed
+        truth = original_neighbors(points, K, queries, seed)
+        out = {"k": K, "queries": min(queries, len(points)), "seed": seed,
+               "learned": recall_at_k(self.embedding, points, K, queries, seed, truth)}
+        for name, linear_map in reference_maps.items():
+            out[name] = recall_at_k(dense_map(linear_map, points.shape[1]), points, K, queries, seed, truth)
+        return out
 
     def on_fit_end(self, trainer, pl_module) -> None:
         fit_seconds = time.perf_counter() - self._started
@@ -103,8 +124,9 @@ class RunSummary(Callback):
             "jl_lightning_version": __version__,
             "torch_version": torch.__version__,
         }
-        if not trainer.is_global_zero:  # the figures and TensorBoard's HParams are written once
+        if not trainer.is_global_zero:  # recall, the figures and TensorBoard's HParams: once
             return
+        self.summary["recall"] = self.recall(data.points, results.get("reference_maps") or {})
         record = RunRecord(self.summary, self.embedding, results)
         for callback in trainer.callbacks:
             if callback is not self and isinstance(callback, ReadsRunRecord):
