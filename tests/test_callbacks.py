@@ -220,3 +220,20 @@ def test_every_callback_works_against_the_bare_contract():
     assert summary["baseline_gaussian"]["draws"] == 3
     assert module.logged["train/det_distortion"] == pytest.approx(0.75)
     np.testing.assert_array_equal(callbacks[-1].embedding, A)
+
+
+def test_summary_holds_the_recall_of_the_exported_matrix_and_of_each_reference(cfg_factory):
+    from jl_lightning.baselines.references import dense_map
+    from jl_lightning.lightning.callbacks import ReferenceLines
+    from jl_lightning.metrics.neighbors import recall_at_k
+
+    summary, trainer, model = fit(cfg_factory, "trainer.max_steps=100", "data.source.n=60",
+                                  "callbacks.run_summary.recall_queries=25")
+    points = trainer.datamodule.points
+    recall = summary["recall"]
+    assert recall["k"] == 10 and recall["queries"] == 25
+    exported = np.load(summary["run_dir"] + "/embedding.npy")
+    assert recall["learned"] == pytest.approx(recall_at_k(exported, points, 10, queries=25), abs=1e-12)
+    maps = callback(trainer, ReferenceLines).maps
+    assert set(recall) >= {"gaussian", "sparse", "srht", "pca"}
+    assert recall["srht"] == pytest.approx(recall_at_k(dense_map(maps["srht"], 60), points, 10, queries=25), abs=1e-12)

@@ -232,11 +232,30 @@ def test_jl_compare_on_a_finished_run_writes_its_table_and_figure(finished_run, 
 
 def test_jl_compare_pairs_mode_on_a_dataset_config(tmp_path):
     out = tmp_path / "cmp"
-    proc = jl_compare("data.source.n=30", "data.source.d=20", "model.k=5", "model.mode=pairs",
-                      "compare.draws=3", "compare.methods=[gaussian,sparse,pca]", f"hydra.run.dir={out}",
-                      cwd=tmp_path)
+    import csv
+
+    from jl_lightning.metrics.neighbors import recall_at_k
+
+    proc = jl_compare("data.source.n=40", "data.source.d=20", "model.k=5", "model.mode=pairs", "data.val_fraction=0.25",
+                      "compare.draws=3", "compare.methods=[gaussian,sparse,pca,numax]", "compare.numax.steps=2",
+                      f"hydra.run.dir={out}", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = (out / "comparison.md").read_text()
     assert "pairs" in text.splitlines()[0] and "| sparse | 3 |" in text
+    rows = {r["method"]: r for r in csv.DictReader((out / "comparison.csv").open())}
+    assert "numax (best scale)" in rows
+    # PCA's recall and held-out figures, recomputed here from its matrix on the run's split
+    from jl_lightning.apps.config import compose
+    from jl_lightning.baselines.references import pca_matrix
+    from jl_lightning.lightning.fit import build_datamodule
+
+    cfg = compose(["data.source.n=40", "data.source.d=20", "model.k=5", "model.mode=pairs",
+                   "data.val_fraction=0.25"], config_name="compare")
+    data = build_datamodule(cfg.data)
+    A = pca_matrix(data.points, 5)
+    assert float(rows["pca"]["recall"]) == pytest.approx(recall_at_k(A, data.points, 10), abs=1e-12)
+    held = evaluate(A, data.points, "pairs", heldout=data.val_points).heldout
+    assert float(rows["pca"]["heldout_epsilon"]) == pytest.approx(held["pairs"].epsilon, rel=1e-9)
+    assert float(rows["pca"]["cross_epsilon"]) == pytest.approx(held["cross_pairs"].epsilon, rel=1e-9)
     bad = jl_compare("compare.methods=[fjlt]", f"hydra.run.dir={tmp_path / 'bad'}", cwd=tmp_path)
     assert bad.returncode == 2 and "compare.methods: unknown ['fjlt']" in bad.stderr

@@ -5,13 +5,18 @@
     jl-compare compare.run=outputs/runs/.../...    # a finished jl-train run: its data, k, mode,
                                                    # and its embedding.npy as the "learned" row
     jl-compare compare.draws=20 compare.methods=[gaussian,srht]
+    jl-compare experiment=digits_pairs compare.methods=[gaussian,pca,numax]   # NuMax, pairs only
 
 The data, k and mode come from the same config groups as jl-train (conf/compare.yaml
 extends conf/train.yaml), so a comparison sees exactly the points a run trained on.
 For each random method, ``compare.draws`` independent draws are measured exactly
 (mean and best); PCA (plain and best-scaled) and the learned matrix are single rows.
 Columns: worst-case epsilon, multiplicative distortion sqrt(max ratio / min ratio),
-mean |ratio - 1|, time to construct one map and time to apply it to all points.
+mean |ratio - 1|, time to construct one map and time to apply it to all points; then, for
+the best map of each row, recall@K of the exact K nearest neighbours (``compare.recall_k``
+over ``compare.recall_queries`` seeded queries) and, with a held-out split
+(``data.val_fraction``), the exact epsilon on the held-out points (norms) or pairs, and on
+the train x held-out pairs.
 
 The run folder (outputs/runs/<date>/<time>_compare) receives comparison.csv,
 comparison.md and comparison.png (a histogram of the ratios per method, one draw
@@ -37,7 +42,7 @@ from jl_lightning.errors import JLInputError, check_finite_matrix
 
 log = logging.getLogger("jl_lightning")
 COLUMNS = ["method", "draws", "epsilon_mean", "epsilon_best", "multiplicative_mean", "multiplicative_best",
-           "mean_abs_mean", "construct_seconds", "apply_seconds"]
+           "mean_abs_mean", "construct_seconds", "apply_seconds", "recall", "heldout_epsilon", "cross_epsilon"]
 
 
 def _timed(fn):
@@ -84,12 +89,13 @@ def single_row(name: str, matrix, points, mode: str, construct_seconds: float) -
 def to_markdown(rows: list[dict], title: str) -> str:
     lines = [f"# {title}", "",
              "| method | draws | eps mean | eps best | multiplicative mean | multiplicative best "
-             "| mean abs(ratio-1) | construct s | apply s |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| mean abs(ratio-1) | construct s | apply s | recall | held-out eps | train x held-out eps |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['method']} | {r['draws']} | {r['epsilon_mean']:.4g} | {r['epsilon_best']:.4g} "
                      f"| {r['multiplicative_mean']:.4g} | {r['multiplicative_best']:.4g} | {r['mean_abs_mean']:.4g} "
-                     f"| {r['construct_seconds']:.3g} | {r['apply_seconds']:.3g} |")
+                     f"| {r['construct_seconds']:.3g} | {r['apply_seconds']:.3g} | {r['recall']:.3f} "
+                     f"| {r['heldout_epsilon']:.4g} | {r['cross_epsilon']:.4g} |")
     return "\n".join(lines) + "\n"
 
 
@@ -134,6 +140,26 @@ def figure_png(rows: list[dict], histograms: dict[str, np.ndarray], edges: np.nd
     return buffer.getvalue()
 
 
+def add_unseen_columns(rows: list[dict], row_maps: dict, points, val_points, mode: str, options) -> None:
+    """recall@K and the held-out epsilons of each row's map (its best draw for a random method),
+    in place; NaN where there is no held-out split or too few points."""
+    from jl_lightning.baselines.references import dense_map
+    from jl_lightning.metrics.distortion import evaluate
+    from jl_lightning.metrics.neighbors import original_neighbors, recall_at_k
+
+    K, queries, seed = int(options.recall_k), int(options.recall_queries), int(options.seed)
+    truth = original_neighbors(points, K, queries, seed) if K and queries and len(points) > K else None
+    for row in rows:
+        matrix = dense_map(row_maps[row["method"]], points.shape[1])
+        row["recall"] = math.nan if truth is None else recall_at_k(matrix, points, K, queries, seed, truth)
+        row["heldout_epsilon"] = row["cross_epsilon"] = math.nan
+        if val_points is not None:
+            held = evaluate(matrix, points, mode, quantiles=False, mean_abs=False, heldout=val_points).heldout
+            own = held.get("pairs" if mode == "pairs" else "points")
+            row["heldout_epsilon"] = own.epsilon if own is not None else math.nan
+            row["cross_epsilon"] = held["cross_pairs"].epsilon
+
+
 def _run_config(run_dir: Path) -> tuple[DictConfig, dict]:
     config_path, summary_path = run_dir / ".hydra" / "config.yaml", run_dir / "summary.json"
     if not (config_path.is_file() and summary_path.is_file() and (run_dir / "embedding.npy").is_file()):
@@ -157,9 +183,10 @@ def compare(cfg: DictConfig) -> list[dict]:
     if draws <= 0:
         raise JLInputError(f"compare.draws must be a positive integer, got {draws}")
     methods = list(cfg.compare.methods)
-    unknown = [m for m in methods if m not in (*RANDOM_METHODS, "pca")]
+    known = [*RANDOM_METHODS, "pca", "numax"]
+    unknown = [m for m in methods if m not in known]
     if unknown:
-        raise JLInputError(f"compare.methods: unknown {unknown}; choose from {[*RANDOM_METHODS, 'pca']}")
+        raise JLInputError(f"compare.methods: unknown {unknown}; choose from {known}")
 
     data_cfg, k, mode, learned = cfg.data, cfg.model.k, cfg.model.mode, None
     if cfg.compare.run:
@@ -175,18 +202,29 @@ def compare(cfg: DictConfig) -> list[dict]:
     title = f"{datamodule.source.name}: n={len(points)}, d={points.shape[1]}, k={k}, {mode}"
     log.info("comparing on %s", title)
 
-    rows, maps = [], {}
+    if "numax" in methods and mode != "pairs":
+        raise JLInputError("compare.methods: numax preserves pairwise distances; it needs model.mode=pairs")
+    rows, maps, row_maps = [], {}, {}
     for method in methods:
-        if method == "pca":
+        if method == "numax":
+            from jl_lightning.baselines.numax import numax_for_k
+
+            result = numax_for_k(points, k, **OmegaConf.to_container(cfg.compare.numax, resolve=True))
+            rows.append(single_row("numax (best scale)", result["matrix"], points, mode, result["seconds"]))
+            maps["numax (best scale)"] = row_maps["numax (best scale)"] = result["matrix"]
+            log.info("numax: delta %.3g, rank %d, %d solves in %.0f s", result["delta"], result["rank"],
+                     result["solves"], result["seconds"])
+        elif method == "pca":
             matrix, seconds = _timed(lambda: pca_matrix(points, k))
             rows.append(single_row("pca", matrix, points, mode, seconds))
+            row_maps["pca"] = matrix
             scale, _ = best_scale(evaluate(matrix, points, mode, quantiles=False, mean_abs=False))
             rows.append(single_row("pca (best scale)", matrix * scale, points, mode, seconds))
-            maps["pca (best scale)"] = matrix * scale
+            maps["pca (best scale)"] = row_maps["pca (best scale)"] = matrix * scale
         else:
             row, best = random_rows(method, points, k, mode, draws, seed)
             rows.append(row)
-            maps[method] = best
+            maps[method] = row_maps[method] = best
         log.info("%s: eps mean %.4g, best %.4g", rows[-1]["method"], rows[-1]["epsilon_mean"], rows[-1]["epsilon_best"])
     if learned is not None:
         matrix, fit_seconds = learned
@@ -194,7 +232,8 @@ def compare(cfg: DictConfig) -> list[dict]:
             raise JLInputError(f"{cfg.compare.run}: embedding.npy has shape {matrix.shape}, expected ({k}, "
                                f"{points.shape[1]}) for the run's data")
         rows.append(single_row("learned (jl-train)", matrix, points, mode, fit_seconds))
-        maps["learned (jl-train)"] = matrix
+        maps["learned (jl-train)"] = row_maps["learned (jl-train)"] = matrix
+    add_unseen_columns(rows, row_maps, points, datamodule.val_points, mode, cfg.compare)
 
     top = min(3.0, max(r["epsilon_best"] for r in rows) + 1.0)
     edges = np.linspace(0.0, top, 61)
