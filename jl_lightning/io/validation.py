@@ -92,15 +92,16 @@ def duplicate_rows(points: np.ndarray) -> tuple[int, int]:
     return int((repeated - 1).sum()), int((repeated * (repeated - 1) // 2).sum())
 
 
-def split_indices(n: int, val_fraction: float, seed: int, min_train: int) -> tuple[np.ndarray, np.ndarray]:
+def split_indices(n: int, val_fraction: float, seed: int, min_train: int,
+                  name: str = "data.val_fraction") -> tuple[np.ndarray, np.ndarray]:
     """Seeded (train, held-out) index arrays, disjoint and covering 0..n-1, both sorted."""
     if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0 <= val_fraction < 1:
-        raise JLInputError(f"data.val_fraction must be a number in [0, 1), got {val_fraction!r}")
+        raise JLInputError(f"{name} must be a number in [0, 1), got {val_fraction!r}")
     n_val = int(round(val_fraction * n))
     if val_fraction > 0 and n_val == 0:
         n_val = 1
     if n - n_val < min_train:
-        raise JLInputError(f"data.val_fraction={val_fraction} leaves {n - n_val} training point(s) of {n}; "
+        raise JLInputError(f"{name}={val_fraction} leaves {n - n_val} training point(s) of {n}; "
                            f"need at least {min_train}")
     order = np.random.default_rng(seed).permutation(n)
     return np.sort(order[n_val:]), np.sort(order[:n_val])

@@ -76,6 +76,11 @@ class JLDataModule(LightningDataModule):
         Subtract the mean point first (pair distances do not change; norms do).
     val_fraction:
         Fraction of the points held out, never seen by training (seeded by ``split_seed``).
+    select_fraction:
+        Fraction of the remaining (training) points kept out of the loss to choose the
+        exported matrix: the tracker keeps the matrix with the lowest epsilon over every
+        pair that involves one of them (``select_points``; seeded by ``split_seed + 1``).
+        The held-out points never take part.
 
     After :meth:`setup`, ``points`` is the validated float64 numpy array of the training
     points, used for exact evaluation, ``train_points`` its float32 tensor used for
@@ -84,7 +89,7 @@ class JLDataModule(LightningDataModule):
     """
 
     def __init__(self, source, normalize="auto", mode: str = "norms", center: bool = False,
-                 val_fraction: float = 0.0, split_seed: int = 0):
+                 val_fraction: float = 0.0, split_seed: int = 0, select_fraction: float = 0.0):
         super().__init__()
         if normalize not in NORMALIZE_CHOICES:
             raise JLInputError(f"data.normalize must be auto, true or false, got {normalize!r}")
@@ -95,7 +100,10 @@ class JLDataModule(LightningDataModule):
         self.normalize = (mode == "norms") if normalize == "auto" else bool(normalize)
         self.center = bool(center)
         self.val_fraction = val_fraction
+        self.select_fraction = select_fraction
         self.split_seed = int(split_seed)
+        self.select_points: np.ndarray | None = None
+        self.select_index: np.ndarray | None = None
         self.points: np.ndarray | None = None
         self.val_points: np.ndarray | None = None
         self.train_index: np.ndarray | None = None
@@ -122,6 +130,11 @@ class JLDataModule(LightningDataModule):
                 log.warning("%s", message)
         self.train_index, self.val_index = split_indices(len(points), self.val_fraction, self.split_seed,
                                                          min_train=2 if self.mode == "pairs" else 1)
+        if self.select_fraction:
+            fit, select = split_indices(len(self.train_index), self.select_fraction, self.split_seed + 1,
+                                        min_train=2 if self.mode == "pairs" else 1, name="data.select_fraction")
+            self.select_index, self.train_index = self.train_index[select], self.train_index[fit]
+            self.select_points = points[self.select_index]
         self.points = points[self.train_index]
         self.val_points = points[self.val_index] if len(self.val_index) else None
         self.train_points = torch.from_numpy(self.points.astype(np.float32))

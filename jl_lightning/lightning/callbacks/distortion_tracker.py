@@ -46,6 +46,9 @@ class DistortionTracker(Callback):
         self.final_heldout: dict | None = None
         self.history: list[tuple[int, float, float]] = []
         self.heldout_history: list[tuple[int, dict]] = []
+        # with selection points (data.select_fraction): the best matrix is chosen on them
+        self.best_selection: float | None = None
+        self.selection_history: list[tuple[int, float]] = []
         self._started = time.perf_counter()
 
     def on_train_start(self, trainer, pl_module) -> None:
@@ -68,12 +71,35 @@ class DistortionTracker(Callback):
             held = {VAL_NAMES[name]: r.epsilon for name, r in report.heldout.items()}
             self.heldout_history.append((step, held))
             metrics.update({f"val/{name}": eps for name, eps in held.items()})
+        score = self._selection(data, embedding, pl_module.mode)
+        if score is not None:
+            metrics["select/distortion"] = score
+            self.selection_history.append((step, score))
         log_at(trainer, metrics, step)
-        if report.epsilon < self.best_distortion:
-            self.best_distortion = report.epsilon
+        better = report.epsilon < self.best_distortion if score is None else \
+            (self.best_selection is None or score < self.best_selection)
+        if better:
+            self.best_distortion, self.best_selection = report.epsilon, score
             self.best_embedding = embedding.detach().cpu().clone()
             self.best_step = int(trainer.global_step)
         return report
+
+    def _selection(self, data, embedding, mode: str) -> float | None:
+        """The exact epsilon over every pair that involves a selection point (its pairs and
+        the training x selection pairs; in norms mode, its points), or None without them."""
+        select = getattr(data, "select_points", None)
+        if select is None:
+            return None
+        kwargs = dict(quantiles=False, mean_abs=False, memory_budget=self.memory_budget)
+        if mode == "norms":
+            return exact_report(embedding, select, "norms", **kwargs).epsilon
+        score = exact_report(embedding, data.points, "pairs", other=select, **kwargs).epsilon
+        if len(select) >= 2:
+            try:
+                score = max(score, exact_report(embedding, select, "pairs", **kwargs).epsilon)
+            except ValueError:  # every selection pair at distance zero
+                pass
+        return score
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         # the last step's matrix is evaluated once, by on_train_end (an exact pass is the
@@ -91,7 +117,8 @@ class DistortionTracker(Callback):
     def state_dict(self) -> dict:
         return {"best_embedding": self.best_embedding, "best_distortion": self.best_distortion,
                 "best_step": self.best_step, "history": list(self.history),
-                "heldout_history": list(self.heldout_history)}
+                "heldout_history": list(self.heldout_history), "best_selection": self.best_selection,
+                "selection_history": list(self.selection_history)}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.best_embedding = state_dict.get("best_embedding")
@@ -99,8 +126,11 @@ class DistortionTracker(Callback):
         self.best_step = state_dict.get("best_step")
         self.history = [tuple(entry) for entry in state_dict.get("history", [])]
         self.heldout_history = [tuple(entry) for entry in state_dict.get("heldout_history", [])]
+        self.best_selection = state_dict.get("best_selection")
+        self.selection_history = [tuple(entry) for entry in state_dict.get("selection_history", [])]
 
     def run_results(self) -> dict:
         return {"final_report": self.final_report, "best_embedding": self.best_embedding,
                 "best_distortion": self.best_distortion, "best_step": self.best_step,
-                "distortion_history": list(self.history), "heldout_history": list(self.heldout_history)}
+                "distortion_history": list(self.history), "heldout_history": list(self.heldout_history),
+                "best_selection": self.best_selection, "selection_history": list(self.selection_history)}

@@ -70,7 +70,9 @@ class RunSummary(Callback):
         final = results.get("final_report") or exact_report(pl_module.embedding, data.points, pl_module.mode,
                                                         heldout=data.val_points)
         best = results.get("best_embedding")
-        if best is not None and results["best_distortion"] <= final.epsilon:
+        # chosen on selection points, the tracker's best stands even above the final training epsilon
+        chosen_on_selection = results.get("best_selection") is not None
+        if best is not None and (chosen_on_selection or results["best_distortion"] <= final.epsilon):
             embedding, best_eps, best_step = best, results["best_distortion"], results["best_step"]
         else:
             embedding, best_eps, best_step = pl_module.embedding.detach().cpu(), final.epsilon, trainer.global_step
@@ -111,6 +113,11 @@ class RunSummary(Callback):
             "sigma2_history": results.get("sigma2_history"),
             # (step, {held-out figure: epsilon}) at every evaluation with a held-out split
             "heldout_history": results.get("heldout_history"),
+            # data.select_fraction: the exported matrix is the one with the lowest epsilon over the
+            # pairs that involve a selection point (none of them in the loss, none held out)
+            "selection": None if not chosen_on_selection else {
+                "n": int(len(data.select_points)), "best": results["best_selection"],
+                "rows": data.select_index.tolist(), "history": results.get("selection_history")},
             "steps": int(trainer.global_step),
             "fit_seconds": fit_seconds,
             "n": int(data.points.shape[0]),
