@@ -237,3 +237,27 @@ def test_summary_holds_the_recall_of_the_exported_matrix_and_of_each_reference(c
     maps = callback(trainer, ReferenceLines).maps
     assert set(recall) >= {"gaussian", "sparse", "srht", "pca"}
     assert recall["srht"] == pytest.approx(recall_at_k(dense_map(maps["srht"], 60), points, 10, queries=25), abs=1e-12)
+
+
+def test_selection_points_choose_the_export_and_never_include_held_out_points(cfg_factory):
+    """data.select_fraction: the selection points are training points the loss never sees, disjoint
+    from the held-out points; the exported matrix is the evaluated one with the lowest epsilon over
+    every pair that involves a selection point (brute force here)."""
+    summary, trainer, model = fit(cfg_factory, "trainer.max_steps=120", "data.source.n=60", "model.mode=pairs",
+                                  "data.val_fraction=0.2", "data.select_fraction=0.25",
+                                  "callbacks.distortion_tracker.every_n_steps=10")
+    data = trainer.datamodule
+    train, select, held = set(data.train_index), set(data.select_index), set(data.val_index)
+    assert not (train & select) and not (select & held) and not (train & held)
+    assert len(train | select | held) == 60 and len(select) == 12  # a quarter of the 48 training points
+    assert len(data.points) == 36 and model.loss_fn.points.shape[0] == 36  # the loss sees the rest only
+    history = summary["selection"]["history"]
+    best_step, best_score = min(history, key=lambda entry: entry[1])
+    assert summary["best_step"] == best_step and summary["selection"]["best"] == best_score
+    exported = np.load(summary["run_dir"] + "/embedding.npy")
+    everything = np.vstack([data.points, data.select_points])
+    i, j = np.triu_indices(len(everything), 1)
+    touches = j >= len(data.points)  # pairs with at least one selection point
+    v = everything[i[touches]] - everything[j[touches]]
+    brute = np.abs(((v @ exported.T) ** 2).sum(1) / (v ** 2).sum(1) - 1).max()
+    assert best_score == pytest.approx(brute, rel=1e-9)
