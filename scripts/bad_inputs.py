@@ -116,6 +116,9 @@ def cases(work: Path) -> list[tuple]:
     (embed_out / "exists.npy").write_bytes(b"")
     return [
         file_run("error", "NaN row", "nan.npy"),
+        file_run("error", "data.select_fraction out of [0, 1)", "ints.npy", "data.select_fraction=2"),
+        file_run("error", "data.select_fraction leaves no training point", "ints.npy", "data.select_fraction=0.99"),
+        file_run("error", "baseline.methods names an unknown method", "ints.npy", "baseline.methods=[numx]"),
         file_run("error", "Inf row", "inf.npy"),
         file_run("error", "zero row (norms mode)", "zero_row.npy"),
         file_run("ok", "zero row (pairs mode: a point may be 0)", "zero_row.npy", "model.mode=pairs"),

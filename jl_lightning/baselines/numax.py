@@ -135,12 +135,15 @@ class _ADMM:
 
 
 def numax(points, delta: float, initial: int = 1000, add: int = 1000, max_rounds: int = 30, seed: int = 0,
-          max_iter: int = 3000, tol: float = 1e-6, check_tol: float = 1e-2,
+          max_iter: int = 3000, tol: float = 1e-6, check_tol: float = 1e-2, max_secants: int = 6000,
           memory_budget: int = DEFAULT_MEMORY_BUDGET, secants: np.ndarray | None = None) -> NumaxSolution:
     """NuMax's SDP at ``delta`` over every secant of ``points`` (n, d), by column generation:
     ``initial`` seeded random secants, then up to ``add`` of the worst violators a round,
     until no secant violates its constraint by more than ``check_tol`` * delta (checked
-    exactly over all pairs), or ``max_rounds`` rounds. Each round runs the ADMM (``_ADMM``)
+    exactly over all pairs), ``max_rounds`` rounds, or ``max_secants`` active secants (each
+    round inverts an m x m matrix: a small delta that needs tens of thousands of secants would
+    take hours; ``epsilon_all`` then says by how much the last solution misses delta). Each
+    round runs the ADMM (``_ADMM``)
     to ``tol`` or ``max_iter`` iterations, warm-started from the last. ``secants``: start
     from these rows (e.g. an earlier delta's final set, ``NumaxSolution.secant_rows``) instead
     of a random sample."""
@@ -164,11 +167,12 @@ def numax(points, delta: float, initial: int = 1000, add: int = 1000, max_rounds
         root = np.sqrt(np.clip(values, 0, None))[:, None] * vectors.T  # root^T root = P
         report = evaluate(root, X, "pairs", worst=add, quantiles=False, mean_abs=False,
                           memory_budget=memory_budget)
-        if report.epsilon <= delta * (1 + check_tol) or rounds >= max_rounds:
+        if report.epsilon <= delta * (1 + check_tol) or rounds >= max_rounds or len(secants) >= max_secants:
             break
         wi, wj, dev = report.worst
         over = dev > delta * (1 + check_tol)
-        secants = np.vstack([secants, secant_rows(X, wi[over], wj[over])])
+        room = max(0, max_secants - len(secants))
+        secants = np.vstack([secants, secant_rows(X, wi[over][:room], wj[over][:room])])
     top = values.max()
     keep = values > RANK_RTOL * top if top > 0 else np.zeros_like(values, dtype=bool)
     order = np.argsort(values[keep])[::-1]
@@ -178,7 +182,7 @@ def numax(points, delta: float, initial: int = 1000, add: int = 1000, max_rounds
                          iterations=iterations, secant_rows=secants)
 
 
-def numax_for_k(points, k: int, low: float = 0.01, high: float = 0.9, steps: int = 6, **kwargs) -> dict:
+def numax_for_k(points, k: int, low: float = 0.05, high: float = 0.9, steps: int = 5, **kwargs) -> dict:
     """The k-row NuMax map: bisection on delta in [``low``, ``high``] (``steps`` solves
     after the first at ``high``) for the smallest delta whose top-k truncation has exact
     epsilon <= delta; the best truncated map met, plain and best-scaled, with its figures.
