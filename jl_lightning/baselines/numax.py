@@ -135,7 +135,7 @@ class _ADMM:
 
 
 def numax(points, delta: float, initial: int = 1000, add: int = 1000, max_rounds: int = 30, seed: int = 0,
-          max_iter: int = 3000, tol: float = 1e-6, check_tol: float = 1e-2, max_secants: int = 6000,
+          max_iter: int = 1500, tol: float = 1e-5, check_tol: float = 1e-2, max_secants: int = 6000,
           memory_budget: int = DEFAULT_MEMORY_BUDGET, secants: np.ndarray | None = None) -> NumaxSolution:
     """NuMax's SDP at ``delta`` over every secant of ``points`` (n, d), by column generation:
     ``initial`` seeded random secants, then up to ``add`` of the worst violators a round,
