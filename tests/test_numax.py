@@ -18,7 +18,6 @@ def all_secant_values(P: np.ndarray, X: np.ndarray) -> np.ndarray:
 
 
 def test_numax_meets_its_constraints_on_every_secant():
-    pytest.importorskip("cvxpy")
     from jl_lightning.baselines.numax import numax
 
     rng = np.random.default_rng(0)
@@ -38,7 +37,6 @@ def test_numax_meets_its_constraints_on_every_secant():
 
 @pytest.mark.parametrize("r", [2, 3])
 def test_numax_rank_is_the_subspace_dimension_as_delta_goes_to_zero(r):
-    pytest.importorskip("cvxpy")
     from jl_lightning.baselines.numax import numax
 
     rng = np.random.default_rng(r)
@@ -51,7 +49,6 @@ def test_numax_rank_is_the_subspace_dimension_as_delta_goes_to_zero(r):
 
 
 def test_numax_for_k_returns_an_exactly_measured_k_row_map():
-    pytest.importorskip("cvxpy")
     from jl_lightning.baselines.numax import numax_for_k
     from jl_lightning.metrics.distortion import evaluate
 
