@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -25,6 +28,14 @@ def make_cfg(run_dir: Path, overrides: list[str]):
     with open_dict(cfg):
         cfg.paths.output_dir = str(run_dir)
     return cfg
+
+
+def jl_train(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """The real ``jl-train`` entry in a subprocess, as a user runs it (one torch thread)."""
+    exe = shutil.which("jl-train")
+    cmd = [exe] if exe else [sys.executable, "-m", "jl_lightning.apps.train"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.run(cmd + list(args), cwd=cwd, capture_output=True, text=True, env=env, timeout=300)
 
 
 @pytest.fixture

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 
+from conftest import jl_train
 from jl_lightning.core.sharding import Shard
 from jl_lightning.metrics.distortion import evaluate, merge_reports
 
@@ -140,16 +139,6 @@ DDP_RUNS = {
               "data.val_fraction=0.1", "trainer.max_steps=200", "optimizer.lr=0.01"],
 }
 COMMON = ["baseline.draws=5", "log_every=25", "threads=1", "logger=csv", "model.init_variance=0.2"]
-
-
-def jl_train(*args: str, cwd) -> subprocess.CompletedProcess:
-    import os
-    import shutil
-
-    exe = shutil.which("jl-train")
-    cmd = [exe] if exe else [sys.executable, "-m", "jl_lightning.apps.train"]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.run(cmd + list(args), cwd=cwd, capture_output=True, text=True, env=env, timeout=300)
 
 
 @pytest.mark.parametrize("mode", ["norms", "pairs"])

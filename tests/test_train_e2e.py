@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import jl_train
 from jl_lightning.metrics import evaluate
 from jl_lightning.apps.train import train
 
@@ -19,13 +20,6 @@ SMALL = ["data.source.n=40", "data.source.d=80", "model.k=10", "trainer.max_step
          "baseline.draws=50", "log_every=20", "callbacks.model_checkpoint.every_n_train_steps=100"]
 
 pytestmark = pytest.mark.slow
-
-
-def jl_train(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    exe = shutil.which("jl-train")
-    cmd = [exe] if exe else [sys.executable, "-m", "jl_lightning.train"]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.run(cmd + list(args), cwd=cwd, capture_output=True, text=True, env=env, timeout=300)
 
 
 @pytest.fixture(scope="module")
