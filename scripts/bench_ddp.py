@@ -3,18 +3,25 @@ section ddp:digits of docs/benchmarks.md.
 
     python scripts/bench_ddp.py                    # the default recipe and a Gaussian start
     python scripts/bench_ddp.py --recipes default  # the default recipe only
+    python scripts/bench_ddp.py --gpu --recipes default   # one GPU: trainer=gpu against trainer=ddp with 1 device
 
 Each recipe is run as a real ``jl-train`` twice: one process with 2 torch threads, and
 ``trainer=ddp`` (2 processes over gloo, 1 thread each) on the same 2 cores. The table gives
 each run's wall seconds (start to exit, imports and the second process's start included),
 its fit seconds, its exact final epsilon on the training pairs and on the held-out pairs,
 and the difference from the one-process epsilon (the target is 1e-4 absolute).
+
+``--gpu`` (section ddp:gpu): on one GPU, ``trainer=gpu`` against the DDP path with one
+device (``trainer=ddp trainer.devices=1 trainer.accelerator=gpu``: NCCL, a world of one);
+the two runs go side by side on the GPU to save device time, so their wall times are
+those of a shared GPU.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -26,10 +33,44 @@ RECIPES = {
     "gaussian_start": ["experiment=digits_pairs", "logger=csv", "model.init_mean=gaussian"],
 }
 LAYOUTS = {"1 process": ["threads=2"], "2 gloo processes": ["trainer=ddp", "threads=1"]}
+# layout: (run folder suffix, overrides)
+GPU_LAYOUTS = {"trainer=gpu": ("gpu", ["trainer=gpu"]),
+               "DDP, 1 GPU": ("ddp1", ["trainer=ddp", "trainer.devices=1", "trainer.accelerator=gpu"])}
+
+
+def gpu_main(args) -> None:
+    import torch
+
+    stamp = "ddp-gpu-" + stamp_now()
+    rows = ["| recipe | layout | wall (s) | fit (s) | final epsilon | held-out pairs | "
+            "abs. difference from trainer=gpu | switch step |", "|---|---|---|---|---|---|---|---|"]
+    for recipe in args.recipes:
+        for seed in args.seeds:
+            with ThreadPoolExecutor(len(GPU_LAYOUTS)) as pool:
+                runs = list(pool.map(lambda layout: run_jl_train(f"{recipe}-{layout[0]}", RECIPES[recipe] + layout[1],
+                                                                 seed, stamp, args.extra),
+                                     GPU_LAYOUTS.values()))
+            for layout, run in zip(GPU_LAYOUTS, runs):
+                diff = abs(run["final_distortion"] - runs[0]["final_distortion"])
+                rows.append(f"| {recipe} (seed {seed}) | {layout} | {run['wall']:.1f} | {run['fit_seconds']:.1f} | "
+                            f"{run['final_distortion']:.5f} | {run['heldout']['pairs']['epsilon']:.4f} | "
+                            f"{diff:.1e} | {run['switch_step']} |")
+    lines = ["### trainer=gpu against the DDP path with one GPU (digits, pairs)", "",
+             f"- command: `python scripts/bench_ddp.py {' '.join(sys.argv[1:])}` (each run a real "
+             "`jl-train experiment=digits_pairs`; the two layouts side by side on the one GPU)",
+             machine_line(), f"- device: {torch.cuda.get_device_name(0)}", f"- date: {dt.date.today().isoformat()}",
+             "", *rows]
+    report("ddp:gpu", lines, not args.no_write)
 
 
 def main() -> None:
+    gpu = "--gpu" in sys.argv
+    if gpu:
+        sys.argv.remove("--gpu")
     args = recipe_arguments(__doc__, RECIPES, list(RECIPES), [0])
+    if gpu:
+        gpu_main(args)
+        return
     stamp = "ddp-" + stamp_now()
     rows = ["| recipe | processes | wall (s) | fit (s) | final epsilon | held-out pairs | "
             "abs. difference from 1 process | target 1e-4 | switch step |", "|---|---|---|---|---|---|---|---|---|"]

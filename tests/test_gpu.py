@@ -27,3 +27,31 @@ def test_full_batch_moves_to_the_device_once():
     device = torch.device("cuda", 0)
     first = dm.transfer_batch_to_device(dm.train_points, device, 0)
     assert first.is_cuda and dm.transfer_batch_to_device(dm.train_points, device, 0) is first
+
+
+def test_screened_pass_on_the_gpu_equals_the_cpu_pass():
+    import numpy as np
+
+    from jl_lightning.io.sources import ClustersPoints
+    from jl_lightning.metrics import evaluate
+
+    points = ClustersPoints(n=3000, d=64, seed=0).load()
+    A = np.random.default_rng(1).standard_normal((8, 64)) / np.sqrt(8)
+    cpu = evaluate(A, points, "pairs", screen=True, worst=50)
+    gpu = evaluate(torch.as_tensor(A, device="cuda"), points, "pairs", screen=True, worst=50)
+    assert gpu.epsilon == pytest.approx(cpu.epsilon, abs=1e-12)
+    assert gpu.worst_index == cpu.worst_index and gpu.count == cpu.count
+    np.testing.assert_allclose(gpu.worst[2], cpu.worst[2], atol=1e-12)
+
+
+def test_references_on_the_gpu_equal_the_cpu():
+    from jl_lightning.baselines import reference_figures
+    from jl_lightning.io.sources import ClustersPoints
+
+    points = ClustersPoints(n=3000, d=64, seed=0).load()
+    kwargs = dict(mode="pairs", draws=20, methods=("gaussian", "pca"))
+    cpu = reference_figures(points, 8, **kwargs)
+    gpu = reference_figures(points, 8, device=torch.device("cuda"), **kwargs)
+    for key in ("mean", "best"):
+        assert gpu["gaussian"][key] == pytest.approx(cpu["gaussian"][key], abs=1e-12)
+    assert gpu["pca"]["epsilon_scaled"] == pytest.approx(cpu["pca"]["epsilon_scaled"], abs=1e-12)

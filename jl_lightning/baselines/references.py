@@ -27,9 +27,17 @@ OPTIONAL_METHODS = ("numax",)
 DRAWS_PER_PASS = 16  # draws measured together: one pass over the data's tiles serves them all
 
 
+def _on(linear_map, device):
+    """A dense matrix moved to ``device`` for its exact pass (None: left where it is); sparse
+    matrices and operators (the SRHT) are applied on the CPU."""
+    if device is None or not isinstance(linear_map, torch.Tensor) or linear_map.is_sparse:
+        return linear_map
+    return linear_map.to(device)
+
+
 def random_draws(method: str, points, k: int, draws: int = 100, seed: int = 0, mode: str = "norms",
                  memory_budget: int = DEFAULT_MEMORY_BUDGET, density="auto", detail: bool = False,
-                 budget_s: float | None = None):
+                 budget_s: float | None = None, device=None):
     """(figures, best map) of ``draws`` independent draws of ``method``.
 
     ``budget_s``: stop drawing once another pass of ``DRAWS_PER_PASS`` draws would end
@@ -39,7 +47,8 @@ def random_draws(method: str, points, k: int, draws: int = 100, seed: int = 0, m
     ``figures``: mean, best (smallest) and std of the worst-case epsilon; with ``detail``
     also the multiplicative distortion (mean, and of the best draw), the mean |ratio - 1|
     averaged over draws and the seconds to construct one map. Uses its own generator, so
-    it never disturbs training.
+    it never disturbs training. ``device``: where the dense draws' exact passes run (the
+    training device; the draws themselves are made on the CPU, so they do not depend on it).
     """
     if draws <= 0:
         raise ValueError(f"baseline draws must be positive, got {draws}")
@@ -54,7 +63,7 @@ def random_draws(method: str, points, k: int, draws: int = 100, seed: int = 0, m
         maps = []
         for _ in range(min(DRAWS_PER_PASS, draws - start)):
             began = time.perf_counter()
-            maps.append(random_map(method, k, d, gen, density))
+            maps.append(_on(random_map(method, k, d, gen, density), device))
             construct += time.perf_counter() - began
         part = evaluate(maps, points, mode, quantiles=False, mean_abs=detail, memory_budget=memory_budget)
         for linear_map, report in zip(maps, part):
@@ -102,11 +111,14 @@ def best_scale(report: DistortionReport) -> tuple[float, float]:
 
 
 def pca_baseline(points, k: int, mode: str = "norms", memory_budget: int = DEFAULT_MEMORY_BUDGET,
-                 matrix: np.ndarray | None = None) -> dict:
+                 matrix: np.ndarray | None = None, device=None) -> dict:
     """PCA to k dimensions, plain and with its best single scale. ``matrix``: the
-    :func:`pca_matrix` of these points, when the caller already has it."""
+    :func:`pca_matrix` of these points, when the caller already has it. ``device``: where
+    its exact pass runs."""
     began = time.perf_counter()
     A = pca_matrix(points, k) if matrix is None else matrix
+    if device is not None:
+        A = torch.as_tensor(A, device=device)
     report = evaluate(A, points, mode, memory_budget=memory_budget, quantiles=False, mean_abs=False)
     c, eps_scaled = best_scale(report)
     return {"method": "pca", "mode": mode, "epsilon": report.epsilon, "scale": c,
@@ -115,13 +127,14 @@ def pca_baseline(points, k: int, mode: str = "norms", memory_budget: int = DEFAU
 
 def reference_figures(points, k: int, mode: str = "norms", draws: int = 100, seed: int = 0,
                       methods=REFERENCE_METHODS, memory_budget: int = DEFAULT_MEMORY_BUDGET,
-                      budget_s: float | None = None, best_maps: dict | None = None) -> dict:
+                      budget_s: float | None = None, best_maps: dict | None = None, device=None) -> dict:
     """Mean / best / std over ``draws`` draws for each random method, epsilon plain and
     best-scaled for PCA (left out, with a reason, when k > min(n, d)). ``budget_s``: the
     seconds the random methods may take together, shared equally (see :func:`random_draws`).
     ``best_maps``: a dict that receives each random method's best draw (as constructed:
     :func:`dense_map` turns it into an array where one is needed) and PCA's best-scaled
-    matrix, for figures."""
+    matrix, for figures. ``device``: where the exact passes of the dense maps run (the
+    training device)."""
     out = {}
     randoms = [m for m in methods if m not in ("pca", *OPTIONAL_METHODS)]
     share = None if budget_s is None or not randoms else budget_s / len(randoms)
@@ -136,11 +149,12 @@ def reference_figures(points, k: int, mode: str = "norms", draws: int = 100, see
                 out["pca"] = {"method": "pca", "skipped": f"k={k} > min(n, d)={min(points.shape)}"}
             else:
                 matrix = pca_matrix(points, k)
-                out["pca"] = pca_baseline(points, k, mode, memory_budget, matrix=matrix)
+                out["pca"] = pca_baseline(points, k, mode, memory_budget, matrix=matrix, device=device)
                 if best_maps is not None:
                     best_maps["pca"] = out["pca"]["scale"] * matrix
         else:
-            out[method], best = random_draws(method, points, k, draws, seed, mode, memory_budget, budget_s=share)
+            out[method], best = random_draws(method, points, k, draws, seed, mode, memory_budget, budget_s=share,
+                                               device=device)
             if best_maps is not None:
                 best_maps[method] = best
     return out

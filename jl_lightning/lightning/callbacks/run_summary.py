@@ -128,6 +128,9 @@ class RunSummary(Callback):
             "d": int(data.points.shape[1]),
             "k": int(pl_module.k),
             "torch_threads": torch.get_num_threads(),
+            # where the steps ran: "cpu" or the GPU's name
+            "device": (torch.cuda.get_device_name(pl_module.device) if pl_module.device.type == "cuda"
+                       else pl_module.device.type),
             "jl_lightning_version": __version__,
             "torch_version": torch.__version__,
         }

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The GPU figures of docs/benchmarks.md in one go, on a machine with one CUDA GPU:
+#
+#     bash scripts/gpu_checks.sh [OUT_DIR]        # logs and the run's summary.json go to OUT_DIR
+#
+# 1. the GPU tests (tests/test_gpu.py);
+# 2. the exact pass and a training step at n = 1e5, 3e5, 1e6 (bench_scale.py --device cuda,
+#    section scale-gpu);
+# 3. `jl-train experiment=clusters_1e6` (its section: bench_scale.py --training-from RUN
+#    --experiment clusters_1e6), with bench_ddp.py --gpu (trainer=gpu against the DDP path
+#    with one device on digits, section ddp:gpu) beside it on the same GPU.
+# Each step has its own time limit (TEST_LIMIT, SCALE_LIMIT, TRAIN_LIMIT, DDP_LIMIT seconds),
+# so a step that fails or overruns leaves the others' figures. jl_lightning must be importable
+# (pip install -e . or PYTHONPATH=<repo root>).
+set -u
+cd "$(dirname "$0")/.."
+OUT=${1:-${OUT:-outputs/gpu}}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+PY=${PYTHON:-python3}
+say() { echo "[$(date +%T)] $*"; }
+
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+$PY -c "import torch, lightning, hydra; print('torch', torch.__version__, 'lightning', lightning.__version__,
+'hydra', hydra.__version__, 'cuda', torch.cuda.is_available(), 'threads', torch.get_num_threads())"
+
+say "1. GPU tests"
+timeout "${TEST_LIMIT:-60}" $PY -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider >"$OUT/pytest_gpu.log" 2>&1
+echo "pytest rc=$?"; tail -4 "$OUT/pytest_gpu.log"
+
+say "2. exact pass and step at n = 1e5, 3e5, 1e6"
+timeout "${SCALE_LIMIT:-150}" $PY scripts/bench_scale.py --device cuda --sizes 100000 300000 1000000 \
+    >"$OUT/scale.log" 2>&1
+echo "bench_scale rc=$?"; grep -E "^\{|^\| [0-9]|Fitted|GFLOP" "$OUT/scale.log" | cut -c1-220
+cp docs/benchmarks.md "$OUT/benchmarks.md"
+
+say "3. experiment=clusters_1e6, and bench_ddp.py --gpu beside it"
+RUN=outputs/bench/clusters_1e6-gpu-$(date +%Y-%m-%d_%H-%M-%S)
+(timeout "${DDP_LIMIT:-300}" $PY scripts/bench_ddp.py --gpu --recipes default >"$OUT/ddp_gpu.log" 2>&1;
+ echo "bench_ddp rc=$?" >>"$OUT/ddp_gpu.log") &
+timeout "${TRAIN_LIMIT:-370}" $PY -m jl_lightning.apps.train experiment=clusters_1e6 hydra.run.dir="$RUN" \
+    >"$OUT/clusters_1e6.log" 2>&1
+echo "clusters_1e6 rc=$?"; grep -vE "^\s*$" "$OUT/clusters_1e6.log" | tail -25 | cut -c1-220
+wait
+tail -8 "$OUT/ddp_gpu.log" | cut -c1-220
+cp "$RUN/summary.json" "$OUT/clusters_1e6_summary.json" 2>/dev/null
+cp docs/benchmarks.md "$OUT/benchmarks.md"
+say "done"
