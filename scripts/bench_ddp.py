@@ -56,7 +56,7 @@ def gpu_main(args) -> None:
                             f"{run['final_distortion']:.5f} | {run['heldout']['pairs']['epsilon']:.4f} | "
                             f"{diff:.1e} | {run['switch_step']} |")
     lines = ["### trainer=gpu against the DDP path with one GPU (digits, pairs)", "",
-             f"- command: `python scripts/bench_ddp.py {' '.join(sys.argv[1:])}` (each run a real "
+             f"- command: `python scripts/bench_ddp.py --gpu {' '.join(sys.argv[1:])}` (each run a real "
              "`jl-train experiment=digits_pairs`; the two layouts side by side on the one GPU)",
              machine_line(), f"- device: {torch.cuda.get_device_name(0)}", f"- date: {dt.date.today().isoformat()}",
              "", *rows]

@@ -9,6 +9,7 @@
 # 3. `jl-train experiment=clusters_1e6` (its section: bench_scale.py --training-from RUN
 #    --experiment clusters_1e6), with bench_ddp.py --gpu (trainer=gpu against the DDP path
 #    with one device on digits, section ddp:gpu) beside it on the same GPU.
+# STEPS (default "tests scale train") picks which of them run.
 # Each step has its own time limit (TEST_LIMIT, SCALE_LIMIT, TRAIN_LIMIT, DDP_LIMIT seconds),
 # so a step that fails or overruns leaves the others' figures. jl_lightning must be importable
 # (pip install -e . or PYTHONPATH=<repo root>).
@@ -24,15 +25,21 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 $PY -c "import torch, lightning, hydra; print('torch', torch.__version__, 'lightning', lightning.__version__,
 'hydra', hydra.__version__, 'cuda', torch.cuda.is_available(), 'threads', torch.get_num_threads())"
 
-say "1. GPU tests"
-timeout "${TEST_LIMIT:-60}" $PY -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider >"$OUT/pytest_gpu.log" 2>&1
-echo "pytest rc=$?"; tail -4 "$OUT/pytest_gpu.log"
+STEPS=${STEPS:-"tests scale train"}
+if [[ $STEPS == *tests* ]]; then
+  say "1. GPU tests"
+  timeout "${TEST_LIMIT:-60}" $PY -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider >"$OUT/pytest_gpu.log" 2>&1
+  echo "pytest rc=$?"; tail -4 "$OUT/pytest_gpu.log"
+fi
 
-say "2. exact pass and step at n = 1e5, 3e5, 1e6"
-timeout "${SCALE_LIMIT:-150}" $PY scripts/bench_scale.py --device cuda --sizes 100000 300000 1000000 \
-    >"$OUT/scale.log" 2>&1
-echo "bench_scale rc=$?"; grep -E "^\{|^\| [0-9]|Fitted|GFLOP" "$OUT/scale.log" | cut -c1-220
-cp docs/benchmarks.md "$OUT/benchmarks.md"
+if [[ $STEPS == *scale* ]]; then
+  say "2. exact pass and step at n = 1e5, 3e5, 1e6"
+  timeout "${SCALE_LIMIT:-150}" $PY scripts/bench_scale.py --device cuda --sizes 100000 300000 1000000 \
+      >"$OUT/scale.log" 2>&1
+  echo "bench_scale rc=$?"; grep -E "^\{|^\| [0-9]|Fitted|GFLOP" "$OUT/scale.log" | cut -c1-220
+  cp docs/benchmarks.md "$OUT/benchmarks.md"
+fi
+[[ $STEPS == *train* ]] || exit 0
 
 say "3. experiment=clusters_1e6, and bench_ddp.py --gpu beside it"
 RUN=outputs/bench/clusters_1e6-gpu-$(date +%Y-%m-%d_%H-%M-%S)

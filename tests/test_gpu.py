@@ -35,7 +35,8 @@ def test_screened_pass_on_the_gpu_equals_the_cpu_pass():
     from jl_lightning.io.sources import ClustersPoints
     from jl_lightning.metrics import evaluate
 
-    points = ClustersPoints(n=3000, d=64, seed=0).load()
+    # one tile of 5000^2 pairs, rechecked in float64 in two blocks of rows
+    points = ClustersPoints(n=5000, d=64, seed=0).load()
     A = np.random.default_rng(1).standard_normal((8, 64)) / np.sqrt(8)
     cpu = evaluate(A, points, "pairs", screen=True, worst=50)
     gpu = evaluate(torch.as_tensor(A, device="cuda"), points, "pairs", screen=True, worst=50)

@@ -48,8 +48,11 @@ def clustered_with_ties(n=300, d=12, seed=0):
     return X
 
 
-@pytest.mark.parametrize("worst", [0, 1, 40])
-def test_screened_pairs_equal_brute_force_with_ties_duplicates_and_tile_straddling_pairs(worst):
+@pytest.mark.parametrize("worst, recheck_pairs", [(0, None), (1, None), (40, None), (40, 150)])
+def test_screened_pairs_equal_brute_force_with_ties_duplicates_and_tile_straddling_pairs(worst, recheck_pairs,
+                                                                                        monkeypatch):
+    if recheck_pairs:  # the dense float64 recheck in blocks of 2 rows (the GPU's large tiles' way)
+        monkeypatch.setattr("jl_lightning.metrics.pair_screen.RECHECK_DENSE_PAIRS", recheck_pairs)
     X = clustered_with_ties()
     rng = np.random.default_rng(1)
     maps = [rng.standard_normal((4, 12)) / 2, rng.standard_normal((3, 12)) / np.sqrt(3)]

@@ -63,6 +63,9 @@ CPU_TILE_ROWS = 1024  # a 1024-row tile keeps the float32 GEMM near its peak rat
 CUDA_MAX_TILE_ROWS = 16384
 PREPASS_ROWS = 8192  # rows per chunk while centering, mapping and rounding the points
 RECHECK_CHUNK = 8192  # candidates per float64 recheck batch (bounded memory)
+# pairs per float64 block of a dense recheck: each of its ~8 float64/long temporaries stays
+# at 128 MB, so a CUDA tile of 16384^2 pairs is rechecked in blocks of 1024 rows
+RECHECK_DENSE_PAIRS = 2 ** 24
 
 
 def gemm_error_factor(m: int) -> float:
@@ -168,7 +171,15 @@ def _recheck_sparse(rows_i: _Rows, rows_j: _Rows, m: int, gi: torch.Tensor, gj: 
 
 def _recheck_dense(rows_i: _Rows, rows_j: _Rows, m: int, i0: int, j0: int, mask: torch.Tensor,
                    state: _Extremes) -> None:
-    """Float64 ratios of the masked pairs of a tile, by the tile's float64 GEMMs."""
+    """Float64 ratios of the masked pairs of a tile, by float64 GEMMs over blocks of its
+    rows (at most ``RECHECK_DENSE_PAIRS`` pairs each, so memory stays bounded on any tile)."""
+    step = max(1, RECHECK_DENSE_PAIRS // mask.shape[1])
+    for r0 in range(0, mask.shape[0], step):
+        _recheck_block(rows_i, rows_j, m, i0 + r0, j0, mask[r0:r0 + step], state)
+
+
+def _recheck_block(rows_i: _Rows, rows_j: _Rows, m: int, i0: int, j0: int, mask: torch.Tensor,
+                   state: _Extremes) -> None:
     xi, yi = rows_i.exact_rows(slice(i0, i0 + mask.shape[0]))
     xj, yj = rows_j.exact_rows(slice(j0, j0 + mask.shape[1]))
     ni, nj = xi.pow(2).sum(1), xj.pow(2).sum(1)
