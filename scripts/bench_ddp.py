@@ -3,6 +3,7 @@ section ddp:digits of docs/benchmarks.md.
 
     python scripts/bench_ddp.py                    # the default recipe and a Gaussian start
     python scripts/bench_ddp.py --recipes default  # the default recipe only
+    python scripts/bench_ddp.py --recipes float64 --section ddp:digits:float64   # both layouts in float64
     python scripts/bench_ddp.py --gpu --recipes default   # one GPU: trainer=gpu against trainer=ddp with 1 device
 
 Each recipe is run as a real ``jl-train`` twice: one process with 2 torch threads, and
@@ -31,6 +32,9 @@ RECIPES = {
     "default": ["experiment=digits_pairs", "logger=csv"],
     # no tie at the first exact pass: at M = 0 every pair's distortion is exactly 1
     "gaussian_start": ["experiment=digits_pairs", "logger=csv", "model.init_mean=gaussian"],
+    # the default recipe in float64 (Lightning's 64-true precision): the same algorithm with
+    # rounding about 1e-16 instead of 6e-8, so what is left is the layouts' difference in order
+    "float64": ["experiment=digits_pairs", "logger=csv", "trainer.precision=64-true"],
 }
 LAYOUTS = {"1 process": ["threads=2"], "2 gloo processes": ["trainer=ddp", "threads=1"]}
 # layout: (run folder suffix, overrides)
@@ -67,7 +71,12 @@ def main() -> None:
     gpu = "--gpu" in sys.argv
     if gpu:
         sys.argv.remove("--gpu")
-    args = recipe_arguments(__doc__, RECIPES, list(RECIPES), [0])
+    section = "ddp:digits"
+    if "--section" in sys.argv:  # the section of docs/benchmarks.md this run rewrites
+        at = sys.argv.index("--section")
+        section = sys.argv[at + 1]
+        del sys.argv[at:at + 2]
+    args = recipe_arguments(__doc__, RECIPES, ["default", "gaussian_start"], [0])
     if gpu:
         gpu_main(args)
         return
@@ -86,8 +95,10 @@ def main() -> None:
                 rows.append(f"| {recipe} (seed {seed}) | {layout} | {run['wall']:.1f} | {run['fit_seconds']:.1f} | "
                             f"{run['final_distortion']:.5f} | {run['heldout']['pairs']['epsilon']:.4f} | "
                             f"{diff:.1e} | {verdict} | {run['switch_step']} |")
+    command = " ".join(["python scripts/bench_ddp.py", *sys.argv[1:],
+                        *(["--section", section] if section != "ddp:digits" else [])])
     lines = ["### One process against two gloo processes (digits, pairs)", "",
-             "- command: `python scripts/bench_ddp.py` (each run a real `jl-train experiment=digits_pairs`; "
+             f"- command: `{command}` (each run a real `jl-train experiment=digits_pairs`; "
              "1 process with `threads=2`, `trainer=ddp` with `threads=1` per process)",
              machine_line(2), f"- date: {dt.date.today().isoformat()}", "", *rows, "",
              "- Both layouts draw the same noise and pairs, and a step's loss and gradient agree to 1e-12 "
@@ -96,7 +107,7 @@ def main() -> None:
              "and over 5,000 steps of the minimax it grows to the differences above (docs/distributed.md).",
              "- On one machine, P single-threaded processes pay the collectives every step, and each rank draws "
              "all the random pairs and the noise. DDP is for several GPUs or nodes, not for splitting one CPU."]
-    report("ddp:digits", lines, not args.no_write)
+    report(section, lines, not args.no_write)
 
 
 if __name__ == "__main__":
