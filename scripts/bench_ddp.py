@@ -97,14 +97,19 @@ def main() -> None:
                             f"{diff:.1e} | {verdict} | {run['switch_step']} |")
     command = " ".join(["python scripts/bench_ddp.py", *sys.argv[1:],
                         *(["--section", section] if section != "ddp:digits" else [])])
-    lines = ["### One process against two gloo processes (digits, pairs)", "",
+    title = "### One process against two gloo processes (digits, pairs)" + (
+        ", in float64" if args.recipes == ["float64"] else "")
+    lines = [title, "",
              f"- command: `{command}` (each run a real `jl-train experiment=digits_pairs`; "
              "1 process with `threads=2`, `trainer=ddp` with `threads=1` per process)",
              machine_line(2), f"- date: {dt.date.today().isoformat()}", "", *rows, "",
              "- Both layouts draw the same noise and pairs, and a step's loss and gradient agree to 1e-12 "
              "(`tests/test_distributed.py`, float64). The sums run in a different order: each rank's share of a "
-             "GEMM and of the log-sum-exp, then the all-reduce. So float32 rounding differs from the first step, "
-             "and over 5,000 steps of the minimax it grows to the differences above (docs/distributed.md).",
+             "GEMM and of the log-sum-exp, then the all-reduce. So rounding differs from the first step, and over "
+             "5,000 steps of the minimax it grows to the differences above: a last-digit difference flips a "
+             "discrete choice (which pair enters the 8192 hard pairs at a refresh), and from there the runs part "
+             "by about the recipe's own noise, in float64 nearly as much as in float32 "
+             "(docs/distributed.md).",
              "- On one machine, P single-threaded processes pay the collectives every step, and each rank draws "
              "all the random pairs and the noise. DDP is for several GPUs or nodes, not for splitting one CPU."]
     report(section, lines, not args.no_write)

@@ -38,6 +38,28 @@ def test_loss_by_hand_deterministic():
     assert float(loss) == pytest.approx(3.0, rel=1e-6)
 
 
+def test_subspace_penalty_by_hand():
+    """loss with the penalty - loss without = lambda ||(M / sqrt(k)) Q||_F^2, Q off the principal
+    directions holding the asked share of the variance (numpy's SVD as the reference)."""
+    rng = np.random.default_rng(0)
+    # variance 9 : 4 : 1 : 0.01 along four orthonormal directions of R^6
+    basis = np.linalg.qr(rng.standard_normal((6, 4)))[0]
+    X = (rng.standard_normal((200, 4)) * [3.0, 2.0, 1.0, 0.1]) @ basis.T
+    points = torch.tensor(X, dtype=torch.float32)
+    _, sv, vt = np.linalg.svd(X - X.mean(0))
+    share = np.cumsum(sv ** 2) / (sv ** 2).sum()
+    r = int(np.searchsorted(share, 0.9)) + 1  # 9 / 14.01 < 0.9 <= 13 / 14.01: two directions
+    assert r == 2
+    Q = np.eye(6) - vt[:r].T @ vt[:r]
+    plain, penalized = (make(3, 6, init_variance=0.0, subspace_penalty=w, subspace_energy=0.9) for w in (0.0, 0.5))
+    M = torch.tensor(rng.standard_normal((3, 6)), dtype=torch.float32)
+    for model in (plain, penalized):
+        with torch.no_grad():
+            model.mean.copy_(M)
+    difference = float(penalized.objective(points)[0] - plain.objective(points)[0])
+    assert difference == pytest.approx(0.5 * ((M.numpy() @ Q) ** 2).sum() / 3, rel=1e-5)
+
+
 def test_regularizer_by_hand():
     """loss - sampled term = lambda * sigma^2 / 2 for both parameterizations."""
     x = unit([[1, 2, 3], [3, 1, 0]])
@@ -133,6 +155,8 @@ def test_embedding_is_mean_over_sqrt_k():
     ({"n_samples": 0}, r"model.n_samples must be a positive integer"),
     ({"init_variance": -1.0}, r"model.init_variance must be a finite number >= 0"),
     ({"variance": "log", "init_variance": 0.0}, r"must be > 0 with model.variance=log"),
+    ({"subspace_penalty": -1.0}, r"model.subspace_penalty must be a number >= 0"),
+    ({"subspace_energy": 1.5}, r"model.subspace_energy must be a fraction in \(0, 1\]"),
 ])
 def test_bad_model_options(kwargs, match):
     with pytest.raises(JLInputError, match=match):

@@ -124,9 +124,10 @@ def test_k_out_of_range_is_one_clear_line(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-def test_two_job_multirun(tmp_path):
+def test_two_job_multirun_and_its_curve_against_k(tmp_path):
     sweep = tmp_path / "sweep"
-    proc = jl_train("-m", "model.k=4,6", *SMALL[:2], *SMALL[3:], f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    proc = jl_train("-m", "model.k=4,6", *SMALL[:2], *SMALL[3:], "data.val_fraction=0.25", f"hydra.sweep.dir={sweep}",
+                    cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for job, k in (("0", 4), ("1", 6)):
         folder = sweep / job
@@ -139,6 +140,38 @@ def test_two_job_multirun(tmp_path):
     assert "model.k=4" in table and "model.k=6" in table and "\nbest: job " in table
     assert json.loads((sweep / "sweep_summary.json").read_text())["best"]["job"] in ("0", "1")
     assert (sweep / "sweep_summary.png").read_bytes()[:4] == b"\x89PNG"  # epsilon against model.k
+
+    # jl-compare compare.sweep: each run beside the references at its k, checked by hand
+    import csv
+
+    from jl_lightning.apps.config import compose
+    from jl_lightning.lightning.fit import build_datamodule
+
+    out = tmp_path / "curve"
+    proc = jl_compare(f"compare.sweep={sweep}", "compare.methods=[gaussian,pca]", "compare.draws=3",
+                      f"hydra.run.dir={out}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = {(int(r["k"]), r["method"]): r for r in csv.DictReader((out / "curve.csv").open())}
+    assert set(records) == {(k, m) for k in (4, 6) for m in ("learned (jl-train)", "gaussian", "pca (best scale)")}
+    data = build_datamodule(compose([*SMALL[:2], "data.val_fraction=0.25"]).data)
+    X, held = np.asarray(data.points), np.asarray(data.val_points)
+
+    def norms_eps(A, P):
+        return np.abs((P @ A.T) ** 2 .sum(1) / (P ** 2).sum(1) - 1).max()
+
+    for job, k in (("0", 4), ("1", 6)):
+        A = np.load(sweep / job / "embedding.npy")
+        assert float(records[(k, "learned (jl-train)")]["epsilon"]) == pytest.approx(norms_eps(A, X), rel=1e-9)
+        assert float(records[(k, "learned (jl-train)")]["heldout_epsilon"]) == pytest.approx(norms_eps(A, held),
+                                                                                             rel=1e-9)
+        top = np.linalg.svd(X - X.mean(0))[2][:k]  # PCA with its best single scale, by hand
+        ratios = (X @ top.T) ** 2 .sum(1) / (X ** 2).sum(1)
+        assert float(records[(k, "pca (best scale)")]["epsilon"]) == pytest.approx(
+            (ratios.max() - ratios.min()) / (ratios.max() + ratios.min()), rel=1e-9)
+    assert "| 4 | " in (out / "curve.md").read_text() and (out / "curve.png").read_bytes()[:4] == b"\x89PNG"
+    shutil.copytree(sweep / "0", sweep / "2")  # a second run at k=4: refused in one line
+    again = jl_compare(f"compare.sweep={sweep}", f"hydra.run.dir={tmp_path / 'curve2'}", cwd=tmp_path)
+    assert again.returncode == 2 and "k=4 appears in" in again.stderr and "Traceback" not in again.stderr
 
 
 def test_default_run_dirs_live_under_outputs(tmp_path):
@@ -195,7 +228,7 @@ def test_digits_pairs_beats_the_best_of_20_gaussian_draws(tmp_path):
 
 def jl_compare(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     exe = shutil.which("jl-compare")
-    cmd = [exe] if exe else [sys.executable, "-m", "jl_lightning.compare"]
+    cmd = [exe] if exe else [sys.executable, "-m", "jl_lightning.apps.compare"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     return subprocess.run(cmd + list(args), cwd=cwd, capture_output=True, text=True, env=env, timeout=300)
 

@@ -6,6 +6,7 @@
                                                    # and its embedding.npy as the "learned" row
     jl-compare compare.draws=20 compare.methods=[gaussian,srht]
     jl-compare experiment=digits_pairs compare.methods=[gaussian,pca,numax]   # NuMax, pairs only
+    jl-compare compare.sweep=outputs/multiruns/.../...   # epsilon against k: one jl-train per k
 
 The data, k and mode come from the same config groups as jl-train (conf/compare.yaml
 extends conf/train.yaml), so a comparison sees exactly the points a run trained on.
@@ -21,6 +22,12 @@ the train x held-out pairs.
 The run folder (outputs/runs/<date>/<time>_compare) receives comparison.csv,
 comparison.md and comparison.png (a histogram of the ratios per method, one draw
 each, and a bar chart of the worst-case epsilon).
+
+``compare.sweep`` (a ``jl-train -m model.k=...`` multirun folder) draws epsilon against k:
+each finished run's exported matrix beside every method at its k, on the runs' points
+(one data set, one mode, one run per k): curve.csv (one row per k and method: training,
+held-out and train x held-out epsilon, recall), curve.md (the same as tables against k)
+and curve.png.
 """
 
 from __future__ import annotations
@@ -160,6 +167,39 @@ def add_unseen_columns(rows: list[dict], row_maps: dict, points, val_points, mod
             row["cross_epsilon"] = held["cross_pairs"].epsilon
 
 
+def method_rows(points, k: int, mode: str, methods: list[str], options) -> tuple[list[dict], dict, dict]:
+    """The table rows of ``methods`` at ``k`` on ``points``; the maps for the histograms
+    (by row name) and the map of every row (for the recall and held-out columns)."""
+    from jl_lightning.baselines.references import best_scale, pca_matrix
+    from jl_lightning.metrics.distortion import evaluate
+
+    draws, seed = int(options.draws), int(options.seed)
+    rows, maps, row_maps = [], {}, {}
+    for method in methods:
+        if method == "numax":
+            from jl_lightning.baselines.numax import numax_for_k
+
+            result = numax_for_k(points, k, **OmegaConf.to_container(options.numax, resolve=True))
+            rows.append(single_row("numax (best scale)", result["matrix"], points, mode, result["seconds"]))
+            maps["numax (best scale)"] = row_maps["numax (best scale)"] = result["matrix"]
+            log.info("numax: delta %.3g, rank %d, %d solves in %.0f s", result["delta"], result["rank"],
+                     result["solves"], result["seconds"])
+        elif method == "pca":
+            matrix, seconds = _timed(lambda: pca_matrix(points, k))
+            rows.append(single_row("pca", matrix, points, mode, seconds))
+            row_maps["pca"] = matrix
+            scale, _ = best_scale(evaluate(matrix, points, mode, quantiles=False, mean_abs=False))
+            rows.append(single_row("pca (best scale)", matrix * scale, points, mode, seconds))
+            maps["pca (best scale)"] = row_maps["pca (best scale)"] = matrix * scale
+        else:
+            row, best = random_rows(method, points, k, mode, draws, seed)
+            rows.append(row)
+            maps[method] = row_maps[method] = best
+        log.info("k=%d %s: eps mean %.4g, best %.4g", k, rows[-1]["method"], rows[-1]["epsilon_mean"],
+                 rows[-1]["epsilon_best"])
+    return rows, maps, row_maps
+
+
 def _run_config(run_dir: Path) -> tuple[DictConfig, dict]:
     config_path, summary_path = run_dir / ".hydra" / "config.yaml", run_dir / "summary.json"
     if not (config_path.is_file() and summary_path.is_file() and (run_dir / "embedding.npy").is_file()):
@@ -168,10 +208,22 @@ def _run_config(run_dir: Path) -> tuple[DictConfig, dict]:
     return OmegaConf.load(config_path), json.loads(summary_path.read_text())
 
 
+def _methods(options) -> list[str]:
+    """compare.methods, checked (and compare.draws with them)."""
+    from jl_lightning.baselines.random_maps import RANDOM_METHODS
+
+    if int(options.draws) <= 0:
+        raise JLInputError(f"compare.draws must be a positive integer, got {options.draws}")
+    methods = list(options.methods)
+    known = [*RANDOM_METHODS, "pca", "numax"]
+    unknown = [m for m in methods if m not in known]
+    if unknown:
+        raise JLInputError(f"compare.methods: unknown {unknown}; choose from {known}")
+    return methods
+
+
 def compare(cfg: DictConfig) -> list[dict]:
     """Build the table as configured, write the three files into the run folder, return the rows."""
-    from jl_lightning.baselines.random_maps import RANDOM_METHODS
-    from jl_lightning.baselines.references import best_scale, pca_matrix
     from jl_lightning.io.run_folder import atomic_write, check_fresh
     from jl_lightning.io.validation import validate_k
     from jl_lightning.lightning.fit import build_datamodule
@@ -179,14 +231,7 @@ def compare(cfg: DictConfig) -> list[dict]:
 
     out_dir = Path(cfg.paths.output_dir)
     check_fresh(out_dir)
-    draws, seed = int(cfg.compare.draws), int(cfg.compare.seed)
-    if draws <= 0:
-        raise JLInputError(f"compare.draws must be a positive integer, got {draws}")
-    methods = list(cfg.compare.methods)
-    known = [*RANDOM_METHODS, "pca", "numax"]
-    unknown = [m for m in methods if m not in known]
-    if unknown:
-        raise JLInputError(f"compare.methods: unknown {unknown}; choose from {known}")
+    methods = _methods(cfg.compare)
 
     data_cfg, k, mode, learned = cfg.data, cfg.model.k, cfg.model.mode, None
     if cfg.compare.run:
@@ -204,28 +249,7 @@ def compare(cfg: DictConfig) -> list[dict]:
 
     if "numax" in methods and mode != "pairs":
         raise JLInputError("compare.methods: numax preserves pairwise distances; it needs model.mode=pairs")
-    rows, maps, row_maps = [], {}, {}
-    for method in methods:
-        if method == "numax":
-            from jl_lightning.baselines.numax import numax_for_k
-
-            result = numax_for_k(points, k, **OmegaConf.to_container(cfg.compare.numax, resolve=True))
-            rows.append(single_row("numax (best scale)", result["matrix"], points, mode, result["seconds"]))
-            maps["numax (best scale)"] = row_maps["numax (best scale)"] = result["matrix"]
-            log.info("numax: delta %.3g, rank %d, %d solves in %.0f s", result["delta"], result["rank"],
-                     result["solves"], result["seconds"])
-        elif method == "pca":
-            matrix, seconds = _timed(lambda: pca_matrix(points, k))
-            rows.append(single_row("pca", matrix, points, mode, seconds))
-            row_maps["pca"] = matrix
-            scale, _ = best_scale(evaluate(matrix, points, mode, quantiles=False, mean_abs=False))
-            rows.append(single_row("pca (best scale)", matrix * scale, points, mode, seconds))
-            maps["pca (best scale)"] = row_maps["pca (best scale)"] = matrix * scale
-        else:
-            row, best = random_rows(method, points, k, mode, draws, seed)
-            rows.append(row)
-            maps[method] = row_maps[method] = best
-        log.info("%s: eps mean %.4g, best %.4g", rows[-1]["method"], rows[-1]["epsilon_mean"], rows[-1]["epsilon_best"])
+    rows, maps, row_maps = method_rows(points, k, mode, methods, cfg.compare)
     if learned is not None:
         matrix, fit_seconds = learned
         if matrix.shape != (k, points.shape[1]):
@@ -251,10 +275,138 @@ def compare(cfg: DictConfig) -> list[dict]:
     return rows
 
 
+CURVE_COLUMNS = ["k", "method", "epsilon", "heldout_epsilon", "cross_epsilon", "recall", "run"]
+
+
+def _sweep_runs(sweep_dir: Path) -> list[tuple[Path, DictConfig, dict]]:
+    """The finished jl-train runs below ``sweep_dir``, by k; one data set, one mode, one run per k."""
+    if not sweep_dir.is_dir():
+        raise JLInputError(f"compare.sweep={sweep_dir}: no such folder (expected a jl-train multirun folder)")
+    runs = [(run_dir, *_run_config(run_dir)) for run_dir in sorted(p.parent for p in sweep_dir.rglob("summary.json"))]
+    if not runs:
+        raise JLInputError(f"compare.sweep={sweep_dir}: no finished jl-train run below it (expected folders "
+                           "with .hydra/config.yaml, summary.json and embedding.npy)")
+    first_dir, first_cfg, first = runs[0]
+    by_k: dict[int, Path] = {}
+    for run_dir, run_cfg, summary in runs:
+        if summary.get("data_fingerprint") != first.get("data_fingerprint") or summary.get("mode") != first.get("mode"):
+            raise JLInputError(f"compare.sweep: {run_dir} trained on other data or another mode than {first_dir}; "
+                               "a curve needs one data set and one mode (sweep model.k alone)")
+        k = int(summary["k"])
+        if k in by_k:
+            raise JLInputError(f"compare.sweep: k={k} appears in {by_k[k]} and {run_dir}; a curve takes one run "
+                               "per k (sweep model.k alone)")
+        by_k[k] = run_dir
+    return sorted(runs, key=lambda run: int(run[2]["k"]))
+
+
+def curve_markdown(records: list[dict], title: str) -> str:
+    """Tables of epsilon (training pairs or points), held-out epsilon and recall against k,
+    one column per method."""
+    methods = list(dict.fromkeys(r["method"] for r in records))
+    ks = sorted({r["k"] for r in records})
+    value = {(r["k"], r["method"]): r for r in records}
+    lines = [f"# {title}", ""]
+    for key, label in (("epsilon", "epsilon on the training data"), ("heldout_epsilon", "epsilon on the held-out data"),
+                       ("cross_epsilon", "epsilon on train x held-out pairs"), ("recall", "recall@K")):
+        if all(math.isnan(r[key]) for r in records):
+            continue
+        lines += [f"## {label}", "", "| k | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|"]
+        for k in ks:
+            cells = [f"{value[(k, m)][key]:.4f}" if (k, m) in value else "" for m in methods]
+            lines.append(f"| {k} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def curve_png(records: list[dict], title: str) -> bytes:
+    """Epsilon against k per method (solid: training data; dashed: held-out data)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for index, method in enumerate(dict.fromkeys(r["method"] for r in records)):
+        mine = sorted((r for r in records if r["method"] == method), key=lambda r: r["k"])
+        color = f"C{index}"
+        ax.plot([r["k"] for r in mine], [r["epsilon"] for r in mine], "o-", color=color, label=method)
+        held = [r["heldout_epsilon"] for r in mine]
+        if not all(math.isnan(h) for h in held):
+            ax.plot([r["k"] for r in mine], held, "x--", color=color, alpha=0.7)
+    ax.set_xlabel("k (rows of the map)")
+    ax.set_ylabel("worst-case epsilon (solid: training, dashed: held-out)")
+    ax.set_yscale("log")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def curve(cfg: DictConfig) -> list[dict]:
+    """Epsilon against k: every finished jl-train run of the multirun ``compare.sweep`` (one per
+    k) beside ``compare.methods`` at the same k on the same points; writes curve.csv, curve.md
+    and curve.png into the run folder and returns one record per (k, method)."""
+    from jl_lightning.io.run_folder import atomic_write, check_fresh
+    from jl_lightning.lightning.fit import build_datamodule
+
+    out_dir = Path(cfg.paths.output_dir)
+    check_fresh(out_dir)
+    methods = _methods(cfg.compare)
+    sweep_dir = Path(str(cfg.compare.sweep)).expanduser()
+    runs = _sweep_runs(sweep_dir)
+    mode = runs[0][2]["mode"]
+    if "numax" in methods and mode != "pairs":
+        raise JLInputError("compare.methods: numax preserves pairwise distances; it needs model.mode=pairs")
+    datamodule = build_datamodule(runs[0][1].data)
+    points = datamodule.points
+    title = f"{datamodule.source.name}: n={len(points)}, d={points.shape[1]}, {mode}, k = " + \
+        ", ".join(str(run[2]["k"]) for run in runs)
+    log.info("epsilon against k on %s", title)
+    records = []
+    for run_dir, _, summary in runs:
+        k = int(summary["k"])
+        matrix_path = run_dir / "embedding.npy"
+        matrix = check_finite_matrix(np.load(matrix_path, allow_pickle=False), str(matrix_path))
+        if matrix.shape != (k, points.shape[1]):
+            raise JLInputError(f"{matrix_path}: shape {matrix.shape}, expected ({k}, {points.shape[1]})")
+        rows, _, row_maps = method_rows(points, k, mode, methods, cfg.compare)
+        rows.insert(0, single_row("learned (jl-train)", matrix, points, mode, float(summary.get("fit_seconds", 0))))
+        row_maps["learned (jl-train)"] = matrix
+        add_unseen_columns(rows, row_maps, points, datamodule.val_points, mode, cfg.compare)
+        for row in rows:
+            if row["method"] == "pca":  # the plain PCA map: its best-scaled row is the fair one
+                continue
+            records.append({"k": k, "method": row["method"], "epsilon": row["epsilon_best"],
+                            "heldout_epsilon": row["heldout_epsilon"], "cross_epsilon": row["cross_epsilon"],
+                            "recall": row["recall"], "run": str(run_dir)})
+        log.info("k=%d: learned %.4f", k, rows[0]["epsilon_best"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CURVE_COLUMNS)
+    writer.writeheader()
+    writer.writerows(records)
+    markdown = curve_markdown(records, title)
+    atomic_write(out_dir / "curve.csv", lambda h: h.write(buffer.getvalue().encode()))
+    atomic_write(out_dir / "curve.md", lambda h: h.write(markdown.encode()))
+    png = curve_png(records, title)
+    atomic_write(out_dir / "curve.png", lambda h: h.write(png))
+    print(markdown, flush=True)
+    print(f"[jl-compare] wrote curve.csv, curve.md and curve.png to {out_dir}", flush=True)
+    return records
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="compare")
 def _hydra_entry(cfg: DictConfig) -> None:
     try:
-        compare(cfg)
+        if cfg.compare.get("sweep") and cfg.compare.run:
+            raise JLInputError("compare.run and compare.sweep: give one (a run folder, or a multirun folder "
+                               "for the curve against k)")
+        curve(cfg) if cfg.compare.get("sweep") else compare(cfg)
     except Exception as err:
         refuse_and_exit("jl-compare", cfg.paths.output_dir, err)
 

@@ -28,6 +28,20 @@ log = logging.getLogger("jl_lightning")
 LOG_PASSES_FROM_S = 5.0  # exact passes longer than this are logged
 
 
+@torch.no_grad()
+def principal_complement(points: torch.Tensor, energy: float) -> torch.Tensor:
+    """Q = I - U_r U_r^T (d x d, float64) for U_r the fewest principal directions of the
+    centered ``points`` that hold ``energy`` of their variance."""
+    X = points.double()
+    X = X - X.mean(0)
+    values, vectors = torch.linalg.eigh(X.T @ X)
+    values, vectors = values.flip(0).clamp_min(0), vectors.flip(1)
+    total = float(values.sum())
+    kept = values.numel() if total == 0 else int((torch.cumsum(values, 0) < energy * total).sum()) + 1
+    top = vectors[:, :min(kept, values.numel())]
+    return torch.eye(points.shape[1], dtype=torch.float64, device=points.device) - top @ top.T
+
+
 class GaussianSampler(BaseJLModule):
     """Learn M and sigma^2 of A ~ N(M, sigma^2) / sqrt(k) on the sampled loss.
 
@@ -45,6 +59,15 @@ class GaussianSampler(BaseJLModule):
     smooth_temperature: None for the hard max, a starting temperature for a log-sum-exp max
         annealed geometrically to ``smooth_temperature_end`` at the last step, or ``"auto"``:
         0.1 in pairs mode with the active strategy, the hard max otherwise.
+    subspace_penalty, subspace_energy: a penalty aimed at unseen vectors (0: off). With U_r
+        the principal directions of the training points that hold ``subspace_energy`` of
+        their variance and Q = I - U_r U_r^T, the loss gains
+
+            subspace_penalty * ||(M / sqrt(k)) Q||_F^2,
+
+        so the map keeps little gain outside the directions the data spans: a new vector's
+        component there is damped instead of amplified by entries the max-distortion loss
+        never constrained.
     """
 
     def __init__(self, k: int, dim: int, n_samples: int = 20, variance: str = "raw",
@@ -55,7 +78,8 @@ class GaussianSampler(BaseJLModule):
                  mode: str = "norms", pair_strategy: str = "active", active_hard: int = 2048,
                  active_random: int = 10000, active_refresh: int = 50, active_refresh_growth: float = 1.0,
                  active_memory: int = 0,
-                 smooth_temperature: float | str | None = "auto", smooth_temperature_end: float = 1e-4):
+                 smooth_temperature: float | str | None = "auto", smooth_temperature_end: float = 1e-4,
+                 subspace_penalty: float = 0.0, subspace_energy: float = 0.99):
         super().__init__(k, dim, variance=variance, init_variance=init_variance, init_mean=init_mean,
                          init_seed=init_seed, init_scale=init_scale, init_noise=init_noise, reg_weight=reg_weight,
                          optimizer=optimizer, scheduler=scheduler, log_every=log_every, mode=mode)
@@ -63,6 +87,14 @@ class GaussianSampler(BaseJLModule):
         self.loss_fn = make_loss(mode, pair_strategy, smooth_temperature, smooth_temperature_end,
                                  active_hard, active_random, active_refresh, sampling, active_refresh_growth,
                                  active_memory)
+        if isinstance(subspace_penalty, bool) or not isinstance(subspace_penalty, (int, float)) \
+                or not subspace_penalty >= 0:
+            raise JLInputError(f"model.subspace_penalty must be a number >= 0, got {subspace_penalty!r}")
+        if isinstance(subspace_energy, bool) or not isinstance(subspace_energy, (int, float)) \
+                or not 0 < subspace_energy <= 1:
+            raise JLInputError(f"model.subspace_energy must be a fraction in (0, 1], got {subspace_energy!r}")
+        self.subspace_penalty, self.subspace_energy = float(subspace_penalty), float(subspace_energy)
+        self._complement: torch.Tensor | None = None
         # in checkpoints; the loggers get the whole resolved config from fit_from_config instead
         self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
         self._prepared_for: torch.Tensor | None = None
@@ -76,6 +108,8 @@ class GaussianSampler(BaseJLModule):
         if self.mode == "pairs" and points.shape[0] < 2:
             raise JLInputError(f"pairs mode needs at least 2 points, got {points.shape[0]}")
         self.loss_fn.prepare(points, process_shard())
+        if self.subspace_penalty:
+            self._complement = principal_complement(points, self.subspace_energy).to(self.mean.dtype)
         self._prepared_for = points
         restored = getattr(self, "_restored_hard_pairs", None)
         if restored is not None:  # a resumed run continues with the active set it had
@@ -121,7 +155,10 @@ class GaussianSampler(BaseJLModule):
         s2 = self.variance.value()
         sigma = None if self.deterministic else self.variance.sigma(s2)
         term, hard = self.loss_fn(self.mean, sigma, self.n_samples, self.global_step, self.total_steps)
-        return term.mean() + self.reg_weight * s2 / 2, hard.detach().mean(), s2
+        loss = term.mean() + self.reg_weight * s2 / 2
+        if self._complement is not None:
+            loss = loss + self.subspace_penalty * (self.mean @ self._complement).pow(2).sum() / self.k
+        return loss, hard.detach().mean(), s2
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> None:
         """One projected optimizer step, written out: loss, backward, step, project sigma^2
