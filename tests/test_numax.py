@@ -60,6 +60,26 @@ def test_numax_for_k_returns_an_exactly_measured_k_row_map():
     assert out["solves"] == 4 and out["epsilon_scaled"] <= out["epsilon"] + 1e-12
 
 
+def test_a_shared_cache_solves_each_delta_once_and_offers_every_truncation(monkeypatch):
+    from jl_lightning.baselines import numax as module
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(30, 6)) @ np.diag([4, 3, 1, 0.3, 0.2, 0.1])
+    solved = []
+    real = module.numax
+    monkeypatch.setattr(module, "numax", lambda X, delta, **kw: solved.append(delta) or real(X, delta, **kw))
+    cache = {}
+    first = module.numax_for_k(X, 2, steps=3, initial=100, add=100, cache=cache)
+    solved.clear()
+    shared = module.numax_for_k(X, 4, steps=3, initial=100, add=100, cache=cache)
+    # the deltas k=2 solved are not solved again; only the new ones are
+    assert set(solved) == {t["delta"] for t in shared["tried"]} - {t["delta"] for t in first["tried"]}
+    assert len(solved) == len(set(solved))
+    # every cached P's truncation was measured at k=4, and the best of them is returned
+    assert len(shared["tried"]) == len(cache) and set(cache) == {t["delta"] for t in shared["tried"]}
+    assert shared["epsilon_scaled"] == min(t["epsilon_scaled"] for t in shared["tried"])
+
+
 # ------------------------------------------------------------------ recall@K
 def brute_recall(A, X, rows, K):
     def neighbours(Z):

@@ -167,9 +167,11 @@ def add_unseen_columns(rows: list[dict], row_maps: dict, points, val_points, mod
             row["cross_epsilon"] = held["cross_pairs"].epsilon
 
 
-def method_rows(points, k: int, mode: str, methods: list[str], options) -> tuple[list[dict], dict, dict]:
+def method_rows(points, k: int, mode: str, methods: list[str], options,
+                numax_cache: dict | None = None) -> tuple[list[dict], dict, dict]:
     """The table rows of ``methods`` at ``k`` on ``points``; the maps for the histograms
-    (by row name) and the map of every row (for the recall and held-out columns)."""
+    (by row name) and the map of every row (for the recall and held-out columns).
+    ``numax_cache``: NuMax's solutions by delta, shared by several k on the same points."""
     from jl_lightning.baselines.references import best_scale, pca_matrix
     from jl_lightning.metrics.distortion import evaluate
 
@@ -179,7 +181,7 @@ def method_rows(points, k: int, mode: str, methods: list[str], options) -> tuple
         if method == "numax":
             from jl_lightning.baselines.numax import numax_for_k
 
-            result = numax_for_k(points, k, **OmegaConf.to_container(options.numax, resolve=True))
+            result = numax_for_k(points, k, cache=numax_cache, **OmegaConf.to_container(options.numax, resolve=True))
             rows.append(single_row("numax (best scale)", result["matrix"], points, mode, result["seconds"]))
             maps["numax (best scale)"] = row_maps["numax (best scale)"] = result["matrix"]
             log.info("numax: delta %.3g, rank %d, %d solves in %.0f s", result["delta"], result["rank"],
@@ -367,14 +369,14 @@ def curve(cfg: DictConfig) -> list[dict]:
     title = f"{datamodule.source.name}: n={len(points)}, d={points.shape[1]}, {mode}, k = " + \
         ", ".join(str(run[2]["k"]) for run in runs)
     log.info("epsilon against k on %s", title)
-    records = []
+    records, numax_cache = [], {}
     for run_dir, _, summary in runs:
         k = int(summary["k"])
         matrix_path = run_dir / "embedding.npy"
         matrix = check_finite_matrix(np.load(matrix_path, allow_pickle=False), str(matrix_path))
         if matrix.shape != (k, points.shape[1]):
             raise JLInputError(f"{matrix_path}: shape {matrix.shape}, expected ({k}, {points.shape[1]})")
-        rows, _, row_maps = method_rows(points, k, mode, methods, cfg.compare)
+        rows, _, row_maps = method_rows(points, k, mode, methods, cfg.compare, numax_cache)
         rows.insert(0, single_row("learned (jl-train)", matrix, points, mode, float(summary.get("fit_seconds", 0))))
         row_maps["learned (jl-train)"] = matrix
         add_unseen_columns(rows, row_maps, points, datamodule.val_points, mode, cfg.compare)

@@ -182,13 +182,19 @@ def numax(points, delta: float, initial: int = 1000, add: int = 1000, max_rounds
                          iterations=iterations, secant_rows=secants)
 
 
-def numax_for_k(points, k: int, low: float = 0.05, high: float = 0.9, steps: int = 5, **kwargs) -> dict:
+def numax_for_k(points, k: int, low: float = 0.05, high: float = 0.9, steps: int = 5, cache: dict | None = None,
+                **kwargs) -> dict:
     """The k-row NuMax map: bisection on delta in [``low``, ``high``] (``steps`` solves
     after the first at ``high``) for the smallest delta whose top-k truncation has exact
     epsilon <= delta; the best truncated map met, plain and best-scaled, with its figures.
 
+    ``cache`` (a dict, delta -> solution, for several k on the same points): a delta solved
+    before is not solved again, and the truncations of every cached solution are candidates
+    for the best map (P does not depend on k; only its truncation does).
+
     Returns {"method": "numax", "k", "epsilon", "epsilon_scaled", "scale", "delta" (of the
-    best map), "delta_reached" (smallest delta met, or None), "rank" (of that P), "solves",
+    best map), "delta_reached" (smallest delta met, or None), "rank" (of that P), "solves" (the
+    deltas whose truncation was measured, cached ones included),
     "seconds", "matrix" (the best map, scaled)}.
     """
     from jl_lightning.baselines.references import best_scale
@@ -202,7 +208,12 @@ def numax_for_k(points, k: int, low: float = 0.05, high: float = 0.9, steps: int
 
     def attempt(delta):
         nonlocal best, reached, active
-        solution = numax(X, delta, secants=active, **kwargs)
+        if cache is not None and delta in cache:
+            solution = cache[delta]
+        else:
+            solution = numax(X, delta, secants=active, **kwargs)
+            if cache is not None:
+                cache[delta] = solution
         active = solution.secant_rows
         A = solution.truncated(k)
         report = evaluate(A, X, "pairs", quantiles=False, mean_abs=False)
@@ -226,6 +237,8 @@ def numax_for_k(points, k: int, low: float = 0.05, high: float = 0.9, steps: int
             hi = mid
         else:
             lo = mid
+    for delta in sorted(set(cache or ()) - {t["delta"] for t in tried}):  # other k's solutions
+        attempt(delta)
     return {"method": "numax", "k": int(k), "epsilon": best["epsilon"], "epsilon_scaled": best["epsilon_scaled"],
             "scale": best["scale"], "delta": best["delta"], "delta_reached": reached, "high_reached": hi_ok,
             "rank": best["rank"], "solves": len(tried), "tried": tried, "seconds": time.perf_counter() - began,
