@@ -157,7 +157,7 @@ def test_two_job_multirun_and_its_curve_against_k(tmp_path):
     X, held = np.asarray(data.points), np.asarray(data.val_points)
 
     def norms_eps(A, P):
-        return np.abs((P @ A.T) ** 2 .sum(1) / (P ** 2).sum(1) - 1).max()
+        return np.abs(((P @ A.T) ** 2).sum(1) / (P ** 2).sum(1) - 1).max()
 
     for job, k in (("0", 4), ("1", 6)):
         A = np.load(sweep / job / "embedding.npy")
@@ -165,7 +165,7 @@ def test_two_job_multirun_and_its_curve_against_k(tmp_path):
         assert float(records[(k, "learned (jl-train)")]["heldout_epsilon"]) == pytest.approx(norms_eps(A, held),
                                                                                              rel=1e-9)
         top = np.linalg.svd(X - X.mean(0))[2][:k]  # PCA with its best single scale, by hand
-        ratios = (X @ top.T) ** 2 .sum(1) / (X ** 2).sum(1)
+        ratios = ((X @ top.T) ** 2).sum(1) / (X ** 2).sum(1)
         assert float(records[(k, "pca (best scale)")]["epsilon"]) == pytest.approx(
             (ratios.max() - ratios.min()) / (ratios.max() + ratios.min()), rel=1e-9)
     assert "| 4 | " in (out / "curve.md").read_text() and (out / "curve.png").read_bytes()[:4] == b"\x89PNG"
