@@ -163,6 +163,8 @@ def cases(work: Path) -> list[tuple]:
         train("error", "baseline.budget_s=-1", *FAST, "baseline.budget_s=-1"),
         train("error", "baseline.budget_s=soon", *FAST, "baseline.budget_s=soon"),
         train("error", "callbacks.progress_log.every_fraction=0", *FAST, "callbacks.progress_log.every_fraction=0"),
+        train("error", "model.subspace_penalty=-1", *FAST, "model.subspace_penalty=-1"),
+        train("error", "model.subspace_energy=0", *FAST, "model.subspace_energy=0"),
         ("run folder holding an earlier run's results", "error", "jl_lightning.apps.train",
          (*FAST, f"hydra.run.dir={occupied}"), {}, None, None),
         ("run folder locked by a live run", "error", "jl_lightning.apps.train",
@@ -183,6 +185,10 @@ def cases(work: Path) -> list[tuple]:
          ("compare.methods=[fjlt]", f"hydra.run.dir={out / 'cmp1'}"), {}, None, out / "cmp1"),
         ("jl-compare: compare.run is not a run", "error", "jl_lightning.apps.compare",
          (f"compare.run={data}", f"hydra.run.dir={out / 'cmp2'}"), {}, None, out / "cmp2"),
+        ("jl-compare: compare.sweep holds no finished run", "error", "jl_lightning.apps.compare",
+         (f"compare.sweep={data}", f"hydra.run.dir={out / 'cmp3'}"), {}, None, out / "cmp3"),
+        ("jl-compare: compare.run and compare.sweep together", "error", "jl_lightning.apps.compare",
+         (f"compare.run={data}", f"compare.sweep={data}", f"hydra.run.dir={out / 'cmp4'}"), {}, None, out / "cmp4"),
     ]
 
 
