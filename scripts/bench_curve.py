@@ -57,8 +57,8 @@ def main() -> None:
     ks = ",".join(str(k) for k in args.k)
     train_args = ["-m", *DATA[args.data], f"model.k={ks}", "baseline.draws=0", "logger=csv", "seed=0"]
     train_s = run("jl-train", [*train_args, f"hydra.sweep.dir={sweep}"])
-    compare_args = [f"compare.sweep={sweep}", f"compare.methods={METHODS}", "compare.draws=100"]
-    compare_s = run("jl-compare", [*compare_args, f"hydra.run.dir={out}"])
+    compare_args = [f"compare.methods={METHODS}", "compare.draws=100"]
+    compare_s = run("jl-compare", [f"compare.sweep={sweep}", *compare_args, f"hydra.run.dir={out}"])
 
     records = list(csv.DictReader((out / "curve.csv").open()))
     value = {(int(r["k"]), r["method"]): r for r in records}
