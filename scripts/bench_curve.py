@@ -8,8 +8,8 @@ docs/benchmarks.md and its figure docs/figures/curve_DATA.png.
 Two real commands, as a user runs them:
 1. ``jl-train -m experiment=digits_pairs model.k=K1,K2,...`` (``--data clusters`` adds
    ``data=clusters data.source.n=1250 data.source.d=64``: 1,000 clustered training points,
-   250 held out, at digits' d, a size NuMax can take in minutes: its ADMM works on a d x d
-   matrix and eigendecomposes it every iteration), one run per k, seed 0, without references;
+   250 held out, at digits' d, so that NuMax, whose ADMM iteration costs O(m d^2 + d^3),
+   costs about what it costs on digits), one run per k, seed 0, without references;
 2. ``jl-compare compare.sweep=<that multirun> compare.methods=[gaussian,pca,numax]``: at every k,
    the run's exported matrix beside the best of 100 Gaussian draws, PCA with its best scale
    and NuMax's k-row map, every epsilon exact over all training pairs, with the held-out
