@@ -56,7 +56,7 @@ def test_subspace_penalty_by_hand():
     for model in (plain, penalized):
         with torch.no_grad():
             model.mean.copy_(M)
-    difference = float(penalized.objective(points)[0] - plain.objective(points)[0])
+    difference = float((penalized.objective(points)[0] - plain.objective(points)[0]).detach())
     assert difference == pytest.approx(0.5 * ((M.numpy() @ Q) ** 2).sum() / 3, rel=1e-5)
 
 

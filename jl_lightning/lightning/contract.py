@@ -11,7 +11,8 @@ that have only this contract, so a callback that reaches further fails there.
 The module (:class:`JLModule`, implemented by ``module.BaseJLModule``):
 
 * ``k``, ``dim``, ``mode`` (``"norms"`` or ``"pairs"``);
-* ``embedding``: the deterministic matrix M / sqrt(k), a detached (k, d) tensor;
+* ``embedding``: the deterministic matrix M / sqrt(k), a detached (k, d) tensor on the
+  module's device (callbacks run their exact passes there);
 * ``deterministic``: True once sigma^2 is frozen at exactly 0;
 * ``sigma2()``: sigma^2 as a Python float (cheap: callbacks read it every step);
 * ``freeze_variance()``: set sigma^2 to exactly 0 for good (the switch to the mean);

@@ -53,7 +53,8 @@ class ReferenceLines(Callback):
         started = time.perf_counter()
         self.references = reference_figures(trainer.datamodule.points, pl_module.k, pl_module.mode,
                                             draws=self.draws, seed=self.seed, methods=self.methods,
-                                            budget_s=self.budget_s, best_maps=self.maps, device=pl_module.device)
+                                            budget_s=self.budget_s, best_maps=self.maps,
+                                            device=pl_module.embedding.device)
         self.seconds = time.perf_counter() - started
         for name, figures in self.references.items():
             if "mean" in figures:

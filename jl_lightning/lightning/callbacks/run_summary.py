@@ -19,6 +19,10 @@ from jl_lightning.metrics.neighbors import original_neighbors, recall_at_k
 EXPORTED = "embedding.npy holds the best M / sqrt(k) (shape k x d); y = embedding @ x"
 
 
+def _device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+
+
 class RunSummary(Callback):
     """At the end of the fit, build ``summary`` (what summary.json holds) and ``embedding``
     (the exported (k, d) float64 matrix) from the module and data contracts and from every
@@ -129,8 +133,7 @@ class RunSummary(Callback):
             "k": int(pl_module.k),
             "torch_threads": torch.get_num_threads(),
             # where the steps ran: "cpu" or the GPU's name
-            "device": (torch.cuda.get_device_name(pl_module.device) if pl_module.device.type == "cuda"
-                       else pl_module.device.type),
+            "device": _device_name(pl_module.embedding.device),
             "jl_lightning_version": __version__,
             "torch_version": torch.__version__,
         }
