@@ -119,3 +119,15 @@ def test_recall_over_several_tiles(monkeypatch):
     X = rng.normal(size=(60, 5))
     A = rng.normal(size=(2, 5))
     assert neighbors.recall_at_k(A, X, K=10) == pytest.approx(brute_recall(A, X, np.arange(60), 10), abs=1e-12)
+
+
+def test_the_secant_budget_stops_column_generation_and_says_by_how_much_delta_is_missed():
+    from jl_lightning.baselines.numax import numax
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(40, 10))  # 780 secants in general position: a small delta needs many
+    capped = numax(X, 0.05, initial=30, add=30, max_secants=60)
+    assert capped.secants <= 60 + 30 and capped.rounds >= 2
+    assert capped.epsilon_all > 0.05 * 1.01  # measured over every secant, not only the active ones
+    roomy = numax(X, 0.05, initial=30, add=200, max_secants=780)
+    assert roomy.epsilon_all < capped.epsilon_all

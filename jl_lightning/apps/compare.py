@@ -140,6 +140,13 @@ def figure_png(rows: list[dict], histograms: dict[str, np.ndarray], edges: np.nd
     right.tick_params(axis="x", rotation=30)
     right.legend(fontsize=8)
     fig.suptitle(title, fontsize=10)
+    return _png(fig)
+
+
+def _png(fig) -> bytes:
+    """The figure as PNG bytes (laid out, 110 dpi), closed."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
@@ -342,11 +349,7 @@ def curve_png(records: list[dict], title: str) -> bytes:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    return buffer.getvalue()
+    return _png(fig)
 
 
 def curve(cfg: DictConfig) -> list[dict]:
