@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import ROOT, machine_line, report, stamp_now  # noqa: E402
+from benchlib import ROOT, entry_command, machine_line, report, stamp_now  # noqa: E402
 
 DATA = {"digits": ["experiment=digits_pairs"],
         "clusters": ["experiment=digits_pairs", "data=clusters", "data.source.n=1250", "data.source.d=64"]}
@@ -36,9 +36,7 @@ METHODS = "[gaussian,pca,numax]"
 
 
 def run(entry: str, args: list[str]) -> float:
-    exe = shutil.which(entry)
-    module = {"jl-train": "jl_lightning.apps.train", "jl-compare": "jl_lightning.apps.compare"}[entry]
-    cmd = ([exe] if exe else [sys.executable, "-m", module]) + args
+    cmd = entry_command(entry) + args
     began = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if proc.returncode != 0:

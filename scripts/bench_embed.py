@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchlib import machine_line, report
+from benchlib import entry_command, machine_line, report
 
 
 def write_vectors(path: Path, n: int, d: int, chunk: int = 65536) -> None:
@@ -56,8 +55,7 @@ def main() -> None:
                         "--d", str(args.d)], check=True)
         matrix = np.random.default_rng(1).standard_normal((args.k, args.d)) / np.sqrt(args.k)
         np.save(matrix_path, matrix)
-        exe = shutil.which("jl-embed")
-        cmd = ([exe] if exe else [sys.executable, "-m", "jl_lightning.apps.embed"]) + [
+        cmd = entry_command("jl-embed") + [
             str(matrix_path), str(source), str(output)]
         start = time.perf_counter()
         child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -63,12 +63,21 @@ def recipe_arguments(description: str, recipes: dict, default_recipes: list[str]
     return parser.parse_args()
 
 
+ENTRY_MODULES = {"jl-train": "jl_lightning.apps.train", "jl-compare": "jl_lightning.apps.compare",
+                 "jl-embed": "jl_lightning.apps.embed"}
+
+
+def entry_command(entry: str) -> list[str]:
+    """The console script ``entry`` as installed, or its module under this Python."""
+    exe = shutil.which(entry)
+    return [exe] if exe else [sys.executable, "-m", ENTRY_MODULES[entry]]
+
+
 def run_jl_train(recipe: str, overrides: list[str], seed: int, stamp: str, extra: list[str]) -> dict:
     """One real ``jl-train`` process (imports included) into outputs/bench/STAMP/RECIPE-seedS;
     its summary.json plus ``recipe``, ``seed`` and ``wall`` (seconds, start to exit)."""
     run_dir = ROOT / "outputs" / "bench" / stamp / f"{recipe}-seed{seed}"
-    exe = shutil.which("jl-train")
-    cmd = ([exe] if exe else [sys.executable, "-m", "jl_lightning.apps.train"]) + overrides + [
+    cmd = entry_command("jl-train") + overrides + [
         f"seed={seed}", f"hydra.run.dir={run_dir}", *extra]
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)

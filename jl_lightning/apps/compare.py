@@ -106,12 +106,12 @@ def to_markdown(rows: list[dict], title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def to_csv(rows: list[dict]) -> str:
+def to_csv(rows: list[dict], columns: list[str] = COLUMNS) -> str:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
+    writer = csv.DictWriter(buffer, fieldnames=columns)
     writer.writeheader()
     for r in rows:
-        writer.writerow({key: r[key] for key in COLUMNS})
+        writer.writerow({key: r[key] for key in columns})
     return buffer.getvalue()
 
 
@@ -391,12 +391,8 @@ def curve(cfg: DictConfig) -> list[dict]:
                             "recall": row["recall"], "run": str(run_dir)})
         log.info("k=%d: learned %.4f", k, rows[0]["epsilon_best"])
     out_dir.mkdir(parents=True, exist_ok=True)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CURVE_COLUMNS)
-    writer.writeheader()
-    writer.writerows(records)
     markdown = curve_markdown(records, title)
-    atomic_write(out_dir / "curve.csv", lambda h: h.write(buffer.getvalue().encode()))
+    atomic_write(out_dir / "curve.csv", lambda h: h.write(to_csv(records, CURVE_COLUMNS).encode()))
     atomic_write(out_dir / "curve.md", lambda h: h.write(markdown.encode()))
     png = curve_png(records, title)
     atomic_write(out_dir / "curve.png", lambda h: h.write(png))
