@@ -48,7 +48,8 @@ def clustered_with_ties(n=300, d=12, seed=0):
     return X
 
 
-@pytest.mark.parametrize("worst, recheck_pairs", [(0, None), (1, None), (40, None), (40, 150)])
+# worst=3000: kept values far outnumber a tile's candidates, so they wait in the buffer
+@pytest.mark.parametrize("worst, recheck_pairs", [(0, None), (1, None), (40, None), (40, 150), (3000, None)])
 def test_screened_pairs_equal_brute_force_with_ties_duplicates_and_tile_straddling_pairs(worst, recheck_pairs,
                                                                                         monkeypatch):
     if recheck_pairs:  # the dense float64 recheck in blocks of 2 rows (the GPU's large tiles' way)
@@ -196,3 +197,38 @@ def test_a_zero_map_ties_every_pair_and_the_screened_pass_still_answers():
     report = evaluate(np.zeros((3, 12)), X, "pairs", screen=True, worst=10, memory_budget=SMALL_TILES)
     assert report.epsilon == 1.0 and report.min_ratio == report.max_ratio == 0.0
     assert report.count == 300 * 299 // 2 - 4 and list(report.worst[2]) == [1.0] * 10
+
+
+@pytest.mark.parametrize("screen, exact_topk", [(True, None), (False, None), (True, 1000)])
+def test_candidates_are_the_worst_pairs_up_to_float32_rounding(screen, exact_topk, monkeypatch):
+    """``candidates=C``: C pairs, worst first, whose deviations are the brute-force ones
+    (float32-accurate when screened, exact otherwise) and that are the C worst, up to
+    float32 rounding at the boundary; a sharded pass merges to the same candidates.
+    ``exact_topk``: the streaming top-K merges by a sampled threshold above that K."""
+    from jl_lightning.core.sharding import Shard
+    from jl_lightning.metrics.distortion import merge_reports
+
+    if exact_topk:
+        monkeypatch.setattr("jl_lightning.metrics.pair_screen.EXACT_TOPK", exact_topk)
+        monkeypatch.setattr("jl_lightning.metrics.pair_screen.MERGE_SAMPLE", 512)
+
+    X = clustered_with_ties()
+    A = np.random.default_rng(3).standard_normal((4, 12)) / 2
+    dev, i, j, _, _ = all_pairs(A, X)
+    lookup = {(a, b): v for a, b, v in zip(i, j, dev)}
+    C = 5000  # several times a 64-row tile's pairs: the buffered top-K merges many times
+    report = evaluate(A, X, "pairs", screen=screen, worst=7, candidates=C, memory_budget=SMALL_TILES)
+    ci, cj, values, sq_distances = report.candidates
+    assert len(ci) == C and len(set(zip(ci.tolist(), cj.tolist()))) == C
+    truth = np.array([lookup[(a, b)] for a, b in zip(ci, cj)])
+    np.testing.assert_allclose(values, truth, rtol=1e-4 if screen else 1e-12)
+    np.testing.assert_allclose(sq_distances, ((X[ci] - X[cj]) ** 2).sum(1), rtol=1e-4 if screen else 1e-12)
+    assert np.all(np.diff(values) <= 0)
+    boundary = np.sort(dev)[::-1][C - 1]
+    assert truth.min() >= boundary * (1 - 1e-4)
+    # the exact worst K are unchanged by asking for candidates
+    np.testing.assert_allclose(report.worst[2], np.sort(dev)[::-1][:7], rtol=1e-12)
+    parts = [evaluate(A, X, "pairs", screen=screen, worst=7, candidates=C, memory_budget=SMALL_TILES,
+                      shard=Shard(r, 2)) for r in range(2)]
+    merged = merge_reports(parts).candidates
+    assert set(zip(merged[0].tolist(), merged[1].tolist())) == set(zip(ci.tolist(), cj.tolist()))

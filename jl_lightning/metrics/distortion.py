@@ -68,6 +68,9 @@ class DistortionReport:
     heldout: dict | None = field(default=None, compare=False)
     # with histogram=edges: counts of the ratios per bin
     histogram: np.ndarray | None = field(default=None, compare=False)
+    # with candidates=C (pairs): (i, j, deviations, squared distances) of C worst pairs,
+    # worst first, by the float32 screen at scale: pairs for training to watch, not a figure
+    candidates: tuple | None = field(default=None, compare=False)
 
     @property
     def multiplicative(self) -> float:
@@ -78,7 +81,8 @@ class DistortionReport:
 
     def to_dict(self) -> dict:
         """The scalar figures (for summary.json); the held-out reports as nested dicts."""
-        out = {name: value for name, value in asdict(self).items() if name not in ("worst", "heldout", "histogram")}
+        out = {name: value for name, value in asdict(self).items()
+               if name not in ("worst", "heldout", "histogram", "candidates")}
         out["multiplicative"] = self.multiplicative
         return out
 
@@ -186,7 +190,7 @@ class _Accumulator:
 def evaluate(linear_map, points, mode: str = "norms", *, quantiles: bool = True, mean_abs: bool = True,
              screen="auto", worst: int = 0, heldout=None, histogram=None, other=None,
              memory_budget: int = DEFAULT_MEMORY_BUDGET, dtype: torch.dtype = torch.float64, progress=None,
-             shard: Shard = SINGLE):
+             shard: Shard = SINGLE, candidates: int = 0):
     """Exact distortion of ``linear_map`` on ``points`` (n, d), over points or over pairs.
 
     ``linear_map`` is a (k, d) matrix (numpy or torch), an operator with ``apply(X)``
@@ -208,7 +212,11 @@ def evaluate(linear_map, points, mode: str = "norms", *, quantiles: bool = True,
     train x held-out pairs. ``histogram`` (bin edges): ``report.histogram`` counts the
     ratios, values outside going to the first or last bin. ``other`` (pairs mode): the
     pairs are every (row of ``points``, row of ``other``), and ``worst_index`` indexes
-    (points, other).
+    (points, other). ``candidates=C`` (pairs mode): ``report.candidates`` holds C of the
+    worst pairs (i, j, deviation, squared distance), worst first, for an active set to
+    watch: in a screened pass they are ranked by the float32 products alone and carry the
+    float32 squared distances (no float64 recheck, so a pass keeps its cost for a large C),
+    otherwise they are the exact C worst.
 
     ``shard`` (rank r of P processes): only the tiles r, r + P, ... of the pass, so the
     report covers this rank's points or pairs (``count`` 0 and ``epsilon`` -1 when it has
@@ -254,13 +262,29 @@ def evaluate(linear_map, points, mode: str = "norms", *, quantiles: bool = True,
             screen = pairs >= SCREEN_AUTO_PAIRS
         screened = None
         if screen and dtype == torch.float64 and edges is None:
-            screened = screened_pairs(applies, points, other, worst, memory_budget, device, progress, shard)
+            screened = screened_pairs(applies, points, other, worst, memory_budget, device, progress, shard,
+                                      candidates)
         if screened is not None:
             reports = [_screened_report(figures, shard) for figures in screened]
         else:
             reports = _pair_reports(applies, points, other, pair_tile_rows(d, k, itemsize, memory_budget), dtype,
-                                    device, quantiles, mean_abs, worst, edges, shard)
+                                    device, quantiles, mean_abs, max(worst, candidates), edges, shard)
+            if candidates:  # the exact top max(K, C): its head is the worst K
+                reports = [replace(r, candidates=(*r.worst, _sq_distances(points, other, *r.worst[:2])),
+                                   worst=tuple(c[:worst] for c in r.worst) if worst else None)
+                           for r in reports]
     return _finish(linear_map, reports, maps, points, heldout, quantiles, memory_budget, shard)
+
+
+def _sq_distances(points, other, i: np.ndarray, j: np.ndarray, chunk: int = 65536) -> np.ndarray:
+    """||x_i - x_j||^2 (float64) of the pairs (i, j): rows of ``points``, and of ``other`` for j if given."""
+    right = points if other is None else other
+    out = np.empty(len(i))
+    for s in range(0, len(i), chunk):
+        a = np.asarray(points[i[s:s + chunk]], dtype=np.float64)
+        b = np.asarray(right[j[s:s + chunk]], dtype=np.float64)
+        out[s:s + chunk] = ((a - b) ** 2).sum(1)
+    return out
 
 
 ALL_ZERO_PAIRS = "every pair of points is at distance zero: the pairs distortion is undefined"
@@ -296,7 +320,7 @@ def _screened_report(figures: dict, shard: Shard = SINGLE) -> DistortionReport:
         _check_finite(figures["min_ratio"], figures["max_ratio"])
     return DistortionReport("pairs", figures["epsilon"], figures["worst_index"], figures["min_ratio"],
                             figures["max_ratio"], math.nan, math.nan, math.nan, figures["count"], figures["zeros"],
-                            worst=figures["worst"])
+                            worst=figures["worst"], candidates=figures.get("candidates"))
 
 
 def _norm_reports(applies, points, n, rows, dtype, device, quantiles, mean, worst, edges,
@@ -348,12 +372,17 @@ def merge_reports(parts: list[DistortionReport]) -> DistortionReport:
     counted = [p for p in parts if p.count]
     top = max(counted, key=lambda p: p.epsilon)
     _check_finite(min(p.min_ratio for p in counted), max(p.max_ratio for p in counted))
-    worst = None
-    if all(p.worst is not None for p in counted):
-        columns = [np.concatenate(c) for c in zip(*(p.worst for p in counted))]
-        keep = max(len(p.worst[0]) for p in parts if p.worst is not None)
-        order = np.argsort(-columns[-1], kind="stable")[:keep]
-        worst = tuple(c[order] for c in columns)
+
+    def head(field_name: str, value_column: int):  # the K largest of all parts' K largest
+        lists = [getattr(p, field_name) for p in counted]
+        if not lists or any(v is None for v in lists):
+            return None
+        columns = [np.concatenate(c) for c in zip(*lists)]
+        keep = max(len(getattr(p, field_name)[0]) for p in parts if getattr(p, field_name) is not None)
+        order = np.argsort(-columns[value_column], kind="stable")[:keep]
+        return tuple(c[order] for c in columns)
+
+    worst = head("worst", -1)
     mean = sum(p.mean_abs * p.count for p in counted) / count
     histogram = None
     if all(p.histogram is not None for p in parts):
@@ -370,7 +399,7 @@ def merge_reports(parts: list[DistortionReport]) -> DistortionReport:
     return DistortionReport(top.mode, top.epsilon, top.worst_index, min(p.min_ratio for p in counted),
                             max(p.max_ratio for p in counted), mean, math.nan, math.nan, count,
                             sum(p.zero_distance_pairs for p in parts), worst=worst, heldout=heldout,
-                            histogram=histogram)
+                            histogram=histogram, candidates=head("candidates", 2))
 
 
 @torch.no_grad()

@@ -66,6 +66,9 @@ RECHECK_CHUNK = 8192  # candidates per float64 recheck batch (bounded memory)
 # pairs per float64 block of a dense recheck: each of its ~8 float64/long temporaries stays
 # at 128 MB, so a CUDA tile of 16384^2 pairs is rechecked in blocks of 1024 rows
 RECHECK_DENSE_PAIRS = 2 ** 24
+# a streaming top-K merges exactly up to this K, and above it by a sampled threshold
+EXACT_TOPK = 2 ** 16
+MERGE_SAMPLE = 2 ** 16
 
 
 def gemm_error_factor(m: int) -> float:
@@ -121,21 +124,78 @@ class _Rows:
         return x, [apply(x) for apply in self.applies]
 
 
-class _Extremes:
+class _TopK:
+    """A streaming top-K of (value, i, j). Once K values are kept, new ones wait in a
+    buffer and are merged when the buffer holds K of them, so a large K costs one merge per
+    K values rather than one per tile. A threshold read off the kept values (their minimum)
+    is then below the true K-th value while values wait, which only lets more pairs through.
+
+    Up to ``EXACT_TOPK`` values the merge is an exact top-K. Above it (an active set's
+    candidates, millions of pairs) a top-K on a CPU costs a sort, so the merge keeps the
+    values at or above a threshold read off a strided sample of ``MERGE_SAMPLE`` of them,
+    set a little low so that between K and 2K stay (otherwise it falls back to the exact
+    top-K): every value of the exact top-K is among them, and :meth:`sorted` hands back the
+    K largest of what is kept."""
+
+    def __init__(self, keep: int, device, dtype=torch.float64, extra: int = 0):
+        self.keep = keep
+        # values, i, j and ``extra`` more columns of the values' dtype
+        self.columns = [torch.empty(0, dtype=dtype, device=device), torch.empty(0, dtype=torch.long, device=device),
+                        torch.empty(0, dtype=torch.long, device=device),
+                        *(torch.empty(0, dtype=dtype, device=device) for _ in range(extra))]
+        self.pending: list[tuple[torch.Tensor, ...]] = []
+        self.waiting = 0
+        self.full = False  # K values have been seen: the kept minimum is a threshold
+
+    @property
+    def values(self) -> torch.Tensor:
+        return self.columns[0]
+
+    def push(self, *columns: torch.Tensor) -> None:
+        self.pending.append(columns)
+        self.waiting += len(columns[0])
+        if not self.full or self.waiting >= self.keep:
+            self.merge()
+
+    def merge(self) -> None:
+        """Fold the waiting values into the K kept."""
+        if not self.pending:
+            return
+        columns = [torch.cat([kept, *parts]) for kept, parts in zip(self.columns, zip(*self.pending))]
+        self.pending, self.waiting = [], 0
+        values = columns[0]
+        if len(values) >= self.keep:
+            self.full = True
+        if len(values) > self.keep:
+            if self.keep <= EXACT_TOPK:
+                top = torch.topk(values, self.keep).indices
+            else:
+                sample = values[::max(1, len(values) // MERGE_SAMPLE)]
+                # 5 % and 16 sampled values of margin, so that about K or more stay
+                rank = min(len(sample), int(len(sample) * self.keep / len(values) * 1.05) + 16)
+                tau = torch.topk(sample, rank).values[-1]
+                top = (values >= tau).nonzero(as_tuple=True)[0]
+                if len(top) > 2 * self.keep or len(top) < self.keep:  # ties, or an unlucky sample
+                    top = torch.topk(values, self.keep).indices
+            columns = [c[top] for c in columns]
+        self.columns = columns
+
+    def sorted(self) -> tuple[np.ndarray, ...]:
+        """(i, j, values, extra columns...) of the K largest, worst first, on the CPU."""
+        self.merge()
+        order = torch.argsort(self.values, descending=True)[:self.keep]
+        values, i, j, *extra = (c[order].cpu().numpy() for c in self.columns)
+        return (i, j, values, *extra)
+
+
+class _Extremes(_TopK):
     """Running float64 answer of one map: the K largest deviations (values, i, j), the
     extreme ratios, the valid-pair count and the duplicates found."""
 
     def __init__(self, keep: int, device):
-        self.keep = keep
-        self.values = torch.empty(0, dtype=torch.float64, device=device)
-        self.i = torch.empty(0, dtype=torch.long, device=device)
-        self.j = torch.empty(0, dtype=torch.long, device=device)
+        super().__init__(keep, device)
         self.rmin, self.rmax = math.inf, -math.inf
         self.zeros = 0
-
-    @property
-    def full(self) -> bool:
-        return len(self.values) >= self.keep
 
     def thresholds(self) -> tuple[float, float]:
         """(H, L): a pair matters if its ratio could be >= H or <= L."""
@@ -149,12 +209,38 @@ class _Extremes:
         ratios, i, j = ratios[valid], i[valid], j[valid]
         lo, hi = (float(v) for v in torch.aminmax(ratios))
         self.rmin, self.rmax = min(self.rmin, lo), max(self.rmax, hi)
-        values = torch.cat([self.values, (ratios - 1.0).abs()])
-        i, j = torch.cat([self.i, i]), torch.cat([self.j, j])
-        if len(values) > self.keep:
-            top = torch.topk(values, self.keep).indices
-            values, i, j = values[top], i[top], j[top]
-        self.values, self.i, self.j = values, i, j
+        self.push((ratios - 1.0).abs(), i, j)
+
+
+class _Candidates(_TopK):
+    """The C largest float32 deviations of one map, with no float64 recheck: candidate pairs
+    for training to watch (``ActivePairsLoss``), never a reported figure, with their float32
+    squared distances (so that the loss need not form the pairs' differences). A pair whose
+    float32 squared distance is within the rounding bound of 0 is left out."""
+
+    def __init__(self, keep: int, device):
+        super().__init__(keep, device, torch.float32, extra=1)
+
+    def scan(self, dx: torch.Tensor, dy: torch.Tensor, lower: torch.Tensor | None, i0: int, j0: int,
+             e_x: float) -> None:
+        ratios = torch.div(dy, dx)
+        if self.full:
+            # one division and one reduction for a tile with no candidate (most of them)
+            tau = float(self.values.min())
+            lo, hi = (float(v) for v in torch.aminmax(ratios))
+            if hi <= 1.0 + tau and lo >= 1.0 - tau:
+                return
+            mask = (ratios > 1.0 + tau) | (ratios < 1.0 - tau)
+        else:
+            mask = torch.ones(dx.shape, dtype=torch.bool, device=dx.device)
+        if lower is not None:
+            mask &= ~lower
+        a, b = mask.nonzero(as_tuple=True)
+        distances = dx[a, b]
+        keep = distances > e_x  # not within rounding of a duplicate pair
+        a, b = a[keep], b[keep]
+        if len(a):
+            self.push((ratios[a, b] - 1.0).abs(), a + i0, b + j0, distances[keep])
 
 
 def _recheck_sparse(rows_i: _Rows, rows_j: _Rows, m: int, gi: torch.Tensor, gj: torch.Tensor, state: _Extremes):
@@ -205,9 +291,11 @@ def _ieee_float32():
 
 @torch.no_grad()
 def screened_pairs(applies, points, other=None, worst: int = 0, memory_budget: int = DEFAULT_MEMORY_BUDGET,
-                   device=None, progress=None, shard: Shard = SINGLE):
+                   device=None, progress=None, shard: Shard = SINGLE, candidates: int = 0):
     """Per map (X -> X A^T in float64): (epsilon, worst pair, r_min, r_max, count, zeros,
     worst-K) over every pair i < j of ``points``, or every (row of points, row of other).
+    ``candidates=C``: also the C largest deviations by the float32 products alone
+    (``_Candidates``), in the same pass.
 
     Returns None when the float32 copies overflow (the caller then uses the float64 path).
     ``progress``: a tqdm bar over the tiles with the expected time; None shows it on a
@@ -215,10 +303,10 @@ def screened_pairs(applies, points, other=None, worst: int = 0, memory_budget: i
     rank + world, ... (every rank prepares all rows; the figures are this rank's pairs').
     """
     with _ieee_float32():
-        return _screened_pairs(applies, points, other, worst, memory_budget, device, progress, shard)
+        return _screened_pairs(applies, points, other, worst, memory_budget, device, progress, shard, candidates)
 
 
-def _screened_pairs(applies, points, other, worst, memory_budget, device, progress, shard=SINGLE):
+def _screened_pairs(applies, points, other, worst, memory_budget, device, progress, shard=SINGLE, candidates=0):
     from tqdm.auto import tqdm
 
     device = torch.device(device or "cpu")
@@ -234,6 +322,7 @@ def _screened_pairs(applies, points, other, worst, memory_budget, device, progre
     c_x = gemm_error_factor(d + 2)
     c_y = [gemm_error_factor(y.shape[1]) for y in left_rows.Y]
     states = [_Extremes(max(1, worst), device) for _ in applies]
+    watch = [_Candidates(candidates, device) for _ in applies] if candidates else None
     starts = range(0, left_rows.n, b)
     second = range(0, right_rows.n, b)
     tiles = len(starts) * len(second) if cross else len(starts) * (len(starts) + 1) // 2
@@ -262,6 +351,8 @@ def _screened_pairs(applies, points, other, worst, memory_budget, device, progre
                 ryj = right_rows.Y[m][j0:j0 + b]
                 dy = lyi[m] @ ryj.T
                 e_y = c_y[m] * (syi[m] + float(ryj[:, -2].max()))
+                if watch is not None:
+                    watch[m].scan(dx, dy, lower, i0, j0, e_x)
                 if not state.full:  # every pair can still enter the K kept
                     mask = torch.ones(dx.shape, dtype=torch.bool, device=device)
                     if lower is not None:
@@ -290,14 +381,14 @@ def _screened_pairs(applies, points, other, worst, memory_budget, device, progre
                     _recheck_sparse(left_rows, right_rows, m, picked[0] + i0, picked[1] + j0, state)
             bar.update(1)
     bar.close()
-    return [_finish(state, total, worst) for state in states]
+    return [dict(_finish(state, total, worst), candidates=None if watch is None else watch[m].sorted())
+            for m, state in enumerate(states)]
 
 
 def _finish(state: _Extremes, total: int, worst: int) -> dict:
-    order = torch.argsort(state.values, descending=True)
-    values, i, j = (t[order].cpu() for t in (state.values, state.i, state.j))
+    i, j, values = state.sorted()
     found = len(values) > 0
     return {"epsilon": float(values[0]) if found else -1.0,
             "worst_index": (int(i[0]), int(j[0])) if found else (-1, -1),
             "min_ratio": state.rmin, "max_ratio": state.rmax, "count": total - state.zeros, "zeros": state.zeros,
-            "worst": (i.numpy(), j.numpy(), values.numpy()) if worst else None}
+            "worst": (i, j, values) if worst else None}
