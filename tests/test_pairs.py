@@ -282,3 +282,37 @@ def test_auto_smooth_temperature_is_smooth_only_for_active_pairs():
     assert isinstance(make(2, 4, pair_strategy="exact", smooth_temperature="auto").loss_fn.maximum, HardMax)
     with pytest.raises(JLInputError, match="smooth_temperature"):
         make(2, 4, pair_strategy="active", smooth_temperature="warm")
+
+
+def test_a_rescan_makes_the_worst_candidates_under_the_current_mean_the_hard_pairs():
+    """Brute force: after an exact pass hands over its candidates, a rescan with another
+    M picks the n_hard worst of those candidates under that M, and only at rescan steps."""
+    x = data(n=40, d=6)
+    model = make(3, 6, pair_strategy="active", active_hard=5, active_random=50, init_mean="gaussian",
+                 active_candidates=60, active_rescan=4, active_refresh=100)
+    model.refresh_active_pairs(x)
+    X = (x - x.mean(0)).double().numpy()
+
+    def devs(M):
+        A = M.double().numpy() / math.sqrt(3)
+        return {(a, b): abs(np.sum((A @ (X[a] - X[b])) ** 2) / np.sum((X[a] - X[b]) ** 2) - 1)
+                for a in range(40) for b in range(a + 1, 40)}
+
+    before = devs(model.mean.detach())
+    loss = model.loss_fn
+    candidates = list(zip(loss.candidates[0].tolist(), loss.candidates[1].tolist()))
+    assert sorted(candidates, key=before.get, reverse=True) == sorted(before, key=before.get, reverse=True)[:60]
+    with torch.no_grad():
+        model.mean.add_(torch.randn(3, 6, generator=torch.Generator().manual_seed(5)))
+    after = devs(model.mean.detach())
+    loss.rescan(model.mean)
+    hard = list(zip(loss.active.hard_i.tolist(), loss.active.hard_j.tolist()))
+    assert hard == sorted(candidates, key=after.get, reverse=True)[:5]
+    assert hard != sorted(candidates, key=before.get, reverse=True)[:5]  # the rescan changed them
+    # the hard pairs' differences are formed again for the steps until the next rescan
+    differences = loss.hard[0].double().numpy()
+    np.testing.assert_allclose(differences, X[[a for a, _ in hard]] - X[[b for _, b in hard]], atol=1e-6)
+    assert [s for s in range(13) if loss.needs_rescan(s)] == [0, 4, 8, 12]
+    # candidates handed over without their distances get them from the points
+    i, j, sq_distances, _ = loss.candidates
+    np.testing.assert_allclose(sq_distances.double().numpy(), ((X[i.numpy()] - X[j.numpy()]) ** 2).sum(1), rtol=1e-5)

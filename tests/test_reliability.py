@@ -194,8 +194,10 @@ def test_refused_runs_are_one_line_on_stderr_and_leave_no_folder(tmp_path):
 def test_a_killed_run_resumes_to_the_same_embedding(tmp_path, mode, variance):
     """SIGKILL at step 60 of 150 (after the checkpoint of step 50), resume=RUN_DIR: the same
     embedding.npy, bit for bit, as the uninterrupted run (log sigma^2 is still positive at the
-    kill, the raw one may have reached 0)."""
-    common = ["debug=fast", "data.source.n=30", "data.source.d=40", f"model.mode={mode}",
+    kill, the raw one may have reached 0; in pairs mode the checkpoint carries the active
+    set's candidates, rescanned every 7 steps)."""
+    extra = ["model.active_candidates=200", "model.active_rescan=7", "model.active_hard=20"] if mode == "pairs" else []
+    common = ["debug=fast", "data.source.n=30", "data.source.d=40", f"model.mode={mode}", *extra,
               f"model.variance={variance}", "trainer.max_steps=150",
               "log_every=10", "callbacks.model_checkpoint.every_n_train_steps=50", "logger=csv",
               "baseline.draws=3"]

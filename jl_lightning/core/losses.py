@@ -47,6 +47,8 @@ MODES = ("norms", "pairs")
 PAIR_STRATEGIES = ("exact", "active")
 # smooth_temperature="auto" in pairs mode with the active strategy (chosen by measurement, docs/benchmarks.md)
 PAIRS_SMOOTH_TEMPERATURE = 0.1
+# candidate pairs per chunk of a rescan (bounded temporaries)
+CANDIDATE_CHUNK = 2 ** 18
 
 
 def ratio_distortion(embedded_sq: torch.Tensor, original_sq: torch.Tensor) -> torch.Tensor:
@@ -181,14 +183,24 @@ class ExactPairsLoss(DistortionLoss):
 class ActivePairsLoss(DistortionLoss):
     """Max over the active set: hard pairs from the last exact pass (with ``memory``, also
     earlier passes' hard pairs) plus random pairs. The hard pairs' difference vectors are
-    formed once per pass, so a step gathers only the random pairs."""
+    formed once per pass, so a step gathers only the random pairs.
+
+    With ``candidates`` C > 0 an exact pass also hands over C of its worst pairs
+    (:meth:`set_candidates`; ranked by the pass's float32 screen), and every
+    ``rescan_every`` steps between passes they are scored again under the current M: the
+    hard pairs become the ``n_hard`` worst of them. A rescan costs one
+    product of the points with M (n k d) and C gathers of k numbers, so at large n the hard
+    set follows M between passes that each cost minutes; the exact passes still decide
+    which pairs are candidates, and certify the result.
+    """
 
     def __init__(self, maximum, n_hard: int, n_random: int, refresh_every: int, refresh_growth: float = 1.0,
-                 memory: int = 0):
+                 memory: int = 0, candidates: int = 0, rescan_every: int = 10):
         self.maximum = maximum
         self.n_hard, self.n_random, self.refresh_every = n_hard, n_random, refresh_every
         self.refresh_growth, self.memory = refresh_growth, memory
-        self.points = self.sq_norms = self.active = self.hard = None
+        self.n_candidates, self.rescan_every = candidates, rescan_every
+        self.points = self.sq_norms = self.active = self.hard = self.candidates = None
         self.refreshed = False
 
     def prepare(self, points: torch.Tensor, shard: Shard = SINGLE) -> None:
@@ -200,16 +212,51 @@ class ActivePairsLoss(DistortionLoss):
         self.sq_norms = self.points.pow(2).sum(1)
         self.active = ActivePairs(points.shape[0], self.n_hard, self.n_random, self.memory)
         self.hard = self._pairs(torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long))
+        self.candidates = None
         self.refreshed = False
 
     def needs_refresh(self, step: int) -> bool:
         return not self.refreshed or is_refresh_step(step, self.refresh_every, self.refresh_growth)
+
+    def needs_rescan(self, step: int) -> bool:
+        """Whether the candidates are scored again at ``step`` (one that has no exact pass)."""
+        return self.candidates is not None and step % self.rescan_every == 0
 
     def set_hard(self, i, j) -> None:
         """The hard pairs (index vectors into the prepared points), from an exact pass."""
         self.active.set_hard(i, j)
         self.hard = self._pairs(*self.shard.take(self.active.hard_i, self.active.hard_j))
         self.refreshed = True
+
+    @torch.no_grad()
+    def set_candidates(self, i, j, sq_distances=None) -> None:
+        """The pairs (index vectors) that :meth:`rescan` chooses the hard pairs from, with
+        their squared distances if known (an exact pass's float32 ones), all nonzero."""
+        i, j = torch.as_tensor(i).long(), torch.as_tensor(j).long()
+        if sq_distances is None:
+            sq_distances = torch.cat([(self.points[a] - self.points[b]).pow(2).sum(1).cpu()
+                                      for a, b in zip(i.split(CANDIDATE_CHUNK), j.split(CANDIDATE_CHUNK))])
+        # rows gathered in order: a rescan reads the images in sequence (stable, so that the
+        # candidates restored from a checkpoint keep their order)
+        order = torch.argsort(i, stable=True)
+        device = self.points.device
+        sq_distances = torch.as_tensor(sq_distances).to(self.points.dtype)[order].to(device)
+        self.candidates = (i[order].to(device), j[order].to(device), sq_distances, 1.0 / sq_distances)
+
+    @torch.no_grad()
+    def rescan(self, mean: torch.Tensor) -> None:
+        """The ``n_hard`` worst candidates under the deterministic M / sqrt(k) become the hard pairs."""
+        i, j, _, inverse = self.candidates
+        images = self.points @ mean.detach().to(self.points.dtype).T
+        dev = torch.empty_like(inverse)
+        for s in range(0, len(i), CANDIDATE_CHUNK):
+            d = torch.index_select(images, 0, i[s:s + CANDIDATE_CHUNK])
+            d.sub_(torch.index_select(images, 0, j[s:s + CANDIDATE_CHUNK]))
+            # | ||M (x_i - x_j)||^2 / k / ||x_i - x_j||^2 - 1 |
+            scale = inverse[s:s + CANDIDATE_CHUNK] / mean.shape[0]
+            dev[s:s + CANDIDATE_CHUNK] = d.pow_(2).sum(1).mul_(scale).sub_(1).abs_()
+        top = torch.topk(dev, min(self.n_hard, len(dev))).indices
+        self.set_hard(i[top].cpu(), j[top].cpu())
 
     def _pairs(self, i: torch.Tensor, j: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(difference vectors, 1 / squared distances or 0, valid) of the pairs (i, j)."""
@@ -264,7 +311,7 @@ def _positive_int(name: str, value) -> int:
 def make_loss(mode: str = "norms", pair_strategy: str = "active", smooth_temperature="auto",
               smooth_temperature_end: float = 1e-4, active_hard: int = 2048, active_random: int = 10000,
               active_refresh: int = 50, sampling: str = "auto", active_refresh_growth: float = 1.0,
-              active_memory: int = 0) -> DistortionLoss:
+              active_memory: int = 0, active_candidates: int = 0, active_rescan: int = 10) -> DistortionLoss:
     """The loss for the sampler's options (``model.*``), validated, with ``auto`` resolved:
     the smooth max at temperature 0.1 in pairs mode with the active strategy, the hard max otherwise."""
     if mode not in MODES:
@@ -274,8 +321,10 @@ def make_loss(mode: str = "norms", pair_strategy: str = "active", smooth_tempera
     for name, value in (("model.active_hard", active_hard), ("model.active_random", active_random),
                         ("model.active_refresh", active_refresh)):
         _positive_int(name, value)
-    if isinstance(active_memory, bool) or not isinstance(active_memory, int) or active_memory < 0:
-        raise JLInputError(f"model.active_memory must be an integer >= 0, got {active_memory!r}")
+    for name, value in (("model.active_memory", active_memory), ("model.active_candidates", active_candidates)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise JLInputError(f"{name} must be an integer >= 0, got {value!r}")
+    _positive_int("model.active_rescan", active_rescan)
     if isinstance(active_refresh_growth, bool) or not isinstance(active_refresh_growth, (int, float)) \
             or not active_refresh_growth >= 1:
         raise JLInputError(f"model.active_refresh_growth must be a number >= 1, got {active_refresh_growth!r}")
@@ -298,4 +347,4 @@ def make_loss(mode: str = "norms", pair_strategy: str = "active", smooth_tempera
     if pair_strategy == "exact":
         return ExactPairsLoss(sampling)
     return ActivePairsLoss(maximum, active_hard, active_random, active_refresh, float(active_refresh_growth),
-                           active_memory)
+                           active_memory, active_candidates, active_rescan)

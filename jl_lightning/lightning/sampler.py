@@ -56,6 +56,10 @@ class GaussianSampler(BaseJLModule):
     active_refresh_growth: each gap between refreshes is this factor longer than the last
         (1: every ``active_refresh`` steps).
     active_memory: hard pairs of earlier refreshes kept in the active set (0: none).
+    active_candidates, active_rescan: each exact pass also hands over ``active_candidates``
+        of its worst pairs, ranked in float32 (0: none), and every ``active_rescan`` steps
+        between passes the hard pairs become the worst of them under the current M
+        (``ActivePairsLoss``).
     smooth_temperature: None for the hard max, a starting temperature for a log-sum-exp max
         annealed geometrically to ``smooth_temperature_end`` at the last step, or ``"auto"``:
         0.1 in pairs mode with the active strategy, the hard max otherwise.
@@ -77,7 +81,7 @@ class GaussianSampler(BaseJLModule):
                  scheduler: Callable[..., Any] | None = None, log_every: int = 50,
                  mode: str = "norms", pair_strategy: str = "active", active_hard: int = 2048,
                  active_random: int = 10000, active_refresh: int = 50, active_refresh_growth: float = 1.0,
-                 active_memory: int = 0,
+                 active_memory: int = 0, active_candidates: int = 0, active_rescan: int = 10,
                  smooth_temperature: float | str | None = "auto", smooth_temperature_end: float = 1e-4,
                  subspace_penalty: float = 0.0, subspace_energy: float = 0.99):
         super().__init__(k, dim, variance=variance, init_variance=init_variance, init_mean=init_mean,
@@ -86,7 +90,7 @@ class GaussianSampler(BaseJLModule):
         self.n_samples = positive_int("model.n_samples", n_samples)
         self.loss_fn = make_loss(mode, pair_strategy, smooth_temperature, smooth_temperature_end,
                                  active_hard, active_random, active_refresh, sampling, active_refresh_growth,
-                                 active_memory)
+                                 active_memory, active_candidates, active_rescan)
         if isinstance(subspace_penalty, bool) or not isinstance(subspace_penalty, (int, float)) \
                 or not subspace_penalty >= 0:
             raise JLInputError(f"model.subspace_penalty must be a number >= 0, got {subspace_penalty!r}")
@@ -115,16 +119,23 @@ class GaussianSampler(BaseJLModule):
         if restored is not None:  # a resumed run continues with the active set it had
             self.loss_fn.set_hard(*restored)
             self._restored_hard_pairs = None
+        candidates = getattr(self, "_restored_candidates", None)
+        if candidates is not None:
+            self.loss_fn.set_candidates(*candidates)
+            self._restored_candidates = None
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)
         loss = self.loss_fn
         if isinstance(loss, ActivePairsLoss) and loss.active is not None and loss.refreshed:
             checkpoint["jl_active_pairs"] = (loss.active.hard_i.clone(), loss.active.hard_j.clone())
+            if loss.candidates is not None:
+                checkpoint["jl_active_candidates"] = tuple(t.cpu().clone() for t in loss.candidates[:3])
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         super().on_load_checkpoint(checkpoint)
         self._restored_hard_pairs = checkpoint.get("jl_active_pairs")
+        self._restored_candidates = checkpoint.get("jl_active_candidates")
 
     def temperature(self) -> float | None:
         """The current smooth-max temperature (None: hard max)."""
@@ -142,8 +153,11 @@ class GaussianSampler(BaseJLModule):
         # single process keeps (once, at the start of a run from model.init_mean=zeros)
         evaluate_pass = evaluate if not bool(self.mean.detach().any()) else exact_report
         report = evaluate_pass(self.embedding, loss.points, "pairs", worst=loss.n_hard, quantiles=False,
-                               mean_abs=False)
+                               mean_abs=False, candidates=loss.n_candidates)
         loss.set_hard(*report.worst[:2])
+        if loss.n_candidates:
+            i, j, _, sq_distances = report.candidates
+            loss.set_candidates(i, j, sq_distances)
         seconds = time.perf_counter() - began
         if seconds > LOG_PASSES_FROM_S:  # at scale, where a pass is the cost of many steps
             log.info("step %d: exact pass over %d pairs in %.1f s, epsilon %.4g; %d pairs in the active set",
@@ -169,6 +183,8 @@ class GaussianSampler(BaseJLModule):
         before = self.global_step
         if self.loss_fn.needs_refresh(before):
             self.refresh_active_pairs(batch)
+        elif isinstance(self.loss_fn, ActivePairsLoss) and self.loss_fn.needs_rescan(before):
+            self.loss_fn.rescan(self.mean)
         loss, sampled, s2 = self.objective(batch)
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss)
