@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import re
 import subprocess
 import sys
 import time
@@ -246,6 +247,12 @@ def training_section(run_dir: str | None, time_log: str | None, experiment: str,
                         ("points", "held-out norms")):
         if name in held:
             lines.append(f"| ε on {label} ({held[name]['count']:.2e}) | {held[name]['epsilon']:.4f} | |")
+    log_file = Path(run_dir or summary["run_dir"]) / "train.log"
+    passes = [float(m) for m in re.findall(r"exact pass over \d+ pairs in ([0-9.]+) s",
+                                            log_file.read_text() if log_file.exists() else "")]
+    if passes:
+        lines.append(f"| refresh passes (8192 hard pairs and the candidates) | {len(passes)}, "
+                     f"{min(passes):.0f} to {max(passes):.0f} s each | |")
     lines += [f"| fit (steps, refresh passes, tracker passes) | {summary['fit_seconds'] / 60:.1f} min | |",
               f"| references ({gauss['draws']} Gaussian draws {gauss['seconds']:.0f} s, PCA {pca['seconds']:.0f} s) "
               f"| {summary['reference_seconds'] / 60:.1f} min | |",
