@@ -219,7 +219,8 @@ class ActivePairsLoss(DistortionLoss):
         return not self.refreshed or is_refresh_step(step, self.refresh_every, self.refresh_growth)
 
     def needs_rescan(self, step: int) -> bool:
-        """Whether the candidates are scored again at ``step`` (one that has no exact pass)."""
+        """Whether the candidates are scored again at ``step`` (the module runs an exact pass
+        instead where one is due at the same step)."""
         return self.candidates is not None and step % self.rescan_every == 0
 
     def set_hard(self, i, j) -> None:
