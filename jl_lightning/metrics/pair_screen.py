@@ -146,6 +146,7 @@ class _TopK:
         self.pending: list[tuple[torch.Tensor, ...]] = []
         self.waiting = 0
         self.full = False  # K values have been seen: the kept minimum is a threshold
+        self.floor = -math.inf  # the kept minimum once full, read at each merge
 
     @property
     def values(self) -> torch.Tensor:
@@ -179,6 +180,8 @@ class _TopK:
                     top = torch.topk(values, self.keep).indices
             columns = [c[top] for c in columns]
         self.columns = columns
+        if self.full:
+            self.floor = float(columns[0].min())
 
     def sorted(self) -> tuple[np.ndarray, ...]:
         """(i, j, values, extra columns...) of the K largest, worst first, on the CPU."""
@@ -199,7 +202,7 @@ class _Extremes(_TopK):
 
     def thresholds(self) -> tuple[float, float]:
         """(H, L): a pair matters if its ratio could be >= H or <= L."""
-        tau = float(self.values.min())
+        tau = self.floor
         return min(1.0 + tau, self.rmax), max(1.0 - tau, self.rmin)
 
     def add(self, ratios: torch.Tensor, valid: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> None:
@@ -223,24 +226,27 @@ class _Candidates(_TopK):
 
     def scan(self, dx: torch.Tensor, dy: torch.Tensor, lower: torch.Tensor | None, i0: int, j0: int,
              e_x: float) -> None:
-        ratios = torch.div(dy, dx)
-        if self.full:
-            # one division and one reduction for a tile with no candidate (most of them)
-            tau = float(self.values.min())
-            lo, hi = (float(v) for v in torch.aminmax(ratios))
-            if hi <= 1.0 + tau and lo >= 1.0 - tau:
-                return
-            mask = (ratios > 1.0 + tau) | (ratios < 1.0 - tau)
-        else:
-            mask = torch.ones(dx.shape, dtype=torch.bool, device=dx.device)
+        # |dy / dx - 1| in one buffer; 0 / 0 (a duplicate pair) reads as 0, x / 0 stays
+        # large and is dropped by distance below, as is every pair within rounding of 0
+        dev = torch.div(dy, dx).sub_(1.0).abs_().nan_to_num_(nan=0.0)
         if lower is not None:
-            mask &= ~lower
-        a, b = mask.nonzero(as_tuple=True)
+            dev.masked_fill_(lower, -1.0)
+        if self.full:
+            # a tile-wide boolean mask and its nonzero cost more than the division: look
+            # only in the rows whose maximum passes the threshold (few, on most tiles)
+            tau = self.floor
+            rows = (dev.amax(1) > tau).nonzero(as_tuple=True)[0]
+            if not len(rows):
+                return
+            a, b = (dev.index_select(0, rows) > tau).nonzero(as_tuple=True)
+            a = rows[a]
+        else:
+            a, b = (dev >= 0).nonzero(as_tuple=True)
         distances = dx[a, b]
         keep = distances > e_x  # not within rounding of a duplicate pair
         a, b = a[keep], b[keep]
         if len(a):
-            self.push((ratios[a, b] - 1.0).abs(), a + i0, b + j0, distances[keep])
+            self.push(dev[a, b], a + i0, b + j0, distances[keep])
 
 
 def _recheck_sparse(rows_i: _Rows, rows_j: _Rows, m: int, gi: torch.Tensor, gj: torch.Tensor, state: _Extremes):
