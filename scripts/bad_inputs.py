@@ -162,6 +162,7 @@ def cases(work: Path) -> list[tuple]:
         train("error", "model.active_memory=-1", *FAST, "model.mode=pairs", "model.active_memory=-1"),
         train("error", "model.active_candidates=many", *FAST, "model.mode=pairs", "model.active_candidates=many"),
         train("error", "model.active_rescan=0", *FAST, "model.mode=pairs", "model.active_rescan=0"),
+        train("error", "model.active_refresh_extra=[-5]", *FAST, "model.mode=pairs", "model.active_refresh_extra=[-5]"),
         train("error", "baseline.budget_s=-1", *FAST, "baseline.budget_s=-1"),
         train("error", "baseline.budget_s=soon", *FAST, "baseline.budget_s=soon"),
         train("error", "callbacks.progress_log.every_fraction=0", *FAST, "callbacks.progress_log.every_fraction=0"),

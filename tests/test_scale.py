@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from jl_lightning.baselines.references import reference_figures
-from jl_lightning.core.losses import is_refresh_step
+from jl_lightning.core.losses import is_refresh_step, make_loss
 from jl_lightning.errors import JLInputError
 from jl_lightning.io.sources import ClustersPoints
 from jl_lightning.metrics import evaluate
@@ -142,6 +142,30 @@ def test_refresh_schedule_grows_geometrically():
         gap *= 1.5
     assert [s for s in range(3001) if is_refresh_step(s, 100, 1.5)] == expected == [0, 100, 250, 475, 813, 1319, 2078]
     assert [s for s in range(201) if is_refresh_step(s, 50, 1.0)] == [0, 50, 100, 150, 200]
+
+
+def test_extra_refresh_steps_join_the_schedule_in_a_real_fit(cfg_factory, monkeypatch):
+    """``model.active_refresh_extra`` adds exact passes to the growth schedule; the fit runs
+    one at exactly those steps, and a value that is not a list of steps is refused."""
+    from jl_lightning.lightning.fit import fit_from_config
+    from jl_lightning.lightning.sampler import GaussianSampler
+
+    loss = make_loss(mode="pairs", active_refresh=100, active_refresh_growth=1.5, active_refresh_extra=[2500, 2700])
+    assert loss.needs_refresh(17)  # no pass yet: whatever the step, the next one makes one
+    loss.refreshed = True
+    assert [s for s in range(3001) if loss.needs_refresh(s)] == [0, 100, 250, 475, 813, 1319, 2078, 2500, 2700]
+    passes = []
+    original = GaussianSampler.refresh_active_pairs
+    monkeypatch.setattr(GaussianSampler, "refresh_active_pairs",
+                        lambda self, points: (passes.append(self.global_step), original(self, points))[1])
+    cfg = cfg_factory("debug=fast", "logger=none", "baseline.draws=0", "~callbacks.model_checkpoint",
+                      "model.mode=pairs", "model.active_refresh=8", "model.active_refresh_growth=2",
+                      "model.active_refresh_extra=[5,13,19]", "trainer.max_steps=20")
+    fit_from_config(cfg, interactive=False)
+    assert passes == [0, 5, 8, 13, 19]  # growth 2 from 8: 0, 8, 24; plus 5, 13, 19
+    for bad in (5, "6000", [1.5], [-1], [True]):
+        with pytest.raises(JLInputError, match="model.active_refresh_extra"):
+            make_loss(mode="pairs", active_refresh_extra=bad)
 
 
 def test_references_stop_at_their_time_budget():

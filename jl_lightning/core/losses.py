@@ -34,6 +34,7 @@ pairs strategy is computed whole on every rank (it is meant for a few thousand p
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 
@@ -192,13 +193,19 @@ class ActivePairsLoss(DistortionLoss):
     product of the points with M (n k d) and C gathers of k numbers, so at large n the hard
     set follows M between passes that each cost minutes; the exact passes still decide
     which pairs are candidates, and certify the result.
+
+    Exact passes run at step 0, on the schedule of ``refresh_every`` and ``refresh_growth``
+    (:func:`is_refresh_step`), and at every step in ``refresh_extra``: late passes where the
+    schedule's gaps have grown long, so that the last hard pairs are those of an M close to
+    the final one.
     """
 
     def __init__(self, maximum, n_hard: int, n_random: int, refresh_every: int, refresh_growth: float = 1.0,
-                 memory: int = 0, candidates: int = 0, rescan_every: int = 10):
+                 memory: int = 0, candidates: int = 0, rescan_every: int = 10, refresh_extra=()):
         self.maximum = maximum
         self.n_hard, self.n_random, self.refresh_every = n_hard, n_random, refresh_every
         self.refresh_growth, self.memory = refresh_growth, memory
+        self.refresh_extra = frozenset(refresh_extra)
         self.n_candidates, self.rescan_every = candidates, rescan_every
         self.points = self.sq_norms = self.active = self.hard = self.candidates = None
         self.refreshed = False
@@ -216,7 +223,8 @@ class ActivePairsLoss(DistortionLoss):
         self.refreshed = False
 
     def needs_refresh(self, step: int) -> bool:
-        return not self.refreshed or is_refresh_step(step, self.refresh_every, self.refresh_growth)
+        return (not self.refreshed or step in self.refresh_extra
+                or is_refresh_step(step, self.refresh_every, self.refresh_growth))
 
     def needs_rescan(self, step: int) -> bool:
         """Whether the candidates are scored again at ``step`` (the module runs an exact pass
@@ -312,7 +320,8 @@ def _positive_int(name: str, value) -> int:
 def make_loss(mode: str = "norms", pair_strategy: str = "active", smooth_temperature="auto",
               smooth_temperature_end: float = 1e-4, active_hard: int = 2048, active_random: int = 10000,
               active_refresh: int = 50, sampling: str = "auto", active_refresh_growth: float = 1.0,
-              active_memory: int = 0, active_candidates: int = 0, active_rescan: int = 10) -> DistortionLoss:
+              active_memory: int = 0, active_candidates: int = 0, active_rescan: int = 10,
+              active_refresh_extra=()) -> DistortionLoss:
     """The loss for the sampler's options (``model.*``), validated, with ``auto`` resolved:
     the smooth max at temperature 0.1 in pairs mode with the active strategy, the hard max otherwise."""
     if mode not in MODES:
@@ -326,6 +335,11 @@ def make_loss(mode: str = "norms", pair_strategy: str = "active", smooth_tempera
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise JLInputError(f"{name} must be an integer >= 0, got {value!r}")
     _positive_int("model.active_rescan", active_rescan)
+    extra = list(active_refresh_extra) if isinstance(active_refresh_extra, Sequence) \
+        and not isinstance(active_refresh_extra, str) else None
+    if extra is None or any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in extra):
+        raise JLInputError(f"model.active_refresh_extra must be a list of steps (integers >= 0), "
+                           f"got {active_refresh_extra!r}")
     if isinstance(active_refresh_growth, bool) or not isinstance(active_refresh_growth, (int, float)) \
             or not active_refresh_growth >= 1:
         raise JLInputError(f"model.active_refresh_growth must be a number >= 1, got {active_refresh_growth!r}")
@@ -348,4 +362,4 @@ def make_loss(mode: str = "norms", pair_strategy: str = "active", smooth_tempera
     if pair_strategy == "exact":
         return ExactPairsLoss(sampling)
     return ActivePairsLoss(maximum, active_hard, active_random, active_refresh, float(active_refresh_growth),
-                           active_memory, active_candidates, active_rescan)
+                           active_memory, active_candidates, active_rescan, extra)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -55,6 +55,7 @@ class GaussianSampler(BaseJLModule):
         its exact refreshes.
     active_refresh_growth: each gap between refreshes is this factor longer than the last
         (1: every ``active_refresh`` steps).
+    active_refresh_extra: more steps with an exact refresh, besides that schedule.
     active_memory: hard pairs of earlier refreshes kept in the active set (0: none).
     active_candidates, active_rescan: each exact pass also hands over ``active_candidates``
         of its worst pairs, ranked in float32 (0: none), and every ``active_rescan`` steps
@@ -82,7 +83,7 @@ class GaussianSampler(BaseJLModule):
                  mode: str = "norms", pair_strategy: str = "active", active_hard: int = 2048,
                  active_random: int = 10000, active_refresh: int = 50, active_refresh_growth: float = 1.0,
                  active_memory: int = 0, active_candidates: int = 0, active_rescan: int = 10,
-                 smooth_temperature: float | str | None = "auto", smooth_temperature_end: float = 1e-4,
+                 active_refresh_extra: Sequence[int] = (), smooth_temperature: float | str | None = "auto", smooth_temperature_end: float = 1e-4,
                  subspace_penalty: float = 0.0, subspace_energy: float = 0.99):
         super().__init__(k, dim, variance=variance, init_variance=init_variance, init_mean=init_mean,
                          init_seed=init_seed, init_scale=init_scale, init_noise=init_noise, reg_weight=reg_weight,
@@ -90,7 +91,7 @@ class GaussianSampler(BaseJLModule):
         self.n_samples = positive_int("model.n_samples", n_samples)
         self.loss_fn = make_loss(mode, pair_strategy, smooth_temperature, smooth_temperature_end,
                                  active_hard, active_random, active_refresh, sampling, active_refresh_growth,
-                                 active_memory, active_candidates, active_rescan)
+                                 active_memory, active_candidates, active_rescan, active_refresh_extra)
         if isinstance(subspace_penalty, bool) or not isinstance(subspace_penalty, (int, float)) \
                 or not subspace_penalty >= 0:
             raise JLInputError(f"model.subspace_penalty must be a number >= 0, got {subspace_penalty!r}")
