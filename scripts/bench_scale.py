@@ -223,6 +223,10 @@ def training_section(run_dir: str | None, time_log: str | None, experiment: str,
         command = (f"`{timed}jl-train experiment={experiment} hydra.run.dir={run_dir}`, reported by "
                    f"`python scripts/bench_scale.py {' '.join(sys.argv[1:])}`")
         wall = summary["wall_seconds"]
+    if time_log:  # the process's own wall clock, start-up and data included
+        elapsed = [line for line in Path(time_log).read_text().splitlines() if "Elapsed (wall clock)" in line]
+        if elapsed:
+            wall = sum(float(part) * 60 ** i for i, part in enumerate(reversed(elapsed[0].split()[-1].split(":"))))
     gpu = experiment == "clusters_1e6"
     refs = summary["references"]
     gauss, pca = refs["gaussian"], refs["pca"]
