@@ -89,6 +89,10 @@ class GaussianSampler(BaseJLModule):
                          init_seed=init_seed, init_scale=init_scale, init_noise=init_noise, reg_weight=reg_weight,
                          optimizer=optimizer, scheduler=scheduler, log_every=log_every, mode=mode)
         self.n_samples = positive_int("model.n_samples", n_samples)
+        if isinstance(active_refresh_extra, Sequence) and not isinstance(active_refresh_extra, str):
+            # a plain list in the checkpoint's hyperparameters: torch.load (weights_only) refuses
+            # Hydra's ListConfig, so a resumed run could not read its own checkpoint
+            active_refresh_extra = list(active_refresh_extra)
         self.loss_fn = make_loss(mode, pair_strategy, smooth_temperature, smooth_temperature_end,
                                  active_hard, active_random, active_refresh, sampling, active_refresh_growth,
                                  active_memory, active_candidates, active_rescan, active_refresh_extra)
