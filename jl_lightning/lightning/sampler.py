@@ -83,7 +83,8 @@ class GaussianSampler(BaseJLModule):
                  mode: str = "norms", pair_strategy: str = "active", active_hard: int = 2048,
                  active_random: int = 10000, active_refresh: int = 50, active_refresh_growth: float = 1.0,
                  active_memory: int = 0, active_candidates: int = 0, active_rescan: int = 10,
-                 active_refresh_extra: Sequence[int] = (), smooth_temperature: float | str | None = "auto", smooth_temperature_end: float = 1e-4,
+                 active_refresh_extra: Sequence[int] = (),
+                 smooth_temperature: float | str | None = "auto", smooth_temperature_end: float = 1e-4,
                  subspace_penalty: float = 0.0, subspace_energy: float = 0.99):
         super().__init__(k, dim, variance=variance, init_variance=init_variance, init_mean=init_mean,
                          init_seed=init_seed, init_scale=init_scale, init_noise=init_noise, reg_weight=reg_weight,
