@@ -56,3 +56,34 @@ def test_references_on_the_gpu_equal_the_cpu():
     for key in ("mean", "best"):
         assert gpu["gaussian"][key] == pytest.approx(cpu["gaussian"][key], abs=1e-12)
     assert gpu["pca"]["epsilon_scaled"] == pytest.approx(cpu["pca"]["epsilon_scaled"], abs=1e-12)
+
+
+def test_candidates_on_the_gpu_equal_the_cpu_ones():
+    """The pass's float32-ranked candidates on CUDA: the CPU pass's pairs, up to float32
+    rounding at the boundary (the two GEMMs round differently)."""
+    import numpy as np
+
+    from jl_lightning.io.sources import ClustersPoints
+    from jl_lightning.metrics import evaluate
+
+    points = ClustersPoints(n=4000, d=64, seed=0).load()
+    A = np.random.default_rng(2).standard_normal((8, 64)) / np.sqrt(8)
+    C = 20000
+    cpu = evaluate(A, points, "pairs", screen=True, worst=50, candidates=C).candidates
+    gpu = evaluate(torch.as_tensor(A, device="cuda"), points, "pairs", screen=True, worst=50,
+                   candidates=C).candidates
+    np.testing.assert_allclose(gpu[2], cpu[2], rtol=1e-4)
+    same = set(zip(gpu[0].tolist(), gpu[1].tolist())) & set(zip(cpu[0].tolist(), cpu[1].tolist()))
+    assert len(same) >= 0.99 * C
+
+
+def test_clusters_recipe_with_candidates_runs_on_the_gpu(cfg_factory):
+    """experiment=clusters_1e6's recipe (candidates, rescans, late passes) at small n on CUDA."""
+    summary, _ = train(cfg_factory(
+        "experiment=clusters_1e6", "data.source.n=500", "data.source.d=48", "data.source.clusters=8",
+        "data.source.cache_dir=null", "model.k=8", "model.active_hard=256", "model.active_random=1000",
+        "model.active_candidates=4096", "model.active_rescan=5", "model.active_refresh=20",
+        "model.active_refresh_extra=[300,350]", "scheduler.T_max=450", "trainer.max_steps=400",
+        "logger=none", "seed=0"))
+    assert summary["final_distortion"] < 0.75 * summary["references"]["gaussian"]["best"]
+    assert summary["final_report"]["count"] == 400 * 399 // 2
