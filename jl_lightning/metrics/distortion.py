@@ -279,11 +279,16 @@ def evaluate(linear_map, points, mode: str = "norms", *, quantiles: bool = True,
 def _sq_distances(points, other, i: np.ndarray, j: np.ndarray, chunk: int = 65536) -> np.ndarray:
     """||x_i - x_j||^2 (float64) of the pairs (i, j): rows of ``points``, and of ``other`` for j if given."""
     right = points if other is None else other
+
+    def rows(source, index: np.ndarray) -> np.ndarray:
+        if isinstance(source, torch.Tensor):  # possibly on a GPU: index there, compare here
+            index = torch.as_tensor(index, device=source.device)
+            return source[index].detach().to("cpu", torch.float64).numpy()
+        return np.asarray(source[index], dtype=np.float64)
+
     out = np.empty(len(i))
     for s in range(0, len(i), chunk):
-        a = np.asarray(points[i[s:s + chunk]], dtype=np.float64)
-        b = np.asarray(right[j[s:s + chunk]], dtype=np.float64)
-        out[s:s + chunk] = ((a - b) ** 2).sum(1)
+        out[s:s + chunk] = ((rows(points, i[s:s + chunk]) - rows(right, j[s:s + chunk])) ** 2).sum(1)
     return out
 
 
