@@ -177,6 +177,27 @@ def test_references_stop_at_their_time_budget():
     assert full["gaussian"]["draws"] == 40
 
 
+
+@pytest.mark.parametrize("draws, budget_s", [(20, None), (16, None), (40, 1e-9)])
+def test_pca_shares_the_gaussian_draws_last_pass_with_the_same_figures(draws, budget_s):
+    """PCA rides in the Gaussian draws' last pass where it has room (20 draws: passes of 16
+    and 4), else gets its own (16: the pass is full; a budget that stops the draws early):
+    its figures are those of its own screened pass, and the Gaussian ones do not move."""
+    from jl_lightning.baselines.references import pca_baseline
+
+    X = clustered_with_ties()
+    both = reference_figures(X, 4, "pairs", draws=draws, methods=["gaussian", "pca"], budget_s=budget_s)
+    alone = reference_figures(X, 4, "pairs", draws=draws, methods=["gaussian"], budget_s=budget_s)["gaussian"]
+    own = pca_baseline(X, 4, "pairs")
+    assert both["pca"]["epsilon"] == own["epsilon"] and both["pca"]["epsilon_scaled"] == own["epsilon_scaled"]
+    assert both["pca"].get("pass_shared_with") == ("gaussian" if draws == 20 else None)
+    assert {key: both["gaussian"][key] for key in ("draws", "mean", "best")} == \
+        {key: alone[key] for key in ("draws", "mean", "best")}
+    assert "riders" not in both["gaussian"]
+    # PCA first: its own pass, nothing rides
+    first = reference_figures(X, 4, "pairs", draws=draws, methods=["pca", "gaussian"], budget_s=budget_s)
+    assert first["pca"]["epsilon"] == own["epsilon"] and "pass_shared_with" not in first["pca"]
+
 MEMORY_PROBE = textwrap.dedent("""
     import json, resource, sys
     import numpy as np

@@ -61,8 +61,10 @@ class ReferenceLines(Callback):
                 log.info("reference %s over %d draws: mean %.4g, best %.4g (%.1f s)", name, figures["draws"],
                          figures["mean"], figures["best"], figures["seconds"])
             elif "epsilon" in figures:
-                log.info("reference %s: %.4g, best-scaled %.4g (%.1f s)", name, figures["epsilon"],
-                         figures["epsilon_scaled"], figures["seconds"])
+                shared = figures.get("pass_shared_with")
+                log.info("reference %s: %.4g, best-scaled %.4g (%.1f s%s)", name, figures["epsilon"],
+                         figures["epsilon_scaled"], figures["seconds"],
+                         f"; its exact pass shared with the {shared} draws" if shared else "")
             elif "skipped" in figures:
                 log.warning("reference %s skipped: %s", name, figures["skipped"])
         log.info("references measured in %.1f s", self.seconds)
