@@ -166,6 +166,13 @@ def test_extra_refresh_steps_join_the_schedule_in_a_real_fit(cfg_factory, monkey
     for bad in (5, "6000", [1.5], [-1], [True]):
         with pytest.raises(JLInputError, match="model.active_refresh_extra"):
             make_loss(mode="pairs", active_refresh_extra=bad)
+    # active_refresh=null: no schedule, the passes are step 0 and the listed steps
+    listed = make_loss(mode="pairs", active_refresh=None, active_refresh_extra=[200, 500, 6400])
+    assert listed.needs_refresh(0)
+    listed.refreshed = True
+    assert [s for s in range(7001) if listed.needs_refresh(s)] == [200, 500, 6400]
+    with pytest.raises(JLInputError, match="model.active_refresh must be"):
+        make_loss(mode="pairs", active_refresh=0)
 
 
 def test_references_stop_at_their_time_budget():

@@ -197,10 +197,11 @@ class ActivePairsLoss(DistortionLoss):
     Exact passes run at step 0, on the schedule of ``refresh_every`` and ``refresh_growth``
     (:func:`is_refresh_step`), and at every step in ``refresh_extra``: late passes where the
     schedule's gaps have grown long, so that the last hard pairs are those of an M close to
-    the final one.
+    the final one. ``refresh_every=None``: no schedule, ``refresh_extra`` lists every pass
+    after step 0.
     """
 
-    def __init__(self, maximum, n_hard: int, n_random: int, refresh_every: int, refresh_growth: float = 1.0,
+    def __init__(self, maximum, n_hard: int, n_random: int, refresh_every: int | None, refresh_growth: float = 1.0,
                  memory: int = 0, candidates: int = 0, rescan_every: int = 10, refresh_extra=()):
         self.maximum = maximum
         self.n_hard, self.n_random, self.refresh_every = n_hard, n_random, refresh_every
@@ -224,7 +225,7 @@ class ActivePairsLoss(DistortionLoss):
 
     def needs_refresh(self, step: int) -> bool:
         return (not self.refreshed or step in self.refresh_extra
-                or is_refresh_step(step, self.refresh_every, self.refresh_growth))
+                or (self.refresh_every is not None and is_refresh_step(step, self.refresh_every, self.refresh_growth)))
 
     def needs_rescan(self, step: int) -> bool:
         """Whether the candidates are scored again at ``step`` (the module runs an exact pass
@@ -319,7 +320,7 @@ def _positive_int(name: str, value) -> int:
 
 def make_loss(mode: str = "norms", pair_strategy: str = "active", smooth_temperature="auto",
               smooth_temperature_end: float = 1e-4, active_hard: int = 2048, active_random: int = 10000,
-              active_refresh: int = 50, sampling: str = "auto", active_refresh_growth: float = 1.0,
+              active_refresh: int | None = 50, sampling: str = "auto", active_refresh_growth: float = 1.0,
               active_memory: int = 0, active_candidates: int = 0, active_rescan: int = 10,
               active_refresh_extra=()) -> DistortionLoss:
     """The loss for the sampler's options (``model.*``), validated, with ``auto`` resolved:
@@ -328,9 +329,10 @@ def make_loss(mode: str = "norms", pair_strategy: str = "active", smooth_tempera
         raise JLInputError(f"model.mode must be one of {list(MODES)}, got {mode!r}")
     if pair_strategy not in PAIR_STRATEGIES:
         raise JLInputError(f"model.pair_strategy must be one of {list(PAIR_STRATEGIES)}, got {pair_strategy!r}")
-    for name, value in (("model.active_hard", active_hard), ("model.active_random", active_random),
-                        ("model.active_refresh", active_refresh)):
+    for name, value in (("model.active_hard", active_hard), ("model.active_random", active_random)):
         _positive_int(name, value)
+    if active_refresh is not None:  # None: the passes are step 0 and active_refresh_extra
+        _positive_int("model.active_refresh", active_refresh)
     for name, value in (("model.active_memory", active_memory), ("model.active_candidates", active_candidates)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise JLInputError(f"{name} must be an integer >= 0, got {value!r}")

@@ -55,7 +55,8 @@ class GaussianSampler(BaseJLModule):
         its exact refreshes.
     active_refresh_growth: each gap between refreshes is this factor longer than the last
         (1: every ``active_refresh`` steps).
-    active_refresh_extra: more steps with an exact refresh, besides that schedule.
+    active_refresh_extra: more steps with an exact refresh, besides that schedule (with
+        ``active_refresh=None``, no schedule: step 0 and these steps).
     active_memory: hard pairs of earlier refreshes kept in the active set (0: none).
     active_candidates, active_rescan: each exact pass also hands over ``active_candidates``
         of its worst pairs, ranked in float32 (0: none), and every ``active_rescan`` steps
@@ -81,7 +82,7 @@ class GaussianSampler(BaseJLModule):
                  optimizer: Callable[..., torch.optim.Optimizer] | None = None,
                  scheduler: Callable[..., Any] | None = None, log_every: int = 50,
                  mode: str = "norms", pair_strategy: str = "active", active_hard: int = 2048,
-                 active_random: int = 10000, active_refresh: int = 50, active_refresh_growth: float = 1.0,
+                 active_random: int = 10000, active_refresh: int | None = 50, active_refresh_growth: float = 1.0,
                  active_memory: int = 0, active_candidates: int = 0, active_rescan: int = 10,
                  active_refresh_extra: Sequence[int] = (),
                  smooth_temperature: float | str | None = "auto", smooth_temperature_end: float = 1e-4,
