@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from jl_lightning.apps.train import train
+from jl_lightning.core.losses import make_loss
 from jl_lightning.io.sources import GaussianPoints
 from jl_lightning.io.validation import validate_points
 
@@ -23,7 +24,14 @@ def test_experiments_at_scale_compose_with_a_held_out_split(cfg_factory, name, n
     assert cfg.data.source._target_.endswith("ClustersPoints") and cfg.data.source.n == n
     assert cfg.data.val_fraction == 0.2 and cfg.data.source.cache_dir == "outputs/data"
     assert (cfg.model.mode, cfg.model.pair_strategy, cfg.model.k) == ("pairs", "active", 32)
-    assert cfg.model.active_refresh_growth == 1.5 and cfg.trainer.accelerator == accelerator
+    assert cfg.trainer.accelerator == accelerator
+    # 11 exact passes, the last one late in the run (docs/scale.md: where the passes go)
+    m = cfg.model
+    loss = make_loss(mode="pairs", active_refresh=m.active_refresh, active_refresh_growth=m.active_refresh_growth,
+                     active_refresh_extra=list(m.active_refresh_extra))
+    loss.refreshed = True
+    passes = [0] + [step for step in range(1, cfg.trainer.max_steps) if loss.needs_refresh(step)]
+    assert len(passes) == 11 and 6000 <= passes[-1] < cfg.trainer.max_steps
     assert (cfg.baseline.draws, list(cfg.baseline.methods)) == (20, ["gaussian", "pca"])
 
 
