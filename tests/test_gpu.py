@@ -77,6 +77,22 @@ def test_candidates_on_the_gpu_equal_the_cpu_ones():
     assert len(same) >= 0.99 * C
 
 
+def test_recall_on_the_gpu_equals_the_cpu():
+    """recall@10 with the points on the host and the tiles on CUDA (what a GPU run's summary
+    does): the CPU's neighbours exactly, over several tiles and with repeated points."""
+    import numpy as np
+
+    from jl_lightning.io.sources import ClustersPoints
+    from jl_lightning.metrics.neighbors import original_neighbors, recall_at_k
+
+    points = ClustersPoints(n=20000, d=64, seed=0).load()
+    points[100:120] = points[7]  # ties at the K-th place for some queries
+    A = np.random.default_rng(3).standard_normal((8, 64)) / np.sqrt(8)
+    cpu = original_neighbors(points, 10, queries=300)
+    assert np.array_equal(original_neighbors(points, 10, queries=300, device="cuda"), cpu)
+    assert recall_at_k(A, points, 10, queries=300, device="cuda") == recall_at_k(A, points, 10, queries=300)
+
+
 def test_clusters_recipe_with_candidates_runs_on_the_gpu(cfg_factory):
     """experiment=clusters_1e6's recipe (candidates, rescans, late passes) at small n on CUDA."""
     summary, _ = train(cfg_factory(
@@ -87,3 +103,4 @@ def test_clusters_recipe_with_candidates_runs_on_the_gpu(cfg_factory):
         "logger=none", "seed=0"))
     assert summary["final_distortion"] < 0.75 * summary["references"]["gaussian"]["best"]
     assert summary["final_report"]["count"] == 400 * 399 // 2
+    assert 0 < summary["recall"]["learned"] <= 1 and summary["device"] != "cpu"

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 import pytest
 
 from jl_lightning.metrics.neighbors import recall_at_k
@@ -119,6 +120,28 @@ def test_recall_over_several_tiles(monkeypatch):
     X = rng.normal(size=(60, 5))
     A = rng.normal(size=(2, 5))
     assert neighbors.recall_at_k(A, X, K=10) == pytest.approx(brute_recall(A, X, np.arange(60), 10), abs=1e-12)
+
+
+@pytest.mark.parametrize("tile_rows", [7, 64])
+def test_neighbours_with_ties_at_the_kth_place_equal_a_lexicographic_sort(monkeypatch, tile_rows):
+    import jl_lightning.metrics.neighbors as neighbors
+
+    monkeypatch.setattr(neighbors, "TILE_ROWS", tile_rows)
+    # points of a small integer lattice, some repeated: most K-th distances are tied
+    rng = np.random.default_rng(4)
+    X = rng.integers(0, 3, size=(90, 3)).astype(float)
+    A = np.array([[1.0, 1.0, 0.0]])  # integer images: ties after the map too
+    K, rows = 10, np.arange(90)
+
+    def brute(Z):
+        d = ((Z[:, None, :] - Z[None, :, :]) ** 2).sum(-1)
+        np.fill_diagonal(d, np.inf)
+        return np.stack([np.lexsort((np.arange(len(Z)), d[q]))[:K] for q in rows])
+
+    assert np.array_equal(neighbors.original_neighbors(X, K, queries=1000), brute(X))
+    found = neighbors._nearest(X, torch.from_numpy(rows), K, torch.from_numpy(A), torch.device("cpu")).numpy()
+    assert np.array_equal(found, brute(X @ A.T))
+    assert neighbors.recall_at_k(A, X, K) == pytest.approx(brute_recall(A, X, rows, K), abs=1e-12)
 
 
 def test_the_secant_budget_stops_column_generation_and_says_by_how_much_delta_is_missed():

@@ -6,9 +6,11 @@ and N'_K(q) the same under the map A (distances ||A x_q - A x_j||). Then
     recall@K = mean over queries of |N_K(q) ∩ N'_K(q)| / K.
 
 Both neighbour sets are exact: every query against every point, in float64, tile by tile
-with a running top-K (memory: one tile of distances), never an approximate index. Ties
-in distance are broken by the lower row index, in both spaces. The queries are a seeded
-sample of up to ``queries`` rows (all rows when there are fewer).
+with a running top-K (memory: one tile of points and one tile of distances, never an
+(n, d) float64 copy), never an approximate index. Ties in distance are broken by the lower
+row index, in both spaces. The queries are a seeded sample of up to ``queries`` rows (all
+rows when there are fewer). ``device`` picks where the tiles are computed (a CUDA device
+for points that live on the host is fine: each tile is copied over once).
 """
 
 from __future__ import annotations
@@ -21,25 +23,50 @@ from jl_lightning.metrics.tiles import to_tensor
 TILE_ROWS = 8192
 
 
-def _nearest(Q: torch.Tensor, q_index: torch.Tensor, X: torch.Tensor, K: int) -> torch.Tensor:
-    """Row indices of the K nearest rows of X to each row of Q, the query's own row left out
-    (ties: the lower index first); shape (len(Q), K)."""
-    best_d = torch.full((len(Q), 0), float("inf"), dtype=Q.dtype)
-    best_i = torch.empty((len(Q), 0), dtype=torch.long)
+def _tile(points, start: int, stop: int, device) -> torch.Tensor:
+    """Rows start:stop of ``points`` (array or tensor) as float64 on ``device``."""
+    return to_tensor(points[start:stop], torch.float64, device)
+
+
+def _nearest(points, rows: torch.Tensor, K: int, A: torch.Tensor | None, device) -> torch.Tensor:
+    """Row indices of the K nearest rows of ``points`` to each row in ``rows`` (itself left
+    out; ties: the lower index first), distances taken after the map ``A`` ((k, d) float64
+    on ``device``) or in the original space (A None); shape (len(rows), K), on the host.
+
+    Per tile, ``topk`` picks each query's K smallest; only when a row holds more values
+    at or below its K-th smallest (a tie at the boundary) is the whole tile merged, so the
+    (distance, index) order is exact either way."""
+    n = len(points)
+    rows_np = rows.numpy()
+    Q = to_tensor(points[rows_np] if not isinstance(points, torch.Tensor) else points[rows.to(points.device)],
+                  torch.float64, device)
+    if A is not None:
+        Q = Q @ A.T
+    q_index = rows.to(device)
+    best_d = torch.full((len(Q), 0), float("inf"), dtype=torch.float64, device=device)
+    best_i = torch.empty((len(Q), 0), dtype=torch.long, device=device)
     nq = Q.pow(2).sum(1)
-    for start in range(0, len(X), TILE_ROWS):
-        T = X[start:start + TILE_ROWS]
+    for start in range(0, n, TILE_ROWS):
+        T = _tile(points, start, min(start + TILE_ROWS, n), device)
+        if A is not None:
+            T = T @ A.T
         dist = (nq[:, None] + T.pow(2).sum(1)[None, :] - 2 * Q @ T.T).clamp_(min=0)
-        index = torch.arange(start, start + len(T)).expand(len(Q), -1)
+        index = torch.arange(start, start + len(T), device=device).expand(len(Q), -1)
         dist = dist.masked_fill(index == q_index[:, None], float("inf"))
-        cand_d = torch.cat([best_d, dist], 1)
-        cand_i = torch.cat([best_i, index], 1)
+        m = min(K, len(T))
+        top_d, top_pos = dist.topk(m, dim=1, largest=False)
+        if bool(((dist <= top_d[:, -1:]).sum(1) > m).any()):
+            cand_d, cand_i = dist, index  # a tie at the boundary: merge the whole tile
+        else:
+            cand_d, cand_i = top_d, index.gather(1, top_pos)
+        cand_d = torch.cat([best_d, cand_d], 1)
+        cand_i = torch.cat([best_i, cand_i], 1)
         # lexicographic (distance, index): sort by index, then a stable sort by distance
         by_index = torch.argsort(cand_i, dim=1)
         cand_d, cand_i = cand_d.gather(1, by_index), cand_i.gather(1, by_index)
         order = torch.argsort(cand_d, dim=1, stable=True)[:, :K]
         best_d, best_i = cand_d.gather(1, order), cand_i.gather(1, order)
-    return best_i
+    return best_i.cpu()
 
 
 def query_rows(n: int, queries: int, seed: int) -> np.ndarray:
@@ -49,29 +76,34 @@ def query_rows(n: int, queries: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, size=queries, replace=False))
 
 
+def _device(points, device) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    return points.device if isinstance(points, torch.Tensor) else torch.device("cpu")
+
+
 @torch.no_grad()
 def recall_at_k(linear_map, points, K: int = 10, queries: int = 1000, seed: int = 0,
-                reference_neighbors: np.ndarray | None = None) -> float:
+                reference_neighbors: np.ndarray | None = None, device=None) -> float:
     """recall@K of ``linear_map`` ((k, d) matrix) on ``points`` (n, d), over a seeded sample
     of up to ``queries`` query rows. ``reference_neighbors``: the original space's
     neighbours from :func:`original_neighbors` (same K, queries, seed), to share them
-    among several maps."""
-    X = to_tensor(points, torch.float64)
-    n = len(X)
+    among several maps. ``device``: where to compute (default: where ``points`` are)."""
+    n = len(points)
     if n <= K:
         raise ValueError(f"recall@{K} needs more than {K} points, got {n}")
+    device = _device(points, device)
     rows = torch.from_numpy(query_rows(n, queries, seed))
-    truth = reference_neighbors if reference_neighbors is not None else original_neighbors(points, K, queries, seed)
-    A = to_tensor(linear_map, torch.float64)
-    Y = X @ A.T
-    found = _nearest(Y[rows], rows, Y, K).numpy()
+    truth = reference_neighbors if reference_neighbors is not None else \
+        original_neighbors(points, K, queries, seed, device=device)
+    A = to_tensor(linear_map, torch.float64, device)
+    found = _nearest(points, rows, K, A, device).numpy()
     hits = sum(len(np.intersect1d(a, b, assume_unique=True)) for a, b in zip(truth, found))
     return hits / (len(rows) * K)
 
 
 @torch.no_grad()
-def original_neighbors(points, K: int = 10, queries: int = 1000, seed: int = 0) -> np.ndarray:
+def original_neighbors(points, K: int = 10, queries: int = 1000, seed: int = 0, device=None) -> np.ndarray:
     """The exact K nearest neighbours of the sampled queries in the original space."""
-    X = to_tensor(points, torch.float64)
-    rows = torch.from_numpy(query_rows(len(X), queries, seed))
-    return _nearest(X[rows], rows, X, K).numpy()
+    rows = torch.from_numpy(query_rows(len(points), queries, seed))
+    return _nearest(points, rows, K, None, _device(points, device)).numpy()

@@ -50,18 +50,20 @@ class RunSummary(Callback):
     def on_train_start(self, trainer, pl_module) -> None:
         self._started = time.perf_counter()
 
-    def recall(self, points, reference_maps: dict) -> dict | None:
+    def recall(self, points, reference_maps: dict, device=None) -> dict | None:
         """recall@K of the exported matrix and of each reference's best map
-        (``metrics/neighbors.py``), over the same seeded queries; None when switched off
+        (``metrics/neighbors.py``), over the same seeded queries, computed on ``device`` (the
+        module's: a GPU run's recall runs on the GPU); None when switched off
         (``recall_queries: 0``) or with too few points."""
         if not (self.recall_k and self.recall_queries) or len(points) <= self.recall_k:
             return None
         K, queries, seed = self.recall_k, self.recall_queries, self.recall_seed
-        truth = original_neighbors(points, K, queries, seed)
+        truth = original_neighbors(points, K, queries, seed, device=device)
         out = {"k": K, "queries": min(queries, len(points)), "seed": seed,
-               "learned": recall_at_k(self.embedding, points, K, queries, seed, truth)}
+               "learned": recall_at_k(self.embedding, points, K, queries, seed, truth, device=device)}
         for name, linear_map in reference_maps.items():
-            out[name] = recall_at_k(dense_map(linear_map, points.shape[1]), points, K, queries, seed, truth)
+            out[name] = recall_at_k(dense_map(linear_map, points.shape[1]), points, K, queries, seed, truth,
+                                    device=device)
         return out
 
     def on_fit_end(self, trainer, pl_module) -> None:
@@ -139,7 +141,8 @@ class RunSummary(Callback):
         }
         if not trainer.is_global_zero:  # recall, the figures and TensorBoard's HParams: once
             return
-        self.summary["recall"] = self.recall(data.points, results.get("reference_maps") or {})
+        self.summary["recall"] = self.recall(data.points, results.get("reference_maps") or {},
+                                             device=pl_module.embedding.device)
         record = RunRecord(self.summary, self.embedding, results)
         for callback in trainer.callbacks:
             if callback is not self and isinstance(callback, ReadsRunRecord):
