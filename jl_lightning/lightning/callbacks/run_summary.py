@@ -46,9 +46,12 @@ class RunSummary(Callback):
         self.summary: dict | None = None
         self.embedding: np.ndarray | None = None
         self._started = time.perf_counter()
+        self._device: torch.device | None = None
 
     def on_train_start(self, trainer, pl_module) -> None:
         self._started = time.perf_counter()
+        # where the steps run: by on_fit_end Lightning's teardown has moved the module to the CPU
+        self._device = pl_module.embedding.device
 
     def recall(self, points, reference_maps: dict, device=None) -> dict | None:
         """recall@K of the exported matrix and of each reference's best map
@@ -68,6 +71,7 @@ class RunSummary(Callback):
 
     def on_fit_end(self, trainer, pl_module) -> None:
         fit_seconds = time.perf_counter() - self._started
+        device = self._device or pl_module.embedding.device
         data = trainer.datamodule
         results: dict = {}
         for callback in trainer.callbacks:
@@ -84,8 +88,8 @@ class RunSummary(Callback):
             embedding, best_eps, best_step = pl_module.embedding.detach().cpu(), final.epsilon, trainer.global_step
         heldout = final.heldout
         if data.val_points is not None and best_step != trainer.global_step:
-            heldout = exact_report(embedding, data.points, pl_module.mode, quantiles=True,
-                               heldout=data.val_points).heldout
+            heldout = exact_report(torch.as_tensor(embedding, device=device), data.points, pl_module.mode,
+                                   quantiles=True, heldout=data.val_points).heldout
         references = results.get("references") or {}
         scale = float(getattr(data, "data_scale", 1.0))
         self.embedding = embedding.numpy().astype("float64") if isinstance(embedding, torch.Tensor) else \
@@ -135,14 +139,14 @@ class RunSummary(Callback):
             "k": int(pl_module.k),
             "torch_threads": torch.get_num_threads(),
             # where the steps ran: "cpu" or the GPU's name
-            "device": _device_name(pl_module.embedding.device),
+            "device": _device_name(device),
             "jl_lightning_version": __version__,
             "torch_version": torch.__version__,
         }
         if not trainer.is_global_zero:  # recall, the figures and TensorBoard's HParams: once
             return
         self.summary["recall"] = self.recall(data.points, results.get("reference_maps") or {},
-                                             device=pl_module.embedding.device)
+                                             device=device)
         record = RunRecord(self.summary, self.embedding, results)
         for callback in trainer.callbacks:
             if callback is not self and isinstance(callback, ReadsRunRecord):
