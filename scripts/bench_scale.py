@@ -209,6 +209,27 @@ def main() -> None:
     report("scale", lines, write=not args.no_write)
 
 
+def run_machine(summary: dict, run_dir: str | None) -> list[str]:
+    """The machine and device lines of a run, from its own record where it has one: a run
+    reported with --training-from may have run elsewhere (a GPU machine). ``device.txt`` in
+    the run folder (what nvidia-smi said, written by scripts/gpu_checks.sh) names the GPU of
+    a run whose summary predates its ``host`` field and reads ``device`` at train start; a
+    folder with neither is taken to have run here."""
+    host = summary.get("host")
+    noted = Path(run_dir) / "device.txt" if run_dir else None
+    device = summary.get("device")
+    if noted is not None and noted.is_file():
+        device = noted.read_text().strip().splitlines()[0]
+    if host is not None:
+        line = (f"- machine: {host['machine']}, {host['cpus']} cores, torch {summary['torch_version']}, "
+                f"{summary['torch_threads']} torch thread(s), Python {host['python']}")
+    elif noted is not None and noted.is_file():
+        line = f"- machine: torch {summary['torch_version']}, {summary['torch_threads']} torch thread(s)"
+    else:
+        line = machine_line(summary["torch_threads"])
+    return [line, *([f"- device: {device}"] if device else [])]
+
+
 def training_section(run_dir: str | None, time_log: str | None, experiment: str, write: bool) -> None:
     """The training target at n = 10^5 (CPU) or 10^6 (one GPU): certified epsilon against PCA
     and the Gaussian draws."""
@@ -236,7 +257,7 @@ def training_section(run_dir: str | None, time_log: str | None, experiment: str,
     lines = [f"### Training at n = 10^{6 if gpu else 5}{' on one GPU' if gpu else ''} "
              f"({dt.date.today().isoformat()})", "",
              f"- command: {command if run_dir else '`' + command + '`'}",
-             machine_line(summary["torch_threads"]), *([f"- device: {summary['device']}"] if summary.get("device") else []),
+             *run_machine(summary, run_dir),
              "",
              f"`experiment={experiment}`: {summary['n']:,} training points ({report_['count']:.2e} pairs), "
              f"{summary['n_heldout']:,} held out, d={summary['d']} -> k={summary['k']}, "
@@ -251,6 +272,11 @@ def training_section(run_dir: str | None, time_log: str | None, experiment: str,
                         ("points", "held-out norms")):
         if name in held:
             lines.append(f"| ε on {label} ({held[name]['count']:.2e}) | {held[name]['epsilon']:.4f} | |")
+    recall = summary.get("recall")
+    if recall:
+        lines.append(f"| recall@{recall['k']} over {recall['queries']} queries: learned / best Gaussian / PCA | "
+                     f"{recall['learned']:.3f} / {recall.get('gaussian', float('nan')):.3f} / "
+                     f"{recall.get('pca', float('nan')):.3f} | |")
     log_file = Path(run_dir or summary["run_dir"]) / "train.log"
     passes = [float(m) for m in re.findall(r"exact pass over \d+ pairs in ([0-9.]+) s",
                                             log_file.read_text() if log_file.exists() else "")]

@@ -23,7 +23,7 @@ export PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
 say() { echo "[$(date +%T)] $*"; }
 
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/device.txt"
 $PY -c "import torch, lightning, hydra; print('torch', torch.__version__, 'lightning', lightning.__version__,
 'hydra', hydra.__version__, 'cuda', torch.cuda.is_available(), 'threads', torch.get_num_threads())"
 
@@ -58,7 +58,7 @@ wait
 # the run without its checkpoints, for bench_scale.py --training-from
 mkdir -p "$OUT/clusters_1e6_run"
 cp -r "$RUN/.hydra" "$RUN/summary.json" "$RUN/train.log" "$RUN/embedding.npy" "$RUN/figures" \
-    "$OUT/clusters_1e6_run/" 2>/dev/null
+    "$OUT/device.txt" "$OUT/clusters_1e6_run/" 2>/dev/null
 cp "$RUN/summary.json" "$OUT/clusters_1e6_summary.json" 2>/dev/null
 cp docs/benchmarks.md "$OUT/benchmarks.md"
 say "done"

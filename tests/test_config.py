@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +61,8 @@ def test_threads_option_sets_torch_threads(cfg_factory):
     try:
         summary, _ = train(cfg_factory(*TINY, "threads=1", "logger=none"))
         assert summary["torch_threads"] == 1
+        # the run records its machine, so a report written on another one names it
+        assert summary["host"]["cpus"] == os.cpu_count() and summary["device"] == "cpu"
     finally:
         torch.set_num_threads(before)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import platform
 import time
 
 import numpy as np
@@ -140,6 +142,8 @@ class RunSummary(Callback):
             "torch_threads": torch.get_num_threads(),
             # where the steps ran: "cpu" or the GPU's name
             "device": _device_name(device),
+            # the machine the run ran on, so a report written elsewhere names it
+            "host": {"machine": platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version()},
             "jl_lightning_version": __version__,
             "torch_version": torch.__version__,
         }
