@@ -217,13 +217,12 @@ def run_machine(summary: dict, run_dir: str | None) -> list[str]:
     folder with neither is taken to have run here."""
     host = summary.get("host")
     noted = Path(run_dir) / "device.txt" if run_dir else None
-    device = summary.get("device")
-    if noted is not None and noted.is_file():
-        device = noted.read_text().strip().splitlines()[0]
+    noted = noted if noted is not None and noted.is_file() else None
+    device = noted.read_text().strip().splitlines()[0] if noted else summary.get("device")
     if host is not None:
         line = (f"- machine: {host['machine']}, {host['cpus']} cores, torch {summary['torch_version']}, "
                 f"{summary['torch_threads']} torch thread(s), Python {host['python']}")
-    elif noted is not None and noted.is_file():
+    elif noted:
         line = f"- machine: torch {summary['torch_version']}, {summary['torch_threads']} torch thread(s)"
     else:
         line = machine_line(summary["torch_threads"])

@@ -23,11 +23,6 @@ from jl_lightning.metrics.tiles import to_tensor
 TILE_ROWS = 8192
 
 
-def _tile(points, start: int, stop: int, device) -> torch.Tensor:
-    """Rows start:stop of ``points`` (array or tensor) as float64 on ``device``."""
-    return to_tensor(points[start:stop], torch.float64, device)
-
-
 def _nearest(points, rows: torch.Tensor, K: int, A: torch.Tensor | None, device) -> torch.Tensor:
     """Row indices of the K nearest rows of ``points`` to each row in ``rows`` (itself left
     out; ties: the lower index first), distances taken after the map ``A`` ((k, d) float64
@@ -37,9 +32,7 @@ def _nearest(points, rows: torch.Tensor, K: int, A: torch.Tensor | None, device)
     at or below its K-th smallest (a tie at the boundary) is the whole tile merged, so the
     (distance, index) order is exact either way."""
     n = len(points)
-    rows_np = rows.numpy()
-    Q = to_tensor(points[rows_np] if not isinstance(points, torch.Tensor) else points[rows.to(points.device)],
-                  torch.float64, device)
+    Q = to_tensor(points[rows.numpy()], torch.float64, device)
     if A is not None:
         Q = Q @ A.T
     q_index = rows.to(device)
@@ -47,7 +40,7 @@ def _nearest(points, rows: torch.Tensor, K: int, A: torch.Tensor | None, device)
     best_i = torch.empty((len(Q), 0), dtype=torch.long, device=device)
     nq = Q.pow(2).sum(1)
     for start in range(0, n, TILE_ROWS):
-        T = _tile(points, start, min(start + TILE_ROWS, n), device)
+        T = to_tensor(points[start:start + TILE_ROWS], torch.float64, device)
         if A is not None:
             T = T @ A.T
         dist = (nq[:, None] + T.pow(2).sum(1)[None, :] - 2 * Q @ T.T).clamp_(min=0)
