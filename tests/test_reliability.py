@@ -219,6 +219,49 @@ def test_a_killed_run_resumes_to_the_same_embedding(tmp_path, mode, variance):
     assert not (tmp_path / "killed" / ".jl_lock").exists()
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("signal_name, step", [("SIGTERM", 13), ("SIGINT", 36)])
+def test_a_signalled_run_stops_cleanly_and_resumes_to_the_same_embedding(tmp_path, signal_name, step):
+    """SIGTERM or SIGINT in a pairs run with candidates (rescans every 7 steps, exact passes
+    every 50, a periodic checkpoint every 50): the run finishes its step, saves it, prints
+    one line and exits 143 / 130, lock released; resume=RUN_DIR ends with the uninterrupted
+    run's embedding.npy bit for bit, though the signal came before the first periodic
+    checkpoint (step 13) or between two exact passes and two rescans (step 36)."""
+    common = ["debug=fast", "data.source.n=30", "data.source.d=40", "model.mode=pairs", "model.active_candidates=200",
+              "model.active_rescan=7", "model.active_hard=20", "trainer.max_steps=120", "log_every=10",
+              "callbacks.model_checkpoint.every_n_train_steps=50", "logger=none", "baseline.draws=3"]
+    env = {"PYTHONPATH": str(TESTS)}
+    full = jl_train(*common, f"hydra.run.dir={tmp_path / 'full'}", cwd=tmp_path)
+    assert full.returncode == 0, full.stderr
+    run_dir = tmp_path / "stopped"
+    stopped = jl_train(*common, f"hydra.run.dir={run_dir}", "+callbacks.kill._target_=kill_at.KillAt",
+                       f"+callbacks.kill.step={step}", f"+callbacks.kill.signal={signal_name}", cwd=tmp_path,
+                       env_extra=env)
+    assert stopped.returncode == {"SIGTERM": 143, "SIGINT": 130}[signal_name]
+    lines = stopped.stderr.strip().splitlines()
+    assert lines == [f"jl-train: stopped by {signal_name} at step {step + 1} of 120; checkpoints/last.ckpt holds "
+                     f"that step; continue with: jl-train resume={run_dir}"]
+    assert not (run_dir / "embedding.npy").exists() and not (run_dir / ".jl_lock").exists()
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file() and not list(run_dir.glob("checkpoints/.*tmp"))
+    resumed = jl_train(f"resume={run_dir}", cwd=tmp_path, env_extra=env)
+    assert resumed.returncode == 0, resumed.stderr
+    np.testing.assert_array_equal(np.load(run_dir / "embedding.npy"), np.load(tmp_path / "full" / "embedding.npy"))
+
+
+@pytest.mark.slow
+def test_a_run_signalled_before_its_first_step_leaves_nothing(tmp_path):
+    """SIGTERM while the references are measured: nothing to save, so one line, exit 143 and
+    no run folder (a fresh command starts over)."""
+    run_dir = tmp_path / "early"
+    stopped = jl_train("debug=fast", f"hydra.run.dir={run_dir}", "+callbacks.kill._target_=kill_at.KillAt",
+                       "+callbacks.kill.step=-1", "+callbacks.kill.signal=SIGTERM", cwd=tmp_path,
+                       env_extra={"PYTHONPATH": str(TESTS)})
+    assert stopped.returncode == 143
+    assert stopped.stderr.strip().splitlines() == [
+        "jl-train: stopped by SIGTERM before any training step was saved; nothing was kept (run the command again)"]
+    assert not run_dir.exists()
+
+
 # ------------------------------------------------------------------ jl-embed
 def test_jl_embed_key_option_and_float32_overflow(tmp_path, capsys):
     from jl_lightning.apps.embed import main as jl_embed

@@ -65,3 +65,30 @@ def refuse_and_exit(program: str, run_dir, err: Exception) -> None:
         raise err
     print(f"{program}: error: {message}", file=sys.stderr, flush=True)
     sys.exit(2)
+
+
+def stop_and_exit(program: str, run_dir, stop) -> None:
+    """The entry points' path for a run stopped by a signal (``RunStopped``): one line on
+    stderr saying where it stopped and how to continue, the lock released, and exit status
+    128 + the signal number. A run stopped before it saved any step leaves nothing behind."""
+    import signal
+    import sys
+
+    from jl_lightning.io.run_folder import release_lock
+    from jl_lightning.lightning.callbacks.graceful_stop import checkpoint_path
+
+    name = signal.Signals(stop.signum).name
+    if stop.checkpoint is not None:
+        where = f"at step {stop.step}" + (f" of {stop.max_steps}" if stop.max_steps else "")
+        message = (f"stopped by {name} {where}; checkpoints/last.ckpt holds that step; "
+                   f"continue with: jl-train resume={run_dir}")
+        release_lock(run_dir)
+    elif checkpoint_path(run_dir).is_file():
+        message = (f"stopped by {name}; continue from its last checkpoint (checkpoints/last.ckpt) with: "
+                   f"jl-train resume={run_dir}")
+        release_lock(run_dir)
+    else:
+        message = f"stopped by {name} before any training step was saved; nothing was kept (run the command again)"
+        release_lock(run_dir, abandon=True)
+    print(f"{program}: {message}", file=sys.stderr, flush=True)
+    sys.exit(stop.exit_code)

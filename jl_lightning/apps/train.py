@@ -16,9 +16,10 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from jl_lightning.apps.config import CONFIG_DIR, refuse_and_exit
+from jl_lightning.apps.config import CONFIG_DIR, refuse_and_exit, stop_and_exit
 from jl_lightning.errors import JLInputError
 from jl_lightning.io.run_folder import check_fresh, process_rank, write_results
+from jl_lightning.lightning.callbacks.graceful_stop import RunStopped, stop_on_signals
 
 
 # every key conf/train.yaml composes; anything else (a `+key=` override) would be ignored
@@ -129,7 +130,10 @@ def _in_multirun() -> bool:
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def _hydra_entry(cfg: DictConfig) -> float:
     try:
-        summary, _ = train(cfg)
+        with stop_on_signals():
+            summary, _ = train(cfg)
+    except RunStopped as stop:
+        stop_and_exit("jl-train", cfg.paths.output_dir, stop)
     except Exception as err:
         refuse_and_exit("jl-train", cfg.paths.output_dir, err)
     return summary["final_distortion"]  # the value a Hydra sweeper minimizes

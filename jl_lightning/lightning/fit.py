@@ -42,10 +42,11 @@ def quiet_lightning() -> None:
     """Route Lightning's messages through the root log handlers only (no duplicate lines),
     drop its banner and tips at INFO level, and its warnings that do not apply to a
     full-batch, single-process run."""
-    lightning_logger = logging.getLogger("lightning")
-    for handler in list(lightning_logger.handlers):
-        lightning_logger.removeHandler(handler)
-    lightning_logger.propagate = True
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):  # each has its own stderr handler
+        lightning_logger = logging.getLogger(name)
+        for handler in list(lightning_logger.handlers):
+            lightning_logger.removeHandler(handler)
+        lightning_logger.propagate = True
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
     for pattern in (".*does not have many workers.*", ".*exists and is not empty.*",
                     ".*LeafSpec.*is deprecated.*",

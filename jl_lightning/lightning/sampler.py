@@ -188,6 +188,9 @@ class GaussianSampler(BaseJLModule):
         it (``log_schedule.py``)."""
         optimizer = self.optimizers()
         before = self.global_step
+        # prepared first: a resumed run's restored active set counts as refreshed, so it does
+        # not run an exact pass the uninterrupted run did not run at this step
+        self.prepare(batch)
         if self.loss_fn.needs_refresh(before):
             self.refresh_active_pairs(batch)
         elif isinstance(self.loss_fn, ActivePairsLoss) and self.loss_fn.needs_rescan(before):

@@ -1,15 +1,16 @@
 """Callbacks: variance monitoring, the switch to the deterministic mean, exact evaluation,
-the reference lines, the run summary, its figures, TensorBoard's layout and HParams, and
-progress. Each uses only the written contract (``contract.py``)."""
+the reference lines, the run summary, its figures, TensorBoard's layout and HParams,
+progress, and a clean stop on SIGTERM/SIGINT. Each uses only the written contract (``contract.py``)."""
 
 from jl_lightning.lightning.callbacks.deterministic_switch import DeterministicSwitch
 from jl_lightning.lightning.callbacks.distortion_tracker import DistortionTracker
 from jl_lightning.lightning.callbacks.figures import RunFigures
+from jl_lightning.lightning.callbacks.graceful_stop import GracefulStop, RunStopped
 from jl_lightning.lightning.callbacks.progress import JLProgressBar, ProgressLog
 from jl_lightning.lightning.callbacks.reference_lines import ReferenceLines
 from jl_lightning.lightning.callbacks.run_summary import RunSummary
 from jl_lightning.lightning.callbacks.tensorboard_report import TensorBoardReport
 from jl_lightning.lightning.callbacks.variance_monitor import VarianceMonitor
 
-__all__ = ["DeterministicSwitch", "DistortionTracker", "JLProgressBar", "ProgressLog", "ReferenceLines",
-           "RunFigures", "RunSummary", "TensorBoardReport", "VarianceMonitor"]
+__all__ = ["DeterministicSwitch", "DistortionTracker", "GracefulStop", "JLProgressBar", "ProgressLog", "ReferenceLines",
+           "RunFigures", "RunStopped", "RunSummary", "TensorBoardReport", "VarianceMonitor"]
