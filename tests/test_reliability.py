@@ -262,6 +262,41 @@ def test_a_run_signalled_before_its_first_step_leaves_nothing(tmp_path):
     assert not run_dir.exists()
 
 
+@pytest.mark.slow
+def test_resume_and_compare_refuse_a_data_file_that_changed(tmp_path):
+    """The checkpoint and summary.json record the data's fingerprint: after the file changed,
+    resume= and jl-compare refuse in one line (exit 2) naming the file and both fingerprints."""
+    from jl_lightning.io.run_folder import fingerprint
+
+    data = tmp_path / "x.npy"
+    X = np.random.default_rng(0).standard_normal((20, 6))
+    np.save(data, X)
+    common = ["debug=fast", "data=file", f"data.source.path={data}", "model.k=3", "logger=none", "baseline.draws=0"]
+    env = {"PYTHONPATH": str(TESTS)}
+    stopped_dir, done_dir = tmp_path / "stopped", tmp_path / "done"
+    stopped = jl_train(*common, f"hydra.run.dir={stopped_dir}", "+callbacks.kill._target_=kill_at.KillAt",
+                       "+callbacks.kill.step=5", "+callbacks.kill.signal=SIGTERM", cwd=tmp_path, env_extra=env)
+    assert stopped.returncode == 143, stopped.stderr
+    done = jl_train(*common, f"hydra.run.dir={done_dir}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    X[3, 2] += 1.0
+    np.save(data, X)
+    unit = X / np.linalg.norm(X, axis=1, keepdims=True)
+    new, old = fingerprint(unit), json.loads((done_dir / "summary.json").read_text())["data_fingerprint"]
+    assert new != old
+    resumed = jl_train(f"resume={stopped_dir}", cwd=tmp_path, env_extra=env)
+    lines = resumed.stderr.strip().splitlines()
+    assert resumed.returncode == 2 and len(lines) == 1, resumed.stderr
+    assert str(data) in lines[0] and new[:23] in lines[0] and old[:23] in lines[0] and "data changed" in lines[0]
+    assert (stopped_dir / "checkpoints" / "last.ckpt").is_file()  # the stopped run is kept as it was
+    compare = subprocess.run([sys.executable, "-m", "jl_lightning.apps.compare", f"compare.run={done_dir}",
+                              f"hydra.run.dir={tmp_path / 'cmp'}"], cwd=tmp_path, capture_output=True, text=True,
+                             timeout=300)
+    lines = compare.stderr.strip().splitlines()
+    assert compare.returncode == 2 and len(lines) == 1 and "data changed" in lines[0] and old[:23] in lines[0]
+    assert not (tmp_path / "cmp").exists()
+
+
 # ------------------------------------------------------------------ jl-embed
 def test_jl_embed_key_option_and_float32_overflow(tmp_path, capsys):
     from jl_lightning.apps.embed import main as jl_embed

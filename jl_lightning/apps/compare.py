@@ -44,7 +44,7 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from jl_lightning.apps.config import CONFIG_DIR, refuse_and_exit
+from jl_lightning.apps.config import CONFIG_DIR, refuse_and_exit, run_hydra_app
 from jl_lightning.errors import JLInputError, check_finite_matrix
 
 log = logging.getLogger("jl_lightning")
@@ -217,6 +217,17 @@ def _run_config(run_dir: Path) -> tuple[DictConfig, dict]:
     return OmegaConf.load(config_path), json.loads(summary_path.read_text())
 
 
+def check_same_data(option: str, summary: dict, datamodule) -> None:
+    """Refuse to compare a run against data other than its own (its data file changed since)."""
+    from jl_lightning.lightning.datamodule import short_fingerprint
+
+    saved = summary.get("data_fingerprint")
+    if saved is not None and saved != datamodule.fingerprint:
+        raise JLInputError(f"{option}: the data changed since the run: {datamodule.name} now gives "
+                           f"{short_fingerprint(datamodule.fingerprint)}, the run trained on "
+                           f"{short_fingerprint(saved)}; compare it on the data it was trained on")
+
+
 def _methods(options) -> list[str]:
     """compare.methods, checked (and compare.draws with them)."""
     from jl_lightning.baselines.random_maps import RANDOM_METHODS
@@ -251,6 +262,8 @@ def compare(cfg: DictConfig) -> list[dict]:
         learned = (check_finite_matrix(np.load(matrix_path, allow_pickle=False), str(matrix_path)),
                    float(summary.get("fit_seconds", math.nan)))
     datamodule = build_datamodule(data_cfg)
+    if cfg.compare.run:
+        check_same_data(f"compare.run={run_dir}", summary, datamodule)
     points = datamodule.points
     k = validate_k(k, points.shape[1])
     title = f"{datamodule.source.name}: n={len(points)}, d={points.shape[1]}, k={k}, {mode}"
@@ -368,6 +381,7 @@ def curve(cfg: DictConfig) -> list[dict]:
     if "numax" in methods and mode != "pairs":
         raise JLInputError("compare.methods: numax preserves pairwise distances; it needs model.mode=pairs")
     datamodule = build_datamodule(runs[0][1].data)
+    check_same_data(f"compare.sweep={sweep_dir}", runs[0][2], datamodule)
     points = datamodule.points
     title = f"{datamodule.source.name}: n={len(points)}, d={points.shape[1]}, {mode}, k = " + \
         ", ".join(str(run[2]["k"]) for run in runs)
@@ -414,7 +428,7 @@ def _hydra_entry(cfg: DictConfig) -> None:
 
 def main() -> None:
     """Console-script entry (``jl-compare``)."""
-    _hydra_entry()
+    run_hydra_app("jl-compare", _hydra_entry, "compare")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import re
+import sys
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -46,25 +50,66 @@ def user_error_message(err: BaseException) -> str | None:
             return f"{key} is required but not set; give it on the command line, e.g. {key}=VALUE"
         seen = seen.__cause__ or seen.__context__
     if isinstance(err, InstantiationException):
-        return f"the config could not be built: {str(err).splitlines()[0]}"
+        return instantiate_error_message(err)
     if isinstance(err, OmegaConfBaseException):
         return f"the config is not valid: {str(err).splitlines()[0]}"
     return None
 
 
+# the file system said no: full, over a quota or a file-size limit, read-only, failing
+DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO})
+
+
+def disk_error(err: BaseException) -> OSError | None:
+    """The OSError of a full or failing disk behind ``err`` (also one a background writer
+    thread raised and Lightning or TensorBoard re-raised), or None."""
+    seen = err
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in DISK_ERRNOS:
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def refuse_and_exit(program: str, run_dir, err: Exception) -> None:
     """The entry points' error path: a user error is one line on stderr and exit status 2,
-    after the run folder this run created is removed; anything else is re-raised (a bug)."""
-    import sys
-
+    after the run folder this run created is removed; a full disk mid-run is one line and
+    exit status 1, the folder kept as it is, incomplete (no summary.json, no embedding.npy)
+    and resumable from its last checkpoint; anything else is re-raised (a bug)."""
     from jl_lightning.io.run_folder import release_lock
 
+    disk = disk_error(err)
+    if disk is not None:
+        folder = Path(str(run_dir))
+        if not (folder / "summary.json").exists():  # a matrix without its summary would look finished
+            (folder / "embedding.npy").unlink(missing_ok=True)
+        release_lock(run_dir, abandon=not (folder / "checkpoints" / "last.ckpt").is_file())
+        resumable = (folder / "checkpoints" / "last.ckpt").is_file()
+        then = f"free space, then continue with: jl-train resume={run_dir}" if resumable else \
+            "free space and run the command again"
+        print(f"{program}: error: writing {disk.filename or run_dir} failed ({disk.strerror}); the run folder "
+              f"{run_dir} is incomplete (no summary.json); {then}", file=sys.stderr, flush=True)
+        sys.exit(1)
     message = user_error_message(err)
     release_lock(run_dir, abandon=True)
     if message is None:
         raise err
     print(f"{program}: error: {message}", file=sys.stderr, flush=True)
     sys.exit(2)
+
+
+def log_thread_errors() -> None:
+    """A background thread's exception (TensorBoard's writer on a full disk) goes to the log,
+    not as a traceback on stderr: the main thread meets the same error and reports it in one line."""
+    import logging
+    import threading
+
+    def hook(args) -> None:
+        logging.getLogger("jl_lightning").error("background thread %s failed: %s: %s",
+                                                getattr(args.thread, "name", "?"), args.exc_type.__name__,
+                                                args.exc_value)
+
+    threading.excepthook = hook
 
 
 def stop_and_exit(program: str, run_dir, stop) -> None:
@@ -92,3 +137,94 @@ def stop_and_exit(program: str, run_dir, stop) -> None:
         release_lock(run_dir, abandon=True)
     print(f"{program}: {message}", file=sys.stderr, flush=True)
     sys.exit(stop.exit_code)
+
+
+def instantiate_error_message(err: BaseException) -> str:
+    """One line for an error Hydra's ``instantiate`` reports: an option the class does not
+    take is named with the options it does take."""
+    import inspect
+
+    from hydra.utils import get_class
+
+    text = str(err)
+    target = re.search(r"Error in call to target '([^']+)'", text)
+    full_key = re.search(r"full_key: (\S+)", text)
+    cause = err.__cause__
+    where = full_key.group(1) if full_key else "the config"
+    unexpected = re.search(r"unexpected keyword argument '([^']+)'", str(cause)) if cause else None
+    if target and unexpected:
+        name = unexpected.group(1)
+        try:
+            accepted = [p for p in inspect.signature(get_class(target.group(1))).parameters if p != "self"]
+        except Exception:
+            accepted = []
+        listed = f"; {where} takes: {', '.join(accepted)}" if accepted else ""
+        return f"{where}.{name}: no such option for {target.group(1).rsplit('.', 1)[-1]}{listed}"
+    if cause is not None:
+        return f"{where} could not be built: {type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}"
+    return f"the config could not be built: {text.splitlines()[0]}"
+
+
+def _command_overrides() -> list[str]:
+    return [a for a in sys.argv[1:] if not a.startswith("-")]
+
+
+def composition_error_message(err: BaseException, config_name: str) -> str | None:
+    """One line for Hydra's own errors before a run starts (an unknown config group option,
+    an unknown key, an override it cannot parse), naming the option and what it accepts; None
+    for anything else."""
+    from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+
+    text = str(err)
+    if isinstance(err, MissingConfigException) or "Could not find '" in text:
+        found = re.search(r"Could not find '([^']+)'", text)
+        options = [line.strip() for line in text.splitlines() if line.startswith("\t") and "provider=" not in line]
+        missing = found.group(1) if found else "a config"
+        group, _, name = missing.rpartition("/")
+        listed = f"; choose from {', '.join(o for o in options if o != 'common')}" if options else ""
+        return f"{group or 'config'}={name}: no such {group or 'config'} config{listed}" if group else \
+            f"no config {missing!r}{listed}"
+    if isinstance(err, OverrideParseException):
+        return f"could not parse an override: {text.splitlines()[0]} (see jl-train --help)"
+    if isinstance(err, ConfigCompositionException):
+        found = re.search(r"Could not override '([^']+)'", text)
+        if not found:
+            cause = err.__cause__
+            return f"the config could not be composed: {text.splitlines()[0]}" + (
+                f" ({str(cause).splitlines()[0]})" if cause else "")
+        key = found.group(1)
+        parent, _, leaf = key.rpartition(".")
+        accepted = _accepted_keys(parent, key, config_name)
+        listed = f"; {parent or 'the top level'} takes: {', '.join(accepted)}" if accepted else ""
+        return f"{key}: no such option{listed} (to add a new key anyway: +{key}=...)"
+    return None
+
+
+def _accepted_keys(parent: str, bad_key: str, config_name: str) -> list[str]:
+    """The keys of ``parent`` in the config composed without the override of ``bad_key``."""
+    from omegaconf import OmegaConf
+
+    others = [o for o in _command_overrides() if not o.lstrip("+~").startswith(bad_key + "=")]
+    try:
+        cfg = compose(others, config_name=config_name)
+        node = OmegaConf.select(cfg, parent) if parent else cfg
+        return sorted(str(k) for k in node.keys() if not str(k).startswith("_")) if hasattr(node, "keys") else []
+    except Exception:
+        return []
+
+
+def run_hydra_app(program: str, entry, config_name: str) -> None:
+    """Run a ``@hydra.main`` entry with Hydra's own errors (composition, overrides) as one line
+    on stderr and exit status 2. ``HYDRA_FULL_ERROR=1`` keeps Hydra's full report."""
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        entry()
+        return
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra then raises its errors instead of printing them
+    try:
+        entry()
+    except Exception as err:
+        message = composition_error_message(err, config_name) or user_error_message(err)
+        if message is None:
+            raise
+        print(f"{program}: error: {message}", file=sys.stderr, flush=True)
+        sys.exit(2)

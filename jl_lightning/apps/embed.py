@@ -28,6 +28,7 @@ import numpy as np
 from jl_lightning.io.loading import csv_row_chunks
 from jl_lightning.errors import JLInputError
 from jl_lightning.io.run_folder import atomic_write
+from jl_lightning.io.validation import check_array, check_fits
 
 DEFAULT_CHUNK_ROWS = 16384
 
@@ -85,9 +86,15 @@ def csv_chunks(path: Path, chunk_rows: int, header="auto") -> tuple[tuple, Itera
 
 def open_input(path: Path, chunk_rows: int, key: str | None = None,
                header="auto") -> tuple[tuple, Iterator[np.ndarray]]:
-    if not path.is_file():
+    if not path.exists():
         raise JLInputError(f"input file not found: {path}")
+    if not path.is_file():  # checked before any open: reading a named pipe or a device would hang
+        raise JLInputError(f"{path}: not a regular file (a directory, pipe, socket or device)")
     suffix = path.suffix.lower()
+    if key is not None and suffix not in (".npz", ".pt", ".pth"):
+        raise JLInputError(f"{path}: --key applies to .npz and .pt inputs; a {suffix} file holds one array")
+    if header != "auto" and suffix != ".csv":
+        raise JLInputError(f"{path}: --header applies to .csv inputs only")
     if suffix == ".npy":
         return npy_chunks(path, chunk_rows)
     if suffix == ".csv":
@@ -166,18 +173,11 @@ def embed_file(matrix: np.ndarray, input_path: str | Path, output_path: str | Pa
         writer = (NpyWriter if out_suffix == ".npy" else CsvWriter)(handle, k, np.dtype(dtype))
         matrix_t = np.ascontiguousarray(matrix.T, dtype=np.float64)
         for block in chunks:
-            block = block.astype(np.float64, copy=False)
-            finite = np.isfinite(block).all(1)
-            if not finite.all():
-                raise JLInputError(f"{input_path}: row {writer.rows + int(np.flatnonzero(~finite)[0])} "
-                                   "(0-based) contains NaN or Inf")
+            block = check_array(block, str(input_path), dim=d, first_row=writer.rows).astype(np.float64, copy=False)
             with np.errstate(over="ignore"):  # checked right below
                 out = (block @ matrix_t).astype(writer.dtype if out_suffix == ".npy" else np.float64)
-            fits = np.isfinite(out).all(1)
-            if not fits.all():
-                raise JLInputError(f"{input_path}: row {writer.rows + int(np.flatnonzero(~fits)[0])} (0-based): its "
-                                   f"embedded vector does not fit {out.dtype} (too large)"
-                                   + ("; try --dtype float64" if out.dtype == np.float32 else ""))
+            check_fits(out, str(input_path), writer.rows,
+                       "; try --dtype float64" if out.dtype == np.float32 else "")
             writer.write(out)
         writer.close()
         counted["rows"] = writer.rows
@@ -213,6 +213,10 @@ def main(argv: list[str] | None = None) -> int:
         rows = embed_file(matrix, args.input, args.output, args.chunk_rows, args.dtype, args.key, header)
     except JLInputError as err:
         print(f"jl-embed: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # an unwritable folder, a full disk: the temporary was removed, OUTPUT not written
+        where = err.filename or args.output
+        print(f"jl-embed: error: {where}: {err.strerror or err}; {args.output} was not written", file=sys.stderr)
         return 2
     print(f"[jl-embed] {rows} vectors of dimension {matrix.shape[1]} -> {matrix.shape[0]}: {args.output}")
     return 0

@@ -30,6 +30,7 @@ import numpy as np
 from jl_lightning import __version__
 from jl_lightning.errors import JLInputError, check_finite_matrix
 from jl_lightning.io.run_folder import atomic_write
+from jl_lightning.io.validation import check_array, check_fits
 
 FORMAT = "jl_lightning.embedding/1"
 
@@ -106,15 +107,24 @@ class JLEmbedding:
         """Learn the matrix on the rows of ``X`` (n, d) with jl-train's configuration."""
         from omegaconf import open_dict
 
-        from jl_lightning.apps.config import compose
+        from jl_lightning.apps.config import composition_error_message, compose, user_error_message
         from jl_lightning.io.sources import ArrayPoints
         from jl_lightning.lightning.fit import fit_from_config
 
-        cfg = compose(self._config_overrides())
-        with tempfile.TemporaryDirectory(prefix="jl_fit_") as scratch, open_dict(cfg):
-            cfg.paths.output_dir = scratch
-            cfg.data.val_fraction = 0.0  # fit() trains on all of X
-            result = fit_from_config(cfg, source=ArrayPoints(np.asarray(X)), interactive=False)
+        X = check_array(X, "fit(X)")
+        try:
+            cfg = compose(self._config_overrides())
+            with tempfile.TemporaryDirectory(prefix="jl_fit_") as scratch, open_dict(cfg):
+                cfg.paths.output_dir = scratch
+                cfg.data.val_fraction = 0.0  # fit() trains on all of X
+                result = fit_from_config(cfg, source=ArrayPoints(X), interactive=False)
+        except JLInputError:
+            raise
+        except Exception as err:  # Hydra wraps a constructor's JLInputError, names a bad override
+            message = user_error_message(err) or composition_error_message(err, "train")
+            if message is None:
+                raise
+            raise JLInputError(message) from None
         summary = result.summary
         self._set_fitted(result.embedding, {
             "training_distortion": summary["best_distortion"], "mode": summary["mode"],
@@ -147,20 +157,12 @@ class JLEmbedding:
         other numeric input gives float64. NaN or Inf input is refused, as ``fit`` refuses it.
         """
         self._check_fitted()
-        X = np.asarray(X)
-        single = X.ndim == 1
-        X2 = X[None, :] if single else X
-        if X2.ndim != 2 or X2.shape[1] != self.n_features_in_:
-            raise JLInputError(f"expected vectors of dimension d={self.n_features_in_} "
-                               f"(array of shape (m, {self.n_features_in_})), got shape {X.shape}")
-        if not (np.issubdtype(X2.dtype, np.number) or X2.dtype == np.bool_):
-            raise JLInputError(f"expected numeric vectors, got dtype {X2.dtype}")
-        finite = np.isfinite(X2).all(axis=1)
-        if not finite.all():
-            raise JLInputError(f"transform: row {int(np.flatnonzero(~finite)[0])} (0-based) contains NaN or Inf; "
-                               f"{int((~finite).sum())} row(s) are not finite")
+        single = np.ndim(X) == 1 and not hasattr(X, "toarray")
+        X2 = check_array(np.asarray(X)[None, :] if single else X, "transform(X)", dim=self.n_features_in_)
         dtype = np.float32 if X2.dtype == np.float32 else np.float64
-        Y = X2.astype(dtype, copy=False) @ self.components_.T.astype(dtype)
+        with np.errstate(over="ignore"):  # checked right below
+            Y = X2.astype(np.float64, copy=False) @ self.components_.T
+        Y = check_fits(Y.astype(dtype, copy=False), "transform(X)")
         return Y[0] if single else Y
 
     def fit_transform(self, X, y=None) -> np.ndarray:
@@ -179,8 +181,11 @@ class JLEmbedding:
             raise JLInputError(f"{path}: the folder {path.parent} does not exist")
         meta = dict(self.metadata_, format=FORMAT, n_components=self.n_components,
                     n_features_in=self.n_features_in_, random_state=self.random_state)
-        atomic_write(path, lambda handle: np.savez(handle, components=self.components_,
-                                                   metadata=np.array(json.dumps(meta))))
+        try:
+            atomic_write(path, lambda handle: np.savez(handle, components=self.components_,
+                                                       metadata=np.array(json.dumps(meta))))
+        except OSError as err:  # unwritable folder, full disk: nothing is left at path
+            raise JLInputError(f"{path}: could not write ({err.strerror or err})") from None
         return path
 
     @classmethod
@@ -190,16 +195,36 @@ class JLEmbedding:
         if not path.is_file():
             raise JLInputError(f"embedding file not found: {path}")
         try:
-            with np.load(path, allow_pickle=False) as archive:
+            archive = np.load(path, allow_pickle=False)
+            if not isinstance(archive, np.lib.npyio.NpzFile):
+                raise JLInputError(f"{path}: a bare array, not a .npz saved by JLEmbedding.save (a (k, d) .npy "
+                                   "matrix: JLEmbedding.from_matrix(np.load(path)), or jl-embed reads it as it is)")
+            with archive:
                 matrix = archive["components"]
                 meta = json.loads(str(archive["metadata"])) if "metadata" in archive.files else {}
+        except JLInputError:
+            raise
         except KeyError:
             raise JLInputError(f"{path}: no 'components' array; not a saved JLEmbedding") from None
         except Exception as err:  # a corrupt archive: zipfile.BadZipFile, OSError, ValueError, JSON
             raise JLInputError(f"{path}: could not read as a saved JLEmbedding ({type(err).__name__}: {err})") from None
+        if not isinstance(meta, dict):
+            raise JLInputError(f"{path}: its metadata is not a JSON object; not a saved JLEmbedding")
+        for name, axis in (("n_components", 0), ("n_features_in", 1)):
+            if meta.get(name) is not None and matrix.ndim == 2 and meta[name] != matrix.shape[axis]:
+                raise JLInputError(f"{path}: its metadata says {name}={meta[name]}, but the components have "
+                                   f"shape {matrix.shape}; the file is inconsistent")
         emb = cls(n_components=int(matrix.shape[0]) if matrix.ndim else 1, mode=meta.get("mode", "norms"),
                   random_state=meta.get("random_state", 0))
         emb._set_fitted(matrix, meta, where=str(path))
+        return emb
+
+    @classmethod
+    def from_matrix(cls, matrix, mode: str = "norms") -> "JLEmbedding":
+        """A fitted embedding of a given (k, d) matrix (a bare .npy matrix, another method's map)."""
+        matrix = np.asarray(matrix)
+        emb = cls(n_components=int(matrix.shape[0]) if matrix.ndim == 2 else 1, mode=mode)
+        emb._set_fitted(matrix, {"mode": mode}, where="from_matrix()")
         return emb
 
     @classmethod

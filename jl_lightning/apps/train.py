@@ -16,7 +16,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from jl_lightning.apps.config import CONFIG_DIR, refuse_and_exit, stop_and_exit
+from jl_lightning.apps.config import CONFIG_DIR, log_thread_errors, refuse_and_exit, run_hydra_app, stop_and_exit
 from jl_lightning.errors import JLInputError
 from jl_lightning.io.run_folder import check_fresh, process_rank, write_results
 from jl_lightning.lightning.callbacks.graceful_stop import RunStopped, stop_on_signals
@@ -43,11 +43,31 @@ def resumed_config(cfg: DictConfig) -> tuple[DictConfig, Path]:
     if others:
         raise JLInputError(f"resume={run_dir} continues the run with its own config; give resume= alone "
                            f"(also given: {' '.join(others)})")
+    check_checkpoint(checkpoint, f"resume={run_dir}")
+    # the final phase's figures of a run stopped in it (a signal, a full disk): rewritten
+    for stale in (run_dir / "figures").glob("*.png"):
+        stale.unlink()
     saved = OmegaConf.load(saved_path)
     with open_dict(saved):
         saved.resume = str(run_dir)
         saved.paths.output_dir = str(run_dir)
     return saved, checkpoint
+
+
+def check_checkpoint(path: Path, option: str) -> None:
+    """Refuse (one line) a checkpoint that is truncated, not a torch file, holds pickled objects,
+    or was not written by jl-train (no module weights M, no loop state). Read as Lightning
+    reads it: tensors and plain containers only, never pickled code."""
+    import torch
+
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise JLInputError(f"{option}: {path} cannot be read as a checkpoint: truncated, damaged, not a torch file "
+                           f"or holding pickled objects ({type(err).__name__}); start the run again") from None
+    state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
+    if not isinstance(state, dict) or "mean" not in state or "loops" not in checkpoint:
+        raise JLInputError(f"{option}: {path} is not a jl-train checkpoint (no sampler mean M or loop state)")
 
 
 def _task_overrides() -> list[str]:
@@ -129,6 +149,7 @@ def _in_multirun() -> bool:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def _hydra_entry(cfg: DictConfig) -> float:
+    log_thread_errors()
     try:
         with stop_on_signals():
             summary, _ = train(cfg)
@@ -141,7 +162,7 @@ def _hydra_entry(cfg: DictConfig) -> float:
 
 def main() -> None:
     """Console-script entry (``jl-train``)."""
-    _hydra_entry()
+    run_hydra_app("jl-train", _hydra_entry, "train")
 
 
 if __name__ == "__main__":

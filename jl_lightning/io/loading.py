@@ -41,12 +41,21 @@ def load_points(path: str | Path, key: str | None = None, header="auto",
     -------
     The raw array, not yet validated (see :func:`jl_lightning.io.validation.validate_points`).
     """
+    if path is None or not str(path).strip():
+        raise JLInputError("data.source.path is empty; set it to a points file (.npy, .npz, .pt, .csv, .parquet)")
     path = Path(path).expanduser()
     if not path.exists():
         raise JLInputError(f"data file not found: {path} (set data.source.path to an existing file)")
     if path.is_dir():
         raise JLInputError(f"data.source.path is a directory, expected a file: {path}")
+    if not path.is_file():  # checked before any open: reading a named pipe or a device would hang
+        raise JLInputError(f"data.source.path is not a regular file (a pipe, socket or device): {path}")
     suffix = path.suffix.lower()
+    if key is not None and suffix not in (".npz", ".pt", ".pth"):
+        raise JLInputError(f"{path}: {key_option}={key} applies to .npz files and .pt dicts; a {suffix} file "
+                           "holds one array (leave the key unset)")
+    if header != "auto" and suffix != ".csv":
+        raise JLInputError(f"{path}: data.source.header={header} applies to .csv files only (leave it auto)")
     if suffix == ".npy":
         return _load_npy(path)
     if suffix == ".npz":
@@ -125,11 +134,20 @@ def _load_pt(path: Path, key: str | None, option: str = "data.source.key") -> np
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise JLInputError(f"{path}: could not read as a torch file ({type(err).__name__}: {err})") from None
+        if "Weights only load failed" in str(err):  # torch's advice to unpickle is not ours to give
+            raise JLInputError(f"{path}: holds pickled Python objects, which are never loaded; save a tensor "
+                               "or a dict of tensors (torch.save(tensor, path))") from None
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise JLInputError(f"{path}: could not read as a torch file ({type(err).__name__}: {first})") from None
     if isinstance(obj, dict):
         obj = obj[_pick_key(path, [str(k) for k in obj.keys()], key, option)]
+    elif key is not None:
+        raise JLInputError(f"{path}: {option}={key} applies to a dict of tensors; this file holds one "
+                           f"{type(obj).__name__} (leave the key unset)")
     if not isinstance(obj, torch.Tensor):
         raise JLInputError(f"{path}: expected a tensor (or a dict of tensors), got {type(obj).__name__}")
+    if obj.layout != torch.strided:
+        raise JLInputError(f"{path}: holds a sparse tensor ({obj.layout}); save it dense (tensor.to_dense())")
     if obj.is_complex():
         raise JLInputError(f"{path}: expected a real tensor, got dtype {obj.dtype}")
     return obj.detach().to(torch.float64).numpy()
@@ -167,7 +185,7 @@ def csv_row_chunks(path: Path, chunk_rows: int, header="auto") -> tuple[int | No
     """
     if header not in HEADER_CHOICES:
         raise JLInputError(f"{path}: the header option must be auto, true or false, got {header!r}")
-    handle = open(path, newline="")
+    handle = open(path, newline="", encoding="utf-8-sig")  # a byte-order mark is not part of the first cell
     reader = csv.reader(handle)
     first = None
     for cells in reader:

@@ -74,6 +74,8 @@ class RefuseOccupiedRunDir(Callback):
             take_lock(run_dir, takeover=bool(resume))
         except FileExistsError as err:
             _refuse(str(err), config)
+        except OSError as err:  # under a file, read-only, /proc, a full disk: nothing was created
+            _refuse(f"hydra.run.dir={run_dir}: cannot create the run folder there ({err.strerror or err})", config)
 
     def on_run_end(self, config: DictConfig, **kwargs) -> None:
         if process_rank() > 0:
@@ -93,6 +95,9 @@ class RefuseOccupiedRunDir(Callback):
             take_lock(sweep_dir)
         except FileExistsError as err:
             _refuse(str(err), config)
+        except OSError as err:
+            _refuse(f"hydra.sweep.dir={sweep_dir}: cannot create the sweep folder there ({err.strerror or err})",
+                    config)
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         release_lock(Path(str(config.hydra.sweep.dir)))

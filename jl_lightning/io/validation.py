@@ -21,6 +21,52 @@ def row_norms(points: np.ndarray) -> np.ndarray:
     return norms
 
 
+def check_array(values, source: str, *, dim: int | None = None, first_row: int = 0) -> np.ndarray:
+    """The one check of an array of vectors, for every entry that takes one (``jl-train``'s
+    data, ``JLEmbedding.fit`` and ``transform``, each chunk of ``jl-embed``): a dense 2-D array
+    of real numbers (bool, integer or float), not empty, every entry finite, and of ``dim``
+    columns when given. Returns it as a numpy array (float32 stays float32, a memory map stays
+    a memory map); raises :class:`JLInputError` naming ``source`` and the first bad row
+    (counted from ``first_row``) otherwise."""
+    if hasattr(values, "toarray") or type(values).__module__.startswith("scipy.sparse"):
+        raise JLInputError(f"{source}: sparse input is not supported; pass a dense array (X.toarray())")
+    try:
+        array = np.asanyarray(values)
+    except Exception as err:
+        raise JLInputError(f"{source}: could not read as an array of numbers ({type(err).__name__}: {err})") from None
+    if np.iscomplexobj(array):
+        raise JLInputError(f"{source}: expected real numbers, got complex dtype {array.dtype}")
+    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)
+            or array.dtype == np.bool_):
+        raise JLInputError(f"{source}: expected an array of numbers, got dtype {array.dtype}")
+    if array.ndim != 2:
+        raise JLInputError(f"{source}: expected a 2-D array (n vectors x d features), got shape {array.shape}")
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise JLInputError(f"{source}: the array is empty (shape {array.shape}); need at least one point")
+    if dim is not None and array.shape[1] != dim:
+        raise JLInputError(f"{source}: vectors have dimension {array.shape[1]}, expected d={dim} "
+                           f"(an array of shape (m, {dim}))")
+    if np.issubdtype(array.dtype, np.floating):
+        finite = np.isfinite(array).all(axis=1)
+        if not finite.all():
+            row = int(np.flatnonzero(~finite)[0])
+            bad = "NaN" if np.isnan(array[row]).any() else "Inf"
+            raise JLInputError(f"{source}: row {first_row + row} (0-based) contains {bad}; "
+                               f"{int((~finite).sum())} row(s) are not finite")
+    return array
+
+
+def check_fits(out: np.ndarray, source: str, first_row: int = 0, hint: str = "") -> np.ndarray:
+    """``out`` (embedded vectors) unchanged, or :class:`JLInputError` naming the first row whose
+    image overflowed its dtype (float32 holds up to about 3.4e38)."""
+    fits = np.isfinite(out).all(axis=-1)
+    if not np.all(fits):
+        row = int(np.flatnonzero(~np.atleast_1d(fits))[0])
+        raise JLInputError(f"{source}: row {first_row + row} (0-based): its embedded vector does not fit "
+                           f"{out.dtype} (too large){hint}")
+    return out
+
+
 def validate_points(points: np.ndarray, source: str, normalize: bool = True, mode: str = "norms",
                     center: bool = False, return_scale: bool = False):
     """Return ``points`` as a float64 (n, d) array: centered when ``center``, then unit-normed
@@ -38,23 +84,9 @@ def validate_points(points: np.ndarray, source: str, normalize: bool = True, mod
     when normalizing or in norms mode (its distortion is undefined), and fewer than
     2 distinct points in pairs mode.
     """
-    points = np.asarray(points)
-    if points.ndim != 2:
-        raise JLInputError(
-            f"{source}: expected a 2-D array (n points x d features), got shape {points.shape}"
-        )
+    points = check_array(points, source)
     n, d = points.shape
-    if n == 0 or d == 0:
-        raise JLInputError(f"{source}: the array is empty (shape {points.shape}); need at least one point")
-    points = points.astype(np.float64, copy=False)
-    finite = np.isfinite(points).all(axis=1)
-    if not finite.all():
-        row = int(np.flatnonzero(~finite)[0])
-        bad = "NaN" if np.isnan(points[row]).any() else "Inf"
-        count = int((~finite).sum())
-        raise JLInputError(
-            f"{source}: row {row} (0-based) contains {bad}; {count} row(s) are not finite"
-        )
+    points = np.asarray(points).astype(np.float64, copy=False)
     if mode == "pairs" and n < 2:
         raise JLInputError(f"{source}: pairs mode needs at least 2 points, got {n}")
     scale = 1.0
@@ -118,3 +150,31 @@ def validate_k(k, d: int) -> int:
             f"model.k={k} exceeds the data dimension d={d}; a JL embedding maps to k <= d dimensions"
         )
     return int(k)
+
+
+def positive_int(option: str, value, allow_none: bool = False) -> int | None:
+    """``value`` as an int when it is a positive integer (or None with ``allow_none``);
+    otherwise :class:`JLInputError` naming ``option`` as the user writes it."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        expected = "a positive integer" + (" or null" if allow_none else "")
+        raise JLInputError(f"{option} must be {expected}, got {value!r}")
+    return int(value)
+
+
+def run_options(cfg) -> tuple[int, int | None]:
+    """The top-level options every run reads, checked under their own names: ``seed`` (an
+    integer in [0, 2^32)), ``threads`` (null or a positive integer), ``log_every`` (a positive
+    integer) and ``optimizer.lr`` (> 0: a rate of 0 can never train). Returns (seed, threads)."""
+    seed = cfg.get("seed")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2 ** 32:
+        raise JLInputError(f"seed must be an integer in [0, 2^32), got {seed!r}")
+    threads = positive_int("threads", cfg.get("threads"), allow_none=True)
+    if "log_every" in cfg:
+        positive_int("log_every", cfg.get("log_every"))
+    optimizer = cfg.get("optimizer") or {}
+    lr = optimizer.get("lr") if hasattr(optimizer, "get") else None
+    if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0):
+        raise JLInputError(f"optimizer.lr must be a number > 0, got {lr!r}")
+    return int(seed), threads

@@ -15,11 +15,17 @@ import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
 
+from jl_lightning.io.run_folder import fingerprint
 from jl_lightning.io.validation import duplicate_rows, split_indices, validate_points
 from jl_lightning.errors import JLInputError
 
 log = logging.getLogger("jl_lightning")
 NORMALIZE_CHOICES = ("auto", True, False)
+
+
+def short_fingerprint(value: str) -> str:
+    """``sha256:`` and the first 16 hex digits: enough to tell two data sets apart in a message."""
+    return value[:len("sha256:") + 16] + "…" if value.startswith("sha256:") else value
 
 
 class DuplicatePointsWarning(UserWarning):
@@ -138,6 +144,27 @@ class JLDataModule(LightningDataModule):
         self.points = points[self.train_index]
         self.val_points = points[self.val_index] if len(self.val_index) else None
         self.train_points = torch.from_numpy(self.points.astype(np.float32))
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of the training points (summary.json's ``data_fingerprint``), computed once."""
+        self._require_setup()
+        if getattr(self, "_fingerprint", None) is None:
+            self._fingerprint = fingerprint(self.points)
+        return self._fingerprint
+
+    def state_dict(self) -> dict:
+        """Lightning keeps this in every checkpoint: which data the run trains on."""
+        return {"data_fingerprint": self.fingerprint} if self.points is not None else {}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """A resumed run continues only on the data it was trained on: refused (JLInputError,
+        naming the source and both fingerprints) when the training points differ."""
+        saved = state_dict.get("data_fingerprint")
+        if saved is not None and self.points is not None and saved != self.fingerprint:
+            raise JLInputError(f"resume: the data changed since the checkpoint was saved: {self.name} now gives "
+                               f"{short_fingerprint(self.fingerprint)}, the run trained on "
+                               f"{short_fingerprint(saved)}; refusing to continue on other data (start a new run)")
 
     @property
     def name(self) -> str:

@@ -107,15 +107,16 @@ def fit_from_config(cfg: DictConfig, source=None, interactive: bool | None = Non
 
     from jl_lightning.errors import JLInputError, JLRunError
     from jl_lightning.io.run_folder import process_rank
-    from jl_lightning.io.validation import validate_k
+    from jl_lightning.io.validation import run_options, validate_k
     from jl_lightning.lightning.callbacks import ProgressLog, RunSummary
 
     quiet_lightning()
     if process_rank() > 0:  # rank 0 tells how the run goes; the others only warn
         logging.getLogger("jl_lightning").setLevel(logging.WARNING)
-    if cfg.get("threads"):
-        torch.set_num_threads(int(cfg.threads))
-    seed_everything(int(cfg.seed), workers=True, verbose=False)
+    seed, threads = run_options(cfg)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    seed_everything(seed, workers=True, verbose=False)
 
     max_steps = cfg.trainer.get("max_steps")
     if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps <= 0:

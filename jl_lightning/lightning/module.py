@@ -22,14 +22,11 @@ from torch import nn
 from jl_lightning.core.variance import make_variance
 from jl_lightning.lightning.sharding import share_rng_state
 from jl_lightning.errors import JLInputError
+from jl_lightning.io.validation import positive_int  # noqa: F401  (the subclasses import it from here)
 
 INIT_MEANS = ("zeros", "gaussian", "identity")
 
 
-def positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise JLInputError(f"{name} must be a positive integer, got {value!r}")
-    return value
 
 
 def initial_mean(k: int, dim: int, init_mean: str, init_seed: int, init_scale: float, init_noise: float,

@@ -21,7 +21,6 @@ fit, :func:`stop_on_signals` (the entry point's) makes the same signals raise at
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import threading
 from contextlib import contextmanager
@@ -124,10 +123,8 @@ class GracefulStop(Callback):
             return
         self._in_steps = False
         path = checkpoint_path(trainer.default_root_dir)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        trainer.save_checkpoint(tmp, weights_only=False)
-        if trainer.is_global_zero:
-            os.replace(tmp, path)  # never a half-written last.ckpt over the periodic one
+        # Lightning writes it through a file-system transaction: never half a file over the periodic one
+        trainer.save_checkpoint(path, weights_only=False)
         raise RunStopped(signum, trainer.global_step, path, trainer.max_steps)
 
     def on_train_end(self, trainer, pl_module) -> None:
