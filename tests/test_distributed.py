@@ -175,5 +175,8 @@ def test_ddp_inside_a_plain_multirun_is_refused_in_one_line(tmp_path):
                     cwd=tmp_path)
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and "cannot run inside a multirun" in lines[0], proc.stderr
+    # one line per job, each refused before anything ran (the sweep summary lists both)
+    assert len(lines) == 2 and all("cannot run inside a multirun" in line for line in lines), proc.stderr
+    assert [line.split(" (")[0] for line in lines] == ["jl-train: error: job 0", "jl-train: error: job 1"]
     assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "sweep" / "0").exists() and not (tmp_path / "sweep" / ".jl_lock").exists()

@@ -228,3 +228,31 @@ def run_hydra_app(program: str, entry, config_name: str) -> None:
             raise
         print(f"{program}: error: {message}", file=sys.stderr, flush=True)
         sys.exit(2)
+
+
+def failed_job(program: str, job_dir, err: Exception) -> float:
+    """A multirun job that failed: one line on stderr naming the job, a record in the sweep
+    folder for its summary, and NaN returned to the sweeper (Optuna marks the trial failed)
+    so that the other jobs run. A job refused as bad input leaves no folder; a job that met a
+    bug keeps its folder, with the traceback in its log."""
+    import logging
+    import math
+    import shutil
+
+    from hydra.core.hydra_config import HydraConfig
+
+    from jl_lightning.io.sweep_summary import record_failure
+
+    hydra_cfg = HydraConfig.get()
+    job, overrides = str(hydra_cfg.job.num), list(hydra_cfg.overrides.task)
+    disk = disk_error(err)
+    message = None if disk is not None else user_error_message(err)
+    if message is not None:
+        shutil.rmtree(job_dir, ignore_errors=True)
+    else:
+        logging.getLogger("jl_lightning").exception("job %s failed", job)
+        message = (f"writing failed ({disk.strerror})" if disk is not None else
+                   f"{type(err).__name__}: {err} (traceback in {Path(str(job_dir)) / 'train.log'})")
+    record_failure(hydra_cfg.sweep.dir, job, overrides, message)
+    print(f"{program}: error: job {job} ({' '.join(overrides)}): {message}", file=sys.stderr, flush=True)
+    return math.nan

@@ -16,7 +16,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from jl_lightning.apps.config import CONFIG_DIR, log_thread_errors, refuse_and_exit, run_hydra_app, stop_and_exit
+from jl_lightning.apps.config import (CONFIG_DIR, failed_job, log_thread_errors, refuse_and_exit, run_hydra_app,
+                                      stop_and_exit)
 from jl_lightning.errors import JLInputError
 from jl_lightning.io.run_folder import check_fresh, process_rank, write_results
 from jl_lightning.lightning.callbacks.graceful_stop import RunStopped, stop_on_signals
@@ -156,6 +157,8 @@ def _hydra_entry(cfg: DictConfig) -> float:
     except RunStopped as stop:
         stop_and_exit("jl-train", cfg.paths.output_dir, stop)
     except Exception as err:
+        if _in_multirun():  # one bad job: the others run, and the sweep summary says why it failed
+            return failed_job("jl-train", cfg.paths.output_dir, err)
         refuse_and_exit("jl-train", cfg.paths.output_dir, err)
     return summary["final_distortion"]  # the value a Hydra sweeper minimizes
 

@@ -15,6 +15,7 @@ task function starts, so a check inside ``jl-train`` itself would come too late.
 
 from __future__ import annotations
 
+import atexit
 import sys
 from pathlib import Path
 
@@ -93,6 +94,9 @@ class RefuseOccupiedRunDir(Callback):
                             "hydra.sweep.dir.", config)
         try:
             take_lock(sweep_dir)
+            # released whatever ends the sweep (a job's traceback, a signal that exits): the
+            # lock names this process, so a later release by on_multirun_end is a no-op
+            atexit.register(release_lock, sweep_dir)
         except FileExistsError as err:
             _refuse(str(err), config)
         except OSError as err:
@@ -100,4 +104,10 @@ class RefuseOccupiedRunDir(Callback):
                     config)
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
-        release_lock(Path(str(config.hydra.sweep.dir)))
+        from jl_lightning.io.sweep_summary import failures
+
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        release_lock(sweep_dir)
+        failed = failures(sweep_dir)
+        if failed:  # each said why on stderr; the exit status tells the scheduler
+            sys.exit(2)

@@ -68,16 +68,47 @@ def heldout_columns(summary: dict) -> dict:
             "recall": recall}
 
 
+FAILURES = ".jl_failed"  # in the sweep folder: one JSON record per job that failed
+
+
+def record_failure(sweep_dir: str | Path, job: str, overrides: list[str], reason: str) -> None:
+    """Note that ``job`` of the sweep failed and why (the sweep summary lists it; a job refused
+    at validation has no folder of its own to say so)."""
+    folder = Path(sweep_dir) / FAILURES
+    folder.mkdir(parents=True, exist_ok=True)
+    text = json.dumps({"job": str(job), "overrides": " ".join(overrides), "reason": reason}).encode()
+    (folder / f"{job}.json").write_bytes(text)
+
+
+def failures(sweep_dir: str | Path) -> dict[str, dict]:
+    """The failure records of a sweep, by job."""
+    folder = Path(sweep_dir) / FAILURES
+    records = {}
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            record = json.loads(path.read_text())
+            records[str(record["job"])] = record
+        except (OSError, ValueError, KeyError):
+            continue
+    return records
+
+
+def _job_order(name: str):
+    return (int(name) if name.isdigit() else math.inf, name)
+
+
 def collect(sweep_dir: str | Path) -> list[dict]:
-    """One row per job folder of ``sweep_dir`` (in job order), from its summary.json."""
+    """One row per job of ``sweep_dir`` (in job order): from its summary.json, or failed, with
+    the reason where the job recorded one."""
     sweep_dir = Path(sweep_dir)
-    jobs = [p for p in sweep_dir.iterdir() if p.is_dir() and (p / ".hydra").is_dir()]
-    jobs.sort(key=lambda p: (int(p.name) if p.name.isdigit() else math.inf, p.name))
+    failed = failures(sweep_dir)
+    jobs = {p.name: p for p in sweep_dir.iterdir() if p.is_dir() and (p / ".hydra").is_dir()}
     rows = []
-    for job in jobs:
-        row = {"job": job.name, "overrides": _overrides(job)}
-        summary_path = job / "summary.json"
-        if summary_path.exists():
+    for name in sorted(set(jobs) | set(failed), key=_job_order):
+        job = jobs.get(name)
+        row = {"job": name, "overrides": _overrides(job) if job else failed[name]["overrides"]}
+        summary_path = job / "summary.json" if job else None
+        if summary_path is not None and summary_path.exists():
             summary = json.loads(summary_path.read_text())
             row.update({name: summary.get(name) for name in COLUMNS})
             row.update(heldout_columns(summary))
@@ -85,6 +116,7 @@ def collect(sweep_dir: str | Path) -> list[dict]:
                 row["optimization"] = summary["optimization"]
         else:
             row["failed"] = True
+            row["reason"] = failed.get(name, {}).get("reason", "no summary.json")
         rows.append(row)
     return rows
 
@@ -109,7 +141,8 @@ def markdown(rows: list[dict]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         if row.get("failed"):
-            cells = [row["job"], row["overrides"], "failed: no summary.json"] + [""] * (len(header) - 3)
+            reason = row.get("reason", "no summary.json").replace("|", "\\|")
+            cells = [row["job"], row["overrides"], f"failed: {reason}"] + [""] * (len(header) - 3)
         else:
             opt = row.get("optimization") or {}
             cells = [row["job"] + (" (best)" if row is best else ""), row["overrides"]]
@@ -128,8 +161,8 @@ class SweepSummary(Callback):
         if not sweep_dir.is_dir():
             return
         rows = collect(sweep_dir)
-        if all(row.get("failed") for row in rows):  # not a jl-train sweep (jl-compare), or nothing ran
-            return
+        if not rows or (all(row.get("failed") for row in rows) and not failures(sweep_dir)):
+            return  # not a jl-train sweep (jl-compare), or nothing ran
         text = markdown(rows)
         best = best_row(rows)
         payload = json.dumps({"jobs": rows, "best": best}, indent=2).encode() + b"\n"

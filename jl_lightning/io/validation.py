@@ -40,12 +40,12 @@ def check_array(values, source: str, *, dim: int | None = None, first_row: int =
             or array.dtype == np.bool_):
         raise JLInputError(f"{source}: expected an array of numbers, got dtype {array.dtype}")
     if array.ndim != 2:
-        raise JLInputError(f"{source}: expected a 2-D array (n vectors x d features), got shape {array.shape}")
+        raise JLInputError(f"{source}: expected a 2-D array (n points x d features), got shape {array.shape}")
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise JLInputError(f"{source}: the array is empty (shape {array.shape}); need at least one point")
     if dim is not None and array.shape[1] != dim:
-        raise JLInputError(f"{source}: vectors have dimension {array.shape[1]}, expected d={dim} "
-                           f"(an array of shape (m, {dim}))")
+        raise JLInputError(f"{source}: expected vectors of dimension d={dim} (an array of shape (m, {dim})), "
+                           f"got shape {array.shape}")
     if np.issubdtype(array.dtype, np.floating):
         finite = np.isfinite(array).all(axis=1)
         if not finite.all():
