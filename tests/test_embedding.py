@@ -33,7 +33,9 @@ def test_transform_is_x_times_components_transposed():
     emb = fitted()
     X = np.random.default_rng(1).standard_normal((11, 7))
     np.testing.assert_array_equal(emb.transform(X), X @ emb.components_.T)
-    np.testing.assert_array_equal(emb.transform(X[0]), X[0] @ emb.components_.T)
+    np.testing.assert_array_equal(emb.transform(X[:1]), X[:1] @ emb.components_.T)
+    with pytest.raises(JLInputError, match=r"expected a 2-D array"):  # scikit-learn's rule: X.reshape(1, -1)
+        emb.transform(X[0])
     with pytest.raises(JLInputError, match=r"dimension d=7 .* got shape \(11, 6\)"):
         emb.transform(X[:, :6])
     with pytest.raises(JLInputError, match="not fitted"):

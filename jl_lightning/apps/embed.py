@@ -179,6 +179,8 @@ def embed_file(matrix: np.ndarray, input_path: str | Path, output_path: str | Pa
             check_fits(out, str(input_path), writer.rows,
                        "; try --dtype float64" if out.dtype == np.float32 else "")
             writer.write(out)
+        if writer.rows == 0:  # refused as fit() and transform() refuse it
+            raise JLInputError(f"{input_path}: the array is empty (shape (0, {d})); need at least one point")
         writer.close()
         counted["rows"] = writer.rows
 

@@ -151,19 +151,18 @@ class JLEmbedding:
             raise JLInputError("this JLEmbedding is not fitted yet: call fit(X), load(path) or from_run(run_dir)")
 
     def transform(self, X) -> np.ndarray:
-        """``X @ components_.T`` for X of shape (m, d) (or one vector of shape (d,)).
+        """``X @ components_.T`` for X of shape (m, d); one vector is ``X.reshape(1, -1)``, as in
+        scikit-learn (a 1-D array is refused, as ``fit`` and ``jl-embed`` refuse it).
 
         float32 input gives float32 output (as scikit-learn's random projections do); any
         other numeric input gives float64. NaN or Inf input is refused, as ``fit`` refuses it.
         """
         self._check_fitted()
-        single = np.ndim(X) == 1 and not hasattr(X, "toarray")
-        X2 = check_array(np.asarray(X)[None, :] if single else X, "transform(X)", dim=self.n_features_in_)
-        dtype = np.float32 if X2.dtype == np.float32 else np.float64
+        X = check_array(X, "transform(X)", dim=self.n_features_in_)
+        dtype = np.float32 if X.dtype == np.float32 else np.float64
         with np.errstate(over="ignore"):  # checked right below
-            Y = X2.astype(np.float64, copy=False) @ self.components_.T
-        Y = check_fits(Y.astype(dtype, copy=False), "transform(X)")
-        return Y[0] if single else Y
+            Y = (np.asarray(X).astype(np.float64, copy=False) @ self.components_.T).astype(dtype, copy=False)
+        return check_fits(Y, "transform(X)")
 
     def fit_transform(self, X, y=None) -> np.ndarray:
         return self.fit(X).transform(X)
