@@ -2,11 +2,13 @@
 docs/reliability.md.
 
     python scripts/bad_inputs.py              # all cases (about 10 minutes on 2 cores)
-    python scripts/bad_inputs.py --quick      # without the 2000-step kill-and-resume cases
+    python scripts/bad_inputs.py --quick      # without the 2000-step kill/signal-and-resume cases
 
 Each case says what must happen: ``error`` (exit status 2, exactly one line on stderr,
-nothing on stdout, no traceback, no run folder left behind) or ``ok`` (exit status 0 and a
-correct result, checked by the case). The script exits non-zero if any case fails.
+nothing on stdout, no traceback, no run folder left behind), ``disk`` (a full disk mid-run:
+exit status 1, one line, no summary.json or embedding.npy left), ``ok`` (exit status 0 and a
+correct result, checked by the case) or ``custom`` (the case checks the process: a sweep
+with one bad job). The script exits non-zero if any case fails.
 """
 
 from __future__ import annotations
@@ -30,16 +32,31 @@ FAST = ["model.n_samples=4", "trainer.max_steps=20", "log_every=5", "logger=none
 FILE = [f for f in FAST if not f.startswith(("data.source", "model.k"))]
 
 
-def run(module: str, *args: str, cwd: Path, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+def run(module: str, *args: str, cwd: Path, env_extra: dict | None = None,
+        file_limit: int | None = None) -> subprocess.CompletedProcess:
+    """``python -m module args`` as a user runs it; ``file_limit`` (bytes) stands in for a disk
+    that fills up: writes past it fail (EFBIG), as they would with ENOSPC."""
+    import resource
+
     env = dict(os.environ, **(env_extra or {}))
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))
+
     return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=900)
+                          text=True, timeout=900, preexec_fn=limit if file_limit else None)
 
 
 def verdict(kind: str, proc: subprocess.CompletedProcess, check=None) -> tuple[bool, str]:
     """(passed, what it printed) for an ``error`` or ``ok`` case."""
     if "Traceback" in proc.stderr:
         return False, "traceback: " + proc.stderr.strip().splitlines()[-1]
+    if kind == "custom":  # the case checks the process itself
+        return check(proc)
+    if kind == "disk":  # a full disk mid-run: exit 1, one line, the folder incomplete (checked by the case)
+        lines = proc.stderr.strip().splitlines()
+        good = proc.returncode == 1 and len(lines) == 1 and (check is None or check() is None)
+        return good, (lines[0] if lines else f"(no message, exit {proc.returncode})")
     if kind == "error":
         lines = proc.stderr.strip().splitlines()
         good = proc.returncode == 2 and len(lines) == 1 and proc.stdout == ""
@@ -93,6 +110,10 @@ def cases(work: Path) -> list[tuple]:
     np.save(data / "huge.npy", np.full((3, 8), 1e200))
     np.save(data / "wrong_d.npy", np.ones((3, 5)))
 
+    save("complex.npy", X.astype(np.complex128))
+    torch_files(data, X)
+    (data / "bom.csv").write_text("1.5,2,3\n4,5,6\n7,8,9\n", encoding="utf-8-sig")
+    os.mkfifo(data / "pipe.npy")
     out = work / "runs"
     out.mkdir()
     counter = iter(range(1000))
@@ -192,7 +213,142 @@ def cases(work: Path) -> list[tuple]:
          (f"compare.sweep={data}", f"hydra.run.dir={out / 'cmp3'}"), {}, None, out / "cmp3"),
         ("jl-compare: compare.run and compare.sweep together", "error", "jl_lightning.apps.compare",
          (f"compare.run={data}", f"compare.sweep={data}", f"hydra.run.dir={out / 'cmp4'}"), {}, None, out / "cmp4"),
+        # options read under their own names, nothing silently ignored
+        train("error", "threads=0", *FAST, "threads=0"),
+        train("error", "threads=-1", *FAST, "threads=-1"),
+        train("error", "seed=abc", *FAST, "seed=abc"),
+        train("error", "log_every=0", *FAST, "log_every=0"),
+        train("error", "optimizer.lr=0 (can never train)", *FAST, "optimizer.lr=0"),
+        file_run("error", "complex array", "complex.npy"),
+        file_run("error", "data.source.key on a .npy", "ints.npy", "data.source.key=a"),
+        file_run("error", "data.source.key on a plain-tensor .pt", "tensor.pt", "data.source.key=a"),
+        file_run("error", ".pt holding a pickled object", "pickled.pt"),
+        file_run("error", "sparse-tensor .pt", "sparse.pt"),
+        file_run("error", "a named pipe as the data path (it used to hang)", "pipe.npy"),
+        train("error", "a character device as the data path", *FILE, "data=file", "data.source.path=/dev/zero",
+              "model.k=2"),
+        train("error", "data.source.path='' (empty)", *FILE, "data=file", "data.source.path=", "model.k=2"),
+        file_run("ok", "CSV with a UTF-8 byte-order mark", "bom.csv"),
+        # Hydra's own errors
+        train("error", "misspelt experiment", "experiment=paperr"),
+        train("error", "misspelt config group option", "data=fil"),
+        train("error", "unknown key model.kk=4", *FAST, "model.kk=4"),
+        train("error", "a data key the source does not take (+data.source.n on data=file)", *FILE, "data=file",
+              f"data.source.path={data / 'ints.npy'}", "model.k=2", "+data.source.n=3"),
+        train("ok", "experiment=clusters_1e5 composed with data=file", "experiment=clusters_1e5", *FILE, "data=file",
+              f"data.source.path={data / 'ints.npy'}", "model.k=2", "data.val_fraction=0",
+              "model.active_candidates=50", "model.active_hard=20", "model.active_refresh_extra=[10]"),
+        # the file system says no
+        ("hydra.run.dir under a file", "error", "jl_lightning.apps.train",
+         (*FAST, f"hydra.run.dir={data / 'ints.npy'}/run"), {}, None, None),
+        ("hydra.run.dir in /proc", "error", "jl_lightning.apps.train",
+         (*FAST, "hydra.run.dir=/proc/jl_bad_inputs"), {}, None, None),
+        ("hydra.run.dir in /sys", "error", "jl_lightning.apps.train",
+         (*FAST, "hydra.run.dir=/sys/jl_bad_inputs"), {}, None, None),
+        full_disk_case(out),
+        ("jl-embed: into /proc", "error", "jl_lightning.apps.embed",
+         (str(data / "matrix.npy"), str(data / "ints.npy"), "/proc/jl_bad_inputs.npy"), {}, None, None),
+        ("jl-embed: onto a full disk (64 KB file-size limit)", "error", "jl_lightning.apps.embed",
+         (str(data / "matrix.npy"), str(data / "many.npy"), str(embed_out / "full.npy")), {"file_limit": 65536},
+         None, None),
+        ("jl-embed: complex input", "error", "jl_lightning.apps.embed",
+         (str(data / "matrix.npy"), str(data / "complex.npy"), str(embed_out / "e.npy")), {}, None, None),
+        ("jl-embed: --key on a .npy", "error", "jl_lightning.apps.embed",
+         (str(data / "matrix.npy"), str(data / "ints.npy"), str(embed_out / "f.npy"), "--key", "a"), {}, None, None),
+        # damaged checkpoints, changed data
+        *checkpoint_cases(work, out),
+        # a sweep with one bad job
+        sweep_case(out),
     ]
+
+
+def torch_files(data: Path, X: np.ndarray) -> None:
+    """A plain tensor, a pickled object and a sparse tensor, as .pt files; a long .npy for jl-embed."""
+    import torch
+
+    torch.save(torch.from_numpy(X), data / "tensor.pt")
+    torch.save({"x": torch.from_numpy(X), "obj": Path("p")}, data / "pickled.pt")
+    torch.save(torch.from_numpy(X).to_sparse(), data / "sparse.pt")
+    np.save(data / "many.npy", np.ones((20000, 8)))
+
+
+def full_disk_case(out: Path) -> tuple:
+    """jl-train meets a full disk mid-run (a 40 KB file-size limit): one line, exit 1, no
+    summary.json and no embedding.npy left."""
+    run_dir = out / "full_disk"
+
+    def check():
+        left = [name for name in ("summary.json", "embedding.npy", ".jl_lock") if (run_dir / name).exists()]
+        return f"WRONG: left {left}" if left else None
+
+    return ("jl-train onto a full disk mid-run (40 KB file-size limit)", "disk", "jl_lightning.apps.train",
+            ("debug=fast", "trainer.max_steps=200", f"hydra.run.dir={run_dir}"), {"file_limit": 40 * 1024}, check,
+            None)
+
+
+def checkpoint_cases(work: Path, out: Path) -> list[tuple]:
+    """resume= of a run whose last.ckpt is truncated, garbage or another program's, and of a run
+    whose data file changed since; jl-compare of a finished run whose data file changed."""
+    import shutil
+
+    import torch
+
+    data = work / "data"
+    np.save(data / "changing.npy", np.random.default_rng(1).standard_normal((20, 6)))
+    base = out / "stopped_base"
+    stopped = run("jl_lightning.apps.train", *FILE, "data=file", f"data.source.path={data / 'changing.npy'}",
+                  "model.k=2", "trainer.max_steps=40", f"hydra.run.dir={base}", "+callbacks.kill._target_=kill_at.KillAt",
+                  "+callbacks.kill.step=15", "+callbacks.kill.signal=SIGTERM", cwd=work,
+                  env_extra={"PYTHONPATH": str(TESTS)})
+    finished = out / "finished_base"
+    run("jl_lightning.apps.train", *FILE, "data=file", f"data.source.path={data / 'changing.npy'}", "model.k=2",
+        f"hydra.run.dir={finished}", cwd=work)
+    cases = []
+    if stopped.returncode != 143:
+        return [("resume cases: a stopped run to damage", "error", "jl_lightning.apps.train",
+                 (f"resume={base}",), {}, None, None)]
+    good = (base / "checkpoints" / "last.ckpt").read_bytes()
+    for name, content in (("truncated", good[: len(good) // 2]), ("garbage", b"not a checkpoint at all")):
+        run_dir = out / f"resume_{name}"
+        shutil.copytree(base, run_dir)
+        (run_dir / "checkpoints" / "last.ckpt").write_bytes(content)
+        cases.append((f"resume= of a {name} last.ckpt", "error", "jl_lightning.apps.train", (f"resume={run_dir}",),
+                      {}, None, None))
+    run_dir = out / "resume_foreign"
+    shutil.copytree(base, run_dir)
+    torch.save({"state_dict": {"weight": torch.ones(2)}}, run_dir / "checkpoints" / "last.ckpt")
+    cases.append(("resume= of another program's last.ckpt", "error", "jl_lightning.apps.train",
+                  (f"resume={run_dir}",), {}, None, None))
+    changed = out / "resume_changed"
+    shutil.copytree(base, changed)
+    X = np.load(data / "changing.npy")
+    X[3, 2] += 1
+    np.save(data / "changing.npy", X)  # from here on the file differs from what both runs trained on
+    cases.append(("resume= after the data file changed", "error", "jl_lightning.apps.train", (f"resume={changed}",),
+                  {}, None, None))
+    cases.append(("jl-compare of a run whose data file changed", "error", "jl_lightning.apps.compare",
+                  (f"compare.run={finished}", f"hydra.run.dir={out / 'cmp_changed'}"), {}, None, out / "cmp_changed"))
+    return cases
+
+
+def sweep_case(out: Path) -> tuple:
+    """A 3-job multirun whose middle job is bad: exit 2, one line naming it, no folder for it,
+    the other two finished, no sweep lock, and the sweep summary lists the failure."""
+    sweep = out / "sweep"
+
+    def check(proc):
+        lines = proc.stderr.strip().splitlines()
+        if proc.returncode != 2 or len(lines) != 1:
+            return False, f"exit {proc.returncode}, stderr {proc.stderr.strip()[-300:]!r}"
+        summary = json.loads((sweep / "sweep_summary.json").read_text()) if (sweep / "sweep_summary.json").exists() \
+            else {"jobs": []}
+        failed = [row["job"] for row in summary["jobs"] if row.get("failed")]
+        good = (failed == ["1"] and not (sweep / "1").exists() and not (sweep / ".jl_lock").exists()
+                and all((sweep / job / "summary.json").is_file() for job in ("0", "2")))
+        return good, lines[0] + ("" if good else f" (WRONG: failed {failed}, folders {sorted(os.listdir(sweep))})")
+
+    return ("multirun with one bad job (model.k=2,0,3)", "custom", "jl_lightning.apps.train",
+            ("-m", *FAST, "model.k=2,0,3", f"hydra.sweep.dir={sweep}"), {}, check, None)
 
 
 def python_cases(work: Path) -> list[tuple[str, str, bool, str]]:
@@ -213,6 +369,30 @@ def python_cases(work: Path) -> list[tuple[str, str, bool, str]]:
             out.append((name, call, False, "no error"))
         except JLInputError as err:
             out.append((name, call, True, str(err).replace(str(work), "…")))
+    big = JLEmbedding.from_matrix(np.eye(2, 3) * 10)
+    X = np.random.default_rng(0).standard_normal((10, 3))
+    np.save(work / "bare.npy", np.eye(2, 3))
+    np.savez(work / "contradicts.npz", components=np.eye(2, 3), metadata=np.array(json.dumps({"n_features_in": 5})))
+    for name, call, fn in [
+            ("fit of complex input", "JLEmbedding(n_components=2).fit(X + 1j)",
+             lambda: JLEmbedding(n_components=2, max_steps=2).fit(X + 1j)),
+            ("transform of complex input", "emb.transform(X + 1j)", lambda: emb.transform(X + 1j)),
+            ("transform overflowing float32", "emb.transform(float32 1e38s) with a 10x matrix",
+             lambda: big.transform(np.full((2, 3), 1e38, dtype=np.float32))),
+            ("transform of a 1-D array", "emb.transform(x)", lambda: emb.transform(np.ones(3))),
+            ("load of a bare .npy", "JLEmbedding.load('bare.npy')", lambda: JLEmbedding.load(work / "bare.npy")),
+            (".npz whose metadata contradicts its matrix", "JLEmbedding.load('contradicts.npz')",
+             lambda: JLEmbedding.load(work / "contradicts.npz")),
+            ("fit with mode='pair'", "JLEmbedding(mode='pair').fit(X)",
+             lambda: JLEmbedding(n_components=2, mode="pair", max_steps=2).fit(X)),
+            ("save into /proc", "emb.save('/proc/e.npz')", lambda: emb.save("/proc/jl_bad_inputs.npz"))]:
+        try:
+            fn()
+            out.append((name, call, False, "no error"))
+        except JLInputError as err:
+            out.append((name, call, "\n" not in str(err), str(err).replace(str(work), "…")))
+        except Exception as err:
+            out.append((name, call, False, f"{type(err).__name__}: {err}"))
     Y = emb.transform(np.ones((2, 3), dtype=np.float32))
     out.append(("transform keeps float32", "emb.transform(float32 array)", Y.dtype == np.float32, f"dtype {Y.dtype}"))
     return out
@@ -247,6 +427,37 @@ def kill_resume_cases(work: Path, steps: int) -> list[tuple[str, bool, str]]:
                             "identical embedding.npy" if same else
                             f"killed exit {killed.returncode}, resumed exit {resumed.returncode}: "
                             f"{resumed.stderr.strip()[-200:]}"))
+    results += signal_cases(work, steps)
+    return results
+
+
+def signal_cases(work: Path, steps: int) -> list[tuple[str, bool, str]]:
+    """SIGTERM at 10, 50 and 90 % of a pairs run (and SIGINT at 50 %), then resume=: exit 143
+    (130), one line, and embedding.npy identical to the uninterrupted run."""
+    env = {"PYTHONPATH": str(TESTS)}
+    common = ["debug=fast", "data.source.n=30", "data.source.d=40", "model.mode=pairs", f"trainer.max_steps={steps}",
+              "log_every=50", "logger=none", "baseline.draws=3", "model.active_candidates=200",
+              "model.active_rescan=7", "model.active_hard=20"]
+    full_dir = work / "signal_full"
+    full = run("jl_lightning.apps.train", *common, f"hydra.run.dir={full_dir}", cwd=work)
+    reference = np.load(full_dir / "embedding.npy") if full.returncode == 0 else None
+    results = []
+    for name, fraction in (("SIGTERM", 0.1), ("SIGTERM", 0.5), ("SIGTERM", 0.9), ("SIGINT", 0.5)):
+        step = int(steps * fraction) + 3  # not a multiple of any period: between checkpoints, passes, rescans
+        run_dir = work / f"signal_{name}_{step}"
+        stopped = run("jl_lightning.apps.train", *common, f"hydra.run.dir={run_dir}",
+                      "+callbacks.kill._target_=kill_at.KillAt", f"+callbacks.kill.step={step}",
+                      f"+callbacks.kill.signal={name}", cwd=work, env_extra=env)
+        resumed = run("jl_lightning.apps.train", f"resume={run_dir}", cwd=work, env_extra=env)
+        code = {"SIGTERM": 143, "SIGINT": 130}[name]
+        one_line = len(stopped.stderr.strip().splitlines()) == 1
+        same = (reference is not None and stopped.returncode == code and one_line and resumed.returncode == 0
+                and np.array_equal(np.load(run_dir / "embedding.npy"), reference))
+        results.append((f"pairs, {name} at step {step} of {steps}, resumed", same,
+                        f"exit {stopped.returncode}, one line: {stopped.stderr.strip()[:90].replace(str(work), '…')}…;"
+                        " identical embedding.npy" if same else
+                        f"stopped exit {stopped.returncode} ({stopped.stderr.strip()[-200:]}), resumed exit "
+                        f"{resumed.returncode}: {resumed.stderr.strip()[-200:]}"))
     return results
 
 
@@ -280,8 +491,9 @@ def main() -> None:
     rows, failures = [], 0
     with tempfile.TemporaryDirectory(prefix="jl_bad_inputs_") as tmp:
         work = Path(tmp)
-        for name, kind, module, case_args, _, check, run_dir in cases(work):
-            proc = run(module, *case_args, cwd=work)
+        for name, kind, module, case_args, extras, check, run_dir in cases(work):
+            proc = run(module, *case_args, cwd=work, file_limit=extras.get("file_limit"),
+                       env_extra={"PYTHONPATH": str(TESTS)})
             passed, message = verdict(kind, proc, check)
             if kind == "error" and run_dir is not None and run_dir.exists() and not run_dir.name == "occupied":
                 passed, message = False, f"left a run folder behind: {message}"
@@ -301,7 +513,9 @@ def main() -> None:
     command = "python scripts/bad_inputs.py " + " ".join(sys.argv[1:])
     lines = ["# Reliability", "",
              "Every bad input and fault we know of, through the real entry points. `error`: exit status 2, "
-             "one line on stderr, nothing on stdout, no traceback, no run folder left behind; `ok`: a "
+             "one line on stderr, nothing on stdout, no traceback, no run folder left behind; `disk`: a full "
+             "disk mid-run, exit status 1, one line, no summary.json or embedding.npy left (the run resumes "
+             "once there is space); `custom`: checked by the case (a sweep with one bad job); `ok`: a "
              "correct result (finite matrix, epsilon >= 0, an unconverged run says so).", "",
              f"- command: `{command.strip()}`", f"- date: {dt.date.today().isoformat()}; machine: "
              f"{os.uname().machine}, {os.cpu_count()} cores, Python {sys.version.split()[0]}",
@@ -311,8 +525,8 @@ def main() -> None:
         cell = message.replace("|", "\\|")
         lines.append(f"| {name} | `{command}` | {code} | {cell} | {'yes' if passed else '**no**'} |")
     if resumes:
-        lines += ["", "Scale invariance (digits, `data=file` of the scaled array) and kill (SIGKILL) then "
-                  "`jl-train resume=RUN_DIR`:", "", "| case | result | pass |", "|---|---|---|"]
+        lines += ["", "Scale invariance (digits, `data=file` of the scaled array); kill (SIGKILL) or stop "
+                  "(SIGTERM, SIGINT) then `jl-train resume=RUN_DIR`:", "", "| case | result | pass |", "|---|---|---|"]
         lines += [f"| {name} | {message} | {'yes' if passed else '**no**'} |" for name, passed, message in resumes]
     text = "\n".join(lines) + "\n"
     if not args.no_write:
