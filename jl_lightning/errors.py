@@ -11,6 +11,11 @@ class JLInputError(ValueError):
     """Bad input: a data file, an array or a config option the user can fix."""
 
 
+class JLInputTypeError(JLInputError, TypeError):
+    """Bad input of the wrong type (an object array holding something that is not a number):
+    a ``TypeError`` as numpy's conversion raises it, and a ``JLInputError`` like every other."""
+
+
 class JLRunError(JLInputError):
     """A run that cannot produce a trustworthy result (training diverged to NaN or Inf, a
     matrix file holds NaN): reported like bad input, one line and exit status 2."""

@@ -99,7 +99,7 @@ def test_corrupt_npy(tmp_path):
         load_validated(tmp_path / "p.npy")
 
 
-@pytest.mark.parametrize("bad,word", [(np.nan, "NaN"), (np.inf, "Inf"), (-np.inf, "Inf")])
+@pytest.mark.parametrize("bad,word", [(np.nan, "NaN"), (np.inf, "inf"), (-np.inf, "inf")])
 def test_nan_or_inf_names_the_row(tmp_path, bad, word):
     data = np.ones((5, 3))
     data[3, 1] = bad
@@ -108,12 +108,18 @@ def test_nan_or_inf_names_the_row(tmp_path, bad, word):
         load_validated(tmp_path / "p.npy")
 
 
-def test_zero_row_when_normalizing(tmp_path):
-    data = np.ones((4, 3))
+def test_zero_rows_are_left_out_in_norms_mode_and_refused_when_normalizing_pairs(tmp_path):
+    from jl_lightning.io.validation import ZeroRowsWarning, validate_points
+
+    data = np.arange(12.0).reshape(4, 3) + 1
     data[2] = 0
-    np.save(tmp_path / "p.npy", data)
+    with pytest.warns(ZeroRowsWarning, match=r"1 zero row\(s\) \(the first: row 2, 0-based\) left out"):
+        kept = validate_points(data, "p", normalize=True, mode="norms")
+    np.testing.assert_allclose(kept, data[[0, 1, 3]] / np.linalg.norm(data[[0, 1, 3]], axis=1, keepdims=True))
     with pytest.raises(JLInputError, match=r"row 2 \(0-based\) has zero norm.*data.normalize=false"):
-        load_validated(tmp_path / "p.npy")
+        validate_points(data, "p", normalize=True, mode="pairs")
+    with pytest.raises(JLInputError, match="all 4 rows are the zero vector"):
+        validate_points(np.zeros((4, 3)), "p", mode="norms")
 
 
 @pytest.mark.parametrize("shape", [(5,), (2, 2, 2)])

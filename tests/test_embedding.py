@@ -36,7 +36,7 @@ def test_transform_is_x_times_components_transposed():
     np.testing.assert_array_equal(emb.transform(X[:1]), X[:1] @ emb.components_.T)
     with pytest.raises(JLInputError, match=r"expected a 2-D array"):  # scikit-learn's rule: X.reshape(1, -1)
         emb.transform(X[0])
-    with pytest.raises(JLInputError, match=r"dimension d=7 .* got shape \(11, 6\)"):
+    with pytest.raises(JLInputError, match=r"X has 6 features, but JLEmbedding is expecting 7 .* got shape \(11, 6\)"):
         emb.transform(X[:, :6])
     with pytest.raises(JLInputError, match="not fitted"):
         JLEmbedding().transform(X)
@@ -170,3 +170,31 @@ def test_jl_embed_console_script_runs(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     np.testing.assert_allclose(np.loadtxt(tmp_path / "y.csv", delimiter=","), np.arange(12.0).reshape(4, 3)[:, :2])
+
+
+def test_scikit_learns_estimator_checks_pass_in_full():
+    """scikit-learn's own contract, every check: the errors are ValueErrors in its words,
+    fit never overwrites a constructor parameter, transform checks n_features_in_."""
+    estimator_checks = pytest.importorskip("sklearn.utils.estimator_checks")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        results = estimator_checks.check_estimator(JLEmbedding(n_components=2, max_steps=30), on_fail=None)
+    failed = [(r["check_name"], str(r["exception"])[:200]) for r in results if r["status"] == "failed"]
+    assert len(results) > 40 and failed == []
+
+
+def test_a_fit_that_did_not_converge_warns_and_says_so():
+    sklearn_exceptions = pytest.importorskip("sklearn.exceptions")
+    X = np.random.default_rng(0).standard_normal((40, 12))
+    with pytest.warns(sklearn_exceptions.ConvergenceWarning, match="did not converge: sigma\\^2 = 0.[0-9]+ after 20"):
+        emb = JLEmbedding(n_components=4, mode="pairs", max_steps=20).fit(X)
+    assert emb.converged_ is False and emb.sigma2_final_ > 0 and emb.switch_step_ is None
+    assert emb.metadata_["converged"] is False and emb.n_components == 4 and emb.mode == "pairs"
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", sklearn_exceptions.ConvergenceWarning)  # a converged fit is silent
+        done = JLEmbedding(n_components=4, mode="pairs", max_steps=600).fit(X)
+    assert done.converged_ and done.sigma2_final_ == 0.0 and 0 < done.switch_step_ < 600

@@ -24,7 +24,7 @@ TESTS = Path(__file__).resolve().parent
 BAD_ARRAYS = {
     "complex": (np.ones((4, 3)) * (1 + 2j), "complex"),
     "a NaN": (np.array([[1.0, 2, 3], [4, np.nan, 6]]), "row 1 .0-based. contains NaN"),
-    "an Inf": (np.array([[1.0, 2, 3], [4, 5, np.inf]]), "row 1 .0-based. contains Inf"),
+    "an Inf": (np.array([[1.0, 2, 3], [4, 5, np.inf]]), "row 1 .0-based. contains inf"),
     "1-D": (np.ones(3), r"expected a 2-D array"),
     "empty": (np.ones((0, 3)), "empty"),
     "strings": (np.array([["a", "b", "c"]]), "expected an array of numbers"),

@@ -104,7 +104,7 @@ def test_transform_refuses_nan_and_keeps_float32(tmp_path):
     np.testing.assert_allclose(Y, X.astype(np.float64) @ emb.components_.T, rtol=1e-6)
     assert emb.transform(X.astype(np.float64)).dtype == np.float64
     X[1, 1] = np.inf
-    with pytest.raises(JLInputError, match="row 1 .0-based. contains Inf"):
+    with pytest.raises(JLInputError, match="row 1 .0-based. contains inf"):
         emb.transform(X)
     with pytest.raises(JLInputError, match="does not exist"):
         emb.save(tmp_path / "missing" / "e.npz")

@@ -180,7 +180,7 @@ def embed_file(matrix: np.ndarray, input_path: str | Path, output_path: str | Pa
                        "; try --dtype float64" if out.dtype == np.float32 else "")
             writer.write(out)
         if writer.rows == 0:  # refused as fit() and transform() refuse it
-            raise JLInputError(f"{input_path}: the array is empty (shape (0, {d})); need at least one point")
+            raise JLInputError(f"{input_path}: the array is empty: 0 sample(s) (shape=(0, {d})) while a minimum of 1 is required")
         writer.close()
         counted["rows"] = writer.rows
 

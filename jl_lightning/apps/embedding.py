@@ -23,6 +23,7 @@ import inspect
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,12 @@ from jl_lightning.io.run_folder import atomic_write
 from jl_lightning.io.validation import check_array, check_fits
 
 FORMAT = "jl_lightning.embedding/1"
+
+try:  # scikit-learn's own class, so that its users' filters apply; a plain warning without it
+    from sklearn.exceptions import ConvergenceWarning
+except ImportError:  # pragma: no cover - scikit-learn is optional
+    class ConvergenceWarning(UserWarning):
+        """A fit stopped before sigma^2 reached 0 (the switch to the deterministic mean)."""
 
 
 class JLEmbedding:
@@ -53,6 +60,9 @@ class JLEmbedding:
     components_: (k, d) float64 matrix; ``transform(X) = X @ components_.T``.
     n_features_in_: d.
     training_distortion_: exact worst-case epsilon on the training data.
+    converged_, sigma2_final_, switch_step_ (after ``fit``): whether sigma^2 reached 0 (the
+        switch to the deterministic mean), its last value and the step of the switch; a fit
+        that did not converge emits a ``ConvergenceWarning`` (scikit-learn's class).
     metadata_: dict with the mode, the data fingerprint, the package version, ...
     """
 
@@ -129,7 +139,17 @@ class JLEmbedding:
         self._set_fitted(result.embedding, {
             "training_distortion": summary["best_distortion"], "mode": summary["mode"],
             "data_fingerprint": summary["data_fingerprint"], "n_train": summary["n"],
-            "steps": summary["steps"], "seed": summary["seed"], "version": __version__}, where="fit()")
+            "steps": summary["steps"], "seed": summary["seed"], "version": __version__,
+            "converged": bool(summary["converged"]), "sigma2_final": summary["sigma2_final"],
+            "switch_step": summary.get("switch_step")}, where="fit()")
+        self.converged_ = bool(summary["converged"])
+        self.sigma2_final_ = float(summary["sigma2_final"])
+        self.switch_step_ = summary.get("switch_step")
+        if not self.converged_:
+            warnings.warn(f"JLEmbedding.fit did not converge: sigma^2 = {self.sigma2_final_:.3g} after "
+                          f"{summary['steps']} steps, the switch to the deterministic mean never happened; the "
+                          f"matrix's epsilon is {summary['best_distortion']:.4g}. Give more steps (max_steps).",
+                          ConvergenceWarning, stacklevel=2)
         return self
 
     def _set_fitted(self, matrix: np.ndarray, metadata: dict, where: str = "the embedding matrix") -> None:
@@ -137,13 +157,12 @@ class JLEmbedding:
         if matrix.ndim != 2:
             raise JLInputError(f"{where}: an embedding matrix must be 2-D (k, d), got shape {matrix.shape}")
         check_finite_matrix(matrix, where)
+        # fitted attributes only: the constructor's parameters are never overwritten
+        # (load, from_run and from_matrix construct with the file's own k and mode)
         self.components_ = matrix
-        self.n_components = matrix.shape[0]
         self.n_features_in_ = matrix.shape[1]
         self.metadata_ = dict(metadata)
         self.training_distortion_ = metadata.get("training_distortion")
-        if metadata.get("mode"):
-            self.mode = metadata["mode"]
 
     # ------------------------------------------------------------- applying
     def _check_fitted(self) -> None:
@@ -158,7 +177,7 @@ class JLEmbedding:
         other numeric input gives float64. NaN or Inf input is refused, as ``fit`` refuses it.
         """
         self._check_fitted()
-        X = check_array(X, "transform(X)", dim=self.n_features_in_)
+        X = check_array(X, "transform(X)", dim=self.n_features_in_, expected_by="JLEmbedding")
         dtype = np.float32 if X.dtype == np.float32 else np.float64
         with np.errstate(over="ignore"):  # checked right below
             Y = (np.asarray(X).astype(np.float64, copy=False) @ self.components_.T).astype(dtype, copy=False)

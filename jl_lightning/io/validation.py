@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+import warnings
+
 import numpy as np
 
 from jl_lightning.core.pairs import center as center_points
-from jl_lightning.errors import JLInputError
+from jl_lightning.errors import JLInputError, JLInputTypeError
+
+
+class ZeroRowsWarning(UserWarning):
+    """Norms mode found zero rows: they are left out (their distortion is undefined)."""
 
 
 def row_norms(points: np.ndarray) -> np.ndarray:
@@ -21,13 +28,17 @@ def row_norms(points: np.ndarray) -> np.ndarray:
     return norms
 
 
-def check_array(values, source: str, *, dim: int | None = None, first_row: int = 0) -> np.ndarray:
+def check_array(values, source: str, *, dim: int | None = None, first_row: int = 0,
+                expected_by: str = "the matrix") -> np.ndarray:
     """The one check of an array of vectors, for every entry that takes one (``jl-train``'s
     data, ``JLEmbedding.fit`` and ``transform``, each chunk of ``jl-embed``): a dense 2-D array
-    of real numbers (bool, integer or float), not empty, every entry finite, and of ``dim``
-    columns when given. Returns it as a numpy array (float32 stays float32, a memory map stays
-    a memory map); raises :class:`JLInputError` naming ``source`` and the first bad row
-    (counted from ``first_row``) otherwise."""
+    of real numbers (bool, integer or float; an object array is converted), not empty, every
+    entry finite, and of ``dim`` columns when given (``expected_by`` names what expects them).
+    Returns it as a numpy array (float32 stays float32, a memory map stays a memory map);
+    raises :class:`JLInputError` naming ``source`` and the first bad row (counted from
+    ``first_row``) otherwise. The messages use scikit-learn's words where it has them
+    ("Complex data not supported", "Reshape your data", "X has 3 features, but ... is
+    expecting 4 features as input"), so ``JLEmbedding`` passes its estimator checks."""
     if hasattr(values, "toarray") or type(values).__module__.startswith("scipy.sparse"):
         raise JLInputError(f"{source}: sparse input is not supported; pass a dense array (X.toarray())")
     try:
@@ -35,22 +46,34 @@ def check_array(values, source: str, *, dim: int | None = None, first_row: int =
     except Exception as err:
         raise JLInputError(f"{source}: could not read as an array of numbers ({type(err).__name__}: {err})") from None
     if np.iscomplexobj(array):
-        raise JLInputError(f"{source}: expected real numbers, got complex dtype {array.dtype}")
+        raise JLInputError(f"{source}: Complex data not supported; expected real numbers, got dtype {array.dtype}")
+    if array.dtype == object:  # numbers held as Python objects: convert, as numpy would
+        try:
+            array = array.astype(np.float64)
+        except TypeError as err:
+            raise JLInputTypeError(f"{source}: expected numbers, got an object that is not one ({err})") from None
+        except ValueError as err:
+            raise JLInputError(f"{source}: expected numbers ({err})") from None
     if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)
             or array.dtype == np.bool_):
         raise JLInputError(f"{source}: expected an array of numbers, got dtype {array.dtype}")
     if array.ndim != 2:
-        raise JLInputError(f"{source}: expected a 2-D array (n points x d features), got shape {array.shape}")
-    if array.shape[0] == 0 or array.shape[1] == 0:
-        raise JLInputError(f"{source}: the array is empty (shape {array.shape}); need at least one point")
+        raise JLInputError(f"{source}: expected a 2-D array (n points x d features), got shape {array.shape}"
+                           + ("; Reshape your data with X.reshape(1, -1) for one vector" if array.ndim == 1 else ""))
+    if array.shape[0] == 0:
+        raise JLInputError(f"{source}: the array is empty: 0 sample(s) (shape={array.shape}) while a minimum of 1 "
+                           "is required.")
+    if array.shape[1] == 0:
+        raise JLInputError(f"{source}: the array is empty: 0 feature(s) (shape={array.shape}) while a minimum of 1 "
+                           "is required.")
     if dim is not None and array.shape[1] != dim:
-        raise JLInputError(f"{source}: expected vectors of dimension d={dim} (an array of shape (m, {dim})), "
-                           f"got shape {array.shape}")
+        raise JLInputError(f"{source}: X has {array.shape[1]} features, but {expected_by} is expecting {dim} "
+                           f"features as input (dimension d={dim}; got shape {array.shape})")
     if np.issubdtype(array.dtype, np.floating):
         finite = np.isfinite(array).all(axis=1)
         if not finite.all():
             row = int(np.flatnonzero(~finite)[0])
-            bad = "NaN" if np.isnan(array[row]).any() else "Inf"
+            bad = "NaN" if np.isnan(array[row]).any() else "inf"
             raise JLInputError(f"{source}: row {first_row + row} (0-based) contains {bad}; "
                                f"{int((~finite).sum())} row(s) are not finite")
     return array
@@ -79,10 +102,11 @@ def validate_points(points: np.ndarray, source: str, normalize: bool = True, mod
     so the same float32 training data and the same result, whatever s. With
     ``return_scale``, returns ``(points, scale)``.
 
-    Raises :class:`JLInputError` naming ``source`` (a file path or a description)
-    for a 1-D or empty array, NaN or Inf (with the first bad row), a row of zero norm
-    when normalizing or in norms mode (its distortion is undefined), and fewer than
-    2 distinct points in pairs mode.
+    In norms mode, zero rows are left out with a :class:`ZeroRowsWarning` (a linear map
+    sends 0 to 0, and the distortion is undefined there). Raises :class:`JLInputError`
+    naming ``source`` (a file path or a description) for what :func:`check_array` refuses,
+    a row of zero norm when normalizing in pairs mode, only zero rows, and fewer than 2
+    distinct points in pairs mode.
     """
     points = check_array(points, source)
     n, d = points.shape
@@ -102,15 +126,22 @@ def validate_points(points: np.ndarray, source: str, normalize: bool = True, mod
                            "points (every pair is at distance 0)")
     norms = row_norms(points)
     zero = norms == 0
-    if zero.any() and (normalize or mode == "norms"):
+    if zero.any() and mode == "norms":
+        # any linear map sends 0 to 0, and |‖Ax‖²/‖x‖² − 1| is undefined there: nothing to learn
+        # from such a row (as pairs at distance 0 are left out in pairs mode)
+        row, count = int(np.flatnonzero(zero)[0]), int(zero.sum())
+        if count == n:
+            raise JLInputError(f"{source}: all {n} rows are the zero vector; norms mode needs a nonzero point")
+        message = (f"{source}: {count} zero row(s) (the first: row {row}, 0-based) left out: a linear map sends 0 "
+                   "to 0, and the distortion |‖Ax‖²/‖x‖² − 1| is undefined there")
+        warnings.warn(message, ZeroRowsWarning, stacklevel=2)
+        logging.getLogger("jl_lightning").warning("%s", message)
+        points, norms, zero = points[~zero], norms[~zero], zero[~zero]
+    if zero.any() and normalize:
         row = int(np.flatnonzero(zero)[0])
-        if normalize:
-            raise JLInputError(
-                f"{source}: row {row} (0-based) has zero norm and cannot be normalized "
-                f"({int(zero.sum())} such row(s)); remove it or set data.normalize=false"
-            )
         raise JLInputError(
-            f"{source}: row {row} (0-based) is the zero vector; its distortion |‖Ax‖²/‖x‖² − 1| is undefined"
+            f"{source}: row {row} (0-based) has zero norm and cannot be normalized "
+            f"({int(zero.sum())} such row(s)); remove it or set data.normalize=false"
         )
     if normalize:
         points = points / norms[:, None]
