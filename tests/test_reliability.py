@@ -179,7 +179,7 @@ def jl_train(*args: str, cwd: Path, env_extra: dict | None = None) -> subprocess
 @pytest.mark.slow
 def test_refused_runs_are_one_line_on_stderr_and_leave_no_folder(tmp_path):
     for args, message in [(("data=file",), "data.source.path is required"),
-                          (("optimizer.lr=-1",), "optimizer: Invalid learning rate"),
+                          (("optimizer.lr=-1",), "optimizer.lr must be a number > 0, got -1"),
                           (("model.n_samples=0",), "model.n_samples must be a positive integer"),
                           (("+ckpt_path=x.ckpt",), "unknown option(s) ckpt_path")]:
         run_dir = tmp_path / args[0].replace("=", "_").replace("+", "")
