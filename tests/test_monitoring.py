@@ -80,10 +80,15 @@ def test_the_switch_and_sigma2_are_visible_in_tensorboard(tb_run):
     switch = summary["switch_step"]
     marker = {e.step: e.value for e in acc.Scalars("variance/deterministic")}
     assert marker[0] == 0.0 and marker[switch - 1] == 0.0 and marker[switch] == 1.0 and marker[300] == 1.0
-    log10 = acc.Scalars("variance/log10_sigma2")
-    assert len(log10) >= 100 and max(e.step for e in log10) < switch
-    assert all(e.value == pytest.approx(math.log10(s2), abs=1e-6)
-               for e, (_, s2) in zip(log10, summary["sigma2_history"]))
+    log10 = {e.step: e.value for e in acc.Scalars("variance/log10_sigma2")}
+    # every step from the start to the one before the switch, where sigma^2 collapses
+    assert sorted(log10) == list(range(switch)) and switch > 100
+    assert all(log10[step] == pytest.approx(math.log10(s2), abs=1e-6)
+               for step, s2 in summary["sigma2_history"] if s2 > 0)
+    crossings = summary["sigma2_crossings"]  # each crossing is a logged point: sigma^2 there is below it
+    assert all(10 ** log10[step] <= float(t) * (1 + 1e-6) for t, step in crossings.items() if step < switch)
+    sigma2 = {e.step: e.value for e in acc.Scalars("variance/sigma2")}
+    assert sigma2[switch] == 0.0 and sigma2[switch - 1] > 0
     tags = acc.Tags()
     assert "train/sigma2" not in tags["scalars"] and "epoch" not in tags["scalars"]  # one tag per quantity
     assert {"figures/ratios", "figures/curves"} <= set(tags["images"])
@@ -157,9 +162,16 @@ def test_sweep_plot_one_series_per_other_value_log_axes_and_the_best_starred():
     assert lr_axis.get_xlabel() == "optimizer.lr" and lr_axis.get_xscale() == "log"
     assert k_axis.get_xlabel() == "model.k" and k_axis.get_xscale() == "linear"
     assert len(lr_axis.lines) == 2  # one series per value of model.k
-    stars = [c for c in lr_axis.collections if c.get_label() == "best job"]
+    stars = [c for c in lr_axis.collections if c.get_label().startswith("best job")]
     assert stars and list(stars[0].get_offsets()[0]) == [0.01, 0.3]
+    assert not [c for c in lr_axis.collections if c.get_label().startswith("not converged")]
     assert sweep_plot([{"params": {"experiment": "x"}, "final_distortion": 0.5, "best": True}]) is None
+    jobs[0]["converged"] = False  # (0.001, 10): drawn with a red x of its own, and the title says so
+    fig = sweep_plot(jobs)
+    lr_axis = next(ax for ax in fig.axes if ax.get_xlabel() == "optimizer.lr")
+    crosses = [c for c in lr_axis.collections if c.get_label().startswith("not converged")]
+    assert len(crosses) == 1 and list(crosses[0].get_offsets()[0]) == [0.001, 0.9]
+    assert "did not converge" in fig.texts[0].get_text()
 
 
 def test_progress_log_every_tenth_and_the_bar_shows_phase_epsilon_and_sigma2(cfg_factory):
@@ -196,7 +208,7 @@ def test_optuna_search_best_trial_is_its_jobs_summary(tmp_path):
 
     sweep = tmp_path / "search"
     proc = jl_train("experiment=paper", "hparams_search=paper_optuna", "debug=fast", "hydra.sweeper.n_trials=3",
-                    f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+                    "trainer.max_steps=400", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = OmegaConf.load(sweep / "optimization_results.yaml")
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
@@ -209,7 +221,11 @@ def test_optuna_search_best_trial_is_its_jobs_summary(tmp_path):
     for name, value in result.best_params.items():
         assert f"{name}={value}" in overrides
     assert (sweep / "sweep_summary.png").read_bytes()[:4] == b"\x89PNG"
-    assert json.loads((sweep / "sweep_summary.json").read_text())["best"]["job"] == best_job
+    # the summary's best is the lowest final epsilon among the trials that converged (Optuna's
+    # own best may be a trial whose sigma^2 never reached 0)
+    converged = {name: v for name, v in values.items() if summaries[name]["converged"]}
+    best = json.loads((sweep / "sweep_summary.json").read_text())["best"]
+    assert (best is None and not converged) or best["job"] == min(converged, key=converged.get)
 
 
 def test_the_bar_shows_phase_step_total_epsilon_and_sigma2(tmp_path):
@@ -231,3 +247,36 @@ def test_the_bar_shows_phase_step_total_epsilon_and_sigma2(tmp_path):
     assert frames[0].startswith("sampler:") and " 0/100 " in frames[0]
     assert frames[-1].startswith("deterministic:") and " 100/100 " in frames[-1]
     assert "epsilon=" in frames[-1] and "sigma^2=0" in frames[-1] and "Epoch" not in buffer.getvalue()
+
+
+def test_learning_rate_temperature_and_convergence_are_in_tensorboard(tmp_path):
+    """Lightning's LearningRateMonitor logs the cosine schedule (lr-Adam), the module the smooth
+    max's annealed temperature, and HParams says whether sigma^2 reached 0."""
+    from tests.conftest import make_cfg
+
+    run_dir = tmp_path / "run"
+    summary, _ = train(make_cfg(run_dir, ["debug=fast", "model.mode=pairs", "trainer.max_steps=60", "log_every=10",
+                                          "logger=tensorboard", "baseline.draws=0"]))
+    acc = events(run_dir)
+    lr = {e.step: e.value for e in acc.Scalars("lr-Adam")}
+    steps = sorted(lr)  # at the start of steps 9, 19, ...: the rate that step uses
+    assert len(lr) >= 5
+    assert all(lr[a] > lr[b] for a, b in zip(steps, steps[1:]))  # the cosine decays
+    expected = {s: 0.01 * (1 + math.cos(math.pi * s / 60)) / 2 for s in steps}  # scheduler: cosine to 0 at the end
+    assert lr == pytest.approx(expected, rel=1e-5)
+    temperature = {e.step: e.value for e in acc.Scalars("train/temperature")}
+    assert temperature[0] == pytest.approx(0.1)  # "auto": 0.1 in pairs mode, annealed geometrically to 1e-4
+    assert temperature[50] == pytest.approx(0.1 * (1e-4 / 0.1) ** (50 / 60), rel=1e-5)
+    (converged,) = acc.Scalars("hp/converged")
+    assert converged.value == (1.0 if summary["converged"] else 0.0) == 0.0
+
+
+@pytest.mark.slow
+def test_the_final_line_is_in_train_log_too(tmp_path):
+    from tests.test_train_e2e import jl_train
+
+    proc = jl_train("debug=fast", "logger=none", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    last = (tmp_path / "run" / "train.log").read_text().strip().splitlines()[-1]
+    assert "[jl] NOT CONVERGED: sigma^2 = " in last and last.endswith(f"run folder {tmp_path / 'run'}")
+    assert last.split("] ", 2)[-1] in proc.stdout  # the console's line, word for word

@@ -97,6 +97,16 @@ def final_line(summary: dict) -> str:
     return f"{head} | {reference} | run folder {summary['run_dir']}"
 
 
+def to_log_files(line: str) -> None:
+    """``line`` into the run's log file (train.log) as well: the console already has it."""
+    import logging
+
+    record = logging.LogRecord("jl_lightning", logging.INFO, __file__, 0, line, None, None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+
+
 def _launches_processes(cfg: DictConfig) -> bool:
     """Whether Lightning itself would start more processes by running this command line
     again (a DDP strategy with several devices or nodes, and no launcher that started them:
@@ -137,7 +147,9 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     result.summary["run_dir"] = str(run_dir)
     if writer:
         write_results(run_dir, result.embedding, result.summary)
-        print(f"[jl] {final_line(result.summary)}", flush=True)
+        line = f"[jl] {final_line(result.summary)}"
+        print(line, flush=True)
+        to_log_files(line)
     return result.summary, result.objects
 
 

@@ -162,25 +162,36 @@ def sweep_plot(jobs: list[dict], metric: str = "final_distortion"):
     if not numeric:
         return None
     fig, axes = new_figure(4.2 * len(numeric), 3.8, cols=len(numeric))
+    fig.suptitle(f"sweep: {metric.replace('_', ' ')} of each job" + (" (red x: did not converge)" if any(
+        not j.get("converged", True) for j in finished) else ""), fontsize=10)
     for ax, name in zip(axes[0], numeric):
         groups: dict[tuple, list] = {}
         for job in finished:
             if name not in job["params"]:
                 continue
             others = tuple(sorted((k, str(v)) for k, v in job["params"].items() if k != name and k in varying))
-            groups.setdefault(others, []).append((job["params"][name], job[metric], job.get("best", False)))
+            groups.setdefault(others, []).append((job["params"][name], job[metric], job.get("best", False),
+                                                  job.get("converged", True)))
         as_points = all(len(series) == 1 for series in groups.values())
         for others, series in groups.items():
             series.sort()
-            xs, ys, _ = zip(*series)
+            xs, ys, _, _ = zip(*series)
             label = None if as_points or not others else ", ".join(f"{k}={v}" for k, v in others)
             if as_points:
                 ax.scatter(xs, ys, color="tab:blue", s=18)
             else:
                 ax.plot(xs, ys, marker="o", markersize=3, label=label)
-        for x, y, best in (s for series in groups.values() for s in series):
+        marked = set()
+        for x, y, best, converged in (s for series in groups.values() for s in series):
             if best:
-                ax.scatter([x], [y], marker="*", s=180, color="gold", edgecolor="black", zorder=5, label="best job")
+                ax.scatter([x], [y], marker="*", s=180, color="gold", edgecolor="black", zorder=5,
+                           label=None if "best" in marked else "best job (ringed star)")
+                ax.scatter([x], [y], marker="o", s=420, facecolor="none", edgecolor="black", zorder=4)
+                marked.add("best")
+            if not converged:  # sigma^2 never reached 0: its epsilon is not a learned matrix's
+                ax.scatter([x], [y], marker="x", s=90, color="tab:red", zorder=6,
+                           label=None if "nc" in marked else "not converged (sigma^2 > 0)")
+                marked.add("nc")
         xs_all = [job["params"][name] for job in finished if name in job["params"]]
         ys_all = [job[metric] for job in finished]
         if _spans_decades(xs_all):

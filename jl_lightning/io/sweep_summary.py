@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from jl_lightning.io.run_folder import atomic_write
 
 COLUMNS = ("final_distortion", "best_distortion", "heldout_distortion", "cross_distortion", "recall",
-           "sigma2_final", "steps", "fit_seconds")
+           "converged", "sigma2_final", "steps", "fit_seconds")
 SUMMARY_NAMES = ("sweep_summary.md", "sweep_summary.json", "sweep_summary.png")
 
 
@@ -54,7 +54,7 @@ def plot(rows: list[dict]):
 
     best = best_row(rows)
     jobs = [{"params": override_values(row["overrides"]), "final_distortion": row.get("final_distortion"),
-             "best": row is best} for row in rows]
+             "best": row is best, "converged": row.get("converged") is not False} for row in rows]
     return sweep_plot(jobs)
 
 
@@ -122,7 +122,9 @@ def collect(sweep_dir: str | Path) -> list[dict]:
 
 
 def best_row(rows: list[dict]) -> dict | None:
-    finished = [r for r in rows if r.get("final_distortion") is not None]
+    """The finished job of lowest final epsilon among those that converged (sigma^2 reached 0):
+    a job stopped with sigma^2 > 0 is never the best, whatever its epsilon."""
+    finished = [r for r in rows if r.get("final_distortion") is not None and r.get("converged") is not False]
     return min(finished, key=lambda r: r["final_distortion"]) if finished else None
 
 
@@ -145,13 +147,16 @@ def markdown(rows: list[dict]) -> str:
             cells = [row["job"], row["overrides"], f"failed: {reason}"] + [""] * (len(header) - 3)
         else:
             opt = row.get("optimization") or {}
-            cells = [row["job"] + (" (best)" if row is best else ""), row["overrides"]]
+            mark = " (best)" if row is best else " (NOT CONVERGED)" if row.get("converged") is False else ""
+            cells = [row["job"] + mark, row["overrides"]]
             cells += [_cell(row.get(name)) for name in COLUMNS] + [_cell(opt.get(name)) for name in extra]
         lines.append("| " + " | ".join(cells) + " |")
     if best is not None:
         lines.append("")
         lines.append(f"best: job {best['job']} ({best['overrides']}), final deterministic distortion "
                      f"{best['final_distortion']:.6g}")
+    elif any(r.get("converged") is False for r in rows):
+        lines += ["", "best: none: no job converged (sigma^2 never reached 0; more trainer.max_steps?)"]
     return "\n".join(lines) + "\n"
 
 

@@ -103,7 +103,7 @@ def fit_from_config(cfg: DictConfig, source=None, interactive: bool | None = Non
     import torch
     from hydra.utils import instantiate
     from lightning.pytorch import seed_everything
-    from lightning.pytorch.callbacks import Checkpoint, ProgressBar
+    from lightning.pytorch.callbacks import Checkpoint, LearningRateMonitor, ProgressBar
 
     from jl_lightning.errors import JLInputError, JLRunError
     from jl_lightning.io.run_folder import process_rank
@@ -143,6 +143,8 @@ def fit_from_config(cfg: DictConfig, source=None, interactive: bool | None = Non
         summary_callback = RunSummary()
         callbacks.append(summary_callback)
     loggers = instantiate_group(cfg.get("logger"))
+    if not loggers:  # Lightning's LearningRateMonitor refuses a run without a logger
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     hyperparameters = run_hyperparameters(cfg)
     for logger in loggers:  # hparams.yaml beside the logs, and TensorBoard's HParams tab at the end
         logger.log_hyperparams(hyperparameters)

@@ -196,10 +196,14 @@ class GaussianSampler(BaseJLModule):
         elif isinstance(self.loss_fn, ActivePairsLoss) and self.loss_fn.needs_rescan(before):
             self.loss_fn.rescan(self.mean)
         loss, sampled, s2 = self.objective(batch)
+        temperature = self.temperature()  # the one this step's loss used (before the step count moves)
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         optimizer.step()
         self.variance.project_()
         self.step_schedule()
         if before % self.log_every == 0:
-            log_at(self.trainer, {"train/loss": loss.detach(), "train/sampled_distortion": sampled.detach()}, before)
+            metrics = {"train/loss": loss.detach(), "train/sampled_distortion": sampled.detach()}
+            if temperature is not None:  # the smooth max's annealed temperature
+                metrics["train/temperature"] = temperature
+            log_at(self.trainer, metrics, before)

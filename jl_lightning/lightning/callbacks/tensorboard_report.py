@@ -28,6 +28,7 @@ def hp_metrics(summary: dict, seconds: float) -> dict[str, float]:
     metrics = {"hp/final_distortion": summary["final_distortion"], "hp/best_distortion": summary["best_distortion"]}
     for name, report in (summary.get("heldout") or {}).items():
         metrics[f"hp/heldout_{name}_distortion"] = report["epsilon"]
+    metrics["hp/converged"] = 1.0 if summary.get("converged", True) else 0.0  # sigma^2 reached 0
     metrics["hp/wall_seconds"] = seconds
     return {name: float(value) for name, value in metrics.items()}
 

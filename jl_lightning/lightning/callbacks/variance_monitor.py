@@ -12,14 +12,14 @@ from jl_lightning.lightning.log_schedule import is_dense_step, is_log_step, log_
 class VarianceMonitor(Callback):
     """Watches sigma^2 (``pl_module.sigma2()``) after every optimizer step.
 
-    * while sigma^2 > 0, logs ``variance/sigma2`` and ``variance/log10_sigma2`` on a dense
-      log-spaced schedule (``log_schedule.is_dense_step``: every step up to 100, then about
-      100 points per decade), so its decay is a curve, not four points and a cliff; the step
-      at which it becomes exactly 0 is logged once more (0, and no log10), then sigma^2 is
-      logged every ``every_n_steps`` steps;
+    * while sigma^2 > 0, logs ``variance/sigma2`` and ``variance/log10_sigma2`` at every step,
+      so the crossings of 0.01 and 0.001 and the collapse to 0 are drawn where they happen;
+      the step at which it becomes exactly 0 is logged once more (0, and no log10), then
+      sigma^2 is logged every ``every_n_steps`` steps;
     * logs ``variance/decay``, sigma^2 now over sigma^2 ``every_n_steps`` steps ago;
-    * keeps ``history``: (step, sigma^2) at every logged step, for the run's figures
-      (summary.json's ``sigma2_history``);
+    * keeps ``history``: (step, sigma^2) on a dense log-spaced schedule
+      (``log_schedule.is_dense_step``: every step up to 100, then about 100 points per
+      decade) and at the switch, for the run's figures (summary.json's ``sigma2_history``);
     * records the first step at which sigma^2 <= each of ``thresholds``
       (``crossings``, in summary.json as ``sigma2_crossings``).
 
@@ -36,12 +36,13 @@ class VarianceMonitor(Callback):
         self._previous: float | None = None
         self._last_logged: float | None = None
 
-    def _log(self, trainer, step: int, s2: float) -> None:
+    def _log(self, trainer, step: int, s2: float, record: bool = True) -> None:
         metrics = {"variance/sigma2": s2}
         if s2 > 0:
             metrics["variance/log10_sigma2"] = math.log10(s2)
         log_at(trainer, metrics, step)
-        self.history.append((step, s2))
+        if record:  # the history (summary.json, the figures) keeps the dense schedule
+            self.history.append((step, s2))
         self._last_logged = s2
 
     def on_train_start(self, trainer, pl_module) -> None:
@@ -57,7 +58,9 @@ class VarianceMonitor(Callback):
         s2 = pl_module.sigma2()
         while self._pending and s2 <= self._pending[0]:
             self.crossings[f"{self._pending.pop(0):g}"] = step
-        if gate or (decaying and (s2 == 0 or is_dense_step(step, self.every_n_steps))):
+        if decaying:  # every step until the switch: TensorBoard draws the collapse where it happens
+            self._log(trainer, step, s2, record=gate or s2 == 0 or is_dense_step(step, self.every_n_steps))
+        elif gate:
             self._log(trainer, step, s2)
         if gate:
             if self._previous is not None and self._previous > 0:
