@@ -306,3 +306,20 @@ def test_a_multirun_with_one_bad_job_runs_the_others_and_says_which_failed(tmp_p
     rows = json.loads((sweep / "sweep_summary.json").read_text())["jobs"]
     assert [r["job"] for r in rows] == ["0", "1", "2"] and rows[1]["failed"]
     assert rows[1]["reason"] == "model.k must be a positive integer, got 0"
+
+
+def test_the_run_guard_refuses_an_unreadable_data_path_before_creating_the_folder(tmp_path):
+    """A path that is missing, a directory or a pipe is refused by the Hydra callback that runs
+    before Hydra writes anything, so not even an empty run folder is made."""
+    from omegaconf import OmegaConf
+
+    from jl_lightning.io.run_guard import data_path_problem
+
+    os.mkfifo(tmp_path / "pipe.npy")
+    np.save(tmp_path / "x.npy", np.ones((3, 2)))
+    for path, words in ((tmp_path / "nope.npy", "data file not found"), (tmp_path, "is a directory"),
+                        (tmp_path / "pipe.npy", "not a regular file")):
+        assert words in data_path_problem(OmegaConf.create({"data": {"source": {"path": str(path)}}}))
+    assert data_path_problem(OmegaConf.create({"data": {"source": {"path": str(tmp_path / "x.npy")}}})) is None
+    assert data_path_problem(OmegaConf.create({"data": {"source": {"n": 3}}})) is None  # no file to read
+    assert data_path_problem(OmegaConf.create({"data": {"source": {"path": "???"}}})) is None  # the loader says

@@ -33,6 +33,27 @@ def _refuse(message: str, config: DictConfig | None = None) -> None:
     sys.exit(2)
 
 
+def data_path_problem(config: DictConfig) -> str | None:
+    """Why ``data.source.path`` (when the data has one) cannot be read, or None: missing, a
+    directory, or not a regular file (a pipe or a device, which would hang the reader)."""
+    from omegaconf import OmegaConf
+
+    try:
+        path = OmegaConf.select(config, "data.source.path", default=None)
+    except Exception:  # an interpolation or a mandatory value: the loader says what is wrong
+        return None
+    if path is None or not str(path).strip():
+        return None
+    path = Path(str(path)).expanduser()
+    if not path.exists():
+        return f"data file not found: {path} (set data.source.path to an existing file)"
+    if path.is_dir():
+        return f"data.source.path is a directory, expected a file: {path}"
+    if not path.is_file():
+        return f"data.source.path is not a regular file (a pipe, socket or device): {path}"
+    return None
+
+
 def resumable_problem(run_dir: Path) -> str | None:
     """Why ``run_dir`` cannot be resumed, or None."""
     if not (run_dir / ".hydra" / "config.yaml").is_file():
@@ -63,6 +84,9 @@ class RefuseOccupiedRunDir(Callback):
             if Path(str(resume)).resolve() != run_dir.resolve():
                 _refuse(f"resume={resume} continues a run in its own folder; leave hydra.run.dir unset", config)
         else:
+            problem = data_path_problem(config)
+            if problem:  # before the folder exists: a run that cannot read its data creates nothing
+                _refuse(problem, config)
             found = earlier_run_files(run_dir)
             if found:
                 extra = ""
