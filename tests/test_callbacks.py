@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from lightning.pytorch import Callback
 import torch
 
 from jl_lightning.lightning.callbacks import DeterministicSwitch, DistortionTracker, VarianceMonitor
@@ -55,14 +56,26 @@ def test_raw_sigma2_collapsing_to_zero_never_makes_nan(cfg_factory):
     assert math.isfinite(summary["final_distortion"])
 
 
-def test_variance_monitor_records_crossings_in_order(cfg_factory):
+class Sigma2Trace(Callback):
+    """A reference for the monitor: sigma^2 after every optimizer step, read independently."""
+
+    def __init__(self):
+        self.trace = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.trace.append((trainer.global_step, pl_module.sigma2()))
+
+
+def test_variance_monitor_records_the_first_step_below_each_threshold(cfg_factory):
     summary, trainer, model = fit(cfg_factory, "trainer.max_steps=300", "model.variance=raw",
-                                  "scheduler=constant", "callbacks.deterministic_switch.threshold=0")
-    crossings = callback(trainer, VarianceMonitor).crossings
-    assert crossings == summary["sigma2_crossings"]
-    steps = [crossings[t] for t in ("0.1", "0.01", "0.001")]
-    assert all(s is not None for s in steps), crossings
-    assert steps == sorted(steps)
+                                  "scheduler=constant", "callbacks.deterministic_switch.threshold=0",
+                                  "+callbacks.trace._target_=tests.test_callbacks.Sigma2Trace")
+    # instantiated by Hydra from tests.test_callbacks, a module object of its own: found by name
+    trace = next(c for c in trainer.callbacks if type(c).__name__ == "Sigma2Trace").trace
+    assert [step for step, _ in trace] == list(range(1, 301))
+    expected = {f"{t:g}": min(step for step, s2 in trace if s2 <= t) for t in (0.1, 0.01, 0.001)}
+    assert len(set(expected.values())) == 3  # three distinct steps: the test tells them apart
+    assert callback(trainer, VarianceMonitor).crossings == expected == summary["sigma2_crossings"]
 
 
 def test_sigma2_is_logged_at_every_step_while_it_decays(cfg_factory):

@@ -40,17 +40,68 @@ def test_every_module_belongs_to_a_layer():
     assert {layer for layer, _, _ in modules()} <= set(RANK)
 
 
-def test_layers_import_only_lower_layers_and_nothing_imports_apps():
+def upward(layer: str, names) -> list[str]:
+    """The names a module of ``layer`` may not import: apps from outside apps, a higher
+    layer, or another layer of the same rank."""
     wrong = []
-    for layer, relative, names in modules():
-        for name in names:
-            target = layer_of(name)
-            if target is None:
-                continue
-            if (target == "apps" and layer != "apps") or RANK[target] > RANK[layer] or (
-                    RANK[target] == RANK[layer] and target != layer):
-                wrong.append(f"{relative} imports {name}")
+    for name in sorted(names):
+        target = layer_of(name)
+        if target is None:
+            continue
+        if (target == "apps" and layer != "apps") or RANK[target] > RANK[layer] or (
+                RANK[target] == RANK[layer] and target != layer):
+            wrong.append(name)
+    return wrong
+
+
+def import_graph() -> dict[str, set[str]]:
+    """module -> the package's modules it imports (function-level imports included)."""
+    found = {"jl_lightning." + ".".join(relative.with_suffix("").parts): names for _, relative, names in modules()}
+    graph = {}
+    for module, names in found.items():
+        targets = {name if name in found else name.rsplit(".", 1)[0] for name in names}
+        graph[module] = {t for t in targets if t in found and t != module}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan's algorithm)."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_layers_import_only_lower_layers_and_nothing_imports_apps():
+    wrong = [f"{relative} imports {name}" for layer, relative, names in modules() for name in upward(layer, names)]
     assert wrong == []
+
+
+def test_no_import_cycle_between_modules_same_layer_included():
+    assert cycles(import_graph()) == []
 
 
 def test_core_imports_neither_lightning_nor_hydra():
@@ -59,8 +110,17 @@ def test_core_imports_neither_lightning_nor_hydra():
     assert wrong == []
 
 
-def test_the_check_catches_an_upward_import(tmp_path):
-    """The checker itself: a module that imports upward is reported."""
+def test_the_checks_catch_an_upward_import_and_a_cycle(tmp_path):
+    """The checkers themselves, on made-up modules: an upward import hidden in a function, and
+    two modules of one layer that import each other, are reported; a downward import is not."""
     bad = tmp_path / "bad.py"
-    bad.write_text("def f():\n    from jl_lightning.apps.train import train\n")
-    assert layer_of(next(iter(n for n in imports(bad) if "apps" in n))) == "apps"
+    bad.write_text("import numpy\nfrom jl_lightning.core import pairs\n\n\ndef f():\n"
+                   "    from jl_lightning.apps.train import train\n    import jl_lightning.lightning.fit\n")
+    names = imports(bad)
+    assert upward("metrics", names) == ["jl_lightning.apps.train", "jl_lightning.apps.train.train",
+                                        "jl_lightning.lightning.fit"]
+    assert upward("lightning", names) == ["jl_lightning.apps.train", "jl_lightning.apps.train.train"]
+    assert upward("apps", names) == []
+    graph = {"a.x": {"a.y"}, "a.y": {"a.z"}, "a.z": {"a.x"}, "b": {"a.x"}}
+    assert cycles(graph) == [["a.x", "a.y", "a.z"]]
+    assert cycles({"a.x": {"a.y"}, "a.y": set()}) == []

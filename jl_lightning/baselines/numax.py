@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from jl_lightning.metrics.distortion import evaluate
+from jl_lightning.metrics.distortion import best_scale, evaluate
 from jl_lightning.metrics.tiles import DEFAULT_MEMORY_BUDGET
 
 RANK_RTOL = 1e-6  # eigenvalues below this fraction of the largest do not count towards the rank
@@ -197,7 +197,6 @@ def numax_for_k(points, k: int, low: float = 0.05, high: float = 0.9, steps: int
     deltas whose truncation was measured, cached ones included),
     "seconds", "matrix" (the best map, scaled)}.
     """
-    from jl_lightning.baselines.references import best_scale
 
     X = np.asarray(points, dtype=np.float64)
     began = time.perf_counter()

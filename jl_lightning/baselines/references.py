@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from jl_lightning.baselines.random_maps import random_map
-from jl_lightning.metrics.distortion import DistortionReport, evaluate
+from jl_lightning.metrics.distortion import DistortionReport, best_scale, evaluate  # noqa: F401 (best_scale: re-exported)
 from jl_lightning.metrics.tiles import DEFAULT_MEMORY_BUDGET
 
 REFERENCE_METHODS = ("gaussian", "sparse", "srht", "pca")
@@ -104,19 +104,6 @@ def pca_matrix(points, k: int) -> np.ndarray:
         raise ValueError(f"PCA needs 1 <= k <= min(n, d) = {min(X.shape)}, got k={k}")
     _, _, vt = np.linalg.svd(X - X.mean(0), full_matrices=False)
     return vt[:k]
-
-
-def best_scale(report: DistortionReport) -> tuple[float, float]:
-    """(s, epsilon of s A): the single matrix factor minimizing the worst-case epsilon.
-
-    Scaling A by s scales every squared-norm ratio r by s^2. With every ratio in
-    [r_min, r_max], s^2 = 2 / (r_min + r_max) gives
-    epsilon = (r_max - r_min) / (r_max + r_min), and no s does better.
-    """
-    lo, hi = report.min_ratio, report.max_ratio
-    if hi <= 0:
-        raise ValueError("the map sends every vector to 0; no scale helps")
-    return math.sqrt(2.0 / (lo + hi)), (hi - lo) / (hi + lo)
 
 
 def pca_baseline(points, k: int, mode: str = "norms", memory_budget: int = DEFAULT_MEMORY_BUDGET,

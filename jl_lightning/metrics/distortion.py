@@ -530,3 +530,16 @@ def ratio_sample(matrix, points, mode: str = "norms", count: int = 20000, seed: 
         keep = sq > 0
         out.append(((v[keep] @ A.T) ** 2).sum(1) / sq[keep])
     return torch.cat(out).numpy() if out else np.zeros(0)
+
+
+def best_scale(report: DistortionReport) -> tuple[float, float]:
+    """(s, epsilon of s A): the single matrix factor minimizing the worst-case epsilon.
+
+    Scaling A by s scales every squared-norm ratio r by s^2. With every ratio in
+    [r_min, r_max], s^2 = 2 / (r_min + r_max) gives
+    epsilon = (r_max - r_min) / (r_max + r_min), and no s does better.
+    """
+    lo, hi = report.min_ratio, report.max_ratio
+    if hi <= 0:
+        raise ValueError("the map sends every vector to 0; no scale helps")
+    return math.sqrt(2.0 / (lo + hi)), (hi - lo) / (hi + lo)
