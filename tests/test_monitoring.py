@@ -178,7 +178,11 @@ def test_progress_log_every_tenth_and_the_bar_shows_phase_epsilon_and_sigma2(cfg
     summary, objects = train(cfg_factory(*SMALL, "trainer.max_steps=50", "logger=none"))
     lines = callback(objects["trainer"], ProgressLog).lines
     assert [line.split(" | ")[0] for line in lines] == [f"step {s}/50 ({2 * s} %)" for s in range(5, 55, 5)]
-    assert lines[-1].split(" | ")[1] in ("sampler", "deterministic") and "epsilon" in lines[-1]
+    switch = summary["switch_step"]
+    last = lines[-1].split(" | ")
+    assert last[1] == ("deterministic" if switch is not None and switch <= 50 else "sampler")
+    # the last line's figures are the run's last: the tracker's epsilon and sigma^2 at step 50
+    assert last[2] == f"epsilon {summary['final_distortion']:.4g}" and last[3] == f"sigma^2 {summary['sigma2_final']:.3g}"
 
     class Module:
         deterministic = True

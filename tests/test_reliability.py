@@ -84,13 +84,24 @@ def test_no_non_finite_matrix_leaves_a_run(tmp_path):
 
 
 def test_evaluate_never_reports_a_negative_or_nan_epsilon():
+    """NaN maps are refused; for any finite map (the zero map, tiny and huge scales) epsilon is
+    the brute-force max of |ratio - 1| over the points or pairs, so never negative."""
     from jl_lightning.metrics.distortion import NonFiniteDistortion
 
-    X = np.random.default_rng(0).standard_normal((10, 3))
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((10, 3))
     A = np.full((2, 3), np.nan)
     for mode in ("norms", "pairs"):
         with pytest.raises(NonFiniteDistortion):
             evaluate(A, X, mode)
+    i, j = np.triu_indices(10, 1)
+    for A in (np.zeros((2, 3)), rng.standard_normal((2, 3)) * 1e-150, rng.standard_normal((2, 3)),
+              rng.standard_normal((2, 3)) * 1e100):
+        brute = {"norms": ((X @ A.T) ** 2).sum(1) / (X ** 2).sum(1),
+                 "pairs": (((X[i] - X[j]) @ A.T) ** 2).sum(1) / ((X[i] - X[j]) ** 2).sum(1)}
+        for mode, ratios in brute.items():
+            eps = evaluate(A, X, mode, quantiles=False).epsilon
+            assert eps >= 0 and eps == pytest.approx(np.abs(ratios - 1).max(), rel=1e-9)
 
 
 def test_transform_refuses_nan_and_keeps_float32(tmp_path):

@@ -58,7 +58,8 @@ class JLProgressBar(TQDMProgressBar):
 
 
 class ProgressLog(Callback):
-    """One log line every ``every_fraction`` of the run's steps (and at the last), so that a
+    """One log line every ``every_fraction`` of the run's steps, and the last once its matrix is
+    certified (``on_run_record``: the final epsilon, not the previous evaluation's), so that a
     long fit without a terminal (a log file, a cluster job, ``JLEmbedding.fit``) is never
     silent: ``step 500/5000 (10 %) | sampler | epsilon 0.41 | sigma^2 0.02 | 12 s, about 108 s
     left``. ``fit_from_config`` keeps it where there is no bar, drops it where there is one."""
@@ -81,14 +82,26 @@ class ProgressLog(Callback):
         if not total or total <= 0 or not trainer.is_global_zero:
             return
         every = max(1, math.ceil(total * self.every_fraction))
-        if step % every and step != total:
+        if step % every or step == total:  # the last line waits for the last step's certified epsilon
             return
+        self._emit(step, total, phase(pl_module), latest_epsilon(trainer), pl_module.sigma2())
+
+    def on_run_record(self, trainer, pl_module, record) -> None:
+        """The 100 % line, once the last step's matrix is certified (``contract.ReadsRunRecord``):
+        it shows the final epsilon and sigma^2 of summary.json, not the previous evaluation's."""
+        total = trainer.max_steps
+        if not total or total <= 0 or not trainer.is_global_zero:
+            return
+        summary = record.summary
+        self._emit(int(summary.get("steps", trainer.global_step)), total, phase(pl_module),
+                   summary.get("final_distortion"), summary.get("sigma2_final", pl_module.sigma2()))
+
+    def _emit(self, step: int, total: int, phase_name: str, eps, sigma2: float) -> None:
         elapsed = time.perf_counter() - self._started
         done = step - self._first_step
         left = elapsed / done * (total - step) if done > 0 else math.nan
-        eps = latest_epsilon(trainer)
-        parts = [f"step {step}/{total} ({100 * step / total:.0f} %)", phase(pl_module),
-                 "epsilon -" if eps is None else f"epsilon {eps:.4g}", f"sigma^2 {pl_module.sigma2():.3g}",
+        parts = [f"step {step}/{total} ({100 * step / total:.0f} %)", phase_name,
+                 "epsilon -" if eps is None else f"epsilon {eps:.4g}", f"sigma^2 {sigma2:.3g}",
                  f"{elapsed:.0f} s" + ("" if step == total else f", about {left:.0f} s left")]
         line = " | ".join(parts)
         self.lines.append(line)
