@@ -94,3 +94,29 @@ def test_random_baseline_is_seeded_and_bests_are_bests():
         assert 0 < a["best"] <= a["mean"]
     with pytest.raises(ValueError, match="unknown method"):
         random_map("fourier", 2, 4, torch.Generator())
+
+
+def test_the_references_pass_is_sized_to_the_budget_from_the_first_pass(monkeypatch):
+    """With a pass costing a + b m (20 s + 5 s a map, on a fake clock), a 100 s budget: the
+    first pass measures 1 map (25 s), the next 3 (75 s left at 25 s a map, the cost bound
+    from one pass), then 4 (a and b fitted from two passes: 20 + 5 * 4 = 40 = what is left),
+    then none: 100 s spent, never more, and the same draws as an unbudgeted run of 8."""
+    from jl_lightning.baselines import references
+
+    now = [0.0]
+    sizes = []
+    real = references.evaluate
+
+    def timed(maps, *args, **kwargs):
+        sizes.append(len(maps))
+        now[0] += 20.0 + 5.0 * len(maps)
+        return real(maps, *args, **kwargs)
+
+    monkeypatch.setattr(references, "evaluate", timed)
+    X = np.random.default_rng(0).standard_normal((30, 12))
+    figures, _ = references.random_draws("gaussian", X, 4, draws=100, seed=3, budget_s=100.0, clock=lambda: now[0])
+    assert sizes == [1, 3, 4] and figures["draws"] == 8 and figures["seconds"] == 100.0
+    plain, _ = references.random_draws("gaussian", X, 4, draws=8, seed=3, clock=lambda: now[0])
+    assert (figures["mean"], figures["best"]) == (plain["mean"], plain["best"])
+    assert references.pass_size([], 5.0, 16) == 1 and references.pass_size([(1, 10.0)], 5.0, 16) == 0
+    assert references.pass_size([(1, 1.0), (16, 2.5)], 1000.0, 16) == 16  # at most a full pass

@@ -194,3 +194,17 @@ def test_screened_evaluation_gives_the_float64_extremes(scale):
     X2 = (rng.standard_normal((500, 20)) @ Q[:20]).astype(np.float32)
     A2 = Q[:20] * (1 + 1e-5 * rng.standard_normal((20, 1)))
     assert evaluate(A2, X2, screen=True).epsilon == pytest.approx(evaluate(A2, X2, screen=False).epsilon, rel=1e-10)
+
+
+def test_the_heartbeat_speaks_every_30_s_with_the_fraction_and_the_time_left():
+    from jl_lightning.metrics.heartbeat import Heartbeat
+
+    now = [100.0]
+    beat = Heartbeat("exact pass", 10, clock=lambda: now[0])
+    for done, at in enumerate([110, 125, 131, 150, 161.5, 170, 190, 193, 200, 205], start=1):
+        now[0] = at
+        beat.tick(done)
+    # a line where 30 s passed since the start or the last line: at 131, 161.5 and 193
+    assert beat.lines == ["exact pass: 30 % (3 of 10 tiles), 31 s, about 72 s left",
+                          "exact pass: 50 % (5 of 10 tiles), 62 s, about 62 s left",
+                          "exact pass: 80 % (8 of 10 tiles), 93 s, about 23 s left"]

@@ -35,14 +35,41 @@ def _on(linear_map, device):
     return linear_map.to(device)
 
 
+def pass_size(measured: list[tuple[int, float]], seconds_left: float, most: int) -> int:
+    """How many maps the next exact pass may measure and still end within ``seconds_left``,
+    from the passes ``measured`` so far ((maps, seconds) each), at most ``most``.
+
+    A pass costs about a + b m for m maps: reading the data's tiles once (a) and one product
+    per map (b). From one measured pass only b = t / m is known and a = 0 is assumed, which
+    overestimates the cost of a larger pass (the cost is subadditive), so the budget holds;
+    from two or more, a and b are fitted (least squares, neither below 0)."""
+    if not measured:
+        return min(1, most)  # the first pass measures one map: its cost sets the next size
+    sizes = np.array([m for m, _ in measured], dtype=float)
+    times = np.array([t for _, t in measured], dtype=float)
+    if len(set(sizes)) < 2:
+        a, b = 0.0, float((times / sizes).max())
+    else:
+        b, a = np.polyfit(sizes, times, 1)
+        b = max(float(b), 0.0)
+        a = max(float(a), float((times - b * sizes).max()), 0.0)  # no pass measured was cheaper than the fit
+    if b <= 0:
+        return most if a <= seconds_left else 0
+    return int(max(0, min(most, math.floor((seconds_left - a) / b + 1e-9))))  # 1e-9: the fit's rounding
+
+
 def random_draws(method: str, points, k: int, draws: int = 100, seed: int = 0, mode: str = "norms",
                  memory_budget: int = DEFAULT_MEMORY_BUDGET, density="auto", detail: bool = False,
-                 budget_s: float | None = None, device=None, riders: list | None = None):
+                 budget_s: float | None = None, device=None, riders: list | None = None,
+                 clock=time.perf_counter):
     """(figures, best map) of ``draws`` independent draws of ``method``.
 
-    ``budget_s``: stop drawing once another pass of ``DRAWS_PER_PASS`` draws would end
-    past this many seconds (at least one pass is made); ``figures["draws"]`` says how
-    many were measured and ``figures["seconds"]`` what they cost.
+    ``budget_s``: the seconds the draws may take. The first pass measures one draw; each
+    later pass measures as many (up to ``DRAWS_PER_PASS``) as the cost measured so far says
+    fit in what is left (:func:`pass_size`), and drawing stops when not one more does;
+    ``figures["draws"]`` says how many were measured and ``figures["seconds"]`` what they
+    cost. Without a budget, passes of ``DRAWS_PER_PASS``. The draws are the same either way
+    (one generator, in order): a budget only decides how many are measured.
 
     ``figures``: mean, best (smallest) and std of the worst-case epsilon; with ``detail``
     also the multiplicative distortion (mean, and of the best draw), the mean |ratio - 1|
@@ -58,19 +85,26 @@ def random_draws(method: str, points, k: int, draws: int = 100, seed: int = 0, m
     gen = torch.Generator().manual_seed(int(seed))
     d = points.shape[1]
     reports, best_map, construct, rider_reports = [], None, 0.0, []
-    began_all = time.perf_counter()
-    for start in range(0, draws, DRAWS_PER_PASS):
-        spent = time.perf_counter() - began_all
-        if budget_s is not None and start and spent + spent / start * min(DRAWS_PER_PASS, draws - start) > budget_s:
-            break
+    measured: list[tuple[int, float]] = []
+    began_all = clock()
+    start = 0
+    while start < draws:
+        size = min(DRAWS_PER_PASS, draws - start)
+        if budget_s is not None:
+            size = pass_size(measured, budget_s - (clock() - began_all), size)
+            if size == 0:
+                break
         maps = []
-        for _ in range(min(DRAWS_PER_PASS, draws - start)):
+        for _ in range(size):
             began = time.perf_counter()
             maps.append(_on(random_map(method, k, d, gen, density), device))
             construct += time.perf_counter() - began
-        last = start + DRAWS_PER_PASS >= draws
+        last = start + size >= draws
         ride = list(riders or ()) if last and len(maps) + len(riders or ()) <= DRAWS_PER_PASS else []
+        began_pass = clock()
         part = evaluate(maps + ride, points, mode, quantiles=False, mean_abs=detail, memory_budget=memory_budget)
+        measured.append((len(maps) + len(ride), clock() - began_pass))
+        start += size
         if ride:
             rider_reports = part[len(maps):]
         for linear_map, report in zip(maps, part):
@@ -80,14 +114,14 @@ def random_draws(method: str, points, k: int, draws: int = 100, seed: int = 0, m
     eps = np.array([r.epsilon for r in reports])
     figures = {"method": method, "draws": len(reports), "seed": int(seed), "mode": mode,
                "mean": float(eps.mean()), "best": float(eps.min()), "std": float(eps.std()),
-               "seconds": time.perf_counter() - began_all}
+               "seconds": clock() - began_all}
     if rider_reports:
         figures["riders"] = rider_reports
     if detail:
         mult = np.array([r.multiplicative for r in reports])
         figures.update(multiplicative_mean=float(mult.mean()), multiplicative_best=float(mult[eps.argmin()]),
                        mean_abs_mean=float(np.mean([r.mean_abs for r in reports])),
-                       construct_seconds=construct / draws)
+                       construct_seconds=construct / len(reports))
     return figures, best_map
 
 

@@ -56,6 +56,7 @@ import torch
 
 from jl_lightning.core.pairs import ZERO_DISTANCE_RTOL
 from jl_lightning.core.sharding import SINGLE, Shard
+from jl_lightning.metrics.heartbeat import Heartbeat
 from jl_lightning.metrics.tiles import DEFAULT_MEMORY_BUDGET, to_tensor
 
 UNIT_ROUNDOFF_32 = 2.0 ** -24
@@ -332,8 +333,12 @@ def _screened_pairs(applies, points, other, worst, memory_budget, device, progre
     starts = range(0, left_rows.n, b)
     second = range(0, right_rows.n, b)
     tiles = len(starts) * len(second) if cross else len(starts) * (len(starts) + 1) // 2
-    bar = tqdm(total=len(range(shard.rank, tiles, shard.world)), desc="exact pairs pass", unit="tile", delay=3.0,
+    mine_total = len(range(shard.rank, tiles, shard.world))
+    bar = tqdm(total=mine_total, desc="exact pairs pass", unit="tile", delay=3.0,
                leave=False, disable=None if progress is None else not progress)
+    # the log's line every 30 s (train.log has no bar); silent for a pass shorter than that
+    beat = Heartbeat(f"exact pass over the pairs of {left_rows.n} points ({len(applies)} map(s))", mine_total)
+    done = 0
     t, total = -1, 0
     for a, i0 in enumerate(starts):
         columns = second if cross else starts[a:]
@@ -386,6 +391,8 @@ def _screened_pairs(applies, points, other, worst, memory_budget, device, progre
                 else:
                     _recheck_sparse(left_rows, right_rows, m, picked[0] + i0, picked[1] + j0, state)
             bar.update(1)
+            done += 1
+            beat.tick(done)
     bar.close()
     return [dict(_finish(state, total, worst), candidates=None if watch is None else watch[m].sorted())
             for m, state in enumerate(states)]

@@ -1,0 +1,39 @@
+"""A line in the log at least every 30 s during a long phase, with the fraction done and the
+time left, so that a run without a terminal (train.log, a cluster job) is never silent.
+
+The tqdm bars of the exact passes show only on a terminal; this writes to the
+``jl_lightning`` logger, which ``jl-train`` sends to train.log and the console.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+log = logging.getLogger("jl_lightning")
+EVERY_S = 30.0
+
+
+class Heartbeat:
+    """``tick(done)`` logs ``<what>: 40 % (400 of 1000 tiles), 31 s, about 46 s left`` when
+    ``every_s`` seconds have passed since the phase began or since the last line; nothing for
+    a phase shorter than that. ``clock`` is injectable for tests."""
+
+    def __init__(self, what: str, total: int, unit: str = "tiles", every_s: float = EVERY_S,
+                 clock=time.perf_counter, logger: logging.Logger = log):
+        self.what, self.total, self.unit, self.every_s = what, max(int(total), 1), unit, float(every_s)
+        self.clock, self.logger = clock, logger
+        self.began = self.last = clock()
+        self.lines: list[str] = []
+
+    def tick(self, done: int) -> None:
+        now = self.clock()
+        if now - self.last < self.every_s:
+            return
+        self.last = now
+        elapsed = now - self.began
+        left = elapsed / done * (self.total - done) if done > 0 else float("nan")
+        line = (f"{self.what}: {100 * done / self.total:.0f} % ({done} of {self.total} {self.unit}), "
+                f"{elapsed:.0f} s, about {left:.0f} s left")
+        self.lines.append(line)
+        self.logger.info("%s", line)
