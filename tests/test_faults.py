@@ -217,7 +217,7 @@ def test_the_sweep_summary_lists_a_failed_job_and_why(tmp_path):
     for job, eps in (("0", 0.5), ("2", 0.4)):
         (tmp_path / job / ".hydra").mkdir(parents=True)
         (tmp_path / job / ".hydra" / "overrides.yaml").write_text(f"- model.k={job}\n")
-        (tmp_path / job / "summary.json").write_text(json.dumps({"final_distortion": eps}))
+        (tmp_path / job / "summary.json").write_text(json.dumps({"final_distortion": eps, "best_distortion": eps}))
     record_failure(tmp_path, "1", ["model.k=0"], "model.k must be a positive integer, got 0")
     rows = collect(tmp_path)
     assert [r["job"] for r in rows] == ["0", "1", "2"]

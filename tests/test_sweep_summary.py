@@ -19,15 +19,41 @@ def fake_job(sweep: Path, name: str, overrides: list[str], summary: dict | None)
 
 
 def test_rows_in_job_order_the_best_marked_and_failed_jobs_listed(tmp_path):
-    base = {"best_distortion": 0.5, "sigma2_final": 0.0, "steps": 100, "fit_seconds": 1.0}
-    fake_job(tmp_path, "10", ["model.eps=0.7"], {**base, "final_distortion": 0.61})
-    fake_job(tmp_path, "2", ["model.eps=0.5"], {**base, "final_distortion": 0.42,
+    base = {"sigma2_final": 0.0, "steps": 100, "fit_seconds": 1.0}
+    fake_job(tmp_path, "10", ["model.eps=0.7"], {**base, "final_distortion": 0.61, "best_distortion": 0.5})
+    fake_job(tmp_path, "2", ["model.eps=0.5"], {**base, "final_distortion": 0.42, "best_distortion": 0.41,
                                                  "optimization": {"gradient_steps": 90, "curvature_steps": 3}})
     fake_job(tmp_path, "3", ["model.eps=0.3"], None)  # crashed before summary.json
     rows = collect(tmp_path)
     assert [r["job"] for r in rows] == ["2", "3", "10"]
     assert best_row(rows)["overrides"] == "model.eps=0.5"
     text = markdown(rows)
-    assert "| 2 (best) | model.eps=0.5 | 0.42 |" in text
+    assert "| 2 (best) | model.eps=0.5 | 0.42 | 0.41 |" in text
     assert "| 3 | model.eps=0.3 | failed: no summary.json" in text
-    assert "best: job 2 (model.eps=0.5), final deterministic distortion 0.42" in text
+    assert "best: job 2 (model.eps=0.5), lowest best_distortion 0.41 (optimized_metric)" in text
+
+
+def test_the_sweep_ranks_by_the_optimized_metric_and_jl_train_returns_it(tmp_path):
+    """optimized_metric=heldout_distortion ranks the jobs by the exported matrix's held-out
+    epsilon, not by the training one; jl-train returns the same figure to the sweeper."""
+    import pytest
+
+    from jl_lightning.errors import JLInputError
+    from jl_lightning.io.sweep_summary import check_metric, metric_value
+
+    def summary(train_eps, heldout_eps):
+        return {"final_distortion": train_eps, "best_distortion": train_eps, "mode": "pairs", "converged": True,
+                "heldout": {"pairs": {"epsilon": heldout_eps}, "cross_pairs": {"epsilon": heldout_eps + 0.1}}}
+
+    fake_job(tmp_path, "0", ["model.k=8"], summary(0.30, 0.90))
+    fake_job(tmp_path, "1", ["model.k=16"], summary(0.35, 0.60))
+    rows = collect(tmp_path)
+    assert best_row(rows)["job"] == "0" and best_row(rows, "heldout_distortion")["job"] == "1"
+    assert best_row(rows, "cross_distortion")["job"] == "1"
+    assert metric_value(summary(0.3, 0.9), "heldout_distortion") == 0.9
+    assert metric_value(summary(0.3, 0.9), "cross_distortion") == pytest.approx(1.0)
+    assert metric_value({"best_distortion": 0.3}, "heldout_distortion") != metric_value({}, "x")  # NaN != NaN
+    with pytest.raises(JLInputError, match="needs held-out points"):
+        check_metric("heldout_distortion", 0.0)
+    with pytest.raises(JLInputError, match="optimized_metric must be one of"):
+        check_metric("recall", 0.2)

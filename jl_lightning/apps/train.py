@@ -20,12 +20,13 @@ from jl_lightning.apps.config import (CONFIG_DIR, failed_job, log_thread_errors,
                                       stop_and_exit)
 from jl_lightning.errors import JLInputError
 from jl_lightning.io.run_folder import check_fresh, process_rank, write_results
+from jl_lightning.io.sweep_summary import check_metric, metric_value
 from jl_lightning.lightning.callbacks.graceful_stop import RunStopped, stop_on_signals
 
 
 # every key conf/train.yaml composes; anything else (a `+key=` override) would be ignored
-TOP_LEVEL = frozenset({"task_name", "seed", "log_every", "threads", "resume", "baseline", "data", "model",
-                       "optimizer", "scheduler", "trainer", "callbacks", "logger", "paths"})
+TOP_LEVEL = frozenset({"task_name", "seed", "log_every", "threads", "resume", "optimized_metric", "baseline", "data",
+                       "model", "optimizer", "scheduler", "trainer", "callbacks", "logger", "paths"})
 
 
 def resumed_config(cfg: DictConfig) -> tuple[DictConfig, Path]:
@@ -133,6 +134,7 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     if unknown:
         raise JLInputError(f"unknown option(s) {', '.join(unknown)}: nothing reads them (to continue a killed run "
                            "use resume=RUN_DIR); the top-level options are " + ", ".join(sorted(TOP_LEVEL)))
+    check_metric(cfg.get("optimized_metric", "best_distortion"), cfg.data.get("val_fraction", 0))
     if _in_multirun() and _launches_processes(cfg):
         raise JLInputError("trainer=ddp with several devices cannot run inside a multirun (-m): Lightning starts "
                            "the other processes by running the whole command line again; run the jobs one at a "
@@ -172,7 +174,9 @@ def _hydra_entry(cfg: DictConfig) -> float:
         if _in_multirun():  # one bad job: the others run, and the sweep summary says why it failed
             return failed_job("jl-train", cfg.paths.output_dir, err)
         refuse_and_exit("jl-train", cfg.paths.output_dir, err)
-    return summary["final_distortion"]  # the value a Hydra sweeper minimizes
+    # the value a Hydra sweeper minimizes; NaN for a run that did not converge would fail an
+    # Optuna trial, so it is returned as it is (the sweep summary never ranks it best)
+    return metric_value(summary, cfg.get("optimized_metric", "best_distortion"))
 
 
 def main() -> None:

@@ -48,14 +48,14 @@ def override_values(overrides: str) -> dict:
     return params
 
 
-def plot(rows: list[dict]):
+def plot(rows: list[dict], metric: str = "best_distortion"):
     """The sweep's figure (``io.figures.sweep_plot``), or None when no numeric parameter varies."""
     from jl_lightning.io.figures import sweep_plot
 
-    best = best_row(rows)
-    jobs = [{"params": override_values(row["overrides"]), "final_distortion": row.get("final_distortion"),
+    best = best_row(rows, metric)
+    jobs = [{"params": override_values(row["overrides"]), metric: row.get(metric),
              "best": row is best, "converged": row.get("converged") is not False} for row in rows]
-    return sweep_plot(jobs)
+    return sweep_plot(jobs, metric)
 
 
 def heldout_columns(summary: dict) -> dict:
@@ -121,11 +121,31 @@ def collect(sweep_dir: str | Path) -> list[dict]:
     return rows
 
 
-def best_row(rows: list[dict]) -> dict | None:
-    """The finished job of lowest final epsilon among those that converged (sigma^2 reached 0):
+METRICS = ("best_distortion", "heldout_distortion", "cross_distortion", "final_distortion")
+
+
+def check_metric(name: str, val_fraction) -> None:
+    """``optimized_metric`` must name one of :data:`METRICS`; a held-out one needs a split."""
+    from jl_lightning.errors import JLInputError
+
+    if name not in METRICS:
+        raise JLInputError(f"optimized_metric must be one of {', '.join(METRICS)}, got {name!r}")
+    if name in ("heldout_distortion", "cross_distortion") and not val_fraction:
+        raise JLInputError(f"optimized_metric={name} needs held-out points: set data.val_fraction (e.g. 0.2)")
+
+
+def metric_value(summary: dict, name: str) -> float:
+    """The figure ``name`` (:data:`METRICS`) of a run's summary: what jl-train returns to a
+    sweeper, what the sweep summary ranks by."""
+    value = {**summary, **heldout_columns(summary)}.get(name)
+    return float("nan") if value is None else float(value)
+
+
+def best_row(rows: list[dict], metric: str = "best_distortion") -> dict | None:
+    """The finished job of lowest ``metric`` among those that converged (sigma^2 reached 0):
     a job stopped with sigma^2 > 0 is never the best, whatever its epsilon."""
-    finished = [r for r in rows if r.get("final_distortion") is not None and r.get("converged") is not False]
-    return min(finished, key=lambda r: r["final_distortion"]) if finished else None
+    finished = [r for r in rows if r.get(metric) is not None and r.get("converged") is not False]
+    return min(finished, key=lambda r: r[metric]) if finished else None
 
 
 def _cell(value) -> str:
@@ -136,8 +156,8 @@ def _cell(value) -> str:
     return str(value)
 
 
-def markdown(rows: list[dict]) -> str:
-    best = best_row(rows)
+def markdown(rows: list[dict], metric: str = "best_distortion") -> str:
+    best = best_row(rows, metric)
     extra = ("gradient_steps", "curvature_steps", "stopped_at") if any("optimization" in r for r in rows) else ()
     header = ("job", "overrides") + COLUMNS + extra
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -153,8 +173,8 @@ def markdown(rows: list[dict]) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     if best is not None:
         lines.append("")
-        lines.append(f"best: job {best['job']} ({best['overrides']}), final deterministic distortion "
-                     f"{best['final_distortion']:.6g}")
+        lines.append(f"best: job {best['job']} ({best['overrides']}), lowest {metric} "
+                     f"{best[metric]:.6g} (optimized_metric)")
     elif any(r.get("converged") is False for r in rows):
         lines += ["", "best: none: no job converged (sigma^2 never reached 0; more trainer.max_steps?)"]
     return "\n".join(lines) + "\n"
@@ -168,12 +188,13 @@ class SweepSummary(Callback):
         rows = collect(sweep_dir)
         if not rows or (all(row.get("failed") for row in rows) and not failures(sweep_dir)):
             return  # not a jl-train sweep (jl-compare), or nothing ran
-        text = markdown(rows)
-        best = best_row(rows)
-        payload = json.dumps({"jobs": rows, "best": best}, indent=2).encode() + b"\n"
+        metric = config.get("optimized_metric", "best_distortion")
+        text = markdown(rows, metric)
+        best = best_row(rows, metric)
+        payload = json.dumps({"jobs": rows, "best": best, "optimized_metric": metric}, indent=2).encode() + b"\n"
         atomic_write(sweep_dir / "sweep_summary.json", lambda h: h.write(payload))
         atomic_write(sweep_dir / "sweep_summary.md", lambda h: h.write(text.encode()))
-        figure = plot(rows)
+        figure = plot(rows, metric)
         if figure is not None:
             from jl_lightning.io.figures import save_png
 
