@@ -39,6 +39,8 @@ def run(module: str, *args: str, cwd: Path, env_extra: dict | None = None,
     import resource
 
     env = dict(os.environ, **(env_extra or {}))
+    if env_extra and "PYTHONPATH" in env_extra and os.environ.get("PYTHONPATH"):  # added to, not replaced
+        env["PYTHONPATH"] = os.pathsep.join([env_extra["PYTHONPATH"], os.environ["PYTHONPATH"]])
 
     def limit():
         resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))
