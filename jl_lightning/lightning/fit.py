@@ -59,20 +59,59 @@ def quiet_lightning() -> None:
         warnings.filterwarnings("ignore", pattern)
 
 
-def run_hyperparameters(cfg: DictConfig) -> dict:
-    """The run's resolved configuration as the loggers' hyperparameters: every group but
-    ``paths`` (where the run writes is not a hyperparameter), ``hydra`` and the entries
-    that name a class (``_target_``, ``_partial_``)."""
-    def clean(node):
-        if isinstance(node, dict):
-            return {key: clean(value) for key, value in node.items() if not str(key).startswith("_")}
-        return node
+# the settings that define an experiment, one name each (TensorBoard's HParams columns); the
+# whole resolved config is in the run's .hydra/config.yaml
+CURATED = ("task_name", "seed", "model/k", "model/mode", "model/n_samples", "model/variance",
+           "model/pair_strategy", "model/smooth_temperature", "model/smooth_temperature_end",
+           "model/subspace_penalty", "optimizer/lr", "trainer/max_steps", "data/val_fraction", "data/source/n",
+           "data/source/d", "data/source/path", "optimized_metric")
 
-    try:
-        resolved = OmegaConf.to_container(cfg, resolve=True)
-    except Exception:  # an interpolation only a Hydra run can resolve: record the config as written
-        resolved = OmegaConf.to_container(cfg, resolve=False)
-    return {key: clean(value) for key, value in resolved.items() if key not in ("paths", "hydra")}
+
+def _short(value):
+    """A value as HParams shows it: numbers, bools and strings as they are; a class path by
+    its name; a file by its name (no machine's folders); lists as text."""
+    if isinstance(value, str) and "/" in value:
+        return value.rsplit("/", 1)[-1]
+    if isinstance(value, (int, float, bool, str)) or value is None:
+        return value
+    return str(value)
+
+
+def run_hyperparameters(cfg: DictConfig) -> dict:
+    """The loggers' hyperparameters: a curated set, flat, one name per setting (``CURATED``
+    where the config has it, the data set's name, the optimizer's and scheduler's class),
+    plus every setting the command line changed (a sweep's parameters); nothing
+    machine-specific (no paths but a data file's name). The full config is the run's
+    ``.hydra/config.yaml``."""
+    from hydra.core.hydra_config import HydraConfig
+
+    def pick(key: str):
+        node = OmegaConf.select(cfg, key.replace("/", "."), default=None, throw_on_missing=False)
+        return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+
+    params = {}
+    for key in CURATED:
+        try:
+            value = pick(key)
+        except Exception:  # an interpolation only a Hydra run resolves
+            continue
+        if value is not None:
+            params[key] = _short(value)
+    for group in ("data/source", "optimizer", "scheduler"):
+        target = OmegaConf.select(cfg, group.replace("/", ".") + "._target_", default=None)
+        if target:
+            params[f"{group}/name"] = str(target).rsplit(".", 1)[-1]
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    for item in overrides:  # what this run (a sweep's job) changed
+        key, sep, _ = item.lstrip("+~").partition("=")
+        if sep and ((not key.startswith("hydra.") and "." in key) or key in ("seed", "experiment")):
+            try:
+                value = pick(key.replace(".", "/")) if key != "experiment" else item.partition("=")[2]
+            except Exception:
+                continue
+            if value is not None and not isinstance(value, (dict, list)):
+                params[key.replace(".", "/")] = _short(value)
+    return params
 
 
 def build_datamodule(data_cfg: DictConfig, source=None):

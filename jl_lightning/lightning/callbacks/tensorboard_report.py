@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 from lightning.pytorch import Callback
@@ -22,6 +23,11 @@ LAYOUT = {
 }
 
 
+HP_METRICS = ("hp/final_distortion", "hp/best_distortion", "hp/converged", "hp/wall_seconds")
+HELDOUT_METRICS = ("hp/heldout_points_distortion", "hp/heldout_pairs_distortion",
+                   "hp/heldout_cross_pairs_distortion")
+
+
 def hp_metrics(summary: dict, seconds: float) -> dict[str, float]:
     """The HParams tab's metrics of a finished run: final and best exact epsilon, each
     held-out figure where there is a split, and the run's wall seconds."""
@@ -38,11 +44,13 @@ class TensorBoardReport(Callback):
 
     * at the start, the Custom Scalars layout ``LAYOUT``: the learned epsilon with its
       held-out curves and the references in one chart, the loss, sigma^2 and the switch;
-    * at the end (``contract.ReadsRunRecord``), the HParams entry: the run's resolved
-      configuration (what ``fit_from_config`` gave the loggers as hyperparameters) with
-      :func:`hp_metrics`, so the runs of a sweep line up in one table. The ``hp/`` values are
-      logged under step 0 (Lightning's ``log_hyperparams``); the logger needs
-      ``default_hp_metric: false`` (conf/logger/tensorboard.yaml).
+    * at the start, the HParams row: the curated settings ``fit_from_config`` gave the loggers
+      (``fit.run_hyperparameters``: k, mode, lr, N, temperatures, penalty, steps, the data, what
+      the command line changed), with the metric columns declared (NaN until the end), so a
+      running or crashed run has its row; the logger needs ``default_hp_metric: false``
+      (conf/logger/tensorboard.yaml);
+    * at the end (``contract.ReadsRunRecord``), the metrics of :func:`hp_metrics` under the
+      last step, which the HParams table shows.
     """
 
     def __init__(self):
@@ -58,10 +66,16 @@ class TensorBoardReport(Callback):
         self._started = time.perf_counter()  # before the references: the run's wall time
 
     def on_train_start(self, trainer, pl_module) -> None:
+        heldout = getattr(trainer.datamodule, "val_points", None) is not None
+        names = HP_METRICS + (HELDOUT_METRICS if heldout else ())
         for logger in self._tensorboards(trainer):
             logger.experiment.add_custom_scalars(LAYOUT)
+            if trainer.global_step == 0:  # a resumed run has its row already
+                # the row at the start (the curated settings fit_from_config gave the loggers),
+                # so a running or crashed run is in the table; its metrics come at the end
+                logger.log_hyperparams(dict(logger.hparams), metrics={name: math.nan for name in names})
 
     def on_run_record(self, trainer, pl_module, record: RunRecord) -> None:
         self.metrics = hp_metrics(record.summary, time.perf_counter() - self._started)
         for logger in self._tensorboards(trainer):
-            logger.log_hyperparams(dict(logger.hparams), metrics=self.metrics)
+            logger.log_metrics(self.metrics, step=trainer.global_step)
