@@ -57,3 +57,15 @@ def test_the_sweep_ranks_by_the_optimized_metric_and_jl_train_returns_it(tmp_pat
         check_metric("heldout_distortion", 0.0)
     with pytest.raises(JLInputError, match="optimized_metric must be one of"):
         check_metric("recall", 0.2)
+
+
+def test_the_table_names_what_sets_a_job_apart_and_the_shared_overrides_once(tmp_path):
+    base = {"final_distortion": 0.5, "best_distortion": 0.5, "converged": True}
+    fake_job(tmp_path, "0", ["optimizer.lr=0.012520653814999465", "experiment=paper", "debug=fast"], base)
+    fake_job(tmp_path, "1", ["optimizer.lr=0.060749960734256966", "experiment=paper", "debug=fast"], base)
+    text = markdown(collect(tmp_path))
+    assert text.startswith("every job: experiment=paper debug=fast\n")
+    assert "| 0 (best) | optimizer.lr=0.01252 | 0.5 |" in text and "| 1 | optimizer.lr=0.06075 | 0.5 |" in text
+    assert "0.012520653814999465" not in text
+    rows = collect(tmp_path)  # the JSON keeps every override whole
+    assert rows[0]["overrides"] == "optimizer.lr=0.012520653814999465 experiment=paper debug=fast"

@@ -156,19 +156,38 @@ def _cell(value) -> str:
     return str(value)
 
 
+def _short_value(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def shown_overrides(rows: list[dict]) -> tuple[list[str], list[str]]:
+    """(the overrides every job shares, each job's own as it is shown): a row names only what
+    sets it apart, numbers to 4 digits (a search's samples have 17)."""
+    items = [[item for item in row["overrides"].split() if item] for row in rows]
+    shared = [item for item in items[0] if all(item in other for other in items[1:])] if len(items) > 1 else []
+
+    def show(item: str) -> str:
+        key, sep, value = item.partition("=")
+        return f"{key}={_short_value(override_values(item).get(key.lstrip('+'), value))}" if sep else item
+
+    return shared, [" ".join(show(item) for item in own if item not in shared) for own in items]
+
+
 def markdown(rows: list[dict], metric: str = "best_distortion") -> str:
     best = best_row(rows, metric)
+    shared, shown = shown_overrides(rows) if rows else ([], [])
     extra = ("gradient_steps", "curvature_steps", "stopped_at") if any("optimization" in r for r in rows) else ()
     header = ("job", "overrides") + COLUMNS + extra
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in rows:
+    lines = ([f"every job: {' '.join(shared)}", ""] if shared else []) + \
+        ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row, own in zip(rows, shown):
         if row.get("failed"):
             reason = row.get("reason", "no summary.json").replace("|", "\\|")
-            cells = [row["job"], row["overrides"], f"failed: {reason}"] + [""] * (len(header) - 3)
+            cells = [row["job"], own, f"failed: {reason}"] + [""] * (len(header) - 3)
         else:
             opt = row.get("optimization") or {}
             mark = " (best)" if row is best else " (NOT CONVERGED)" if row.get("converged") is False else ""
-            cells = [row["job"] + mark, row["overrides"]]
+            cells = [row["job"] + mark, own]
             cells += [_cell(row.get(name)) for name in COLUMNS] + [_cell(opt.get(name)) for name in extra]
         lines.append("| " + " | ".join(cells) + " |")
     if best is not None:
