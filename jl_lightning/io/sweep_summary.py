@@ -192,8 +192,8 @@ def markdown(rows: list[dict], metric: str = "best_distortion") -> str:
         lines.append("| " + " | ".join(cells) + " |")
     if best is not None:
         lines.append("")
-        lines.append(f"best: job {best['job']} ({best['overrides']}), lowest {metric} "
-                     f"{best[metric]:.6g} (optimized_metric)")
+        own = shown[rows.index(best)] or best["overrides"]
+        lines.append(f"best: job {best['job']} ({own}), lowest {metric} {best[metric]:.6g} (optimized_metric)")
     elif any(r.get("converged") is False for r in rows):
         lines += ["", "best: none: no job converged (sigma^2 never reached 0; more trainer.max_steps?)"]
     return "\n".join(lines) + "\n"
