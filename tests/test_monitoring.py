@@ -275,6 +275,11 @@ def test_learning_rate_temperature_and_convergence_are_in_tensorboard(tmp_path):
     assert temperature[0] == pytest.approx(0.1)  # "auto": 0.1 in pairs mode, annealed geometrically to 1e-4
     assert temperature[50] == pytest.approx(0.1 * (1e-4 / 0.1) ** (50 / 60), rel=1e-5)
     converged = acc.Scalars("hp/converged")[-1]
+    # every exact pass of the active set certifies M: at step 50 the tracker's figure, by another path
+    passes = {e.step: e.value for e in acc.Scalars("train/pass_distortion")}
+    tracked = {e.step: e.value for e in acc.Scalars("train/det_distortion")}
+    assert sorted(passes) == [0, 50] and passes[0] == pytest.approx(1.0)
+    assert passes[50] == pytest.approx(tracked[50], rel=1e-9)
     assert converged.value == (1.0 if summary["converged"] else 0.0) == 0.0
 
 
@@ -287,3 +292,21 @@ def test_the_final_line_is_in_train_log_too(tmp_path):
     last = (tmp_path / "run" / "train.log").read_text().strip().splitlines()[-1]
     assert "[jl] NOT CONVERGED: sigma^2 = " in last and last.endswith(f"run folder {tmp_path / 'run'}")
     assert last.split("] ", 2)[-1] in proc.stdout  # the console's line, word for word
+
+
+def test_figures_of_a_run_certified_once_and_of_maps_worse_than_epsilon_one():
+    """A run certified only at its last step is a visible point; a flat epsilon keeps linear
+    ticks; sigma^2's last positive value is marked where the switch set it to 0; a ratio axis
+    never runs below 0, though 1 - epsilon does for epsilon > 1."""
+    fig = training_curves([(7000, 0.0, 0.41)], [], [(s, 0.9 ** s) for s in range(50)] + [(50, 0.0)],
+                          {"gaussian best of 20": 1.7}, 50, "t")
+    top, bottom = fig.axes
+    (learned,) = [line for line in top.lines if line.get_label() == "learned (training)"]
+    assert learned.get_marker() == "o" and list(learned.get_xdata()) == [7000]
+    assert top.get_yscale() == "linear" and len(top.get_yticks()) > 2
+    (mark,) = [line for line in bottom.lines if line.get_label().startswith("sigma^2 ") and "then 0" in
+               line.get_label()]
+    assert list(mark.get_xdata()) == [49] and mark.get_ydata()[0] == pytest.approx(0.9 ** 49)
+    fig = ratio_histogram({"gaussian": np.array([0.2, 2.5])}, {"gaussian": 1.5}, "t", "pairs")
+    (ax,) = fig.axes
+    assert ax.get_xlim()[0] >= -0.2 and min(float(line.get_xdata()[0]) for line in ax.lines) >= 0

@@ -81,7 +81,8 @@ def ratio_histogram(ratios: dict[str, np.ndarray], epsilons: dict[str, float], t
     fig, axes = new_figure(7.5, 4.2)
     ax = axes[0, 0]
     values = [r for r in ratios.values() if len(r)]
-    lo = min(min(float(r.min()) for r in values), *(1 - e for e in epsilons.values())) if values else 0.0
+    # a ratio is never negative: the axis starts at 0 at the lowest, though 1 - epsilon < 0
+    lo = max(0.0, min(min(float(r.min()) for r in values), *(1 - e for e in epsilons.values()))) if values else 0.0
     hi = max(max(float(r.max()) for r in values), *(1 + e for e in epsilons.values())) if values else 2.0
     edges = np.linspace(lo, hi, 81)
     for name, r in ratios.items():
@@ -92,7 +93,8 @@ def ratio_histogram(ratios: dict[str, np.ndarray], epsilons: dict[str, float], t
         ax.stairs(counts / max(1, len(r)), edges, label=label, color=color, linewidth=1.4)
         if eps is not None:
             for x in (1 - eps, 1 + eps):
-                ax.axvline(x, color=color, linestyle="--", linewidth=0.8)
+                if x >= 0:
+                    ax.axvline(x, color=color, linestyle="--", linewidth=0.8)
     ax.axvline(1.0, color="black", linewidth=0.8)
     ax.set_xlabel(f"ratio ||A v||^2 / ||v||^2 over {unit}")
     ax.set_ylabel("fraction")
@@ -107,12 +109,14 @@ def training_curves(distortion: list, heldout: list, sigma2: list, references: d
     ``references`` (name -> epsilon) as horizontal lines, and sigma^2 on a log axis; a
     vertical line at ``switch_step`` in both. ``distortion``: (step, seconds, epsilon);
     ``heldout``: (step, {name: epsilon}); ``sigma2``: (step, sigma^2)."""
-    fig, axes = new_figure(7.5, 6.0, rows=2, sharex=True)
+    fig, axes = new_figure(10.0, 6.0, rows=2, sharex=True)
     top, bottom = axes[0, 0], axes[1, 0]
     shown = []
     if distortion:
         steps, _, eps = zip(*distortion)
-        top.plot(steps, eps, color=COLORS["learned"], label="learned (training)", linewidth=1.4)
+        # markers: a run certified only at its end (the tracker's one pass at scale) is a point
+        top.plot(steps, eps, color=COLORS["learned"], label="learned (training)", linewidth=1.4, marker="o",
+                 markersize=2.5)
         shown += eps
     names = sorted({name for _, held in heldout for name in held})
     for name in names:
@@ -125,19 +129,26 @@ def training_curves(distortion: list, heldout: list, sigma2: list, references: d
             top.axhline(value, color=COLORS.get(name.split()[0], "gray"), linestyle="--", linewidth=1, label=name)
             shown.append(value)
     top.set_ylabel("exact epsilon")
-    set_log(top, "y", shown)
+    if _spans_decades(shown):  # a flat epsilon (a run that did not converge) keeps linear ticks
+        set_log(top, "y", shown)
     top.set_title(title, fontsize=9)
     positive = [(step, s2) for step, s2 in sigma2 if s2 > 0]
     if positive:
         bottom.plot(*zip(*positive), color="tab:purple", linewidth=1.4, label="sigma^2")
         set_log(bottom, "y", [s2 for _, s2 in positive])
+        if switch_step is not None:  # where the curve stops, sigma^2 was set to exactly 0
+            step, s2 = positive[-1]
+            bottom.plot([step], [s2], marker="v", color="tab:purple", linestyle="none",
+                        label=f"sigma^2 {s2:.2g} at step {step}, then 0")
     bottom.set_ylabel("sigma^2 (log; 0 not drawn)")
     bottom.set_xlabel("optimizer steps")
     for ax in (top, bottom):
         if switch_step is not None:
             ax.axvline(switch_step, color="black", linestyle=":", linewidth=1,
                        label=f"switch to the mean (step {switch_step})")
-        ax.legend(fontsize=7, loc="best")
+        # beside the panel, where it covers no curve and no reference line
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+    fig.subplots_adjust(right=1 - 2.6 / fig.get_figwidth())
     return fig
 
 

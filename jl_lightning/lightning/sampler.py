@@ -166,6 +166,10 @@ class GaussianSampler(BaseJLModule):
             i, j, _, sq_distances = report.candidates
             loss.set_candidates(i, j, sq_distances)
         seconds = time.perf_counter() - began
+        try:  # the certified epsilon of M at every exact pass (at scale the tracker runs only at the end)
+            log_at(self.trainer, {"train/pass_distortion": report.epsilon}, self.global_step)
+        except RuntimeError:  # not attached to a Trainer (a pass called directly)
+            pass
         if seconds > LOG_PASSES_FROM_S:  # at scale, where a pass is the cost of many steps
             log.info("step %d: exact pass over %d pairs in %.1f s, epsilon %.4g; %d pairs in the active set",
                      self.global_step, report.count, seconds, report.epsilon, len(loss.active.hard_i))
