@@ -310,3 +310,15 @@ def test_figures_of_a_run_certified_once_and_of_maps_worse_than_epsilon_one():
     fig = ratio_histogram({"gaussian": np.array([0.2, 2.5])}, {"gaussian": 1.5}, "t", "pairs")
     (ax,) = fig.axes
     assert ax.get_xlim()[0] >= -0.2 and min(float(line.get_xdata()[0]) for line in ax.lines) >= 0
+
+
+def test_the_sweep_plot_shows_held_out_epsilon_beside_the_ranked_one():
+    jobs = [{"params": {"model.k": k}, "best_distortion": eps, "heldout_distortion": held, "best": k == 16}
+            for k, eps, held in [(8, 0.5, 0.9), (16, 0.4, 0.6), (32, 0.3, 0.5)]]
+    fig = sweep_plot(jobs, "best_distortion")
+    (ax,) = fig.axes
+    (squares,) = [c for c in ax.collections if c.get_label().startswith("held-out")]
+    assert [list(p) for p in squares.get_offsets()] == [[8, 0.9], [16, 0.6], [32, 0.5]]
+    assert fig.texts[0].get_text().startswith("sweep: best distortion")
+    fig = sweep_plot([dict(j, heldout_distortion=None) for j in jobs], "best_distortion")
+    assert not [c for c in fig.axes[0].collections if c.get_label().startswith("held-out")]

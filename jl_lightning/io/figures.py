@@ -192,6 +192,13 @@ def sweep_plot(jobs: list[dict], metric: str = "final_distortion"):
                 ax.scatter(xs, ys, color="tab:blue", s=18)
             else:
                 ax.plot(xs, ys, marker="o", markersize=3, label=label)
+        # the held-out epsilon beside the plotted one, where the runs hold points out
+        held = [(job["params"][name], job["heldout_distortion"]) for job in finished
+                if name in job["params"] and job.get("heldout_distortion") is not None
+                and metric != "heldout_distortion"]
+        if held:
+            ax.scatter(*zip(*held), marker="s", s=22, facecolor="none", edgecolor="tab:orange",
+                       label="held-out epsilon (same job)")
         marked = set()
         for x, y, best, converged in (s for series in groups.values() for s in series):
             if best:
@@ -204,7 +211,7 @@ def sweep_plot(jobs: list[dict], metric: str = "final_distortion"):
                            label=None if "nc" in marked else "not converged (sigma^2 > 0)")
                 marked.add("nc")
         xs_all = [job["params"][name] for job in finished if name in job["params"]]
-        ys_all = [job[metric] for job in finished]
+        ys_all = [job[metric] for job in finished] + [y for _, y in held]
         if _spans_decades(xs_all):
             set_log(ax, "x", xs_all)
         if _spans_decades(ys_all):

@@ -54,6 +54,7 @@ def plot(rows: list[dict], metric: str = "best_distortion"):
 
     best = best_row(rows, metric)
     jobs = [{"params": override_values(row["overrides"]), metric: row.get(metric),
+             "heldout_distortion": row.get("heldout_distortion"),
              "best": row is best, "converged": row.get("converged") is not False} for row in rows]
     return sweep_plot(jobs, metric)
 
