@@ -322,3 +322,34 @@ def test_the_sweep_plot_shows_held_out_epsilon_beside_the_ranked_one():
     assert fig.texts[0].get_text().startswith("sweep: best distortion")
     fig = sweep_plot([dict(j, heldout_distortion=None) for j in jobs], "best_distortion")
     assert not [c for c in fig.axes[0].collections if c.get_label().startswith("held-out")]
+
+
+def test_a_log_line_during_the_bar_is_printed_above_it_not_into_it(monkeypatch):
+    """While the bar is on screen, the console handler writes through tqdm.write: the bar is
+    cleared ("\\r" and blanks) before the line, so the line starts a line of its own."""
+    import io
+    import logging
+
+    from tqdm import tqdm
+
+    from jl_lightning.lightning.callbacks.progress import _AboveTheBar
+
+    screen = io.StringIO()
+    handler = logging.StreamHandler(screen)
+    logger = logging.getLogger("jl_lightning.test_bar")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        bar = tqdm(total=10, file=screen, desc="sampler", mininterval=0, ascii=True)
+        bar.update(2)
+        previous = handler.setStream(_AboveTheBar(screen))
+        logger.warning("switch to the mean at step 148")
+        handler.setStream(previous)
+        bar.close()
+    finally:
+        logger.removeHandler(handler)
+    text = screen.getvalue()
+    before = text[:text.index("switch to the mean")]
+    assert before.rstrip(" ").endswith("\r")  # the bar's line was cleared first
+    after = text[text.index("switch to the mean"):]
+    assert after.startswith("switch to the mean at step 148\n") and "sampler" in after  # the bar again, below

@@ -26,6 +26,30 @@ def latest_epsilon(trainer) -> float | None:
     return None if value is None else float(value)
 
 
+class _AboveTheBar:
+    """A stream for a logging handler while a tqdm bar is on screen: each write goes through
+    ``tqdm.write``, which clears the bar, prints the line and draws the bar again below it,
+    instead of printing into the bar's line and leaving a stale bar behind."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text: str) -> None:
+        from tqdm import tqdm
+
+        if text:
+            tqdm.write(text, file=self.stream, end="")
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def console_handlers() -> list[logging.StreamHandler]:
+    """The root logger's handlers that write to a terminal stream (not to a file)."""
+    return [h for h in logging.getLogger().handlers
+            if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)]
+
+
 class JLProgressBar(TQDMProgressBar):
     """Lightning's tqdm bar over the run's steps (``step/total``), described by the phase
     (sampler / deterministic) instead of ``Epoch 0``, showing the latest exact epsilon and
@@ -34,6 +58,25 @@ class JLProgressBar(TQDMProgressBar):
 
     def __init__(self, refresh_rate: int = 50, process_position: int = 0, leave: bool = False):
         super().__init__(refresh_rate=refresh_rate, process_position=process_position, leave=leave)
+        self._streams: list[tuple[logging.StreamHandler, object]] = []
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        super().on_train_start(trainer, pl_module)
+        for handler in console_handlers():  # the log's lines (the switch, warnings) go above the bar
+            if not isinstance(handler.stream, _AboveTheBar):
+                self._streams.append((handler, handler.setStream(_AboveTheBar(handler.stream))))
+
+    def _restore_streams(self) -> None:
+        for handler, stream in self._streams:
+            handler.setStream(stream)
+        self._streams = []
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        super().on_train_end(trainer, pl_module)
+        self._restore_streams()
+
+    def on_exception(self, trainer, pl_module, exception) -> None:
+        self._restore_streams()
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         # Lightning's own would draw "Epoch 0" first; the whole run is one epoch of max_steps steps
