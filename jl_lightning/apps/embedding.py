@@ -104,7 +104,7 @@ class JLEmbedding:
     # --------------------------------------------------------------- fitting
     def _config_overrides(self) -> list[str]:
         overrides = [f"model.k={self.n_components}", f"model.mode={self.mode}", f"seed={self.random_state}",
-                     "logger=none", "~callbacks.model_checkpoint", "~callbacks.progress_bar",
+                     "logger=none", "~callbacks.model_checkpoint", "~callbacks.best_checkpoint", "~callbacks.progress_bar",
                      "~callbacks.run_figures", "~callbacks.tensorboard_report", "~callbacks.graceful_stop",
                      "baseline.draws=0"]
         if self.experiment:

@@ -76,6 +76,7 @@ class DistortionTracker(Callback):
             metrics["select/distortion"] = score
             self.selection_history.append((step, score))
         log_at(trainer, metrics, step)
+        self._last_score = report.epsilon if score is None else score
         better = report.epsilon < self.best_distortion if score is None else \
             (self.best_selection is None or score < self.best_selection)
         if better:
@@ -102,17 +103,27 @@ class DistortionTracker(Callback):
         return score
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        # the last step's matrix is evaluated once, by on_train_end (an exact pass is the
-        # cost of many steps at large n)
+        # the last step's matrix is evaluated once, here with the final report's detail (an
+        # exact pass is the cost of many steps at large n), so the best checkpoint sees it
         last = trainer.max_steps is not None and trainer.global_step >= trainer.max_steps > 0
-        if is_log_step(trainer.global_step, self.every_n_steps) and not last:
+        if last:
+            self.final_report = report = self._evaluate(trainer, pl_module, final=True)
+            self.final_heldout = report.heldout
+            self._final_step = trainer.global_step
+        elif is_log_step(trainer.global_step, self.every_n_steps):
             report = self._evaluate(trainer, pl_module, final=False)
-            pl_module.log_dict({"train/det_distortion": report.epsilon}, on_step=True, on_epoch=False, prog_bar=True,
-                               logger=False)
+        else:
+            return
+        # for the progress bar and the best checkpoint (ModelCheckpoint's monitor): export/score
+        # is what chooses the exported matrix (the selection points' epsilon where there are)
+        pl_module.log_dict({"train/det_distortion": report.epsilon, "export/score": self._last_score},
+                           on_step=True, on_epoch=False, prog_bar=True, logger=False)
 
     def on_train_end(self, trainer, pl_module) -> None:
-        self.final_report = self._evaluate(trainer, pl_module, final=True)
-        self.final_heldout = self.final_report.heldout
+        if self.final_report is None or getattr(self, "_final_step", None) != trainer.global_step:
+            # a run resumed from its last step's checkpoint: no batch ran in this fit
+            self.final_report = self._evaluate(trainer, pl_module, final=True)
+            self.final_heldout = self.final_report.heldout
 
     def state_dict(self) -> dict:
         return {"best_embedding": self.best_embedding, "best_distortion": self.best_distortion,
