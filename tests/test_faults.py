@@ -290,7 +290,12 @@ def test_jl_embed_onto_a_full_disk_or_into_an_impossible_folder_is_one_line(tmp_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.npy", "x.npy"]  # no output, no temporary
     proc = run("jl_lightning.apps.embed", str(tmp_path / "m.npy"), str(tmp_path / "x.npy"), "/proc/jl/y.npy",
                cwd=tmp_path)
-    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "/proc/jl" in proc.stderr, proc.stderr
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith("jl-embed: error: /proc/jl/y.npy: the directory /proc/jl does not exist")
+    proc = run("jl_lightning.apps.embed", str(tmp_path / "m.npy"), str(tmp_path / "x.npy"), "/proc/jl_y.npy",
+               cwd=tmp_path)  # a folder that exists but takes no file: named, not the temporary
+    assert proc.returncode == 2 and proc.stderr == ("jl-embed: error: /proc: No such file or directory; "
+                                                    "/proc/jl_y.npy was not written\n"), proc.stderr
 
 
 @pytest.mark.slow

@@ -217,7 +217,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"jl-embed: error: {err}", file=sys.stderr)
         return 2
     except OSError as err:  # an unwritable folder, a full disk: the temporary was removed, OUTPUT not written
-        where = err.filename or args.output
+        output = Path(args.output)
+        # the temporary beside OUTPUT is an implementation detail: name OUTPUT's folder instead
+        where = str(err.filename) if err.filename and Path(str(err.filename)).parent != output.parent else \
+            str(output.parent)
         print(f"jl-embed: error: {where}: {err.strerror or err}; {args.output} was not written", file=sys.stderr)
         return 2
     print(f"[jl-embed] {rows} vectors of dimension {matrix.shape[1]} -> {matrix.shape[0]}: {args.output}")
