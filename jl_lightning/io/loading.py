@@ -41,15 +41,10 @@ def load_points(path: str | Path, key: str | None = None, header="auto",
     -------
     The raw array, not yet validated (see :func:`jl_lightning.io.validation.validate_points`).
     """
-    if path is None or not str(path).strip():
-        raise JLInputError("data.source.path is empty; set it to a points file (.npy, .npz, .pt, .csv, .parquet)")
+    problem = path_problem(path)
+    if problem:
+        raise JLInputError(problem)
     path = Path(path).expanduser()
-    if not path.exists():
-        raise JLInputError(f"data file not found: {path} (set data.source.path to an existing file)")
-    if path.is_dir():
-        raise JLInputError(f"data.source.path is a directory, expected a file: {path}")
-    if not path.is_file():  # checked before any open: reading a named pipe or a device would hang
-        raise JLInputError(f"data.source.path is not a regular file (a pipe, socket or device): {path}")
     suffix = path.suffix.lower()
     if key is not None and suffix not in (".npz", ".pt", ".pth"):
         raise JLInputError(f"{path}: {key_option}={key} applies to .npz files and .pt dicts; a {suffix} file "
@@ -69,6 +64,22 @@ def load_points(path: str | Path, key: str | None = None, header="auto",
     raise JLInputError(
         f"{path}: unsupported file type {suffix!r}; expected one of {', '.join(SUPPORTED_SUFFIXES)}"
     )
+
+
+def path_problem(path) -> str | None:
+    """Why ``data.source.path`` cannot be read, or None: empty, missing, a directory, or not a
+    regular file (checked without opening it: reading a named pipe or a device would hang).
+    The loader and the run guard (before the run folder exists) ask the same question."""
+    if path is None or not str(path).strip():
+        return "data.source.path is empty; set it to a points file (.npy, .npz, .pt, .csv, .parquet)"
+    path = Path(str(path)).expanduser()
+    if not path.exists():
+        return f"data file not found: {path} (set data.source.path to an existing file)"
+    if path.is_dir():
+        return f"data.source.path is a directory, expected a file: {path}"
+    if not path.is_file():
+        return f"data.source.path is not a regular file (a pipe, socket or device): {path}"
+    return None
 
 
 def _as_numeric(path: Path, array, what: str = "array") -> np.ndarray:

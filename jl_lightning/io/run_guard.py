@@ -22,6 +22,7 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from jl_lightning.io.loading import path_problem
 from jl_lightning.io.run_folder import (LOCK_NAME, earlier_run_files, lock_is_stale, occupied, process_rank,
                                         read_lock, release_lock, take_lock)
 
@@ -43,15 +44,8 @@ def data_path_problem(config: DictConfig) -> str | None:
     except Exception:  # an interpolation or a mandatory value: the loader says what is wrong
         return None
     if path is None or not str(path).strip():
-        return None
-    path = Path(str(path)).expanduser()
-    if not path.exists():
-        return f"data file not found: {path} (set data.source.path to an existing file)"
-    if path.is_dir():
-        return f"data.source.path is a directory, expected a file: {path}"
-    if not path.is_file():
-        return f"data.source.path is not a regular file (a pipe, socket or device): {path}"
-    return None
+        return None  # unset or empty: the loader says what is wrong
+    return path_problem(path)
 
 
 def resumable_problem(run_dir: Path) -> str | None:

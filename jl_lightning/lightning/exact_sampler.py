@@ -24,7 +24,8 @@ from jl_lightning.core.exact_objective import exact_objective
 from jl_lightning.core.second_order import GRADIENT, HessianDescent, PerturbedGD
 from jl_lightning.errors import JLInputError
 from jl_lightning.lightning.log_schedule import log_at
-from jl_lightning.lightning.module import BaseJLModule, positive_int
+from jl_lightning.io.validation import positive_int
+from jl_lightning.lightning.module import BaseJLModule
 
 METHODS = ("adam", "hessian", "pgd")
 

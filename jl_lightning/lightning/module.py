@@ -22,7 +22,7 @@ from torch import nn
 from jl_lightning.core.variance import make_variance
 from jl_lightning.lightning.sharding import share_rng_state
 from jl_lightning.errors import JLInputError
-from jl_lightning.io.validation import positive_int  # noqa: F401  (the subclasses import it from here)
+from jl_lightning.io.validation import positive_int
 
 INIT_MEANS = ("zeros", "gaussian", "identity")
 

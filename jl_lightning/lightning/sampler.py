@@ -20,7 +20,8 @@ import torch
 from jl_lightning.core.losses import ActivePairsLoss, make_loss
 from jl_lightning.errors import JLInputError
 from jl_lightning.lightning.log_schedule import log_at
-from jl_lightning.lightning.module import BaseJLModule, positive_int
+from jl_lightning.io.validation import positive_int
+from jl_lightning.lightning.module import BaseJLModule
 from jl_lightning.lightning.sharding import exact_report, process_shard
 from jl_lightning.metrics.distortion import evaluate
 
