@@ -328,3 +328,15 @@ def test_the_run_guard_refuses_an_unreadable_data_path_before_creating_the_folde
     assert data_path_problem(OmegaConf.create({"data": {"source": {"path": str(tmp_path / "x.npy")}}})) is None
     assert data_path_problem(OmegaConf.create({"data": {"source": {"n": 3}}})) is None  # no file to read
     assert data_path_problem(OmegaConf.create({"data": {"source": {"path": "???"}}})) is None  # the loader says
+
+
+def test_an_install_without_the_configs_is_told_how_to_install(monkeypatch, tmp_path):
+    """A plain ``pip install .`` puts no conf/ beside the package: one line says to install editable."""
+    from hydra.errors import MissingConfigException
+
+    from jl_lightning.apps import config
+
+    monkeypatch.setattr(config, "CONFIG_DIR", str(tmp_path / "site-packages" / "conf"))
+    message = config.composition_error_message(MissingConfigException("Primary config directory not found."), "train")
+    assert message.startswith(f"the configs are not at {tmp_path / 'site-packages' / 'conf'}")
+    assert "pip install -e ." in message and "\n" not in message

@@ -176,6 +176,9 @@ def composition_error_message(err: BaseException, config_name: str) -> str | Non
     from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 
     text = str(err)
+    if isinstance(err, MissingConfigException) and not Path(CONFIG_DIR).is_dir():
+        return (f"the configs are not at {CONFIG_DIR}: jl-train reads conf/ from the checkout it was installed "
+                "from, so install it editable (pip install -e .), not with pip install .")
     if isinstance(err, MissingConfigException) or "Could not find '" in text:
         found = re.search(r"Could not find '([^']+)'", text)
         options = [line.strip() for line in text.splitlines() if line.startswith("\t") and "provider=" not in line]
