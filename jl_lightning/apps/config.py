@@ -83,10 +83,8 @@ def refuse_and_exit(program: str, run_dir, err: Exception) -> None:
         folder = Path(str(run_dir))
         if not (folder / "summary.json").exists():  # a matrix without its summary would look finished
             (folder / "embedding.npy").unlink(missing_ok=True)
-        release_lock(run_dir, abandon=not (folder / "checkpoints" / "last.ckpt").is_file())
-        resumable = (folder / "checkpoints" / "last.ckpt").is_file()
-        then = f"free space, then continue with: jl-train resume={run_dir}" if resumable else \
-            "free space and run the command again"
+        then = f"free space, then continue with: jl-train resume={run_dir}" if release_keeping_resumable(run_dir) \
+            else "free space and run the command again"
         print(f"{program}: error: writing {disk.filename or run_dir} failed ({disk.strerror}); the run folder "
               f"{run_dir} is incomplete (no summary.json); {then}", file=sys.stderr, flush=True)
         sys.exit(1)
@@ -96,6 +94,18 @@ def refuse_and_exit(program: str, run_dir, err: Exception) -> None:
         raise err
     print(f"{program}: error: {message}", file=sys.stderr, flush=True)
     sys.exit(2)
+
+
+def release_keeping_resumable(run_dir) -> bool:
+    """Release this run's lock after it stopped short; its folder stays when it holds a
+    checkpoint to resume from, and is removed (if this run created it) otherwise. Returns
+    whether it can be resumed."""
+    from jl_lightning.io.run_folder import release_lock
+    from jl_lightning.lightning.callbacks.graceful_stop import checkpoint_path
+
+    resumable = checkpoint_path(run_dir).is_file()
+    release_lock(run_dir, abandon=not resumable)
+    return resumable
 
 
 def log_thread_errors() -> None:
@@ -117,24 +127,17 @@ def stop_and_exit(program: str, run_dir, stop) -> None:
     stderr saying where it stopped and how to continue, the lock released, and exit status
     128 + the signal number. A run stopped before it saved any step leaves nothing behind."""
     import signal
-    import sys
-
-    from jl_lightning.io.run_folder import release_lock
-    from jl_lightning.lightning.callbacks.graceful_stop import checkpoint_path
 
     name = signal.Signals(stop.signum).name
-    if stop.checkpoint is not None:
+    if not release_keeping_resumable(run_dir):
+        message = f"stopped by {name} before any training step was saved; nothing was kept (run the command again)"
+    elif stop.checkpoint is not None:
         where = f"at step {stop.step}" + (f" of {stop.max_steps}" if stop.max_steps else "")
         message = (f"stopped by {name} {where}; checkpoints/last.ckpt holds that step; "
                    f"continue with: jl-train resume={run_dir}")
-        release_lock(run_dir)
-    elif checkpoint_path(run_dir).is_file():
+    else:
         message = (f"stopped by {name}; continue from its last checkpoint (checkpoints/last.ckpt) with: "
                    f"jl-train resume={run_dir}")
-        release_lock(run_dir)
-    else:
-        message = f"stopped by {name} before any training step was saved; nothing was kept (run the command again)"
-        release_lock(run_dir, abandon=True)
     print(f"{program}: {message}", file=sys.stderr, flush=True)
     sys.exit(stop.exit_code)
 

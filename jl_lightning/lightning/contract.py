@@ -28,6 +28,8 @@ The data (:class:`JLData`, implemented by ``datamodule.JLDataModule`` after ``se
 * ``val_points``: the held-out points, or None; ``val_index``: their rows in the source;
 * ``name``: the source's description; ``duplicates``: repeated rows found in pairs mode;
 * ``data_scale``: what the source's points were divided by (1 when normalized).
+* optionally ``fingerprint``: sha256 of ``points``, computed once (summary.json's
+  ``data_fingerprint``; read with ``getattr``);
 * optionally ``select_points``: training points kept out of the loss to choose the exported
   matrix (``data.select_fraction``); read with ``getattr(data, "select_points", None)``.
 

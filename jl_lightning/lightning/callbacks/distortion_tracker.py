@@ -50,6 +50,8 @@ class DistortionTracker(Callback):
         self.best_selection: float | None = None
         self.selection_history: list[tuple[int, float]] = []
         self._started = time.perf_counter()
+        self._final_step: int | None = None  # the step final_report describes
+        self._last_score: float | None = None  # what chose (or not) the latest evaluation's matrix
 
     def on_train_start(self, trainer, pl_module) -> None:
         self._started = time.perf_counter()
@@ -120,7 +122,7 @@ class DistortionTracker(Callback):
                            on_step=True, on_epoch=False, prog_bar=True, logger=False)
 
     def on_train_end(self, trainer, pl_module) -> None:
-        if self.final_report is None or getattr(self, "_final_step", None) != trainer.global_step:
+        if self.final_report is None or self._final_step != trainer.global_step:
             # a run resumed from its last step's checkpoint: no batch ran in this fit
             self.final_report = self._evaluate(trainer, pl_module, final=True)
             self.final_heldout = self.final_report.heldout

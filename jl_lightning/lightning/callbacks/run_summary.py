@@ -103,7 +103,7 @@ class RunSummary(Callback):
             "exported": EXPORTED,
             "data": data.name,
             # of the training points as the model sees them (validated, scaled)
-            "data_fingerprint": fingerprint(data.points),
+            "data_fingerprint": getattr(data, "fingerprint", None) or fingerprint(data.points),
             "data_scale": scale,
             "mode": pl_module.mode,
             "final_report": final.to_dict(),
