@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -330,13 +331,44 @@ def test_the_run_guard_refuses_an_unreadable_data_path_before_creating_the_folde
     assert data_path_problem(OmegaConf.create({"data": {"source": {"path": "???"}}})) is None  # the loader says
 
 
-def test_an_install_without_the_configs_is_told_how_to_install(monkeypatch, tmp_path):
-    """A plain ``pip install .`` puts no conf/ beside the package: one line says to install editable."""
+def test_an_install_without_the_configs_is_told_so(monkeypatch, tmp_path):
+    """A package installed without its data (no train.yaml where the configs should be): one line."""
     from hydra.errors import MissingConfigException
 
     from jl_lightning.apps import config
 
-    monkeypatch.setattr(config, "CONFIG_DIR", str(tmp_path / "site-packages" / "conf"))
+    monkeypatch.setattr(config, "CONFIG_DIR", str(tmp_path / "site-packages" / "jl_lightning" / "conf"))
     message = config.composition_error_message(MissingConfigException("Primary config directory not found."), "train")
-    assert message.startswith(f"the configs are not at {tmp_path / 'site-packages' / 'conf'}")
-    assert "pip install -e ." in message and "\n" not in message
+    assert message.startswith(f"the configs are not at {tmp_path / 'site-packages' / 'jl_lightning' / 'conf'}")
+    assert "reinstall" in message and "\n" not in message
+
+
+def test_the_configs_are_found_through_the_package_not_the_checkout():
+    """Hydra finds conf/ as the package jl_lightning.conf (its package search path), so an
+    installed wheel needs no checkout (scripts/check_wheel.sh runs one in a clean venv in CI)."""
+    from importlib.resources import files
+
+    from jl_lightning.apps.config import CONFIG_PATH, compose
+
+    assert CONFIG_PATH == "pkg://jl_lightning.conf"
+    assert (files("jl_lightning.conf") / "train.yaml").is_file()
+    assert compose(["experiment=paper"]).model.k == 30
+
+
+@pytest.mark.slow
+def test_the_wheel_ships_every_config(tmp_path):
+    """Every YAML under conf/ is in the built wheel, under jl_lightning/conf/."""
+    import zipfile
+
+    root = Path(__file__).resolve().parents[1]
+    had_build = (root / "build").exists()
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--wheel-dir", str(tmp_path), str(root)], check=True, capture_output=True)
+    if not had_build:  # setuptools' scratch folder, not ours to leave in the checkout
+        shutil.rmtree(root / "build", ignore_errors=True)
+    (wheel,) = tmp_path.glob("jl_lightning-*.whl")
+    shipped = {n.removeprefix("jl_lightning/conf/") for n in zipfile.ZipFile(wheel).namelist()
+               if n.startswith("jl_lightning/conf/") and n.endswith(".yaml")}
+    expected = {str(p.relative_to(root / "conf")) for p in (root / "conf").rglob("*.yaml")}
+    assert expected and shipped == expected
+

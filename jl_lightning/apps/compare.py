@@ -44,7 +44,7 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from jl_lightning.apps.config import CONFIG_DIR, refuse_and_exit, run_hydra_app
+from jl_lightning.apps.config import CONFIG_PATH, refuse_and_exit, run_hydra_app
 from jl_lightning.errors import JLInputError, check_finite_matrix
 
 log = logging.getLogger("jl_lightning")
@@ -415,7 +415,7 @@ def curve(cfg: DictConfig) -> list[dict]:
     return records
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="compare")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="compare")
 def _hydra_entry(cfg: DictConfig) -> None:
     try:
         if cfg.compare.get("sweep") and cfg.compare.run:

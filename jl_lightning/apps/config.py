@@ -6,14 +6,17 @@ import errno
 import os
 import re
 import sys
+from importlib.resources import files
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from omegaconf import OmegaConf
-
-# conf/ at the repository root: the install is editable, so the checkout's configs are used
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+# The configs ship inside the package: conf/ at the repository root is the subpackage
+# jl_lightning.conf (pyproject's package-dir), so an editable install, `pip install .` and a
+# wheel all find them on Hydra's package search path.
+CONFIG_MODULE = "jl_lightning.conf"
+CONFIG_PATH = f"pkg://{CONFIG_MODULE}"
+CONFIG_DIR = str(files(CONFIG_MODULE))
 
 # conf/hydra/default.yaml: a resumed run lives in its own folder, and keeps its .hydra/config.yaml
 OmegaConf.register_new_resolver("jl_run_dir", lambda resume, fresh: str(resume) if resume else fresh, replace=True)
@@ -24,9 +27,9 @@ OmegaConf.register_new_resolver("jl_output_subdir", lambda resume, resumed: resu
 def compose(overrides: list[str] | tuple = (), config_name: str = "train") -> DictConfig:
     """``conf/<config_name>.yaml`` composed with ``overrides``, as the entry point would."""
     from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
+    from hydra import initialize_config_module
 
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
         return hydra_compose(config_name=config_name, overrides=list(overrides))
 
 
@@ -179,9 +182,9 @@ def composition_error_message(err: BaseException, config_name: str) -> str | Non
     from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 
     text = str(err)
-    if isinstance(err, MissingConfigException) and not Path(CONFIG_DIR).is_dir():
-        return (f"the configs are not at {CONFIG_DIR}: jl-train reads conf/ from the checkout it was installed "
-                "from, so install it editable (pip install -e .), not with pip install .")
+    if isinstance(err, MissingConfigException) and not Path(CONFIG_DIR, "train.yaml").is_file():
+        return (f"the configs are not at {CONFIG_DIR}: the package was installed without its data; "
+                "reinstall it (pip install .)")
     if isinstance(err, MissingConfigException) or "Could not find '" in text:
         found = re.search(r"Could not find '([^']+)'", text)
         options = [line.strip() for line in text.splitlines() if line.startswith("\t") and "provider=" not in line]

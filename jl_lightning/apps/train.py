@@ -16,7 +16,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from jl_lightning.apps.config import (CONFIG_DIR, failed_job, log_thread_errors, refuse_and_exit, run_hydra_app,
+from jl_lightning.apps.config import (CONFIG_PATH, failed_job, log_thread_errors, refuse_and_exit, run_hydra_app,
                                       stop_and_exit)
 from jl_lightning.errors import JLInputError
 from jl_lightning.io.run_folder import check_fresh, process_rank, write_results
@@ -162,7 +162,7 @@ def _in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 def _hydra_entry(cfg: DictConfig) -> float:
     log_thread_errors()
     try:
