@@ -120,3 +120,42 @@ def test_the_references_pass_is_sized_to_the_budget_from_the_first_pass(monkeypa
     assert (figures["mean"], figures["best"]) == (plain["mean"], plain["best"])
     assert references.pass_size([], 5.0, 16) == 1 and references.pass_size([(1, 10.0)], 5.0, 16) == 0
     assert references.pass_size([(1, 1.0), (16, 2.5)], 1000.0, 16) == 16  # at most a full pass
+
+
+def test_one_registry_serves_training_runs_and_jl_compare(monkeypatch):
+    """A reference registered once is measured by a training run's references and by jl-compare's
+    table alike, and an unknown name is refused in both with the same choices."""
+    from omegaconf import OmegaConf
+
+    from jl_lightning.apps.compare import method_rows
+    from jl_lightning.baselines import registry
+    from jl_lightning.baselines.references import reference_figures
+    from jl_lightning.errors import JLInputError
+
+    X = np.random.default_rng(0).normal(size=(30, 10))
+    first_coordinates = np.eye(4, 10)  # a fixed map: its epsilon is brute-force computable
+    monkeypatch.setitem(registry.REFERENCES, "first4", registry.Reference(
+        "first4", "fitted", "nothing", fit=lambda points, k, **_: registry.Fitted(first_coordinates, 0.0, scaled=True,
+                                                                                  info={"epsilon_scaled": 0.5})))
+    ratios = (X[:, :4] ** 2).sum(1) / (X ** 2).sum(1)
+    expected = np.abs(ratios - 1).max()
+    rows, maps, _ = method_rows(X, 4, "norms", ["first4"], OmegaConf.create({"draws": 3, "seed": 0}))
+    assert [r["method"] for r in rows] == ["first4 (best scale)"]
+    assert rows[0]["epsilon_best"] == pytest.approx(expected, rel=1e-9)
+    figures = reference_figures(X, 4, "norms", draws=3, methods=["first4"])
+    assert figures["first4"]["epsilon_scaled"] == 0.5 and "matrix" not in figures["first4"]
+    for option, call in (("baseline.methods", lambda: reference_figures(X, 4, methods=["fourier"])),
+                         ("compare.methods", lambda: registry.check_methods(["fourier"], "compare.methods"))):
+        with pytest.raises(JLInputError, match=f"{option}: unknown \\['fourier'\\]; choose from .*first4"):
+            call()
+    with pytest.raises(JLInputError, match="numax preserves pairwise distances"):
+        registry.check_methods(["gaussian", "numax"], "compare.methods", "norms")
+
+
+def test_every_configured_reference_is_registered():
+    from jl_lightning.apps.config import compose
+    from jl_lightning.baselines.registry import REFERENCES
+
+    configured = set(compose().baseline.methods) | set(compose(config_name="compare").compare.methods)
+    assert configured <= set(REFERENCES)
+    assert {r.kind for r in REFERENCES.values()} == {"random", "fitted"}

@@ -45,7 +45,10 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from jl_lightning.apps.config import CONFIG_PATH, refuse_and_exit, run_hydra_app
+from jl_lightning.baselines.references import best_scale, random_draws
+from jl_lightning.baselines.registry import REFERENCES, check_methods
 from jl_lightning.errors import JLInputError, check_finite_matrix
+from jl_lightning.metrics.distortion import evaluate
 
 log = logging.getLogger("jl_lightning")
 COLUMNS = ["method", "draws", "epsilon_mean", "epsilon_best", "multiplicative_mean", "multiplicative_best",
@@ -71,7 +74,6 @@ def _apply_seconds(linear_map, points32) -> float:
 
 def random_rows(method: str, points, k: int, mode: str, draws: int, seed: int) -> tuple[dict, object]:
     """The table row of a random method over ``draws`` draws, and its best draw (for the histogram)."""
-    from jl_lightning.baselines.references import random_draws
 
     figures, best = random_draws(method, points, k, draws, seed, mode, detail=True)
     points32 = np.ascontiguousarray(points, dtype=np.float32)
@@ -84,8 +86,6 @@ def random_rows(method: str, points, k: int, mode: str, draws: int, seed: int) -
 
 
 def single_row(name: str, matrix, points, mode: str, construct_seconds: float) -> dict:
-    from jl_lightning.metrics.distortion import evaluate
-
     report = evaluate(matrix, points, mode, quantiles=False)
     return {"method": name, "draws": 1, "epsilon_mean": report.epsilon, "epsilon_best": report.epsilon,
             "multiplicative_mean": report.multiplicative, "multiplicative_best": report.multiplicative,
@@ -176,34 +176,38 @@ def add_unseen_columns(rows: list[dict], row_maps: dict, points, val_points, mod
 
 def method_rows(points, k: int, mode: str, methods: list[str], options,
                 numax_cache: dict | None = None) -> tuple[list[dict], dict, dict]:
-    """The table rows of ``methods`` at ``k`` on ``points``; the maps for the histograms
-    (by row name) and the map of every row (for the recall and held-out columns).
+    """The table rows of ``methods`` (``registry.REFERENCES``) at ``k`` on ``points``; the maps
+    for the histograms (by row name) and the map of every row (for the recall and held-out
+    columns). A random method is one row over ``options.draws`` draws; a fitted one a plain
+    row and a best-scaled one (only the latter when its fit scales it already).
     ``numax_cache``: NuMax's solutions by delta, shared by several k on the same points."""
-    from jl_lightning.baselines.references import best_scale, pca_matrix
-    from jl_lightning.metrics.distortion import evaluate
-
     draws, seed = int(options.draws), int(options.seed)
     rows, maps, row_maps = [], {}, {}
     for method in methods:
-        if method == "numax":
-            from jl_lightning.baselines.numax import numax_for_k
-
-            result = numax_for_k(points, k, cache=numax_cache, **OmegaConf.to_container(options.numax, resolve=True))
-            rows.append(single_row("numax (best scale)", result["matrix"], points, mode, result["seconds"]))
-            maps["numax (best scale)"] = row_maps["numax (best scale)"] = result["matrix"]
-            log.info("numax: delta %.3g, rank %d, %d solves in %.0f s", result["delta"], result["rank"],
-                     result["solves"], result["seconds"])
-        elif method == "pca":
-            matrix, seconds = _timed(lambda: pca_matrix(points, k))
-            rows.append(single_row("pca", matrix, points, mode, seconds))
-            row_maps["pca"] = matrix
-            scale, _ = best_scale(evaluate(matrix, points, mode, quantiles=False, mean_abs=False))
-            rows.append(single_row("pca (best scale)", matrix * scale, points, mode, seconds))
-            maps["pca (best scale)"] = row_maps["pca (best scale)"] = matrix * scale
-        else:
+        reference = REFERENCES[method]
+        if reference.kind == "random":
             row, best = random_rows(method, points, k, mode, draws, seed)
             rows.append(row)
             maps[method] = row_maps[method] = best
+        else:
+            own = options.get(method)
+            fit_options = OmegaConf.to_container(own, resolve=True) if own is not None else {}
+            if method == "numax":
+                fit_options["cache"] = numax_cache
+            fitted = reference.fit(points, k, **fit_options)
+            matrix = fitted.matrix
+            if not fitted.scaled:
+                rows.append(single_row(method, matrix, points, mode, fitted.seconds))
+                row_maps[method] = matrix
+                scale, _ = best_scale(evaluate(matrix, points, mode, quantiles=False, mean_abs=False))
+                matrix = matrix * scale
+            name = f"{method} (best scale)"
+            rows.append(single_row(name, matrix, points, mode, fitted.seconds))
+            maps[name] = row_maps[name] = matrix
+            if fitted.info:
+                log.info("%s: %s", method, ", ".join(f"{key} {value:.3g}" if isinstance(value, float)
+                                                    else f"{key} {value}" for key, value in fitted.info.items()
+                                                    if key in ("delta", "rank", "solves", "seconds")))
         log.info("k=%d %s: eps mean %.4g, best %.4g", k, rows[-1]["method"], rows[-1]["epsilon_mean"],
                  rows[-1]["epsilon_best"])
     return rows, maps, row_maps
@@ -228,18 +232,11 @@ def check_same_data(option: str, summary: dict, datamodule) -> None:
                            f"{short_fingerprint(saved)}; compare it on the data it was trained on")
 
 
-def _methods(options) -> list[str]:
-    """compare.methods, checked (and compare.draws with them)."""
-    from jl_lightning.baselines.random_maps import RANDOM_METHODS
-
+def _methods(options, mode: str | None = None) -> list[str]:
+    """compare.methods, checked against the registry and the mode (and compare.draws with them)."""
     if int(options.draws) <= 0:
         raise JLInputError(f"compare.draws must be a positive integer, got {options.draws}")
-    methods = list(options.methods)
-    known = [*RANDOM_METHODS, "pca", "numax"]
-    unknown = [m for m in methods if m not in known]
-    if unknown:
-        raise JLInputError(f"compare.methods: unknown {unknown}; choose from {known}")
-    return methods
+    return check_methods(options.methods, "compare.methods", mode)
 
 
 def compare(cfg: DictConfig) -> list[dict]:
@@ -247,7 +244,6 @@ def compare(cfg: DictConfig) -> list[dict]:
     from jl_lightning.io.run_folder import atomic_write, check_fresh
     from jl_lightning.io.validation import validate_k
     from jl_lightning.lightning.fit import build_datamodule
-    from jl_lightning.metrics.distortion import evaluate
 
     out_dir = Path(cfg.paths.output_dir)
     check_fresh(out_dir)
@@ -269,8 +265,7 @@ def compare(cfg: DictConfig) -> list[dict]:
     title = f"{datamodule.source.name}: n={len(points)}, d={points.shape[1]}, k={k}, {mode}"
     log.info("comparing on %s", title)
 
-    if "numax" in methods and mode != "pairs":
-        raise JLInputError("compare.methods: numax preserves pairwise distances; it needs model.mode=pairs")
+    check_methods(methods, "compare.methods", mode)
     rows, maps, row_maps = method_rows(points, k, mode, methods, cfg.compare)
     if learned is not None:
         matrix, fit_seconds = learned
@@ -378,8 +373,7 @@ def curve(cfg: DictConfig) -> list[dict]:
     sweep_dir = Path(str(cfg.compare.sweep)).expanduser()
     runs = _sweep_runs(sweep_dir)
     mode = runs[0][2]["mode"]
-    if "numax" in methods and mode != "pairs":
-        raise JLInputError("compare.methods: numax preserves pairwise distances; it needs model.mode=pairs")
+    check_methods(methods, "compare.methods", mode)
     datamodule = build_datamodule(runs[0][1].data)
     check_same_data(f"compare.sweep={sweep_dir}", runs[0][2], datamodule)
     points = datamodule.points

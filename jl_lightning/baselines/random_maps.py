@@ -25,8 +25,6 @@ import torch
 
 from jl_lightning.baselines import srht_kernel
 
-RANDOM_METHODS = ("gaussian", "rademacher", "sparse", "srht")
-
 
 def gaussian_matrix(k: int, d: int, generator: torch.Generator, dtype=torch.float64) -> torch.Tensor:
     """One N(0, 1/k) matrix of shape (k, d): E ||A x||^2 = ||x||^2."""
@@ -140,16 +138,3 @@ class SRHT:
         if self.p != self.d:
             signed = torch.nn.functional.pad(signed, (0, self.p - self.d))
         return fwht(signed)[:, self.rows] * self.scale
-
-
-def random_map(method: str, k: int, d: int, generator: torch.Generator, density="auto"):
-    """One draw of a random construction, by name."""
-    if method == "gaussian":
-        return gaussian_matrix(k, d, generator)
-    if method == "rademacher":
-        return rademacher_matrix(k, d, generator)
-    if method == "sparse":
-        return sparse_matrix(k, d, generator, density)
-    if method == "srht":
-        return SRHT(k, d, generator)
-    raise ValueError(f"unknown method {method!r}; expected one of {RANDOM_METHODS}")

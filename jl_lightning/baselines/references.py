@@ -1,11 +1,14 @@
 """The references a learned matrix is read against, on the same points and in the same mode.
 
+The methods are those of ``registry.REFERENCES``; here they are measured:
+
 * random maps (``random_maps.py``): ``draws`` independent draws of a construction, each
   measured exactly; mean, best and spread of their worst-case epsilon. jl-train's
   reference lines and jl-compare's table both come from :func:`random_draws`.
 * PCA: the top-k principal directions of the data (centered, as scikit-learn's PCA),
   plain and with the single scale factor that minimizes the worst-case epsilon
-  (:func:`best_scale`).
+  (:func:`best_scale`);
+* other fitted maps (NuMax, on request): fitted once, reported best-scaled.
 """
 
 from __future__ import annotations
@@ -16,14 +19,11 @@ import time
 import numpy as np
 import torch
 
-from jl_lightning.baselines.random_maps import random_map
+from jl_lightning.baselines.registry import REFERENCES, check_methods, pca_matrix, random_map
 from jl_lightning.metrics.distortion import DistortionReport, best_scale, evaluate  # noqa: F401 (best_scale: re-exported)
 from jl_lightning.metrics.tiles import DEFAULT_MEMORY_BUDGET
 
-REFERENCE_METHODS = ("gaussian", "sparse", "srht", "pca")
-# methods that are measured only when asked for (baseline.methods, compare.methods): NuMax
-# needs pairs mode and costs a few minutes at digits' size
-OPTIONAL_METHODS = ("numax",)
+REFERENCE_METHODS = ("gaussian", "sparse", "srht", "pca")  # conf/train.yaml's baseline.methods
 DRAWS_PER_PASS = 16  # draws measured together: one pass over the data's tiles serves them all
 
 
@@ -131,15 +131,6 @@ def random_baseline(method: str, points, k: int, draws: int = 100, seed: int = 0
     return random_draws(method, points, k, draws, seed, mode, memory_budget, density)[0]
 
 
-def pca_matrix(points, k: int) -> np.ndarray:
-    """The top-k principal directions (rows) of the centered data, shape (k, d)."""
-    X = np.asarray(points, dtype=np.float64)
-    if not 1 <= k <= min(X.shape):
-        raise ValueError(f"PCA needs 1 <= k <= min(n, d) = {min(X.shape)}, got k={k}")
-    _, _, vt = np.linalg.svd(X - X.mean(0), full_matrices=False)
-    return vt[:k]
-
-
 def pca_baseline(points, k: int, mode: str = "norms", memory_budget: int = DEFAULT_MEMORY_BUDGET,
                  matrix: np.ndarray | None = None, device=None, report: DistortionReport | None = None) -> dict:
     """PCA to k dimensions, plain and with its best single scale. ``matrix``: the
@@ -168,7 +159,8 @@ def reference_figures(points, k: int, mode: str = "norms", draws: int = 100, see
     matrix, for figures. ``device``: where the exact passes of the dense maps run (the
     training device)."""
     out = {}
-    randoms = [m for m in methods if m not in ("pca", *OPTIONAL_METHODS)]
+    methods = check_methods(methods, "baseline.methods")
+    randoms = [m for m in methods if REFERENCES[m].kind == "random"]
     share = None if budget_s is None or not randoms else budget_s / len(randoms)
     # PCA's exact pass rides along in the Gaussian draws' last pass, which has room for it
     # unless the draws fill every pass: on a CPU that pass costs about the same either way
@@ -179,11 +171,11 @@ def reference_figures(points, k: int, mode: str = "norms", draws: int = 100, see
         pca = pca_matrix(points, k)
         pca_svd_s = time.perf_counter() - began
     for method in methods:
-        if method == "numax":
-            out["numax"] = numax_reference(points, k, mode)
-            matrix = out["numax"].pop("matrix", None)
+        if REFERENCES[method].kind == "fitted" and method != "pca":
+            out[method] = fitted_reference(method, points, k, mode)
+            matrix = out[method].pop("matrix", None)
             if best_maps is not None and matrix is not None:
-                best_maps["numax"] = matrix
+                best_maps[method] = matrix
         elif method == "pca":
             if k > min(points.shape):
                 out["pca"] = {"method": "pca", "skipped": f"k={k} > min(n, d)={min(points.shape)}"}
@@ -206,16 +198,14 @@ def reference_figures(points, k: int, mode: str = "norms", draws: int = 100, see
     return out
 
 
-def numax_reference(points, k: int, mode: str, **options) -> dict:
-    """NuMax's k-row map (``numax.numax_for_k``; best-scaled, with ``matrix``), or the reason
-    it was skipped: norms mode (NuMax preserves pairwise distances)."""
-    from jl_lightning.baselines.numax import numax_for_k
-
-    if mode != "pairs":
-        return {"method": "numax", "skipped": "NuMax preserves pairwise distances: it needs pairs mode"}
-    figures = numax_for_k(points, k, **options)
-    figures.pop("tried", None)
-    return figures
+def fitted_reference(method: str, points, k: int, mode: str, **options) -> dict:
+    """A fitted method's best-scaled k-row map (its figures, with ``matrix``), or the reason it
+    was skipped (a pairs-only method in norms mode)."""
+    reference = REFERENCES[method]
+    if reference.pairs_only and mode != "pairs":
+        return {"method": method, "skipped": f"{method} preserves pairwise distances: it needs pairs mode"}
+    fitted = reference.fit(points, k, **options)
+    return {"method": method, **fitted.info, "matrix": fitted.matrix}
 
 
 def dense_map(linear_map, d: int) -> np.ndarray:
@@ -233,13 +223,13 @@ def reference_scalars(references: dict) -> dict[str, float]:
     """Flat ``reference/...`` scalars for loggers: <method>_mean and <method>_best, pca and pca_scaled."""
     scalars = {}
     for method, figures in references.items():
-        if method == "numax":
-            if "epsilon_scaled" in figures:
-                scalars["reference/numax_scaled"] = figures["epsilon_scaled"]
-        elif method == "pca":
+        if method == "pca":
             if "epsilon" in figures:
                 scalars["reference/pca"] = figures["epsilon"]
                 scalars["reference/pca_scaled"] = figures["epsilon_scaled"]
+        elif REFERENCES[method].kind == "fitted":
+            if "epsilon_scaled" in figures:
+                scalars[f"reference/{method}_scaled"] = figures["epsilon_scaled"]
         else:
             scalars[f"reference/{method}_mean"] = figures["mean"]
             scalars[f"reference/{method}_best"] = figures["best"]

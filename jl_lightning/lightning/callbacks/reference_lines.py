@@ -8,9 +8,8 @@ import time
 from lightning.pytorch import Callback
 
 from jl_lightning.errors import JLInputError
-from jl_lightning.baselines.random_maps import RANDOM_METHODS
-from jl_lightning.baselines.references import (OPTIONAL_METHODS, REFERENCE_METHODS, reference_figures,
-                                               reference_scalars)
+from jl_lightning.baselines.references import REFERENCE_METHODS, reference_figures, reference_scalars
+from jl_lightning.baselines.registry import check_methods
 from jl_lightning.lightning.log_schedule import log_at
 
 log = logging.getLogger("jl_lightning")
@@ -33,11 +32,8 @@ class ReferenceLines(Callback):
 
     def __init__(self, draws: int = 1000, seed: int = 0, methods=REFERENCE_METHODS, budget_s: float | None = 60.0):
         super().__init__()
-        self.draws, self.seed, self.methods = int(draws), int(seed), list(methods)
-        known = (*RANDOM_METHODS, "pca", *OPTIONAL_METHODS)
-        unknown = [m for m in self.methods if m not in known]
-        if unknown:
-            raise JLInputError(f"baseline.methods: unknown {unknown}; choose from {list(known)}")
+        self.draws, self.seed = int(draws), int(seed)
+        self.methods = check_methods(methods, "baseline.methods")
         if budget_s is not None and (isinstance(budget_s, bool) or not isinstance(budget_s, (int, float))
                                      or not budget_s > 0):
             raise JLInputError(f"baseline.budget_s must be a number of seconds > 0, or null for no budget, "
