@@ -25,7 +25,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from jl_lightning.core.losses import make_loss
+from jl_lightning.core.losses import loss_options, make_loss
 from jl_lightning.metrics.distortion import evaluate
 
 
@@ -49,9 +49,9 @@ def main() -> None:
     start = np.load(args.start or args.run / "embedding.npy")
     k = start.shape[0]
     mean = torch.nn.Parameter(torch.as_tensor(start, dtype=torch.float32) * math.sqrt(k))
-    loss = make_loss(mode="pairs", smooth_temperature=args.temperature, smooth_temperature_end=args.temperature,
-                     active_hard=model.active_hard, active_random=model.active_random,
-                     active_candidates=model.active_candidates, active_rescan=model.active_rescan)
+    options = loss_options(OmegaConf.to_container(model, resolve=True))
+    options.update(mode="pairs", smooth_temperature=args.temperature, smooth_temperature_end=args.temperature)
+    loss = make_loss(**options)
     loss.prepare(data.train_points)
     optimizer = torch.optim.Adam([mean], lr=args.lr)
 

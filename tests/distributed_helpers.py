@@ -6,9 +6,9 @@ import os
 
 import torch
 
-from jl_lightning.core.losses import make_loss
 from jl_lightning.core.sharding import SINGLE, Shard
 from jl_lightning.core.variance import make_variance
+from tests.helpers import default_loss
 
 # name -> (mode, smooth temperature or None, n points, d, sigma^2 (0: the deterministic mean))
 CASES = {
@@ -45,8 +45,9 @@ def loss_and_gradients(case: str, shard: Shard = SINGLE) -> dict:
         points = points / points.norm(dim=1, keepdim=True)
     mean = torch.nn.Parameter(torch.randn(K, d, generator=gen, dtype=torch.float64))
     variance = make_variance("raw", s2_init if s2_init > 0 else 1.0).double()
-    loss_fn = make_loss(mode, "active", temperature, temperature or 1e-4, active_hard=10**6,
-                        active_random=2, active_refresh=10**6)
+    loss_fn = default_loss(mode=mode, pair_strategy="active", smooth_temperature=temperature,
+                           smooth_temperature_end=temperature or 1e-4, active_hard=10**6, active_random=2,
+                           active_refresh=10**6)
     loss_fn.prepare(points, shard)
     if mode == "pairs":
         loss_fn.set_hard(*hard_pairs(n, mean.detach(), points))

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from jl_lightning.apps.train import train
-from jl_lightning.core.losses import make_loss
 from jl_lightning.io.sources import GaussianPoints
 from jl_lightning.io.validation import validate_points
+from tests.helpers import default_loss
 
 TINY = ["data.source.n=20", "data.source.d=30", "model.k=5", "model.n_samples=4",
         "trainer.max_steps=30", "baseline.draws=5", "log_every=10",
@@ -28,8 +28,8 @@ def test_experiments_at_scale_compose_with_a_held_out_split(cfg_factory, name, n
     assert cfg.trainer.accelerator == accelerator
     # 11 exact passes, the last one late in the run (docs/scale.md: where the passes go)
     m = cfg.model
-    loss = make_loss(mode="pairs", active_refresh=m.active_refresh, active_refresh_growth=m.active_refresh_growth,
-                     active_refresh_extra=list(m.active_refresh_extra))
+    loss = default_loss(mode="pairs", active_refresh=m.active_refresh, active_refresh_growth=m.active_refresh_growth,
+                        active_refresh_extra=list(m.active_refresh_extra))
     loss.refreshed = True
     passes = [0] + [step for step in range(1, cfg.trainer.max_steps) if loss.needs_refresh(step)]
     assert len(passes) == 11 and 6000 <= passes[-1] < cfg.trainer.max_steps
@@ -119,40 +119,70 @@ def test_progress_bar_only_on_interactive_runs(cfg_factory):
     assert bars == [False, True]
 
 
-def _yaml_defaults_differ_from_code(node, cls) -> dict:
-    """{parameter: (YAML value, code default)} where a config file sets a parameter the
-    class gives a different default (interpolations resolved in the default train config)."""
+def _yaml_defaults_differ_from_code(node, target) -> dict:
+    """{parameter: (YAML value, code default)} where a config file sets a parameter that the
+    class (its ``__init__`` and every base class's) or function ``target`` gives another default."""
     import inspect
 
-    params = inspect.signature(cls.__init__).parameters
+    callables = [c.__init__ for c in inspect.getmro(target)
+                 if "__init__" in vars(c) and not c.__module__.startswith(("lightning", "torch", "builtins"))] \
+        if inspect.isclass(target) else [target]  # a Lightning base class's defaults are Lightning's
     out = {}
-    for name, value in node.items():
-        if name.startswith("_") or name not in params or params[name].default is inspect.Parameter.empty:
-            continue
-        code = params[name].default
-        if isinstance(code, tuple):
-            code = list(code)
-        if value != code:
-            out[name] = (value, code)
+    for function in callables:
+        params = inspect.signature(function).parameters
+        for name, value in node.items():
+            if name.startswith("_") or name not in params or params[name].default is inspect.Parameter.empty:
+                continue
+            code = params[name].default
+            if isinstance(code, tuple):
+                code = list(code)
+            if value != code:
+                out[f"{function.__qualname__}({name})"] = (value, code)
     return out
 
 
-def test_yaml_is_the_one_source_of_defaults(cfg_factory):
-    """Each config group's file and the class it builds agree on every default they both state,
-    and instantiating the default config equals constructing the class from code."""
-    from hydra.utils import get_class, instantiate
+def _group_nodes(cfg_factory) -> dict:
+    """Every config file of the model, data and callbacks groups, composed into the default
+    config and resolved, by where it comes from."""
     from omegaconf import OmegaConf
 
-    cfg = OmegaConf.to_container(cfg_factory(), resolve=True)
-    nodes = {"model=sampler": cfg["model"], "data=synthetic": cfg["data"],
-             "data=synthetic source": cfg["data"]["source"],
-             "model=exact": OmegaConf.to_container(cfg_factory("model=exact").model, resolve=True)}
-    for name, node in cfg["callbacks"].items():
-        if node["_target_"].startswith("jl_lightning"):
-            nodes[f"callbacks.{name}"] = node
+    from jl_lightning.apps.config import CONFIG_DIR
+
+    nodes = {}
+    for model in ("sampler", "exact"):
+        nodes[f"model={model}"] = OmegaConf.to_container(cfg_factory(f"model={model}").model, resolve=True)
+    for path in sorted(Path(CONFIG_DIR, "data").glob("*.yaml")):
+        # common is a base and file needs a path; a preset of another data config (clusters_1e5
+        # of clusters) states its own choices, not defaults
+        based_on = OmegaConf.load(path).get("defaults", [])
+        if path.stem in ("common", "file") or any(b not in ("common", "_self_") for b in based_on):
+            continue
+        data = OmegaConf.to_container(cfg_factory(f"data={path.stem}").data, resolve=True)
+        nodes[f"data={path.stem}"], nodes[f"data={path.stem} source"] = data, data["source"]
+    callbacks = OmegaConf.to_container(cfg_factory().callbacks, resolve=True)
+    for name, node in callbacks.items():
+        nodes[f"callbacks.{name}"] = node
+    return {where: node for where, node in nodes.items() if str(node.get("_target_", "")).startswith("jl_lightning")}
+
+
+def test_yaml_is_the_one_source_of_defaults(cfg_factory):
+    """Each config file and the class it builds (with its base classes) agree on every default
+    they both state, for every model, data, source and callback config; the loss's factory
+    states none (the sampler passes the YAML's by name); and instantiating the default config
+    equals constructing the class from code."""
+    import inspect
+
+    from hydra.utils import get_class, instantiate
+
+    from jl_lightning.core.losses import make_loss
+
+    nodes = _group_nodes(cfg_factory)
+    assert {"model=sampler", "model=exact", "data=digits source", "callbacks.reference_lines"} <= set(nodes)
     mismatches = {where: diff for where, node in nodes.items()
                   if (diff := _yaml_defaults_differ_from_code(node, get_class(node["_target_"])))}
     assert mismatches == {}
+    assert all(p.default is inspect.Parameter.empty and p.kind is p.KEYWORD_ONLY
+               for p in inspect.signature(make_loss).parameters.values())
     # the default model, built both ways, has the same hyperparameters
     from jl_lightning.lightning.sampler import GaussianSampler
 
@@ -160,6 +190,21 @@ def test_yaml_is_the_one_source_of_defaults(cfg_factory):
     from_code = GaussianSampler(k=30, dim=500)
     assert dict(from_yaml.hparams) == dict(from_code.hparams)
     torch.testing.assert_close(from_yaml.mean, from_code.mean)
+
+
+def test_the_defaults_check_catches_a_changed_default():
+    """The check above fails where code and YAML disagree (here a made-up class)."""
+    class Base:
+        def __init__(self, k: int = 30):
+            pass
+
+    class Child(Base):
+        def __init__(self, k: int = 30, draws: int = 1000):
+            super().__init__(k)
+
+    assert _yaml_defaults_differ_from_code({"k": 30, "draws": 1000}, Child) == {}
+    assert _yaml_defaults_differ_from_code({"k": 31, "draws": 1000}, Child) == {
+        f"{Child.__init__.__qualname__}(k)": (31, 30), f"{Base.__init__.__qualname__}(k)": (31, 30)}
 
 
 def test_trainer_lean_uses_the_no_op_profiler_and_it_is_a_working_context_manager(cfg_factory):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "jl_lightning"
 # a module may import layers of a lower rank, and its own layer
-RANK = {"errors": 0, "core": 1, "metrics": 2, "io": 2, "baselines": 3, "lightning": 4, "apps": 5}
+RANK = {"errors": 0, "constraints": 0.5, "core": 1, "metrics": 2, "io": 2, "baselines": 3, "lightning": 4, "apps": 5}
 
 
 def imports(path: Path) -> set[str]:

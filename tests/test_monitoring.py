@@ -202,7 +202,7 @@ def test_progress_log_every_tenth_and_the_bar_shows_phase_epsilon_and_sigma2(cfg
 def test_progress_log_rejects_a_bad_fraction(cfg_factory):
     from jl_lightning.errors import JLInputError
 
-    with pytest.raises(JLInputError, match="every_fraction must be in"):
+    with pytest.raises(JLInputError, match="every_fraction must be a fraction in"):
         ProgressLog(every_fraction=0)
 
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from jl_lightning.errors import JLInputError, JLRunError
 from jl_lightning.io.validation import validate_points

@@ -15,10 +15,11 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from jl_lightning.baselines.references import reference_figures
-from jl_lightning.core.losses import is_refresh_step, make_loss
+from jl_lightning.core.losses import is_refresh_step
 from jl_lightning.errors import JLInputError
 from jl_lightning.io.sources import ClustersPoints
 from jl_lightning.metrics import evaluate
+from tests.helpers import default_loss
 
 SMALL_TILES = 64 * 64 * 4 * 5  # bytes: the screened pass's smallest tile, 64 rows
 
@@ -150,7 +151,7 @@ def test_extra_refresh_steps_join_the_schedule_in_a_real_fit(cfg_factory, monkey
     from jl_lightning.lightning.fit import fit_from_config
     from jl_lightning.lightning.sampler import GaussianSampler
 
-    loss = make_loss(mode="pairs", active_refresh=100, active_refresh_growth=1.5, active_refresh_extra=[2500, 2700])
+    loss = default_loss(mode="pairs", active_refresh=100, active_refresh_growth=1.5, active_refresh_extra=[2500, 2700])
     assert loss.needs_refresh(17)  # no pass yet: whatever the step, the next one makes one
     loss.refreshed = True
     assert [s for s in range(3001) if loss.needs_refresh(s)] == [0, 100, 250, 475, 813, 1319, 2078, 2500, 2700]
@@ -165,14 +166,14 @@ def test_extra_refresh_steps_join_the_schedule_in_a_real_fit(cfg_factory, monkey
     assert passes == [0, 5, 8, 13, 19]  # growth 2 from 8: 0, 8, 24; plus 5, 13, 19
     for bad in (5, "6000", [1.5], [-1], [True]):
         with pytest.raises(JLInputError, match="model.active_refresh_extra"):
-            make_loss(mode="pairs", active_refresh_extra=bad)
+            default_loss(mode="pairs", active_refresh_extra=bad)
     # active_refresh=null: no schedule, the passes are step 0 and the listed steps
-    listed = make_loss(mode="pairs", active_refresh=None, active_refresh_extra=[200, 500, 6400])
+    listed = default_loss(mode="pairs", active_refresh=None, active_refresh_extra=[200, 500, 6400])
     assert listed.needs_refresh(0)
     listed.refreshed = True
     assert [s for s in range(7001) if listed.needs_refresh(s)] == [200, 500, 6400]
     with pytest.raises(JLInputError, match="model.active_refresh must be"):
-        make_loss(mode="pairs", active_refresh=0)
+        default_loss(mode="pairs", active_refresh=0)
 
 
 def test_references_stop_at_their_time_budget():

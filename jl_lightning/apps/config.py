@@ -179,7 +179,11 @@ def composition_error_message(err: BaseException, config_name: str) -> str | Non
     """One line for Hydra's own errors before a run starts (an unknown config group option,
     an unknown key, an override it cannot parse), naming the option and what it accepts; None
     for anything else."""
-    from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+    from hydra.errors import (
+        ConfigCompositionException,
+        MissingConfigException,
+        OverrideParseException,
+    )
 
     text = str(err)
     if isinstance(err, MissingConfigException) and not Path(CONFIG_DIR, "train.yaml").is_file():

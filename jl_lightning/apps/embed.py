@@ -25,8 +25,8 @@ from typing import Iterator
 
 import numpy as np
 
-from jl_lightning.io.loading import csv_row_chunks
 from jl_lightning.errors import JLInputError
+from jl_lightning.io.loading import csv_row_chunks
 from jl_lightning.io.run_folder import atomic_write
 from jl_lightning.io.validation import check_array, check_fits
 

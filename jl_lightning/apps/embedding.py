@@ -117,7 +117,11 @@ class JLEmbedding:
         """Learn the matrix on the rows of ``X`` (n, d) with jl-train's configuration."""
         from omegaconf import open_dict
 
-        from jl_lightning.apps.config import composition_error_message, compose, user_error_message
+        from jl_lightning.apps.config import (
+            compose,
+            composition_error_message,
+            user_error_message,
+        )
         from jl_lightning.io.sources import ArrayPoints
         from jl_lightning.lightning.fit import fit_from_config
 

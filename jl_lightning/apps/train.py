@@ -16,13 +16,18 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from jl_lightning.apps.config import (CONFIG_PATH, failed_job, log_thread_errors, refuse_and_exit, run_hydra_app,
-                                      stop_and_exit)
+from jl_lightning.apps.config import (
+    CONFIG_PATH,
+    failed_job,
+    log_thread_errors,
+    refuse_and_exit,
+    run_hydra_app,
+    stop_and_exit,
+)
 from jl_lightning.errors import JLInputError
 from jl_lightning.io.run_folder import check_fresh, process_rank, write_results
 from jl_lightning.io.sweep_summary import check_metric, metric_value
 from jl_lightning.lightning.callbacks.graceful_stop import RunStopped, stop_on_signals
-
 
 # every key conf/train.yaml composes; anything else (a `+key=` override) would be ignored
 TOP_LEVEL = frozenset({"task_name", "seed", "log_every", "threads", "resume", "optimized_metric", "baseline", "data",

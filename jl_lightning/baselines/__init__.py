@@ -1,11 +1,34 @@
 """What a learned matrix is measured against: random maps (Gaussian, Rademacher, sparse,
 SRHT), PCA and NuMax (one registry, ``registry.py``), and the JL bound."""
 
-from jl_lightning.baselines.jl_bound import johnson_lindenstrauss_eps, johnson_lindenstrauss_min_dim
-from jl_lightning.baselines.random_maps import SRHT, fwht, gaussian_matrix, rademacher_matrix, sparse_density, sparse_matrix
-from jl_lightning.baselines.references import (REFERENCE_METHODS, best_scale, pca_baseline, random_baseline,
-                                               random_draws, reference_figures, reference_scalars)
-from jl_lightning.baselines.registry import RANDOM_METHODS, REFERENCES, check_methods, pca_matrix, random_map
+from jl_lightning.baselines.jl_bound import (
+                                               johnson_lindenstrauss_eps,
+                                               johnson_lindenstrauss_min_dim,
+)
+from jl_lightning.baselines.random_maps import (
+                                               SRHT,
+                                               fwht,
+                                               gaussian_matrix,
+                                               rademacher_matrix,
+                                               sparse_density,
+                                               sparse_matrix,
+)
+from jl_lightning.baselines.references import (
+                                               REFERENCE_METHODS,
+                                               best_scale,
+                                               pca_baseline,
+                                               random_baseline,
+                                               random_draws,
+                                               reference_figures,
+                                               reference_scalars,
+)
+from jl_lightning.baselines.registry import (
+                                               RANDOM_METHODS,
+                                               REFERENCES,
+                                               check_methods,
+                                               pca_matrix,
+                                               random_map,
+)
 
 __all__ = ["RANDOM_METHODS", "REFERENCES", "REFERENCE_METHODS", "SRHT", "best_scale", "check_methods", "fwht",
            "gaussian_matrix", "johnson_lindenstrauss_eps", "johnson_lindenstrauss_min_dim", "pca_baseline",

@@ -19,7 +19,12 @@ import time
 import numpy as np
 import torch
 
-from jl_lightning.baselines.registry import REFERENCES, check_methods, pca_matrix, random_map
+from jl_lightning.baselines.registry import (
+    REFERENCES,
+    check_methods,
+    pca_matrix,
+    random_map,
+)
 from jl_lightning.metrics.distortion import DistortionReport, best_scale, evaluate  # noqa: F401 (best_scale: re-exported)
 from jl_lightning.metrics.tiles import DEFAULT_MEMORY_BUDGET
 

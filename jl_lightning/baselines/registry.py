@@ -22,7 +22,12 @@ import numpy as np
 import torch
 
 from jl_lightning.baselines.numax import numax_for_k
-from jl_lightning.baselines.random_maps import SRHT, gaussian_matrix, rademacher_matrix, sparse_matrix
+from jl_lightning.baselines.random_maps import (
+    SRHT,
+    gaussian_matrix,
+    rademacher_matrix,
+    sparse_matrix,
+)
 from jl_lightning.errors import JLInputError
 
 

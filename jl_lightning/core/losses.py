@@ -33,14 +33,35 @@ pairs strategy is computed whole on every rank (it is meant for a few thousand p
 
 from __future__ import annotations
 
+import inspect
 import math
-from collections.abc import Sequence
+from typing import Any, Mapping
 
 import torch
 
-from jl_lightning.core.pairs import (ActivePairs, PairGeometry, center, inverse_sq_distances,
-                                     worst_pairs_of_samples)
-from jl_lightning.core.sampling import draw_noise, embed, embed_rowwise, resolve_sampling, span_factor
+from jl_lightning.constraints import (
+    NON_NEGATIVE_INT,
+    POSITIVE_INT,
+    Number,
+    OneOf,
+    Steps,
+    check,
+    check_params,
+)
+from jl_lightning.core.pairs import (
+    ActivePairs,
+    PairGeometry,
+    center,
+    inverse_sq_distances,
+    worst_pairs_of_samples,
+)
+from jl_lightning.core.sampling import (
+    draw_noise,
+    embed,
+    embed_rowwise,
+    resolve_sampling,
+    span_factor,
+)
 from jl_lightning.core.sharding import SINGLE, Shard
 from jl_lightning.errors import JLInputError
 
@@ -201,8 +222,8 @@ class ActivePairsLoss(DistortionLoss):
     after step 0.
     """
 
-    def __init__(self, maximum, n_hard: int, n_random: int, refresh_every: int | None, refresh_growth: float = 1.0,
-                 memory: int = 0, candidates: int = 0, rescan_every: int = 10, refresh_extra=()):
+    def __init__(self, *, maximum, n_hard: int, n_random: int, refresh_every: int | None, refresh_growth: float,
+                 memory: int, candidates: int, rescan_every: int, refresh_extra):
         self.maximum = maximum
         self.n_hard, self.n_random, self.refresh_every = n_hard, n_random, refresh_every
         self.refresh_growth, self.memory = refresh_growth, memory
@@ -312,49 +333,42 @@ def is_refresh_step(step: int, every: int, growth: float) -> bool:
     return at == step
 
 
-def _positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise JLInputError(f"{name} must be a positive integer, got {value!r}")
-    return value
+# what make_loss accepts (model.* options), checked in one place (constraints.py)
+LOSS_CONSTRAINTS = {
+    "mode": OneOf(MODES),
+    "pair_strategy": OneOf(PAIR_STRATEGIES),
+    "active_hard": POSITIVE_INT,
+    "active_random": POSITIVE_INT,
+    "active_refresh": Number(low=1, integer=True, none=True),
+    "active_refresh_growth": Number(low=1),
+    "active_memory": NON_NEGATIVE_INT,
+    "active_candidates": NON_NEGATIVE_INT,
+    "active_rescan": POSITIVE_INT,
+    "active_refresh_extra": Steps(),
+}
+TEMPERATURE = Number(low=0, low_open=True, what="a number > 0 (or smooth_temperature null for the hard max)")
 
 
-def make_loss(mode: str = "norms", pair_strategy: str = "active", smooth_temperature="auto",
-              smooth_temperature_end: float = 1e-4, active_hard: int = 2048, active_random: int = 10000,
-              active_refresh: int | None = 50, sampling: str = "auto", active_refresh_growth: float = 1.0,
-              active_memory: int = 0, active_candidates: int = 0, active_rescan: int = 10,
-              active_refresh_extra=()) -> DistortionLoss:
-    """The loss for the sampler's options (``model.*``), validated, with ``auto`` resolved:
-    the smooth max at temperature 0.1 in pairs mode with the active strategy, the hard max otherwise."""
-    if mode not in MODES:
-        raise JLInputError(f"model.mode must be one of {list(MODES)}, got {mode!r}")
-    if pair_strategy not in PAIR_STRATEGIES:
-        raise JLInputError(f"model.pair_strategy must be one of {list(PAIR_STRATEGIES)}, got {pair_strategy!r}")
-    for name, value in (("model.active_hard", active_hard), ("model.active_random", active_random)):
-        _positive_int(name, value)
-    if active_refresh is not None:  # None: the passes are step 0 and active_refresh_extra
-        _positive_int("model.active_refresh", active_refresh)
-    for name, value in (("model.active_memory", active_memory), ("model.active_candidates", active_candidates)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise JLInputError(f"{name} must be an integer >= 0, got {value!r}")
-    _positive_int("model.active_rescan", active_rescan)
-    extra = list(active_refresh_extra) if isinstance(active_refresh_extra, Sequence) \
-        and not isinstance(active_refresh_extra, str) else None
-    if extra is None or any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in extra):
-        raise JLInputError(f"model.active_refresh_extra must be a list of steps (integers >= 0), "
-                           f"got {active_refresh_extra!r}")
-    if isinstance(active_refresh_growth, bool) or not isinstance(active_refresh_growth, (int, float)) \
-            or not active_refresh_growth >= 1:
-        raise JLInputError(f"model.active_refresh_growth must be a number >= 1, got {active_refresh_growth!r}")
+def loss_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The options of ``options`` (``model.*``, or a sampler's arguments) that build its loss,
+    by name, for ``make_loss(**loss_options(...))``."""
+    return {name: options[name] for name in LOSS_PARAMETERS}
+
+
+def make_loss(*, mode: str, pair_strategy: str, smooth_temperature, smooth_temperature_end: float, active_hard: int,
+              active_random: int, active_refresh: int | None, sampling: str, active_refresh_growth: float,
+              active_memory: int, active_candidates: int, active_rescan: int, active_refresh_extra) -> DistortionLoss:
+    """The loss for the sampler's options (``model.*``; their defaults are conf/model/sampler.yaml's),
+    validated, with ``auto`` resolved: the smooth max at temperature 0.1 in pairs mode with the
+    active strategy, the hard max otherwise."""
+    options = check_params(locals(), LOSS_CONSTRAINTS, "model.")
     resolve_sampling(sampling, 1, 1)  # validates the name early
     if smooth_temperature == "auto":
         smooth_temperature = PAIRS_SMOOTH_TEMPERATURE if mode == "pairs" and pair_strategy == "active" else None
     maximum = HardMax()
     if smooth_temperature is not None:
-        for name, value in (("model.smooth_temperature", smooth_temperature),
-                            ("model.smooth_temperature_end", smooth_temperature_end)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                raise JLInputError(f"{name} must be a number > 0 (or smooth_temperature null for "
-                                   f"the hard max), got {value!r}")
+        check("model.smooth_temperature", smooth_temperature, TEMPERATURE)
+        check("model.smooth_temperature_end", smooth_temperature_end, TEMPERATURE)
         if mode == "pairs" and pair_strategy == "exact":
             raise JLInputError("model.smooth_temperature needs model.pair_strategy=active in pairs mode: "
                                "the exact strategy differentiates each sample's worst pair only")
@@ -363,5 +377,11 @@ def make_loss(mode: str = "norms", pair_strategy: str = "active", smooth_tempera
         return NormsLoss(maximum, sampling)
     if pair_strategy == "exact":
         return ExactPairsLoss(sampling)
-    return ActivePairsLoss(maximum, active_hard, active_random, active_refresh, float(active_refresh_growth),
-                           active_memory, active_candidates, active_rescan, extra)
+    return ActivePairsLoss(maximum=maximum, n_hard=options["active_hard"], n_random=options["active_random"],
+                           refresh_every=options["active_refresh"],
+                           refresh_growth=float(options["active_refresh_growth"]), memory=options["active_memory"],
+                           candidates=options["active_candidates"], rescan_every=options["active_rescan"],
+                           refresh_extra=options["active_refresh_extra"])
+
+
+LOSS_PARAMETERS = tuple(inspect.signature(make_loss).parameters)

@@ -24,6 +24,7 @@ import math
 
 import numpy as np
 
+from jl_lightning.constraints import Number, check
 from jl_lightning.errors import JLInputError
 
 
@@ -39,8 +40,7 @@ def trap_completions(scale: float, distortion: float) -> tuple[float, float]:
 
 def trap_points(k: int, scale: float = 2.0, distortion: float = 0.5) -> np.ndarray:
     """The 2 k (k + 1) points of Theorem 1's construction, shape (2 k (k + 1), k + 1)."""
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2:
-        raise JLInputError(f"data.source.k must be an integer >= 2, got {k!r}")
+    check("data.source.k", k, Number(low=2, integer=True))
     a, b = trap_completions(scale, distortion)
     heads = [np.eye(k)[i] for i in range(k)]
     heads += [np.eye(k)[i] + np.eye(k)[j] for i, j in itertools.combinations(range(k), 2)]

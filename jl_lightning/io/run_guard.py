@@ -23,8 +23,16 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from jl_lightning.io.loading import path_problem
-from jl_lightning.io.run_folder import (LOCK_NAME, earlier_run_files, lock_is_stale, occupied, process_rank,
-                                        read_lock, release_lock, take_lock)
+from jl_lightning.io.run_folder import (
+    LOCK_NAME,
+    earlier_run_files,
+    lock_is_stale,
+    occupied,
+    process_rank,
+    read_lock,
+    release_lock,
+    take_lock,
+)
 
 
 def _refuse(message: str, config: DictConfig | None = None) -> None:

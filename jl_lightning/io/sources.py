@@ -10,18 +10,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from jl_lightning.constraints import NON_NEGATIVE, POSITIVE, POSITIVE_INT, check
 from jl_lightning.core.trap import trap_points
+from jl_lightning.errors import JLInputError
 from jl_lightning.io.clusters import generate_clusters
 from jl_lightning.io.loading import load_points
-from jl_lightning.errors import JLInputError
 
 
 def _positive(option: str, value, integer: bool = True) -> None:
     """Refuse ``data.source.<option>`` unless it is a positive integer (or number)."""
-    types = (int, np.integer) if integer else (int, float, np.integer, np.floating)
-    if isinstance(value, bool) or not isinstance(value, types) or value <= 0:
-        expected = "a positive integer" if integer else "a number > 0"
-        raise JLInputError(f"data.source.{option} must be {expected}, got {value!r}")
+    check(f"data.source.{option}", value, POSITIVE_INT if integer else POSITIVE)
 
 
 @dataclass
@@ -71,8 +69,7 @@ class ClustersPoints:
         for option in ("n", "d", "clusters", "intrinsic_dim"):
             _positive(option, getattr(self, option))
         _positive("spread", self.spread, integer=False)
-        if isinstance(self.noise, bool) or not isinstance(self.noise, (int, float)) or self.noise < 0:
-            raise JLInputError(f"data.source.noise must be a number >= 0, got {self.noise!r}")
+        check("data.source.noise", self.noise, NON_NEGATIVE)
         if self.intrinsic_dim > self.d:
             raise JLInputError(f"data.source.intrinsic_dim must be <= data.source.d={self.d}, "
                                f"got {self.intrinsic_dim}")

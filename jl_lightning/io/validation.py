@@ -7,6 +7,7 @@ import warnings
 
 import numpy as np
 
+from jl_lightning.constraints import POSITIVE_INT, Number, check
 from jl_lightning.core.pairs import center as center_points
 from jl_lightning.errors import JLInputError, JLInputTypeError
 
@@ -158,8 +159,7 @@ def duplicate_rows(points: np.ndarray) -> tuple[int, int]:
 def split_indices(n: int, val_fraction: float, seed: int, min_train: int,
                   name: str = "data.val_fraction") -> tuple[np.ndarray, np.ndarray]:
     """Seeded (train, held-out) index arrays, disjoint and covering 0..n-1, both sorted."""
-    if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0 <= val_fraction < 1:
-        raise JLInputError(f"{name} must be a number in [0, 1), got {val_fraction!r}")
+    check(name, val_fraction, Number(low=0, high=1, high_open=True))
     n_val = int(round(val_fraction * n))
     if val_fraction > 0 and n_val == 0:
         n_val = 1
@@ -172,10 +172,7 @@ def split_indices(n: int, val_fraction: float, seed: int, min_train: int,
 
 def validate_k(k, d: int) -> int:
     """``model.k`` must be an integer in [1, d]."""
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-        raise JLInputError(f"model.k must be a positive integer, got {k!r}")
-    if k <= 0:
-        raise JLInputError(f"model.k must be a positive integer, got {k}")
+    k = check("model.k", k, POSITIVE_INT)
     if k > d:
         raise JLInputError(
             f"model.k={k} exceeds the data dimension d={d}; a JL embedding maps to k <= d dimensions"
@@ -186,12 +183,7 @@ def validate_k(k, d: int) -> int:
 def positive_int(option: str, value, allow_none: bool = False) -> int | None:
     """``value`` as an int when it is a positive integer (or None with ``allow_none``);
     otherwise :class:`JLInputError` naming ``option`` as the user writes it."""
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        expected = "a positive integer" + (" or null" if allow_none else "")
-        raise JLInputError(f"{option} must be {expected}, got {value!r}")
-    return int(value)
+    return check(option, value, Number(low=1, integer=True, none=allow_none))
 
 
 def run_options(cfg) -> tuple[int, int | None]:
@@ -199,13 +191,12 @@ def run_options(cfg) -> tuple[int, int | None]:
     integer in [0, 2^32)), ``threads`` (null or a positive integer), ``log_every`` (a positive
     integer) and ``optimizer.lr`` (> 0: a rate of 0 can never train). Returns (seed, threads)."""
     seed = cfg.get("seed")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2 ** 32:
-        raise JLInputError(f"seed must be an integer in [0, 2^32), got {seed!r}")
+    check("seed", seed, Number(low=0, high=2 ** 32, high_open=True, integer=True,
+                               what="an integer in [0, 2^32)"))
     threads = positive_int("threads", cfg.get("threads"), allow_none=True)
     if "log_every" in cfg:
         positive_int("log_every", cfg.get("log_every"))
     optimizer = cfg.get("optimizer") or {}
     lr = optimizer.get("lr") if hasattr(optimizer, "get") else None
-    if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0):
-        raise JLInputError(f"optimizer.lr must be a number > 0, got {lr!r}")
+    check("optimizer.lr", lr, Number(low=0, low_open=True, none=True, what="a number > 0"))
     return int(seed), threads

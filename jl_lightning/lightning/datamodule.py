@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
 
+from jl_lightning.errors import JLInputError
 from jl_lightning.io.run_folder import fingerprint
 from jl_lightning.io.validation import duplicate_rows, split_indices, validate_points
-from jl_lightning.errors import JLInputError
 
 log = logging.getLogger("jl_lightning")
 NORMALIZE_CHOICES = ("auto", True, False)

@@ -20,14 +20,20 @@ from typing import Any, Callable
 
 import torch
 
+from jl_lightning.constraints import POSITIVE, POSITIVE_INT, Number, check_params
 from jl_lightning.core.exact_objective import exact_objective
 from jl_lightning.core.second_order import GRADIENT, HessianDescent, PerturbedGD
 from jl_lightning.errors import JLInputError
 from jl_lightning.lightning.log_schedule import log_at
-from jl_lightning.io.validation import positive_int
 from jl_lightning.lightning.module import BaseJLModule
 
 METHODS = ("adam", "hessian", "pgd")
+
+
+# what the exact sampler's own options accept (model.*), checked in one place (constraints.py)
+EXACT_CONSTRAINTS = {"eps": Number(low=0, high=1, low_open=True, high_open=True), "L": POSITIVE, "K": POSITIVE,
+                     "rho": POSITIVE, "pgd_radius": POSITIVE, "max_step": POSITIVE, "max_curvature_step": POSITIVE,
+                     "pgd_threshold": POSITIVE, "lanczos_iters": POSITIVE_INT, "pgd_interval": POSITIVE_INT}
 
 
 class ExactProblem:
@@ -89,15 +95,7 @@ class ExactSampler(BaseJLModule):
                          dtype=torch.float64)
         if method not in METHODS:
             raise JLInputError(f"model.method must be one of {list(METHODS)}, got {method!r}")
-        if isinstance(eps, bool) or not (isinstance(eps, (int, float)) and 0 < eps < 1):
-            raise JLInputError(f"model.eps must be a number in (0, 1), got {eps!r}")
-        for name, value in (("model.L", L), ("model.K", K), ("model.rho", rho), ("model.pgd_radius", pgd_radius),
-                            ("model.max_step", max_step), ("model.max_curvature_step", max_curvature_step),
-                            ("model.pgd_threshold", pgd_threshold)):
-            if isinstance(value, bool) or not (isinstance(value, (int, float)) and value > 0):
-                raise JLInputError(f"{name} must be a number > 0, got {value!r}")
-        positive_int("model.lanczos_iters", lanczos_iters)
-        positive_int("model.pgd_interval", pgd_interval)
+        check_params(locals(), EXACT_CONSTRAINTS, "model.")
         self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
         self.eps, self.method = float(eps), method
         self.stepper = None

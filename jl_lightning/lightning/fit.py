@@ -144,6 +144,7 @@ def fit_from_config(cfg: DictConfig, source=None, interactive: bool | None = Non
     from lightning.pytorch import seed_everything
     from lightning.pytorch.callbacks import Checkpoint, LearningRateMonitor, ProgressBar
 
+    from jl_lightning.constraints import Number, check
     from jl_lightning.errors import JLInputError, JLRunError
     from jl_lightning.io.run_folder import process_rank
     from jl_lightning.io.validation import run_options, validate_k
@@ -158,9 +159,8 @@ def fit_from_config(cfg: DictConfig, source=None, interactive: bool | None = Non
     seed_everything(seed, workers=True, verbose=False)
 
     max_steps = cfg.trainer.get("max_steps")
-    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps <= 0:
-        raise JLInputError(f"trainer.max_steps must be a positive integer (the number of training steps), "
-                           f"got {max_steps!r}")
+    check("trainer.max_steps", max_steps,
+          Number(low=1, integer=True, what="a positive integer (the number of training steps)"))
     datamodule = build_datamodule(cfg.data, source)
     k = validate_k(cfg.model.k, datamodule.dim)
     optimizer = instantiate(cfg.optimizer) if cfg.get("optimizer") else None

@@ -19,12 +19,15 @@ import torch
 from lightning.pytorch import LightningModule
 from torch import nn
 
+from jl_lightning.constraints import FINITE, NON_NEGATIVE, POSITIVE_INT, check_params
 from jl_lightning.core.variance import make_variance
-from jl_lightning.lightning.sharding import share_rng_state
 from jl_lightning.errors import JLInputError
-from jl_lightning.io.validation import positive_int
+from jl_lightning.lightning.sharding import share_rng_state
 
 INIT_MEANS = ("zeros", "gaussian", "identity")
+# what every sampler's shared options accept (model.*), checked in one place (constraints.py)
+MODULE_CONSTRAINTS = {"k": POSITIVE_INT, "dim": POSITIVE_INT, "log_every": POSITIVE_INT, "reg_weight": NON_NEGATIVE,
+                      "init_scale": FINITE, "init_noise": FINITE}
 
 
 
@@ -78,16 +81,10 @@ class BaseJLModule(LightningModule):
                  scheduler: Callable[..., Any] | None = None, log_every: int = 50, mode: str = "norms",
                  dtype: torch.dtype = torch.float32):
         super().__init__()
-        for name, value in (("model.k", k), ("model.dim", dim), ("model.log_every", log_every)):
-            positive_int(name, value)
+        check_params(locals(), MODULE_CONSTRAINTS, "model.")
         if mode not in self.modes:
             raise JLInputError(f"model.mode must be one of {list(self.modes)} for {type(self).__name__}, "
                                f"got {mode!r}")
-        if isinstance(reg_weight, bool) or not (isinstance(reg_weight, (int, float)) and reg_weight >= 0):
-            raise JLInputError(f"model.reg_weight must be a number >= 0, got {reg_weight!r}")
-        for name, value in (("model.init_scale", init_scale), ("model.init_noise", init_noise)):
-            if isinstance(value, bool) or not (isinstance(value, (int, float)) and math.isfinite(value)):
-                raise JLInputError(f"{name} must be a finite number, got {value!r}")
         self.k, self.dim, self.mode, self.log_every = k, dim, mode, log_every
         self.reg_weight = float(reg_weight)
         self.mean = nn.Parameter(initial_mean(k, dim, init_mean, init_seed, init_scale, init_noise, dtype))

@@ -17,16 +17,23 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from jl_lightning.core.losses import ActivePairsLoss, make_loss
+from jl_lightning.constraints import (
+    NON_NEGATIVE,
+    POSITIVE_INT,
+    Number,
+    check,
+    check_params,
+)
+from jl_lightning.core.losses import ActivePairsLoss, loss_options, make_loss
 from jl_lightning.errors import JLInputError
 from jl_lightning.lightning.log_schedule import log_at
-from jl_lightning.io.validation import positive_int
 from jl_lightning.lightning.module import BaseJLModule
 from jl_lightning.lightning.sharding import exact_report, process_shard
 from jl_lightning.metrics.distortion import evaluate
 
 log = logging.getLogger("jl_lightning")
 LOG_PASSES_FROM_S = 5.0  # exact passes longer than this are logged
+SAMPLER_CONSTRAINTS = {"subspace_penalty": NON_NEGATIVE, "subspace_energy": Number(low=0, high=1, low_open=True)}
 
 
 @torch.no_grad()
@@ -91,20 +98,13 @@ class GaussianSampler(BaseJLModule):
         super().__init__(k, dim, variance=variance, init_variance=init_variance, init_mean=init_mean,
                          init_seed=init_seed, init_scale=init_scale, init_noise=init_noise, reg_weight=reg_weight,
                          optimizer=optimizer, scheduler=scheduler, log_every=log_every, mode=mode)
-        self.n_samples = positive_int("model.n_samples", n_samples)
+        self.n_samples = check("model.n_samples", n_samples, POSITIVE_INT)
         if isinstance(active_refresh_extra, Sequence) and not isinstance(active_refresh_extra, str):
             # a plain list in the checkpoint's hyperparameters: torch.load (weights_only) refuses
             # Hydra's ListConfig, so a resumed run could not read its own checkpoint
             active_refresh_extra = list(active_refresh_extra)
-        self.loss_fn = make_loss(mode, pair_strategy, smooth_temperature, smooth_temperature_end,
-                                 active_hard, active_random, active_refresh, sampling, active_refresh_growth,
-                                 active_memory, active_candidates, active_rescan, active_refresh_extra)
-        if isinstance(subspace_penalty, bool) or not isinstance(subspace_penalty, (int, float)) \
-                or not subspace_penalty >= 0:
-            raise JLInputError(f"model.subspace_penalty must be a number >= 0, got {subspace_penalty!r}")
-        if isinstance(subspace_energy, bool) or not isinstance(subspace_energy, (int, float)) \
-                or not 0 < subspace_energy <= 1:
-            raise JLInputError(f"model.subspace_energy must be a fraction in (0, 1], got {subspace_energy!r}")
+        self.loss_fn = make_loss(**loss_options(locals()))
+        check_params(locals(), SAMPLER_CONSTRAINTS, "model.")
         self.subspace_penalty, self.subspace_energy = float(subspace_penalty), float(subspace_energy)
         self._complement: torch.Tensor | None = None
         # in checkpoints; the loggers get the whole resolved config from fit_from_config instead

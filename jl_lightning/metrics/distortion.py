@@ -36,8 +36,17 @@ import torch
 
 from jl_lightning.core.sharding import SINGLE, Shard
 from jl_lightning.metrics.pair_screen import screened_pairs
-from jl_lightning.metrics.tiles import (DEFAULT_MEMORY_BUDGET, as_linear_map, check_points, is_operator,
-                                        pair_tile_rows, pair_tiles, point_tile_rows, point_tiles, to_tensor)
+from jl_lightning.metrics.tiles import (
+    DEFAULT_MEMORY_BUDGET,
+    as_linear_map,
+    check_points,
+    is_operator,
+    pair_tile_rows,
+    pair_tiles,
+    point_tile_rows,
+    point_tiles,
+    to_tensor,
+)
 
 MODES = ("norms", "pairs")
 SCREEN_AUTO_SIZE = 50_000_000  # n * d from which norms-mode evaluation is screened by default

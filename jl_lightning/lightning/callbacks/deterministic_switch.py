@@ -7,7 +7,7 @@ import logging
 from lightning.pytorch import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from jl_lightning.errors import JLInputError
+from jl_lightning.constraints import NON_NEGATIVE, check
 from jl_lightning.lightning.log_schedule import log_at
 
 log = logging.getLogger("jl_lightning")
@@ -30,9 +30,7 @@ class DeterministicSwitch(Callback):
 
     def __init__(self, threshold: float = 1e-4):
         super().__init__()
-        if isinstance(threshold, bool) or not (isinstance(threshold, (int, float)) and threshold >= 0):
-            raise JLInputError(f"callbacks.deterministic_switch.threshold must be >= 0, got {threshold!r}")
-        self.threshold = float(threshold)
+        self.threshold = float(check("callbacks.deterministic_switch.threshold", threshold, NON_NEGATIVE))
         self.switch_step: int | None = None
 
     def _maybe_switch(self, trainer, pl_module) -> None:

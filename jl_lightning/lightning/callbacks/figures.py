@@ -10,7 +10,12 @@ from lightning.pytorch import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from jl_lightning.baselines.references import dense_map
-from jl_lightning.io.figures import ratio_histogram, render, training_curves, write_bytes
+from jl_lightning.io.figures import (
+    ratio_histogram,
+    render,
+    training_curves,
+    write_bytes,
+)
 from jl_lightning.lightning.contract import RunRecord
 from jl_lightning.metrics.distortion import ratio_sample
 

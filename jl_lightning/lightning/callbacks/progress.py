@@ -10,7 +10,7 @@ import time
 from lightning.pytorch import Callback
 from lightning.pytorch.callbacks import TQDMProgressBar
 
-from jl_lightning.errors import JLInputError
+from jl_lightning.constraints import Number, check
 
 log = logging.getLogger("jl_lightning")
 EPSILON = "train/det_distortion"  # the tracker's latest exact epsilon, as Lightning holds it
@@ -109,10 +109,8 @@ class ProgressLog(Callback):
 
     def __init__(self, every_fraction: float = 0.1):
         super().__init__()
-        if isinstance(every_fraction, bool) or not (isinstance(every_fraction, (int, float))
-                                                     and 0 < every_fraction <= 1):
-            raise JLInputError(f"callbacks.progress_log.every_fraction must be in (0, 1], got {every_fraction!r}")
-        self.every_fraction = float(every_fraction)
+        self.every_fraction = float(check("callbacks.progress_log.every_fraction", every_fraction,
+                                          Number(low=0, high=1, low_open=True)))
         self.lines: list[str] = []
         self._started = time.perf_counter()
         self._first_step = 0

@@ -7,9 +7,13 @@ import time
 
 from lightning.pytorch import Callback
 
-from jl_lightning.errors import JLInputError
-from jl_lightning.baselines.references import REFERENCE_METHODS, reference_figures, reference_scalars
+from jl_lightning.baselines.references import (
+    REFERENCE_METHODS,
+    reference_figures,
+    reference_scalars,
+)
 from jl_lightning.baselines.registry import check_methods
+from jl_lightning.constraints import Number, check
 from jl_lightning.lightning.log_schedule import log_at
 
 log = logging.getLogger("jl_lightning")
@@ -34,10 +38,8 @@ class ReferenceLines(Callback):
         super().__init__()
         self.draws, self.seed = int(draws), int(seed)
         self.methods = check_methods(methods, "baseline.methods")
-        if budget_s is not None and (isinstance(budget_s, bool) or not isinstance(budget_s, (int, float))
-                                     or not budget_s > 0):
-            raise JLInputError(f"baseline.budget_s must be a number of seconds > 0, or null for no budget, "
-                               f"got {budget_s!r}")
+        check("baseline.budget_s", budget_s,
+              Number(low=0, low_open=True, none=True, what="a number of seconds > 0, or null for no budget"))
         self.budget_s = None if budget_s is None else float(budget_s)
         self.references: dict = {}
         self.maps: dict = {}

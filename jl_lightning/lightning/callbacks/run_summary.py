@@ -11,10 +11,10 @@ import torch
 from lightning.pytorch import Callback
 
 from jl_lightning import __version__
+from jl_lightning.baselines.references import dense_map
+from jl_lightning.constraints import NON_NEGATIVE_INT, check_params
 from jl_lightning.io.run_folder import fingerprint
 from jl_lightning.lightning.contract import ReadsRunRecord, ReportsResults, RunRecord
-from jl_lightning.baselines.references import dense_map
-from jl_lightning.errors import JLInputError
 from jl_lightning.lightning.sharding import exact_report
 from jl_lightning.metrics.neighbors import original_neighbors, recall_at_k
 
@@ -41,9 +41,8 @@ class RunSummary(Callback):
 
     def __init__(self, recall_k: int = 10, recall_queries: int = 1000, recall_seed: int = 0):
         super().__init__()
-        for name, value in (("recall_k", recall_k), ("recall_queries", recall_queries)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise JLInputError(f"callbacks.run_summary.{name} must be an integer >= 0, got {value!r}")
+        check_params(locals(), {"recall_k": NON_NEGATIVE_INT, "recall_queries": NON_NEGATIVE_INT},
+                     "callbacks.run_summary.")
         self.recall_k, self.recall_queries, self.recall_seed = recall_k, recall_queries, int(recall_seed)
         self.summary: dict | None = None
         self.embedding: np.ndarray | None = None
