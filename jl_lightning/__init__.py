@@ -22,7 +22,8 @@ __all__ = ["JLEmbedding", "__version__"]
 
 def __getattr__(name):
     if name == "JLEmbedding":
-        from jl_lightning.apps.embedding import JLEmbedding
+        # lazy: lazy facade: `import jl_lightning` loads neither torch nor Lightning
+        from jl_lightning.apps.embedding import JLEmbedding  # noqa: PLC0415
 
         return JLEmbedding
     raise AttributeError(name)

@@ -54,8 +54,10 @@ class Number:
             words = "a positive integer"
         elif self.low is not None and self.high is not None:
             kind = "fraction" if (self.low, self.high, self.integer) == (0, 1, False) else kind
-            words = (f"a {kind} in {'(' if self.low_open else '['}{self.low:g}, "
-                     f"{self.high:g}{')' if self.high_open else ']'}")
+            words = (
+                f"a {kind} in {'(' if self.low_open else '['}{self.low:g}, "
+                f"{self.high:g}{')' if self.high_open else ']'}"
+            )
         elif self.low is not None:
             words = f"{'an' if self.integer else 'a'} {kind} {'>' if self.low_open else '>='} {self.low:g}"
         elif self.high is not None:
@@ -120,5 +122,8 @@ def check(option: str, value, constraint):
 def check_params(values: Mapping[str, Any], constraints: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """Every ``values[name]`` that has a constraint, checked and converted, in the order the
     constraints are declared; the option is named ``prefix + name``."""
-    return {name: check(prefix + name, values[name], constraint)
-            for name, constraint in constraints.items() if name in values}
+    return {
+        name: check(prefix + name, values[name], constraint)
+        for name, constraint in constraints.items()
+        if name in values
+    }

@@ -1,3 +1,5 @@
+import numpy as np
+
 """The one exception type for a user's mistake.
 
 Anything the user can fix (a missing file, a NaN row, ``model.k=0``) raises
@@ -23,11 +25,12 @@ class JLRunError(JLInputError):
 
 def check_finite_matrix(matrix, where: str):
     """``matrix`` unchanged, or :class:`JLRunError` naming ``where`` when it holds NaN or Inf."""
-    import numpy as np
 
     array = np.asarray(matrix)
     if not np.isfinite(array).all():
         bad = int((~np.isfinite(array)).sum())
-        raise JLRunError(f"{where}: the matrix holds {bad} NaN or Inf entr{'y' if bad == 1 else 'ies'} "
-                         f"of {array.size}; refusing to use it")
+        raise JLRunError(
+            f"{where}: the matrix holds {bad} NaN or Inf entr{'y' if bad == 1 else 'ies'} "
+            f"of {array.size}; refusing to use it"
+        )
     return matrix

@@ -27,13 +27,23 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests"
 REPORT = ROOT / "docs" / "reliability.md"
-FAST = ["model.n_samples=4", "trainer.max_steps=20", "log_every=5", "logger=none", "baseline.draws=0",
-        "~callbacks.model_checkpoint", "data.source.n=20", "data.source.d=12", "model.k=4"]
+FAST = [
+    "model.n_samples=4",
+    "trainer.max_steps=20",
+    "log_every=5",
+    "logger=none",
+    "baseline.draws=0",
+    "~callbacks.model_checkpoint",
+    "data.source.n=20",
+    "data.source.d=12",
+    "model.k=4",
+]
 FILE = [f for f in FAST if not f.startswith(("data.source", "model.k"))]
 
 
-def run(module: str, *args: str, cwd: Path, env_extra: dict | None = None,
-        file_limit: int | None = None) -> subprocess.CompletedProcess:
+def run(
+    module: str, *args: str, cwd: Path, env_extra: dict | None = None, file_limit: int | None = None
+) -> subprocess.CompletedProcess:
     """``python -m module args`` as a user runs it; ``file_limit`` (bytes) stands in for a disk
     that fills up: writes past it fail (EFBIG), as they would with ENOSPC."""
     import resource
@@ -45,8 +55,15 @@ def run(module: str, *args: str, cwd: Path, env_extra: dict | None = None,
     def limit():
         resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))
 
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=900, preexec_fn=limit if file_limit else None)
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        preexec_fn=limit if file_limit else None,
+    )
 
 
 def verdict(kind: str, proc: subprocess.CompletedProcess, check=None) -> tuple[bool, str]:
@@ -77,6 +94,7 @@ def summary_check(run_dir: Path):
         if not (np.isfinite(matrix).all() and eps >= 0 and np.isfinite(eps)):
             return f"WRONG: epsilon {eps}, finite matrix {np.isfinite(matrix).all()}"
         return f"exported, epsilon {eps:.4g}" + ("" if summary["converged"] else " (NOT CONVERGED, said so)")
+
     return check
 
 
@@ -92,21 +110,35 @@ def cases(work: Path) -> list[tuple]:
         np.save(data / name, array)
         files[name] = data / name
 
-    bad = X.copy(); bad[3, 2] = np.nan; save("nan.npy", bad)
-    bad = X.copy(); bad[4, 0] = np.inf; save("inf.npy", bad)
-    bad = X.copy(); bad[5] = 0; save("zero_row.npy", bad)
-    save("one_d.npy", X[0]); save("empty.npy", np.empty((0, 8))); save("one_point.npy", X[:1])
-    save("d1.npy", X[:, :1]); save("ints.npy", (X * 10).astype(np.int64)); save("half.npy", X.astype(np.float16))
-    dup = X.copy(); dup[7] = dup[8]; save("duplicates.npy", dup)
+    bad = X.copy()
+    bad[3, 2] = np.nan
+    save("nan.npy", bad)
+    bad = X.copy()
+    bad[4, 0] = np.inf
+    save("inf.npy", bad)
+    bad = X.copy()
+    bad[5] = 0
+    save("zero_row.npy", bad)
+    save("one_d.npy", X[0])
+    save("empty.npy", np.empty((0, 8)))
+    save("one_point.npy", X[:1])
+    save("d1.npy", X[:, :1])
+    save("ints.npy", (X * 10).astype(np.int64))
+    save("half.npy", X.astype(np.float16))
+    dup = X.copy()
+    dup[7] = dup[8]
+    save("duplicates.npy", dup)
     save("identical.npy", np.ones((10, 4)))
     for power in (-30, 19, 200):
-        save(f"scaled_1e{power}.npy", X * 10.0 ** power)
+        save(f"scaled_1e{power}.npy", X * 10.0**power)
     np.savez(data / "two.npz", a=X, b=X)
     (data / "garbage.npy").write_bytes(b"not a numpy file at all")
     (data / "truncated.npy").write_bytes((data / "ints.npy").read_bytes()[:300])
     (data / "text.csv").write_text("1,5,3\n4,x,6\n")
     (data / "ragged.csv").write_text("1,5,3\n4,6\n")
-    (data / "pandas.csv").write_text("0,1,2\n" + "\n".join(",".join(f"{v:.6f}" for v in row) for row in X[:, :3]) + "\n")
+    (data / "pandas.csv").write_text(
+        "0,1,2\n" + "\n".join(",".join(f"{v:.6f}" for v in row) for row in X[:, :3]) + "\n"
+    )
     np.save(data / "nan_matrix.npy", np.full((2, 8), np.nan))
     np.save(data / "matrix.npy", np.eye(2, 8))
     np.save(data / "huge.npy", np.full((3, 8), 1e200))
@@ -178,8 +210,15 @@ def cases(work: Path) -> list[tuple]:
         train("error", "model.mode=distances", *FAST, "model.mode=distances"),
         train("error", "model.init_mean=zeroes", *FAST, "model.init_mean=zeroes"),
         train("ok", "a run too short to converge", *FAST, "trainer.max_steps=3", "model.variance=log"),
-        train("error", "data=clusters, intrinsic_dim > d", *FAST, "data=clusters", "data.source.d=10",
-              "data.source.intrinsic_dim=20", "model.k=2"),
+        train(
+            "error",
+            "data=clusters, intrinsic_dim > d",
+            *FAST,
+            "data=clusters",
+            "data.source.d=10",
+            "data.source.intrinsic_dim=20",
+            "model.k=2",
+        ),
         train("error", "data=clusters, negative noise", *FAST, "data=clusters", "data.source.noise=-1", "model.k=2"),
         train("error", "model.active_refresh_growth=0.5", *FAST, "model.mode=pairs", "model.active_refresh_growth=0.5"),
         train("error", "model.active_memory=-1", *FAST, "model.mode=pairs", "model.active_memory=-1"),
@@ -191,30 +230,114 @@ def cases(work: Path) -> list[tuple]:
         train("error", "callbacks.progress_log.every_fraction=0", *FAST, "callbacks.progress_log.every_fraction=0"),
         train("error", "model.subspace_penalty=-1", *FAST, "model.subspace_penalty=-1"),
         train("error", "model.subspace_energy=0", *FAST, "model.subspace_energy=0"),
-        ("run folder holding an earlier run's results", "error", "jl_lightning.apps.train",
-         (*FAST, f"hydra.run.dir={occupied}"), {}, None, None),
-        ("run folder locked by a live run", "error", "jl_lightning.apps.train",
-         (*FAST, f"hydra.run.dir={locked}"), {}, None, None),
-        ("resume of a folder that is not a run", "error", "jl_lightning.apps.train",
-         (f"resume={data}",), {}, None, None),
-        ("jl-embed: dimension mismatch", "error", "jl_lightning.apps.embed",
-         (str(data / "matrix.npy"), str(data / "wrong_d.npy"), str(embed_out / "a.npy")), {}, None, None),
-        ("jl-embed: existing output", "error", "jl_lightning.apps.embed",
-         (str(data / "matrix.npy"), str(data / "ints.npy"), str(embed_out / "exists.npy")), {}, None, None),
-        ("jl-embed: NaN matrix", "error", "jl_lightning.apps.embed",
-         (str(data / "nan_matrix.npy"), str(data / "ints.npy"), str(embed_out / "b.npy")), {}, None, None),
-        ("jl-embed: .npz with two arrays, no --key", "error", "jl_lightning.apps.embed",
-         (str(data / "matrix.npy"), str(data / "two.npz"), str(embed_out / "c.npy")), {}, None, None),
-        ("jl-embed: 1e200 input into float32", "error", "jl_lightning.apps.embed",
-         (str(data / "matrix.npy"), str(data / "huge.npy"), str(embed_out / "d.npy")), {}, None, None),
-        ("jl-compare: unknown method", "error", "jl_lightning.apps.compare",
-         ("compare.methods=[fjlt]", f"hydra.run.dir={out / 'cmp1'}"), {}, None, out / "cmp1"),
-        ("jl-compare: compare.run is not a run", "error", "jl_lightning.apps.compare",
-         (f"compare.run={data}", f"hydra.run.dir={out / 'cmp2'}"), {}, None, out / "cmp2"),
-        ("jl-compare: compare.sweep holds no finished run", "error", "jl_lightning.apps.compare",
-         (f"compare.sweep={data}", f"hydra.run.dir={out / 'cmp3'}"), {}, None, out / "cmp3"),
-        ("jl-compare: compare.run and compare.sweep together", "error", "jl_lightning.apps.compare",
-         (f"compare.run={data}", f"compare.sweep={data}", f"hydra.run.dir={out / 'cmp4'}"), {}, None, out / "cmp4"),
+        (
+            "run folder holding an earlier run's results",
+            "error",
+            "jl_lightning.apps.train",
+            (*FAST, f"hydra.run.dir={occupied}"),
+            {},
+            None,
+            None,
+        ),
+        (
+            "run folder locked by a live run",
+            "error",
+            "jl_lightning.apps.train",
+            (*FAST, f"hydra.run.dir={locked}"),
+            {},
+            None,
+            None,
+        ),
+        (
+            "resume of a folder that is not a run",
+            "error",
+            "jl_lightning.apps.train",
+            (f"resume={data}",),
+            {},
+            None,
+            None,
+        ),
+        (
+            "jl-embed: dimension mismatch",
+            "error",
+            "jl_lightning.apps.embed",
+            (str(data / "matrix.npy"), str(data / "wrong_d.npy"), str(embed_out / "a.npy")),
+            {},
+            None,
+            None,
+        ),
+        (
+            "jl-embed: existing output",
+            "error",
+            "jl_lightning.apps.embed",
+            (str(data / "matrix.npy"), str(data / "ints.npy"), str(embed_out / "exists.npy")),
+            {},
+            None,
+            None,
+        ),
+        (
+            "jl-embed: NaN matrix",
+            "error",
+            "jl_lightning.apps.embed",
+            (str(data / "nan_matrix.npy"), str(data / "ints.npy"), str(embed_out / "b.npy")),
+            {},
+            None,
+            None,
+        ),
+        (
+            "jl-embed: .npz with two arrays, no --key",
+            "error",
+            "jl_lightning.apps.embed",
+            (str(data / "matrix.npy"), str(data / "two.npz"), str(embed_out / "c.npy")),
+            {},
+            None,
+            None,
+        ),
+        (
+            "jl-embed: 1e200 input into float32",
+            "error",
+            "jl_lightning.apps.embed",
+            (str(data / "matrix.npy"), str(data / "huge.npy"), str(embed_out / "d.npy")),
+            {},
+            None,
+            None,
+        ),
+        (
+            "jl-compare: unknown method",
+            "error",
+            "jl_lightning.apps.compare",
+            ("compare.methods=[fjlt]", f"hydra.run.dir={out / 'cmp1'}"),
+            {},
+            None,
+            out / "cmp1",
+        ),
+        (
+            "jl-compare: compare.run is not a run",
+            "error",
+            "jl_lightning.apps.compare",
+            (f"compare.run={data}", f"hydra.run.dir={out / 'cmp2'}"),
+            {},
+            None,
+            out / "cmp2",
+        ),
+        (
+            "jl-compare: compare.sweep holds no finished run",
+            "error",
+            "jl_lightning.apps.compare",
+            (f"compare.sweep={data}", f"hydra.run.dir={out / 'cmp3'}"),
+            {},
+            None,
+            out / "cmp3",
+        ),
+        (
+            "jl-compare: compare.run and compare.sweep together",
+            "error",
+            "jl_lightning.apps.compare",
+            (f"compare.run={data}", f"compare.sweep={data}", f"hydra.run.dir={out / 'cmp4'}"),
+            {},
+            None,
+            out / "cmp4",
+        ),
         # options read under their own names, nothing silently ignored
         train("error", "threads=0", *FAST, "threads=0"),
         train("error", "threads=-1", *FAST, "threads=-1"),
@@ -227,36 +350,107 @@ def cases(work: Path) -> list[tuple]:
         file_run("error", ".pt holding a pickled object", "pickled.pt"),
         file_run("error", "sparse-tensor .pt", "sparse.pt"),
         file_run("error", "a named pipe as the data path (it used to hang)", "pipe.npy"),
-        train("error", "a character device as the data path", *FILE, "data=file", "data.source.path=/dev/zero",
-              "model.k=2"),
+        train(
+            "error",
+            "a character device as the data path",
+            *FILE,
+            "data=file",
+            "data.source.path=/dev/zero",
+            "model.k=2",
+        ),
         train("error", "data.source.path='' (empty)", *FILE, "data=file", "data.source.path=", "model.k=2"),
         file_run("ok", "CSV with a UTF-8 byte-order mark", "bom.csv"),
         # Hydra's own errors
         train("error", "misspelt experiment", "experiment=paperr"),
         train("error", "misspelt config group option", "data=fil"),
         train("error", "unknown key model.kk=4", *FAST, "model.kk=4"),
-        train("error", "a data key the source does not take (+data.source.n on data=file)", *FILE, "data=file",
-              f"data.source.path={data / 'ints.npy'}", "model.k=2", "+data.source.n=3"),
-        train("ok", "experiment=clusters_1e5 composed with data=file", "experiment=clusters_1e5", *FILE, "data=file",
-              f"data.source.path={data / 'ints.npy'}", "model.k=2", "data.val_fraction=0",
-              "model.active_candidates=50", "model.active_hard=20", "model.active_refresh_extra=[10]"),
+        train(
+            "error",
+            "a data key the source does not take (+data.source.n on data=file)",
+            *FILE,
+            "data=file",
+            f"data.source.path={data / 'ints.npy'}",
+            "model.k=2",
+            "+data.source.n=3",
+        ),
+        train(
+            "ok",
+            "experiment=clusters_1e5 composed with data=file",
+            "experiment=clusters_1e5",
+            *FILE,
+            "data=file",
+            f"data.source.path={data / 'ints.npy'}",
+            "model.k=2",
+            "data.val_fraction=0",
+            "model.active_candidates=50",
+            "model.active_hard=20",
+            "model.active_refresh_extra=[10]",
+        ),
         # the file system says no
-        ("hydra.run.dir under a file", "error", "jl_lightning.apps.train",
-         (*FAST, f"hydra.run.dir={data / 'ints.npy'}/run"), {}, None, None),
-        ("hydra.run.dir in /proc", "error", "jl_lightning.apps.train",
-         (*FAST, "hydra.run.dir=/proc/jl_bad_inputs"), {}, None, None),
-        ("hydra.run.dir in /sys", "error", "jl_lightning.apps.train",
-         (*FAST, "hydra.run.dir=/sys/jl_bad_inputs"), {}, None, None),
+        (
+            "hydra.run.dir under a file",
+            "error",
+            "jl_lightning.apps.train",
+            (*FAST, f"hydra.run.dir={data / 'ints.npy'}/run"),
+            {},
+            None,
+            None,
+        ),
+        (
+            "hydra.run.dir in /proc",
+            "error",
+            "jl_lightning.apps.train",
+            (*FAST, "hydra.run.dir=/proc/jl_bad_inputs"),
+            {},
+            None,
+            None,
+        ),
+        (
+            "hydra.run.dir in /sys",
+            "error",
+            "jl_lightning.apps.train",
+            (*FAST, "hydra.run.dir=/sys/jl_bad_inputs"),
+            {},
+            None,
+            None,
+        ),
         full_disk_case(out),
-        ("jl-embed: into /proc", "error", "jl_lightning.apps.embed",
-         (str(data / "matrix.npy"), str(data / "ints.npy"), "/proc/jl_bad_inputs.npy"), {}, None, None),
-        ("jl-embed: onto a full disk (64 KB file-size limit)", "error", "jl_lightning.apps.embed",
-         (str(data / "matrix.npy"), str(data / "many.npy"), str(embed_out / "full.npy")), {"file_limit": 65536},
-         None, None),
-        ("jl-embed: complex input", "error", "jl_lightning.apps.embed",
-         (str(data / "matrix.npy"), str(data / "complex.npy"), str(embed_out / "e.npy")), {}, None, None),
-        ("jl-embed: --key on a .npy", "error", "jl_lightning.apps.embed",
-         (str(data / "matrix.npy"), str(data / "ints.npy"), str(embed_out / "f.npy"), "--key", "a"), {}, None, None),
+        (
+            "jl-embed: into /proc",
+            "error",
+            "jl_lightning.apps.embed",
+            (str(data / "matrix.npy"), str(data / "ints.npy"), "/proc/jl_bad_inputs.npy"),
+            {},
+            None,
+            None,
+        ),
+        (
+            "jl-embed: onto a full disk (64 KB file-size limit)",
+            "error",
+            "jl_lightning.apps.embed",
+            (str(data / "matrix.npy"), str(data / "many.npy"), str(embed_out / "full.npy")),
+            {"file_limit": 65536},
+            None,
+            None,
+        ),
+        (
+            "jl-embed: complex input",
+            "error",
+            "jl_lightning.apps.embed",
+            (str(data / "matrix.npy"), str(data / "complex.npy"), str(embed_out / "e.npy")),
+            {},
+            None,
+            None,
+        ),
+        (
+            "jl-embed: --key on a .npy",
+            "error",
+            "jl_lightning.apps.embed",
+            (str(data / "matrix.npy"), str(data / "ints.npy"), str(embed_out / "f.npy"), "--key", "a"),
+            {},
+            None,
+            None,
+        ),
         # damaged checkpoints, changed data
         *checkpoint_cases(work, out),
         # a sweep with one bad job
@@ -283,9 +477,15 @@ def full_disk_case(out: Path) -> tuple:
         left = [name for name in ("summary.json", "embedding.npy", ".jl_lock") if (run_dir / name).exists()]
         return f"WRONG: left {left}" if left else None
 
-    return ("jl-train onto a full disk mid-run (40 KB file-size limit)", "disk", "jl_lightning.apps.train",
-            ("debug=fast", "trainer.max_steps=200", f"hydra.run.dir={run_dir}"), {"file_limit": 40 * 1024}, check,
-            None)
+    return (
+        "jl-train onto a full disk mid-run (40 KB file-size limit)",
+        "disk",
+        "jl_lightning.apps.train",
+        ("debug=fast", "trainer.max_steps=200", f"hydra.run.dir={run_dir}"),
+        {"file_limit": 40 * 1024},
+        check,
+        None,
+    )
 
 
 def checkpoint_cases(work: Path, out: Path) -> list[tuple]:
@@ -298,38 +498,100 @@ def checkpoint_cases(work: Path, out: Path) -> list[tuple]:
     data = work / "data"
     np.save(data / "changing.npy", np.random.default_rng(1).standard_normal((20, 6)))
     base = out / "stopped_base"
-    stopped = run("jl_lightning.apps.train", *FILE, "data=file", f"data.source.path={data / 'changing.npy'}",
-                  "model.k=2", "trainer.max_steps=40", f"hydra.run.dir={base}", "+callbacks.kill._target_=kill_at.KillAt",
-                  "+callbacks.kill.step=15", "+callbacks.kill.signal=SIGTERM", cwd=work,
-                  env_extra={"PYTHONPATH": str(TESTS)})
+    stopped = run(
+        "jl_lightning.apps.train",
+        *FILE,
+        "data=file",
+        f"data.source.path={data / 'changing.npy'}",
+        "model.k=2",
+        "trainer.max_steps=40",
+        f"hydra.run.dir={base}",
+        "+callbacks.kill._target_=kill_at.KillAt",
+        "+callbacks.kill.step=15",
+        "+callbacks.kill.signal=SIGTERM",
+        cwd=work,
+        env_extra={"PYTHONPATH": str(TESTS)},
+    )
     finished = out / "finished_base"
-    run("jl_lightning.apps.train", *FILE, "data=file", f"data.source.path={data / 'changing.npy'}", "model.k=2",
-        f"hydra.run.dir={finished}", cwd=work)
+    run(
+        "jl_lightning.apps.train",
+        *FILE,
+        "data=file",
+        f"data.source.path={data / 'changing.npy'}",
+        "model.k=2",
+        f"hydra.run.dir={finished}",
+        cwd=work,
+    )
     cases = []
     if stopped.returncode != 143:
-        return [("resume cases: a stopped run to damage", "error", "jl_lightning.apps.train",
-                 (f"resume={base}",), {}, None, None)]
+        return [
+            (
+                "resume cases: a stopped run to damage",
+                "error",
+                "jl_lightning.apps.train",
+                (f"resume={base}",),
+                {},
+                None,
+                None,
+            )
+        ]
     good = (base / "checkpoints" / "last.ckpt").read_bytes()
     for name, content in (("truncated", good[: len(good) // 2]), ("garbage", b"not a checkpoint at all")):
         run_dir = out / f"resume_{name}"
         shutil.copytree(base, run_dir)
         (run_dir / "checkpoints" / "last.ckpt").write_bytes(content)
-        cases.append((f"resume= of a {name} last.ckpt", "error", "jl_lightning.apps.train", (f"resume={run_dir}",),
-                      {}, None, None))
+        cases.append(
+            (
+                f"resume= of a {name} last.ckpt",
+                "error",
+                "jl_lightning.apps.train",
+                (f"resume={run_dir}",),
+                {},
+                None,
+                None,
+            )
+        )
     run_dir = out / "resume_foreign"
     shutil.copytree(base, run_dir)
     torch.save({"state_dict": {"weight": torch.ones(2)}}, run_dir / "checkpoints" / "last.ckpt")
-    cases.append(("resume= of another program's last.ckpt", "error", "jl_lightning.apps.train",
-                  (f"resume={run_dir}",), {}, None, None))
+    cases.append(
+        (
+            "resume= of another program's last.ckpt",
+            "error",
+            "jl_lightning.apps.train",
+            (f"resume={run_dir}",),
+            {},
+            None,
+            None,
+        )
+    )
     changed = out / "resume_changed"
     shutil.copytree(base, changed)
     X = np.load(data / "changing.npy")
     X[3, 2] += 1
     np.save(data / "changing.npy", X)  # from here on the file differs from what both runs trained on
-    cases.append(("resume= after the data file changed", "error", "jl_lightning.apps.train", (f"resume={changed}",),
-                  {}, None, None))
-    cases.append(("jl-compare of a run whose data file changed", "error", "jl_lightning.apps.compare",
-                  (f"compare.run={finished}", f"hydra.run.dir={out / 'cmp_changed'}"), {}, None, out / "cmp_changed"))
+    cases.append(
+        (
+            "resume= after the data file changed",
+            "error",
+            "jl_lightning.apps.train",
+            (f"resume={changed}",),
+            {},
+            None,
+            None,
+        )
+    )
+    cases.append(
+        (
+            "jl-compare of a run whose data file changed",
+            "error",
+            "jl_lightning.apps.compare",
+            (f"compare.run={finished}", f"hydra.run.dir={out / 'cmp_changed'}"),
+            {},
+            None,
+            out / "cmp_changed",
+        )
+    )
     return cases
 
 
@@ -342,15 +604,29 @@ def sweep_case(out: Path) -> tuple:
         lines = proc.stderr.strip().splitlines()
         if proc.returncode != 2 or len(lines) != 1:
             return False, f"exit {proc.returncode}, stderr {proc.stderr.strip()[-300:]!r}"
-        summary = json.loads((sweep / "sweep_summary.json").read_text()) if (sweep / "sweep_summary.json").exists() \
+        summary = (
+            json.loads((sweep / "sweep_summary.json").read_text())
+            if (sweep / "sweep_summary.json").exists()
             else {"jobs": []}
+        )
         failed = [row["job"] for row in summary["jobs"] if row.get("failed")]
-        good = (failed == ["1"] and not (sweep / "1").exists() and not (sweep / ".jl_lock").exists()
-                and all((sweep / job / "summary.json").is_file() for job in ("0", "2")))
+        good = (
+            failed == ["1"]
+            and not (sweep / "1").exists()
+            and not (sweep / ".jl_lock").exists()
+            and all((sweep / job / "summary.json").is_file() for job in ("0", "2"))
+        )
         return good, lines[0] + ("" if good else f" (WRONG: failed {failed}, folders {sorted(os.listdir(sweep))})")
 
-    return ("multirun with one bad job (model.k=2,0,3)", "custom", "jl_lightning.apps.train",
-            ("-m", *FAST, "model.k=2,0,3", f"hydra.sweep.dir={sweep}"), {}, check, None)
+    return (
+        "multirun with one bad job (model.k=2,0,3)",
+        "custom",
+        "jl_lightning.apps.train",
+        ("-m", *FAST, "model.k=2,0,3", f"hydra.sweep.dir={sweep}"),
+        {},
+        check,
+        None,
+    )
 
 
 def python_cases(work: Path) -> list[tuple[str, str, bool, str]]:
@@ -363,9 +639,10 @@ def python_cases(work: Path) -> list[tuple[str, str, bool, str]]:
     emb = JLEmbedding.load(work / "e.npz")
     out = []
     for name, call, fn in [
-            ("transform of a NaN row", "emb.transform([[nan, 0, 0]])", lambda: emb.transform([[np.nan, 0, 0]])),
-            ("load of a corrupt .npz", "JLEmbedding.load('corrupt.npz')", lambda: JLEmbedding.load(work / "corrupt.npz")),
-            ("save into a missing folder", "emb.save('missing/e.npz')", lambda: emb.save(work / "missing" / "e.npz"))]:
+        ("transform of a NaN row", "emb.transform([[nan, 0, 0]])", lambda: emb.transform([[np.nan, 0, 0]])),
+        ("load of a corrupt .npz", "JLEmbedding.load('corrupt.npz')", lambda: JLEmbedding.load(work / "corrupt.npz")),
+        ("save into a missing folder", "emb.save('missing/e.npz')", lambda: emb.save(work / "missing" / "e.npz")),
+    ]:
         try:
             fn()
             out.append((name, call, False, "no error"))
@@ -376,18 +653,31 @@ def python_cases(work: Path) -> list[tuple[str, str, bool, str]]:
     np.save(work / "bare.npy", np.eye(2, 3))
     np.savez(work / "contradicts.npz", components=np.eye(2, 3), metadata=np.array(json.dumps({"n_features_in": 5})))
     for name, call, fn in [
-            ("fit of complex input", "JLEmbedding(n_components=2).fit(X + 1j)",
-             lambda: JLEmbedding(n_components=2, max_steps=2).fit(X + 1j)),
-            ("transform of complex input", "emb.transform(X + 1j)", lambda: emb.transform(X + 1j)),
-            ("transform overflowing float32", "emb.transform(float32 1e38s) with a 10x matrix",
-             lambda: big.transform(np.full((2, 3), 1e38, dtype=np.float32))),
-            ("transform of a 1-D array", "emb.transform(x)", lambda: emb.transform(np.ones(3))),
-            ("load of a bare .npy", "JLEmbedding.load('bare.npy')", lambda: JLEmbedding.load(work / "bare.npy")),
-            (".npz whose metadata contradicts its matrix", "JLEmbedding.load('contradicts.npz')",
-             lambda: JLEmbedding.load(work / "contradicts.npz")),
-            ("fit with mode='pair'", "JLEmbedding(mode='pair').fit(X)",
-             lambda: JLEmbedding(n_components=2, mode="pair", max_steps=2).fit(X)),
-            ("save into /proc", "emb.save('/proc/e.npz')", lambda: emb.save("/proc/jl_bad_inputs.npz"))]:
+        (
+            "fit of complex input",
+            "JLEmbedding(n_components=2).fit(X + 1j)",
+            lambda: JLEmbedding(n_components=2, max_steps=2).fit(X + 1j),
+        ),
+        ("transform of complex input", "emb.transform(X + 1j)", lambda: emb.transform(X + 1j)),
+        (
+            "transform overflowing float32",
+            "emb.transform(float32 1e38s) with a 10x matrix",
+            lambda: big.transform(np.full((2, 3), 1e38, dtype=np.float32)),
+        ),
+        ("transform of a 1-D array", "emb.transform(x)", lambda: emb.transform(np.ones(3))),
+        ("load of a bare .npy", "JLEmbedding.load('bare.npy')", lambda: JLEmbedding.load(work / "bare.npy")),
+        (
+            ".npz whose metadata contradicts its matrix",
+            "JLEmbedding.load('contradicts.npz')",
+            lambda: JLEmbedding.load(work / "contradicts.npz"),
+        ),
+        (
+            "fit with mode='pair'",
+            "JLEmbedding(mode='pair').fit(X)",
+            lambda: JLEmbedding(n_components=2, mode="pair", max_steps=2).fit(X),
+        ),
+        ("save into /proc", "emb.save('/proc/e.npz')", lambda: emb.save("/proc/jl_bad_inputs.npz")),
+    ]:
         try:
             fn()
             out.append((name, call, False, "no error"))
@@ -406,10 +696,18 @@ def kill_resume_cases(work: Path, steps: int) -> list[tuple[str, bool, str]]:
     env = {"PYTHONPATH": str(TESTS)}
     # norms with log sigma^2, which is still positive at the early kills; pairs with the raw one
     for mode, variance in (("norms", "log"), ("pairs", "raw")):
-        common = ["debug=fast", "data.source.n=30", "data.source.d=40", f"model.mode={mode}",
-                  f"model.variance={variance}",
-                  f"trainer.max_steps={steps}", "log_every=50", "logger=none", "baseline.draws=3",
-                  f"callbacks.model_checkpoint.every_n_train_steps={steps // 20}"]
+        common = [
+            "debug=fast",
+            "data.source.n=30",
+            "data.source.d=40",
+            f"model.mode={mode}",
+            f"model.variance={variance}",
+            f"trainer.max_steps={steps}",
+            "log_every=50",
+            "logger=none",
+            "baseline.draws=3",
+            f"callbacks.model_checkpoint.every_n_train_steps={steps // 20}",
+        ]
         full_dir = work / f"full_{mode}"
         full = run("jl_lightning.apps.train", *common, f"hydra.run.dir={full_dir}", cwd=work)
         reference = np.load(full_dir / "embedding.npy") if full.returncode == 0 else None
@@ -417,18 +715,34 @@ def kill_resume_cases(work: Path, steps: int) -> list[tuple[str, bool, str]]:
         for fraction in (0.25, 0.5, 0.75):
             kill = int(steps * fraction) + steps // 40  # between two checkpoints
             run_dir = work / f"killed_{mode}_{kill}"
-            killed = run("jl_lightning.apps.train", *common, f"hydra.run.dir={run_dir}",
-                         "+callbacks.kill._target_=kill_at.KillAt", f"+callbacks.kill.step={kill}", cwd=work,
-                         env_extra=env)
+            killed = run(
+                "jl_lightning.apps.train",
+                *common,
+                f"hydra.run.dir={run_dir}",
+                "+callbacks.kill._target_=kill_at.KillAt",
+                f"+callbacks.kill.step={kill}",
+                cwd=work,
+                env_extra=env,
+            )
             resumed = run("jl_lightning.apps.train", f"resume={run_dir}", cwd=work, env_extra=env)
-            same = (reference is not None and killed.returncode == -9 and resumed.returncode == 0
-                    and np.array_equal(np.load(run_dir / "embedding.npy"), reference))
+            same = (
+                reference is not None
+                and killed.returncode == -9
+                and resumed.returncode == 0
+                and np.array_equal(np.load(run_dir / "embedding.npy"), reference)
+            )
             switch = summary.get("switch_step")
             phase = "sigma^2 > 0" if switch is None or switch > kill else "sigma^2 = 0"
-            results.append((f"{mode}, killed at step {kill} of {steps} ({phase} then), resumed", same,
-                            "identical embedding.npy" if same else
-                            f"killed exit {killed.returncode}, resumed exit {resumed.returncode}: "
-                            f"{resumed.stderr.strip()[-200:]}"))
+            results.append(
+                (
+                    f"{mode}, killed at step {kill} of {steps} ({phase} then), resumed",
+                    same,
+                    "identical embedding.npy"
+                    if same
+                    else f"killed exit {killed.returncode}, resumed exit {resumed.returncode}: "
+                    f"{resumed.stderr.strip()[-200:]}",
+                )
+            )
     results += signal_cases(work, steps)
     return results
 
@@ -437,9 +751,19 @@ def signal_cases(work: Path, steps: int) -> list[tuple[str, bool, str]]:
     """SIGTERM at 10, 50 and 90 % of a pairs run (and SIGINT at 50 %), then resume=: exit 143
     (130), one line, and embedding.npy identical to the uninterrupted run."""
     env = {"PYTHONPATH": str(TESTS)}
-    common = ["debug=fast", "data.source.n=30", "data.source.d=40", "model.mode=pairs", f"trainer.max_steps={steps}",
-              "log_every=50", "logger=none", "baseline.draws=3", "model.active_candidates=200",
-              "model.active_rescan=7", "model.active_hard=20"]
+    common = [
+        "debug=fast",
+        "data.source.n=30",
+        "data.source.d=40",
+        "model.mode=pairs",
+        f"trainer.max_steps={steps}",
+        "log_every=50",
+        "logger=none",
+        "baseline.draws=3",
+        "model.active_candidates=200",
+        "model.active_rescan=7",
+        "model.active_hard=20",
+    ]
     full_dir = work / "signal_full"
     full = run("jl_lightning.apps.train", *common, f"hydra.run.dir={full_dir}", cwd=work)
     reference = np.load(full_dir / "embedding.npy") if full.returncode == 0 else None
@@ -447,19 +771,37 @@ def signal_cases(work: Path, steps: int) -> list[tuple[str, bool, str]]:
     for name, fraction in (("SIGTERM", 0.1), ("SIGTERM", 0.5), ("SIGTERM", 0.9), ("SIGINT", 0.5)):
         step = int(steps * fraction) + 3  # not a multiple of any period: between checkpoints, passes, rescans
         run_dir = work / f"signal_{name}_{step}"
-        stopped = run("jl_lightning.apps.train", *common, f"hydra.run.dir={run_dir}",
-                      "+callbacks.kill._target_=kill_at.KillAt", f"+callbacks.kill.step={step}",
-                      f"+callbacks.kill.signal={name}", cwd=work, env_extra=env)
+        stopped = run(
+            "jl_lightning.apps.train",
+            *common,
+            f"hydra.run.dir={run_dir}",
+            "+callbacks.kill._target_=kill_at.KillAt",
+            f"+callbacks.kill.step={step}",
+            f"+callbacks.kill.signal={name}",
+            cwd=work,
+            env_extra=env,
+        )
         resumed = run("jl_lightning.apps.train", f"resume={run_dir}", cwd=work, env_extra=env)
         code = {"SIGTERM": 143, "SIGINT": 130}[name]
         one_line = len(stopped.stderr.strip().splitlines()) == 1
-        same = (reference is not None and stopped.returncode == code and one_line and resumed.returncode == 0
-                and np.array_equal(np.load(run_dir / "embedding.npy"), reference))
-        results.append((f"pairs, {name} at step {step} of {steps}, resumed", same,
-                        f"exit {stopped.returncode}, one line: {stopped.stderr.strip()[:90].replace(str(work), '…')}…;"
-                        " identical embedding.npy" if same else
-                        f"stopped exit {stopped.returncode} ({stopped.stderr.strip()[-200:]}), resumed exit "
-                        f"{resumed.returncode}: {resumed.stderr.strip()[-200:]}"))
+        same = (
+            reference is not None
+            and stopped.returncode == code
+            and one_line
+            and resumed.returncode == 0
+            and np.array_equal(np.load(run_dir / "embedding.npy"), reference)
+        )
+        results.append(
+            (
+                f"pairs, {name} at step {step} of {steps}, resumed",
+                same,
+                f"exit {stopped.returncode}, one line: {stopped.stderr.strip()[:90].replace(str(work), '…')}…;"
+                " identical embedding.npy"
+                if same
+                else f"stopped exit {stopped.returncode} ({stopped.stderr.strip()[-200:]}), resumed exit "
+                f"{resumed.returncode}: {resumed.stderr.strip()[-200:]}",
+            )
+        )
     return results
 
 
@@ -472,16 +814,34 @@ def scale_cases(work: Path, steps: int = 1000) -> list[tuple[str, bool, str]]:
     for scale in (1e-30, 1.0, 1e30, 1e150):
         np.save(work / f"digits_{scale:g}.npy", digits * scale)
         run_dir = work / f"digits_run_{scale:g}"
-        proc = run("jl_lightning.apps.train", "data=file", f"data.source.path={work / f'digits_{scale:g}.npy'}",
-                   "model.mode=pairs", "model.k=16", "model.active_hard=8192", "model.smooth_temperature=0.1",
-                   "optimizer.lr=0.02", f"trainer.max_steps={steps}",
-                   "logger=none", "baseline.draws=0", "~callbacks.model_checkpoint", f"hydra.run.dir={run_dir}",
-                   cwd=work)
-        eps[scale] = json.loads((run_dir / "summary.json").read_text())["best_distortion"] \
-            if proc.returncode == 0 else None
+        proc = run(
+            "jl_lightning.apps.train",
+            "data=file",
+            f"data.source.path={work / f'digits_{scale:g}.npy'}",
+            "model.mode=pairs",
+            "model.k=16",
+            "model.active_hard=8192",
+            "model.smooth_temperature=0.1",
+            "optimizer.lr=0.02",
+            f"trainer.max_steps={steps}",
+            "logger=none",
+            "baseline.draws=0",
+            "~callbacks.model_checkpoint",
+            f"hydra.run.dir={run_dir}",
+            cwd=work,
+        )
+        eps[scale] = (
+            json.loads((run_dir / "summary.json").read_text())["best_distortion"] if proc.returncode == 0 else None
+        )
     base = eps[1.0]
-    return [(f"pairs mode on digits x {scale:g}, {steps} steps", e is not None and base is not None
-             and abs(e - base) <= 1e-6 * base, f"epsilon {e!r} (x 1: {base!r})") for scale, e in eps.items()]
+    return [
+        (
+            f"pairs mode on digits x {scale:g}, {steps} steps",
+            e is not None and base is not None and abs(e - base) <= 1e-6 * base,
+            f"epsilon {e!r} (x 1: {base!r})",
+        )
+        for scale, e in eps.items()
+    ]
 
 
 def main() -> None:
@@ -494,15 +854,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="jl_bad_inputs_") as tmp:
         work = Path(tmp)
         for name, kind, module, case_args, extras, check, run_dir in cases(work):
-            proc = run(module, *case_args, cwd=work, file_limit=extras.get("file_limit"),
-                       env_extra={"PYTHONPATH": str(TESTS)})
+            proc = run(
+                module, *case_args, cwd=work, file_limit=extras.get("file_limit"), env_extra={"PYTHONPATH": str(TESTS)}
+            )
             passed, message = verdict(kind, proc, check)
             if kind == "error" and run_dir is not None and run_dir.exists() and not run_dir.name == "occupied":
                 passed, message = False, f"left a run folder behind: {message}"
             failures += not passed
             command = " ".join(["jl-" + module.rsplit(".", 1)[1], *case_args])
-            rows.append((name, command.replace(str(work), "…"), proc.returncode, message.replace(str(work), "…"),
-                         passed))
+            rows.append(
+                (name, command.replace(str(work), "…"), proc.returncode, message.replace(str(work), "…"), passed)
+            )
             print(f"{'pass' if passed else 'FAIL'}  {name}: {message[:150]}", flush=True)
         for name, call, passed, message in python_cases(work):
             failures += not passed
@@ -513,22 +875,35 @@ def main() -> None:
             failures += not passed
             print(f"{'pass' if passed else 'FAIL'}  {name}: {message}", flush=True)
     command = "python scripts/bad_inputs.py " + " ".join(sys.argv[1:])
-    lines = ["# Reliability", "",
-             "Every bad input and fault we know of, through the real entry points. `error`: exit status 2, "
-             "one line on stderr, nothing on stdout, no traceback, no run folder left behind; `disk`: a full "
-             "disk mid-run, exit status 1, one line, no summary.json or embedding.npy left (the run resumes "
-             "once there is space); `custom`: checked by the case (a sweep with one bad job); `ok`: a "
-             "correct result (finite matrix, epsilon >= 0, an unconverged run says so).", "",
-             f"- command: `{command.strip()}`", f"- date: {dt.date.today().isoformat()}; machine: "
-             f"{os.uname().machine}, {os.cpu_count()} cores, Python {sys.version.split()[0]}",
-             f"- result: {len(rows) + len(resumes) - failures} of {len(rows) + len(resumes)} cases pass", "",
-             "| case | command | exit | what it printed | pass |", "|---|---|---|---|---|"]
+    lines = [
+        "# Reliability",
+        "",
+        "Every bad input and fault we know of, through the real entry points. `error`: exit status 2, "
+        "one line on stderr, nothing on stdout, no traceback, no run folder left behind; `disk`: a full "
+        "disk mid-run, exit status 1, one line, no summary.json or embedding.npy left (the run resumes "
+        "once there is space); `custom`: checked by the case (a sweep with one bad job); `ok`: a "
+        "correct result (finite matrix, epsilon >= 0, an unconverged run says so).",
+        "",
+        f"- command: `{command.strip()}`",
+        f"- date: {dt.date.today().isoformat()}; machine: "
+        f"{os.uname().machine}, {os.cpu_count()} cores, Python {sys.version.split()[0]}",
+        f"- result: {len(rows) + len(resumes) - failures} of {len(rows) + len(resumes)} cases pass",
+        "",
+        "| case | command | exit | what it printed | pass |",
+        "|---|---|---|---|---|",
+    ]
     for name, command, code, message, passed in rows:
         cell = message.replace("|", "\\|")
         lines.append(f"| {name} | `{command}` | {code} | {cell} | {'yes' if passed else '**no**'} |")
     if resumes:
-        lines += ["", "Scale invariance (digits, `data=file` of the scaled array); kill (SIGKILL) or stop "
-                  "(SIGTERM, SIGINT) then `jl-train resume=RUN_DIR`:", "", "| case | result | pass |", "|---|---|---|"]
+        lines += [
+            "",
+            "Scale invariance (digits, `data=file` of the scaled array); kill (SIGKILL) or stop "
+            "(SIGTERM, SIGINT) then `jl-train resume=RUN_DIR`:",
+            "",
+            "| case | result | pass |",
+            "|---|---|---|",
+        ]
         lines += [f"| {name} | {message} | {'yes' if passed else '**no**'} |" for name, passed, message in resumes]
     text = "\n".join(lines) + "\n"
     if not args.no_write:

@@ -30,8 +30,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import ROOT, entry_command, machine_line, report, stamp_now  # noqa: E402
 
-DATA = {"digits": ["experiment=digits_pairs"],
-        "clusters": ["experiment=digits_pairs", "data=clusters", "data.source.n=1250", "data.source.d=64"]}
+DATA = {
+    "digits": ["experiment=digits_pairs"],
+    "clusters": ["experiment=digits_pairs", "data=clusters", "data.source.n=1250", "data.source.d=64"],
+}
 METHODS = "[gaussian,pca,numax]"
 
 
@@ -60,30 +62,46 @@ def main() -> None:
 
     records = list(csv.DictReader((out / "curve.csv").open()))
     value = {(int(r["k"]), r["method"]): r for r in records}
-    rows = ["| k | learned | NuMax (best scale) | PCA (best scale) | best Gaussian of 100 | learned <= NuMax | "
-            "held-out pairs: learned / NuMax / PCA | recall@10: learned / best Gaussian / PCA |",
-            "|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| k | learned | NuMax (best scale) | PCA (best scale) | best Gaussian of 100 | learned <= NuMax | "
+        "held-out pairs: learned / NuMax / PCA | recall@10: learned / best Gaussian / PCA |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for k in args.k:
         get = {m: value[(k, m)] for m in ("learned (jl-train)", "numax (best scale)", "pca (best scale)", "gaussian")}
         eps = {m: float(r["epsilon"]) for m, r in get.items()}
         verdict = "yes" if eps["learned (jl-train)"] <= eps["numax (best scale)"] else "**no**"
-        held = " / ".join(f"{float(get[m]['heldout_epsilon']):.3f}"
-                          for m in ("learned (jl-train)", "numax (best scale)", "pca (best scale)"))
-        recall = " / ".join(f"{float(get[m]['recall']):.3f}" for m in ("learned (jl-train)", "gaussian", "pca (best scale)"))
-        rows.append(f"| {k} | {eps['learned (jl-train)']:.4f} | {eps['numax (best scale)']:.4f} | "
-                    f"{eps['pca (best scale)']:.4f} | {eps['gaussian']:.4f} | {verdict} | {held} | {recall} |")
+        held = " / ".join(
+            f"{float(get[m]['heldout_epsilon']):.3f}"
+            for m in ("learned (jl-train)", "numax (best scale)", "pca (best scale)")
+        )
+        recall = " / ".join(
+            f"{float(get[m]['recall']):.3f}" for m in ("learned (jl-train)", "gaussian", "pca (best scale)")
+        )
+        rows.append(
+            f"| {k} | {eps['learned (jl-train)']:.4f} | {eps['numax (best scale)']:.4f} | "
+            f"{eps['pca (best scale)']:.4f} | {eps['gaussian']:.4f} | {verdict} | {held} | {recall} |"
+        )
     figure = ROOT / "docs" / "figures" / f"curve_{args.data}.png"
-    lines = [f"### Epsilon against k, {args.data} (pairs)", "",
-             f"- command: `{' '.join(['python scripts/bench_curve.py', *sys.argv[1:]])}`",
-             f"  - `jl-train {' '.join(train_args)}` ({train_s / 60:.1f} min)",
-             f"  - `jl-compare compare.sweep=<that folder> {' '.join(compare_args)}` ({compare_s / 60:.1f} min, "
-             "NuMax most of it)",
-             machine_line(), f"- date: {dt.date.today().isoformat()}", "", *rows, "",
-             "Every epsilon is the exact max over all training pairs; the held-out column is over the "
-             "held-out points' pairs. NuMax: its best top-k truncation over the deltas of its bisection, "
-             "with its best single scale (as PCA gets). The learned matrix is the exported one of a "
-             "`jl-train` run per k (seed 0).", "",
-             f"![epsilon against k, {args.data}](figures/curve_{args.data}.png)"]
+    lines = [
+        f"### Epsilon against k, {args.data} (pairs)",
+        "",
+        f"- command: `{' '.join(['python scripts/bench_curve.py', *sys.argv[1:]])}`",
+        f"  - `jl-train {' '.join(train_args)}` ({train_s / 60:.1f} min)",
+        f"  - `jl-compare compare.sweep=<that folder> {' '.join(compare_args)}` ({compare_s / 60:.1f} min, "
+        "NuMax most of it)",
+        machine_line(),
+        f"- date: {dt.date.today().isoformat()}",
+        "",
+        *rows,
+        "",
+        "Every epsilon is the exact max over all training pairs; the held-out column is over the "
+        "held-out points' pairs. NuMax: its best top-k truncation over the deltas of its bisection, "
+        "with its best single scale (as PCA gets). The learned matrix is the exported one of a "
+        "`jl-train` run per k (seed 0).",
+        "",
+        f"![epsilon against k, {args.data}](figures/curve_{args.data}.png)",
+    ]
     if not args.no_write:
         figure.parent.mkdir(exist_ok=True)
         shutil.copyfile(out / "curve.png", figure)

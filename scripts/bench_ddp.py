@@ -38,32 +38,50 @@ RECIPES = {
 }
 LAYOUTS = {"1 process": ["threads=2"], "2 gloo processes": ["trainer=ddp", "threads=1"]}
 # layout: (run folder suffix, overrides)
-GPU_LAYOUTS = {"trainer=gpu": ("gpu", ["trainer=gpu"]),
-               "DDP, 1 GPU": ("ddp1", ["trainer=ddp", "trainer.devices=1", "trainer.accelerator=gpu"])}
+GPU_LAYOUTS = {
+    "trainer=gpu": ("gpu", ["trainer=gpu"]),
+    "DDP, 1 GPU": ("ddp1", ["trainer=ddp", "trainer.devices=1", "trainer.accelerator=gpu"]),
+}
 
 
 def gpu_main(args) -> None:
     import torch
 
     stamp = "ddp-gpu-" + stamp_now()
-    rows = ["| recipe | layout | wall (s) | fit (s) | final epsilon | held-out pairs | "
-            "abs. difference from trainer=gpu | switch step |", "|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| recipe | layout | wall (s) | fit (s) | final epsilon | held-out pairs | "
+        "abs. difference from trainer=gpu | switch step |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for recipe in args.recipes:
         for seed in args.seeds:
             with ThreadPoolExecutor(len(GPU_LAYOUTS)) as pool:
-                runs = list(pool.map(lambda layout: run_jl_train(f"{recipe}-{layout[0]}", RECIPES[recipe] + layout[1],
-                                                                 seed, stamp, args.extra),
-                                     GPU_LAYOUTS.values()))
+                runs = list(
+                    pool.map(
+                        lambda layout: run_jl_train(
+                            f"{recipe}-{layout[0]}", RECIPES[recipe] + layout[1], seed, stamp, args.extra
+                        ),
+                        GPU_LAYOUTS.values(),
+                    )
+                )
             for layout, run in zip(GPU_LAYOUTS, runs):
                 diff = abs(run["final_distortion"] - runs[0]["final_distortion"])
-                rows.append(f"| {recipe} (seed {seed}) | {layout} | {run['wall']:.1f} | {run['fit_seconds']:.1f} | "
-                            f"{run['final_distortion']:.5f} | {run['heldout']['pairs']['epsilon']:.4f} | "
-                            f"{diff:.1e} | {run['switch_step']} |")
-    lines = ["### trainer=gpu against the DDP path with one GPU (digits, pairs)", "",
-             f"- command: `python scripts/bench_ddp.py --gpu {' '.join(sys.argv[1:])}` (each run a real "
-             "`jl-train experiment=digits_pairs`; the two layouts side by side on the one GPU)",
-             machine_line(), f"- device: {torch.cuda.get_device_name(0)}", f"- date: {dt.date.today().isoformat()}",
-             "", *rows]
+                rows.append(
+                    f"| {recipe} (seed {seed}) | {layout} | {run['wall']:.1f} | {run['fit_seconds']:.1f} | "
+                    f"{run['final_distortion']:.5f} | {run['heldout']['pairs']['epsilon']:.4f} | "
+                    f"{diff:.1e} | {run['switch_step']} |"
+                )
+    lines = [
+        "### trainer=gpu against the DDP path with one GPU (digits, pairs)",
+        "",
+        f"- command: `python scripts/bench_ddp.py --gpu {' '.join(sys.argv[1:])}` (each run a real "
+        "`jl-train experiment=digits_pairs`; the two layouts side by side on the one GPU)",
+        machine_line(),
+        f"- device: {torch.cuda.get_device_name(0)}",
+        f"- date: {dt.date.today().isoformat()}",
+        "",
+        *rows,
+    ]
     report("ddp:gpu", lines, not args.no_write)
 
 
@@ -75,14 +93,17 @@ def main() -> None:
     if "--section" in sys.argv:  # the section of docs/benchmarks.md this run rewrites
         at = sys.argv.index("--section")
         section = sys.argv[at + 1]
-        del sys.argv[at:at + 2]
+        del sys.argv[at : at + 2]
     args = recipe_arguments(__doc__, RECIPES, ["default", "gaussian_start"], [0])
     if gpu:
         gpu_main(args)
         return
     stamp = "ddp-" + stamp_now()
-    rows = ["| recipe | processes | wall (s) | fit (s) | final epsilon | held-out pairs | "
-            "abs. difference from 1 process | target 1e-4 | switch step |", "|---|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| recipe | processes | wall (s) | fit (s) | final epsilon | held-out pairs | "
+        "abs. difference from 1 process | target 1e-4 | switch step |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for recipe in args.recipes:
         for seed in args.seeds:
             one = None
@@ -92,26 +113,37 @@ def main() -> None:
                 one = one or run
                 diff = abs(run["final_distortion"] - one["final_distortion"])
                 verdict = "" if run is one else ("met" if diff <= 1e-4 else "**not met**")
-                rows.append(f"| {recipe} (seed {seed}) | {layout} | {run['wall']:.1f} | {run['fit_seconds']:.1f} | "
-                            f"{run['final_distortion']:.5f} | {run['heldout']['pairs']['epsilon']:.4f} | "
-                            f"{diff:.1e} | {verdict} | {run['switch_step']} |")
-    command = " ".join(["python scripts/bench_ddp.py", *sys.argv[1:],
-                        *(["--section", section] if section != "ddp:digits" else [])])
+                rows.append(
+                    f"| {recipe} (seed {seed}) | {layout} | {run['wall']:.1f} | {run['fit_seconds']:.1f} | "
+                    f"{run['final_distortion']:.5f} | {run['heldout']['pairs']['epsilon']:.4f} | "
+                    f"{diff:.1e} | {verdict} | {run['switch_step']} |"
+                )
+    command = " ".join(
+        ["python scripts/bench_ddp.py", *sys.argv[1:], *(["--section", section] if section != "ddp:digits" else [])]
+    )
     title = "### One process against two gloo processes (digits, pairs)" + (
-        ", in float64" if args.recipes == ["float64"] else "")
-    lines = [title, "",
-             f"- command: `{command}` (each run a real `jl-train experiment=digits_pairs`; "
-             "1 process with `threads=2`, `trainer=ddp` with `threads=1` per process)",
-             machine_line(2), f"- date: {dt.date.today().isoformat()}", "", *rows, "",
-             "- Both layouts draw the same noise and pairs, and a step's loss and gradient agree to 1e-12 "
-             "(`tests/test_distributed.py`, float64). The sums run in a different order: each rank's share of a "
-             "GEMM and of the log-sum-exp, then the all-reduce. So rounding differs from the first step, and over "
-             "5,000 steps of the minimax it grows to the differences above: a last-digit difference flips a "
-             "discrete choice (which pair enters the 8192 hard pairs at a refresh), and from there the runs part "
-             "by about the recipe's own noise, in float64 nearly as much as in float32 "
-             "(docs/distributed.md).",
-             "- On one machine, P single-threaded processes pay the collectives every step, and each rank draws "
-             "all the random pairs and the noise. DDP is for several GPUs or nodes, not for splitting one CPU."]
+        ", in float64" if args.recipes == ["float64"] else ""
+    )
+    lines = [
+        title,
+        "",
+        f"- command: `{command}` (each run a real `jl-train experiment=digits_pairs`; "
+        "1 process with `threads=2`, `trainer=ddp` with `threads=1` per process)",
+        machine_line(2),
+        f"- date: {dt.date.today().isoformat()}",
+        "",
+        *rows,
+        "",
+        "- Both layouts draw the same noise and pairs, and a step's loss and gradient agree to 1e-12 "
+        "(`tests/test_distributed.py`, float64). The sums run in a different order: each rank's share of a "
+        "GEMM and of the log-sum-exp, then the all-reduce. So rounding differs from the first step, and over "
+        "5,000 steps of the minimax it grows to the differences above: a last-digit difference flips a "
+        "discrete choice (which pair enters the 8192 hard pairs at a refresh), and from there the runs part "
+        "by about the recipe's own noise, in float64 nearly as much as in float32 "
+        "(docs/distributed.md).",
+        "- On one machine, P single-threaded processes pay the collectives every step, and each rank draws "
+        "all the random pairs and the noise. DDP is for several GPUs or nodes, not for splitting one CPU.",
+    ]
     report(section, lines, not args.no_write)
 
 

@@ -7,7 +7,8 @@ Writes a float32 .npy of n x d random vectors (in a separate process, in chunks)
 k x d matrix into a temporary folder, runs the real ``jl-embed`` command in a child
 process, and reads the child's peak resident memory (ru_maxrss) and wall time. The
 file is written by another process on purpose: a child forked from a process that has
-touched the file's pages starts with that resident size, which would inflate ru_maxrss. Checks the output against a direct computation on a sample of rows. Appends
+touched the file's pages starts with that resident size, which would inflate ru_maxrss.
+Checks the output against a direct computation on a sample of rows. Appends
 the result to docs/benchmarks.md with the command, machine and date.
 """
 
@@ -23,7 +24,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from benchlib import entry_command, machine_line, report
 
 
@@ -32,7 +32,7 @@ def write_vectors(path: Path, n: int, d: int, chunk: int = 65536) -> None:
     rng = np.random.default_rng(0)
     for start in range(0, n, chunk):
         rows = min(chunk, n - start)
-        out[start:start + rows] = rng.standard_normal((rows, d), dtype=np.float32)
+        out[start : start + rows] = rng.standard_normal((rows, d), dtype=np.float32)
     out.flush()
     del out
 
@@ -51,12 +51,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench_embed_") as scratch:
         scratch = Path(scratch)
         source, matrix_path, output = scratch / "vectors.npy", scratch / "matrix.npy", scratch / "embedded.npy"
-        subprocess.run([sys.executable, __file__, "--generate", str(source), "--n", str(args.n),
-                        "--d", str(args.d)], check=True)
+        subprocess.run(
+            [sys.executable, __file__, "--generate", str(source), "--n", str(args.n), "--d", str(args.d)], check=True
+        )
         matrix = np.random.default_rng(1).standard_normal((args.k, args.d)) / np.sqrt(args.k)
         np.save(matrix_path, matrix)
-        cmd = entry_command("jl-embed") + [
-            str(matrix_path), str(source), str(output)]
+        cmd = entry_command("jl-embed") + [str(matrix_path), str(source), str(output)]
         start = time.perf_counter()
         child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         _, status, usage = os.wait4(child.pid, 0)  # this child's own rusage, not all children's
@@ -70,13 +70,18 @@ def main() -> None:
         error = float(np.abs(result[np.sort(rows)] - expected).max())
         size_mb = source.stat().st_size / 2**20
     command = "python scripts/bench_embed.py " + " ".join(sys.argv[1:])
-    lines = [f"### jl-embed streaming ({dt.date.today().isoformat()})", "",
-             f"- command: `{command.strip()}`", machine_line(1).replace("1 torch thread(s)", "numpy only"),
-             f"- input: {args.n} float32 vectors, d={args.d} ({size_mb:.0f} MiB .npy); matrix k={args.k}; "
-             f"default chunk of 16384 rows",
-             f"- peak resident memory of the `jl-embed` process: **{peak_mb:.0f} MB** (target <= 500 MB)",
-             f"- wall time: {wall:.1f} s ({args.n / wall / 1e6:.2f} M vectors/s, Python start-up included)",
-             f"- max abs error on 1000 sampled rows against float64 numpy: {error:.2e} (float32 output)", ""]
+    lines = [
+        f"### jl-embed streaming ({dt.date.today().isoformat()})",
+        "",
+        f"- command: `{command.strip()}`",
+        machine_line(1).replace("1 torch thread(s)", "numpy only"),
+        f"- input: {args.n} float32 vectors, d={args.d} ({size_mb:.0f} MiB .npy); matrix k={args.k}; "
+        f"default chunk of 16384 rows",
+        f"- peak resident memory of the `jl-embed` process: **{peak_mb:.0f} MB** (target <= 500 MB)",
+        f"- wall time: {wall:.1f} s ({args.n / wall / 1e6:.2f} M vectors/s, Python start-up included)",
+        f"- max abs error on 1000 sampled rows against float64 numpy: {error:.2e} (float32 output)",
+        "",
+    ]
     report("embed", lines, write=not args.no_write)
 
 

@@ -26,8 +26,7 @@ import numpy as np
 import torch
 from benchlib import machine_line, report
 
-from jl_lightning.baselines import srht_kernel
-from jl_lightning.baselines import SRHT, gaussian_matrix
+from jl_lightning.baselines import SRHT, gaussian_matrix, srht_kernel
 from jl_lightning.metrics import evaluate
 
 
@@ -42,16 +41,21 @@ def extra_memory_mb(which: str, n: int) -> float:
     """Peak resident memory of one evaluator call above the resident memory just before it,
     in MB, measured in a fresh process that builds the same data (in small chunks, so the
     data's own construction leaves no higher peak) and reports VmHWM - VmRSS (Linux)."""
-    out = subprocess.run([sys.executable, __file__, "--memory-probe", which, "--n-norms", str(n)],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--memory-probe", which, "--n-norms", str(n)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return float(out.stdout.strip().splitlines()[-1])
 
 
 def _memory_probe(which: str, n: int) -> None:
     X = random_float32(n, 768, np.random.default_rng(0), chunk=4096)
     A = np.random.default_rng(1).standard_normal((64, 768)) / 8
-    fn = {"float64": lambda A, X: evaluate(A, X, screen=False),
-          "screened": lambda A, X: evaluate(A, X, screen=True)}[which]
+    fn = {"float64": lambda A, X: evaluate(A, X, screen=False), "screened": lambda A, X: evaluate(A, X, screen=True)}[
+        which
+    ]
     before = _status_kb("VmRSS")
     fn(A, X)
     print((_status_kb("VmHWM") - before) / 1024)
@@ -61,7 +65,7 @@ def random_float32(n: int, d: int, rng, chunk: int = 65536) -> np.ndarray:
     """n x d float32 standard normals, built in chunks (no n x d float64 temporary)."""
     X = np.empty((n, d), dtype=np.float32)
     for start in range(0, n, chunk):
-        X[start:start + chunk] = rng.standard_normal((min(chunk, n - start), d), dtype=np.float32)
+        X[start : start + chunk] = rng.standard_normal((min(chunk, n - start), d), dtype=np.float32)
     return X
 
 
@@ -87,13 +91,23 @@ def main() -> None:
         return
     if args.srht_only:
         command = ("python scripts/bench_eval.py " + " ".join(sys.argv[1:])).strip()
-        report("srht", [f"### SRHT against a dense Gaussian matrix ({dt.date.today().isoformat()})", "",
-                f"- command: `{command}`", machine_line(), "", *srht_lines()], write=not args.no_write)
+        report(
+            "srht",
+            [
+                f"### SRHT against a dense Gaussian matrix ({dt.date.today().isoformat()})",
+                "",
+                f"- command: `{command}`",
+                machine_line(),
+                "",
+                *srht_lines(),
+            ],
+            write=not args.no_write,
+        )
         return
     rng = np.random.default_rng(0)
 
     a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
-    matmul_gflops = 2 * 2048 ** 3 / best_of(lambda: a @ b) / 1e9
+    matmul_gflops = 2 * 2048**3 / best_of(lambda: a @ b) / 1e9
 
     X = random_float32(args.n_norms, 768, rng)
     A = rng.standard_normal((64, 768)) / 8
@@ -120,14 +134,16 @@ def main() -> None:
         f"- float32 matmul rate of this machine (2048^3, same run): {matmul_gflops:.1f} GFLOP/s",
         f"- norms mode, n={args.n_norms}, d=768, k=64, float32 data, with the median and p99 "
         "(target >= 50 % of the float32 matmul rate, <= 1 GB extra memory):",
-        f"  - plain float64 evaluator (`evaluate(A, X, screen=False)`): {norms_s:.2f} s = {flops / norms_s / 1e9:.1f} GFLOP/s "
+        f"  - plain float64 evaluator (`evaluate(A, X, screen=False)`): {norms_s:.2f} s = "
+        f"{flops / norms_s / 1e9:.1f} GFLOP/s "
         f"= {100 * flops / norms_s / 1e9 / matmul_gflops:.0f} % of the float32 matmul rate; "
         f"extra memory {mem64:.0f} MB",
         f"  - the default, `evaluate(A, X)`, which screens at this size (float32 pass, float64 "
         f"recheck of the extremes): {screened_s:.2f} s = "
         f"{flops / screened_s / 1e9:.1f} GFLOP/s = {100 * flops / screened_s / 1e9 / matmul_gflops:.0f} % "
         f"of the float32 matmul rate; extra memory {mem32:.0f} MB; epsilon {screened.epsilon:.6g} vs "
-        f"float64 {exact.epsilon:.6g} (relative difference {abs(screened.epsilon - exact.epsilon) / exact.epsilon:.1e}, "
+        f"float64 {exact.epsilon:.6g} (relative difference "
+        f"{abs(screened.epsilon - exact.epsilon) / exact.epsilon:.1e}, "
         f"same worst point: {same[1]})",
         f"- pairs mode, n=5000, d=384, k=32 (12.5 M pairs), float64: {pairs_s:.2f} s without quantiles, "
         f"{pairs_q_s:.2f} s with the exact median and p99 (target <= 2 s)",
@@ -144,11 +160,13 @@ def srht_lines() -> list[str]:
     product's cost grows linearly with k."""
     gen = torch.Generator().manual_seed(0)
     compiled = srht_kernel.AVAILABLE
-    lines = [f"torch threads: {torch.get_num_threads()}; the compiled SRHT (numba) "
-             + (f"on {torch.get_num_threads()} threads" if compiled else "is not installed (pip install -e '.[fast]')"),
-             "",
-             "| d | k | SRHT compiled, 2000 x d (ms) | SRHT torch (ms) | dense Gaussian (ms) | dense / compiled SRHT |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"torch threads: {torch.get_num_threads()}; the compiled SRHT (numba) "
+        + (f"on {torch.get_num_threads()} threads" if compiled else "is not installed (pip install -e '.[fast]')"),
+        "",
+        "| d | k | SRHT compiled, 2000 x d (ms) | SRHT torch (ms) | dense Gaussian (ms) | dense / compiled SRHT |",
+        "|---|---|---|---|---|---|",
+    ]
     for d in (1024, 4096, 16384):
         Y = torch.randn(2000, d, dtype=torch.float64)
         for k in (64, 256, 512, 1024):

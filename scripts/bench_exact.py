@@ -62,7 +62,8 @@ def main() -> None:
             f"| {opt.get('curvature_steps', '-') if method == 'hessian' else '-'} "
             f"| {opt.get('perturbations', '-') if method == 'pgd' else '-'} "
             f"| {stopped if stopped is not None else 'no (step or time limit)'} "
-            f"| {r['fit_seconds']:.1f} | {r['wall']:.1f} |")
+            f"| {r['fit_seconds']:.1f} | {r['wall']:.1f} |"
+        )
     lines.append("")
     report("exact", lines, write=not args.no_write)
 

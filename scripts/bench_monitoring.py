@@ -34,16 +34,23 @@ def figures(write: bool) -> None:
     log = (Path(run["run_dir"]) / "train.log").read_text()
     found = re.search(r"figures drawn in ([0-9.]+) s \(ratios ([0-9.]+) s, curves ([0-9.]+) s\)", log)
     seconds, ratios, curves = (float(found.group(i)) for i in (1, 2, 3))
-    lines = ["### Figures at the end of a run", "",
-             "- command: `python scripts/bench_monitoring.py figures` (one default `jl-train`, seed 0, "
-             "TensorBoard and CSV loggers)",
-             machine_line(), f"- date: {dt.date.today().isoformat()}", "",
-             "| run wall (s) | figure | seconds | share of the run | target |", "|---|---|---|---|---|",
-             f"| {run['wall']:.1f} | ratios.png | {ratios:.2f} | {100 * ratios / run['wall']:.2f} % | <= 2 % |",
-             f"| | curves.png | {curves:.2f} | {100 * curves / run['wall']:.2f} % | <= 2 % |",
-             f"| | both | {seconds:.2f} | {100 * seconds / run['wall']:.2f} % | |", "",
-             "Each figure is drawn once (the PNG and TensorBoard's image share the pixels); a figure's seconds "
-             "include its half of the shared preparation (the sampled ratios)."]
+    lines = [
+        "### Figures at the end of a run",
+        "",
+        "- command: `python scripts/bench_monitoring.py figures` (one default `jl-train`, seed 0, "
+        "TensorBoard and CSV loggers)",
+        machine_line(),
+        f"- date: {dt.date.today().isoformat()}",
+        "",
+        "| run wall (s) | figure | seconds | share of the run | target |",
+        "|---|---|---|---|---|",
+        f"| {run['wall']:.1f} | ratios.png | {ratios:.2f} | {100 * ratios / run['wall']:.2f} % | <= 2 % |",
+        f"| | curves.png | {curves:.2f} | {100 * curves / run['wall']:.2f} % | <= 2 % |",
+        f"| | both | {seconds:.2f} | {100 * seconds / run['wall']:.2f} % | |",
+        "",
+        "Each figure is drawn once (the PNG and TensorBoard's image share the pixels); a figure's seconds "
+        "include its half of the shared preparation (the sampled ratios).",
+    ]
     report("monitoring:figures", lines, write)
 
 
@@ -57,32 +64,51 @@ def search(sweep: Path, seeds: list[int], write: bool) -> None:
     stamp = "search-" + dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     base = ["experiment=digits_pairs", "baseline.draws=0", "logger=csv"]
     tuned = [f"{name}={value}" for name, value in best_params.items()]
-    runs = {"default": [run_jl_train("default", base, s, stamp, []) for s in seeds],
-            "search's best": [run_jl_train("tuned", base + tuned, s, stamp, []) for s in seeds]}
-    lines = ["### Optuna search on digits_pairs", "",
-             f"- search: `jl-train experiment=digits_pairs hparams_search=digits_pairs_optuna logger=csv "
-             f"hydra.sweep.dir={sweep.relative_to(ROOT) if sweep.is_relative_to(ROOT) else sweep}` "
-             f"({len(trials)} trials, TPE seeded 0, seed 0 data and noise; minimizes the final exact epsilon)",
-             f"- check: `python scripts/bench_monitoring.py search {sweep.name}` runs the best parameters and the "
-             f"default recipe with seeds {', '.join(map(str, seeds))}",
-             machine_line(), f"- date: {dt.date.today().isoformat()}", "",
-             f"The search's best trial: final epsilon {result.best_value:.4f} (seed 0) with "
-             + ", ".join(f"`{k}={v:.4g}`" if isinstance(v, float) else f"`{k}={v}`" for k, v in best_params.items())
-             + ".", "",
-             "| recipe | " + " | ".join(f"seed {s}" for s in seeds) + " | mean | held-out pairs mean | wall mean (s) |",
-             "|---|" + "---|" * (len(seeds) + 3)]
+    runs = {
+        "default": [run_jl_train("default", base, s, stamp, []) for s in seeds],
+        "search's best": [run_jl_train("tuned", base + tuned, s, stamp, []) for s in seeds],
+    }
+    lines = [
+        "### Optuna search on digits_pairs",
+        "",
+        f"- search: `jl-train experiment=digits_pairs hparams_search=digits_pairs_optuna logger=csv "
+        f"hydra.sweep.dir={sweep.relative_to(ROOT) if sweep.is_relative_to(ROOT) else sweep}` "
+        f"({len(trials)} trials, TPE seeded 0, seed 0 data and noise; minimizes the final exact epsilon)",
+        f"- check: `python scripts/bench_monitoring.py search {sweep.name}` runs the best parameters and the "
+        f"default recipe with seeds {', '.join(map(str, seeds))}",
+        machine_line(),
+        f"- date: {dt.date.today().isoformat()}",
+        "",
+        f"The search's best trial: final epsilon {result.best_value:.4f} (seed 0) with "
+        + ", ".join(f"`{k}={v:.4g}`" if isinstance(v, float) else f"`{k}={v}`" for k, v in best_params.items())
+        + ".",
+        "",
+        "| recipe | " + " | ".join(f"seed {s}" for s in seeds) + " | mean | held-out pairs mean | wall mean (s) |",
+        "|---|" + "---|" * (len(seeds) + 3),
+    ]
     for name, rows in runs.items():
         eps = [r["best_distortion"] for r in rows]
         held = [r["heldout"]["pairs"]["epsilon"] for r in rows if r.get("heldout")]
-        lines.append(f"| {name} | " + " | ".join(f"{e:.4f}" for e in eps) + f" | **{statistics.mean(eps):.4f}** | "
-                     f"{statistics.mean(held):.3f} | {statistics.mean(r['wall'] for r in rows):.0f} |")
+        lines.append(
+            f"| {name} | " + " | ".join(f"{e:.4f}" for e in eps) + f" | **{statistics.mean(eps):.4f}** | "
+            f"{statistics.mean(held):.3f} | {statistics.mean(r['wall'] for r in rows):.0f} |"
+        )
     default_mean = statistics.mean(r["best_distortion"] for r in runs["default"])
     tuned_mean = statistics.mean(r["best_distortion"] for r in runs["search's best"])
-    verdict = ("the search's settings beat the default on the 3-seed mean" if tuned_mean < default_mean else
-               "the default is at least as good on the 3-seed mean: the search's gain on seed 0 does not carry over")
-    lines += ["", f"Verdict: {verdict} ({tuned_mean:.4f} against {default_mean:.4f}).", "",
-              "All trials (final epsilon, seed 0), best first:", "",
-              "| trial | final epsilon | overrides |", "|---|---|---|"]
+    verdict = (
+        "the search's settings beat the default on the 3-seed mean"
+        if tuned_mean < default_mean
+        else "the default is at least as good on the 3-seed mean: the search's gain on seed 0 does not carry over"
+    )
+    lines += [
+        "",
+        f"Verdict: {verdict} ({tuned_mean:.4f} against {default_mean:.4f}).",
+        "",
+        "All trials (final epsilon, seed 0), best first:",
+        "",
+        "| trial | final epsilon | overrides |",
+        "|---|---|---|",
+    ]
     for row in sorted(trials, key=lambda r: r["final_distortion"]):
         shown = " ".join(o for o in row["overrides"].split() if not o.startswith(("experiment=", "hparams_search=")))
         lines.append(f"| {row['job']} | {row['final_distortion']:.4f} | {shown} |")

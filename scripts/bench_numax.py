@@ -42,8 +42,11 @@ def main() -> None:
         cfg = compose(config_name="train", overrides=["experiment=digits_pairs"])
     points = build_datamodule(cfg.data).points
     stamp = "numax-" + stamp_now()
-    rows = ["| k | learned (jl-train) | NuMax (best scale) | NuMax delta / rank | NuMax solves, s, peak MB | "
-            "PCA (best scale) | best Gaussian of 100 | learned <= NuMax |", "|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| k | learned (jl-train) | NuMax (best scale) | NuMax delta / rank | NuMax solves, s, peak MB | "
+        "PCA (best scale) | best Gaussian of 100 | learned <= NuMax |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for k in args.k:
         tracemalloc.start()
         began = time.perf_counter()
@@ -55,19 +58,28 @@ def main() -> None:
         refs = run["references"]
         learned = run["final_distortion"]
         verdict = "yes" if learned <= nu["epsilon_scaled"] else "**no**"
-        rows.append(f"| {k} | {learned:.4f} | {nu['epsilon_scaled']:.4f} | {nu['delta']:.3g} / {nu['rank']} | "
-                    f"{nu['solves']}, {seconds:.0f}, {peak:.0f} | {refs['pca']['epsilon_scaled']:.4f} | "
-                    f"{refs['gaussian']['best']:.4f} | {verdict} |")
+        rows.append(
+            f"| {k} | {learned:.4f} | {nu['epsilon_scaled']:.4f} | {nu['delta']:.3g} / {nu['rank']} | "
+            f"{nu['solves']}, {seconds:.0f}, {peak:.0f} | {refs['pca']['epsilon_scaled']:.4f} | "
+            f"{refs['gaussian']['best']:.4f} | {verdict} |"
+        )
         print(rows[-1], flush=True)
-    lines = ["### NuMax against the learned matrix (digits, all training pairs)", "",
-             "- command: `python scripts/bench_numax.py` (NuMax: ADMM with column generation, bisection on delta "
-             f"over [0.05, 0.9] with {args.steps} steps after the first solve; learned: `jl-train "
-             "experiment=digits_pairs model.k=K`, seed 0)",
-             machine_line(torch.get_num_threads()), f"- date: {dt.date.today().isoformat()}", "", *rows, "",
-             "Every epsilon is the exact max over all 1.03 million pairs of the 1,438 training points. NuMax's "
-             "column is its best top-k truncation over the deltas tried, with its best single scale (as PCA "
-             "gets). Its delta is the delta of that P, and its rank is that P's numerical rank (eigenvalues "
-             "above 1e-6 of the largest). Peak MB is Python's traced allocations during NuMax."]
+    lines = [
+        "### NuMax against the learned matrix (digits, all training pairs)",
+        "",
+        "- command: `python scripts/bench_numax.py` (NuMax: ADMM with column generation, bisection on delta "
+        f"over [0.05, 0.9] with {args.steps} steps after the first solve; learned: `jl-train "
+        "experiment=digits_pairs model.k=K`, seed 0)",
+        machine_line(torch.get_num_threads()),
+        f"- date: {dt.date.today().isoformat()}",
+        "",
+        *rows,
+        "",
+        "Every epsilon is the exact max over all 1.03 million pairs of the 1,438 training points. NuMax's "
+        "column is its best top-k truncation over the deltas tried, with its best single scale (as PCA "
+        "gets). Its delta is the delta of that P, and its rank is that P's numerical rank (eigenvalues "
+        "above 1e-6 of the largest). Peak MB is Python's traced allocations during NuMax.",
+    ]
     report("numax:digits", lines, not args.no_write)
 
 

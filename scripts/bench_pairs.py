@@ -26,7 +26,6 @@ import sys
 import time
 
 import torch
-
 from benchlib import machine_line, report
 
 VARIANTS = {
@@ -47,8 +46,9 @@ def time_exact_step(repeats: int) -> tuple[float, float]:
     from jl_lightning.lightning.sampler import GaussianSampler
 
     X = digits()
-    model = GaussianSampler(k=16, dim=64, n_samples=20, mode="pairs", pair_strategy="exact",
-                            init_mean="gaussian", init_variance=0.5)
+    model = GaussianSampler(
+        k=16, dim=64, n_samples=20, mode="pairs", pair_strategy="exact", init_mean="gaussian", init_variance=0.5
+    )
     model.prepare(X)  # the once-per-run precomputation (centering, 1/||x_i - x_j||^2 table)
 
     def embedded_step():
@@ -92,9 +92,19 @@ def train_variant(overrides: list[str], steps: int, threads: int, seed: int) -> 
     from jl_lightning.apps.config import compose
     from jl_lightning.lightning.fit import fit_from_config
 
-    cfg = compose(["experiment=digits_pairs", f"trainer.max_steps={steps}", "logger=none",
-                   "~callbacks.model_checkpoint", "~callbacks.progress_bar", "baseline.draws=0",
-                   f"threads={threads}", f"seed={seed}", *overrides])
+    cfg = compose(
+        [
+            "experiment=digits_pairs",
+            f"trainer.max_steps={steps}",
+            "logger=none",
+            "~callbacks.model_checkpoint",
+            "~callbacks.progress_bar",
+            "baseline.draws=0",
+            f"threads={threads}",
+            f"seed={seed}",
+            *overrides,
+        ]
+    )
     with tempfile.TemporaryDirectory() as scratch, open_dict(cfg):
         cfg.paths.output_dir = scratch
         return fit_from_config(cfg, interactive=False).summary
@@ -117,31 +127,45 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     command = "python scripts/bench_pairs.py " + " ".join(sys.argv[1:])
-    lines = [f"### Pairs mode on digits (k = 16, 1797 points, 1.6 M pairs) ({dt.date.today().isoformat()})", "",
-             f"- command: `{command.strip()}`", machine_line(args.threads), ""]
+    lines = [
+        f"### Pairs mode on digits (k = 16, 1797 points, 1.6 M pairs) ({dt.date.today().isoformat()})",
+        "",
+        f"- command: `{command.strip()}`",
+        machine_line(args.threads),
+        "",
+    ]
     if args.only in (None, "step"):
         fast, slow = time_exact_step(args.repeats)
         lines += [
-            "One exact all-pairs training step, forward and backward, N = 20 samples (best of "
-            f"{args.repeats}):", "",
-            "| form | seconds per step |", "|---|---|",
+            f"One exact all-pairs training step, forward and backward, N = 20 samples (best of {args.repeats}):",
+            "",
+            "| form | seconds per step |",
+            "|---|---|",
             f"| embedded space (module's exact strategy: tiled Gram scan, gradient through the worst pairs) "
             f"| {fast:.3f} |",
             f"| difference vectors (all x_i - x_j formed, autograd through the max) | {slow:.3f} |",
-            "", f"- ratio: the embedded-space step is {slow / fast:.1f}x faster", ""]
+            "",
+            f"- ratio: the embedded-space step is {slow / fast:.1f}x faster",
+            "",
+        ]
     if args.only in (None, "strategies"):
         checkpoints = [10, 30, 60, 120]
         header = " | ".join(f"eps by {c} s" for c in checkpoints)
-        lines += [f"Training `experiment=digits_pairs`, {args.steps} steps, seed {args.seed}; epsilon is the exact "
-                  "all-pairs epsilon of M on the training points (80 %), evaluated every 50 steps:", "",
-                  f"| variant | s/step | {header} | final eps | training s |",
-                  "|---|---|" + "---|" * len(checkpoints) + "---|---|"]
+        lines += [
+            f"Training `experiment=digits_pairs`, {args.steps} steps, seed {args.seed}; epsilon is the exact "
+            "all-pairs epsilon of M on the training points (80 %), evaluated every 50 steps:",
+            "",
+            f"| variant | s/step | {header} | final eps | training s |",
+            "|---|---|" + "---|" * len(checkpoints) + "---|---|",
+        ]
         for name, overrides in VARIANTS.items():
             summary = train_variant(overrides, args.steps, args.threads, args.seed)
             history = summary["distortion_history"]
             cells = " | ".join(f"{epsilon_at(history, c):.3f}" for c in checkpoints)
-            lines.append(f"| {name} | {summary['fit_seconds'] / summary['steps']:.4f} | {cells} "
-                         f"| {summary['best_distortion']:.3f} | {summary['fit_seconds']:.0f} |")
+            lines.append(
+                f"| {name} | {summary['fit_seconds'] / summary['steps']:.4f} | {cells} "
+                f"| {summary['best_distortion']:.3f} | {summary['fit_seconds']:.0f} |"
+            )
             print(lines[-1], flush=True)
         lines.append("")
     report("pairs", lines, write=not args.no_write)

@@ -55,14 +55,17 @@ def main() -> None:
             f"| {r['recipe']} | {r.get('mode', 'norms')} | {r['seed']} | {r['final_distortion']:.3g} "
             f"| {r['best_distortion']:.3g} | {b['mean']:.3f} | {b['best']:.3f} (R={b['draws']}) "
             f"| {cell['pairs']} | {cell['cross_pairs']} | {r['switch_step']} "
-            f"| {r['fit_seconds']:.1f} | {r['wall']:.1f} |")
+            f"| {r['fit_seconds']:.1f} | {r['wall']:.1f} |"
+        )
     lines.append("")
     for recipe in args.recipes:
         sub = [r for r in rows if r["recipe"] == recipe]
         best = [r["best_distortion"] for r in sub]
-        lines.append(f"- {recipe}: exported (best) distortion mean {statistics.mean(best):.4g}, "
-                     f"range {min(best):.4g} to {max(best):.4g}; worst final {max(r['final_distortion'] for r in sub):.3g}; "
-                     f"median wall {statistics.median(r['wall'] for r in sub):.1f} s")
+        lines.append(
+            f"- {recipe}: exported (best) distortion mean {statistics.mean(best):.4g}, "
+            f"range {min(best):.4g} to {max(best):.4g}; worst final {max(r['final_distortion'] for r in sub):.3g}; "
+            f"median wall {statistics.median(r['wall'] for r in sub):.1f} s"
+        )
     lines.append("")
     report("quality:" + "+".join(args.recipes), lines, write=not args.no_write)
 

@@ -41,7 +41,11 @@ def build(steps: int, seed: int = 0):
     dm.setup("fit")
     torch.manual_seed(seed)
     model = GaussianSampler(
-        k=30, dim=dm.dim, n_samples=20, variance="log", init_variance=1.0,
+        k=30,
+        dim=dm.dim,
+        n_samples=20,
+        variance="log",
+        init_variance=1.0,
         optimizer=partial(torch.optim.Adam, lr=0.01, fused=True),
         scheduler=partial(torch.optim.lr_scheduler.CosineAnnealingLR, T_max=steps),
         log_every=50,
@@ -85,9 +89,13 @@ def plain_loop(steps: int, warmup: int, logdir: str) -> float:
             switch_step = step
         if step % 50 == 0:
             det = evaluate(model.embedding, dm.points, quantiles=False).epsilon
-            for tag, value in (("train/loss", loss.item()), ("train/sampled_distortion", sampled.item()),
-                               ("train/sigma2", s2.item()), ("variance/sigma2", current),
-                               ("train/det_distortion", det)):
+            for tag, value in (
+                ("train/loss", loss.item()),
+                ("train/sampled_distortion", sampled.item()),
+                ("train/sigma2", s2.item()),
+                ("variance/sigma2", current),
+                ("train/det_distortion", det),
+            ):
                 writer.add_scalar(tag, value, step)
     elapsed = time.perf_counter() - start
     writer.close()
@@ -117,13 +125,25 @@ def lightning_loop(steps: int, warmup: int, logdir: str, lean: bool = False) -> 
     timer = StepTimer()
     dm, model = build(steps + warmup)
     trainer = Trainer(
-        accelerator="cpu", devices=1, max_steps=steps + warmup, max_epochs=-1, log_every_n_steps=50,
-        enable_model_summary=False, enable_progress_bar=False, num_sanity_val_steps=0,
-        limit_val_batches=0, enable_checkpointing=False, default_root_dir=logdir,
+        accelerator="cpu",
+        devices=1,
+        max_steps=steps + warmup,
+        max_epochs=-1,
+        log_every_n_steps=50,
+        enable_model_summary=False,
+        enable_progress_bar=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        enable_checkpointing=False,
+        default_root_dir=logdir,
         profiler=NullProfiler() if lean else None,
         logger=TensorBoardLogger(logdir, name="bench", version=""),
-        callbacks=[VarianceMonitor(every_n_steps=50), DeterministicSwitch(threshold=1e-4),
-                   DistortionTracker(every_n_steps=50), timer],
+        callbacks=[
+            VarianceMonitor(every_n_steps=50),
+            DeterministicSwitch(threshold=1e-4),
+            DistortionTracker(every_n_steps=50),
+            timer,
+        ],
     )
     trainer.fit(model, datamodule=dm)
     return timer.ms

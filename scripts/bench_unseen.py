@@ -36,8 +36,11 @@ def main() -> None:
     args = parser.parse_args()
     stamp = Path(args.into).name if args.into else "unseen-" + stamp_now()
     parent = ROOT / "outputs" / "bench" / stamp
-    rows = ["| model.subspace_penalty | seed | training ε | held-out pairs | train × held-out | held-out norms | "
-            "recall@10 | fit (s) |", "|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| model.subspace_penalty | seed | training ε | held-out pairs | train × held-out | held-out norms | "
+        "recall@10 | fit (s) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     worst: dict[float, float] = {}
     training: dict[float, float] = {}
     for weight in args.weights:
@@ -47,30 +50,48 @@ def main() -> None:
             if (folder / "summary.json").is_file():
                 summary = json.loads((folder / "summary.json").read_text())
             else:
-                summary = run_jl_train(name, ["experiment=digits_pairs", f"model.subspace_penalty={weight:g}",
-                                              "baseline.draws=0", "logger=csv"], seed, stamp, [])
+                summary = run_jl_train(
+                    name,
+                    ["experiment=digits_pairs", f"model.subspace_penalty={weight:g}", "baseline.draws=0", "logger=csv"],
+                    seed,
+                    stamp,
+                    [],
+                )
             held = summary["heldout"]
             unseen = max(held["pairs"]["epsilon"], held["cross_pairs"]["epsilon"])
             worst[weight] = max(worst.get(weight, 0.0), unseen)
             training[weight] = max(training.get(weight, 0.0), summary["best_distortion"])
-            rows.append(f"| {weight:g} | {seed} | {summary['best_distortion']:.4f} | {held['pairs']['epsilon']:.4f} | "
-                        f"{held['cross_pairs']['epsilon']:.4f} | {held['points']['epsilon']:.4f} | "
-                        f"{summary['recall']['learned']:.3f} | {summary['fit_seconds']:.0f} |")
+            rows.append(
+                f"| {weight:g} | {seed} | {summary['best_distortion']:.4f} | {held['pairs']['epsilon']:.4f} | "
+                f"{held['cross_pairs']['epsilon']:.4f} | {held['points']['epsilon']:.4f} | "
+                f"{summary['recall']['learned']:.3f} | {summary['fit_seconds']:.0f} |"
+            )
     allowed = [w for w in args.weights if training[w] <= TRAINING_CAP] or args.weights
     chosen = min(allowed, key=lambda w: worst[w])
-    summary_lines = [f"| {w:g} | {training[w]:.4f} | {worst[w]:.4f} | "
-                     f"{'met' if worst[w] <= HELDOUT_TARGET and training[w] <= TRAINING_CAP else 'not met'} |"
-                     for w in args.weights]
-    lines = ["### Unseen vectors: the subspace penalty (digits, pairs, k = 16)", "",
-             f"- command: `{' '.join(['python scripts/bench_unseen.py', *sys.argv[1:]])}` (each row one "
-             "`jl-train experiment=digits_pairs model.subspace_penalty=W seed=S baseline.draws=0`; 20 % of the "
-             "points held out)",
-             machine_line(), f"- date: {dt.date.today().isoformat()}", "", *rows, "",
-             "| weight | worst training ε | worst unseen ε (held-out or train × held-out pairs) | "
-             f"target (unseen ≤ {HELDOUT_TARGET}, training ≤ {TRAINING_CAP}, every seed) |",
-             "|---|---|---|---|", *summary_lines, "",
-             f"Chosen: **model.subspace_penalty={chosen:g}** (the lowest worst unseen ε with every training "
-             f"ε ≤ {TRAINING_CAP}), at the default `model.subspace_energy=0.99`."]
+    summary_lines = [
+        f"| {w:g} | {training[w]:.4f} | {worst[w]:.4f} | "
+        f"{'met' if worst[w] <= HELDOUT_TARGET and training[w] <= TRAINING_CAP else 'not met'} |"
+        for w in args.weights
+    ]
+    lines = [
+        "### Unseen vectors: the subspace penalty (digits, pairs, k = 16)",
+        "",
+        f"- command: `{' '.join(['python scripts/bench_unseen.py', *sys.argv[1:]])}` (each row one "
+        "`jl-train experiment=digits_pairs model.subspace_penalty=W seed=S baseline.draws=0`; 20 % of the "
+        "points held out)",
+        machine_line(),
+        f"- date: {dt.date.today().isoformat()}",
+        "",
+        *rows,
+        "",
+        "| weight | worst training ε | worst unseen ε (held-out or train × held-out pairs) | "
+        f"target (unseen ≤ {HELDOUT_TARGET}, training ≤ {TRAINING_CAP}, every seed) |",
+        "|---|---|---|---|",
+        *summary_lines,
+        "",
+        f"Chosen: **model.subspace_penalty={chosen:g}** (the lowest worst unseen ε with every training "
+        f"ε ≤ {TRAINING_CAP}), at the default `model.subspace_energy=0.99`.",
+    ]
     report("quality:unseen", lines, write=not args.no_write)
 
 

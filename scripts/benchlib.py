@@ -10,9 +10,9 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import re
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -27,14 +27,18 @@ BENCHMARKS = ROOT / "docs" / "benchmarks.md"
 
 def machine_line(threads: int | None = None) -> str:
     threads = torch.get_num_threads() if threads is None else threads
-    return (f"- machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-            f"{threads} torch thread(s), Python {platform.python_version()}")
+    return (
+        f"- machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"{threads} torch thread(s), Python {platform.python_version()}"
+    )
 
 
 def write_section(name: str, text: str, path: Path = BENCHMARKS) -> Path:
     """Replace section ``name`` of docs/benchmarks.md with ``text`` (appended if it is new)."""
     path.parent.mkdir(exist_ok=True)
-    current = path.read_text() if path.exists() else "# Benchmarks\n\nEvery figure with its command, machine and date.\n"
+    current = (
+        path.read_text() if path.exists() else "# Benchmarks\n\nEvery figure with its command, machine and date.\n"
+    )
     block = f"<!-- bench:{name} -->\n{text.rstrip()}\n<!-- /bench:{name} -->"
     pattern = re.compile(rf"<!-- bench:{re.escape(name)} -->.*?<!-- /bench:{re.escape(name)} -->", re.S)
     if pattern.search(current):
@@ -63,8 +67,11 @@ def recipe_arguments(description: str, recipes: dict, default_recipes: list[str]
     return parser.parse_args()
 
 
-ENTRY_MODULES = {"jl-train": "jl_lightning.apps.train", "jl-compare": "jl_lightning.apps.compare",
-                 "jl-embed": "jl_lightning.apps.embed"}
+ENTRY_MODULES = {
+    "jl-train": "jl_lightning.apps.train",
+    "jl-compare": "jl_lightning.apps.compare",
+    "jl-embed": "jl_lightning.apps.embed",
+}
 
 
 def entry_command(entry: str) -> list[str]:
@@ -77,8 +84,7 @@ def run_jl_train(recipe: str, overrides: list[str], seed: int, stamp: str, extra
     """One real ``jl-train`` process (imports included) into outputs/bench/STAMP/RECIPE-seedS;
     its summary.json plus ``recipe``, ``seed`` and ``wall`` (seconds, start to exit)."""
     run_dir = ROOT / "outputs" / "bench" / stamp / f"{recipe}-seed{seed}"
-    cmd = entry_command("jl-train") + overrides + [
-        f"seed={seed}", f"hydra.run.dir={run_dir}", *extra]
+    cmd = entry_command("jl-train") + overrides + [f"seed={seed}", f"hydra.run.dir={run_dir}", *extra]
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     wall = time.perf_counter() - start

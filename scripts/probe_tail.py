@@ -57,14 +57,25 @@ def main() -> None:
 
     def exact_pass(step: int) -> None:
         began = time.perf_counter()
-        report = evaluate(mean.detach() / math.sqrt(k), loss.points, "pairs", worst=model.active_hard,
-                          quantiles=False, mean_abs=False, candidates=model.active_candidates, progress=False)
+        report = evaluate(
+            mean.detach() / math.sqrt(k),
+            loss.points,
+            "pairs",
+            worst=model.active_hard,
+            quantiles=False,
+            mean_abs=False,
+            candidates=model.active_candidates,
+            progress=False,
+        )
         loss.set_hard(*report.worst[:2])
         if model.active_candidates:
             i, j, _, sq_distances = report.candidates
             loss.set_candidates(i, j, sq_distances)
-        print(f"step {step}: exact pass, certified epsilon {report.epsilon:.4f} (ratios {report.min_ratio:.4f} "
-              f"to {report.max_ratio:.4f}; {time.perf_counter() - began:.0f} s)", flush=True)
+        print(
+            f"step {step}: exact pass, certified epsilon {report.epsilon:.4f} (ratios {report.min_ratio:.4f} "
+            f"to {report.max_ratio:.4f}; {time.perf_counter() - began:.0f} s)",
+            flush=True,
+        )
 
     exact_pass(0)
     for step in range(args.steps):

@@ -45,9 +45,15 @@ def loss_and_gradients(case: str, shard: Shard = SINGLE) -> dict:
         points = points / points.norm(dim=1, keepdim=True)
     mean = torch.nn.Parameter(torch.randn(K, d, generator=gen, dtype=torch.float64))
     variance = make_variance("raw", s2_init if s2_init > 0 else 1.0).double()
-    loss_fn = default_loss(mode=mode, pair_strategy="active", smooth_temperature=temperature,
-                           smooth_temperature_end=temperature or 1e-4, active_hard=10**6, active_random=2,
-                           active_refresh=10**6)
+    loss_fn = default_loss(
+        mode=mode,
+        pair_strategy="active",
+        smooth_temperature=temperature,
+        smooth_temperature_end=temperature or 1e-4,
+        active_hard=10**6,
+        active_random=2,
+        active_refresh=10**6,
+    )
     loss_fn.prepare(points, shard)
     if mode == "pairs":
         loss_fn.set_hard(*hard_pairs(n, mean.detach(), points))
@@ -60,8 +66,12 @@ def loss_and_gradients(case: str, shard: Shard = SINGLE) -> dict:
     loss = term.mean() + s2 / 2
     loss.backward()
     theta = variance.theta.grad
-    return {"loss": float(loss.detach()), "hard": hard.clone(), "grad_mean": mean.grad.clone(),
-            "grad_theta": torch.zeros(()) if theta is None else theta.clone()}
+    return {
+        "loss": float(loss.detach()),
+        "hard": hard.clone(),
+        "grad_mean": mean.grad.clone(),
+        "grad_theta": torch.zeros(()) if theta is None else theta.clone(),
+    }
 
 
 def refreshed_hard_pairs(init_mean: str) -> tuple[torch.Tensor, torch.Tensor]:

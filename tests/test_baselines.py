@@ -9,8 +9,17 @@ import pytest
 import torch
 
 from jl_lightning.baselines import (
-    SRHT, best_scale, fwht, johnson_lindenstrauss_eps, johnson_lindenstrauss_min_dim, pca_baseline,
-    pca_matrix, random_baseline, random_map, sparse_density)
+    SRHT,
+    best_scale,
+    fwht,
+    johnson_lindenstrauss_eps,
+    johnson_lindenstrauss_min_dim,
+    pca_baseline,
+    pca_matrix,
+    random_baseline,
+    random_map,
+    sparse_density,
+)
 from jl_lightning.metrics.distortion import evaluate
 
 
@@ -134,18 +143,29 @@ def test_one_registry_serves_training_runs_and_jl_compare(monkeypatch):
 
     X = np.random.default_rng(0).normal(size=(30, 10))
     first_coordinates = np.eye(4, 10)  # a fixed map: its epsilon is brute-force computable
-    monkeypatch.setitem(registry.REFERENCES, "first4", registry.Reference(
-        "first4", "fitted", "nothing", fit=lambda points, k, **_: registry.Fitted(first_coordinates, 0.0, scaled=True,
-                                                                                  info={"epsilon_scaled": 0.5})))
-    ratios = (X[:, :4] ** 2).sum(1) / (X ** 2).sum(1)
+    monkeypatch.setitem(
+        registry.REFERENCES,
+        "first4",
+        registry.Reference(
+            "first4",
+            "fitted",
+            "nothing",
+            fit=lambda points, k, **_: registry.Fitted(
+                first_coordinates, 0.0, scaled=True, info={"epsilon_scaled": 0.5}
+            ),
+        ),
+    )
+    ratios = (X[:, :4] ** 2).sum(1) / (X**2).sum(1)
     expected = np.abs(ratios - 1).max()
     rows, maps, _ = method_rows(X, 4, "norms", ["first4"], OmegaConf.create({"draws": 3, "seed": 0}))
     assert [r["method"] for r in rows] == ["first4 (best scale)"]
     assert rows[0]["epsilon_best"] == pytest.approx(expected, rel=1e-9)
     figures = reference_figures(X, 4, "norms", draws=3, methods=["first4"])
     assert figures["first4"]["epsilon_scaled"] == 0.5 and "matrix" not in figures["first4"]
-    for option, call in (("baseline.methods", lambda: reference_figures(X, 4, methods=["fourier"])),
-                         ("compare.methods", lambda: registry.check_methods(["fourier"], "compare.methods"))):
+    for option, call in (
+        ("baseline.methods", lambda: reference_figures(X, 4, methods=["fourier"])),
+        ("compare.methods", lambda: registry.check_methods(["fourier"], "compare.methods")),
+    ):
         with pytest.raises(JLInputError, match=f"{option}: unknown \\['fourier'\\]; choose from .*first4"):
             call()
     with pytest.raises(JLInputError, match="numax preserves pairwise distances"):

@@ -6,16 +6,23 @@ import math
 
 import numpy as np
 import pytest
-from lightning.pytorch import Callback
 import torch
+from lightning.pytorch import Callback
 
+from jl_lightning.apps.train import train
 from jl_lightning.lightning.callbacks import DeterministicSwitch, DistortionTracker, VarianceMonitor
 from jl_lightning.metrics import evaluate
-from jl_lightning.apps.train import train
 
-SMALL = ["data.source.n=30", "data.source.d=60", "model.k=8", "model.n_samples=8",
-         "baseline.draws=10", "logger=none", "log_every=10",
-         "callbacks.model_checkpoint.every_n_train_steps=50"]
+SMALL = [
+    "data.source.n=30",
+    "data.source.d=60",
+    "model.k=8",
+    "model.n_samples=8",
+    "baseline.draws=10",
+    "logger=none",
+    "log_every=10",
+    "callbacks.model_checkpoint.every_n_train_steps=50",
+]
 
 
 def fit(cfg_factory, *overrides):
@@ -29,8 +36,13 @@ def callback(trainer, cls):
 
 
 def test_switch_fires_and_sigma2_is_exactly_zero_afterwards(cfg_factory):
-    summary, trainer, model = fit(cfg_factory, "trainer.max_steps=150", "model.variance=log", "optimizer.lr=0.05",
-                                  "callbacks.deterministic_switch.threshold=0.5")
+    summary, trainer, model = fit(
+        cfg_factory,
+        "trainer.max_steps=150",
+        "model.variance=log",
+        "optimizer.lr=0.05",
+        "callbacks.deterministic_switch.threshold=0.5",
+    )
     switch = callback(trainer, DeterministicSwitch)
     assert switch.switch_step is not None and 0 < switch.switch_step < 150
     assert summary["switch_step"] == switch.switch_step
@@ -48,8 +60,13 @@ def test_switch_fires_and_sigma2_is_exactly_zero_afterwards(cfg_factory):
 
 def test_raw_sigma2_collapsing_to_zero_never_makes_nan(cfg_factory):
     """The paper's raw sigma^2 reaches exactly 0 under Adam; threshold 0 switches only then."""
-    summary, trainer, model = fit(cfg_factory, "trainer.max_steps=400", "model.variance=raw",
-                                  "callbacks.deterministic_switch.threshold=0.0", "scheduler=constant")
+    summary, trainer, model = fit(
+        cfg_factory,
+        "trainer.max_steps=400",
+        "model.variance=raw",
+        "callbacks.deterministic_switch.threshold=0.0",
+        "scheduler=constant",
+    )
     assert summary["switch_step"] is not None, "raw sigma^2 should reach exactly 0 within 400 steps"
     assert summary["sigma2_final"] == 0.0
     assert all(torch.isfinite(p).all() for p in model.parameters())
@@ -67,9 +84,14 @@ class Sigma2Trace(Callback):
 
 
 def test_variance_monitor_records_the_first_step_below_each_threshold(cfg_factory):
-    summary, trainer, model = fit(cfg_factory, "trainer.max_steps=300", "model.variance=raw",
-                                  "scheduler=constant", "callbacks.deterministic_switch.threshold=0",
-                                  "+callbacks.trace._target_=tests.test_callbacks.Sigma2Trace")
+    summary, trainer, model = fit(
+        cfg_factory,
+        "trainer.max_steps=300",
+        "model.variance=raw",
+        "scheduler=constant",
+        "callbacks.deterministic_switch.threshold=0",
+        "+callbacks.trace._target_=tests.test_callbacks.Sigma2Trace",
+    )
     # instantiated by Hydra from tests.test_callbacks, a module object of its own: found by name
     trace = next(c for c in trainer.callbacks if type(c).__name__ == "Sigma2Trace").trace
     assert [step for step, _ in trace] == list(range(1, 301))
@@ -83,8 +105,13 @@ def test_sigma2_is_logged_at_every_step_while_it_decays(cfg_factory):
     point at every step up to 100 and every 10th after, up to the switch (not a few points
     and a cliff); the step where it became 0 is there with 0; afterwards only the regular
     gate (log_every = 10) logs it."""
-    summary, trainer, model = fit(cfg_factory, "trainer.max_steps=300", "model.variance=raw",
-                                  "scheduler=constant", "callbacks.deterministic_switch.threshold=0")
+    summary, trainer, model = fit(
+        cfg_factory,
+        "trainer.max_steps=300",
+        "model.variance=raw",
+        "scheduler=constant",
+        "callbacks.deterministic_switch.threshold=0",
+    )
     history = summary["sigma2_history"]
     switch = summary["switch_step"]
     assert switch is not None and 100 < switch < 300
@@ -107,7 +134,7 @@ def test_tracker_keeps_the_best_matrix(cfg_factory):
     exported = np.load(f"{summary['run_dir']}/embedding.npy")
     np.testing.assert_array_equal(exported, tracker.best_embedding.double().numpy())
     X = trainer.datamodule.points
-    ratios = ((X @ exported.T) ** 2).sum(1) / (X ** 2).sum(1)
+    ratios = ((X @ exported.T) ** 2).sum(1) / (X**2).sum(1)
     assert np.abs(ratios - 1).max() == pytest.approx(tracker.best_distortion, rel=1e-9)
 
 
@@ -126,8 +153,13 @@ def test_logged_values_belong_to_their_step(cfg_factory):
     """Every tag is logged under the number of updates behind the matrix it describes: the
     loss of a step under the count before its update, sigma^2 and the exact epsilon under the
     count after it; no epoch tag."""
-    summary, trainer, model = fit(cfg_factory, "trainer.max_steps=40", "logger=csv",
-                                  "model.variance=log", "callbacks.deterministic_switch.threshold=0")
+    summary, trainer, model = fit(
+        cfg_factory,
+        "trainer.max_steps=40",
+        "logger=csv",
+        "model.variance=log",
+        "callbacks.deterministic_switch.threshold=0",
+    )
     rows = csv_rows(trainer)
     assert "epoch" not in rows[0]
     assert sorted(logged(rows, "train/loss")) == [0, 10, 20, 30]
@@ -142,8 +174,14 @@ def test_logged_values_belong_to_their_step(cfg_factory):
 def test_loss_and_exact_epsilon_agree_at_the_same_step(cfg_factory):
     """Deterministic from the start (sigma^2 = 0): the loss logged at step s is the hard max
     distortion of the same M that the tracker measured exactly at step s."""
-    summary, trainer, model = fit(cfg_factory, "trainer.max_steps=40", "logger=csv", "model.init_variance=0.0",
-                                  "model.init_mean=gaussian", "callbacks.deterministic_switch.threshold=0")
+    summary, trainer, model = fit(
+        cfg_factory,
+        "trainer.max_steps=40",
+        "logger=csv",
+        "model.init_variance=0.0",
+        "model.init_mean=gaussian",
+        "callbacks.deterministic_switch.threshold=0",
+    )
     rows = csv_rows(trainer)
     loss, exact = logged(rows, "train/loss"), logged(rows, "train/det_distortion")
     for step in (10, 20, 30):
@@ -154,8 +192,13 @@ def test_loss_and_exact_epsilon_agree_at_the_same_step(cfg_factory):
 
 def test_direct_optimization_control_is_a_config(cfg_factory):
     """sigma^2 fixed at 0 from one Gaussian draw: the switch fires before the first step."""
-    summary, trainer, model = fit(cfg_factory, "trainer.max_steps=50", "model.init_variance=0.0",
-                                  "model.init_mean=gaussian", "callbacks.deterministic_switch.threshold=0")
+    summary, trainer, model = fit(
+        cfg_factory,
+        "trainer.max_steps=50",
+        "model.init_variance=0.0",
+        "model.init_mean=gaussian",
+        "callbacks.deterministic_switch.threshold=0",
+    )
     assert summary["switch_step"] == 0
     assert np.isfinite(summary["final_distortion"])
 
@@ -210,10 +253,16 @@ def test_every_callback_works_against_the_bare_contract():
     A = np.array([[1.0, 0.0, 0.0], [0.0, 0.5, 0.0]])
     module, data = MinimalModule(A, 0.05), MinimalData(X, val_points=X[:2] * 3)
     assert isinstance(module, JLModule) and isinstance(data, JLData)
-    callbacks = [VarianceMonitor(thresholds=(0.1, 0.01), every_n_steps=1), DeterministicSwitch(threshold=0.01),
-                 DistortionTracker(every_n_steps=1), ReferenceLines(draws=3, methods=["gaussian"]), RunSummary()]
-    trainer = SimpleNamespace(global_step=0, max_steps=2, datamodule=data, loggers=[], callbacks=callbacks,
-                              is_global_zero=True)
+    callbacks = [
+        VarianceMonitor(thresholds=(0.1, 0.01), every_n_steps=1),
+        DeterministicSwitch(threshold=0.01),
+        DistortionTracker(every_n_steps=1),
+        ReferenceLines(draws=3, methods=["gaussian"]),
+        RunSummary(),
+    ]
+    trainer = SimpleNamespace(
+        global_step=0, max_steps=2, datamodule=data, loggers=[], callbacks=callbacks, is_global_zero=True
+    )
     for cb in callbacks:
         cb.on_fit_start(trainer, module)
         cb.on_train_start(trainer, module)
@@ -240,8 +289,9 @@ def test_summary_holds_the_recall_of_the_exported_matrix_and_of_each_reference(c
     from jl_lightning.lightning.callbacks import ReferenceLines
     from jl_lightning.metrics.neighbors import recall_at_k
 
-    summary, trainer, model = fit(cfg_factory, "trainer.max_steps=100", "data.source.n=60",
-                                  "callbacks.run_summary.recall_queries=25")
+    summary, trainer, model = fit(
+        cfg_factory, "trainer.max_steps=100", "data.source.n=60", "callbacks.run_summary.recall_queries=25"
+    )
     points = trainer.datamodule.points
     recall = summary["recall"]
     assert recall["k"] == 10 and recall["queries"] == 25
@@ -256,9 +306,15 @@ def test_selection_points_choose_the_export_and_never_include_held_out_points(cf
     """data.select_fraction: the selection points are training points the loss never sees, disjoint
     from the held-out points; the exported matrix is the evaluated one with the lowest epsilon over
     every pair that involves a selection point (brute force here)."""
-    summary, trainer, model = fit(cfg_factory, "trainer.max_steps=120", "data.source.n=60", "model.mode=pairs",
-                                  "data.val_fraction=0.2", "data.select_fraction=0.25",
-                                  "callbacks.distortion_tracker.every_n_steps=10")
+    summary, trainer, model = fit(
+        cfg_factory,
+        "trainer.max_steps=120",
+        "data.source.n=60",
+        "model.mode=pairs",
+        "data.val_fraction=0.2",
+        "data.select_fraction=0.25",
+        "callbacks.distortion_tracker.every_n_steps=10",
+    )
     data = trainer.datamodule
     train, select, held = set(data.train_index), set(data.select_index), set(data.val_index)
     assert not (train & select) and not (select & held) and not (train & held)
@@ -272,7 +328,7 @@ def test_selection_points_choose_the_export_and_never_include_held_out_points(cf
     i, j = np.triu_indices(len(everything), 1)
     touches = j >= len(data.points)  # pairs with at least one selection point
     v = everything[i[touches]] - everything[j[touches]]
-    brute = np.abs(((v @ exported.T) ** 2).sum(1) / (v ** 2).sum(1) - 1).max()
+    brute = np.abs(((v @ exported.T) ** 2).sum(1) / (v**2).sum(1) - 1).max()
     assert best_score == pytest.approx(brute, rel=1e-9)
 
 

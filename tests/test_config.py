@@ -14,9 +14,16 @@ from jl_lightning.io.sources import GaussianPoints
 from jl_lightning.io.validation import validate_points
 from tests.helpers import default_loss
 
-TINY = ["data.source.n=20", "data.source.d=30", "model.k=5", "model.n_samples=4",
-        "trainer.max_steps=30", "baseline.draws=5", "log_every=10",
-        "callbacks.model_checkpoint.every_n_train_steps=10"]
+TINY = [
+    "data.source.n=20",
+    "data.source.d=30",
+    "model.k=5",
+    "model.n_samples=4",
+    "trainer.max_steps=30",
+    "baseline.draws=5",
+    "log_every=10",
+    "callbacks.model_checkpoint.every_n_train_steps=10",
+]
 
 
 @pytest.mark.parametrize("name, n, accelerator", [("clusters_1e5", 125_000, "cpu"), ("clusters_1e6", 1_250_000, "gpu")])
@@ -28,8 +35,12 @@ def test_experiments_at_scale_compose_with_a_held_out_split(cfg_factory, name, n
     assert cfg.trainer.accelerator == accelerator
     # 11 exact passes, the last one late in the run (docs/scale.md: where the passes go)
     m = cfg.model
-    loss = default_loss(mode="pairs", active_refresh=m.active_refresh, active_refresh_growth=m.active_refresh_growth,
-                        active_refresh_extra=list(m.active_refresh_extra))
+    loss = default_loss(
+        mode="pairs",
+        active_refresh=m.active_refresh,
+        active_refresh_growth=m.active_refresh_growth,
+        active_refresh_extra=list(m.active_refresh_extra),
+    )
     loss.refreshed = True
     passes = [0] + [step for step in range(1, cfg.trainer.max_steps) if loss.needs_refresh(step)]
     assert len(passes) == 11 and 6000 <= passes[-1] < cfg.trainer.max_steps
@@ -88,7 +99,7 @@ def test_callbacks_none_still_reports_the_final_distortion(cfg_factory):
     # the reported figure is the exported matrix's, recomputed here by brute force
     A = np.load(Path(summary["run_dir"]) / "embedding.npy")
     X = validate_points(GaussianPoints(n=20, d=30, seed=0).load(), "synthetic")
-    ratios = ((X @ A.T) ** 2).sum(1) / (X ** 2).sum(1)
+    ratios = ((X @ A.T) ** 2).sum(1) / (X**2).sum(1)
     assert summary["final_distortion"] == pytest.approx(np.abs(ratios - 1).max(), rel=1e-9)
 
 
@@ -100,9 +111,18 @@ def test_debug_fast_is_tiny(cfg_factory):
 def test_data_file_trains_on_the_file(cfg_factory, tmp_path):
     points = np.random.default_rng(0).standard_normal((25, 12))
     np.save(tmp_path / "mine.npy", points)
-    summary, _ = train(cfg_factory("data=file", f"data.source.path={tmp_path / 'mine.npy'}",
-                                   "model.k=4", "trainer.max_steps=30", "baseline.draws=5", "logger=none",
-                                   "log_every=10", "callbacks.model_checkpoint.every_n_train_steps=10"))
+    summary, _ = train(
+        cfg_factory(
+            "data=file",
+            f"data.source.path={tmp_path / 'mine.npy'}",
+            "model.k=4",
+            "trainer.max_steps=30",
+            "baseline.draws=5",
+            "logger=none",
+            "log_every=10",
+            "callbacks.model_checkpoint.every_n_train_steps=10",
+        )
+    )
     assert (summary["n"], summary["d"]) == (25, 12)
     assert np.load(Path(summary["run_dir"]) / "embedding.npy").shape == (4, 12)
 
@@ -124,9 +144,15 @@ def _yaml_defaults_differ_from_code(node, target) -> dict:
     class (its ``__init__`` and every base class's) or function ``target`` gives another default."""
     import inspect
 
-    callables = [c.__init__ for c in inspect.getmro(target)
-                 if "__init__" in vars(c) and not c.__module__.startswith(("lightning", "torch", "builtins"))] \
-        if inspect.isclass(target) else [target]  # a Lightning base class's defaults are Lightning's
+    callables = (
+        [
+            c.__init__
+            for c in inspect.getmro(target)
+            if "__init__" in vars(c) and not c.__module__.startswith(("lightning", "torch", "builtins"))
+        ]
+        if inspect.isclass(target)
+        else [target]
+    )  # a Lightning base class's defaults are Lightning's
     out = {}
     for function in callables:
         params = inspect.signature(function).parameters
@@ -178,11 +204,16 @@ def test_yaml_is_the_one_source_of_defaults(cfg_factory):
 
     nodes = _group_nodes(cfg_factory)
     assert {"model=sampler", "model=exact", "data=digits source", "callbacks.reference_lines"} <= set(nodes)
-    mismatches = {where: diff for where, node in nodes.items()
-                  if (diff := _yaml_defaults_differ_from_code(node, get_class(node["_target_"])))}
+    mismatches = {
+        where: diff
+        for where, node in nodes.items()
+        if (diff := _yaml_defaults_differ_from_code(node, get_class(node["_target_"])))
+    }
     assert mismatches == {}
-    assert all(p.default is inspect.Parameter.empty and p.kind is p.KEYWORD_ONLY
-               for p in inspect.signature(make_loss).parameters.values())
+    assert all(
+        p.default is inspect.Parameter.empty and p.kind is p.KEYWORD_ONLY
+        for p in inspect.signature(make_loss).parameters.values()
+    )
     # the default model, built both ways, has the same hyperparameters
     from jl_lightning.lightning.sampler import GaussianSampler
 
@@ -194,6 +225,7 @@ def test_yaml_is_the_one_source_of_defaults(cfg_factory):
 
 def test_the_defaults_check_catches_a_changed_default():
     """The check above fails where code and YAML disagree (here a made-up class)."""
+
     class Base:
         def __init__(self, k: int = 30):
             pass
@@ -204,7 +236,9 @@ def test_the_defaults_check_catches_a_changed_default():
 
     assert _yaml_defaults_differ_from_code({"k": 30, "draws": 1000}, Child) == {}
     assert _yaml_defaults_differ_from_code({"k": 31, "draws": 1000}, Child) == {
-        f"{Child.__init__.__qualname__}(k)": (31, 30), f"{Base.__init__.__qualname__}(k)": (31, 30)}
+        f"{Child.__init__.__qualname__}(k)": (31, 30),
+        f"{Base.__init__.__qualname__}(k)": (31, 30),
+    }
 
 
 def test_trainer_lean_uses_the_no_op_profiler_and_it_is_a_working_context_manager(cfg_factory):

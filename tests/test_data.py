@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from jl_lightning.errors import JLInputError
 from jl_lightning.io.sources import ArrayPoints, FilePoints, GaussianPoints
 from jl_lightning.io.validation import validate_k, validate_points
 from jl_lightning.lightning.datamodule import JLDataModule
-from jl_lightning.errors import JLInputError
 
 
 def load_validated(path, key=None, normalize=True):
@@ -244,7 +244,6 @@ def test_center_subtracts_the_mean_point_before_normalizing():
     dm.setup()
     centered = raw - raw.mean(0)
     np.testing.assert_allclose(dm.points, centered / np.linalg.norm(centered, axis=1, keepdims=True))
-
 
 
 @pytest.mark.parametrize("first", ["0,1,2", "1,2,3"])

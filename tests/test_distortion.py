@@ -13,7 +13,7 @@ from jl_lightning.metrics import evaluate
 
 
 def brute_force(A, X):
-    ratios = [float(np.sum((A @ x) ** 2) / np.sum(x ** 2)) for x in X]
+    ratios = [float(np.sum((A @ x) ** 2) / np.sum(x**2)) for x in X]
     dev = [abs(r - 1) for r in ratios]
     return max(dev), int(np.argmax(dev)), min(ratios), max(ratios), float(np.mean(dev))
 
@@ -51,8 +51,7 @@ def test_gaussian_matrix_scaling():
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(40, dtype=torch.float64, generator=gen)
     k, draws = 8, 3000
-    vals = torch.stack([(gaussian_matrix(k, 40, gen) @ x).pow(2).sum() / x.pow(2).sum()
-                        for _ in range(draws)])
+    vals = torch.stack([(gaussian_matrix(k, 40, gen) @ x).pow(2).sum() / x.pow(2).sum() for _ in range(draws)])
     assert abs(float(vals.mean()) - 1) < 5 * math.sqrt(2 / k / draws)
 
 
@@ -74,7 +73,7 @@ def brute_force_pairs(A, X):
             if not np.any(diff):
                 zeros += 1
                 continue
-            ratios.append(float(np.sum((A @ diff) ** 2) / np.sum(diff ** 2)))
+            ratios.append(float(np.sum((A @ diff) ** 2) / np.sum(diff**2)))
             pairs.append((i, j))
     ratios = np.array(ratios)
     dev = np.abs(ratios - 1)
@@ -104,7 +103,7 @@ def test_pairs_evaluation_equals_brute_force(budget):
 def test_norm_quantiles_equal_numpy():
     rng = np.random.default_rng(4)
     X, A = rng.standard_normal((101, 7)), rng.standard_normal((3, 7))
-    ratios = np.sum((X @ A.T) ** 2, 1) / np.sum(X ** 2, 1)
+    ratios = np.sum((X @ A.T) ** 2, 1) / np.sum(X**2, 1)
     report = evaluate(A, X, "norms", memory_budget=300)
     assert report.median_abs == pytest.approx(np.quantile(np.abs(ratios - 1), 0.5), rel=1e-12)
     assert report.p99_abs == pytest.approx(np.quantile(np.abs(ratios - 1), 0.99), rel=1e-12)
@@ -149,14 +148,13 @@ def test_many_maps_in_one_pass_equal_brute_force():
     X[5] = X[9]  # a duplicate pair
     gen = torch.Generator().manual_seed(0)
     maps = [random_map(m, 4, 12, gen) for m in ("gaussian", "sparse", "srht", "rademacher")]
-    dense = [m.apply(torch.eye(12, dtype=torch.float64)).T.numpy() if hasattr(m, "apply") else m.numpy()
-             for m in maps]
+    dense = [m.apply(torch.eye(12, dtype=torch.float64)).T.numpy() if hasattr(m, "apply") else m.numpy() for m in maps]
     pairs = [(i, j) for i, j in itertools.combinations(range(70), 2) if not np.allclose(X[i], X[j])]
     diffs = np.array([X[i] - X[j] for i, j in pairs])
     for mode, vectors in (("norms", X), ("pairs", diffs)):
         reports = evaluate(maps, X, mode, quantiles=False, memory_budget=20_000)
         for report, A in zip(reports, dense):
-            ratios = ((vectors @ A.T) ** 2).sum(1) / (vectors ** 2).sum(1)
+            ratios = ((vectors @ A.T) ** 2).sum(1) / (vectors**2).sum(1)
             assert report.epsilon == pytest.approx(np.abs(ratios - 1).max(), rel=1e-12)
             assert report.min_ratio == pytest.approx(ratios.min(), rel=1e-12)
             assert report.max_ratio == pytest.approx(ratios.max(), rel=1e-12)
@@ -169,8 +167,9 @@ def test_ratio_histogram_counts_every_exact_ratio():
     X = np.random.default_rng(4).standard_normal((40, 6))
     A = np.random.default_rng(5).standard_normal((3, 6)) / np.sqrt(3)
     edges = np.linspace(0, 2, 21)
-    ratios = [np.sum((A @ (X[i] - X[j])) ** 2) / np.sum((X[i] - X[j]) ** 2)
-              for i in range(40) for j in range(i + 1, 40)]
+    ratios = [
+        np.sum((A @ (X[i] - X[j])) ** 2) / np.sum((X[i] - X[j]) ** 2) for i in range(40) for j in range(i + 1, 40)
+    ]
     expected = np.histogram(np.clip(ratios, 0, 2 - 1e-12), bins=edges)[0]
     np.testing.assert_array_equal(evaluate(A, X, "pairs", histogram=edges, memory_budget=3000).histogram, expected)
     assert evaluate(A, X, "norms", histogram=edges).histogram.sum() == 40
@@ -205,6 +204,8 @@ def test_the_heartbeat_speaks_every_30_s_with_the_fraction_and_the_time_left():
         now[0] = at
         beat.tick(done)
     # a line where 30 s passed since the start or the last line: at 131, 161.5 and 193
-    assert beat.lines == ["exact pass: 30 % (3 of 10 tiles), 31 s, about 72 s left",
-                          "exact pass: 50 % (5 of 10 tiles), 62 s, about 62 s left",
-                          "exact pass: 80 % (8 of 10 tiles), 93 s, about 23 s left"]
+    assert beat.lines == [
+        "exact pass: 30 % (3 of 10 tiles), 31 s, about 72 s left",
+        "exact pass: 50 % (5 of 10 tiles), 62 s, about 62 s left",
+        "exact pass: 80 % (8 of 10 tiles), 93 s, about 23 s left",
+    ]

@@ -8,8 +8,8 @@ import socket
 import numpy as np
 import pytest
 import torch
-
 from conftest import jl_train
+
 from jl_lightning.core.sharding import Shard
 from jl_lightning.metrics.distortion import evaluate, merge_reports
 
@@ -23,17 +23,17 @@ def free_port() -> int:
 # --------------------------------------------------------------- the loss
 @pytest.fixture(scope="module")
 def two_rank_results(tmp_path_factory):
-    import torch.multiprocessing as mp
-
     import distributed_helpers
+    import torch.multiprocessing as mp
 
     out = tmp_path_factory.mktemp("ranks")
     mp.spawn(distributed_helpers.rank_main, args=(2, free_port(), str(out)), nprocs=2, join=True)
     return torch.load(out / "results.pt")
 
 
-@pytest.mark.parametrize("case", ["norms_hard_span", "norms_smooth_full", "pairs_hard", "pairs_smooth",
-                                  "pairs_hard_deterministic"])
+@pytest.mark.parametrize(
+    "case", ["norms_hard_span", "norms_smooth_full", "pairs_hard", "pairs_smooth", "pairs_hard_deterministic"]
+)
 def test_two_ranks_give_the_single_process_loss_and_gradient(two_rank_results, case):
     import distributed_helpers
 
@@ -85,9 +85,9 @@ def brute_force(A, X, mode, other=None):
         v = X[i] - X[j]
     else:
         v = (X[:, None, :] - other[None, :, :]).reshape(-1, X.shape[1])
-    sq = (v ** 2).sum(1)
+    sq = (v**2).sum(1)
     v = v[sq > 1e-12 * sq.max()]
-    return np.abs(((v @ A.T) ** 2).sum(1) / (v ** 2).sum(1) - 1)
+    return np.abs(((v @ A.T) ** 2).sum(1) / (v**2).sum(1) - 1)
 
 
 @pytest.mark.parametrize("mode", ["norms", "pairs"])
@@ -134,9 +134,19 @@ DDP_RUNS = {
     # 1,035 training points: three pair tiles, so both ranks share every exact pass. A Gaussian
     # start: at M = 0 every pair ties at distortion 1, and which of them a pass keeps as the
     # worst is the sorting's choice, not the same with 1 and 2 processes (docs/distributed.md)
-    "pairs": ["data.source.n=1150", "data.source.d=20", "model.k=6", "model.mode=pairs", "model.init_mean=gaussian",
-              "model.active_hard=512", "model.active_random=1000", "model.active_refresh=50",
-              "data.val_fraction=0.1", "trainer.max_steps=200", "optimizer.lr=0.01"],
+    "pairs": [
+        "data.source.n=1150",
+        "data.source.d=20",
+        "model.k=6",
+        "model.mode=pairs",
+        "model.init_mean=gaussian",
+        "model.active_hard=512",
+        "model.active_random=1000",
+        "model.active_refresh=50",
+        "data.val_fraction=0.1",
+        "trainer.max_steps=200",
+        "optimizer.lr=0.01",
+    ],
 }
 COMMON = ["baseline.draws=5", "log_every=25", "threads=1", "logger=csv", "model.init_variance=0.2"]
 
@@ -145,8 +155,9 @@ COMMON = ["baseline.draws=5", "log_every=25", "threads=1", "logger=csv", "model.
 def test_two_gloo_processes_learn_the_one_process_matrix(tmp_path, mode):
     """jl-train trainer=ddp (2 CPU processes over gloo) against the same run in one process:
     the same matrix to 1e-5 relative and the same exact epsilon; rank 0 alone writes."""
-    from jl_lightning.apps.train import train
     from conftest import make_cfg
+
+    from jl_lightning.apps.train import train
 
     args = DDP_RUNS[mode] + COMMON
     one, objects = train(make_cfg(tmp_path / "one", args))
@@ -171,8 +182,9 @@ def test_two_gloo_processes_learn_the_one_process_matrix(tmp_path, mode):
 
 
 def test_ddp_inside_a_plain_multirun_is_refused_in_one_line(tmp_path):
-    proc = jl_train("-m", "debug=fast", "trainer=ddp", "model.k=4,5", f"hydra.sweep.dir={tmp_path / 'sweep'}",
-                    cwd=tmp_path)
+    proc = jl_train(
+        "-m", "debug=fast", "trainer=ddp", "model.k=4,5", f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path
+    )
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     # one line per job, each refused before anything ran (the sweep summary lists both)

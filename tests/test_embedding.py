@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 from jl_lightning import JLEmbedding
-from jl_lightning.metrics.distortion import evaluate
-from jl_lightning.apps.embed import embed_file, main as jl_embed_main
+from jl_lightning.apps.embed import embed_file
+from jl_lightning.apps.embed import main as jl_embed_main
 from jl_lightning.errors import JLInputError
+from jl_lightning.metrics.distortion import evaluate
 
 
 def fitted(k=3, d=7, seed=0) -> JLEmbedding:
@@ -24,8 +25,9 @@ def fitted(k=3, d=7, seed=0) -> JLEmbedding:
     meta = {"training_distortion": 0.25, "mode": "pairs", "data_fingerprint": "sha256:abc", "random_state": seed}
     with tempfile.TemporaryDirectory() as tmp:
         path = f"{tmp}/m.npz"
-        np.savez(path, components=np.random.default_rng(seed).standard_normal((k, d)),
-                 metadata=np.array(json.dumps(meta)))
+        np.savez(
+            path, components=np.random.default_rng(seed).standard_normal((k, d)), metadata=np.array(json.dumps(meta))
+        )
         return JLEmbedding.load(path)
 
 
@@ -71,8 +73,9 @@ def test_load_and_from_run_refuse_what_they_cannot_read(tmp_path):
 def test_from_run_reads_a_run_folder(tmp_path):
     matrix = np.random.default_rng(2).standard_normal((4, 9))
     np.save(tmp_path / "embedding.npy", matrix)
-    (tmp_path / "summary.json").write_text(json.dumps(
-        {"best_distortion": 0.1, "mode": "norms", "seed": 3, "data_fingerprint": "sha256:x", "n": 5}))
+    (tmp_path / "summary.json").write_text(
+        json.dumps({"best_distortion": 0.1, "mode": "norms", "seed": 3, "data_fingerprint": "sha256:x", "n": 5})
+    )
     emb = JLEmbedding.from_run(tmp_path)
     np.testing.assert_array_equal(emb.components_, matrix)
     assert (emb.n_components, emb.n_features_in_, emb.random_state) == (4, 9, 3)
@@ -85,8 +88,9 @@ def test_fit_trains_with_jl_train_defaults_and_reports_the_exact_distortion(caps
     emb = JLEmbedding(n_components=8, max_steps=800, random_state=1).fit(X)
     # never silent: a progress line every tenth of the fit, on stderr (no logging configured)
     progress = [line for line in capsys.readouterr().err.splitlines() if line.startswith("[jl] step ")]
-    assert [line.split(" | ")[0] for line in progress] == [f"[jl] step {s}/800 ({s // 8} %)"
-                                                          for s in range(80, 801, 80)]
+    assert [line.split(" | ")[0] for line in progress] == [
+        f"[jl] step {s}/800 ({s // 8} %)" for s in range(80, 801, 80)
+    ]
     assert emb.components_.shape == (8, 50)
     # norms mode: the ratio is per point and scale-free, so the raw X gives the same figure
     eps = evaluate(emb.components_, X, "norms").epsilon
@@ -166,8 +170,12 @@ def test_jl_embed_console_script_runs(tmp_path):
     cmd = [exe] if exe else [sys.executable, "-m", "jl_lightning.embed_cli"]
     np.save(tmp_path / "A.npy", np.eye(3)[:2])
     np.save(tmp_path / "x.npy", np.arange(12.0).reshape(4, 3))
-    proc = subprocess.run(cmd + [str(tmp_path / "A.npy"), str(tmp_path / "x.npy"), str(tmp_path / "y.csv")],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        cmd + [str(tmp_path / "A.npy"), str(tmp_path / "x.npy"), str(tmp_path / "y.csv")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     np.testing.assert_allclose(np.loadtxt(tmp_path / "y.csv", delimiter=","), np.arange(12.0).reshape(4, 3)[:, :2])
 

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from jl_lightning.core.exact_objective import (SERIES_DELTA_MAX, exact_objective, failure_probabilities,
-                                          ncx2_cdf)
+from jl_lightning.core.exact_objective import SERIES_DELTA_MAX, exact_objective, failure_probabilities, ncx2_cdf
 
 stats = pytest.importorskip("scipy.stats")
 
@@ -35,8 +34,9 @@ def test_sankaran_branch_beyond_the_series_is_within_its_measured_error(delta):
     k = 30
     mean, sd = k + delta, math.sqrt(2 * (k + 2 * delta))
     xs = mean + sd * np.linspace(-5, 5, 21)
-    np.testing.assert_allclose(ncx2_cdf(f64(xs), k, f64(delta)).numpy(), stats.ncx2.cdf(xs, k, delta),
-                               rtol=0, atol=2e-5)
+    np.testing.assert_allclose(
+        ncx2_cdf(f64(xs), k, f64(delta)).numpy(), stats.ncx2.cdf(xs, k, delta), rtol=0, atol=2e-5
+    )
 
 
 def test_mixed_branches_in_one_call():
@@ -69,8 +69,7 @@ def test_objective_gradient_in_m_and_sigma2():
     points = torch.randn(5, 6, generator=gen, dtype=torch.float64)
     mean = (torch.randn(3, 6, generator=gen, dtype=torch.float64) * 0.5).requires_grad_(True)
     s2 = f64(0.4).requires_grad_(True)
-    assert torch.autograd.gradcheck(lambda m, s: exact_objective(m, s, points, 0.3), (mean, s2),
-                                    eps=1e-6, atol=1e-6)
+    assert torch.autograd.gradcheck(lambda m, s: exact_objective(m, s, points, 0.3), (mean, s2), eps=1e-6, atol=1e-6)
 
 
 def test_m_zero_is_stationary_in_m():

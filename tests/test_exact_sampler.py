@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from jl_lightning.errors import JLInputError
 from jl_lightning.core.exact_objective import exact_objective
 from jl_lightning.core.second_order import FlatView, lanczos_min_eigen
+from jl_lightning.errors import JLInputError
 from jl_lightning.lightning.exact_sampler import ExactProblem, ExactSampler
 
 pytest.importorskip("scipy")
@@ -63,9 +63,20 @@ def test_objective_is_the_exact_g_and_the_embedding_is_m_over_sqrt_k():
     torch.testing.assert_close(model.embedding, model.mean.detach() / 2.0)
 
 
-@pytest.mark.parametrize("bad", [{"method": "newton"}, {"eps": 1.5}, {"K": 0.0}, {"mode": "pairs"},
-                                 {"max_curvature_step": 0.0}, {"pgd_threshold": -1.0},
-                                 {"init_mean": "zeroes"}, {"log_every": 0}, {"lanczos_iters": 0}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"method": "newton"},
+        {"eps": 1.5},
+        {"K": 0.0},
+        {"mode": "pairs"},
+        {"max_curvature_step": 0.0},
+        {"pgd_threshold": -1.0},
+        {"init_mean": "zeroes"},
+        {"log_every": 0},
+        {"lanczos_iters": 0},
+    ],
+)
 def test_bad_options_are_refused(bad):
     kwargs = dict(k=2, dim=4)
     kwargs.update(bad)
@@ -80,8 +91,16 @@ def test_jl_train_runs_the_exact_model_end_to_end(cfg_factory):
 
     from jl_lightning.apps.train import train
 
-    summary, _ = train(cfg_factory("experiment=exact_small", "trainer.max_steps=30", "logger=csv", "baseline.draws=5",
-                                "log_every=10", "callbacks.model_checkpoint.every_n_train_steps=10"))
+    summary, _ = train(
+        cfg_factory(
+            "experiment=exact_small",
+            "trainer.max_steps=30",
+            "logger=csv",
+            "baseline.draws=5",
+            "log_every=10",
+            "callbacks.model_checkpoint.every_n_train_steps=10",
+        )
+    )
     run = Path(summary["run_dir"])
     assert np.load(run / "embedding.npy").shape == (10, 60)
     assert json.loads((run / "summary.json").read_text())["steps"] == 30
@@ -90,7 +109,7 @@ def test_jl_train_runs_the_exact_model_end_to_end(cfg_factory):
 
 def deterministic_distortion(model, points):
     E = model.embedding
-    return float((((points @ E.T) ** 2).sum(1) / (points ** 2).sum(1) - 1).abs().max())
+    return float((((points @ E.T) ** 2).sum(1) / (points**2).sum(1) - 1).abs().max())
 
 
 def run_until_stopped(model, points, max_steps):
@@ -131,7 +150,7 @@ def test_pgd_reaches_an_approximate_second_order_stationary_point():
     s0 = torch.tensor(model.sigma2(), dtype=torch.float64)
 
     def g(flat):  # g over M, and over sigma^2 unless it sits at its bound 0
-        M = flat[:M0.numel()].view_as(M0)
+        M = flat[: M0.numel()].view_as(M0)
         return exact_objective(M, s0 if at_bound else flat[-1], points, 0.5)
 
     flat = torch.cat([M0.reshape(-1)] + ([] if at_bound else [s0.reshape(1)]))

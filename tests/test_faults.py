@@ -42,9 +42,11 @@ def test_every_entry_refuses_the_same_arrays_with_the_same_words(tmp_path, case)
 
     X, words = BAD_ARRAYS[case]
     emb = JLEmbedding.from_matrix(np.eye(2, 3))
-    calls = {"jl-train's data": lambda: validate_points(X, "data"),
-             "fit": lambda: JLEmbedding(n_components=2, max_steps=2).fit(X),
-             "transform": lambda: emb.transform(X)}
+    calls = {
+        "jl-train's data": lambda: validate_points(X, "data"),
+        "fit": lambda: JLEmbedding(n_components=2, max_steps=2).fit(X),
+        "transform": lambda: emb.transform(X),
+    }
     if X.dtype.kind in "fc" and X.ndim == 2:  # what a .npy can hold and jl-embed streams
         np.save(tmp_path / "x.npy", X)
         calls["jl-embed"] = lambda: embed_file(np.eye(2, 3), tmp_path / "x.npy", tmp_path / "y.npy")
@@ -70,14 +72,17 @@ def test_sparse_input_and_float32_overflow_are_refused_as_jl_embed_refuses_them(
     np.testing.assert_allclose(emb.transform(big.astype(np.float64)), np.full((2, 2), 1e39))
 
 
-@pytest.mark.parametrize("override, words", [
-    ("threads=0", "threads must be a positive integer or null, got 0"),
-    ("threads=-1", "threads must be a positive integer or null, got -1"),
-    ("seed=abc", "seed must be an integer in \\[0, 2\\^32\\), got 'abc'"),
-    ("seed=-1", "seed must be an integer"),
-    ("log_every=0", "^log_every must be a positive integer, got 0"),
-    ("optimizer.lr=0", "optimizer.lr must be a number > 0, got 0"),
-])
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        ("threads=0", "threads must be a positive integer or null, got 0"),
+        ("threads=-1", "threads must be a positive integer or null, got -1"),
+        ("seed=abc", "seed must be an integer in \\[0, 2\\^32\\), got 'abc'"),
+        ("seed=-1", "seed must be an integer"),
+        ("log_every=0", "^log_every must be a positive integer, got 0"),
+        ("optimizer.lr=0", "optimizer.lr must be a number > 0, got 0"),
+    ],
+)
 def test_run_options_are_checked_under_their_own_names(cfg_factory, override, words):
     from jl_lightning.lightning.fit import fit_from_config
 
@@ -139,12 +144,15 @@ def test_a_bad_option_of_jlembedding_is_its_own_error_not_hydras():
 
 
 # ------------------------------------------------------------- Hydra's errors, one line each
-@pytest.mark.parametrize("overrides, words", [
-    (["experiment=paperr"], "experiment=paperr: no such experiment config; choose from .*digits_pairs.*paper"),
-    (["data=fil"], "data=fil: no such data config; choose from .*file"),
-    (["model.kk=4"], "model.kk: no such option; model takes: .*\\bk\\b.*mode"),
-    (["model.k=["], "could not parse an override"),
-])
+@pytest.mark.parametrize(
+    "overrides, words",
+    [
+        (["experiment=paperr"], "experiment=paperr: no such experiment config; choose from .*digits_pairs.*paper"),
+        (["data=fil"], "data=fil: no such data config; choose from .*file"),
+        (["model.kk=4"], "model.kk: no such option; model takes: .*\\bk\\b.*mode"),
+        (["model.k=["], "could not parse an override"),
+    ],
+)
 def test_composition_errors_become_one_line_naming_the_option(overrides, words, monkeypatch):
     from jl_lightning.apps.config import compose, composition_error_message
 
@@ -164,8 +172,10 @@ def test_a_key_a_class_does_not_take_is_named_with_those_it_does():
     cfg = compose(["data=file", "data.source.path=x.npy", "+data.source.n=3"])
     with pytest.raises(Exception) as caught:
         instantiate(cfg.data)
-    assert user_error_message(caught.value) == \
-        "data.source.n: no such option for FilePoints; data.source takes: path, key, header"
+    assert (
+        user_error_message(caught.value)
+        == "data.source.n: no such option for FilePoints; data.source takes: path, key, header"
+    )
 
 
 def test_every_experiment_composes_with_data_file(tmp_path):
@@ -188,8 +198,10 @@ def test_a_checkpoint_of_other_data_is_refused_by_the_datamodule(cfg_factory):
     a = build_datamodule(cfg_factory("debug=fast").data)
     b = build_datamodule(cfg_factory("debug=fast", "data.source.seed=1").data)
     a.load_state_dict(a.state_dict())  # its own data: fine
-    with pytest.raises(JLInputError, match="the data changed .* now gives sha256:[0-9a-f]{16}…, the run trained "
-                                           "on sha256:[0-9a-f]{16}…"):
+    with pytest.raises(
+        JLInputError,
+        match="the data changed .* now gives sha256:[0-9a-f]{16}…, the run trained on sha256:[0-9a-f]{16}…",
+    ):
         b.load_state_dict(a.state_dict())
     b.load_state_dict({})  # a checkpoint from before fingerprints: nothing to compare
 
@@ -204,8 +216,11 @@ def test_damaged_or_foreign_checkpoints_are_refused_in_one_line(tmp_path):
     (tmp_path / "truncated.ckpt").write_bytes(data[: len(data) // 2])
     (tmp_path / "garbage.ckpt").write_bytes(b"not a checkpoint")
     torch.save({"state_dict": {"weight": torch.ones(2)}}, tmp_path / "foreign.ckpt")
-    for name, words in (("truncated", "cannot be read as a checkpoint"), ("garbage", "cannot be read"),
-                        ("foreign", "is not a jl-train checkpoint")):
+    for name, words in (
+        ("truncated", "cannot be read as a checkpoint"),
+        ("garbage", "cannot be read"),
+        ("foreign", "is not a jl-train checkpoint"),
+    ):
         with pytest.raises(JLInputError, match=words) as caught:
             check_checkpoint(tmp_path / f"{name}.ckpt", "resume=x")
         assert "\n" not in str(caught.value)
@@ -235,14 +250,23 @@ def run(module: str, *args: str, cwd: Path, env_extra: dict | None = None, file_
     def limit():  # a full disk, as a process sees it: writes past the limit fail (EFBIG)
         resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))
 
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=300, preexec_fn=limit if file_limit else None)
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=limit if file_limit else None,
+    )
 
 
 @pytest.mark.slow
 def test_hydra_errors_are_one_line_and_exit_2_unless_the_full_report_is_asked_for(tmp_path):
-    for args, words in ((["experiment=paperr"], "jl-train: error: experiment=paperr: no such experiment config"),
-                        (["model.kk=4"], "jl-train: error: model.kk: no such option; model takes:")):
+    for args, words in (
+        (["experiment=paperr"], "jl-train: error: experiment=paperr: no such experiment config"),
+        (["model.kk=4"], "jl-train: error: model.kk: no such option; model takes:"),
+    ):
         proc = run("jl_lightning.apps.train", *args, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
         assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and proc.stderr.startswith(words), proc.stderr
         assert proc.stdout == "" and not (tmp_path / "run").exists()
@@ -269,8 +293,7 @@ def test_a_full_disk_mid_run_is_one_line_leaves_an_incomplete_folder_and_resumes
     full = run("jl_lightning.apps.train", *common, f"hydra.run.dir={tmp_path / 'full'}", cwd=tmp_path)
     assert full.returncode == 0, full.stderr
     run_dir = tmp_path / "limited"
-    limited = run("jl_lightning.apps.train", *common, f"hydra.run.dir={run_dir}", cwd=tmp_path,
-                  file_limit=40 * 1024)
+    limited = run("jl_lightning.apps.train", *common, f"hydra.run.dir={run_dir}", cwd=tmp_path, file_limit=40 * 1024)
     assert limited.returncode == 1 and limited.stderr.count("\n") == 1, limited.stderr
     assert "failed (File too large)" in limited.stderr and f"jl-train resume={run_dir}" in limited.stderr
     assert not (run_dir / "summary.json").exists() and not (run_dir / "embedding.npy").exists()
@@ -284,29 +307,46 @@ def test_a_full_disk_mid_run_is_one_line_leaves_an_incomplete_folder_and_resumes
 def test_jl_embed_onto_a_full_disk_or_into_an_impossible_folder_is_one_line(tmp_path):
     np.save(tmp_path / "m.npy", np.eye(2, 3))
     np.save(tmp_path / "x.npy", np.ones((20000, 3)))
-    proc = run("jl_lightning.apps.embed", str(tmp_path / "m.npy"), str(tmp_path / "x.npy"), str(tmp_path / "y.npy"),
-               cwd=tmp_path, file_limit=64 * 1024)
+    proc = run(
+        "jl_lightning.apps.embed",
+        str(tmp_path / "m.npy"),
+        str(tmp_path / "x.npy"),
+        str(tmp_path / "y.npy"),
+        cwd=tmp_path,
+        file_limit=64 * 1024,
+    )
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert "File too large" in proc.stderr and "y.npy was not written" in proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.npy", "x.npy"]  # no output, no temporary
-    proc = run("jl_lightning.apps.embed", str(tmp_path / "m.npy"), str(tmp_path / "x.npy"), "/proc/jl/y.npy",
-               cwd=tmp_path)
+    proc = run(
+        "jl_lightning.apps.embed", str(tmp_path / "m.npy"), str(tmp_path / "x.npy"), "/proc/jl/y.npy", cwd=tmp_path
+    )
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert proc.stderr.startswith("jl-embed: error: /proc/jl/y.npy: the directory /proc/jl does not exist")
-    proc = run("jl_lightning.apps.embed", str(tmp_path / "m.npy"), str(tmp_path / "x.npy"), "/proc/jl_y.npy",
-               cwd=tmp_path)  # a folder that exists but takes no file: named, not the temporary
-    assert proc.returncode == 2 and proc.stderr == ("jl-embed: error: /proc: No such file or directory; "
-                                                    "/proc/jl_y.npy was not written\n"), proc.stderr
+    proc = run(
+        "jl_lightning.apps.embed", str(tmp_path / "m.npy"), str(tmp_path / "x.npy"), "/proc/jl_y.npy", cwd=tmp_path
+    )  # a folder that exists but takes no file: named, not the temporary
+    assert proc.returncode == 2 and proc.stderr == (
+        "jl-embed: error: /proc: No such file or directory; /proc/jl_y.npy was not written\n"
+    ), proc.stderr
 
 
 @pytest.mark.slow
 def test_a_multirun_with_one_bad_job_runs_the_others_and_says_which_failed(tmp_path):
     sweep = tmp_path / "sweep"
-    proc = run("jl_lightning.apps.train", "-m", "debug=fast", "logger=none", "model.k=2,0,3",
-               f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    proc = run(
+        "jl_lightning.apps.train",
+        "-m",
+        "debug=fast",
+        "logger=none",
+        "model.k=2,0,3",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        "jl-train: error: job 1 (debug=fast logger=none model.k=0): model.k must be a positive integer, got 0"]
+        "jl-train: error: job 1 (debug=fast logger=none model.k=0): model.k must be a positive integer, got 0"
+    ]
     assert (sweep / "0" / "summary.json").is_file() and (sweep / "2" / "summary.json").is_file()
     assert not (sweep / "1").exists() and not (sweep / ".jl_lock").exists()
     rows = json.loads((sweep / "sweep_summary.json").read_text())["jobs"]
@@ -323,8 +363,11 @@ def test_the_run_guard_refuses_an_unreadable_data_path_before_creating_the_folde
 
     os.mkfifo(tmp_path / "pipe.npy")
     np.save(tmp_path / "x.npy", np.ones((3, 2)))
-    for path, words in ((tmp_path / "nope.npy", "data file not found"), (tmp_path, "is a directory"),
-                        (tmp_path / "pipe.npy", "not a regular file")):
+    for path, words in (
+        (tmp_path / "nope.npy", "data file not found"),
+        (tmp_path, "is a directory"),
+        (tmp_path / "pipe.npy", "not a regular file"),
+    ):
         assert words in data_path_problem(OmegaConf.create({"data": {"source": {"path": str(path)}}}))
     assert data_path_problem(OmegaConf.create({"data": {"source": {"path": str(tmp_path / "x.npy")}}})) is None
     assert data_path_problem(OmegaConf.create({"data": {"source": {"n": 3}}})) is None  # no file to read
@@ -362,13 +405,29 @@ def test_the_wheel_ships_every_config(tmp_path):
 
     root = Path(__file__).resolve().parents[1]
     had_build = (root / "build").exists()
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--wheel-dir", str(tmp_path), str(root)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--wheel-dir",
+            str(tmp_path),
+            str(root),
+        ],
+        check=True,
+        capture_output=True,
+    )
     if not had_build:  # setuptools' scratch folder, not ours to leave in the checkout
         shutil.rmtree(root / "build", ignore_errors=True)
     (wheel,) = tmp_path.glob("jl_lightning-*.whl")
-    shipped = {n.removeprefix("jl_lightning/conf/") for n in zipfile.ZipFile(wheel).namelist()
-               if n.startswith("jl_lightning/conf/") and n.endswith(".yaml")}
+    shipped = {
+        n.removeprefix("jl_lightning/conf/")
+        for n in zipfile.ZipFile(wheel).namelist()
+        if n.startswith("jl_lightning/conf/") and n.endswith(".yaml")
+    }
     expected = {str(p.relative_to(root / "conf")) for p in (root / "conf").rglob("*.yaml")}
     assert expected and shipped == expected
-

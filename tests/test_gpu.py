@@ -7,15 +7,22 @@ import torch
 
 from jl_lightning.apps.train import train
 
-pytestmark = [pytest.mark.gpu,
-              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 
 
 def test_trainer_gpu_learns_like_cpu(cfg_factory):
     """The same recipe on the GPU and on the CPU: both learn far below the Gaussian draws and
     end near each other (the noise streams differ between devices, so not bit for bit)."""
-    common = ("data.source.n=40", "data.source.d=80", "model.k=10", "trainer.max_steps=600", "baseline.draws=50",
-              "logger=none", "log_every=20", "callbacks.model_checkpoint.every_n_train_steps=100")
+    common = (
+        "data.source.n=40",
+        "data.source.d=80",
+        "model.k=10",
+        "trainer.max_steps=600",
+        "baseline.draws=50",
+        "logger=none",
+        "log_every=20",
+        "callbacks.model_checkpoint.every_n_train_steps=100",
+    )
     gpu, _ = train(cfg_factory("trainer=gpu", *common))
     cpu, _ = train(cfg_factory(*common))
     assert gpu["device"] == torch.cuda.get_device_name(0) and cpu["device"] == "cpu"
@@ -77,8 +84,7 @@ def test_candidates_on_the_gpu_equal_the_cpu_ones():
     A = np.random.default_rng(2).standard_normal((8, 64)) / np.sqrt(8)
     C = 20000
     cpu = evaluate(A, points, "pairs", screen=True, worst=50, candidates=C).candidates
-    gpu = evaluate(torch.as_tensor(A, device="cuda"), points, "pairs", screen=True, worst=50,
-                   candidates=C).candidates
+    gpu = evaluate(torch.as_tensor(A, device="cuda"), points, "pairs", screen=True, worst=50, candidates=C).candidates
     np.testing.assert_allclose(gpu[2], cpu[2], rtol=1e-4)
     same = set(zip(gpu[0].tolist(), gpu[1].tolist())) & set(zip(cpu[0].tolist(), cpu[1].tolist()))
     assert len(same) >= 0.99 * C
@@ -102,12 +108,26 @@ def test_recall_on_the_gpu_equals_the_cpu():
 
 def test_clusters_recipe_with_candidates_runs_on_the_gpu(cfg_factory):
     """experiment=clusters_1e6's recipe (candidates, rescans, late passes) at small n on CUDA."""
-    summary, _ = train(cfg_factory(
-        "experiment=clusters_1e6", "data.source.n=500", "data.source.d=48", "data.source.clusters=8",
-        "data.source.cache_dir=null", "model.k=8", "model.active_hard=256", "model.active_random=1000",
-        "model.active_candidates=4096", "model.active_rescan=5", "model.active_refresh=20",
-        "model.active_refresh_extra=[300,350]", "scheduler.T_max=450", "trainer.max_steps=400",
-        "logger=none", "seed=0"))
+    summary, _ = train(
+        cfg_factory(
+            "experiment=clusters_1e6",
+            "data.source.n=500",
+            "data.source.d=48",
+            "data.source.clusters=8",
+            "data.source.cache_dir=null",
+            "model.k=8",
+            "model.active_hard=256",
+            "model.active_random=1000",
+            "model.active_candidates=4096",
+            "model.active_rescan=5",
+            "model.active_refresh=20",
+            "model.active_refresh_extra=[300,350]",
+            "scheduler.T_max=450",
+            "trainer.max_steps=400",
+            "logger=none",
+            "seed=0",
+        )
+    )
     assert summary["final_distortion"] < 0.75 * summary["references"]["gaussian"]["best"]
     assert summary["final_report"]["count"] == 400 * 399 // 2
     assert 0 < summary["recall"]["learned"] <= 1 and summary["device"] != "cpu"

@@ -18,14 +18,25 @@ def launcher(*overrides: str):
 
 def test_slurm_configs_compose_with_the_usual_fields():
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
-    plain = launcher("hydra/launcher=submitit_slurm", "hydra.launcher.partition=gpu", "hydra.launcher.gpus_per_node=2",
-                     "hydra.launcher.timeout_min=30", "hydra.launcher.mem_gb=16")
+    plain = launcher(
+        "hydra/launcher=submitit_slurm",
+        "hydra.launcher.partition=gpu",
+        "hydra.launcher.gpus_per_node=2",
+        "hydra.launcher.timeout_min=30",
+        "hydra.launcher.mem_gb=16",
+    )
     assert plain._target_.endswith("SlurmLauncher")
     assert (plain.partition, plain.gpus_per_node, plain.timeout_min, plain.mem_gb) == ("gpu", 2, 30, 16)
     ours = launcher("hydra/launcher=slurm_gpu", "hydra.launcher.partition=a100")
     assert ours._target_.endswith("SlurmLauncher")
-    assert (ours.partition, ours.nodes, ours.tasks_per_node, ours.gpus_per_node, ours.timeout_min, ours.mem_gb) == \
-        ("a100", 1, 1, 1, 120, 64)
+    assert (ours.partition, ours.nodes, ours.tasks_per_node, ours.gpus_per_node, ours.timeout_min, ours.mem_gb) == (
+        "a100",
+        1,
+        1,
+        1,
+        120,
+        64,
+    )
     assert launcher("hydra/launcher=slurm_gpu").partition is None  # the cluster's default partition
 
 
@@ -39,8 +50,9 @@ def test_a_two_job_multirun_through_a_launcher(tmp_path, chosen, target):
 
     sweep = tmp_path / "sweep"
     extra = ["hydra.launcher.n_jobs=2"] if chosen == "joblib" else []
-    proc = jl_train("-m", f"hydra/launcher={chosen}", *extra, "debug=fast", "model.k=2,3",
-                    f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    proc = jl_train(
+        "-m", f"hydra/launcher={chosen}", *extra, "debug=fast", "model.k=2,3", f"hydra.sweep.dir={sweep}", cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert OmegaConf.load(sweep / "multirun.yaml").hydra.launcher._target_.endswith(target)
     for job, k in (("0", 2), ("1", 3)):

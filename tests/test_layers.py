@@ -48,8 +48,11 @@ def upward(layer: str, names) -> list[str]:
         target = layer_of(name)
         if target is None:
             continue
-        if (target == "apps" and layer != "apps") or RANK[target] > RANK[layer] or (
-                RANK[target] == RANK[layer] and target != layer):
+        if (
+            (target == "apps" and layer != "apps")
+            or RANK[target] > RANK[layer]
+            or (RANK[target] == RANK[layer] and target != layer)
+        ):
             wrong.append(name)
     return wrong
 
@@ -105,8 +108,13 @@ def test_no_import_cycle_between_modules_same_layer_included():
 
 
 def test_core_imports_neither_lightning_nor_hydra():
-    wrong = [f"{relative} imports {name}" for layer, relative, names in modules() if layer == "core"
-             for name in names if name.split(".")[0] in ("lightning", "pytorch_lightning", "hydra", "omegaconf")]
+    wrong = [
+        f"{relative} imports {name}"
+        for layer, relative, names in modules()
+        if layer == "core"
+        for name in names
+        if name.split(".")[0] in ("lightning", "pytorch_lightning", "hydra", "omegaconf")
+    ]
     assert wrong == []
 
 
@@ -114,11 +122,16 @@ def test_the_checks_catch_an_upward_import_and_a_cycle(tmp_path):
     """The checkers themselves, on made-up modules: an upward import hidden in a function, and
     two modules of one layer that import each other, are reported; a downward import is not."""
     bad = tmp_path / "bad.py"
-    bad.write_text("import numpy\nfrom jl_lightning.core import pairs\n\n\ndef f():\n"
-                   "    from jl_lightning.apps.train import train\n    import jl_lightning.lightning.fit\n")
+    bad.write_text(
+        "import numpy\nfrom jl_lightning.core import pairs\n\n\ndef f():\n"
+        "    from jl_lightning.apps.train import train\n    import jl_lightning.lightning.fit\n"
+    )
     names = imports(bad)
-    assert upward("metrics", names) == ["jl_lightning.apps.train", "jl_lightning.apps.train.train",
-                                        "jl_lightning.lightning.fit"]
+    assert upward("metrics", names) == [
+        "jl_lightning.apps.train",
+        "jl_lightning.apps.train.train",
+        "jl_lightning.lightning.fit",
+    ]
     assert upward("lightning", names) == ["jl_lightning.apps.train", "jl_lightning.apps.train.train"]
     assert upward("apps", names) == []
     graph = {"a.x": {"a.y"}, "a.y": {"a.z"}, "a.z": {"a.x"}, "b": {"a.x"}}

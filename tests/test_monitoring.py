@@ -17,9 +17,19 @@ from jl_lightning.lightning.callbacks import JLProgressBar, ProgressLog, RunFigu
 from jl_lightning.metrics import evaluate
 from jl_lightning.metrics.distortion import ratio_sample
 
-SMALL = ["data.source.n=30", "data.source.d=60", "model.k=8", "model.n_samples=8", "baseline.draws=16",
-         "log_every=10", "callbacks.model_checkpoint.every_n_train_steps=50", "trainer.max_steps=300",
-         "model.variance=raw", "scheduler=constant", "callbacks.deterministic_switch.threshold=0"]
+SMALL = [
+    "data.source.n=30",
+    "data.source.d=60",
+    "model.k=8",
+    "model.n_samples=8",
+    "baseline.draws=16",
+    "log_every=10",
+    "callbacks.model_checkpoint.every_n_train_steps=50",
+    "trainer.max_steps=300",
+    "model.variance=raw",
+    "scheduler=constant",
+    "callbacks.deterministic_switch.threshold=0",
+]
 
 
 def callback(trainer, cls):
@@ -39,8 +49,10 @@ def tb_run(tmp_path_factory):
 def events(run_dir: Path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    accumulator = EventAccumulator(str(next((run_dir / "tensorboard").glob("events.out.tfevents.*"))),
-                                   size_guidance={"scalars": 0, "images": 0, "tensors": 0})
+    accumulator = EventAccumulator(
+        str(next((run_dir / "tensorboard").glob("events.out.tfevents.*"))),
+        size_guidance={"scalars": 0, "images": 0, "tensors": 0},
+    )
     accumulator.Reload()
     return accumulator
 
@@ -86,8 +98,9 @@ def test_the_switch_and_sigma2_are_visible_in_tensorboard(tb_run):
     log10 = {e.step: e.value for e in acc.Scalars("variance/log10_sigma2")}
     # every step from the start to the one before the switch, where sigma^2 collapses
     assert sorted(log10) == list(range(switch)) and switch > 100
-    assert all(log10[step] == pytest.approx(math.log10(s2), abs=1e-6)
-               for step, s2 in summary["sigma2_history"] if s2 > 0)
+    assert all(
+        log10[step] == pytest.approx(math.log10(s2), abs=1e-6) for step, s2 in summary["sigma2_history"] if s2 > 0
+    )
     crossings = summary["sigma2_crossings"]  # each crossing is a logged point: sigma^2 there is below it
     assert all(10 ** log10[step] <= float(t) * (1 + 1e-6) for t, step in crossings.items() if step < switch)
     sigma2 = {e.step: e.value for e in acc.Scalars("variance/sigma2")}
@@ -104,14 +117,16 @@ def test_figures_are_written_beside_the_run(tb_run):
     for name in ("ratios.png", "curves.png"):
         data = (run_dir / "figures" / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    assert callback(objects["trainer"], RunFigures).written == [run_dir / "figures" / "ratios.png",
-                                                                run_dir / "figures" / "curves.png"]
+    assert callback(objects["trainer"], RunFigures).written == [
+        run_dir / "figures" / "ratios.png",
+        run_dir / "figures" / "curves.png",
+    ]
 
 
 def test_training_curves_axes():
     history = [(s, 0.0, 1 / (1 + s)) for s in range(0, 500, 10)]
     held = [(s, {"pair_distortion": 2 / (1 + s)}) for s in range(10, 500, 10)]
-    sigma2 = [(s, 0.9 ** s) for s in range(120)] + [(120, 0.0)]
+    sigma2 = [(s, 0.9**s) for s in range(120)] + [(120, 0.0)]
     fig = training_curves(history, held, sigma2, {"gaussian best of 16": 0.5, "pca best-scaled": 0.3}, 120, "t")
     top, bottom = fig.axes
     assert top.get_yscale() == "log" and bottom.get_yscale() == "log"
@@ -128,8 +143,12 @@ def test_training_curves_axes():
 
 
 def test_ratio_histogram_marks_each_maps_exact_band():
-    fig = ratio_histogram({"learned": np.array([0.9, 1.0, 1.1]), "gaussian": np.array([0.5, 1.5])},
-                          {"learned": 0.1, "gaussian": 0.5}, "t", "pairs")
+    fig = ratio_histogram(
+        {"learned": np.array([0.9, 1.0, 1.1]), "gaussian": np.array([0.5, 1.5])},
+        {"learned": 0.1, "gaussian": 0.5},
+        "t",
+        "pairs",
+    )
     (ax,) = fig.axes
     verticals = sorted(round(float(line.get_xdata()[0]), 6) for line in ax.lines)
     assert verticals == [0.5, 0.9, 1.0, 1.1, 1.5]
@@ -142,13 +161,13 @@ def test_ratio_sample_is_a_sample_of_the_exact_ratios():
     A = torch.randn(4, 12, generator=gen, dtype=torch.float64).numpy() / 2
     # norms: every point when there are few
     ratios = ratio_sample(A, X, "norms", count=100)
-    brute = ((X @ A.T) ** 2).sum(1) / (X ** 2).sum(1)
+    brute = ((X @ A.T) ** 2).sum(1) / (X**2).sum(1)
     np.testing.assert_allclose(ratios, brute, rtol=1e-12)
     # pairs: each sampled ratio is one of the all-pairs ratios, inside the exact [r_min, r_max]
     ratios = ratio_sample(A, X, "pairs", count=500, seed=3)
     i, j = np.triu_indices(25, 1)
     diffs = X[i] - X[j]
-    everything = ((diffs @ A.T) ** 2).sum(1) / (diffs ** 2).sum(1)
+    everything = ((diffs @ A.T) ** 2).sum(1) / (diffs**2).sum(1)
     assert len(ratios) == 500
     assert np.abs(ratios[:, None] - everything[None, :]).min(1).max() < 1e-12
     report = evaluate(A, X, "pairs")
@@ -156,10 +175,21 @@ def test_ratio_sample_is_a_sample_of_the_exact_ratios():
 
 
 def test_sweep_plot_one_series_per_other_value_log_axes_and_the_best_starred():
-    jobs = [{"params": {"optimizer.lr": lr, "model.k": k, "experiment": "x"}, "final_distortion": eps,
-             "best": (lr, k) == (0.01, 20)}
-            for (lr, k, eps) in [(0.001, 10, 0.9), (0.01, 10, 0.5), (0.1, 10, 0.7),
-                                 (0.001, 20, 0.6), (0.01, 20, 0.3), (0.1, 20, 0.4)]]
+    jobs = [
+        {
+            "params": {"optimizer.lr": lr, "model.k": k, "experiment": "x"},
+            "final_distortion": eps,
+            "best": (lr, k) == (0.01, 20),
+        }
+        for (lr, k, eps) in [
+            (0.001, 10, 0.9),
+            (0.01, 10, 0.5),
+            (0.1, 10, 0.7),
+            (0.001, 20, 0.6),
+            (0.01, 20, 0.3),
+            (0.1, 20, 0.4),
+        ]
+    ]
     fig = sweep_plot(jobs)
     lr_axis, k_axis = sorted(fig.axes, key=lambda ax: ax.get_xlabel())[::-1]
     assert lr_axis.get_xlabel() == "optimizer.lr" and lr_axis.get_xscale() == "log"
@@ -185,7 +215,9 @@ def test_progress_log_every_tenth_and_the_bar_shows_phase_epsilon_and_sigma2(cfg
     last = lines[-1].split(" | ")
     assert last[1] == ("deterministic" if switch is not None and switch <= 50 else "sampler")
     # the last line's figures are the run's last: the tracker's epsilon and sigma^2 at step 50
-    assert last[2] == f"epsilon {summary['final_distortion']:.4g}" and last[3] == f"sigma^2 {summary['sigma2_final']:.3g}"
+    assert (
+        last[2] == f"epsilon {summary['final_distortion']:.4g}" and last[3] == f"sigma^2 {summary['sigma2_final']:.3g}"
+    )
 
     class Module:
         deterministic = True
@@ -214,8 +246,15 @@ def test_optuna_search_best_trial_is_its_jobs_summary(tmp_path):
     from tests.test_train_e2e import jl_train
 
     sweep = tmp_path / "search"
-    proc = jl_train("experiment=paper", "hparams_search=paper_optuna", "debug=fast", "hydra.sweeper.n_trials=3",
-                    "trainer.max_steps=400", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    proc = jl_train(
+        "experiment=paper",
+        "hparams_search=paper_optuna",
+        "debug=fast",
+        "hydra.sweeper.n_trials=3",
+        "trainer.max_steps=400",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = OmegaConf.load(sweep / "optimization_results.yaml")
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
@@ -246,10 +285,20 @@ def test_the_bar_shows_phase_step_total_epsilon_and_sigma2(tmp_path):
 
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
-        fit_from_config(make_cfg(tmp_path / "run", [*SMALL, "trainer.max_steps=100", "baseline.draws=0",
-                                                     "logger=none", "model.init_variance=0.001",
-                                                     "callbacks.deterministic_switch.threshold=0.0005"]),
-                        interactive=True)
+        fit_from_config(
+            make_cfg(
+                tmp_path / "run",
+                [
+                    *SMALL,
+                    "trainer.max_steps=100",
+                    "baseline.draws=0",
+                    "logger=none",
+                    "model.init_variance=0.001",
+                    "callbacks.deterministic_switch.threshold=0.0005",
+                ],
+            ),
+            interactive=True,
+        )
     frames = [line for line in buffer.getvalue().replace("\r", "\n").splitlines() if "/100" in line]
     assert frames[0].startswith("sampler:") and " 0/100 " in frames[0]
     assert frames[-1].startswith("deterministic:") and " 100/100 " in frames[-1]
@@ -262,8 +311,19 @@ def test_learning_rate_temperature_and_convergence_are_in_tensorboard(tmp_path):
     from tests.conftest import make_cfg
 
     run_dir = tmp_path / "run"
-    summary, _ = train(make_cfg(run_dir, ["debug=fast", "model.mode=pairs", "trainer.max_steps=60", "log_every=10",
-                                          "logger=tensorboard", "baseline.draws=0"]))
+    summary, _ = train(
+        make_cfg(
+            run_dir,
+            [
+                "debug=fast",
+                "model.mode=pairs",
+                "trainer.max_steps=60",
+                "log_every=10",
+                "logger=tensorboard",
+                "baseline.draws=0",
+            ],
+        )
+    )
     acc = events(run_dir)
     lr = {e.step: e.value for e in acc.Scalars("lr-Adam")}
     steps = sorted(lr)  # at the start of steps 9, 19, ...: the rate that step uses
@@ -298,23 +358,27 @@ def test_figures_of_a_run_certified_once_and_of_maps_worse_than_epsilon_one():
     """A run certified only at its last step is a visible point; a flat epsilon keeps linear
     ticks; sigma^2's last positive value is marked where the switch set it to 0; a ratio axis
     never runs below 0, though 1 - epsilon does for epsilon > 1."""
-    fig = training_curves([(7000, 0.0, 0.41)], [], [(s, 0.9 ** s) for s in range(50)] + [(50, 0.0)],
-                          {"gaussian best of 20": 1.7}, 50, "t")
+    fig = training_curves(
+        [(7000, 0.0, 0.41)], [], [(s, 0.9**s) for s in range(50)] + [(50, 0.0)], {"gaussian best of 20": 1.7}, 50, "t"
+    )
     top, bottom = fig.axes
     (learned,) = [line for line in top.lines if line.get_label() == "learned (training)"]
     assert learned.get_marker() == "o" and list(learned.get_xdata()) == [7000]
     assert top.get_yscale() == "linear" and len(top.get_yticks()) > 2
-    (mark,) = [line for line in bottom.lines if line.get_label().startswith("sigma^2 ") and "then 0" in
-               line.get_label()]
-    assert list(mark.get_xdata()) == [49] and mark.get_ydata()[0] == pytest.approx(0.9 ** 49)
+    (mark,) = [
+        line for line in bottom.lines if line.get_label().startswith("sigma^2 ") and "then 0" in line.get_label()
+    ]
+    assert list(mark.get_xdata()) == [49] and mark.get_ydata()[0] == pytest.approx(0.9**49)
     fig = ratio_histogram({"gaussian": np.array([0.2, 2.5])}, {"gaussian": 1.5}, "t", "pairs")
     (ax,) = fig.axes
     assert ax.get_xlim()[0] >= -0.2 and min(float(line.get_xdata()[0]) for line in ax.lines) >= 0
 
 
 def test_the_sweep_plot_shows_held_out_epsilon_beside_the_ranked_one():
-    jobs = [{"params": {"model.k": k}, "best_distortion": eps, "heldout_distortion": held, "best": k == 16}
-            for k, eps, held in [(8, 0.5, 0.9), (16, 0.4, 0.6), (32, 0.3, 0.5)]]
+    jobs = [
+        {"params": {"model.k": k}, "best_distortion": eps, "heldout_distortion": held, "best": k == 16}
+        for k, eps, held in [(8, 0.5, 0.9), (16, 0.4, 0.6), (32, 0.3, 0.5)]
+    ]
     fig = sweep_plot(jobs, "best_distortion")
     (ax,) = fig.axes
     (squares,) = [c for c in ax.collections if c.get_label().startswith("held-out")]
@@ -349,7 +413,7 @@ def test_a_log_line_during_the_bar_is_printed_above_it_not_into_it(monkeypatch):
     finally:
         logger.removeHandler(handler)
     text = screen.getvalue()
-    before = text[:text.index("switch to the mean")]
+    before = text[: text.index("switch to the mean")]
     assert before.rstrip(" ").endswith("\r")  # the bar's line was cleared first
-    after = text[text.index("switch to the mean"):]
+    after = text[text.index("switch to the mean") :]
     assert after.startswith("switch to the mean at step 148\n") and "sampler" in after  # the bar again, below

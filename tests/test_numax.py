@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 import pytest
+import torch
 
 from jl_lightning.metrics.neighbors import recall_at_k
 

@@ -10,14 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from jl_lightning.io.sources import ArrayPoints, GaussianPoints
-from jl_lightning.lightning.datamodule import JLDataModule
-from jl_lightning.lightning.datamodule import DuplicatePointsWarning
-from jl_lightning.metrics import evaluate
-from jl_lightning.errors import JLInputError
 from jl_lightning.core.losses import HardMax, annealed_temperature, smooth_max
 from jl_lightning.core.sampling import draw_noise, embed
+from jl_lightning.errors import JLInputError
+from jl_lightning.io.sources import ArrayPoints, GaussianPoints
+from jl_lightning.lightning.datamodule import DuplicatePointsWarning, JLDataModule
 from jl_lightning.lightning.sampler import GaussianSampler
+from jl_lightning.metrics import evaluate
 
 
 def make(k, d, **kw):
@@ -46,8 +45,16 @@ def data(n=12, d=9, seed=0, scale=3.0):
 def test_exact_pair_loss_equals_brute_force_difference_vectors(sampling):
     k, d, N = 4, 9, 5
     x = data(n=8, d=d) if sampling == "span" else data(n=12, d=d)
-    model = make(k, d, n_samples=N, init_mean="gaussian", init_seed=3, init_variance=0.3,
-                 sampling=sampling, pair_strategy="exact")
+    model = make(
+        k,
+        d,
+        n_samples=N,
+        init_mean="gaussian",
+        init_seed=3,
+        init_variance=0.3,
+        sampling=sampling,
+        pair_strategy="exact",
+    )
     model.prepare(x)
     loss, sigma = model.loss_fn, model.variance.sigma()
     torch.manual_seed(7)
@@ -92,8 +99,9 @@ def test_deterministic_pair_loss_is_the_exact_pair_distortion():
 def test_exact_pair_gradient_equals_autograd_through_the_brute_force_max():
     k, d, N = 3, 6, 4
     x = data(n=10, d=d)
-    model = make(k, d, n_samples=N, init_mean="gaussian", init_seed=2, init_variance=0.2,
-                 sampling="full", pair_strategy="exact")
+    model = make(
+        k, d, n_samples=N, init_mean="gaussian", init_seed=2, init_variance=0.2, sampling="full", pair_strategy="exact"
+    )
     torch.manual_seed(11)
     loss, _, _ = model.objective(x)
     loss.backward()
@@ -118,8 +126,11 @@ def test_active_set_draws_random_pairs_of_distinct_points_and_keeps_the_hard_pai
     model = make(2, 5, pair_strategy="active", active_hard=7, active_random=500, init_mean="gaussian")
     model.refresh_active_pairs(x)
     A, X = model.embedding.double().numpy(), (x - x.mean(0)).double().numpy()
-    devs = {(i, j): abs(np.sum((A @ (X[i] - X[j])) ** 2) / np.sum((X[i] - X[j]) ** 2) - 1)
-            for i in range(30) for j in range(i + 1, 30)}
+    devs = {
+        (i, j): abs(np.sum((A @ (X[i] - X[j])) ** 2) / np.sum((X[i] - X[j]) ** 2) - 1)
+        for i in range(30)
+        for j in range(i + 1, 30)
+    }
     hard = sorted(devs, key=devs.get, reverse=True)[:7]  # brute-force worst pairs
     active = model.loss_fn.active
     assert list(zip(active.hard_i.tolist(), active.hard_j.tolist())) == hard
@@ -128,8 +139,9 @@ def test_active_set_draws_random_pairs_of_distinct_points_and_keeps_the_hard_pai
     assert int(min(di.min(), dj.min())) >= 0 and int(max(di.max(), dj.max())) < 30
     # the hard pairs' differences are formed once, for every step until the next pass
     differences, inv, valid = model.loss_fn.hard
-    np.testing.assert_allclose(differences.double().numpy(), X[[i for i, _ in hard]] - X[[j for _, j in hard]],
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        differences.double().numpy(), X[[i for i, _ in hard]] - X[[j for _, j in hard]], atol=1e-6
+    )
 
 
 def test_active_memory_keeps_earlier_hard_pairs_most_recent_first_each_once():
@@ -172,7 +184,8 @@ def test_cross_pair_distortion_equals_brute_force():
         assert report.min_ratio == pytest.approx(min(ratios), rel=1e-12)
         i, j = report.worst_index
         assert abs(np.sum((A @ (X[i] - Z[j])) ** 2) / np.sum((X[i] - Z[j]) ** 2) - 1) == pytest.approx(
-            report.epsilon, rel=1e-12)
+            report.epsilon, rel=1e-12
+        )
 
 
 def test_heldout_reports_cover_points_pairs_and_cross_pairs():
@@ -288,15 +301,27 @@ def test_a_rescan_makes_the_worst_candidates_under_the_current_mean_the_hard_pai
     """Brute force: after an exact pass hands over its candidates, a rescan with another
     M picks the n_hard worst of those candidates under that M, and only at rescan steps."""
     x = data(n=40, d=6)
-    model = make(3, 6, pair_strategy="active", active_hard=5, active_random=50, init_mean="gaussian",
-                 active_candidates=60, active_rescan=4, active_refresh=100)
+    model = make(
+        3,
+        6,
+        pair_strategy="active",
+        active_hard=5,
+        active_random=50,
+        init_mean="gaussian",
+        active_candidates=60,
+        active_rescan=4,
+        active_refresh=100,
+    )
     model.refresh_active_pairs(x)
     X = (x - x.mean(0)).double().numpy()
 
     def devs(M):
         A = M.double().numpy() / math.sqrt(3)
-        return {(a, b): abs(np.sum((A @ (X[a] - X[b])) ** 2) / np.sum((X[a] - X[b]) ** 2) - 1)
-                for a in range(40) for b in range(a + 1, 40)}
+        return {
+            (a, b): abs(np.sum((A @ (X[a] - X[b])) ** 2) / np.sum((X[a] - X[b]) ** 2) - 1)
+            for a in range(40)
+            for b in range(a + 1, 40)
+        }
 
     before = devs(model.mean.detach())
     loss = model.loss_fn

@@ -33,7 +33,7 @@ def test_pairs_points_at_any_magnitude_give_the_same_distortion(exponent, seed):
     X = rng.standard_normal((12, 5))
     A = rng.standard_normal((3, 5))
     base, base_scale = validate_points(X, "x", normalize=False, mode="pairs", return_scale=True)
-    scaled, scale = validate_points(X * 10.0 ** exponent, "x", normalize=False, mode="pairs", return_scale=True)
+    scaled, scale = validate_points(X * 10.0**exponent, "x", normalize=False, mode="pairs", return_scale=True)
     assert np.abs(scaled).max() == 1.0  # nothing near overflow or underflow
     np.testing.assert_allclose(scaled, base, rtol=1e-14, atol=1e-15)  # the same points, whatever s
     eps = evaluate(A, scaled, "pairs", quantiles=False).epsilon
@@ -43,7 +43,7 @@ def test_pairs_points_at_any_magnitude_give_the_same_distortion(exponent, seed):
 @settings(max_examples=30, deadline=None)
 @given(exponent=st.integers(min_value=-300, max_value=300))
 def test_unit_normalization_survives_any_magnitude(exponent):
-    X = np.random.default_rng(0).standard_normal((6, 4)) * 10.0 ** exponent
+    X = np.random.default_rng(0).standard_normal((6, 4)) * 10.0**exponent
     unit = validate_points(X, "x", normalize=True)
     np.testing.assert_allclose(np.linalg.norm(unit, axis=1), 1.0, rtol=1e-12)
 
@@ -57,8 +57,16 @@ def test_training_in_pairs_mode_is_scale_invariant(cfg_factory):
     X = np.random.default_rng(3).standard_normal((40, 10)) * 3 + 1
     eps = []
     for scale in (1e-30, 1.0, 1e150):
-        cfg = cfg_factory("model.mode=pairs", "model.k=4", "trainer.max_steps=60", "logger=none", "baseline.draws=0",
-                          "log_every=10", "~callbacks.model_checkpoint", "data.val_fraction=0")
+        cfg = cfg_factory(
+            "model.mode=pairs",
+            "model.k=4",
+            "trainer.max_steps=60",
+            "logger=none",
+            "baseline.draws=0",
+            "log_every=10",
+            "~callbacks.model_checkpoint",
+            "data.val_fraction=0",
+        )
         eps.append(fit_from_config(cfg, source=ArrayPoints(X * scale), interactive=False).summary["best_distortion"])
     assert eps[0] == pytest.approx(eps[1], rel=1e-6) and eps[2] == pytest.approx(eps[1], rel=1e-6)
 
@@ -94,10 +102,16 @@ def test_evaluate_never_reports_a_negative_or_nan_epsilon():
         with pytest.raises(NonFiniteDistortion):
             evaluate(A, X, mode)
     i, j = np.triu_indices(10, 1)
-    for A in (np.zeros((2, 3)), rng.standard_normal((2, 3)) * 1e-150, rng.standard_normal((2, 3)),
-              rng.standard_normal((2, 3)) * 1e100):
-        brute = {"norms": ((X @ A.T) ** 2).sum(1) / (X ** 2).sum(1),
-                 "pairs": (((X[i] - X[j]) @ A.T) ** 2).sum(1) / ((X[i] - X[j]) ** 2).sum(1)}
+    for A in (
+        np.zeros((2, 3)),
+        rng.standard_normal((2, 3)) * 1e-150,
+        rng.standard_normal((2, 3)),
+        rng.standard_normal((2, 3)) * 1e100,
+    ):
+        brute = {
+            "norms": ((X @ A.T) ** 2).sum(1) / (X**2).sum(1),
+            "pairs": (((X[i] - X[j]) @ A.T) ** 2).sum(1) / ((X[i] - X[j]) ** 2).sum(1),
+        }
         for mode, ratios in brute.items():
             eps = evaluate(A, X, mode, quantiles=False).epsilon
             assert eps >= 0 and eps == pytest.approx(np.abs(ratios - 1).max(), rel=1e-9)
@@ -153,8 +167,9 @@ def test_outputs_follow_the_umask_and_dead_writers_temporaries_are_removed(tmp_p
     finally:
         os.umask(old)
     assert (tmp_path / "a.bin").stat().st_mode & 0o777 == 0o644
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                          text=True).stdout.strip()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
     stale = tmp_path / f".b.bin.{dead}.abc.tmp"
     stale.write_bytes(b"half")
     atomic_write(tmp_path / "b.bin", lambda h: h.write(b"y"))
@@ -182,16 +197,24 @@ def test_the_lock_is_exclusive_and_a_refused_run_removes_the_folder_it_made(tmp_
 # ------------------------------------------------------------------ the real entry
 def jl_train(*args: str, cwd: Path, env_extra: dict | None = None) -> subprocess.CompletedProcess:
     env = dict(os.environ, **(env_extra or {}))
-    return subprocess.run([sys.executable, "-m", "jl_lightning.apps.train", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "jl_lightning.apps.train", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.mark.slow
 def test_refused_runs_are_one_line_on_stderr_and_leave_no_folder(tmp_path):
-    for args, message in [(("data=file",), "data.source.path is required"),
-                          (("optimizer.lr=-1",), "optimizer.lr must be a number > 0, got -1"),
-                          (("model.n_samples=0",), "model.n_samples must be a positive integer"),
-                          (("+ckpt_path=x.ckpt",), "unknown option(s) ckpt_path")]:
+    for args, message in [
+        (("data=file",), "data.source.path is required"),
+        (("optimizer.lr=-1",), "optimizer.lr must be a number > 0, got -1"),
+        (("model.n_samples=0",), "model.n_samples must be a positive integer"),
+        (("+ckpt_path=x.ckpt",), "unknown option(s) ckpt_path"),
+    ]:
         run_dir = tmp_path / args[0].replace("=", "_").replace("+", "")
         proc = jl_train("debug=fast", *args, f"hydra.run.dir={run_dir}", cwd=tmp_path)
         assert proc.returncode == 2, proc.stderr
@@ -207,15 +230,30 @@ def test_a_killed_run_resumes_to_the_same_embedding(tmp_path, mode, variance):
     kill, the raw one may have reached 0; in pairs mode the checkpoint carries the active
     set's candidates, rescanned every 7 steps)."""
     extra = ["model.active_candidates=200", "model.active_rescan=7", "model.active_hard=20"] if mode == "pairs" else []
-    common = ["debug=fast", "data.source.n=30", "data.source.d=40", f"model.mode={mode}", *extra,
-              f"model.variance={variance}", "trainer.max_steps=150",
-              "log_every=10", "callbacks.model_checkpoint.every_n_train_steps=50", "logger=csv",
-              "baseline.draws=3"]
+    common = [
+        "debug=fast",
+        "data.source.n=30",
+        "data.source.d=40",
+        f"model.mode={mode}",
+        *extra,
+        f"model.variance={variance}",
+        "trainer.max_steps=150",
+        "log_every=10",
+        "callbacks.model_checkpoint.every_n_train_steps=50",
+        "logger=csv",
+        "baseline.draws=3",
+    ]
     env = {"PYTHONPATH": str(TESTS)}
     full = jl_train(*common, f"hydra.run.dir={tmp_path / 'full'}", cwd=tmp_path)
     assert full.returncode == 0, full.stderr
-    killed = jl_train(*common, f"hydra.run.dir={tmp_path / 'killed'}", "+callbacks.kill._target_=kill_at.KillAt",
-                      "+callbacks.kill.step=60", cwd=tmp_path, env_extra=env)
+    killed = jl_train(
+        *common,
+        f"hydra.run.dir={tmp_path / 'killed'}",
+        "+callbacks.kill._target_=kill_at.KillAt",
+        "+callbacks.kill.step=60",
+        cwd=tmp_path,
+        env_extra=env,
+    )
     assert killed.returncode == -9 and not (tmp_path / "killed" / "embedding.npy").exists()
     again = jl_train("debug=fast", f"hydra.run.dir={tmp_path / 'killed'}", cwd=tmp_path)  # occupied: refused
     assert again.returncode == 2 and "resume=" in again.stderr
@@ -237,20 +275,39 @@ def test_a_signalled_run_stops_cleanly_and_resumes_to_the_same_embedding(tmp_pat
     one line and exits 143 / 130, lock released; resume=RUN_DIR ends with the uninterrupted
     run's embedding.npy bit for bit, though the signal came before the first periodic
     checkpoint (step 13) or between two exact passes and two rescans (step 36)."""
-    common = ["debug=fast", "data.source.n=30", "data.source.d=40", "model.mode=pairs", "model.active_candidates=200",
-              "model.active_rescan=7", "model.active_hard=20", "trainer.max_steps=120", "log_every=10",
-              "callbacks.model_checkpoint.every_n_train_steps=50", "logger=none", "baseline.draws=3"]
+    common = [
+        "debug=fast",
+        "data.source.n=30",
+        "data.source.d=40",
+        "model.mode=pairs",
+        "model.active_candidates=200",
+        "model.active_rescan=7",
+        "model.active_hard=20",
+        "trainer.max_steps=120",
+        "log_every=10",
+        "callbacks.model_checkpoint.every_n_train_steps=50",
+        "logger=none",
+        "baseline.draws=3",
+    ]
     env = {"PYTHONPATH": str(TESTS)}
     full = jl_train(*common, f"hydra.run.dir={tmp_path / 'full'}", cwd=tmp_path)
     assert full.returncode == 0, full.stderr
     run_dir = tmp_path / "stopped"
-    stopped = jl_train(*common, f"hydra.run.dir={run_dir}", "+callbacks.kill._target_=kill_at.KillAt",
-                       f"+callbacks.kill.step={step}", f"+callbacks.kill.signal={signal_name}", cwd=tmp_path,
-                       env_extra=env)
+    stopped = jl_train(
+        *common,
+        f"hydra.run.dir={run_dir}",
+        "+callbacks.kill._target_=kill_at.KillAt",
+        f"+callbacks.kill.step={step}",
+        f"+callbacks.kill.signal={signal_name}",
+        cwd=tmp_path,
+        env_extra=env,
+    )
     assert stopped.returncode == {"SIGTERM": 143, "SIGINT": 130}[signal_name]
     lines = stopped.stderr.strip().splitlines()
-    assert lines == [f"jl-train: stopped by {signal_name} at step {step + 1} of 120; checkpoints/last.ckpt holds "
-                     f"that step; continue with: jl-train resume={run_dir}"]
+    assert lines == [
+        f"jl-train: stopped by {signal_name} at step {step + 1} of 120; checkpoints/last.ckpt holds "
+        f"that step; continue with: jl-train resume={run_dir}"
+    ]
     assert not (run_dir / "embedding.npy").exists() and not (run_dir / ".jl_lock").exists()
     assert (run_dir / "checkpoints" / "last.ckpt").is_file() and not list(run_dir.glob("checkpoints/.*tmp"))
     resumed = jl_train(f"resume={run_dir}", cwd=tmp_path, env_extra=env)
@@ -263,12 +320,19 @@ def test_a_run_signalled_before_its_first_step_leaves_nothing(tmp_path):
     """SIGTERM while the references are measured: nothing to save, so one line, exit 143 and
     no run folder (a fresh command starts over)."""
     run_dir = tmp_path / "early"
-    stopped = jl_train("debug=fast", f"hydra.run.dir={run_dir}", "+callbacks.kill._target_=kill_at.KillAt",
-                       "+callbacks.kill.step=-1", "+callbacks.kill.signal=SIGTERM", cwd=tmp_path,
-                       env_extra={"PYTHONPATH": str(TESTS)})
+    stopped = jl_train(
+        "debug=fast",
+        f"hydra.run.dir={run_dir}",
+        "+callbacks.kill._target_=kill_at.KillAt",
+        "+callbacks.kill.step=-1",
+        "+callbacks.kill.signal=SIGTERM",
+        cwd=tmp_path,
+        env_extra={"PYTHONPATH": str(TESTS)},
+    )
     assert stopped.returncode == 143
     assert stopped.stderr.strip().splitlines() == [
-        "jl-train: stopped by SIGTERM before any training step was saved; nothing was kept (run the command again)"]
+        "jl-train: stopped by SIGTERM before any training step was saved; nothing was kept (run the command again)"
+    ]
     assert not run_dir.exists()
 
 
@@ -284,8 +348,15 @@ def test_resume_and_compare_refuse_a_data_file_that_changed(tmp_path):
     common = ["debug=fast", "data=file", f"data.source.path={data}", "model.k=3", "logger=none", "baseline.draws=0"]
     env = {"PYTHONPATH": str(TESTS)}
     stopped_dir, done_dir = tmp_path / "stopped", tmp_path / "done"
-    stopped = jl_train(*common, f"hydra.run.dir={stopped_dir}", "+callbacks.kill._target_=kill_at.KillAt",
-                       "+callbacks.kill.step=5", "+callbacks.kill.signal=SIGTERM", cwd=tmp_path, env_extra=env)
+    stopped = jl_train(
+        *common,
+        f"hydra.run.dir={stopped_dir}",
+        "+callbacks.kill._target_=kill_at.KillAt",
+        "+callbacks.kill.step=5",
+        "+callbacks.kill.signal=SIGTERM",
+        cwd=tmp_path,
+        env_extra=env,
+    )
     assert stopped.returncode == 143, stopped.stderr
     done = jl_train(*common, f"hydra.run.dir={done_dir}", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
@@ -299,9 +370,19 @@ def test_resume_and_compare_refuse_a_data_file_that_changed(tmp_path):
     assert resumed.returncode == 2 and len(lines) == 1, resumed.stderr
     assert str(data) in lines[0] and new[:23] in lines[0] and old[:23] in lines[0] and "data changed" in lines[0]
     assert (stopped_dir / "checkpoints" / "last.ckpt").is_file()  # the stopped run is kept as it was
-    compare = subprocess.run([sys.executable, "-m", "jl_lightning.apps.compare", f"compare.run={done_dir}",
-                              f"hydra.run.dir={tmp_path / 'cmp'}"], cwd=tmp_path, capture_output=True, text=True,
-                             timeout=300)
+    compare = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jl_lightning.apps.compare",
+            f"compare.run={done_dir}",
+            f"hydra.run.dir={tmp_path / 'cmp'}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     lines = compare.stderr.strip().splitlines()
     assert compare.returncode == 2 and len(lines) == 1 and "data changed" in lines[0] and old[:23] in lines[0]
     assert not (tmp_path / "cmp").exists()
@@ -335,8 +416,10 @@ def test_npy_and_csv_loaders_return_exactly_what_was_written(tmp_path_factory, r
     names is skipped under auto."""
     from jl_lightning.io.loading import load_points
 
-    values = np.array(data.draw(st.lists(st.lists(finite_floats, min_size=cols, max_size=cols),
-                                         min_size=rows, max_size=rows)), dtype=np.float64)
+    values = np.array(
+        data.draw(st.lists(st.lists(finite_floats, min_size=cols, max_size=cols), min_size=rows, max_size=rows)),
+        dtype=np.float64,
+    )
     folder = tmp_path_factory.mktemp("loaders")
     np.save(folder / "x.npy", values)
     np.testing.assert_array_equal(load_points(folder / "x.npy"), values)

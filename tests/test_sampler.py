@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+from jl_lightning.core.sampling import sample_embedded, span_factor
 from jl_lightning.errors import JLInputError
 from jl_lightning.lightning.sampler import GaussianSampler
-from jl_lightning.core.sampling import sample_embedded, span_factor
 
 
 def unit(rows):
@@ -47,7 +47,7 @@ def test_subspace_penalty_by_hand():
     X = (rng.standard_normal((200, 4)) * [3.0, 2.0, 1.0, 0.1]) @ basis.T
     points = torch.tensor(X, dtype=torch.float32)
     _, sv, vt = np.linalg.svd(X - X.mean(0))
-    share = np.cumsum(sv ** 2) / (sv ** 2).sum()
+    share = np.cumsum(sv**2) / (sv**2).sum()
     r = int(np.searchsorted(share, 0.9)) + 1  # 9 / 14.01 < 0.9 <= 13 / 14.01: two directions
     assert r == 2
     Q = np.eye(6) - vt[:r].T @ vt[:r]
@@ -73,17 +73,21 @@ def test_regularizer_by_hand():
 def test_sampled_term_matches_an_independent_computation():
     """Full sampling: mean over samples of max_i | ||A_s x_i||^2 / ||x_i||^2 - 1 |, recomputed in numpy."""
     k, d, n, N, s2 = 3, 5, 4, 6, 0.7
-    model = make(k, d, n_samples=N, variance="raw", init_variance=s2, sampling="full",
-                 init_mean="gaussian", init_seed=1)
+    model = make(
+        k, d, n_samples=N, variance="raw", init_variance=s2, sampling="full", init_mean="gaussian", init_seed=1
+    )
     x = torch.randn(n, d, generator=torch.Generator().manual_seed(2)) * 2  # not unit norm
     torch.manual_seed(5)
     _, sampled, _ = model.objective(x)
     torch.manual_seed(5)
     E = torch.randn(N, k, d).double().numpy()
     M, X = model.mean.detach().double().numpy(), x.double().numpy()
-    expected = np.mean([
-        np.max(np.abs(((((M + math.sqrt(s2) * E[s]) / math.sqrt(k)) @ X.T) ** 2).sum(0)
-                      / (X ** 2).sum(1) - 1)) for s in range(N)])
+    expected = np.mean(
+        [
+            np.max(np.abs(((((M + math.sqrt(s2) * E[s]) / math.sqrt(k)) @ X.T) ** 2).sum(0) / (X**2).sum(1) - 1))
+            for s in range(N)
+        ]
+    )
     assert float(sampled.detach()) == pytest.approx(expected, rel=1e-5)
 
 
@@ -94,8 +98,7 @@ def test_scaling_at_init(sampling):
     k, d, n, N = 30, 50, 8, 4000
     x = torch.randn(n, d, generator=torch.Generator().manual_seed(1)).double()
     factor = span_factor(x) if sampling == "span" else None
-    y = sample_embedded(torch.zeros(k, d, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64),
-                        x, N, factor)
+    y = sample_embedded(torch.zeros(k, d, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64), x, N, factor)
     ratio = y.pow(2).sum(1) / x.pow(2).sum(1)  # (N, n): chi^2_k / k, mean 1, var 2/k
     stderr = math.sqrt(2 / k / N)
     assert (ratio.mean(0) - 1).abs().max() < 5 * stderr
@@ -107,8 +110,9 @@ def test_span_trick_has_the_law_of_full_sampling():
     k, d, n, N = 4, 12, 5, 20000
     x = torch.randn(n, d, generator=torch.Generator().manual_seed(3)).double()
     x = x / x.norm(dim=1, keepdim=True)
-    y = sample_embedded(torch.zeros(k, d, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64),
-                        x, N, span_factor(x))
+    y = sample_embedded(
+        torch.zeros(k, d, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64), x, N, span_factor(x)
+    )
     gram = torch.einsum("ski,skj->ij", y, y) / N  # E[sum_k y_ki y_kj] = <x_i, x_j>
     target = x @ x.T
     # each entry is a mean of N terms with variance <= 2/k (|<x_i,x_j>| <= 1)
@@ -148,16 +152,19 @@ def test_embedding_is_mean_over_sqrt_k():
     torch.testing.assert_close(model.embedding, model.mean.detach() / 2.0)
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"variance": "softplus"}, r"model.variance must be one of \['log', 'raw'\]"),
-    ({"sampling": "half"}, r"model.sampling must be one of"),
-    ({"init_mean": "ones"}, r"model.init_mean must be one of"),
-    ({"n_samples": 0}, r"model.n_samples must be a positive integer"),
-    ({"init_variance": -1.0}, r"model.init_variance must be a finite number >= 0"),
-    ({"variance": "log", "init_variance": 0.0}, r"must be > 0 with model.variance=log"),
-    ({"subspace_penalty": -1.0}, r"model.subspace_penalty must be a number >= 0"),
-    ({"subspace_energy": 1.5}, r"model.subspace_energy must be a fraction in \(0, 1\]"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"variance": "softplus"}, r"model.variance must be one of \['log', 'raw'\]"),
+        ({"sampling": "half"}, r"model.sampling must be one of"),
+        ({"init_mean": "ones"}, r"model.init_mean must be one of"),
+        ({"n_samples": 0}, r"model.n_samples must be a positive integer"),
+        ({"init_variance": -1.0}, r"model.init_variance must be a finite number >= 0"),
+        ({"variance": "log", "init_variance": 0.0}, r"must be > 0 with model.variance=log"),
+        ({"subspace_penalty": -1.0}, r"model.subspace_penalty must be a number >= 0"),
+        ({"subspace_energy": 1.5}, r"model.subspace_energy must be a fraction in \(0, 1\]"),
+    ],
+)
 def test_bad_model_options(kwargs, match):
     with pytest.raises(JLInputError, match=match):
         make(2, 4, **kwargs)

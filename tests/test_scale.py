@@ -12,7 +12,8 @@ import textwrap
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from jl_lightning.baselines.references import reference_figures
 from jl_lightning.core.losses import is_refresh_step
@@ -32,7 +33,7 @@ def all_pairs(A, X, other=None):
     else:
         i, j = (g.ravel() for g in np.meshgrid(np.arange(len(X)), np.arange(len(other)), indexing="ij"))
         diff = X[i] - other[j]
-    dx = (diff ** 2).sum(1)
+    dx = (diff**2).sum(1)
     dy = ((diff @ A.T) ** 2).sum(1)
     keep = dx > 1e-12 * ((X[i] ** 2).sum(1) + ((X if other is None else other)[j] ** 2).sum(1))
     ratio = dy[keep] / dx[keep]
@@ -51,8 +52,9 @@ def clustered_with_ties(n=300, d=12, seed=0):
 
 # worst=3000: kept values far outnumber a tile's candidates, so they wait in the buffer
 @pytest.mark.parametrize("worst, recheck_pairs", [(0, None), (1, None), (40, None), (40, 150), (3000, None)])
-def test_screened_pairs_equal_brute_force_with_ties_duplicates_and_tile_straddling_pairs(worst, recheck_pairs,
-                                                                                        monkeypatch):
+def test_screened_pairs_equal_brute_force_with_ties_duplicates_and_tile_straddling_pairs(
+    worst, recheck_pairs, monkeypatch
+):
     if recheck_pairs:  # the dense float64 recheck in blocks of 2 rows (the GPU's large tiles' way)
         monkeypatch.setattr("jl_lightning.metrics.pair_screen.RECHECK_DENSE_PAIRS", recheck_pairs)
     X = clustered_with_ties()
@@ -95,7 +97,7 @@ def test_screened_cross_pairs_equal_brute_force():
 @given(seed=st.integers(0, 10**6), log_scale=st.floats(-6, 6), n=st.integers(2, 140))
 def test_screened_pass_agrees_with_the_float64_pass(seed, log_scale, n):
     rng = np.random.default_rng(seed)
-    X = rng.standard_normal((n, 6)) * 10.0 ** log_scale + rng.standard_normal(6) * 10.0 ** (log_scale + 1)
+    X = rng.standard_normal((n, 6)) * 10.0**log_scale + rng.standard_normal(6) * 10.0 ** (log_scale + 1)
     A = rng.standard_normal((2, 6))
     fast = evaluate(A, X, "pairs", screen=True, worst=3, memory_budget=SMALL_TILES)
     slow = evaluate(A, X, "pairs", screen=False, worst=3, quantiles=False)
@@ -113,8 +115,17 @@ def test_screened_pass_refuses_nan():
 
 
 def test_clusters_have_their_structure_and_are_reproducible(tmp_path):
-    source = ClustersPoints(n=3000, d=40, clusters=5, intrinsic_dim=3, spread=0.5, noise=0.0, unit_norm=False,
-                            seed=3, cache_dir=str(tmp_path))
+    source = ClustersPoints(
+        n=3000,
+        d=40,
+        clusters=5,
+        intrinsic_dim=3,
+        spread=0.5,
+        noise=0.0,
+        unit_norm=False,
+        seed=3,
+        cache_dir=str(tmp_path),
+    )
     X = source.load()
     assert isinstance(X, np.memmap) and X.dtype == np.float32 and X.shape == (3000, 40)
     again = ClustersPoints(**{**source.__dict__, "cache_dir": None}).load()
@@ -128,8 +139,9 @@ def test_clusters_have_their_structure_and_are_reproducible(tmp_path):
     np.testing.assert_allclose(np.linalg.norm(unit, axis=1), 1.0, rtol=1e-6)
 
 
-@pytest.mark.parametrize("option, value", [("n", 0), ("intrinsic_dim", 50), ("spread", -1.0), ("noise", -0.1),
-                                           ("clusters", 2.5)])
+@pytest.mark.parametrize(
+    "option, value", [("n", 0), ("intrinsic_dim", 50), ("spread", -1.0), ("noise", -0.1), ("clusters", 2.5)]
+)
 def test_clusters_refuse_bad_options(option, value):
     with pytest.raises(JLInputError, match=f"data.source.{option}"):
         ClustersPoints(**{"n": 10, "d": 40, option: value}).load()
@@ -157,11 +169,22 @@ def test_extra_refresh_steps_join_the_schedule_in_a_real_fit(cfg_factory, monkey
     assert [s for s in range(3001) if loss.needs_refresh(s)] == [0, 100, 250, 475, 813, 1319, 2078, 2500, 2700]
     passes = []
     original = GaussianSampler.refresh_active_pairs
-    monkeypatch.setattr(GaussianSampler, "refresh_active_pairs",
-                        lambda self, points: (passes.append(self.global_step), original(self, points))[1])
-    cfg = cfg_factory("debug=fast", "logger=none", "baseline.draws=0", "~callbacks.model_checkpoint",
-                      "model.mode=pairs", "model.active_refresh=8", "model.active_refresh_growth=2",
-                      "model.active_refresh_extra=[5,13,19]", "trainer.max_steps=20")
+    monkeypatch.setattr(
+        GaussianSampler,
+        "refresh_active_pairs",
+        lambda self, points: (passes.append(self.global_step), original(self, points))[1],
+    )
+    cfg = cfg_factory(
+        "debug=fast",
+        "logger=none",
+        "baseline.draws=0",
+        "~callbacks.model_checkpoint",
+        "model.mode=pairs",
+        "model.active_refresh=8",
+        "model.active_refresh_growth=2",
+        "model.active_refresh_extra=[5,13,19]",
+        "trainer.max_steps=20",
+    )
     fit_from_config(cfg, interactive=False)
     assert passes == [0, 5, 8, 13, 19]  # growth 2 from 8: 0, 8, 24; plus 5, 13, 19
     for bad in (5, "6000", [1.5], [-1], [True]):
@@ -185,7 +208,6 @@ def test_references_stop_at_their_time_budget():
     assert full["gaussian"]["draws"] == 40
 
 
-
 @pytest.mark.parametrize("draws, budget_s", [(20, None), (16, None), (40, 1e-9)])
 def test_pca_shares_the_gaussian_draws_last_pass_with_the_same_figures(draws, budget_s):
     """PCA rides in the Gaussian draws' last pass where it has room (20 draws: passes of 16
@@ -199,12 +221,14 @@ def test_pca_shares_the_gaussian_draws_last_pass_with_the_same_figures(draws, bu
     own = pca_baseline(X, 4, "pairs")
     assert both["pca"]["epsilon"] == own["epsilon"] and both["pca"]["epsilon_scaled"] == own["epsilon_scaled"]
     assert both["pca"].get("pass_shared_with") == ("gaussian" if draws == 20 else None)
-    assert {key: both["gaussian"][key] for key in ("draws", "mean", "best")} == \
-        {key: alone[key] for key in ("draws", "mean", "best")}
+    assert {key: both["gaussian"][key] for key in ("draws", "mean", "best")} == {
+        key: alone[key] for key in ("draws", "mean", "best")
+    }
     assert "riders" not in both["gaussian"]
     # PCA first: its own pass, nothing rides
     first = reference_figures(X, 4, "pairs", draws=draws, methods=["pca", "gaussian"], budget_s=budget_s)
     assert first["pca"]["epsilon"] == own["epsilon"] and "pass_shared_with" not in first["pca"]
+
 
 MEMORY_PROBE = textwrap.dedent("""
     import json, resource, sys
@@ -232,11 +256,23 @@ def test_an_exact_pass_at_twenty_thousand_points_stays_in_bounded_memory():
 def test_training_on_clusters_beats_the_best_of_twenty_gaussian_draws(cfg_factory):
     from jl_lightning.apps.train import train
 
-    summary, _ = train(cfg_factory(
-        "experiment=clusters_1e5", "data.source.n=400", "data.source.d=48", "data.source.clusters=8",
-        "data.source.cache_dir=null", "model.k=8", "model.active_hard=512", "model.active_random=2000",
-        "model.active_refresh=20", "trainer.max_steps=400", "callbacks.distortion_tracker.every_n_steps=100",
-        "logger=none", "seed=0"))
+    summary, _ = train(
+        cfg_factory(
+            "experiment=clusters_1e5",
+            "data.source.n=400",
+            "data.source.d=48",
+            "data.source.clusters=8",
+            "data.source.cache_dir=null",
+            "model.k=8",
+            "model.active_hard=512",
+            "model.active_random=2000",
+            "model.active_refresh=20",
+            "trainer.max_steps=400",
+            "callbacks.distortion_tracker.every_n_steps=100",
+            "logger=none",
+            "seed=0",
+        )
+    )
     gaussian = summary["references"]["gaussian"]
     assert gaussian["draws"] == 20
     assert summary["final_distortion"] < 0.75 * gaussian["best"]
@@ -281,7 +317,9 @@ def test_candidates_are_the_worst_pairs_up_to_float32_rounding(screen, exact_top
     assert truth.min() >= boundary * (1 - 1e-4)
     # the exact worst K are unchanged by asking for candidates
     np.testing.assert_allclose(report.worst[2], np.sort(dev)[::-1][:7], rtol=1e-12)
-    parts = [evaluate(A, X, "pairs", screen=screen, worst=7, candidates=C, memory_budget=SMALL_TILES,
-                      shard=Shard(r, 2)) for r in range(2)]
+    parts = [
+        evaluate(A, X, "pairs", screen=screen, worst=7, candidates=C, memory_budget=SMALL_TILES, shard=Shard(r, 2))
+        for r in range(2)
+    ]
     merged = merge_reports(parts).candidates
     assert set(zip(merged[0].tolist(), merged[1].tolist())) == set(zip(ci.tolist(), cj.tolist()))

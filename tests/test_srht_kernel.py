@@ -5,15 +5,16 @@ import numpy as np
 import pytest
 import torch
 
-from jl_lightning.baselines import srht_kernel
-from jl_lightning.baselines import SRHT
+from jl_lightning.baselines import SRHT, srht_kernel
 
 pytest.importorskip("numba")
 
 
 def _pair(k, d, seed=0):
-    return (SRHT(k, d, torch.Generator().manual_seed(seed), backend="numba"),
-            SRHT(k, d, torch.Generator().manual_seed(seed), backend="torch"))
+    return (
+        SRHT(k, d, torch.Generator().manual_seed(seed), backend="numba"),
+        SRHT(k, d, torch.Generator().manual_seed(seed), backend="torch"),
+    )
 
 
 @pytest.mark.parametrize("d,k", [(1, 1), (3, 2), (20, 6), (64, 1), (64, 64), (100, 17), (1000, 64), (1024, 1024)])

@@ -21,8 +21,17 @@ def fake_job(sweep: Path, name: str, overrides: list[str], summary: dict | None)
 def test_rows_in_job_order_the_best_marked_and_failed_jobs_listed(tmp_path):
     base = {"sigma2_final": 0.0, "steps": 100, "fit_seconds": 1.0}
     fake_job(tmp_path, "10", ["model.eps=0.7"], {**base, "final_distortion": 0.61, "best_distortion": 0.5})
-    fake_job(tmp_path, "2", ["model.eps=0.5"], {**base, "final_distortion": 0.42, "best_distortion": 0.41,
-                                                 "optimization": {"gradient_steps": 90, "curvature_steps": 3}})
+    fake_job(
+        tmp_path,
+        "2",
+        ["model.eps=0.5"],
+        {
+            **base,
+            "final_distortion": 0.42,
+            "best_distortion": 0.41,
+            "optimization": {"gradient_steps": 90, "curvature_steps": 3},
+        },
+    )
     fake_job(tmp_path, "3", ["model.eps=0.3"], None)  # crashed before summary.json
     rows = collect(tmp_path)
     assert [r["job"] for r in rows] == ["2", "3", "10"]
@@ -42,8 +51,13 @@ def test_the_sweep_ranks_by_the_optimized_metric_and_jl_train_returns_it(tmp_pat
     from jl_lightning.io.sweep_summary import check_metric, metric_value
 
     def summary(train_eps, heldout_eps):
-        return {"final_distortion": train_eps, "best_distortion": train_eps, "mode": "pairs", "converged": True,
-                "heldout": {"pairs": {"epsilon": heldout_eps}, "cross_pairs": {"epsilon": heldout_eps + 0.1}}}
+        return {
+            "final_distortion": train_eps,
+            "best_distortion": train_eps,
+            "mode": "pairs",
+            "converged": True,
+            "heldout": {"pairs": {"epsilon": heldout_eps}, "cross_pairs": {"epsilon": heldout_eps + 0.1}},
+        }
 
     fake_job(tmp_path, "0", ["model.k=8"], summary(0.30, 0.90))
     fake_job(tmp_path, "1", ["model.k=16"], summary(0.35, 0.60))

@@ -11,13 +11,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import jl_train
-from jl_lightning.metrics import evaluate
-from jl_lightning.apps.train import train
 
-SMALL = ["data.source.n=40", "data.source.d=80", "model.k=10", "trainer.max_steps=600",
-         "baseline.draws=50", "log_every=20", "callbacks.model_checkpoint.every_n_train_steps=100"]
+from jl_lightning.apps.train import train
+from jl_lightning.metrics import evaluate
+
+SMALL = [
+    "data.source.n=40",
+    "data.source.d=80",
+    "model.k=10",
+    "trainer.max_steps=600",
+    "baseline.draws=50",
+    "log_every=20",
+    "callbacks.model_checkpoint.every_n_train_steps=100",
+]
 
 pytestmark = pytest.mark.slow
 
@@ -86,10 +93,12 @@ def test_references_in_summary_and_as_flat_tensorboard_lines(finished_run):
     events = EventAccumulator(str(next((run_dir / "tensorboard").glob("events.out.tfevents.*"))))
     events.Reload()
     tags = events.Tags()["scalars"]
-    for tag, value in (("reference/gaussian_mean", refs["gaussian"]["mean"]),
-                       ("reference/sparse_best", refs["sparse"]["best"]),
-                       ("reference/srht_best", refs["srht"]["best"]),
-                       ("reference/pca_scaled", refs["pca"]["epsilon_scaled"])):
+    for tag, value in (
+        ("reference/gaussian_mean", refs["gaussian"]["mean"]),
+        ("reference/sparse_best", refs["sparse"]["best"]),
+        ("reference/srht_best", refs["srht"]["best"]),
+        ("reference/pca_scaled", refs["pca"]["epsilon_scaled"]),
+    ):
         assert tag in tags
         points = events.Scalars(tag)
         assert [p.step for p in points] == [0, 600]  # a flat line over the whole run
@@ -98,8 +107,9 @@ def test_references_in_summary_and_as_flat_tensorboard_lines(finished_run):
 
 def test_refuses_to_overwrite_an_earlier_run(finished_run):
     cwd, run_dir, _ = finished_run
-    kept = [run_dir / name for name in ("embedding.npy", "summary.json", "train.log")] + \
-        sorted((run_dir / ".hydra").iterdir())
+    kept = [run_dir / name for name in ("embedding.npy", "summary.json", "train.log")] + sorted(
+        (run_dir / ".hydra").iterdir()
+    )
     before = [path.read_bytes() for path in kept]
     proc = jl_train(*SMALL, "seed=1", f"hydra.run.dir={run_dir}", cwd=cwd)
     assert proc.returncode == 2
@@ -135,8 +145,9 @@ def test_k_out_of_range_is_one_clear_line(tmp_path):
 
 def test_two_job_multirun_and_its_curve_against_k(tmp_path):
     sweep = tmp_path / "sweep"
-    proc = jl_train("-m", "model.k=4,6", *SMALL[:2], *SMALL[3:], "data.val_fraction=0.25", f"hydra.sweep.dir={sweep}",
-                    cwd=tmp_path)
+    proc = jl_train(
+        "-m", "model.k=4,6", *SMALL[:2], *SMALL[3:], "data.val_fraction=0.25", f"hydra.sweep.dir={sweep}", cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     for job, k in (("0", 4), ("1", 6)):
         folder = sweep / job
@@ -157,8 +168,13 @@ def test_two_job_multirun_and_its_curve_against_k(tmp_path):
     from jl_lightning.lightning.fit import build_datamodule
 
     out = tmp_path / "curve"
-    proc = jl_compare(f"compare.sweep={sweep}", "compare.methods=[gaussian,pca]", "compare.draws=3",
-                      f"hydra.run.dir={out}", cwd=tmp_path)
+    proc = jl_compare(
+        f"compare.sweep={sweep}",
+        "compare.methods=[gaussian,pca]",
+        "compare.draws=3",
+        f"hydra.run.dir={out}",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = {(int(r["k"]), r["method"]): r for r in csv.DictReader((out / "curve.csv").open())}
     assert set(records) == {(k, m) for k in (4, 6) for m in ("learned (jl-train)", "gaussian", "pca (best scale)")}
@@ -166,17 +182,19 @@ def test_two_job_multirun_and_its_curve_against_k(tmp_path):
     X, held = np.asarray(data.points), np.asarray(data.val_points)
 
     def norms_eps(A, P):
-        return np.abs(((P @ A.T) ** 2).sum(1) / (P ** 2).sum(1) - 1).max()
+        return np.abs(((P @ A.T) ** 2).sum(1) / (P**2).sum(1) - 1).max()
 
     for job, k in (("0", 4), ("1", 6)):
         A = np.load(sweep / job / "embedding.npy")
         assert float(records[(k, "learned (jl-train)")]["epsilon"]) == pytest.approx(norms_eps(A, X), rel=1e-9)
-        assert float(records[(k, "learned (jl-train)")]["heldout_epsilon"]) == pytest.approx(norms_eps(A, held),
-                                                                                             rel=1e-9)
+        assert float(records[(k, "learned (jl-train)")]["heldout_epsilon"]) == pytest.approx(
+            norms_eps(A, held), rel=1e-9
+        )
         top = np.linalg.svd(X - X.mean(0))[2][:k]  # PCA with its best single scale, by hand
-        ratios = ((X @ top.T) ** 2).sum(1) / (X ** 2).sum(1)
+        ratios = ((X @ top.T) ** 2).sum(1) / (X**2).sum(1)
         assert float(records[(k, "pca (best scale)")]["epsilon"]) == pytest.approx(
-            (ratios.max() - ratios.min()) / (ratios.max() + ratios.min()), rel=1e-9)
+            (ratios.max() - ratios.min()) / (ratios.max() + ratios.min()), rel=1e-9
+        )
     assert "| 4 | " in (out / "curve.md").read_text() and (out / "curve.png").read_bytes()[:4] == b"\x89PNG"
     shutil.copytree(sweep / "0", sweep / "2")  # a second run at k=4: refused in one line
     again = jl_compare(f"compare.sweep={sweep}", f"hydra.run.dir={tmp_path / 'curve2'}", cwd=tmp_path)
@@ -194,8 +212,7 @@ def test_same_config_and_seed_give_identical_embedding(cfg_factory):
     overrides = [*SMALL, "trainer.max_steps=120", "logger=none"]
     a, _ = train(cfg_factory(*overrides))
     b, _ = train(cfg_factory(*overrides))
-    first, second = (np.load(Path(cfg) / "embedding.npy").tobytes() for cfg in
-                     (a["run_dir"], b["run_dir"]))
+    first, second = (np.load(Path(cfg) / "embedding.npy").tobytes() for cfg in (a["run_dir"], b["run_dir"]))
     assert first == second
     assert a["final_distortion"] == b["final_distortion"]
 
@@ -204,8 +221,8 @@ def _brute_pairs_eps(A: np.ndarray, X: np.ndarray) -> float:
     """Worst |‖A(x_i - x_j)‖²/‖x_i - x_j‖² - 1| over i < j, from explicit difference vectors."""
     worst = 0.0
     for i in range(len(X) - 1):
-        diff = X[i] - X[i + 1:]
-        dx = (diff ** 2).sum(1)
+        diff = X[i] - X[i + 1 :]
+        dx = (diff**2).sum(1)
         ok = dx > 0
         worst = max(worst, float(np.abs(((diff[ok] @ A.T) ** 2).sum(1) / dx[ok] - 1).max()))
     return worst
@@ -216,8 +233,14 @@ def test_digits_pairs_beats_the_best_of_20_gaussian_draws(tmp_path):
     from sklearn.datasets import load_digits
 
     run_dir = tmp_path / "digits"
-    proc = jl_train("experiment=digits_pairs", "trainer.max_steps=300", "baseline.draws=20", "log_every=50",
-                    f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    proc = jl_train(
+        "experiment=digits_pairs",
+        "trainer.max_steps=300",
+        "baseline.draws=20",
+        "log_every=50",
+        f"hydra.run.dir={run_dir}",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["mode"] == "pairs" and summary["baseline_gaussian"]["mode"] == "pairs"
@@ -230,7 +253,8 @@ def test_digits_pairs_beats_the_best_of_20_gaussian_draws(tmp_path):
     embedding = np.load(run_dir / "embedding.npy")
     assert _brute_pairs_eps(embedding, digits[train_rows]) == pytest.approx(summary["best_distortion"], rel=1e-9)
     assert _brute_pairs_eps(embedding, digits[heldout]) == pytest.approx(
-        summary["heldout"]["pairs"]["epsilon"], rel=1e-9)
+        summary["heldout"]["pairs"]["epsilon"], rel=1e-9
+    )
     assert set(summary["heldout"]) == {"points", "pairs", "cross_pairs"}
     assert summary["heldout"]["cross_pairs"]["count"] == len(train_rows) * len(heldout)
 
@@ -272,9 +296,18 @@ def test_jl_compare_pairs_mode_on_a_dataset_config(tmp_path):
 
     from jl_lightning.metrics.neighbors import recall_at_k
 
-    proc = jl_compare("data.source.n=40", "data.source.d=20", "model.k=5", "model.mode=pairs", "data.val_fraction=0.25",
-                      "compare.draws=3", "compare.methods=[gaussian,sparse,pca,numax]", "compare.numax.steps=2",
-                      f"hydra.run.dir={out}", cwd=tmp_path)
+    proc = jl_compare(
+        "data.source.n=40",
+        "data.source.d=20",
+        "model.k=5",
+        "model.mode=pairs",
+        "data.val_fraction=0.25",
+        "compare.draws=3",
+        "compare.methods=[gaussian,sparse,pca,numax]",
+        "compare.numax.steps=2",
+        f"hydra.run.dir={out}",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = (out / "comparison.md").read_text()
     assert "pairs" in text.splitlines()[0] and "| sparse | 3 |" in text
@@ -285,8 +318,10 @@ def test_jl_compare_pairs_mode_on_a_dataset_config(tmp_path):
     from jl_lightning.baselines.references import pca_matrix
     from jl_lightning.lightning.fit import build_datamodule
 
-    cfg = compose(["data.source.n=40", "data.source.d=20", "model.k=5", "model.mode=pairs",
-                   "data.val_fraction=0.25"], config_name="compare")
+    cfg = compose(
+        ["data.source.n=40", "data.source.d=20", "model.k=5", "model.mode=pairs", "data.val_fraction=0.25"],
+        config_name="compare",
+    )
     data = build_datamodule(cfg.data)
     A = pca_matrix(data.points, 5)
     assert float(rows["pca"]["recall"]) == pytest.approx(recall_at_k(A, data.points, 10), abs=1e-12)

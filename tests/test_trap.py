@@ -8,13 +8,13 @@ import math
 import numpy as np
 import pytest
 
-from jl_lightning.io.sources import TrapPoints
 from jl_lightning.core.trap import trap_completions, trap_matrix, trap_points
 from jl_lightning.errors import JLInputError
+from jl_lightning.io.sources import TrapPoints
 
 
 def max_distortion(A, X):
-    return float(np.abs(((X @ A.T) ** 2).sum(1) / (X ** 2).sum(1) - 1).max())
+    return float(np.abs(((X @ A.T) ** 2).sum(1) / (X**2).sum(1) - 1).max())
 
 
 def test_the_construction_has_2k_k_plus_1_points_in_k_plus_1_dimensions():
@@ -35,7 +35,7 @@ def test_every_point_is_distorted_by_exactly_t_at_c_u_0(t):
     k = 6
     X = trap_points(k, distortion=t)
     A = trap_matrix(k, k + 1)
-    ratios = ((X @ A.T) ** 2).sum(1) / (X ** 2).sum(1)
+    ratios = ((X @ A.T) ** 2).sum(1) / (X**2).sum(1)
     assert sorted(set(np.round(ratios, 12))) == pytest.approx([1 - t, 1 + t])
     # a rotation U of the first k coordinates stays in the family: same distortion
     U, _ = np.linalg.qr(np.random.default_rng(0).standard_normal((k, k)))

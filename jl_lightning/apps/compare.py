@@ -42,17 +42,35 @@ from pathlib import Path
 
 import hydra
 import numpy as np
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from jl_lightning.apps.config import CONFIG_PATH, refuse_and_exit, run_hydra_app
-from jl_lightning.baselines.references import best_scale, random_draws
+from jl_lightning.baselines.references import best_scale, dense_map, random_draws
 from jl_lightning.baselines.registry import REFERENCES, check_methods
 from jl_lightning.errors import JLInputError, check_finite_matrix
+from jl_lightning.io.run_folder import atomic_write, check_fresh
+from jl_lightning.io.validation import validate_k
+from jl_lightning.lightning.datamodule import short_fingerprint
+from jl_lightning.lightning.fit import build_datamodule
 from jl_lightning.metrics.distortion import evaluate
+from jl_lightning.metrics.neighbors import original_neighbors, recall_at_k
 
 log = logging.getLogger("jl_lightning")
-COLUMNS = ["method", "draws", "epsilon_mean", "epsilon_best", "multiplicative_mean", "multiplicative_best",
-           "mean_abs_mean", "construct_seconds", "apply_seconds", "recall", "heldout_epsilon", "cross_epsilon"]
+COLUMNS = [
+    "method",
+    "draws",
+    "epsilon_mean",
+    "epsilon_best",
+    "multiplicative_mean",
+    "multiplicative_best",
+    "mean_abs_mean",
+    "construct_seconds",
+    "apply_seconds",
+    "recall",
+    "heldout_epsilon",
+    "cross_epsilon",
+]
 
 
 def _timed(fn):
@@ -63,7 +81,6 @@ def _timed(fn):
 
 def _apply_seconds(linear_map, points32) -> float:
     """Seconds to embed all points once (float32, as a user applies the map)."""
-    import torch
 
     X = torch.from_numpy(points32)
     if hasattr(linear_map, "apply") and not isinstance(linear_map, (np.ndarray, torch.Tensor)):
@@ -78,31 +95,50 @@ def random_rows(method: str, points, k: int, mode: str, draws: int, seed: int) -
     figures, best = random_draws(method, points, k, draws, seed, mode, detail=True)
     points32 = np.ascontiguousarray(points, dtype=np.float32)
     applies = [_apply_seconds(best, points32) for _ in range(min(draws, 10))]
-    row = {"method": method, "draws": draws, "epsilon_mean": figures["mean"], "epsilon_best": figures["best"],
-           "multiplicative_mean": figures["multiplicative_mean"],
-           "multiplicative_best": figures["multiplicative_best"], "mean_abs_mean": figures["mean_abs_mean"],
-           "construct_seconds": figures["construct_seconds"], "apply_seconds": float(np.mean(applies))}
+    row = {
+        "method": method,
+        "draws": draws,
+        "epsilon_mean": figures["mean"],
+        "epsilon_best": figures["best"],
+        "multiplicative_mean": figures["multiplicative_mean"],
+        "multiplicative_best": figures["multiplicative_best"],
+        "mean_abs_mean": figures["mean_abs_mean"],
+        "construct_seconds": figures["construct_seconds"],
+        "apply_seconds": float(np.mean(applies)),
+    }
     return row, best
 
 
 def single_row(name: str, matrix, points, mode: str, construct_seconds: float) -> dict:
     report = evaluate(matrix, points, mode, quantiles=False)
-    return {"method": name, "draws": 1, "epsilon_mean": report.epsilon, "epsilon_best": report.epsilon,
-            "multiplicative_mean": report.multiplicative, "multiplicative_best": report.multiplicative,
-            "mean_abs_mean": report.mean_abs, "construct_seconds": construct_seconds,
-            "apply_seconds": _apply_seconds(matrix, np.ascontiguousarray(points, dtype=np.float32))}
+    return {
+        "method": name,
+        "draws": 1,
+        "epsilon_mean": report.epsilon,
+        "epsilon_best": report.epsilon,
+        "multiplicative_mean": report.multiplicative,
+        "multiplicative_best": report.multiplicative,
+        "mean_abs_mean": report.mean_abs,
+        "construct_seconds": construct_seconds,
+        "apply_seconds": _apply_seconds(matrix, np.ascontiguousarray(points, dtype=np.float32)),
+    }
 
 
 def to_markdown(rows: list[dict], title: str) -> str:
-    lines = [f"# {title}", "",
-             "| method | draws | eps mean | eps best | multiplicative mean | multiplicative best "
-             "| mean abs(ratio-1) | construct s | apply s | recall | held-out eps | train x held-out eps |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# {title}",
+        "",
+        "| method | draws | eps mean | eps best | multiplicative mean | multiplicative best "
+        "| mean abs(ratio-1) | construct s | apply s | recall | held-out eps | train x held-out eps |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['method']} | {r['draws']} | {r['epsilon_mean']:.4g} | {r['epsilon_best']:.4g} "
-                     f"| {r['multiplicative_mean']:.4g} | {r['multiplicative_best']:.4g} | {r['mean_abs_mean']:.4g} "
-                     f"| {r['construct_seconds']:.3g} | {r['apply_seconds']:.3g} | {r['recall']:.3f} "
-                     f"| {r['heldout_epsilon']:.4g} | {r['cross_epsilon']:.4g} |")
+        lines.append(
+            f"| {r['method']} | {r['draws']} | {r['epsilon_mean']:.4g} | {r['epsilon_best']:.4g} "
+            f"| {r['multiplicative_mean']:.4g} | {r['multiplicative_best']:.4g} | {r['mean_abs_mean']:.4g} "
+            f"| {r['construct_seconds']:.3g} | {r['apply_seconds']:.3g} | {r['recall']:.3f} "
+            f"| {r['heldout_epsilon']:.4g} | {r['cross_epsilon']:.4g} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -117,10 +153,12 @@ def to_csv(rows: list[dict], columns: list[str] = COLUMNS) -> str:
 
 def figure_png(rows: list[dict], histograms: dict[str, np.ndarray], edges: np.ndarray, title: str) -> bytes:
     """A histogram of the ratios per method (one map each) and a bar chart of the worst-case epsilon."""
-    import matplotlib
+    # lazy: pyplot only when a figure is drawn
+    import matplotlib  # noqa: PLC0415
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # lazy: pyplot only when a figure is drawn
+    import matplotlib.pyplot as plt  # noqa: PLC0415
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
     centers = (edges[:-1] + edges[1:]) / 2
@@ -145,7 +183,8 @@ def figure_png(rows: list[dict], histograms: dict[str, np.ndarray], edges: np.nd
 
 def _png(fig) -> bytes:
     """The figure as PNG bytes (laid out, 110 dpi), closed."""
-    import matplotlib.pyplot as plt
+    # lazy: pyplot only when a figure is drawn
+    import matplotlib.pyplot as plt  # noqa: PLC0415
 
     fig.tight_layout()
     buffer = io.BytesIO()
@@ -157,9 +196,6 @@ def _png(fig) -> bytes:
 def add_unseen_columns(rows: list[dict], row_maps: dict, points, val_points, mode: str, options) -> None:
     """recall@K and the held-out epsilons of each row's map (its best draw for a random method),
     in place; NaN where there is no held-out split or too few points."""
-    from jl_lightning.baselines.references import dense_map
-    from jl_lightning.metrics.distortion import evaluate
-    from jl_lightning.metrics.neighbors import original_neighbors, recall_at_k
 
     K, queries, seed = int(options.recall_k), int(options.recall_queries), int(options.seed)
     truth = original_neighbors(points, K, queries, seed) if K and queries and len(points) > K else None
@@ -174,8 +210,9 @@ def add_unseen_columns(rows: list[dict], row_maps: dict, points, val_points, mod
             row["cross_epsilon"] = held["cross_pairs"].epsilon
 
 
-def method_rows(points, k: int, mode: str, methods: list[str], options,
-                numax_cache: dict | None = None) -> tuple[list[dict], dict, dict]:
+def method_rows(
+    points, k: int, mode: str, methods: list[str], options, numax_cache: dict | None = None
+) -> tuple[list[dict], dict, dict]:
     """The table rows of ``methods`` (``registry.REFERENCES``) at ``k`` on ``points``; the maps
     for the histograms (by row name) and the map of every row (for the recall and held-out
     columns). A random method is one row over ``options.draws`` draws; a fitted one a plain
@@ -205,31 +242,45 @@ def method_rows(points, k: int, mode: str, methods: list[str], options,
             rows.append(single_row(name, matrix, points, mode, fitted.seconds))
             maps[name] = row_maps[name] = matrix
             if fitted.info:
-                log.info("%s: %s", method, ", ".join(f"{key} {value:.3g}" if isinstance(value, float)
-                                                    else f"{key} {value}" for key, value in fitted.info.items()
-                                                    if key in ("delta", "rank", "solves", "seconds")))
-        log.info("k=%d %s: eps mean %.4g, best %.4g", k, rows[-1]["method"], rows[-1]["epsilon_mean"],
-                 rows[-1]["epsilon_best"])
+                log.info(
+                    "%s: %s",
+                    method,
+                    ", ".join(
+                        f"{key} {value:.3g}" if isinstance(value, float) else f"{key} {value}"
+                        for key, value in fitted.info.items()
+                        if key in ("delta", "rank", "solves", "seconds")
+                    ),
+                )
+        log.info(
+            "k=%d %s: eps mean %.4g, best %.4g",
+            k,
+            rows[-1]["method"],
+            rows[-1]["epsilon_mean"],
+            rows[-1]["epsilon_best"],
+        )
     return rows, maps, row_maps
 
 
 def _run_config(run_dir: Path) -> tuple[DictConfig, dict]:
     config_path, summary_path = run_dir / ".hydra" / "config.yaml", run_dir / "summary.json"
     if not (config_path.is_file() and summary_path.is_file() and (run_dir / "embedding.npy").is_file()):
-        raise JLInputError(f"compare.run={run_dir} is not a finished jl-train run folder "
-                           "(expected .hydra/config.yaml, summary.json and embedding.npy)")
+        raise JLInputError(
+            f"compare.run={run_dir} is not a finished jl-train run folder "
+            "(expected .hydra/config.yaml, summary.json and embedding.npy)"
+        )
     return OmegaConf.load(config_path), json.loads(summary_path.read_text())
 
 
 def check_same_data(option: str, summary: dict, datamodule) -> None:
     """Refuse to compare a run against data other than its own (its data file changed since)."""
-    from jl_lightning.lightning.datamodule import short_fingerprint
 
     saved = summary.get("data_fingerprint")
     if saved is not None and saved != datamodule.fingerprint:
-        raise JLInputError(f"{option}: the data changed since the run: {datamodule.name} now gives "
-                           f"{short_fingerprint(datamodule.fingerprint)}, the run trained on "
-                           f"{short_fingerprint(saved)}; compare it on the data it was trained on")
+        raise JLInputError(
+            f"{option}: the data changed since the run: {datamodule.name} now gives "
+            f"{short_fingerprint(datamodule.fingerprint)}, the run trained on "
+            f"{short_fingerprint(saved)}; compare it on the data it was trained on"
+        )
 
 
 def _methods(options, mode: str | None = None) -> list[str]:
@@ -241,9 +292,6 @@ def _methods(options, mode: str | None = None) -> list[str]:
 
 def compare(cfg: DictConfig) -> list[dict]:
     """Build the table as configured, write the three files into the run folder, return the rows."""
-    from jl_lightning.io.run_folder import atomic_write, check_fresh
-    from jl_lightning.io.validation import validate_k
-    from jl_lightning.lightning.fit import build_datamodule
 
     out_dir = Path(cfg.paths.output_dir)
     check_fresh(out_dir)
@@ -255,8 +303,10 @@ def compare(cfg: DictConfig) -> list[dict]:
         run_cfg, summary = _run_config(run_dir)
         data_cfg, k, mode = run_cfg.data, run_cfg.model.k, summary.get("mode", run_cfg.model.get("mode", "norms"))
         matrix_path = run_dir / "embedding.npy"
-        learned = (check_finite_matrix(np.load(matrix_path, allow_pickle=False), str(matrix_path)),
-                   float(summary.get("fit_seconds", math.nan)))
+        learned = (
+            check_finite_matrix(np.load(matrix_path, allow_pickle=False), str(matrix_path)),
+            float(summary.get("fit_seconds", math.nan)),
+        )
     datamodule = build_datamodule(data_cfg)
     if cfg.compare.run:
         check_same_data(f"compare.run={run_dir}", summary, datamodule)
@@ -270,16 +320,20 @@ def compare(cfg: DictConfig) -> list[dict]:
     if learned is not None:
         matrix, fit_seconds = learned
         if matrix.shape != (k, points.shape[1]):
-            raise JLInputError(f"{cfg.compare.run}: embedding.npy has shape {matrix.shape}, expected ({k}, "
-                               f"{points.shape[1]}) for the run's data")
+            raise JLInputError(
+                f"{cfg.compare.run}: embedding.npy has shape {matrix.shape}, expected ({k}, "
+                f"{points.shape[1]}) for the run's data"
+            )
         rows.append(single_row("learned (jl-train)", matrix, points, mode, fit_seconds))
         maps["learned (jl-train)"] = row_maps["learned (jl-train)"] = matrix
     add_unseen_columns(rows, row_maps, points, datamodule.val_points, mode, cfg.compare)
 
     top = min(3.0, max(r["epsilon_best"] for r in rows) + 1.0)
     edges = np.linspace(0.0, top, 61)
-    histograms = {name: evaluate(m, points, mode, quantiles=False, mean_abs=False, histogram=edges).histogram
-                  for name, m in maps.items()}
+    histograms = {
+        name: evaluate(m, points, mode, quantiles=False, mean_abs=False, histogram=edges).histogram
+        for name, m in maps.items()
+    }
 
     out_dir.mkdir(parents=True, exist_ok=True)
     markdown = to_markdown(rows, title)
@@ -301,18 +355,24 @@ def _sweep_runs(sweep_dir: Path) -> list[tuple[Path, DictConfig, dict]]:
         raise JLInputError(f"compare.sweep={sweep_dir}: no such folder (expected a jl-train multirun folder)")
     runs = [(run_dir, *_run_config(run_dir)) for run_dir in sorted(p.parent for p in sweep_dir.rglob("summary.json"))]
     if not runs:
-        raise JLInputError(f"compare.sweep={sweep_dir}: no finished jl-train run below it (expected folders "
-                           "with .hydra/config.yaml, summary.json and embedding.npy)")
+        raise JLInputError(
+            f"compare.sweep={sweep_dir}: no finished jl-train run below it (expected folders "
+            "with .hydra/config.yaml, summary.json and embedding.npy)"
+        )
     first_dir, first_cfg, first = runs[0]
     by_k: dict[int, Path] = {}
     for run_dir, run_cfg, summary in runs:
         if summary.get("data_fingerprint") != first.get("data_fingerprint") or summary.get("mode") != first.get("mode"):
-            raise JLInputError(f"compare.sweep: {run_dir} trained on other data or another mode than {first_dir}; "
-                               "a curve needs one data set and one mode (sweep model.k alone)")
+            raise JLInputError(
+                f"compare.sweep: {run_dir} trained on other data or another mode than {first_dir}; "
+                "a curve needs one data set and one mode (sweep model.k alone)"
+            )
         k = int(summary["k"])
         if k in by_k:
-            raise JLInputError(f"compare.sweep: k={k} appears in {by_k[k]} and {run_dir}; a curve takes one run "
-                               "per k (sweep model.k alone)")
+            raise JLInputError(
+                f"compare.sweep: k={k} appears in {by_k[k]} and {run_dir}; a curve takes one run "
+                "per k (sweep model.k alone)"
+            )
         by_k[k] = run_dir
     return sorted(runs, key=lambda run: int(run[2]["k"]))
 
@@ -324,8 +384,12 @@ def curve_markdown(records: list[dict], title: str) -> str:
     ks = sorted({r["k"] for r in records})
     value = {(r["k"], r["method"]): r for r in records}
     lines = [f"# {title}", ""]
-    for key, label in (("epsilon", "epsilon on the training data"), ("heldout_epsilon", "epsilon on the held-out data"),
-                       ("cross_epsilon", "epsilon on train x held-out pairs"), ("recall", "recall@K")):
+    for key, label in (
+        ("epsilon", "epsilon on the training data"),
+        ("heldout_epsilon", "epsilon on the held-out data"),
+        ("cross_epsilon", "epsilon on train x held-out pairs"),
+        ("recall", "recall@K"),
+    ):
         if all(math.isnan(r[key]) for r in records):
             continue
         lines += [f"## {label}", "", "| k | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|"]
@@ -338,10 +402,12 @@ def curve_markdown(records: list[dict], title: str) -> str:
 
 def curve_png(records: list[dict], title: str) -> bytes:
     """Epsilon against k per method (solid: training data; dashed: held-out data)."""
-    import matplotlib
+    # lazy: pyplot only when a figure is drawn
+    import matplotlib  # noqa: PLC0415
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # lazy: pyplot only when a figure is drawn
+    import matplotlib.pyplot as plt  # noqa: PLC0415
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for index, method in enumerate(dict.fromkeys(r["method"] for r in records)):
@@ -364,8 +430,6 @@ def curve(cfg: DictConfig) -> list[dict]:
     """Epsilon against k: every finished jl-train run of the multirun ``compare.sweep`` (one per
     k) beside ``compare.methods`` at the same k on the same points; writes curve.csv, curve.md
     and curve.png into the run folder and returns one record per (k, method)."""
-    from jl_lightning.io.run_folder import atomic_write, check_fresh
-    from jl_lightning.lightning.fit import build_datamodule
 
     out_dir = Path(cfg.paths.output_dir)
     check_fresh(out_dir)
@@ -377,8 +441,9 @@ def curve(cfg: DictConfig) -> list[dict]:
     datamodule = build_datamodule(runs[0][1].data)
     check_same_data(f"compare.sweep={sweep_dir}", runs[0][2], datamodule)
     points = datamodule.points
-    title = f"{datamodule.source.name}: n={len(points)}, d={points.shape[1]}, {mode}, k = " + \
-        ", ".join(str(run[2]["k"]) for run in runs)
+    title = f"{datamodule.source.name}: n={len(points)}, d={points.shape[1]}, {mode}, k = " + ", ".join(
+        str(run[2]["k"]) for run in runs
+    )
     log.info("epsilon against k on %s", title)
     records, numax_cache = [], {}
     for run_dir, _, summary in runs:
@@ -394,9 +459,17 @@ def curve(cfg: DictConfig) -> list[dict]:
         for row in rows:
             if row["method"] == "pca":  # the plain PCA map: its best-scaled row is the fair one
                 continue
-            records.append({"k": k, "method": row["method"], "epsilon": row["epsilon_best"],
-                            "heldout_epsilon": row["heldout_epsilon"], "cross_epsilon": row["cross_epsilon"],
-                            "recall": row["recall"], "run": str(run_dir)})
+            records.append(
+                {
+                    "k": k,
+                    "method": row["method"],
+                    "epsilon": row["epsilon_best"],
+                    "heldout_epsilon": row["heldout_epsilon"],
+                    "cross_epsilon": row["cross_epsilon"],
+                    "recall": row["recall"],
+                    "run": str(run_dir),
+                }
+            )
         log.info("k=%d: learned %.4f", k, rows[0]["epsilon_best"])
     out_dir.mkdir(parents=True, exist_ok=True)
     markdown = curve_markdown(records, title)
@@ -413,8 +486,9 @@ def curve(cfg: DictConfig) -> list[dict]:
 def _hydra_entry(cfg: DictConfig) -> None:
     try:
         if cfg.compare.get("sweep") and cfg.compare.run:
-            raise JLInputError("compare.run and compare.sweep: give one (a run folder, or a multirun folder "
-                               "for the curve against k)")
+            raise JLInputError(
+                "compare.run and compare.sweep: give one (a run folder, or a multirun folder for the curve against k)"
+            )
         curve(cfg) if cfg.compare.get("sweep") else compare(cfg)
     except Exception as err:
         refuse_and_exit("jl-compare", cfg.paths.output_dir, err)

@@ -3,13 +3,34 @@
 from __future__ import annotations
 
 import errno
+import inspect
+import logging
+import math
 import os
 import re
+import shutil
+import signal
 import sys
+import threading
 from importlib.resources import files
 from pathlib import Path
 
+from hydra import compose as hydra_compose
+from hydra import initialize_config_module
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import (
+    ConfigCompositionException,
+    InstantiationException,
+    MissingConfigException,
+    OverrideParseException,
+)
+from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
+
+from jl_lightning.errors import JLInputError
+from jl_lightning.io.run_folder import release_lock
+from jl_lightning.io.sweep_summary import record_failure
 
 # The configs ship inside the package: conf/ at the repository root is the subpackage
 # jl_lightning.conf (pyproject's package-dir), so an editable install, `pip install .` and a
@@ -20,14 +41,13 @@ CONFIG_DIR = str(files(CONFIG_MODULE))
 
 # conf/hydra/default.yaml: a resumed run lives in its own folder, and keeps its .hydra/config.yaml
 OmegaConf.register_new_resolver("jl_run_dir", lambda resume, fresh: str(resume) if resume else fresh, replace=True)
-OmegaConf.register_new_resolver("jl_output_subdir", lambda resume, resumed: resumed if resume else ".hydra",
-                                replace=True)
+OmegaConf.register_new_resolver(
+    "jl_output_subdir", lambda resume, resumed: resumed if resume else ".hydra", replace=True
+)
 
 
 def compose(overrides: list[str] | tuple = (), config_name: str = "train") -> DictConfig:
     """``conf/<config_name>.yaml`` composed with ``overrides``, as the entry point would."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_module
 
     with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
         return hydra_compose(config_name=config_name, overrides=list(overrides))
@@ -39,10 +59,6 @@ def user_error_message(err: BaseException) -> str | None:
     Unwraps what Hydra's ``instantiate`` wraps (the ``JLInputError`` raised inside a
     constructor) and names a mandatory option left unset (``???`` in the YAML).
     """
-    from hydra.errors import InstantiationException
-    from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
-
-    from jl_lightning.errors import JLInputError
 
     seen = err
     while seen is not None:
@@ -79,17 +95,23 @@ def refuse_and_exit(program: str, run_dir, err: Exception) -> None:
     after the run folder this run created is removed; a full disk mid-run is one line and
     exit status 1, the folder kept as it is, incomplete (no summary.json, no embedding.npy)
     and resumable from its last checkpoint; anything else is re-raised (a bug)."""
-    from jl_lightning.io.run_folder import release_lock
 
     disk = disk_error(err)
     if disk is not None:
         folder = Path(str(run_dir))
         if not (folder / "summary.json").exists():  # a matrix without its summary would look finished
             (folder / "embedding.npy").unlink(missing_ok=True)
-        then = f"free space, then continue with: jl-train resume={run_dir}" if release_keeping_resumable(run_dir) \
+        then = (
+            f"free space, then continue with: jl-train resume={run_dir}"
+            if release_keeping_resumable(run_dir)
             else "free space and run the command again"
-        print(f"{program}: error: writing {disk.filename or run_dir} failed ({disk.strerror}); the run folder "
-              f"{run_dir} is incomplete (no summary.json); {then}", file=sys.stderr, flush=True)
+        )
+        print(
+            f"{program}: error: writing {disk.filename or run_dir} failed ({disk.strerror}); the run folder "
+            f"{run_dir} is incomplete (no summary.json); {then}",
+            file=sys.stderr,
+            flush=True,
+        )
         sys.exit(1)
     message = user_error_message(err)
     release_lock(run_dir, abandon=True)
@@ -103,8 +125,8 @@ def release_keeping_resumable(run_dir) -> bool:
     """Release this run's lock after it stopped short; its folder stays when it holds a
     checkpoint to resume from, and is removed (if this run created it) otherwise. Returns
     whether it can be resumed."""
-    from jl_lightning.io.run_folder import release_lock
-    from jl_lightning.lightning.callbacks.graceful_stop import checkpoint_path
+    # lazy: jl-embed and jl-compare use this module and never need Lightning's callbacks
+    from jl_lightning.lightning.callbacks.graceful_stop import checkpoint_path  # noqa: PLC0415
 
     resumable = checkpoint_path(run_dir).is_file()
     release_lock(run_dir, abandon=not resumable)
@@ -114,13 +136,14 @@ def release_keeping_resumable(run_dir) -> bool:
 def log_thread_errors() -> None:
     """A background thread's exception (TensorBoard's writer on a full disk) goes to the log,
     not as a traceback on stderr: the main thread meets the same error and reports it in one line."""
-    import logging
-    import threading
 
     def hook(args) -> None:
-        logging.getLogger("jl_lightning").error("background thread %s failed: %s: %s",
-                                                getattr(args.thread, "name", "?"), args.exc_type.__name__,
-                                                args.exc_value)
+        logging.getLogger("jl_lightning").error(
+            "background thread %s failed: %s: %s",
+            getattr(args.thread, "name", "?"),
+            args.exc_type.__name__,
+            args.exc_value,
+        )
 
     threading.excepthook = hook
 
@@ -129,18 +152,21 @@ def stop_and_exit(program: str, run_dir, stop) -> None:
     """The entry points' path for a run stopped by a signal (``RunStopped``): one line on
     stderr saying where it stopped and how to continue, the lock released, and exit status
     128 + the signal number. A run stopped before it saved any step leaves nothing behind."""
-    import signal
 
     name = signal.Signals(stop.signum).name
     if not release_keeping_resumable(run_dir):
         message = f"stopped by {name} before any training step was saved; nothing was kept (run the command again)"
     elif stop.checkpoint is not None:
         where = f"at step {stop.step}" + (f" of {stop.max_steps}" if stop.max_steps else "")
-        message = (f"stopped by {name} {where}; checkpoints/last.ckpt holds that step; "
-                   f"continue with: jl-train resume={run_dir}")
+        message = (
+            f"stopped by {name} {where}; checkpoints/last.ckpt holds that step; "
+            f"continue with: jl-train resume={run_dir}"
+        )
     else:
-        message = (f"stopped by {name}; continue from its last checkpoint (checkpoints/last.ckpt) with: "
-                   f"jl-train resume={run_dir}")
+        message = (
+            f"stopped by {name}; continue from its last checkpoint (checkpoints/last.ckpt) with: "
+            f"jl-train resume={run_dir}"
+        )
     print(f"{program}: {message}", file=sys.stderr, flush=True)
     sys.exit(stop.exit_code)
 
@@ -148,9 +174,6 @@ def stop_and_exit(program: str, run_dir, stop) -> None:
 def instantiate_error_message(err: BaseException) -> str:
     """One line for an error Hydra's ``instantiate`` reports: an option the class does not
     take is named with the options it does take."""
-    import inspect
-
-    from hydra.utils import get_class
 
     text = str(err)
     target = re.search(r"Error in call to target '([^']+)'", text)
@@ -179,24 +202,24 @@ def composition_error_message(err: BaseException, config_name: str) -> str | Non
     """One line for Hydra's own errors before a run starts (an unknown config group option,
     an unknown key, an override it cannot parse), naming the option and what it accepts; None
     for anything else."""
-    from hydra.errors import (
-        ConfigCompositionException,
-        MissingConfigException,
-        OverrideParseException,
-    )
 
     text = str(err)
     if isinstance(err, MissingConfigException) and not Path(CONFIG_DIR, "train.yaml").is_file():
-        return (f"the configs are not at {CONFIG_DIR}: the package was installed without its data; "
-                "reinstall it (pip install .)")
+        return (
+            f"the configs are not at {CONFIG_DIR}: the package was installed without its data; "
+            "reinstall it (pip install .)"
+        )
     if isinstance(err, MissingConfigException) or "Could not find '" in text:
         found = re.search(r"Could not find '([^']+)'", text)
         options = [line.strip() for line in text.splitlines() if line.startswith("\t") and "provider=" not in line]
         missing = found.group(1) if found else "a config"
         group, _, name = missing.rpartition("/")
         listed = f"; choose from {', '.join(o for o in options if o != 'common')}" if options else ""
-        return f"{group or 'config'}={name}: no such {group or 'config'} config{listed}" if group else \
-            f"no config {missing!r}{listed}"
+        return (
+            f"{group or 'config'}={name}: no such {group or 'config'} config{listed}"
+            if group
+            else f"no config {missing!r}{listed}"
+        )
     if isinstance(err, OverrideParseException):
         return f"could not parse an override: {text.splitlines()[0]} (see jl-train --help)"
     if isinstance(err, ConfigCompositionException):
@@ -204,7 +227,8 @@ def composition_error_message(err: BaseException, config_name: str) -> str | Non
         if not found:
             cause = err.__cause__
             return f"the config could not be composed: {text.splitlines()[0]}" + (
-                f" ({str(cause).splitlines()[0]})" if cause else "")
+                f" ({str(cause).splitlines()[0]})" if cause else ""
+            )
         key = found.group(1)
         parent, _, leaf = key.rpartition(".")
         accepted = _accepted_keys(parent, key, config_name)
@@ -215,7 +239,6 @@ def composition_error_message(err: BaseException, config_name: str) -> str | Non
 
 def _accepted_keys(parent: str, bad_key: str, config_name: str) -> list[str]:
     """The keys of ``parent`` in the config composed without the override of ``bad_key``."""
-    from omegaconf import OmegaConf
 
     others = [o for o in _command_overrides() if not o.lstrip("+~").startswith(bad_key + "=")]
     try:
@@ -248,13 +271,6 @@ def failed_job(program: str, job_dir, err: Exception) -> float:
     folder for its summary, and NaN returned to the sweeper (Optuna marks the trial failed)
     so that the other jobs run. A job refused as bad input leaves no folder; a job that met a
     bug keeps its folder, with the traceback in its log."""
-    import logging
-    import math
-    import shutil
-
-    from hydra.core.hydra_config import HydraConfig
-
-    from jl_lightning.io.sweep_summary import record_failure
 
     hydra_cfg = HydraConfig.get()
     job, overrides = str(hydra_cfg.job.num), list(hydra_cfg.overrides.task)
@@ -264,8 +280,11 @@ def failed_job(program: str, job_dir, err: Exception) -> float:
         shutil.rmtree(job_dir, ignore_errors=True)
     else:
         logging.getLogger("jl_lightning").exception("job %s failed", job)
-        message = (f"writing failed ({disk.strerror})" if disk is not None else
-                   f"{type(err).__name__}: {err} (traceback in {Path(str(job_dir)) / 'train.log'})")
+        message = (
+            f"writing failed ({disk.strerror})"
+            if disk is not None
+            else f"{type(err).__name__}: {err} (traceback in {Path(str(job_dir)) / 'train.log'})"
+        )
     record_failure(hydra_cfg.sweep.dir, job, overrides, message)
     print(f"{program}: error: job {job} ({' '.join(overrides)}): {message}", file=sys.stderr, flush=True)
     return math.nan

@@ -61,7 +61,9 @@ def npy_chunks(path: Path, chunk_rows: int) -> tuple[tuple, Iterator[np.ndarray]
         raise JLInputError(f"{path}: expected a 2-D array (n vectors x d), got shape {shape}")
     if fortran and shape[0] > 1 and shape[1] > 1:
         handle.close()
-        raise JLInputError(f"{path}: Fortran-ordered arrays cannot be streamed; save it with np.save(np.ascontiguousarray(x))")
+        raise JLInputError(
+            f"{path}: Fortran-ordered arrays cannot be streamed; save it with np.save(np.ascontiguousarray(x))"
+        )
     n, d = shape
 
     def chunks():
@@ -84,8 +86,9 @@ def csv_chunks(path: Path, chunk_rows: int, header="auto") -> tuple[tuple, Itera
     return (-1, width), chunks
 
 
-def open_input(path: Path, chunk_rows: int, key: str | None = None,
-               header="auto") -> tuple[tuple, Iterator[np.ndarray]]:
+def open_input(
+    path: Path, chunk_rows: int, key: str | None = None, header="auto"
+) -> tuple[tuple, Iterator[np.ndarray]]:
     if not path.exists():
         raise JLInputError(f"input file not found: {path}")
     if not path.is_file():  # checked before any open: reading a named pipe or a device would hang
@@ -100,12 +103,13 @@ def open_input(path: Path, chunk_rows: int, key: str | None = None,
     if suffix == ".csv":
         return csv_chunks(path, chunk_rows, header)
     if suffix in (".npz", ".pt", ".pth"):
-        from jl_lightning.io.loading import load_points
+        # lazy: jl-embed loads only what the input file needs
+        from jl_lightning.io.loading import load_points  # noqa: PLC0415
 
         array = np.asarray(load_points(path, key, key_option="--key"))
         if array.ndim != 2:
             raise JLInputError(f"{path}: expected a 2-D array (n vectors x d), got shape {array.shape}")
-        return array.shape, (array[i:i + chunk_rows] for i in range(0, len(array), chunk_rows))
+        return array.shape, (array[i : i + chunk_rows] for i in range(0, len(array), chunk_rows))
     raise JLInputError(f"{path}: unsupported input type {suffix!r}; expected .npy, .csv, .npz or .pt")
 
 
@@ -148,9 +152,15 @@ class CsvWriter:
         pass
 
 
-def embed_file(matrix: np.ndarray, input_path: str | Path, output_path: str | Path,
-               chunk_rows: int = DEFAULT_CHUNK_ROWS, dtype: str = "float32", key: str | None = None,
-               header="auto") -> int:
+def embed_file(
+    matrix: np.ndarray,
+    input_path: str | Path,
+    output_path: str | Path,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    dtype: str = "float32",
+    key: str | None = None,
+    header="auto",
+) -> int:
     """Stream ``input_path`` through ``matrix`` (k, d) into a new ``output_path``; returns the row count."""
     input_path, output_path = Path(input_path), Path(output_path)
     if chunk_rows <= 0:
@@ -165,8 +175,9 @@ def embed_file(matrix: np.ndarray, input_path: str | Path, output_path: str | Pa
     k, d = matrix.shape
     shape, chunks = open_input(input_path, chunk_rows, key, header)
     if shape[1] != d:
-        raise JLInputError(f"{input_path}: vectors have dimension {shape[1]}, but the matrix maps "
-                           f"d={d} to k={k}; they must match")
+        raise JLInputError(
+            f"{input_path}: vectors have dimension {shape[1]}, but the matrix maps d={d} to k={k}; they must match"
+        )
     counted = {}
 
     def stream(handle) -> None:
@@ -176,11 +187,12 @@ def embed_file(matrix: np.ndarray, input_path: str | Path, output_path: str | Pa
             block = check_array(block, str(input_path), dim=d, first_row=writer.rows).astype(np.float64, copy=False)
             with np.errstate(over="ignore"):  # checked right below
                 out = (block @ matrix_t).astype(writer.dtype if out_suffix == ".npy" else np.float64)
-            check_fits(out, str(input_path), writer.rows,
-                       "; try --dtype float64" if out.dtype == np.float32 else "")
+            check_fits(out, str(input_path), writer.rows, "; try --dtype float64" if out.dtype == np.float32 else "")
             writer.write(out)
         if writer.rows == 0:  # refused as fit() and transform() refuse it
-            raise JLInputError(f"{input_path}: the array is empty: 0 sample(s) (shape=(0, {d})) while a minimum of 1 is required")
+            raise JLInputError(
+                f"{input_path}: the array is empty: 0 sample(s) (shape=(0, {d})) while a minimum of 1 is required"
+            )
         writer.close()
         counted["rows"] = writer.rows
 
@@ -196,19 +208,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_dir", help="a jl-train run folder, a .npz from JLEmbedding.save or a (k, d) .npy")
     parser.add_argument("input", help="vectors to embed: .npy (streamed), .csv (streamed), .npz or .pt")
     parser.add_argument("output", help="where to write the embedded vectors: .npy or .csv (must not exist)")
-    parser.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS,
-                        help=f"rows per chunk (default {DEFAULT_CHUNK_ROWS})")
-    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32",
-                        help="dtype of a .npy output (default float32; computed in float64)")
+    parser.add_argument(
+        "--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS, help=f"rows per chunk (default {DEFAULT_CHUNK_ROWS})"
+    )
+    parser.add_argument(
+        "--dtype",
+        choices=["float32", "float64"],
+        default="float32",
+        help="dtype of a .npy output (default float32; computed in float64)",
+    )
     parser.add_argument("--key", default=None, help="the array to read from a .npz (or a .pt dict) INPUT")
-    parser.add_argument("--header", choices=["auto", "true", "false"], default="auto",
-                        help="whether a .csv INPUT's first line is a header (auto: when it holds no number, "
-                             "or the column indices 0..d-1 / 1..d)")
+    parser.add_argument(
+        "--header",
+        choices=["auto", "true", "false"],
+        default="auto",
+        help="whether a .csv INPUT's first line is a header (auto: when it holds no number, "
+        "or the column indices 0..d-1 / 1..d)",
+    )
     args = parser.parse_args(argv)
     header = {"auto": "auto", "true": True, "false": False}[args.header]
     # a SIGTERM (kill, a scheduler) unwinds like Ctrl-C, so the output's temporary file is removed
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    from jl_lightning.apps.embedding import load_embedding_matrix
+    # lazy: jl-embed loads only what the input file needs
+    from jl_lightning.apps.embedding import load_embedding_matrix  # noqa: PLC0415
 
     try:
         matrix = load_embedding_matrix(args.run_dir)
@@ -219,8 +241,11 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as err:  # an unwritable folder, a full disk: the temporary was removed, OUTPUT not written
         output = Path(args.output)
         # the temporary beside OUTPUT is an implementation detail: name OUTPUT's folder instead
-        where = str(err.filename) if err.filename and Path(str(err.filename)).parent != output.parent else \
-            str(output.parent)
+        where = (
+            str(err.filename)
+            if err.filename and Path(str(err.filename)).parent != output.parent
+            else str(output.parent)
+        )
         print(f"jl-embed: error: {where}: {err.strerror or err}; {args.output} was not written", file=sys.stderr)
         return 2
     print(f"[jl-embed] {rows} vectors of dimension {matrix.shape[1]} -> {matrix.shape[0]}: {args.output}")

@@ -38,6 +38,7 @@ FORMAT = "jl_lightning.embedding/1"
 try:  # scikit-learn's own class, so that its users' filters apply; a plain warning without it
     from sklearn.exceptions import ConvergenceWarning
 except ImportError:  # pragma: no cover - scikit-learn is optional
+
     class ConvergenceWarning(UserWarning):
         """A fit stopped before sigma^2 reached 0 (the switch to the deterministic mean)."""
 
@@ -66,8 +67,15 @@ class JLEmbedding:
     metadata_: dict with the mode, the data fingerprint, the package version, ...
     """
 
-    def __init__(self, n_components: int = 30, mode: str = "norms", max_steps: int | None = None,
-                 random_state: int = 0, experiment: str | None = None, overrides: tuple = ()):
+    def __init__(
+        self,
+        n_components: int = 30,
+        mode: str = "norms",
+        max_steps: int | None = None,
+        random_state: int = 0,
+        experiment: str | None = None,
+        overrides: tuple = (),
+    ):
         self.n_components = n_components
         self.mode = mode
         self.max_steps = max_steps
@@ -92,10 +100,15 @@ class JLEmbedding:
 
     def __sklearn_tags__(self):
         """scikit-learn >= 1.6 asks every pipeline step for its tags: a transformer that needs fitting."""
-        from sklearn.utils import InputTags, Tags, TargetTags, TransformerTags
+        # lazy: scikit-learn is optional
+        from sklearn.utils import InputTags, Tags, TargetTags, TransformerTags  # noqa: PLC0415
 
-        return Tags(estimator_type=None, target_tags=TargetTags(required=False),
-                    transformer_tags=TransformerTags(), input_tags=InputTags())
+        return Tags(
+            estimator_type=None,
+            target_tags=TargetTags(required=False),
+            transformer_tags=TransformerTags(),
+            input_tags=InputTags(),
+        )
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
@@ -103,10 +116,19 @@ class JLEmbedding:
 
     # --------------------------------------------------------------- fitting
     def _config_overrides(self) -> list[str]:
-        overrides = [f"model.k={self.n_components}", f"model.mode={self.mode}", f"seed={self.random_state}",
-                     "logger=none", "~callbacks.model_checkpoint", "~callbacks.best_checkpoint", "~callbacks.progress_bar",
-                     "~callbacks.run_figures", "~callbacks.tensorboard_report", "~callbacks.graceful_stop",
-                     "baseline.draws=0"]
+        overrides = [
+            f"model.k={self.n_components}",
+            f"model.mode={self.mode}",
+            f"seed={self.random_state}",
+            "logger=none",
+            "~callbacks.model_checkpoint",
+            "~callbacks.best_checkpoint",
+            "~callbacks.progress_bar",
+            "~callbacks.run_figures",
+            "~callbacks.tensorboard_report",
+            "~callbacks.graceful_stop",
+            "baseline.draws=0",
+        ]
         if self.experiment:
             overrides.insert(0, f"experiment={self.experiment}")
         if self.max_steps is not None:
@@ -115,15 +137,18 @@ class JLEmbedding:
 
     def fit(self, X, y=None) -> "JLEmbedding":
         """Learn the matrix on the rows of ``X`` (n, d) with jl-train's configuration."""
-        from omegaconf import open_dict
+        # lazy: JLEmbedding(...) is built without Hydra or Lightning; fit loads them
+        from omegaconf import open_dict  # noqa: PLC0415
 
-        from jl_lightning.apps.config import (
+        from jl_lightning.apps.config import (  # noqa: PLC0415
             compose,
             composition_error_message,
             user_error_message,
         )
-        from jl_lightning.io.sources import ArrayPoints
-        from jl_lightning.lightning.fit import fit_from_config
+
+        # lazy: JLEmbedding(...) is built without Hydra or Lightning; fit loads them
+        from jl_lightning.io.sources import ArrayPoints  # noqa: PLC0415
+        from jl_lightning.lightning.fit import fit_from_config  # noqa: PLC0415
 
         X = check_array(X, "fit(X)")
         try:
@@ -140,20 +165,33 @@ class JLEmbedding:
                 raise
             raise JLInputError(message) from None
         summary = result.summary
-        self._set_fitted(result.embedding, {
-            "training_distortion": summary["best_distortion"], "mode": summary["mode"],
-            "data_fingerprint": summary["data_fingerprint"], "n_train": summary["n"],
-            "steps": summary["steps"], "seed": summary["seed"], "version": __version__,
-            "converged": bool(summary["converged"]), "sigma2_final": summary["sigma2_final"],
-            "switch_step": summary.get("switch_step")}, where="fit()")
+        self._set_fitted(
+            result.embedding,
+            {
+                "training_distortion": summary["best_distortion"],
+                "mode": summary["mode"],
+                "data_fingerprint": summary["data_fingerprint"],
+                "n_train": summary["n"],
+                "steps": summary["steps"],
+                "seed": summary["seed"],
+                "version": __version__,
+                "converged": bool(summary["converged"]),
+                "sigma2_final": summary["sigma2_final"],
+                "switch_step": summary.get("switch_step"),
+            },
+            where="fit()",
+        )
         self.converged_ = bool(summary["converged"])
         self.sigma2_final_ = float(summary["sigma2_final"])
         self.switch_step_ = summary.get("switch_step")
         if not self.converged_:
-            warnings.warn(f"JLEmbedding.fit did not converge: sigma^2 = {self.sigma2_final_:.3g} after "
-                          f"{summary['steps']} steps, the switch to the deterministic mean never happened; the "
-                          f"matrix's epsilon is {summary['best_distortion']:.4g}. Give more steps (max_steps).",
-                          ConvergenceWarning, stacklevel=2)
+            warnings.warn(
+                f"JLEmbedding.fit did not converge: sigma^2 = {self.sigma2_final_:.3g} after "
+                f"{summary['steps']} steps, the switch to the deterministic mean never happened; the "
+                f"matrix's epsilon is {summary['best_distortion']:.4g}. Give more steps (max_steps).",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
         return self
 
     def _set_fitted(self, matrix: np.ndarray, metadata: dict, where: str = "the embedding matrix") -> None:
@@ -201,11 +239,17 @@ class JLEmbedding:
             raise FileExistsError(f"{path} exists; refusing to overwrite it")
         if not path.parent.is_dir():
             raise JLInputError(f"{path}: the folder {path.parent} does not exist")
-        meta = dict(self.metadata_, format=FORMAT, n_components=self.n_components,
-                    n_features_in=self.n_features_in_, random_state=self.random_state)
+        meta = dict(
+            self.metadata_,
+            format=FORMAT,
+            n_components=self.n_components,
+            n_features_in=self.n_features_in_,
+            random_state=self.random_state,
+        )
         try:
-            atomic_write(path, lambda handle: np.savez(handle, components=self.components_,
-                                                       metadata=np.array(json.dumps(meta))))
+            atomic_write(
+                path, lambda handle: np.savez(handle, components=self.components_, metadata=np.array(json.dumps(meta)))
+            )
         except OSError as err:  # unwritable folder, full disk: nothing is left at path
             raise JLInputError(f"{path}: could not write ({err.strerror or err})") from None
         return path
@@ -219,8 +263,10 @@ class JLEmbedding:
         try:
             archive = np.load(path, allow_pickle=False)
             if not isinstance(archive, np.lib.npyio.NpzFile):
-                raise JLInputError(f"{path}: a bare array, not a .npz saved by JLEmbedding.save (a (k, d) .npy "
-                                   "matrix: JLEmbedding.from_matrix(np.load(path)), or jl-embed reads it as it is)")
+                raise JLInputError(
+                    f"{path}: a bare array, not a .npz saved by JLEmbedding.save (a (k, d) .npy "
+                    "matrix: JLEmbedding.from_matrix(np.load(path)), or jl-embed reads it as it is)"
+                )
             with archive:
                 matrix = archive["components"]
                 meta = json.loads(str(archive["metadata"])) if "metadata" in archive.files else {}
@@ -234,10 +280,15 @@ class JLEmbedding:
             raise JLInputError(f"{path}: its metadata is not a JSON object; not a saved JLEmbedding")
         for name, axis in (("n_components", 0), ("n_features_in", 1)):
             if meta.get(name) is not None and matrix.ndim == 2 and meta[name] != matrix.shape[axis]:
-                raise JLInputError(f"{path}: its metadata says {name}={meta[name]}, but the components have "
-                                   f"shape {matrix.shape}; the file is inconsistent")
-        emb = cls(n_components=int(matrix.shape[0]) if matrix.ndim else 1, mode=meta.get("mode", "norms"),
-                  random_state=meta.get("random_state", 0))
+                raise JLInputError(
+                    f"{path}: its metadata says {name}={meta[name]}, but the components have "
+                    f"shape {matrix.shape}; the file is inconsistent"
+                )
+        emb = cls(
+            n_components=int(matrix.shape[0]) if matrix.ndim else 1,
+            mode=meta.get("mode", "norms"),
+            random_state=meta.get("random_state", 0),
+        )
         emb._set_fitted(matrix, meta, where=str(path))
         return emb
 
@@ -255,21 +306,33 @@ class JLEmbedding:
         run_dir = Path(run_dir)
         matrix_path, summary_path = run_dir / "embedding.npy", run_dir / "summary.json"
         if not summary_path.is_file() or not matrix_path.is_file():
-            raise JLInputError(f"{run_dir} is not a finished jl-train run folder "
-                               "(expected embedding.npy and summary.json)")
+            raise JLInputError(
+                f"{run_dir} is not a finished jl-train run folder (expected embedding.npy and summary.json)"
+            )
         try:
             summary = json.loads(summary_path.read_text())
             matrix = np.load(matrix_path, allow_pickle=False)
         except Exception as err:
-            raise JLInputError(f"{run_dir}: could not read its summary.json and embedding.npy "
-                               f"({type(err).__name__}: {err})") from None
-        emb = cls(n_components=int(matrix.shape[0]), mode=summary.get("mode", "norms"),
-                  random_state=summary.get("seed", 0))
-        emb._set_fitted(matrix, {
-            "training_distortion": summary.get("best_distortion"), "mode": summary.get("mode", "norms"),
-            "data_fingerprint": summary.get("data_fingerprint"), "n_train": summary.get("n"),
-            "steps": summary.get("steps"), "seed": summary.get("seed"),
-            "version": summary.get("jl_lightning_version"), "run_dir": str(run_dir)}, where=str(matrix_path))
+            raise JLInputError(
+                f"{run_dir}: could not read its summary.json and embedding.npy ({type(err).__name__}: {err})"
+            ) from None
+        emb = cls(
+            n_components=int(matrix.shape[0]), mode=summary.get("mode", "norms"), random_state=summary.get("seed", 0)
+        )
+        emb._set_fitted(
+            matrix,
+            {
+                "training_distortion": summary.get("best_distortion"),
+                "mode": summary.get("mode", "norms"),
+                "data_fingerprint": summary.get("data_fingerprint"),
+                "n_train": summary.get("n"),
+                "steps": summary.get("steps"),
+                "seed": summary.get("seed"),
+                "version": summary.get("jl_lightning_version"),
+                "run_dir": str(run_dir),
+            },
+            where=str(matrix_path),
+        )
         return emb
 
 
@@ -286,7 +349,9 @@ def load_embedding_matrix(path: str | os.PathLike) -> np.ndarray:
         except Exception as err:
             raise JLInputError(f"{path}: could not read as a .npy matrix ({type(err).__name__}: {err})") from None
         if matrix.ndim != 2 or not np.issubdtype(matrix.dtype, np.number):
-            raise JLInputError(f"{path}: an embedding matrix must be a numeric 2-D (k, d) array, "
-                               f"got shape {matrix.shape} and dtype {matrix.dtype}")
+            raise JLInputError(
+                f"{path}: an embedding matrix must be a numeric 2-D (k, d) array, "
+                f"got shape {matrix.shape} and dtype {matrix.dtype}"
+            )
         return check_finite_matrix(matrix.astype(np.float64), str(path))
     raise JLInputError(f"{path}: expected a jl-train run folder, a .npz saved by JLEmbedding or a .npy matrix")

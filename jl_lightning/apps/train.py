@@ -10,11 +10,15 @@ folder, trains, writes the results and says how the run went.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from jl_lightning.apps.config import (
     CONFIG_PATH,
@@ -28,28 +32,48 @@ from jl_lightning.errors import JLInputError
 from jl_lightning.io.run_folder import check_fresh, process_rank, write_results
 from jl_lightning.io.sweep_summary import check_metric, metric_value
 from jl_lightning.lightning.callbacks.graceful_stop import RunStopped, stop_on_signals
+from jl_lightning.lightning.fit import fit_from_config
 
 # every key conf/train.yaml composes; anything else (a `+key=` override) would be ignored
-TOP_LEVEL = frozenset({"task_name", "seed", "log_every", "threads", "resume", "optimized_metric", "baseline", "data",
-                       "model", "optimizer", "scheduler", "trainer", "callbacks", "logger", "paths"})
+TOP_LEVEL = frozenset(
+    {
+        "task_name",
+        "seed",
+        "log_every",
+        "threads",
+        "resume",
+        "optimized_metric",
+        "baseline",
+        "data",
+        "model",
+        "optimizer",
+        "scheduler",
+        "trainer",
+        "callbacks",
+        "logger",
+        "paths",
+    }
+)
 
 
 def resumed_config(cfg: DictConfig) -> tuple[DictConfig, Path]:
     """The killed run ``cfg.resume``'s own config (its .hydra/config.yaml) and its
     checkpoints/last.ckpt. A resumed run never mixes a new config with an old checkpoint, so
     any other override given with ``resume=`` is refused."""
-    from omegaconf import OmegaConf, open_dict
 
     run_dir = Path(str(cfg.resume))
     saved_path = run_dir / ".hydra" / "config.yaml"
     checkpoint = run_dir / "checkpoints" / "last.ckpt"
     if not saved_path.is_file() or not checkpoint.is_file():
-        raise JLInputError(f"resume={run_dir}: expected a killed jl-train run folder with .hydra/config.yaml "
-                           "and checkpoints/last.ckpt")
+        raise JLInputError(
+            f"resume={run_dir}: expected a killed jl-train run folder with .hydra/config.yaml and checkpoints/last.ckpt"
+        )
     others = [o for o in _task_overrides() if not o.startswith("resume=")]
     if others:
-        raise JLInputError(f"resume={run_dir} continues the run with its own config; give resume= alone "
-                           f"(also given: {' '.join(others)})")
+        raise JLInputError(
+            f"resume={run_dir} continues the run with its own config; give resume= alone "
+            f"(also given: {' '.join(others)})"
+        )
     check_checkpoint(checkpoint, f"resume={run_dir}")
     # the final phase's figures of a run stopped in it (a signal, a full disk): rewritten
     for stale in (run_dir / "figures").glob("*.png"):
@@ -65,13 +89,14 @@ def check_checkpoint(path: Path, option: str) -> None:
     """Refuse (one line) a checkpoint that is truncated, not a torch file, holds pickled objects,
     or was not written by jl-train (no module weights M, no loop state). Read as Lightning
     reads it: tensors and plain containers only, never pickled code."""
-    import torch
 
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise JLInputError(f"{option}: {path} cannot be read as a checkpoint: truncated, damaged, not a torch file "
-                           f"or holding pickled objects ({type(err).__name__}); start the run again") from None
+        raise JLInputError(
+            f"{option}: {path} cannot be read as a checkpoint: truncated, damaged, not a torch file "
+            f"or holding pickled objects ({type(err).__name__}); start the run again"
+        ) from None
     state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict) or "mean" not in state or "loops" not in checkpoint:
         raise JLInputError(f"{option}: {path} is not a jl-train checkpoint (no sampler mean M or loop state)")
@@ -79,7 +104,6 @@ def check_checkpoint(path: Path, option: str) -> None:
 
 def _task_overrides() -> list[str]:
     """The command-line overrides of this Hydra run (none outside one)."""
-    from hydra.core.hydra_config import HydraConfig
 
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
@@ -90,22 +114,28 @@ def final_line(summary: dict) -> str:
     eps = summary["best_distortion"]
     head = f"final deterministic distortion {summary['final_distortion']:.3e} (best {eps:.3e})"
     if not summary.get("converged", True):
-        head = (f"NOT CONVERGED: sigma^2 = {summary['sigma2_final']:.3g} at the last step, the switch to the "
-                f"deterministic mean never happened (more trainer.max_steps?); {head}")
+        head = (
+            f"NOT CONVERGED: sigma^2 = {summary['sigma2_final']:.3g} at the last step, the switch to the "
+            f"deterministic mean never happened (more trainer.max_steps?); {head}"
+        )
     baseline = summary["baseline_gaussian"]
     if baseline is None:
         reference = "no baseline (baseline.draws=0)"
     else:
-        verdict = ("below the best Gaussian draw" if eps < baseline["best"] else
-                   "NOT below the best Gaussian draw: a random matrix does as well or better")
-        reference = (f"Gaussian N(0,1/k) baseline: mean {baseline['mean']:.3f}, best of {baseline['draws']} "
-                     f"{baseline['best']:.3f}; {verdict}")
+        verdict = (
+            "below the best Gaussian draw"
+            if eps < baseline["best"]
+            else "NOT below the best Gaussian draw: a random matrix does as well or better"
+        )
+        reference = (
+            f"Gaussian N(0,1/k) baseline: mean {baseline['mean']:.3f}, best of {baseline['draws']} "
+            f"{baseline['best']:.3f}; {verdict}"
+        )
     return f"{head} | {reference} | run folder {summary['run_dir']}"
 
 
 def to_log_files(line: str) -> None:
     """``line`` into the run's log file (train.log) as well: the console already has it."""
-    import logging
 
     record = logging.LogRecord("jl_lightning", logging.INFO, __file__, 0, line, None, None)
     for handler in logging.getLogger().handlers:
@@ -132,18 +162,21 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     Returns ``(summary, objects)``: summary.json's content, and every object the run built
     (cfg, datamodule, model, trainer, callbacks, loggers).
     """
-    from jl_lightning.lightning.fit import fit_from_config
 
     run_dir = Path(cfg.paths.output_dir)
     unknown = sorted(set(cfg.keys()) - TOP_LEVEL)
     if unknown:
-        raise JLInputError(f"unknown option(s) {', '.join(unknown)}: nothing reads them (to continue a killed run "
-                           "use resume=RUN_DIR); the top-level options are " + ", ".join(sorted(TOP_LEVEL)))
+        raise JLInputError(
+            f"unknown option(s) {', '.join(unknown)}: nothing reads them (to continue a killed run "
+            "use resume=RUN_DIR); the top-level options are " + ", ".join(sorted(TOP_LEVEL))
+        )
     check_metric(cfg.get("optimized_metric", "best_distortion"), cfg.data.get("val_fraction", 0))
     if _in_multirun() and _launches_processes(cfg):
-        raise JLInputError("trainer=ddp with several devices cannot run inside a multirun (-m): Lightning starts "
-                           "the other processes by running the whole command line again; run the jobs one at a "
-                           "time, or let hydra/launcher=submitit_slurm start one task per device")
+        raise JLInputError(
+            "trainer=ddp with several devices cannot run inside a multirun (-m): Lightning starts "
+            "the other processes by running the whole command line again; run the jobs one at a "
+            "time, or let hydra/launcher=submitit_slurm start one task per device"
+        )
     writer = process_rank() == 0
     if writer:
         check_fresh(run_dir)
@@ -161,8 +194,6 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
 
 
 def _in_multirun() -> bool:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
 
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 

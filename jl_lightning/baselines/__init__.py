@@ -2,35 +2,53 @@
 SRHT), PCA and NuMax (one registry, ``registry.py``), and the JL bound."""
 
 from jl_lightning.baselines.jl_bound import (
-                                               johnson_lindenstrauss_eps,
-                                               johnson_lindenstrauss_min_dim,
+    johnson_lindenstrauss_eps,
+    johnson_lindenstrauss_min_dim,
 )
 from jl_lightning.baselines.random_maps import (
-                                               SRHT,
-                                               fwht,
-                                               gaussian_matrix,
-                                               rademacher_matrix,
-                                               sparse_density,
-                                               sparse_matrix,
+    SRHT,
+    fwht,
+    gaussian_matrix,
+    rademacher_matrix,
+    sparse_density,
+    sparse_matrix,
 )
 from jl_lightning.baselines.references import (
-                                               REFERENCE_METHODS,
-                                               best_scale,
-                                               pca_baseline,
-                                               random_baseline,
-                                               random_draws,
-                                               reference_figures,
-                                               reference_scalars,
+    REFERENCE_METHODS,
+    best_scale,
+    pca_baseline,
+    random_baseline,
+    random_draws,
+    reference_figures,
+    reference_scalars,
 )
 from jl_lightning.baselines.registry import (
-                                               RANDOM_METHODS,
-                                               REFERENCES,
-                                               check_methods,
-                                               pca_matrix,
-                                               random_map,
+    RANDOM_METHODS,
+    REFERENCES,
+    check_methods,
+    pca_matrix,
+    random_map,
 )
 
-__all__ = ["RANDOM_METHODS", "REFERENCES", "REFERENCE_METHODS", "SRHT", "best_scale", "check_methods", "fwht",
-           "gaussian_matrix", "johnson_lindenstrauss_eps", "johnson_lindenstrauss_min_dim", "pca_baseline",
-           "pca_matrix", "rademacher_matrix", "random_baseline", "random_draws", "random_map", "reference_figures",
-           "reference_scalars", "sparse_density", "sparse_matrix"]
+__all__ = [
+    "RANDOM_METHODS",
+    "REFERENCES",
+    "REFERENCE_METHODS",
+    "SRHT",
+    "best_scale",
+    "check_methods",
+    "fwht",
+    "gaussian_matrix",
+    "johnson_lindenstrauss_eps",
+    "johnson_lindenstrauss_min_dim",
+    "pca_baseline",
+    "pca_matrix",
+    "rademacher_matrix",
+    "random_baseline",
+    "random_draws",
+    "random_map",
+    "reference_figures",
+    "reference_scalars",
+    "sparse_density",
+    "sparse_matrix",
+]

@@ -18,7 +18,7 @@ def johnson_lindenstrauss_min_dim(n_samples, eps=0.1):
         raise ValueError(f"the JL bound is defined for 0 < eps < 1, got {eps}")
     if np.any(n_samples <= 0):
         raise ValueError(f"the number of samples must be positive, got {n_samples}")
-    denominator = (eps ** 2 / 2) - (eps ** 3 / 3)
+    denominator = (eps**2 / 2) - (eps**3 / 3)
     return (4 * np.log(n_samples) / denominator).astype(np.int64)
 
 
@@ -35,7 +35,7 @@ def johnson_lindenstrauss_eps(n_samples: int, k: int) -> float:
     lo, hi = 0.0, 1.0
     for _ in range(200):  # bisection on an increasing function of eps
         mid = (lo + hi) / 2
-        if mid ** 2 / 2 - mid ** 3 / 3 >= target:
+        if mid**2 / 2 - mid**3 / 3 >= target:
             hi = mid
         else:
             lo = mid

@@ -134,9 +134,20 @@ class _ADMM:
         return (L + L.T) / 2, done
 
 
-def numax(points, delta: float, initial: int = 1000, add: int = 1000, max_rounds: int = 30, seed: int = 0,
-          max_iter: int = 1500, tol: float = 1e-5, check_tol: float = 1e-2, max_secants: int = 6000,
-          memory_budget: int = DEFAULT_MEMORY_BUDGET, secants: np.ndarray | None = None) -> NumaxSolution:
+def numax(
+    points,
+    delta: float,
+    initial: int = 1000,
+    add: int = 1000,
+    max_rounds: int = 30,
+    seed: int = 0,
+    max_iter: int = 1500,
+    tol: float = 1e-5,
+    check_tol: float = 1e-2,
+    max_secants: int = 6000,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    secants: np.ndarray | None = None,
+) -> NumaxSolution:
     """NuMax's SDP at ``delta`` over every secant of ``points`` (n, d), by column generation:
     ``initial`` seeded random secants, then up to ``add`` of the worst violators a round,
     until no secant violates its constraint by more than ``check_tol`` * delta (checked
@@ -165,8 +176,7 @@ def numax(points, delta: float, initial: int = 1000, add: int = 1000, max_rounds
         iterations += used
         values, vectors = np.linalg.eigh(P)
         root = np.sqrt(np.clip(values, 0, None))[:, None] * vectors.T  # root^T root = P
-        report = evaluate(root, X, "pairs", worst=add, quantiles=False, mean_abs=False,
-                          memory_budget=memory_budget)
+        report = evaluate(root, X, "pairs", worst=add, quantiles=False, mean_abs=False, memory_budget=memory_budget)
         if report.epsilon <= delta * (1 + check_tol) or rounds >= max_rounds or len(secants) >= max_secants:
             break
         wi, wj, dev = report.worst
@@ -176,14 +186,26 @@ def numax(points, delta: float, initial: int = 1000, add: int = 1000, max_rounds
     top = values.max()
     keep = values > RANK_RTOL * top if top > 0 else np.zeros_like(values, dtype=bool)
     order = np.argsort(values[keep])[::-1]
-    psi = (np.sqrt(values[keep][order])[:, None] * vectors[:, keep][:, order].T)
-    return NumaxSolution(float(delta), P, int(keep.sum()), psi, float(report.epsilon), len(secants), rounds,
-                         time.perf_counter() - began, eigenvalues=values, eigenvectors=vectors,
-                         iterations=iterations, secant_rows=secants)
+    psi = np.sqrt(values[keep][order])[:, None] * vectors[:, keep][:, order].T
+    return NumaxSolution(
+        float(delta),
+        P,
+        int(keep.sum()),
+        psi,
+        float(report.epsilon),
+        len(secants),
+        rounds,
+        time.perf_counter() - began,
+        eigenvalues=values,
+        eigenvectors=vectors,
+        iterations=iterations,
+        secant_rows=secants,
+    )
 
 
-def numax_for_k(points, k: int, low: float = 0.05, high: float = 0.9, steps: int = 5, cache: dict | None = None,
-                **kwargs) -> dict:
+def numax_for_k(
+    points, k: int, low: float = 0.05, high: float = 0.9, steps: int = 5, cache: dict | None = None, **kwargs
+) -> dict:
     """The k-row NuMax map: bisection on delta in [``low``, ``high``] (``steps`` solves
     after the first at ``high``) for the smallest delta whose top-k truncation has exact
     epsilon <= delta; the best truncated map met, plain and best-scaled, with its figures.
@@ -218,11 +240,25 @@ def numax_for_k(points, k: int, low: float = 0.05, high: float = 0.9, steps: int
         report = evaluate(A, X, "pairs", quantiles=False, mean_abs=False)
         # delta >= 1 lets P = 0 through; a map that sends everything to 0 has no best scale
         scale, eps_scaled = best_scale(report) if report.max_ratio > 0 else (1.0, math.inf)
-        tried.append({"delta": delta, "rank": solution.rank, "epsilon": report.epsilon, "epsilon_scaled": eps_scaled,
-                      "rounds": solution.rounds, "secants": solution.secants})
+        tried.append(
+            {
+                "delta": delta,
+                "rank": solution.rank,
+                "epsilon": report.epsilon,
+                "epsilon_scaled": eps_scaled,
+                "rounds": solution.rounds,
+                "secants": solution.secants,
+            }
+        )
         if best is None or eps_scaled < best["epsilon_scaled"]:
-            best = {"epsilon": report.epsilon, "epsilon_scaled": eps_scaled, "scale": scale, "delta": delta,
-                    "rank": solution.rank, "matrix": scale * A}
+            best = {
+                "epsilon": report.epsilon,
+                "epsilon_scaled": eps_scaled,
+                "scale": scale,
+                "delta": delta,
+                "rank": solution.rank,
+                "matrix": scale * A,
+            }
         ok = report.epsilon <= delta
         if ok and (reached is None or delta < reached):
             reached = delta
@@ -238,7 +274,18 @@ def numax_for_k(points, k: int, low: float = 0.05, high: float = 0.9, steps: int
             lo = mid
     for delta in sorted(set(cache or ()) - {t["delta"] for t in tried}):  # other k's solutions
         attempt(delta)
-    return {"method": "numax", "k": int(k), "epsilon": best["epsilon"], "epsilon_scaled": best["epsilon_scaled"],
-            "scale": best["scale"], "delta": best["delta"], "delta_reached": reached, "high_reached": hi_ok,
-            "rank": best["rank"], "solves": len(tried), "tried": tried, "seconds": time.perf_counter() - began,
-            "matrix": best["matrix"]}
+    return {
+        "method": "numax",
+        "k": int(k),
+        "epsilon": best["epsilon"],
+        "epsilon_scaled": best["epsilon_scaled"],
+        "scale": best["scale"],
+        "delta": best["delta"],
+        "delta_reached": reached,
+        "high_reached": hi_ok,
+        "rank": best["rank"],
+        "solves": len(tried),
+        "tried": tried,
+        "seconds": time.perf_counter() - began,
+        "matrix": best["matrix"],
+    }

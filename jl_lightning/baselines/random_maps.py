@@ -47,8 +47,7 @@ def sparse_density(density, d: int) -> float:
     return density
 
 
-def sparse_matrix(k: int, d: int, generator: torch.Generator, density="auto",
-                  dtype=torch.float64) -> torch.Tensor:
+def sparse_matrix(k: int, d: int, generator: torch.Generator, density="auto", dtype=torch.float64) -> torch.Tensor:
     """Achlioptas / Li's sparse projection, dense storage (k x d is small here)."""
     s = sparse_density(density, d)
     u = torch.rand(k, d, generator=generator, dtype=torch.float64)
@@ -77,7 +76,7 @@ def fwht(x: torch.Tensor) -> torch.Tensor:
         return _fwht_rows(flat).reshape(*lead, p)
     out = torch.empty_like(flat)
     for start in range(0, flat.shape[0], FWHT_BLOCK_ROWS):
-        out[start:start + FWHT_BLOCK_ROWS] = _fwht_rows(flat[start:start + FWHT_BLOCK_ROWS])
+        out[start : start + FWHT_BLOCK_ROWS] = _fwht_rows(flat[start : start + FWHT_BLOCK_ROWS])
     return out.reshape(*lead, p)
 
 
@@ -121,8 +120,10 @@ class SRHT:
             return False
         fits = X.device.type == "cpu" and X.dtype in (torch.float32, torch.float64) and not X.requires_grad
         if self.backend == "numba" and not fits:
-            raise ValueError("SRHT backend='numba' takes CPU float32/float64 input without gradient, "
-                             f"got {X.dtype} on {X.device} (requires_grad={X.requires_grad})")
+            raise ValueError(
+                "SRHT backend='numba' takes CPU float32/float64 input without gradient, "
+                f"got {X.dtype} on {X.device} (requires_grad={X.requires_grad})"
+            )
         return fits
 
     def apply(self, X: torch.Tensor) -> torch.Tensor:
@@ -131,8 +132,7 @@ class SRHT:
         if self._use_kernel(X):
             if self._plan is None:
                 self._plan = srht_kernel.make_plan(self.rows.numpy(), self.p, self.scale, np.float64)
-            out = srht_kernel.apply(X.detach().numpy(), self.signs.numpy(), self._plan,
-                                    threads=torch.get_num_threads())
+            out = srht_kernel.apply(X.detach().numpy(), self.signs.numpy(), self._plan, threads=torch.get_num_threads())
             return torch.from_numpy(out)
         signed = X * self.signs.to(X.dtype)
         if self.p != self.d:

@@ -63,10 +63,21 @@ def pass_size(measured: list[tuple[int, float]], seconds_left: float, most: int)
     return int(max(0, min(most, math.floor((seconds_left - a) / b + 1e-9))))  # 1e-9: the fit's rounding
 
 
-def random_draws(method: str, points, k: int, draws: int = 100, seed: int = 0, mode: str = "norms",
-                 memory_budget: int = DEFAULT_MEMORY_BUDGET, density="auto", detail: bool = False,
-                 budget_s: float | None = None, device=None, riders: list | None = None,
-                 clock=time.perf_counter):
+def random_draws(
+    method: str,
+    points,
+    k: int,
+    draws: int = 100,
+    seed: int = 0,
+    mode: str = "norms",
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    density="auto",
+    detail: bool = False,
+    budget_s: float | None = None,
+    device=None,
+    riders: list | None = None,
+    clock=time.perf_counter,
+):
     """(figures, best map) of ``draws`` independent draws of ``method``.
 
     ``budget_s``: the seconds the draws may take. The first pass measures one draw; each
@@ -111,33 +122,58 @@ def random_draws(method: str, points, k: int, draws: int = 100, seed: int = 0, m
         measured.append((len(maps) + len(ride), clock() - began_pass))
         start += size
         if ride:
-            rider_reports = part[len(maps):]
+            rider_reports = part[len(maps) :]
         for linear_map, report in zip(maps, part):
             if not reports or report.epsilon < min(r.epsilon for r in reports):
                 best_map = linear_map
             reports.append(report)
     eps = np.array([r.epsilon for r in reports])
-    figures = {"method": method, "draws": len(reports), "seed": int(seed), "mode": mode,
-               "mean": float(eps.mean()), "best": float(eps.min()), "std": float(eps.std()),
-               "seconds": clock() - began_all}
+    figures = {
+        "method": method,
+        "draws": len(reports),
+        "seed": int(seed),
+        "mode": mode,
+        "mean": float(eps.mean()),
+        "best": float(eps.min()),
+        "std": float(eps.std()),
+        "seconds": clock() - began_all,
+    }
     if rider_reports:
         figures["riders"] = rider_reports
     if detail:
         mult = np.array([r.multiplicative for r in reports])
-        figures.update(multiplicative_mean=float(mult.mean()), multiplicative_best=float(mult[eps.argmin()]),
-                       mean_abs_mean=float(np.mean([r.mean_abs for r in reports])),
-                       construct_seconds=construct / len(reports))
+        figures.update(
+            multiplicative_mean=float(mult.mean()),
+            multiplicative_best=float(mult[eps.argmin()]),
+            mean_abs_mean=float(np.mean([r.mean_abs for r in reports])),
+            construct_seconds=construct / len(reports),
+        )
     return figures, best_map
 
 
-def random_baseline(method: str, points, k: int, draws: int = 100, seed: int = 0, mode: str = "norms",
-                    memory_budget: int = DEFAULT_MEMORY_BUDGET, density="auto") -> dict:
+def random_baseline(
+    method: str,
+    points,
+    k: int,
+    draws: int = 100,
+    seed: int = 0,
+    mode: str = "norms",
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    density="auto",
+) -> dict:
     """Worst-case epsilon of ``draws`` independent draws: mean, best (smallest) and std."""
     return random_draws(method, points, k, draws, seed, mode, memory_budget, density)[0]
 
 
-def pca_baseline(points, k: int, mode: str = "norms", memory_budget: int = DEFAULT_MEMORY_BUDGET,
-                 matrix: np.ndarray | None = None, device=None, report: DistortionReport | None = None) -> dict:
+def pca_baseline(
+    points,
+    k: int,
+    mode: str = "norms",
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    matrix: np.ndarray | None = None,
+    device=None,
+    report: DistortionReport | None = None,
+) -> dict:
     """PCA to k dimensions, plain and with its best single scale. ``matrix``: the
     :func:`pca_matrix` of these points, when the caller already has it. ``device``: where
     its exact pass runs. ``report``: that pass's report, when it was made already (in a
@@ -149,13 +185,28 @@ def pca_baseline(points, k: int, mode: str = "norms", memory_budget: int = DEFAU
             A = torch.as_tensor(A, device=device)
         report = evaluate(A, points, mode, memory_budget=memory_budget, quantiles=False, mean_abs=False)
     c, eps_scaled = best_scale(report)
-    return {"method": "pca", "mode": mode, "epsilon": report.epsilon, "scale": c,
-            "epsilon_scaled": eps_scaled, "seconds": time.perf_counter() - began}
+    return {
+        "method": "pca",
+        "mode": mode,
+        "epsilon": report.epsilon,
+        "scale": c,
+        "epsilon_scaled": eps_scaled,
+        "seconds": time.perf_counter() - began,
+    }
 
 
-def reference_figures(points, k: int, mode: str = "norms", draws: int = 100, seed: int = 0,
-                      methods=REFERENCE_METHODS, memory_budget: int = DEFAULT_MEMORY_BUDGET,
-                      budget_s: float | None = None, best_maps: dict | None = None, device=None) -> dict:
+def reference_figures(
+    points,
+    k: int,
+    mode: str = "norms",
+    draws: int = 100,
+    seed: int = 0,
+    methods=REFERENCE_METHODS,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    budget_s: float | None = None,
+    best_maps: dict | None = None,
+    device=None,
+) -> dict:
     """Mean / best / std over ``draws`` draws for each random method, epsilon plain and
     best-scaled for PCA (left out, with a reason, when k > min(n, d)). ``budget_s``: the
     seconds the random methods may take together, shared equally (see :func:`random_draws`).
@@ -171,7 +222,7 @@ def reference_figures(points, k: int, mode: str = "norms", draws: int = 100, see
     # unless the draws fill every pass: on a CPU that pass costs about the same either way
     pca, pca_report = None, None
     order = list(methods)
-    if "pca" in order and "gaussian" in order[:order.index("pca")] and k <= min(points.shape):
+    if "pca" in order and "gaussian" in order[: order.index("pca")] and k <= min(points.shape):
         began = time.perf_counter()
         pca = pca_matrix(points, k)
         pca_svd_s = time.perf_counter() - began
@@ -186,16 +237,18 @@ def reference_figures(points, k: int, mode: str = "norms", draws: int = 100, see
                 out["pca"] = {"method": "pca", "skipped": f"k={k} > min(n, d)={min(points.shape)}"}
             else:
                 matrix = pca_matrix(points, k) if pca is None else pca
-                out["pca"] = pca_baseline(points, k, mode, memory_budget, matrix=matrix, device=device,
-                                          report=pca_report)
+                out["pca"] = pca_baseline(
+                    points, k, mode, memory_budget, matrix=matrix, device=device, report=pca_report
+                )
                 if pca_report is not None:  # its pass is counted in the Gaussian draws' seconds
                     out["pca"].update(seconds=pca_svd_s + out["pca"]["seconds"], pass_shared_with="gaussian")
                 if best_maps is not None:
                     best_maps["pca"] = out["pca"]["scale"] * matrix
         else:
             riders = [_on(torch.as_tensor(pca), device)] if method == "gaussian" and pca is not None else None
-            out[method], best = random_draws(method, points, k, draws, seed, mode, memory_budget, budget_s=share,
-                                               device=device, riders=riders)
+            out[method], best = random_draws(
+                method, points, k, draws, seed, mode, memory_budget, budget_s=share, device=device, riders=riders
+            )
             if "riders" in out[method]:
                 pca_report = out[method].pop("riders")[0]
             if best_maps is not None:

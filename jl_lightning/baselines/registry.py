@@ -77,19 +77,43 @@ class Reference:
     fit: Callable[..., Fitted] | None = None
 
 
-REFERENCES: dict[str, Reference] = {r.name: r for r in (
-    Reference("gaussian", "random", "per draw: k*d normals and one exact pass (16 draws share a pass)",
-              draw=lambda k, d, gen, density: gaussian_matrix(k, d, gen)),
-    Reference("rademacher", "random", "per draw: k*d signs and one exact pass",
-              draw=lambda k, d, gen, density: rademacher_matrix(k, d, gen)),
-    Reference("sparse", "random", "per draw: about k*sqrt(d) nonzeros and one exact pass",
-              draw=lambda k, d, gen, density: sparse_matrix(k, d, gen, density)),
-    Reference("srht", "random", "per draw: signs, k sampled rows and one exact pass through a fast transform",
-              draw=lambda k, d, gen, density: SRHT(k, d, gen)),
-    Reference("pca", "fitted", "one SVD of the centered points and one exact pass", fit=_fit_pca),
-    Reference("numax", "fitted", "a few minutes at digits' size: a convex program solved several times (cvxpy)",
-              pairs_only=True, fit=_fit_numax),
-)}
+REFERENCES: dict[str, Reference] = {
+    r.name: r
+    for r in (
+        Reference(
+            "gaussian",
+            "random",
+            "per draw: k*d normals and one exact pass (16 draws share a pass)",
+            draw=lambda k, d, gen, density: gaussian_matrix(k, d, gen),
+        ),
+        Reference(
+            "rademacher",
+            "random",
+            "per draw: k*d signs and one exact pass",
+            draw=lambda k, d, gen, density: rademacher_matrix(k, d, gen),
+        ),
+        Reference(
+            "sparse",
+            "random",
+            "per draw: about k*sqrt(d) nonzeros and one exact pass",
+            draw=lambda k, d, gen, density: sparse_matrix(k, d, gen, density),
+        ),
+        Reference(
+            "srht",
+            "random",
+            "per draw: signs, k sampled rows and one exact pass through a fast transform",
+            draw=lambda k, d, gen, density: SRHT(k, d, gen),
+        ),
+        Reference("pca", "fitted", "one SVD of the centered points and one exact pass", fit=_fit_pca),
+        Reference(
+            "numax",
+            "fitted",
+            "a few minutes at digits' size: a convex program solved several times (cvxpy)",
+            pairs_only=True,
+            fit=_fit_numax,
+        ),
+    )
+}
 RANDOM_METHODS = tuple(name for name, r in REFERENCES.items() if r.kind == "random")
 
 
@@ -111,6 +135,7 @@ def check_methods(methods, option: str, mode: str | None = None) -> list[str]:
     if mode is not None and mode != "pairs":
         pairs_only = [m for m in methods if REFERENCES[m].pairs_only]
         if pairs_only:
-            raise JLInputError(f"{option}: {', '.join(pairs_only)} preserves pairwise distances; "
-                               "it needs model.mode=pairs")
+            raise JLInputError(
+                f"{option}: {', '.join(pairs_only)} preserves pairwise distances; it needs model.mode=pairs"
+            )
     return methods

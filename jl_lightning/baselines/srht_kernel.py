@@ -128,8 +128,9 @@ if AVAILABLE:
         return out
 
 
-def apply(X: np.ndarray, signs: np.ndarray, plan: tuple[int, np.ndarray, np.ndarray],
-          threads: int | None = None) -> np.ndarray:
+def apply(
+    X: np.ndarray, signs: np.ndarray, plan: tuple[int, np.ndarray, np.ndarray], threads: int | None = None
+) -> np.ndarray:
     """(n, d) float32/float64 -> (n, k) in X's dtype, on ``threads`` threads (default:
     numba's, the number of cores)."""
     if not AVAILABLE:
@@ -142,7 +143,6 @@ def apply(X: np.ndarray, signs: np.ndarray, plan: tuple[int, np.ndarray, np.ndar
     torch_threads = torch.get_num_threads()
     try:
         numba.set_num_threads(n_threads)
-        return _srht(X, np.ascontiguousarray(signs, dtype=X.dtype), hi, table.astype(X.dtype, copy=False), m,
-                     n_threads)
+        return _srht(X, np.ascontiguousarray(signs, dtype=X.dtype), hi, table.astype(X.dtype, copy=False), m, n_threads)
     finally:
         torch.set_num_threads(torch_threads)

@@ -69,10 +69,11 @@ def _sankaran_cdf(x: torch.Tensor, k: int, delta: torch.Tensor) -> torch.Tensor:
     """Sankaran's approximation: (X / (k + delta))^h is close to normal."""
     kd = k + delta
     h = 1 - 2.0 / 3.0 * kd * (k + 3 * delta) / (k + 2 * delta) ** 2
-    p = (k + 2 * delta) / kd ** 2
+    p = (k + 2 * delta) / kd**2
     m = (h - 1) * (1 - 3 * h)
     z = ((x.clamp(min=0) / kd) ** h - (1 + h * p * (h - 1 - 0.5 * (2 - h) * m * p))) / (
-        h * torch.sqrt(2 * p) * (1 + 0.5 * m * p))
+        h * torch.sqrt(2 * p) * (1 + 0.5 * m * p)
+    )
     return 0.5 * torch.special.erfc(-z / math.sqrt(2))
 
 
@@ -83,8 +84,9 @@ def ncx2_cdf(x: torch.Tensor, k: int, delta: torch.Tensor) -> torch.Tensor:
     """
     if isinstance(k, bool) or int(k) != k or k <= 0:
         raise ValueError(f"k must be a positive integer, got {k!r}")
-    x, delta = torch.broadcast_tensors(torch.as_tensor(x, dtype=torch.float64),
-                                       torch.as_tensor(delta, dtype=torch.float64))
+    x, delta = torch.broadcast_tensors(
+        torch.as_tensor(x, dtype=torch.float64), torch.as_tensor(delta, dtype=torch.float64)
+    )
     big = delta > SERIES_DELTA_MAX
     if not bool(big.any()):
         return _series_cdf(x, int(k), delta)
@@ -96,8 +98,7 @@ def ncx2_cdf(x: torch.Tensor, k: int, delta: torch.Tensor) -> torch.Tensor:
     return torch.where(big, _sankaran_cdf(x, int(k), big_delta), _series_cdf(x, int(k), small_delta))
 
 
-def failure_probabilities(mean: torch.Tensor, sigma2: torch.Tensor, points: torch.Tensor,
-                          eps: float) -> torch.Tensor:
+def failure_probabilities(mean: torch.Tensor, sigma2: torch.Tensor, points: torch.Tensor, eps: float) -> torch.Tensor:
     """P(| ||A x_j||^2 / (k ||x_j||^2) - 1 | > eps) for A ~ N(M, sigma^2), per point, shape (n,).
 
     The paper's convention: ``mean`` is M (k x d, not divided by sqrt(k)).
@@ -114,8 +115,9 @@ def failure_probabilities(mean: torch.Tensor, sigma2: torch.Tensor, points: torc
     return 1 + lower - upper
 
 
-def exact_objective(mean: torch.Tensor, sigma2: torch.Tensor, points: torch.Tensor, eps: float,
-                    reg_weight: float = 1.0) -> torch.Tensor:
+def exact_objective(
+    mean: torch.Tensor, sigma2: torch.Tensor, points: torch.Tensor, eps: float, reg_weight: float = 1.0
+) -> torch.Tensor:
     """g(M, sigma^2) = sum_j P(x_j distorted by more than eps) + reg_weight * sigma^2 / 2 (float64)."""
     mean = mean.to(torch.float64)
     sigma2 = torch.as_tensor(sigma2, dtype=torch.float64)

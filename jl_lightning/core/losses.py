@@ -70,7 +70,7 @@ PAIR_STRATEGIES = ("exact", "active")
 # smooth_temperature="auto" in pairs mode with the active strategy (chosen by measurement, docs/benchmarks.md)
 PAIRS_SMOOTH_TEMPERATURE = 0.1
 # candidate pairs per chunk of a rescan (bounded temporaries)
-CANDIDATE_CHUNK = 2 ** 18
+CANDIDATE_CHUNK = 2**18
 
 
 def ratio_distortion(embedded_sq: torch.Tensor, original_sq: torch.Tensor) -> torch.Tensor:
@@ -140,8 +140,9 @@ class DistortionLoss:
     def prepare(self, points: torch.Tensor, shard: Shard = SINGLE) -> None:
         raise NotImplementedError
 
-    def __call__(self, mean: torch.Tensor, sigma: torch.Tensor | None, n_samples: int, step: int,
-                 total: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(
+        self, mean: torch.Tensor, sigma: torch.Tensor | None, n_samples: int, step: int, total: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
     def needs_refresh(self, step: int) -> bool:
@@ -222,8 +223,19 @@ class ActivePairsLoss(DistortionLoss):
     after step 0.
     """
 
-    def __init__(self, *, maximum, n_hard: int, n_random: int, refresh_every: int | None, refresh_growth: float,
-                 memory: int, candidates: int, rescan_every: int, refresh_extra):
+    def __init__(
+        self,
+        *,
+        maximum,
+        n_hard: int,
+        n_random: int,
+        refresh_every: int | None,
+        refresh_growth: float,
+        memory: int,
+        candidates: int,
+        rescan_every: int,
+        refresh_extra,
+    ):
         self.maximum = maximum
         self.n_hard, self.n_random, self.refresh_every = n_hard, n_random, refresh_every
         self.refresh_growth, self.memory = refresh_growth, memory
@@ -234,8 +246,9 @@ class ActivePairsLoss(DistortionLoss):
 
     def prepare(self, points: torch.Tensor, shard: Shard = SINGLE) -> None:
         if self.n_random < shard.world:
-            raise JLInputError(f"{shard.world} processes need model.active_random >= {shard.world}, "
-                               f"got {self.n_random}")
+            raise JLInputError(
+                f"{shard.world} processes need model.active_random >= {shard.world}, got {self.n_random}"
+            )
         self.shard = shard
         self.points = center(points)
         self.sq_norms = self.points.pow(2).sum(1)
@@ -245,8 +258,11 @@ class ActivePairsLoss(DistortionLoss):
         self.refreshed = False
 
     def needs_refresh(self, step: int) -> bool:
-        return (not self.refreshed or step in self.refresh_extra
-                or (self.refresh_every is not None and is_refresh_step(step, self.refresh_every, self.refresh_growth)))
+        return (
+            not self.refreshed
+            or step in self.refresh_extra
+            or (self.refresh_every is not None and is_refresh_step(step, self.refresh_every, self.refresh_growth))
+        )
 
     def needs_rescan(self, step: int) -> bool:
         """Whether the candidates are scored again at ``step`` (the module runs an exact pass
@@ -265,8 +281,12 @@ class ActivePairsLoss(DistortionLoss):
         their squared distances if known (an exact pass's float32 ones), all nonzero."""
         i, j = torch.as_tensor(i).long(), torch.as_tensor(j).long()
         if sq_distances is None:
-            sq_distances = torch.cat([(self.points[a] - self.points[b]).pow(2).sum(1).cpu()
-                                      for a, b in zip(i.split(CANDIDATE_CHUNK), j.split(CANDIDATE_CHUNK))])
+            sq_distances = torch.cat(
+                [
+                    (self.points[a] - self.points[b]).pow(2).sum(1).cpu()
+                    for a, b in zip(i.split(CANDIDATE_CHUNK), j.split(CANDIDATE_CHUNK))
+                ]
+            )
         # rows gathered in order: a rescan reads the images in sequence (stable, so that the
         # candidates restored from a checkpoint keep their order)
         order = torch.argsort(i, stable=True)
@@ -281,11 +301,11 @@ class ActivePairsLoss(DistortionLoss):
         images = self.points @ mean.detach().to(self.points.dtype).T
         dev = torch.empty_like(inverse)
         for s in range(0, len(i), CANDIDATE_CHUNK):
-            d = torch.index_select(images, 0, i[s:s + CANDIDATE_CHUNK])
-            d.sub_(torch.index_select(images, 0, j[s:s + CANDIDATE_CHUNK]))
+            d = torch.index_select(images, 0, i[s : s + CANDIDATE_CHUNK])
+            d.sub_(torch.index_select(images, 0, j[s : s + CANDIDATE_CHUNK]))
             # | ||M (x_i - x_j)||^2 / k / ||x_i - x_j||^2 - 1 |
-            scale = inverse[s:s + CANDIDATE_CHUNK] / mean.shape[0]
-            dev[s:s + CANDIDATE_CHUNK] = d.pow_(2).sum(1).mul_(scale).sub_(1).abs_()
+            scale = inverse[s : s + CANDIDATE_CHUNK] / mean.shape[0]
+            dev[s : s + CANDIDATE_CHUNK] = d.pow_(2).sum(1).mul_(scale).sub_(1).abs_()
         top = torch.topk(dev, min(self.n_hard, len(dev))).indices
         self.set_hard(i[top].cpu(), j[top].cpu())
 
@@ -328,7 +348,7 @@ def is_refresh_step(step: int, every: int, growth: float) -> bool:
         return step % every == 0
     at, t = 0, 0
     while at < step:
-        at += max(1, round(every * growth ** t))
+        at += max(1, round(every * growth**t))
         t += 1
     return at == step
 
@@ -355,9 +375,22 @@ def loss_options(options: Mapping[str, Any]) -> dict[str, Any]:
     return {name: options[name] for name in LOSS_PARAMETERS}
 
 
-def make_loss(*, mode: str, pair_strategy: str, smooth_temperature, smooth_temperature_end: float, active_hard: int,
-              active_random: int, active_refresh: int | None, sampling: str, active_refresh_growth: float,
-              active_memory: int, active_candidates: int, active_rescan: int, active_refresh_extra) -> DistortionLoss:
+def make_loss(
+    *,
+    mode: str,
+    pair_strategy: str,
+    smooth_temperature,
+    smooth_temperature_end: float,
+    active_hard: int,
+    active_random: int,
+    active_refresh: int | None,
+    sampling: str,
+    active_refresh_growth: float,
+    active_memory: int,
+    active_candidates: int,
+    active_rescan: int,
+    active_refresh_extra,
+) -> DistortionLoss:
     """The loss for the sampler's options (``model.*``; their defaults are conf/model/sampler.yaml's),
     validated, with ``auto`` resolved: the smooth max at temperature 0.1 in pairs mode with the
     active strategy, the hard max otherwise."""
@@ -370,18 +403,26 @@ def make_loss(*, mode: str, pair_strategy: str, smooth_temperature, smooth_tempe
         check("model.smooth_temperature", smooth_temperature, TEMPERATURE)
         check("model.smooth_temperature_end", smooth_temperature_end, TEMPERATURE)
         if mode == "pairs" and pair_strategy == "exact":
-            raise JLInputError("model.smooth_temperature needs model.pair_strategy=active in pairs mode: "
-                               "the exact strategy differentiates each sample's worst pair only")
+            raise JLInputError(
+                "model.smooth_temperature needs model.pair_strategy=active in pairs mode: "
+                "the exact strategy differentiates each sample's worst pair only"
+            )
         maximum = SmoothMax(smooth_temperature, smooth_temperature_end)
     if mode == "norms":
         return NormsLoss(maximum, sampling)
     if pair_strategy == "exact":
         return ExactPairsLoss(sampling)
-    return ActivePairsLoss(maximum=maximum, n_hard=options["active_hard"], n_random=options["active_random"],
-                           refresh_every=options["active_refresh"],
-                           refresh_growth=float(options["active_refresh_growth"]), memory=options["active_memory"],
-                           candidates=options["active_candidates"], rescan_every=options["active_rescan"],
-                           refresh_extra=options["active_refresh_extra"])
+    return ActivePairsLoss(
+        maximum=maximum,
+        n_hard=options["active_hard"],
+        n_random=options["active_random"],
+        refresh_every=options["active_refresh"],
+        refresh_growth=float(options["active_refresh_growth"]),
+        memory=options["active_memory"],
+        candidates=options["active_candidates"],
+        rescan_every=options["active_rescan"],
+        refresh_extra=options["active_refresh_extra"],
+    )
 
 
 LOSS_PARAMETERS = tuple(inspect.signature(make_loss).parameters)

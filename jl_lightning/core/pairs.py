@@ -53,9 +53,10 @@ class PairGeometry:
             scale = sq[blk, None] + sq[None, :]
             dx = scale - 2 * (X[blk] @ X.T)
             ok = dx > ZERO_DISTANCE_RTOL * scale
-            ok[:, i0:i0 + rows].fill_diagonal_(False)
-            inv[blk] = torch.where(ok, 1.0 / torch.where(ok, dx, torch.ones_like(dx)),
-                                   torch.zeros_like(dx)).to(inv.dtype)
+            ok[:, i0 : i0 + rows].fill_diagonal_(False)
+            inv[blk] = torch.where(ok, 1.0 / torch.where(ok, dx, torch.ones_like(dx)), torch.zeros_like(dx)).to(
+                inv.dtype
+            )
             valid[blk] = ok.to(valid.dtype)
         self.inv_sq_dist, self.valid = inv, valid
 
@@ -86,8 +87,7 @@ def worst_pairs_of_samples(embedded: torch.Tensor, geometry: PairGeometry) -> tu
     for i0 in range(0, n, rows):
         i1 = min(i0 + rows, n)
         # dy = sq_i + sq_j - 2 <y_i, y_j> for rows i0:i1 and columns i0:, in one fused batched matmul
-        dy = torch.baddbmm(sq[:, i0:i1, None] + sq[:, None, i0:], left[:, i0:i1], embedded[:, :, i0:],
-                           alpha=-2.0)
+        dy = torch.baddbmm(sq[:, i0:i1, None] + sq[:, None, i0:], left[:, i0:i1], embedded[:, :, i0:], alpha=-2.0)
         dev = dy.mul_(geometry.inv_sq_dist[i0:i1, i0:]).sub_(geometry.valid[i0:i1, i0:]).abs_()
         value, flat = dev.view(N, -1).max(1)
         better = value > best
@@ -119,7 +119,7 @@ class ActivePairs:
             i, j = torch.cat([i, self.hard_i]), torch.cat([j, self.hard_j])
             keys = (torch.minimum(i, j) * self.n + torch.maximum(i, j)).numpy()
             first = torch.from_numpy(np.sort(np.unique(keys, return_index=True)[1]))
-            keep = first[:self.n_hard + self.memory]
+            keep = first[: self.n_hard + self.memory]
             i, j = i[keep], j[keep]
         self.hard_i, self.hard_j = i, j
 

@@ -43,8 +43,14 @@ def draw_noise(n_samples: int, k: int, width: int, like: torch.Tensor) -> torch.
     return torch.randn(n_samples, k, width, device=like.device, dtype=like.dtype)
 
 
-def embed(mean: torch.Tensor, sigma: torch.Tensor | None, noise: torch.Tensor | None, vectors: torch.Tensor,
-          factor: torch.Tensor | None = None, scaled: bool = True) -> torch.Tensor:
+def embed(
+    mean: torch.Tensor,
+    sigma: torch.Tensor | None,
+    noise: torch.Tensor | None,
+    vectors: torch.Tensor,
+    factor: torch.Tensor | None = None,
+    scaled: bool = True,
+) -> torch.Tensor:
     """A_s v^T for every sample s and every row v of ``vectors`` (m, d): shape (N, k, m).
 
     ``noise`` None means the deterministic mean (shape (1, k, m)). With the span trick,
@@ -59,8 +65,9 @@ def embed(mean: torch.Tensor, sigma: torch.Tensor | None, noise: torch.Tensor | 
     return out / math.sqrt(mean.shape[0]) if scaled else out
 
 
-def embed_rowwise(mean: torch.Tensor, sigma: torch.Tensor | None, noise: torch.Tensor | None,
-                  vectors: torch.Tensor) -> torch.Tensor:
+def embed_rowwise(
+    mean: torch.Tensor, sigma: torch.Tensor | None, noise: torch.Tensor | None, vectors: torch.Tensor
+) -> torch.Tensor:
     """A_s v_s for sample s and row s of ``vectors`` (N, d): shape (N, k), without the 1 / sqrt(k).
 
     The active pair loss recomputes each sample's own worst pair with this, so the backward
@@ -72,8 +79,9 @@ def embed_rowwise(mean: torch.Tensor, sigma: torch.Tensor | None, noise: torch.T
     return out
 
 
-def sample_embedded(mean: torch.Tensor, sigma: torch.Tensor, points: torch.Tensor,
-                    n_samples: int, factor: torch.Tensor | None = None) -> torch.Tensor:
+def sample_embedded(
+    mean: torch.Tensor, sigma: torch.Tensor, points: torch.Tensor, n_samples: int, factor: torch.Tensor | None = None
+) -> torch.Tensor:
     """Draw ``n_samples`` matrices A and return A X^T, shape (n_samples, k, n).
 
     ``factor`` is :func:`span_factor` of ``points`` for the span trick, or None

@@ -33,8 +33,13 @@ import torch
 GRADIENT, CURVATURE, STOPPED, PERTURBATION = 0.0, 1.0, 2.0, 3.0
 
 
-def lanczos_min_eigen(hvp: Callable[[torch.Tensor], torch.Tensor], dim: int, iters: int,
-                      generator: torch.Generator | None = None, dtype=torch.float64) -> tuple[float, torch.Tensor]:
+def lanczos_min_eigen(
+    hvp: Callable[[torch.Tensor], torch.Tensor],
+    dim: int,
+    iters: int,
+    generator: torch.Generator | None = None,
+    dtype=torch.float64,
+) -> tuple[float, torch.Tensor]:
     """(smallest eigenvalue, unit eigenvector) of a symmetric operator given by ``hvp``,
     by ``iters`` Lanczos steps with full reorthogonalization."""
     m = max(1, min(iters, dim))
@@ -46,14 +51,14 @@ def lanczos_min_eigen(hvp: Callable[[torch.Tensor], torch.Tensor], dim: int, ite
     for j in range(m):
         w = hvp(basis[j])
         alpha[j] = w @ basis[j]
-        w = w - basis[:j + 1].T @ (basis[:j + 1] @ w)  # full reorthogonalization, twice
-        w = w - basis[:j + 1].T @ (basis[:j + 1] @ w)
+        w = w - basis[: j + 1].T @ (basis[: j + 1] @ w)  # full reorthogonalization, twice
+        w = w - basis[: j + 1].T @ (basis[: j + 1] @ w)
         beta[j] = w.norm()
         if beta[j] < 1e-12:
             steps = j + 1
             break
         basis[j + 1] = w / beta[j]
-    T = torch.diag(alpha[:steps]) + torch.diag(beta[:steps - 1], 1) + torch.diag(beta[:steps - 1], -1)
+    T = torch.diag(alpha[:steps]) + torch.diag(beta[: steps - 1], 1) + torch.diag(beta[: steps - 1], -1)
     values, vectors = torch.linalg.eigh(T)
     vector = basis[:steps].T @ vectors[:, 0]
     return float(values[0]), vector / vector.norm()
@@ -81,7 +86,7 @@ class FlatView:
     def add_(self, direction: torch.Tensor) -> None:
         offset = 0
         for p in self.problem.parameters():
-            p.add_(direction[offset:offset + p.numel()].view_as(p))
+            p.add_(direction[offset : offset + p.numel()].view_as(p))
             offset += p.numel()
         self.problem.project_()
 
@@ -135,8 +140,17 @@ class GradientStep:
 class HessianDescent:
     """Algorithm 1 (see the module docstring)."""
 
-    def __init__(self, L: float, K: float, rho: float, lanczos_iters: int = 40, backtracking: bool = True,
-                 max_step: float = 1.0, max_curvature_step: float = 10.0, seed: int = 1):
+    def __init__(
+        self,
+        L: float,
+        K: float,
+        rho: float,
+        lanczos_iters: int = 40,
+        backtracking: bool = True,
+        max_step: float = 1.0,
+        max_curvature_step: float = 10.0,
+        seed: int = 1,
+    ):
         self.K, self.rho, self.lanczos_iters = float(K), float(rho), int(lanczos_iters)
         self.backtracking, self.max_curvature_step = bool(backtracking), float(max_curvature_step)
         self.gradient_step = GradientStep(L, backtracking, max_step)
@@ -145,8 +159,9 @@ class HessianDescent:
         self.stopped = False
 
     @torch.no_grad()
-    def _curvature_step(self, view: FlatView, value: float, lam: float, vector: torch.Tensor,
-                        grad: torch.Tensor) -> bool:
+    def _curvature_step(
+        self, view: FlatView, value: float, lam: float, vector: torch.Tensor, grad: torch.Tensor
+    ) -> bool:
         """Along the eigenvector, signed to descend, length |lambda| / K (capped); with
         backtracking, halved until g decreases. False when no tried length decreases g."""
         sign = -1.0 if float(grad.detach() @ vector) > 0 else 1.0
@@ -177,8 +192,9 @@ class HessianDescent:
         def hvp(v):
             # allow_unused: a parameter can drop out of the graph (sigma^2's limit at 0)
             parts = torch.autograd.grad(grad, params, v, retain_graph=True, allow_unused=True)
-            return torch.cat([(torch.zeros_like(p) if d is None else d).reshape(-1)
-                              for p, d in zip(params, parts)]).detach()
+            return torch.cat(
+                [(torch.zeros_like(p) if d is None else d).reshape(-1) for p, d in zip(params, parts)]
+            ).detach()
 
         lam, vector = lanczos_min_eigen(hvp, grad.numel(), self.lanczos_iters, self.generator)
         info["lambda_min"] = lam
@@ -191,21 +207,34 @@ class HessianDescent:
         return info
 
     def report(self) -> dict:
-        return {"gradient_steps": self.gradient_step.count, "curvature_steps": self.curvature_steps,
-                "perturbations": 0}
+        return {"gradient_steps": self.gradient_step.count, "curvature_steps": self.curvature_steps, "perturbations": 0}
 
 
 class PerturbedGD:
     """Perturbed gradient descent with Jin et al.'s stopping rule (see the module docstring)."""
 
-    def __init__(self, L: float, rho: float, radius: float = 1.0, interval: int = 1000, threshold: float = 1e-3,
-                 backtracking: bool = True, max_step: float = 1.0, seed: int = 1):
-        self.rho, self.radius, self.interval, self.threshold = float(rho), float(radius), int(interval), float(threshold)
+    def __init__(
+        self,
+        L: float,
+        rho: float,
+        radius: float = 1.0,
+        interval: int = 1000,
+        threshold: float = 1e-3,
+        backtracking: bool = True,
+        max_step: float = 1.0,
+        seed: int = 1,
+    ):
+        self.rho, self.radius, self.interval, self.threshold = (
+            float(rho),
+            float(radius),
+            int(interval),
+            float(threshold),
+        )
         self.gradient_step = GradientStep(L, backtracking, max_step)
         self.generator = torch.Generator().manual_seed(int(seed))
         self.calls = 0
         self.perturbations = 0
-        self.last_perturbation = -10**9
+        self.last_perturbation = -(10**9)
         self.perturbed_from: tuple | None = None
         self.stopped = False
 
@@ -213,8 +242,7 @@ class PerturbedGD:
         view = FlatView(problem)
         value, grad = view.gradient(create_graph=False)
         grad_norm = float(grad.norm())
-        info = {"value": float(value.detach()), "grad_norm": grad_norm, "lambda_min": math.nan,
-                "step_type": GRADIENT}
+        info = {"value": float(value.detach()), "grad_norm": grad_norm, "lambda_min": math.nan, "step_type": GRADIENT}
         step = self.calls
         self.calls += 1
         since = step - self.last_perturbation
@@ -242,5 +270,4 @@ class PerturbedGD:
         return info
 
     def report(self) -> dict:
-        return {"gradient_steps": self.gradient_step.count, "curvature_steps": 0,
-                "perturbations": self.perturbations}
+        return {"gradient_steps": self.gradient_step.count, "curvature_steps": 0, "perturbations": self.perturbations}

@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,6 @@ class Shard:
     @classmethod
     def of_process_group(cls) -> "Shard":
         """This process's rank in the default torch.distributed group (one process if none)."""
-        import torch.distributed as dist
 
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             return cls(dist.get_rank(), dist.get_world_size())
@@ -57,14 +57,15 @@ class Shard:
         the rows rank, rank + world, ... (one tensor if one was given)."""
         if self.single:
             return items[0] if len(items) == 1 else items
-        shares = tuple(item[self.rank::self.world] for item in items)
+        shares = tuple(item[self.rank :: self.world] for item in items)
         return shares[0] if len(shares) == 1 else shares
 
     def gather(self, values: torch.Tensor) -> torch.Tensor:
         """Every rank's ``values`` stacked along a new first axis (differentiable)."""
         if self.single:
             return values.unsqueeze(0)
-        from torch.distributed.nn.functional import all_gather
+        # lazy: only a distributed run needs the differentiable collectives
+        from torch.distributed.nn.functional import all_gather  # noqa: PLC0415
 
         return torch.stack(all_gather(values.contiguous()))
 

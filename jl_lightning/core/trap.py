@@ -32,10 +32,12 @@ def trap_completions(scale: float, distortion: float) -> tuple[float, float]:
     """(a, b): the last-coordinate factors that put c [I | 0] at ratio 1 - t and 1 + t."""
     if not 0 < distortion < 1:
         raise JLInputError(f"data.source.distortion must be in (0, 1), got {distortion!r}")
-    if not scale ** 2 > 1 + distortion:
-        raise JLInputError(f"data.source.scale must satisfy scale^2 > 1 + distortion, got scale={scale!r} "
-                           f"and distortion={distortion!r}")
-    return math.sqrt(scale ** 2 / (1 - distortion) - 1), math.sqrt(scale ** 2 / (1 + distortion) - 1)
+    if not scale**2 > 1 + distortion:
+        raise JLInputError(
+            f"data.source.scale must satisfy scale^2 > 1 + distortion, got scale={scale!r} "
+            f"and distortion={distortion!r}"
+        )
+    return math.sqrt(scale**2 / (1 - distortion) - 1), math.sqrt(scale**2 / (1 + distortion) - 1)
 
 
 def trap_points(k: int, scale: float = 2.0, distortion: float = 0.5) -> np.ndarray:

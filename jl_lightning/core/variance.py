@@ -123,7 +123,5 @@ def make_variance(kind: str, init: float) -> Variance:
     try:
         cls = PARAMETERIZATIONS[kind]
     except KeyError:
-        raise JLInputError(
-            f"model.variance must be one of {sorted(PARAMETERIZATIONS)}, got {kind!r}"
-        ) from None
+        raise JLInputError(f"model.variance must be one of {sorted(PARAMETERIZATIONS)}, got {kind!r}") from None
     return cls(init)

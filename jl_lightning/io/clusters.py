@@ -42,8 +42,16 @@ def cluster_model(d: int, clusters: int, intrinsic_dim: int, seed: int) -> tuple
     return centers, bases
 
 
-def cluster_chunk(index: int, rows: int, centers: np.ndarray, bases: np.ndarray, spread: float, noise: float,
-                  unit_norm: bool, seed: int) -> np.ndarray:
+def cluster_chunk(
+    index: int,
+    rows: int,
+    centers: np.ndarray,
+    bases: np.ndarray,
+    spread: float,
+    noise: float,
+    unit_norm: bool,
+    seed: int,
+) -> np.ndarray:
     """Rows index * CHUNK_ROWS ... of the data set, float32."""
     rng = np.random.default_rng([seed, 1, index])
     clusters, d, r = bases.shape
@@ -59,28 +67,48 @@ def cluster_chunk(index: int, rows: int, centers: np.ndarray, bases: np.ndarray,
     return points.astype(np.float32)
 
 
-def generate_clusters(n: int, d: int, clusters: int, intrinsic_dim: int, spread: float, noise: float,
-                      unit_norm: bool, seed: int, cache_dir: str | None = None) -> np.ndarray:
+def generate_clusters(
+    n: int,
+    d: int,
+    clusters: int,
+    intrinsic_dim: int,
+    spread: float,
+    noise: float,
+    unit_norm: bool,
+    seed: int,
+    cache_dir: str | None = None,
+) -> np.ndarray:
     """The (n, d) float32 points: in memory, or memory-mapped from ``cache_dir``."""
     centers, bases = cluster_model(d, clusters, intrinsic_dim, seed)
     chunks = range(0, n, CHUNK_ROWS)
 
     def chunk(start: int) -> np.ndarray:
-        return cluster_chunk(start // CHUNK_ROWS, min(CHUNK_ROWS, n - start), centers, bases, spread, noise,
-                             unit_norm, seed)
+        return cluster_chunk(
+            start // CHUNK_ROWS, min(CHUNK_ROWS, n - start), centers, bases, spread, noise, unit_norm, seed
+        )
 
     if cache_dir is None:
         return np.concatenate([chunk(start) for start in chunks])
-    params = dict(n=n, d=d, clusters=clusters, intrinsic_dim=intrinsic_dim, spread=spread, noise=noise,
-                  unit_norm=unit_norm, seed=seed, version=1)
+    params = dict(
+        n=n,
+        d=d,
+        clusters=clusters,
+        intrinsic_dim=intrinsic_dim,
+        spread=spread,
+        noise=noise,
+        unit_norm=unit_norm,
+        seed=seed,
+        version=1,
+    )
     tag = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
     path = Path(cache_dir) / f"clusters-n{n}-d{d}-{tag}.npy"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
 
         def write(handle) -> None:
-            np.lib.format.write_array_header_1_0(handle, {"descr": np.dtype(np.float32).str,
-                                                          "fortran_order": False, "shape": (n, d)})
+            np.lib.format.write_array_header_1_0(
+                handle, {"descr": np.dtype(np.float32).str, "fortran_order": False, "shape": (n, d)}
+            )
             for start in chunks:
                 handle.write(chunk(start).tobytes())
 

@@ -10,29 +10,36 @@ pyplot state, the Agg canvas): plain functions from numbers to a ``Figure``.
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
 import numpy as np
 
+from jl_lightning.io.run_folder import atomic_write
+
 COLORS = {"learned": "tab:blue", "gaussian": "tab:red", "pca": "tab:green"}
-HELDOUT_LABELS = {"point_distortion": "held-out points", "pair_distortion": "held-out pairs",
-                  "cross_pair_distortion": "train x held-out pairs"}
-HELDOUT_COLORS = {"point_distortion": "tab:olive", "pair_distortion": "tab:cyan",
-                  "cross_pair_distortion": "tab:orange"}
+HELDOUT_LABELS = {
+    "point_distortion": "held-out points",
+    "pair_distortion": "held-out pairs",
+    "cross_pair_distortion": "train x held-out pairs",
+}
+HELDOUT_COLORS = {"point_distortion": "tab:olive", "pair_distortion": "tab:cyan", "cross_pair_distortion": "tab:orange"}
 
 
 def new_figure(width: float, height: float, rows: int = 1, cols: int = 1, **kwargs):
     """(figure, axes) on an Agg canvas, without pyplot, with fixed margins: tight_layout
     would measure every label before drawing, most of a figure's cost."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    # lazy: matplotlib loads only when a figure is drawn
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415
+    from matplotlib.figure import Figure  # noqa: PLC0415
 
     fig = Figure(figsize=(width, height))
     FigureCanvasAgg(fig)
     axes = fig.subplots(rows, cols, squeeze=False, **kwargs)
-    fig.subplots_adjust(left=0.9 / width, right=1 - 0.2 / width, bottom=0.55 / height, top=1 - 0.4 / height,
-                        wspace=0.3, hspace=0.12)
+    fig.subplots_adjust(
+        left=0.9 / width, right=1 - 0.2 / width, bottom=0.55 / height, top=1 - 0.4 / height, wspace=0.3, hspace=0.12
+    )
     return fig, axes
 
 
@@ -42,7 +49,8 @@ def set_log(ax, which: str, values) -> None:
     artist to build; together they were most of a figure's cost). Ticks at 1, 2, 5 x 10^n
     where ``values`` span less than two decades (powers of ten alone could leave none),
     at powers of ten otherwise."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
+    # lazy: matplotlib loads only when a figure is drawn
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator  # noqa: PLC0415
 
     getattr(ax, f"set_{which}scale")("log")
     axis = ax.xaxis if which == "x" else ax.yaxis
@@ -56,7 +64,6 @@ def set_log(ax, which: str, values) -> None:
 def render(fig, dpi: int = 100) -> tuple[bytes, np.ndarray]:
     """(PNG bytes, (H, W, 3) uint8 pixels) of ``fig`` from one drawing: the pixels are the
     canvas the PNG was encoded from, so a second consumer (TensorBoard) costs no redraw."""
-    import io
 
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi)
@@ -70,7 +77,6 @@ def save_png(fig, path: str | Path, dpi: int = 100) -> None:
 
 
 def write_bytes(path: str | Path, payload: bytes) -> None:
-    from jl_lightning.io.run_folder import atomic_write
 
     atomic_write(Path(path), lambda handle: handle.write(payload))
 
@@ -103,8 +109,9 @@ def ratio_histogram(ratios: dict[str, np.ndarray], epsilons: dict[str, float], t
     return fig
 
 
-def training_curves(distortion: list, heldout: list, sigma2: list, references: dict[str, float],
-                    switch_step: int | None, title: str):
+def training_curves(
+    distortion: list, heldout: list, sigma2: list, references: dict[str, float], switch_step: int | None, title: str
+):
     """Two panels over steps: the exact epsilon (training, and each held-out figure) with
     ``references`` (name -> epsilon) as horizontal lines, and sigma^2 on a log axis; a
     vertical line at ``switch_step`` in both. ``distortion``: (step, seconds, epsilon);
@@ -115,14 +122,20 @@ def training_curves(distortion: list, heldout: list, sigma2: list, references: d
     if distortion:
         steps, _, eps = zip(*distortion)
         # markers: a run certified only at its end (the tracker's one pass at scale) is a point
-        top.plot(steps, eps, color=COLORS["learned"], label="learned (training)", linewidth=1.4, marker="o",
-                 markersize=2.5)
+        top.plot(
+            steps, eps, color=COLORS["learned"], label="learned (training)", linewidth=1.4, marker="o", markersize=2.5
+        )
         shown += eps
     names = sorted({name for _, held in heldout for name in held})
     for name in names:
         points = [(step, held[name]) for step, held in heldout if name in held]
-        top.plot(*zip(*points), color=HELDOUT_COLORS.get(name, "gray"), linestyle="-.", linewidth=1.2,
-                 label=HELDOUT_LABELS.get(name, name))
+        top.plot(
+            *zip(*points),
+            color=HELDOUT_COLORS.get(name, "gray"),
+            linestyle="-.",
+            linewidth=1.2,
+            label=HELDOUT_LABELS.get(name, name),
+        )
         shown += [value for _, value in points]
     for name, value in references.items():
         if value is not None and math.isfinite(value):
@@ -138,14 +151,21 @@ def training_curves(distortion: list, heldout: list, sigma2: list, references: d
         set_log(bottom, "y", [s2 for _, s2 in positive])
         if switch_step is not None:  # where the curve stops, sigma^2 was set to exactly 0
             step, s2 = positive[-1]
-            bottom.plot([step], [s2], marker="v", color="tab:purple", linestyle="none",
-                        label=f"sigma^2 {s2:.2g} at step {step}, then 0")
+            bottom.plot(
+                [step],
+                [s2],
+                marker="v",
+                color="tab:purple",
+                linestyle="none",
+                label=f"sigma^2 {s2:.2g} at step {step}, then 0",
+            )
     bottom.set_ylabel("sigma^2 (log; 0 not drawn)")
     bottom.set_xlabel("optimizer steps")
     for ax in (top, bottom):
         if switch_step is not None:
-            ax.axvline(switch_step, color="black", linestyle=":", linewidth=1,
-                       label=f"switch to the mean (step {switch_step})")
+            ax.axvline(
+                switch_step, color="black", linestyle=":", linewidth=1, label=f"switch to the mean (step {switch_step})"
+            )
         # beside the panel, where it covers no curve and no reference line
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     fig.subplots_adjust(right=1 - 2.6 / fig.get_figwidth())
@@ -165,24 +185,38 @@ def sweep_plot(jobs: list[dict], metric: str = "final_distortion"):
     more; the best job is a star. None when no parameter is numeric.
     """
     finished = [j for j in jobs if j.get(metric) is not None]
-    numeric = sorted({name for j in finished for name, value in j["params"].items()
-                      if isinstance(value, (int, float)) and not isinstance(value, bool)})
-    varying = {name for j in finished for name in j["params"]
-               if len({str(other["params"].get(name)) for other in finished}) > 1}
+    numeric = sorted(
+        {
+            name
+            for j in finished
+            for name, value in j["params"].items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool)
+        }
+    )
+    varying = {
+        name
+        for j in finished
+        for name in j["params"]
+        if len({str(other["params"].get(name)) for other in finished}) > 1
+    }
     numeric = [name for name in numeric if name in varying]
     if not numeric:
         return None
     fig, axes = new_figure(4.2 * len(numeric), 3.8, cols=len(numeric))
-    fig.suptitle(f"sweep: {metric.replace('_', ' ')} of each job" + (" (red x: did not converge)" if any(
-        not j.get("converged", True) for j in finished) else ""), fontsize=10)
+    fig.suptitle(
+        f"sweep: {metric.replace('_', ' ')} of each job"
+        + (" (red x: did not converge)" if any(not j.get("converged", True) for j in finished) else ""),
+        fontsize=10,
+    )
     for ax, name in zip(axes[0], numeric):
         groups: dict[tuple, list] = {}
         for job in finished:
             if name not in job["params"]:
                 continue
             others = tuple(sorted((k, str(v)) for k, v in job["params"].items() if k != name and k in varying))
-            groups.setdefault(others, []).append((job["params"][name], job[metric], job.get("best", False),
-                                                  job.get("converged", True)))
+            groups.setdefault(others, []).append(
+                (job["params"][name], job[metric], job.get("best", False), job.get("converged", True))
+            )
         as_points = all(len(series) == 1 for series in groups.values())
         for others, series in groups.items():
             series.sort()
@@ -193,22 +227,45 @@ def sweep_plot(jobs: list[dict], metric: str = "final_distortion"):
             else:
                 ax.plot(xs, ys, marker="o", markersize=3, label=label)
         # the held-out epsilon beside the plotted one, where the runs hold points out
-        held = [(job["params"][name], job["heldout_distortion"]) for job in finished
-                if name in job["params"] and job.get("heldout_distortion") is not None
-                and metric != "heldout_distortion"]
+        held = [
+            (job["params"][name], job["heldout_distortion"])
+            for job in finished
+            if name in job["params"] and job.get("heldout_distortion") is not None and metric != "heldout_distortion"
+        ]
         if held:
-            ax.scatter(*zip(*held), marker="s", s=22, facecolor="none", edgecolor="tab:orange",
-                       label="held-out epsilon (same job)")
+            ax.scatter(
+                *zip(*held),
+                marker="s",
+                s=22,
+                facecolor="none",
+                edgecolor="tab:orange",
+                label="held-out epsilon (same job)",
+            )
         marked = set()
         for x, y, best, converged in (s for series in groups.values() for s in series):
             if best:
-                ax.scatter([x], [y], marker="*", s=180, color="gold", edgecolor="black", zorder=5,
-                           label=None if "best" in marked else "best job (ringed star)")
+                ax.scatter(
+                    [x],
+                    [y],
+                    marker="*",
+                    s=180,
+                    color="gold",
+                    edgecolor="black",
+                    zorder=5,
+                    label=None if "best" in marked else "best job (ringed star)",
+                )
                 ax.scatter([x], [y], marker="o", s=420, facecolor="none", edgecolor="black", zorder=4)
                 marked.add("best")
             if not converged:  # sigma^2 never reached 0: its epsilon is not a learned matrix's
-                ax.scatter([x], [y], marker="x", s=90, color="tab:red", zorder=6,
-                           label=None if "nc" in marked else "not converged (sigma^2 > 0)")
+                ax.scatter(
+                    [x],
+                    [y],
+                    marker="x",
+                    s=90,
+                    color="tab:red",
+                    zorder=6,
+                    label=None if "nc" in marked else "not converged (sigma^2 > 0)",
+                )
                 marked.add("nc")
         xs_all = [job["params"][name] for job in finished if name in job["params"]]
         ys_all = [job[metric] for job in finished] + [y for _, y in held]

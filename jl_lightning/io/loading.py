@@ -20,8 +20,9 @@ log = logging.getLogger("jl_lightning")
 SUPPORTED_SUFFIXES = (".npy", ".npz", ".pt", ".pth", ".csv", ".parquet")
 
 
-def load_points(path: str | Path, key: str | None = None, header="auto",
-                key_option: str = "data.source.key") -> np.ndarray:
+def load_points(
+    path: str | Path, key: str | None = None, header="auto", key_option: str = "data.source.key"
+) -> np.ndarray:
     """Load the array stored at ``path``.
 
     Parameters
@@ -47,8 +48,10 @@ def load_points(path: str | Path, key: str | None = None, header="auto",
     path = Path(path).expanduser()
     suffix = path.suffix.lower()
     if key is not None and suffix not in (".npz", ".pt", ".pth"):
-        raise JLInputError(f"{path}: {key_option}={key} applies to .npz files and .pt dicts; a {suffix} file "
-                           "holds one array (leave the key unset)")
+        raise JLInputError(
+            f"{path}: {key_option}={key} applies to .npz files and .pt dicts; a {suffix} file "
+            "holds one array (leave the key unset)"
+        )
     if header != "auto" and suffix != ".csv":
         raise JLInputError(f"{path}: data.source.header={header} applies to .csv files only (leave it auto)")
     if suffix == ".npy":
@@ -61,9 +64,7 @@ def load_points(path: str | Path, key: str | None = None, header="auto",
         return _load_csv(path, header)
     if suffix == ".parquet":
         return _load_parquet(path)
-    raise JLInputError(
-        f"{path}: unsupported file type {suffix!r}; expected one of {', '.join(SUPPORTED_SUFFIXES)}"
-    )
+    raise JLInputError(f"{path}: unsupported file type {suffix!r}; expected one of {', '.join(SUPPORTED_SUFFIXES)}")
 
 
 def path_problem(path) -> str | None:
@@ -84,8 +85,9 @@ def path_problem(path) -> str | None:
 
 def _as_numeric(path: Path, array, what: str = "array") -> np.ndarray:
     array = np.asanyarray(array)  # keeps a memory map a memory map
-    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)
-            or array.dtype == np.bool_):
+    if not (
+        np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer) or array.dtype == np.bool_
+    ):
         raise JLInputError(f"{path}: expected a numeric {what}, got dtype {array.dtype}")
     return array
 
@@ -97,8 +99,11 @@ def _load_npy(path: Path) -> np.ndarray:
         handle.seek(0)
         try:
             version = np.lib.format.read_magic(handle)
-            shape, _, dtype = (np.lib.format.read_array_header_1_0(handle) if version == (1, 0)
-                               else np.lib.format.read_array_header_2_0(handle))
+            shape, _, dtype = (
+                np.lib.format.read_array_header_1_0(handle)
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0(handle)
+            )
         except Exception as err:
             raise JLInputError(f"{path}: could not read the .npy header ({err})") from None
         data_start = handle.tell()
@@ -107,8 +112,10 @@ def _load_npy(path: Path) -> np.ndarray:
     expected = int(np.prod(shape)) * dtype.itemsize
     found = path.stat().st_size - data_start
     if found < expected:
-        raise JLInputError(f"{path}: the file is truncated: its header promises shape {shape} of {dtype} "
-                           f"({expected} bytes of data), the file holds {found}")
+        raise JLInputError(
+            f"{path}: the file is truncated: its header promises shape {shape} of {dtype} "
+            f"({expected} bytes of data), the file holds {found}"
+        )
     try:
         # memory-mapped: a large file is read as it is used, not copied up front
         array = np.load(path, allow_pickle=False, mmap_mode="r")
@@ -140,21 +147,26 @@ def _load_npz(path: Path, key: str | None, option: str = "data.source.key") -> n
 
 
 def _load_pt(path: Path, key: str | None, option: str = "data.source.key") -> np.ndarray:
-    import torch
+    # lazy: torch loads only for .pt files
+    import torch  # noqa: PLC0415
 
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
         if "Weights only load failed" in str(err):  # torch's advice to unpickle is not ours to give
-            raise JLInputError(f"{path}: holds pickled Python objects, which are never loaded; save a tensor "
-                               "or a dict of tensors (torch.save(tensor, path))") from None
+            raise JLInputError(
+                f"{path}: holds pickled Python objects, which are never loaded; save a tensor "
+                "or a dict of tensors (torch.save(tensor, path))"
+            ) from None
         first = str(err).strip().splitlines()[0] if str(err).strip() else ""
         raise JLInputError(f"{path}: could not read as a torch file ({type(err).__name__}: {first})") from None
     if isinstance(obj, dict):
         obj = obj[_pick_key(path, [str(k) for k in obj.keys()], key, option)]
     elif key is not None:
-        raise JLInputError(f"{path}: {option}={key} applies to a dict of tensors; this file holds one "
-                           f"{type(obj).__name__} (leave the key unset)")
+        raise JLInputError(
+            f"{path}: {option}={key} applies to a dict of tensors; this file holds one "
+            f"{type(obj).__name__} (leave the key unset)"
+        )
     if not isinstance(obj, torch.Tensor):
         raise JLInputError(f"{path}: expected a tensor (or a dict of tensors), got {type(obj).__name__}")
     if obj.layout != torch.strided:
@@ -211,8 +223,12 @@ def csv_row_chunks(path: Path, chunk_rows: int, header="auto") -> tuple[int | No
         names = [c.strip() for c in first[1]]
     elif header == "auto" and is_index_header(first[1]):
         names = [c.strip() for c in first[1]]
-        log.info("%s: its first line %s reads as column indices, so it is taken as a header "
-                 "(data.source.header=false reads it as data)", path, ",".join(names[:4]) + (",..." if len(names) > 4 else ""))
+        log.info(
+            "%s: its first line %s reads as column indices, so it is taken as a header "
+            "(data.source.header=false reads it as data)",
+            path,
+            ",".join(names[:4]) + (",..." if len(names) > 4 else ""),
+        )
     header = names  # from here on: the column names, or None
     if names is not None:
         first = None
@@ -252,7 +268,8 @@ def csv_row_chunks(path: Path, chunk_rows: int, header="auto") -> tuple[int | No
 def _load_parquet(path: Path) -> np.ndarray:
     """Every column of a Parquet file must be numeric; needs pyarrow (an optional dependency)."""
     try:
-        import pyarrow.parquet as pq
+        # lazy: pyarrow is optional (.parquet files)
+        import pyarrow.parquet as pq  # noqa: PLC0415
     except ImportError:
         raise JLInputError(f"{path}: reading .parquet needs pyarrow (pip install pyarrow)") from None
     try:

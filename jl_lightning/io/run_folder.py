@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import socket
 import tempfile
 from pathlib import Path
 
@@ -71,7 +73,7 @@ def remove_stale_temporaries(path: Path) -> list[Path]:
     (``.NAME.PID.*.tmp`` whose process is gone); returns what was removed."""
     removed = []
     for tmp in path.parent.glob(f".{path.name}.*.tmp"):
-        parts = tmp.name[len(path.name) + 2:].split(".")
+        parts = tmp.name[len(path.name) + 2 :].split(".")
         if parts and parts[0].isdigit() and not _pid_alive(int(parts[0])):
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
@@ -157,7 +159,6 @@ def read_lock(folder: str | Path) -> dict | None:
 
 def lock_is_stale(lock: dict | None) -> bool:
     """A lock of a run on this host whose process is gone (or an unreadable lock)."""
-    import socket
 
     if lock is None:
         return True
@@ -168,7 +169,6 @@ def take_lock(folder: str | Path, takeover: bool = False) -> None:
     """Create ``folder`` if needed and its lock file exclusively (O_EXCL), holding this process's
     pid, the host and whether this run created the folder. With ``takeover``, a stale lock (a
     dead run's) is replaced. Raises FileExistsError when another live run holds the folder."""
-    import socket
 
     folder = Path(folder)
     created = not folder.exists()
@@ -180,8 +180,10 @@ def take_lock(folder: str | Path, takeover: bool = False) -> None:
         fd = os.open(lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666 & ~_umask())
     except FileExistsError:
         lock = read_lock(folder) or {}
-        raise FileExistsError(f"{folder} is in use by another run (pid {lock.get('pid')} on {lock.get('host')}); "
-                              "choose another hydra.run.dir") from None
+        raise FileExistsError(
+            f"{folder} is in use by another run (pid {lock.get('pid')} on {lock.get('host')}); "
+            "choose another hydra.run.dir"
+        ) from None
     with os.fdopen(fd, "w") as handle:
         json.dump({"pid": os.getpid(), "host": socket.gethostname(), "created_folder": created}, handle)
 
@@ -189,7 +191,6 @@ def take_lock(folder: str | Path, takeover: bool = False) -> None:
 def release_lock(folder: str | Path, abandon: bool = False) -> None:
     """Remove this process's lock. With ``abandon`` (a refused or failed run), also remove the
     folder when this run created it, so a refused run leaves nothing behind."""
-    import shutil
 
     folder = Path(folder)
     lock = read_lock(folder)

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from jl_lightning.io.loading import path_problem
 from jl_lightning.io.run_folder import (
@@ -33,6 +33,7 @@ from jl_lightning.io.run_folder import (
     release_lock,
     take_lock,
 )
+from jl_lightning.io.sweep_summary import failures
 
 
 def _refuse(message: str, config: DictConfig | None = None) -> None:
@@ -45,7 +46,6 @@ def _refuse(message: str, config: DictConfig | None = None) -> None:
 def data_path_problem(config: DictConfig) -> str | None:
     """Why ``data.source.path`` (when the data has one) cannot be read, or None: missing, a
     directory, or not a regular file (a pipe or a device, which would hang the reader)."""
-    from omegaconf import OmegaConf
 
     try:
         path = OmegaConf.select(config, "data.source.path", default=None)
@@ -94,9 +94,11 @@ class RefuseOccupiedRunDir(Callback):
                 extra = ""
                 if not occupied(run_dir) and (run_dir / "checkpoints").exists():
                     extra = f" To continue that killed run: jl-train resume={run_dir}"
-                _refuse(f"{run_dir} holds an earlier run's files ({', '.join(found)}); refusing to overwrite "
-                        f"them or write beside them (nothing was written). Choose another hydra.run.dir.{extra}",
-                        config)
+                _refuse(
+                    f"{run_dir} holds an earlier run's files ({', '.join(found)}); refusing to overwrite "
+                    f"them or write beside them (nothing was written). Choose another hydra.run.dir.{extra}",
+                    config,
+                )
         try:
             take_lock(run_dir, takeover=bool(resume))
         except FileExistsError as err:
@@ -115,9 +117,12 @@ class RefuseOccupiedRunDir(Callback):
             for job_dir in sorted(p for p in sweep_dir.iterdir() if p.is_dir()):
                 found = earlier_run_files(job_dir)
                 if found:
-                    _refuse(f"{job_dir} holds an earlier sweep's files ({', '.join(found)}); refusing to "
-                            "overwrite them or write beside them (nothing was written). Choose another "
-                            "hydra.sweep.dir.", config)
+                    _refuse(
+                        f"{job_dir} holds an earlier sweep's files ({', '.join(found)}); refusing to "
+                        "overwrite them or write beside them (nothing was written). Choose another "
+                        "hydra.sweep.dir.",
+                        config,
+                    )
         try:
             take_lock(sweep_dir)
             # released whatever ends the sweep (a job's traceback, a signal that exits): the
@@ -126,11 +131,11 @@ class RefuseOccupiedRunDir(Callback):
         except FileExistsError as err:
             _refuse(str(err), config)
         except OSError as err:
-            _refuse(f"hydra.sweep.dir={sweep_dir}: cannot create the sweep folder there ({err.strerror or err})",
-                    config)
+            _refuse(
+                f"hydra.sweep.dir={sweep_dir}: cannot create the sweep folder there ({err.strerror or err})", config
+            )
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
-        from jl_lightning.io.sweep_summary import failures
 
         sweep_dir = Path(str(config.hydra.sweep.dir))
         release_lock(sweep_dir)

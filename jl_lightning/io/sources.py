@@ -62,8 +62,10 @@ class ClustersPoints:
 
     @property
     def name(self) -> str:
-        return (f"clustered data (data.source.n={self.n}, d={self.d}, clusters={self.clusters}, "
-                f"intrinsic_dim={self.intrinsic_dim})")
+        return (
+            f"clustered data (data.source.n={self.n}, d={self.d}, clusters={self.clusters}, "
+            f"intrinsic_dim={self.intrinsic_dim})"
+        )
 
     def load(self) -> np.ndarray:
         for option in ("n", "d", "clusters", "intrinsic_dim"):
@@ -71,10 +73,18 @@ class ClustersPoints:
         _positive("spread", self.spread, integer=False)
         check("data.source.noise", self.noise, NON_NEGATIVE)
         if self.intrinsic_dim > self.d:
-            raise JLInputError(f"data.source.intrinsic_dim must be <= data.source.d={self.d}, "
-                               f"got {self.intrinsic_dim}")
-        return generate_clusters(self.n, self.d, self.clusters, self.intrinsic_dim, float(self.spread),
-                                 float(self.noise), bool(self.unit_norm), int(self.seed), self.cache_dir)
+            raise JLInputError(f"data.source.intrinsic_dim must be <= data.source.d={self.d}, got {self.intrinsic_dim}")
+        return generate_clusters(
+            self.n,
+            self.d,
+            self.clusters,
+            self.intrinsic_dim,
+            float(self.spread),
+            float(self.noise),
+            bool(self.unit_norm),
+            int(self.seed),
+            self.cache_dir,
+        )
 
 
 @dataclass
@@ -108,10 +118,13 @@ class DigitsPoints:
 
     def load(self) -> np.ndarray:
         try:
-            from sklearn.datasets import load_digits
+            # lazy: scikit-learn is optional (data=digits)
+            from sklearn.datasets import load_digits  # noqa: PLC0415
         except ImportError:
-            raise JLInputError("data=digits needs scikit-learn, which ships the dataset: "
-                               "pip install -e '.[examples]' (or pip install scikit-learn)") from None
+            raise JLInputError(
+                "data=digits needs scikit-learn, which ships the dataset: "
+                "pip install -e '.[examples]' (or pip install scikit-learn)"
+            ) from None
         return load_digits().data.astype(np.float64)
 
 

@@ -15,13 +15,25 @@ import json
 import math
 from pathlib import Path
 
+import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from jl_lightning.errors import JLInputError
+from jl_lightning.io.figures import save_png, sweep_plot
 from jl_lightning.io.run_folder import atomic_write
 
-COLUMNS = ("final_distortion", "best_distortion", "heldout_distortion", "cross_distortion", "recall",
-           "converged", "sigma2_final", "steps", "fit_seconds")
+COLUMNS = (
+    "final_distortion",
+    "best_distortion",
+    "heldout_distortion",
+    "cross_distortion",
+    "recall",
+    "converged",
+    "sigma2_final",
+    "steps",
+    "fit_seconds",
+)
 SUMMARY_NAMES = ("sweep_summary.md", "sweep_summary.json", "sweep_summary.png")
 
 
@@ -34,7 +46,6 @@ def _overrides(job_dir: Path) -> str:
 
 def override_values(overrides: str) -> dict:
     """``key=value`` overrides as a dict, numbers as numbers (YAML's reading of the value)."""
-    import yaml
 
     params = {}
     for item in overrides.split():
@@ -50,12 +61,18 @@ def override_values(overrides: str) -> dict:
 
 def plot(rows: list[dict], metric: str = "best_distortion"):
     """The sweep's figure (``io.figures.sweep_plot``), or None when no numeric parameter varies."""
-    from jl_lightning.io.figures import sweep_plot
 
     best = best_row(rows, metric)
-    jobs = [{"params": override_values(row["overrides"]), metric: row.get(metric),
-             "heldout_distortion": row.get("heldout_distortion"),
-             "best": row is best, "converged": row.get("converged") is not False} for row in rows]
+    jobs = [
+        {
+            "params": override_values(row["overrides"]),
+            metric: row.get(metric),
+            "heldout_distortion": row.get("heldout_distortion"),
+            "best": row is best,
+            "converged": row.get("converged") is not False,
+        }
+        for row in rows
+    ]
     return sweep_plot(jobs, metric)
 
 
@@ -65,8 +82,11 @@ def heldout_columns(summary: dict) -> dict:
     held = summary.get("heldout") or {}
     own = held.get("pairs" if summary.get("mode") == "pairs" else "points") or {}
     recall = (summary.get("recall") or {}).get("learned")
-    return {"heldout_distortion": own.get("epsilon"), "cross_distortion": (held.get("cross_pairs") or {}).get("epsilon"),
-            "recall": recall}
+    return {
+        "heldout_distortion": own.get("epsilon"),
+        "cross_distortion": (held.get("cross_pairs") or {}).get("epsilon"),
+        "recall": recall,
+    }
 
 
 FAILURES = ".jl_failed"  # in the sweep folder: one JSON record per job that failed
@@ -127,7 +147,6 @@ METRICS = ("best_distortion", "heldout_distortion", "cross_distortion", "final_d
 
 def check_metric(name: str, val_fraction) -> None:
     """``optimized_metric`` must name one of :data:`METRICS`; a held-out one needs a split."""
-    from jl_lightning.errors import JLInputError
 
     if name not in METRICS:
         raise JLInputError(f"optimized_metric must be one of {', '.join(METRICS)}, got {name!r}")
@@ -179,8 +198,10 @@ def markdown(rows: list[dict], metric: str = "best_distortion") -> str:
     shared, shown = shown_overrides(rows) if rows else ([], [])
     extra = ("gradient_steps", "curvature_steps", "stopped_at") if any("optimization" in r for r in rows) else ()
     header = ("job", "overrides") + COLUMNS + extra
-    lines = ([f"every job: {' '.join(shared)}", ""] if shared else []) + \
-        ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines = ([f"every job: {' '.join(shared)}", ""] if shared else []) + [
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
     for row, own in zip(rows, shown):
         if row.get("failed"):
             reason = row.get("reason", "no summary.json").replace("|", "\\|")
@@ -216,7 +237,5 @@ class SweepSummary(Callback):
         atomic_write(sweep_dir / "sweep_summary.md", lambda h: h.write(text.encode()))
         figure = plot(rows, metric)
         if figure is not None:
-            from jl_lightning.io.figures import save_png
-
             save_png(figure, sweep_dir / "sweep_summary.png")
         print(f"[jl] sweep summary ({sweep_dir / 'sweep_summary.md'}):\n{text}", end="", flush=True)

@@ -29,8 +29,9 @@ def row_norms(points: np.ndarray) -> np.ndarray:
     return norms
 
 
-def check_array(values, source: str, *, dim: int | None = None, first_row: int = 0,
-                expected_by: str = "the matrix") -> np.ndarray:
+def check_array(
+    values, source: str, *, dim: int | None = None, first_row: int = 0, expected_by: str = "the matrix"
+) -> np.ndarray:
     """The one check of an array of vectors, for every entry that takes one (``jl-train``'s
     data, ``JLEmbedding.fit`` and ``transform``, each chunk of ``jl-embed``): a dense 2-D array
     of real numbers (bool, integer or float; an object array is converted), not empty, every
@@ -55,28 +56,37 @@ def check_array(values, source: str, *, dim: int | None = None, first_row: int =
             raise JLInputTypeError(f"{source}: expected numbers, got an object that is not one ({err})") from None
         except ValueError as err:
             raise JLInputError(f"{source}: expected numbers ({err})") from None
-    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)
-            or array.dtype == np.bool_):
+    if not (
+        np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer) or array.dtype == np.bool_
+    ):
         raise JLInputError(f"{source}: expected an array of numbers, got dtype {array.dtype}")
     if array.ndim != 2:
-        raise JLInputError(f"{source}: expected a 2-D array (n points x d features), got shape {array.shape}"
-                           + ("; Reshape your data with X.reshape(1, -1) for one vector" if array.ndim == 1 else ""))
+        raise JLInputError(
+            f"{source}: expected a 2-D array (n points x d features), got shape {array.shape}"
+            + ("; Reshape your data with X.reshape(1, -1) for one vector" if array.ndim == 1 else "")
+        )
     if array.shape[0] == 0:
-        raise JLInputError(f"{source}: the array is empty: 0 sample(s) (shape={array.shape}) while a minimum of 1 "
-                           "is required.")
+        raise JLInputError(
+            f"{source}: the array is empty: 0 sample(s) (shape={array.shape}) while a minimum of 1 is required."
+        )
     if array.shape[1] == 0:
-        raise JLInputError(f"{source}: the array is empty: 0 feature(s) (shape={array.shape}) while a minimum of 1 "
-                           "is required.")
+        raise JLInputError(
+            f"{source}: the array is empty: 0 feature(s) (shape={array.shape}) while a minimum of 1 is required."
+        )
     if dim is not None and array.shape[1] != dim:
-        raise JLInputError(f"{source}: X has {array.shape[1]} features, but {expected_by} is expecting {dim} "
-                           f"features as input (dimension d={dim}; got shape {array.shape})")
+        raise JLInputError(
+            f"{source}: X has {array.shape[1]} features, but {expected_by} is expecting {dim} "
+            f"features as input (dimension d={dim}; got shape {array.shape})"
+        )
     if np.issubdtype(array.dtype, np.floating):
         finite = np.isfinite(array).all(axis=1)
         if not finite.all():
             row = int(np.flatnonzero(~finite)[0])
             bad = "NaN" if np.isnan(array[row]).any() else "inf"
-            raise JLInputError(f"{source}: row {first_row + row} (0-based) contains {bad}; "
-                               f"{int((~finite).sum())} row(s) are not finite")
+            raise JLInputError(
+                f"{source}: row {first_row + row} (0-based) contains {bad}; "
+                f"{int((~finite).sum())} row(s) are not finite"
+            )
     return array
 
 
@@ -86,13 +96,20 @@ def check_fits(out: np.ndarray, source: str, first_row: int = 0, hint: str = "")
     fits = np.isfinite(out).all(axis=-1)
     if not np.all(fits):
         row = int(np.flatnonzero(~np.atleast_1d(fits))[0])
-        raise JLInputError(f"{source}: row {first_row + row} (0-based): its embedded vector does not fit "
-                           f"{out.dtype} (too large){hint}")
+        raise JLInputError(
+            f"{source}: row {first_row + row} (0-based): its embedded vector does not fit {out.dtype} (too large){hint}"
+        )
     return out
 
 
-def validate_points(points: np.ndarray, source: str, normalize: bool = True, mode: str = "norms",
-                    center: bool = False, return_scale: bool = False):
+def validate_points(
+    points: np.ndarray,
+    source: str,
+    normalize: bool = True,
+    mode: str = "norms",
+    center: bool = False,
+    return_scale: bool = False,
+):
     """Return ``points`` as a float64 (n, d) array: centered when ``center``, then unit-normed
     when ``normalize``.
 
@@ -123,8 +140,10 @@ def validate_points(points: np.ndarray, source: str, normalize: bool = True, mod
     if center:
         points = center_points(points)
     if mode == "pairs" and not (points != points[0]).any():
-        raise JLInputError(f"{source}: all {n} points are identical; pairs mode needs at least 2 distinct "
-                           "points (every pair is at distance 0)")
+        raise JLInputError(
+            f"{source}: all {n} points are identical; pairs mode needs at least 2 distinct "
+            "points (every pair is at distance 0)"
+        )
     norms = row_norms(points)
     zero = norms == 0
     if zero.any() and mode == "norms":
@@ -133,8 +152,10 @@ def validate_points(points: np.ndarray, source: str, normalize: bool = True, mod
         row, count = int(np.flatnonzero(zero)[0]), int(zero.sum())
         if count == n:
             raise JLInputError(f"{source}: all {n} rows are the zero vector; norms mode needs a nonzero point")
-        message = (f"{source}: {count} zero row(s) (the first: row {row}, 0-based) left out: a linear map sends 0 "
-                   "to 0, and the distortion |‖Ax‖²/‖x‖² − 1| is undefined there")
+        message = (
+            f"{source}: {count} zero row(s) (the first: row {row}, 0-based) left out: a linear map sends 0 "
+            "to 0, and the distortion |‖Ax‖²/‖x‖² − 1| is undefined there"
+        )
         warnings.warn(message, ZeroRowsWarning, stacklevel=2)
         logging.getLogger("jl_lightning").warning("%s", message)
         points, norms, zero = points[~zero], norms[~zero], zero[~zero]
@@ -156,16 +177,18 @@ def duplicate_rows(points: np.ndarray) -> tuple[int, int]:
     return int((repeated - 1).sum()), int((repeated * (repeated - 1) // 2).sum())
 
 
-def split_indices(n: int, val_fraction: float, seed: int, min_train: int,
-                  name: str = "data.val_fraction") -> tuple[np.ndarray, np.ndarray]:
+def split_indices(
+    n: int, val_fraction: float, seed: int, min_train: int, name: str = "data.val_fraction"
+) -> tuple[np.ndarray, np.ndarray]:
     """Seeded (train, held-out) index arrays, disjoint and covering 0..n-1, both sorted."""
     check(name, val_fraction, Number(low=0, high=1, high_open=True))
     n_val = int(round(val_fraction * n))
     if val_fraction > 0 and n_val == 0:
         n_val = 1
     if n - n_val < min_train:
-        raise JLInputError(f"{name}={val_fraction} leaves {n - n_val} training point(s) of {n}; "
-                           f"need at least {min_train}")
+        raise JLInputError(
+            f"{name}={val_fraction} leaves {n - n_val} training point(s) of {n}; need at least {min_train}"
+        )
     order = np.random.default_rng(seed).permutation(n)
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
@@ -174,9 +197,7 @@ def validate_k(k, d: int) -> int:
     """``model.k`` must be an integer in [1, d]."""
     k = check("model.k", k, POSITIVE_INT)
     if k > d:
-        raise JLInputError(
-            f"model.k={k} exceeds the data dimension d={d}; a JL embedding maps to k <= d dimensions"
-        )
+        raise JLInputError(f"model.k={k} exceeds the data dimension d={d}; a JL embedding maps to k <= d dimensions")
     return int(k)
 
 
@@ -191,8 +212,7 @@ def run_options(cfg) -> tuple[int, int | None]:
     integer in [0, 2^32)), ``threads`` (null or a positive integer), ``log_every`` (a positive
     integer) and ``optimizer.lr`` (> 0: a rate of 0 can never train). Returns (seed, threads)."""
     seed = cfg.get("seed")
-    check("seed", seed, Number(low=0, high=2 ** 32, high_open=True, integer=True,
-                               what="an integer in [0, 2^32)"))
+    check("seed", seed, Number(low=0, high=2**32, high_open=True, integer=True, what="an integer in [0, 2^32)"))
     threads = positive_int("threads", cfg.get("threads"), allow_none=True)
     if "log_every" in cfg:
         positive_int("log_every", cfg.get("log_every"))

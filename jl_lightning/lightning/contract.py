@@ -5,8 +5,9 @@ trainer (``global_step``, ``max_steps``, ``loggers``, ``datamodule``, ``should_s
 ``callbacks``, ``is_global_zero``). In a distributed run (``trainer=ddp``) every rank runs
 every callback: an exact figure goes through ``sharding.exact_report`` (all ranks call it
 at the same step), and what is measured or written once (references, figures,
-TensorBoard's HParams, progress lines) happens where ``trainer.is_global_zero``. ``tests/test_callbacks.py`` runs every callback against minimal objects
-that have only this contract, so a callback that reaches further fails there.
+TensorBoard's HParams, progress lines) happens where ``trainer.is_global_zero``.
+``tests/test_callbacks.py`` runs every callback against minimal objects that have only this
+contract, so a callback that reaches further fails there.
 
 The module (:class:`JLModule`, implemented by ``module.BaseJLModule``):
 

@@ -25,7 +25,7 @@ NORMALIZE_CHOICES = ("auto", True, False)
 
 def short_fingerprint(value: str) -> str:
     """``sha256:`` and the first 16 hex digits: enough to tell two data sets apart in a message."""
-    return value[:len("sha256:") + 16] + "…" if value.startswith("sha256:") else value
+    return value[: len("sha256:") + 16] + "…" if value.startswith("sha256:") else value
 
 
 class DuplicatePointsWarning(UserWarning):
@@ -94,8 +94,16 @@ class JLDataModule(LightningDataModule):
     ``train_index``/``val_index`` are their rows in the source.
     """
 
-    def __init__(self, source, normalize="auto", mode: str = "norms", center: bool = False,
-                 val_fraction: float = 0.0, split_seed: int = 0, select_fraction: float = 0.0):
+    def __init__(
+        self,
+        source,
+        normalize="auto",
+        mode: str = "norms",
+        center: bool = False,
+        val_fraction: float = 0.0,
+        split_seed: int = 0,
+        select_fraction: float = 0.0,
+    ):
         super().__init__()
         if normalize not in NORMALIZE_CHOICES:
             raise JLInputError(f"data.normalize must be auto, true or false, got {normalize!r}")
@@ -124,21 +132,30 @@ class JLDataModule(LightningDataModule):
         if self.points is not None:
             return
         raw = self.source.load()
-        points, self.data_scale = validate_points(raw, self.source.name, normalize=self.normalize, mode=self.mode,
-                                                  center=self.center, return_scale=True)
+        points, self.data_scale = validate_points(
+            raw, self.source.name, normalize=self.normalize, mode=self.mode, center=self.center, return_scale=True
+        )
         if self.mode == "pairs":
             rows, pairs = duplicate_rows(points)
             self.duplicates = {"rows": rows, "pairs": pairs}
             if rows:
-                message = (f"{self.source.name}: {rows} duplicate row(s), {pairs} pair(s) at distance 0; "
-                           "these pairs are left out of the loss and of every reported figure")
+                message = (
+                    f"{self.source.name}: {rows} duplicate row(s), {pairs} pair(s) at distance 0; "
+                    "these pairs are left out of the loss and of every reported figure"
+                )
                 warnings.warn(message, DuplicatePointsWarning, stacklevel=2)
                 log.warning("%s", message)
-        self.train_index, self.val_index = split_indices(len(points), self.val_fraction, self.split_seed,
-                                                         min_train=2 if self.mode == "pairs" else 1)
+        self.train_index, self.val_index = split_indices(
+            len(points), self.val_fraction, self.split_seed, min_train=2 if self.mode == "pairs" else 1
+        )
         if self.select_fraction:
-            fit, select = split_indices(len(self.train_index), self.select_fraction, self.split_seed + 1,
-                                        min_train=2 if self.mode == "pairs" else 1, name="data.select_fraction")
+            fit, select = split_indices(
+                len(self.train_index),
+                self.select_fraction,
+                self.split_seed + 1,
+                min_train=2 if self.mode == "pairs" else 1,
+                name="data.select_fraction",
+            )
             self.select_index, self.train_index = self.train_index[select], self.train_index[fit]
             self.select_points = points[self.select_index]
         self.points = points[self.train_index]
@@ -162,9 +179,11 @@ class JLDataModule(LightningDataModule):
         naming the source and both fingerprints) when the training points differ."""
         saved = state_dict.get("data_fingerprint")
         if saved is not None and self.points is not None and saved != self.fingerprint:
-            raise JLInputError(f"resume: the data changed since the checkpoint was saved: {self.name} now gives "
-                               f"{short_fingerprint(self.fingerprint)}, the run trained on "
-                               f"{short_fingerprint(saved)}; refusing to continue on other data (start a new run)")
+            raise JLInputError(
+                f"resume: the data changed since the checkpoint was saved: {self.name} now gives "
+                f"{short_fingerprint(self.fingerprint)}, the run trained on "
+                f"{short_fingerprint(saved)}; refusing to continue on other data (start a new run)"
+            )
 
     @property
     def name(self) -> str:

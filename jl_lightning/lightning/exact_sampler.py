@@ -31,9 +31,18 @@ METHODS = ("adam", "hessian", "pgd")
 
 
 # what the exact sampler's own options accept (model.*), checked in one place (constraints.py)
-EXACT_CONSTRAINTS = {"eps": Number(low=0, high=1, low_open=True, high_open=True), "L": POSITIVE, "K": POSITIVE,
-                     "rho": POSITIVE, "pgd_radius": POSITIVE, "max_step": POSITIVE, "max_curvature_step": POSITIVE,
-                     "pgd_threshold": POSITIVE, "lanczos_iters": POSITIVE_INT, "pgd_interval": POSITIVE_INT}
+EXACT_CONSTRAINTS = {
+    "eps": Number(low=0, high=1, low_open=True, high_open=True),
+    "L": POSITIVE,
+    "K": POSITIVE,
+    "rho": POSITIVE,
+    "pgd_radius": POSITIVE,
+    "max_step": POSITIVE,
+    "max_curvature_step": POSITIVE,
+    "pgd_threshold": POSITIVE,
+    "lanczos_iters": POSITIVE_INT,
+    "pgd_interval": POSITIVE_INT,
+}
 
 
 class ExactProblem:
@@ -81,18 +90,50 @@ class ExactSampler(BaseJLModule):
 
     modes = ("norms",)
 
-    def __init__(self, k: int, dim: int, eps: float = 0.3, method: str = "hessian", variance: str = "raw",
-                 init_variance: float = 1.0, init_mean: str = "zeros", init_seed: int = 0, init_scale: float = 1.0,
-                 init_noise: float = 0.0, reg_weight: float = 1.0, L: float = 100.0, K: float = 1e-5,
-                 rho: float = 0.01, lanczos_iters: int = 40, pgd_radius: float = 1.0, pgd_interval: int = 1000,
-                 pgd_threshold: float = 1e-3, backtracking: bool = True, max_step: float = 1.0,
-                 max_curvature_step: float = 10.0,
-                 optimizer: Callable[..., torch.optim.Optimizer] | None = None,
-                 scheduler: Callable[..., Any] | None = None, log_every: int = 50, mode: str = "norms"):
-        super().__init__(k, dim, variance=variance, init_variance=init_variance, init_mean=init_mean,
-                         init_seed=init_seed, init_scale=init_scale, init_noise=init_noise, reg_weight=reg_weight,
-                         optimizer=optimizer, scheduler=scheduler, log_every=log_every, mode=mode,
-                         dtype=torch.float64)
+    def __init__(
+        self,
+        k: int,
+        dim: int,
+        eps: float = 0.3,
+        method: str = "hessian",
+        variance: str = "raw",
+        init_variance: float = 1.0,
+        init_mean: str = "zeros",
+        init_seed: int = 0,
+        init_scale: float = 1.0,
+        init_noise: float = 0.0,
+        reg_weight: float = 1.0,
+        L: float = 100.0,
+        K: float = 1e-5,
+        rho: float = 0.01,
+        lanczos_iters: int = 40,
+        pgd_radius: float = 1.0,
+        pgd_interval: int = 1000,
+        pgd_threshold: float = 1e-3,
+        backtracking: bool = True,
+        max_step: float = 1.0,
+        max_curvature_step: float = 10.0,
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        scheduler: Callable[..., Any] | None = None,
+        log_every: int = 50,
+        mode: str = "norms",
+    ):
+        super().__init__(
+            k,
+            dim,
+            variance=variance,
+            init_variance=init_variance,
+            init_mean=init_mean,
+            init_seed=init_seed,
+            init_scale=init_scale,
+            init_noise=init_noise,
+            reg_weight=reg_weight,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            log_every=log_every,
+            mode=mode,
+            dtype=torch.float64,
+        )
         if method not in METHODS:
             raise JLInputError(f"model.method must be one of {list(METHODS)}, got {method!r}")
         check_params(locals(), EXACT_CONSTRAINTS, "model.")
@@ -100,20 +141,30 @@ class ExactSampler(BaseJLModule):
         self.eps, self.method = float(eps), method
         self.stepper = None
         if method == "hessian":
-            self.stepper = HessianDescent(L, K, rho, lanczos_iters, backtracking, max_step, max_curvature_step,
-                                          seed=int(init_seed) + 1)
+            self.stepper = HessianDescent(
+                L, K, rho, lanczos_iters, backtracking, max_step, max_curvature_step, seed=int(init_seed) + 1
+            )
         elif method == "pgd":
-            self.stepper = PerturbedGD(L, rho, pgd_radius, pgd_interval, pgd_threshold, backtracking, max_step,
-                                       seed=int(init_seed) + 1)
+            self.stepper = PerturbedGD(
+                L, rho, pgd_radius, pgd_interval, pgd_threshold, backtracking, max_step, seed=int(init_seed) + 1
+            )
         self.adam_steps = 0
         self.stopped_at: int | None = None
 
     def run_report(self) -> dict:
         """How the run went, for summary.json: steps of each kind and where it stopped."""
-        counts = self.stepper.report() if self.stepper is not None else {
-            "gradient_steps": self.adam_steps, "curvature_steps": 0, "perturbations": 0}
-        return {"method": self.method, "eps": self.eps, **counts, "stopped_at": self.stopped_at,
-                "sigma2": self.sigma2()}
+        counts = (
+            self.stepper.report()
+            if self.stepper is not None
+            else {"gradient_steps": self.adam_steps, "curvature_steps": 0, "perturbations": 0}
+        )
+        return {
+            "method": self.method,
+            "eps": self.eps,
+            **counts,
+            "stopped_at": self.stopped_at,
+            "sigma2": self.sigma2(),
+        }
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)
@@ -166,9 +217,16 @@ class ExactSampler(BaseJLModule):
                 self.trainer.should_stop = True
             self.optimizers().step()  # the stand-in optimizer: counts the step (global_step), changes nothing
         if before % self.log_every == 0:
-            log_at(self.trainer, {"exact/objective": info["value"], "exact/grad_norm": info["grad_norm"],
-                                  "exact/lambda_min": info["lambda_min"], "exact/step_type": info["step_type"]},
-                   before)
+            log_at(
+                self.trainer,
+                {
+                    "exact/objective": info["value"],
+                    "exact/grad_norm": info["grad_norm"],
+                    "exact/lambda_min": info["lambda_min"],
+                    "exact/step_type": info["step_type"],
+                },
+                before,
+            )
 
     def configure_optimizers(self):
         if self.stepper is not None:

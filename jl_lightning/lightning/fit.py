@@ -14,7 +14,18 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from lightning.pytorch import seed_everything
+from lightning.pytorch.callbacks import Checkpoint, LearningRateMonitor, ProgressBar
 from omegaconf import DictConfig, OmegaConf
+
+from jl_lightning.constraints import Number, check
+from jl_lightning.errors import JLInputError, JLRunError
+from jl_lightning.io.run_folder import process_rank
+from jl_lightning.io.validation import run_options, validate_k
+from jl_lightning.lightning.callbacks import ProgressLog, RunSummary
 
 log = logging.getLogger("jl_lightning")
 
@@ -31,7 +42,6 @@ class FitResult:
 
 def instantiate_group(group) -> list:
     """Instantiate every entry of a dict-of-configs group (callbacks, logger)."""
-    from hydra.utils import instantiate
 
     if not group:
         return []
@@ -48,23 +58,41 @@ def quiet_lightning() -> None:
             lightning_logger.removeHandler(handler)
         lightning_logger.propagate = True
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
-    for pattern in (".*does not have many workers.*", ".*exists and is not empty.*",
-                    ".*LeafSpec.*is deprecated.*",
-                    # saving after the step is what we want: the checkpoint then holds the M
-                    # whose distortion DistortionTracker just measured
-                    ".*ModelCheckpoint with manual optimization.*",
-                    # the documented differentiable all-gather (core/sharding.py); its suggested
-                    # replacement is a private torch module
-                    ".*torch.distributed.nn.functional.all_gather is deprecated.*"):
+    for pattern in (
+        ".*does not have many workers.*",
+        ".*exists and is not empty.*",
+        ".*LeafSpec.*is deprecated.*",
+        # saving after the step is what we want: the checkpoint then holds the M
+        # whose distortion DistortionTracker just measured
+        ".*ModelCheckpoint with manual optimization.*",
+        # the documented differentiable all-gather (core/sharding.py); its suggested
+        # replacement is a private torch module
+        ".*torch.distributed.nn.functional.all_gather is deprecated.*",
+    ):
         warnings.filterwarnings("ignore", pattern)
 
 
 # the settings that define an experiment, one name each (TensorBoard's HParams columns); the
 # whole resolved config is in the run's .hydra/config.yaml
-CURATED = ("task_name", "seed", "model/k", "model/mode", "model/n_samples", "model/variance",
-           "model/pair_strategy", "model/smooth_temperature", "model/smooth_temperature_end",
-           "model/subspace_penalty", "optimizer/lr", "trainer/max_steps", "data/val_fraction", "data/source/n",
-           "data/source/d", "data/source/path", "optimized_metric")
+CURATED = (
+    "task_name",
+    "seed",
+    "model/k",
+    "model/mode",
+    "model/n_samples",
+    "model/variance",
+    "model/pair_strategy",
+    "model/smooth_temperature",
+    "model/smooth_temperature_end",
+    "model/subspace_penalty",
+    "optimizer/lr",
+    "trainer/max_steps",
+    "data/val_fraction",
+    "data/source/n",
+    "data/source/d",
+    "data/source/path",
+    "optimized_metric",
+)
 
 
 def _short(value):
@@ -83,7 +111,6 @@ def run_hyperparameters(cfg: DictConfig) -> dict:
     plus every setting the command line changed (a sweep's parameters); nothing
     machine-specific (no paths but a data file's name). The full config is the run's
     ``.hydra/config.yaml``."""
-    from hydra.core.hydra_config import HydraConfig
 
     def pick(key: str):
         node = OmegaConf.select(cfg, key.replace("/", "."), default=None, throw_on_missing=False)
@@ -117,7 +144,6 @@ def run_hyperparameters(cfg: DictConfig) -> dict:
 def build_datamodule(data_cfg: DictConfig, source=None):
     """The DataModule of a ``data`` config node, set up (bad data fails here, before any
     training). ``source`` replaces its ``source`` (``JLEmbedding.fit`` passes an array)."""
-    from hydra.utils import instantiate
 
     if source is None:
         datamodule = instantiate(data_cfg)
@@ -130,8 +156,7 @@ def build_datamodule(data_cfg: DictConfig, source=None):
     return datamodule
 
 
-def fit_from_config(cfg: DictConfig, source=None, interactive: bool | None = None,
-                    ckpt_path=None) -> FitResult:
+def fit_from_config(cfg: DictConfig, source=None, interactive: bool | None = None, ckpt_path=None) -> FitResult:
     """Train one sampler as configured. Writes nothing itself except what the configured
     logger and callbacks write. ``interactive`` (default: stdout is a terminal) keeps the
     progress bar; logs, CI and pipes get none. ``ckpt_path``: continue from that checkpoint
@@ -139,16 +164,6 @@ def fit_from_config(cfg: DictConfig, source=None, interactive: bool | None = Non
     and callbacks add what makes the continuation exact: the RNG state, the active pairs,
     the tracker's best matrix and history)."""
     started = time.perf_counter()
-    import torch
-    from hydra.utils import instantiate
-    from lightning.pytorch import seed_everything
-    from lightning.pytorch.callbacks import Checkpoint, LearningRateMonitor, ProgressBar
-
-    from jl_lightning.constraints import Number, check
-    from jl_lightning.errors import JLInputError, JLRunError
-    from jl_lightning.io.run_folder import process_rank
-    from jl_lightning.io.validation import run_options, validate_k
-    from jl_lightning.lightning.callbacks import ProgressLog, RunSummary
 
     quiet_lightning()
     if process_rank() > 0:  # rank 0 tells how the run goes; the others only warn
@@ -159,8 +174,11 @@ def fit_from_config(cfg: DictConfig, source=None, interactive: bool | None = Non
     seed_everything(seed, workers=True, verbose=False)
 
     max_steps = cfg.trainer.get("max_steps")
-    check("trainer.max_steps", max_steps,
-          Number(low=1, integer=True, what="a positive integer (the number of training steps)"))
+    check(
+        "trainer.max_steps",
+        max_steps,
+        Number(low=1, integer=True, what="a positive integer (the number of training steps)"),
+    )
     datamodule = build_datamodule(cfg.data, source)
     k = validate_k(cfg.model.k, datamodule.dim)
     optimizer = instantiate(cfg.optimizer) if cfg.get("optimizer") else None
@@ -189,9 +207,13 @@ def fit_from_config(cfg: DictConfig, source=None, interactive: bool | None = Non
         logger.log_hyperparams(hyperparameters)
     # progress bar and checkpointing exactly when their callbacks are configured:
     # otherwise Lightning would add its own defaults behind the config's back
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
-                          enable_progress_bar=any(isinstance(c, ProgressBar) for c in callbacks),
-                          enable_checkpointing=any(isinstance(c, Checkpoint) for c in callbacks))
+    trainer = instantiate(
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=loggers or False,
+        enable_progress_bar=any(isinstance(c, ProgressBar) for c in callbacks),
+        enable_checkpointing=any(isinstance(c, Checkpoint) for c in callbacks),
+    )
     trainer.fit(model, datamodule=datamodule, ckpt_path=None if ckpt_path is None else str(ckpt_path))
     if trainer.interrupted:
         raise JLRunError("training was interrupted; nothing was exported")
@@ -199,6 +221,12 @@ def fit_from_config(cfg: DictConfig, source=None, interactive: bool | None = Non
     summary = dict(summary_callback.summary)
     summary["seed"] = int(cfg.seed)
     summary["wall_seconds"] = time.perf_counter() - started
-    objects = {"cfg": cfg, "datamodule": datamodule, "model": model, "trainer": trainer,
-               "callbacks": callbacks, "loggers": loggers}
+    objects = {
+        "cfg": cfg,
+        "datamodule": datamodule,
+        "model": model,
+        "trainer": trainer,
+        "callbacks": callbacks,
+        "loggers": loggers,
+    }
     return FitResult(summary, summary_callback.embedding, objects)

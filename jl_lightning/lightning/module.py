@@ -26,14 +26,19 @@ from jl_lightning.lightning.sharding import share_rng_state
 
 INIT_MEANS = ("zeros", "gaussian", "identity")
 # what every sampler's shared options accept (model.*), checked in one place (constraints.py)
-MODULE_CONSTRAINTS = {"k": POSITIVE_INT, "dim": POSITIVE_INT, "log_every": POSITIVE_INT, "reg_weight": NON_NEGATIVE,
-                      "init_scale": FINITE, "init_noise": FINITE}
+MODULE_CONSTRAINTS = {
+    "k": POSITIVE_INT,
+    "dim": POSITIVE_INT,
+    "log_every": POSITIVE_INT,
+    "reg_weight": NON_NEGATIVE,
+    "init_scale": FINITE,
+    "init_noise": FINITE,
+}
 
 
-
-
-def initial_mean(k: int, dim: int, init_mean: str, init_seed: int, init_scale: float, init_noise: float,
-                 dtype: torch.dtype) -> torch.Tensor:
+def initial_mean(
+    k: int, dim: int, init_mean: str, init_seed: int, init_scale: float, init_noise: float, dtype: torch.dtype
+) -> torch.Tensor:
     """M at step 0, so that the embedding M / sqrt(k) starts at
 
     * ``zeros``: 0 (the paper);
@@ -75,16 +80,27 @@ class BaseJLModule(LightningModule):
 
     modes: tuple[str, ...] = ("norms", "pairs")
 
-    def __init__(self, k: int, dim: int, variance: str = "raw", init_variance: float = 1.0,
-                 init_mean: str = "zeros", init_seed: int = 0, init_scale: float = 1.0, init_noise: float = 0.0,
-                 reg_weight: float = 1.0, optimizer: Callable[..., torch.optim.Optimizer] | None = None,
-                 scheduler: Callable[..., Any] | None = None, log_every: int = 50, mode: str = "norms",
-                 dtype: torch.dtype = torch.float32):
+    def __init__(
+        self,
+        k: int,
+        dim: int,
+        variance: str = "raw",
+        init_variance: float = 1.0,
+        init_mean: str = "zeros",
+        init_seed: int = 0,
+        init_scale: float = 1.0,
+        init_noise: float = 0.0,
+        reg_weight: float = 1.0,
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        scheduler: Callable[..., Any] | None = None,
+        log_every: int = 50,
+        mode: str = "norms",
+        dtype: torch.dtype = torch.float32,
+    ):
         super().__init__()
         check_params(locals(), MODULE_CONSTRAINTS, "model.")
         if mode not in self.modes:
-            raise JLInputError(f"model.mode must be one of {list(self.modes)} for {type(self).__name__}, "
-                               f"got {mode!r}")
+            raise JLInputError(f"model.mode must be one of {list(self.modes)} for {type(self).__name__}, got {mode!r}")
         self.k, self.dim, self.mode, self.log_every = k, dim, mode, log_every
         self.reg_weight = float(reg_weight)
         self.mean = nn.Parameter(initial_mean(k, dim, init_mean, init_seed, init_scale, init_noise, dtype))

@@ -46,7 +46,7 @@ def principal_complement(points: torch.Tensor, energy: float) -> torch.Tensor:
     values, vectors = values.flip(0).clamp_min(0), vectors.flip(1)
     total = float(values.sum())
     kept = values.numel() if total == 0 else int((torch.cumsum(values, 0) < energy * total).sum()) + 1
-    top = vectors[:, :min(kept, values.numel())]
+    top = vectors[:, : min(kept, values.numel())]
     return torch.eye(points.shape[1], dtype=torch.float64, device=points.device) - top @ top.T
 
 
@@ -84,20 +84,52 @@ class GaussianSampler(BaseJLModule):
         never constrained.
     """
 
-    def __init__(self, k: int, dim: int, n_samples: int = 20, variance: str = "raw",
-                 init_variance: float = 1.0, init_mean: str = "zeros", init_seed: int = 0,
-                 init_scale: float = 1.0, init_noise: float = 0.0, reg_weight: float = 1.0, sampling: str = "auto",
-                 optimizer: Callable[..., torch.optim.Optimizer] | None = None,
-                 scheduler: Callable[..., Any] | None = None, log_every: int = 50,
-                 mode: str = "norms", pair_strategy: str = "active", active_hard: int = 2048,
-                 active_random: int = 10000, active_refresh: int | None = 50, active_refresh_growth: float = 1.0,
-                 active_memory: int = 0, active_candidates: int = 0, active_rescan: int = 10,
-                 active_refresh_extra: Sequence[int] = (),
-                 smooth_temperature: float | str | None = "auto", smooth_temperature_end: float = 1e-4,
-                 subspace_penalty: float = 0.0, subspace_energy: float = 0.99):
-        super().__init__(k, dim, variance=variance, init_variance=init_variance, init_mean=init_mean,
-                         init_seed=init_seed, init_scale=init_scale, init_noise=init_noise, reg_weight=reg_weight,
-                         optimizer=optimizer, scheduler=scheduler, log_every=log_every, mode=mode)
+    def __init__(
+        self,
+        k: int,
+        dim: int,
+        n_samples: int = 20,
+        variance: str = "raw",
+        init_variance: float = 1.0,
+        init_mean: str = "zeros",
+        init_seed: int = 0,
+        init_scale: float = 1.0,
+        init_noise: float = 0.0,
+        reg_weight: float = 1.0,
+        sampling: str = "auto",
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        scheduler: Callable[..., Any] | None = None,
+        log_every: int = 50,
+        mode: str = "norms",
+        pair_strategy: str = "active",
+        active_hard: int = 2048,
+        active_random: int = 10000,
+        active_refresh: int | None = 50,
+        active_refresh_growth: float = 1.0,
+        active_memory: int = 0,
+        active_candidates: int = 0,
+        active_rescan: int = 10,
+        active_refresh_extra: Sequence[int] = (),
+        smooth_temperature: float | str | None = "auto",
+        smooth_temperature_end: float = 1e-4,
+        subspace_penalty: float = 0.0,
+        subspace_energy: float = 0.99,
+    ):
+        super().__init__(
+            k,
+            dim,
+            variance=variance,
+            init_variance=init_variance,
+            init_mean=init_mean,
+            init_seed=init_seed,
+            init_scale=init_scale,
+            init_noise=init_noise,
+            reg_weight=reg_weight,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            log_every=log_every,
+            mode=mode,
+        )
         self.n_samples = check("model.n_samples", n_samples, POSITIVE_INT)
         if isinstance(active_refresh_extra, Sequence) and not isinstance(active_refresh_extra, str):
             # a plain list in the checkpoint's hyperparameters: torch.load (weights_only) refuses
@@ -160,8 +192,15 @@ class GaussianSampler(BaseJLModule):
         # top-K sort's choice: every rank then computes the pass whole, and keeps the pairs the
         # single process keeps (once, at the start of a run from model.init_mean=zeros)
         evaluate_pass = evaluate if not bool(self.mean.detach().any()) else exact_report
-        report = evaluate_pass(self.embedding, loss.points, "pairs", worst=loss.n_hard, quantiles=False,
-                               mean_abs=False, candidates=loss.n_candidates)
+        report = evaluate_pass(
+            self.embedding,
+            loss.points,
+            "pairs",
+            worst=loss.n_hard,
+            quantiles=False,
+            mean_abs=False,
+            candidates=loss.n_candidates,
+        )
         loss.set_hard(*report.worst[:2])
         if loss.n_candidates:
             i, j, _, sq_distances = report.candidates
@@ -172,8 +211,14 @@ class GaussianSampler(BaseJLModule):
         except RuntimeError:  # not attached to a Trainer (a pass called directly)
             pass
         if seconds > LOG_PASSES_FROM_S:  # at scale, where a pass is the cost of many steps
-            log.info("step %d: exact pass over %d pairs in %.1f s, epsilon %.4g; %d pairs in the active set",
-                     self.global_step, report.count, seconds, report.epsilon, len(loss.active.hard_i))
+            log.info(
+                "step %d: exact pass over %d pairs in %.1f s, epsilon %.4g; %d pairs in the active set",
+                self.global_step,
+                report.count,
+                seconds,
+                report.epsilon,
+                len(loss.active.hard_i),
+            )
 
     def objective(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(loss, mean sampled max distortion, sigma^2) on ``points``."""

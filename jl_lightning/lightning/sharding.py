@@ -12,6 +12,9 @@ on every rank, so none is left waiting in a collective.
 
 from __future__ import annotations
 
+import torch
+import torch.distributed as dist
+
 from jl_lightning.core.sharding import Shard
 from jl_lightning.metrics.distortion import evaluate, merge_reports
 
@@ -27,8 +30,6 @@ def share_rng_state() -> None:
     all ranks draw the same noise and random pairs from then on, as the single process
     would: the work done before training (references, checkpoints restored) may have drawn
     differently on different ranks."""
-    import torch
-    import torch.distributed as dist
 
     if process_shard().single:
         return
@@ -46,7 +47,6 @@ def exact_report(linear_map, points, mode: str, **kwargs):
     shard = process_shard()
     if shard.single:
         return evaluate(linear_map, points, mode, **kwargs)
-    import torch.distributed as dist
 
     try:
         part, failure = evaluate(linear_map, points, mode, shard=shard, **kwargs), None

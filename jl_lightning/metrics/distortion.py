@@ -53,7 +53,7 @@ SCREEN_AUTO_SIZE = 50_000_000  # n * d from which norms-mode evaluation is scree
 # pairs from which pairs-mode evaluation is screened by default (n of about 5,800 points)
 SCREEN_AUTO_PAIRS = 2**24
 _SCREEN_TILE_ROWS = 4096  # rows per float32 tile of the screened pass (cache-sized for d ~ 1000)
-_UNIT_ROUNDOFF_32 = 2.0 ** -24
+_UNIT_ROUNDOFF_32 = 2.0**-24
 _HISTOGRAM_BINS = 1 << 16
 
 
@@ -90,8 +90,11 @@ class DistortionReport:
 
     def to_dict(self) -> dict:
         """The scalar figures (for summary.json); the held-out reports as nested dicts."""
-        out = {name: value for name, value in asdict(self).items()
-               if name not in ("worst", "heldout", "histogram", "candidates")}
+        out = {
+            name: value
+            for name, value in asdict(self).items()
+            if name not in ("worst", "heldout", "histogram", "candidates")
+        }
         out["multiplicative"] = self.multiplicative
         return out
 
@@ -102,8 +105,9 @@ class NonFiniteDistortion(ValueError):
 
 def _check_finite(lo: float, hi: float) -> None:
     if not (math.isfinite(lo) and math.isfinite(hi)):
-        raise NonFiniteDistortion("a distortion ratio is NaN or Inf: the matrix or the points hold NaN or Inf, "
-                                  "or their products overflow")
+        raise NonFiniteDistortion(
+            "a distortion ratio is NaN or Inf: the matrix or the points hold NaN or Inf, or their products overflow"
+        )
 
 
 class _Accumulator:
@@ -113,8 +117,11 @@ class _Accumulator:
         self.eps, self.worst_index = -1.0, ((-1, -1) if pairs else -1)
         self.rmin, self.rmax, self.total, self.count, self.zeros = math.inf, -math.inf, 0.0, 0, 0
         self.k_worst, self.mean = worst, mean
-        self.top = (torch.empty(0, dtype=torch.float64), torch.empty(0, dtype=torch.long),
-                    torch.empty(0, dtype=torch.long))
+        self.top = (
+            torch.empty(0, dtype=torch.float64),
+            torch.empty(0, dtype=torch.long),
+            torch.empty(0, dtype=torch.long),
+        )
         self.edges = edges
         self.counts = None if edges is None else torch.zeros(len(edges) - 1, dtype=torch.long)
 
@@ -190,16 +197,41 @@ class _Accumulator:
             values, rows, cols = (t[order] for t in self.top)
             worst = (rows.numpy(), values.numpy()) if mode == "norms" else (rows.numpy(), cols.numpy(), values.numpy())
         mean = self.total / self.count if self.mean and self.count else math.nan
-        return DistortionReport(mode, self.eps, self.worst_index, self.rmin, self.rmax, mean, quantiles[0],
-                                quantiles[1], self.count, self.zeros, worst=worst,
-                                histogram=None if self.counts is None else self.counts.numpy())
+        return DistortionReport(
+            mode,
+            self.eps,
+            self.worst_index,
+            self.rmin,
+            self.rmax,
+            mean,
+            quantiles[0],
+            quantiles[1],
+            self.count,
+            self.zeros,
+            worst=worst,
+            histogram=None if self.counts is None else self.counts.numpy(),
+        )
 
 
 @torch.no_grad()
-def evaluate(linear_map, points, mode: str = "norms", *, quantiles: bool = True, mean_abs: bool = True,
-             screen="auto", worst: int = 0, heldout=None, histogram=None, other=None,
-             memory_budget: int = DEFAULT_MEMORY_BUDGET, dtype: torch.dtype = torch.float64, progress=None,
-             shard: Shard = SINGLE, candidates: int = 0):
+def evaluate(
+    linear_map,
+    points,
+    mode: str = "norms",
+    *,
+    quantiles: bool = True,
+    mean_abs: bool = True,
+    screen="auto",
+    worst: int = 0,
+    heldout=None,
+    histogram=None,
+    other=None,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    dtype: torch.dtype = torch.float64,
+    progress=None,
+    shard: Shard = SINGLE,
+    candidates: int = 0,
+):
     """Exact distortion of ``linear_map`` on ``points`` (n, d), over points or over pairs.
 
     ``linear_map`` is a (k, d) matrix (numpy or torch), an operator with ``apply(X)``
@@ -214,7 +246,8 @@ def evaluate(linear_map, points, mode: str = "norms", *, quantiles: bool = True,
     ``SCREEN_AUTO_PAIRS`` pairs on; the epsilon, worst pair(s), min/max ratio and count
     are the float64 figures, and the mean, median and p99 are NaN (not computed: they
     would need every pair in float64; pass ``screen=False`` for them). ``progress``: a
-    bar with the expected time for screened pair passes (None: on a terminal, after 3 s). ``worst=K``: ``report.worst`` holds the K worst points (index,
+    bar with the expected time for screened pair passes (None: on a terminal, after 3 s).
+    ``worst=K``: ``report.worst`` holds the K worst points (index,
     deviation) or pairs (i, j, deviation), worst first. ``heldout`` (held-out points):
     ``report.heldout`` holds the reports on their norms (left out if one is the zero
     vector), on their pairs (left out with fewer than 2 distinct points) and on the
@@ -259,8 +292,19 @@ def evaluate(linear_map, points, mode: str = "norms", *, quantiles: bool = True,
         if screen and simple and dtype == torch.float64 and device.type == "cpu":
             reports = [_screened_norms(maps[0], points, n, quantiles)]
         else:
-            reports = _norm_reports(applies, points, n, point_tile_rows(d, k * len(maps), itemsize, memory_budget),
-                                    dtype, device, quantiles, mean_abs, worst, edges, shard)
+            reports = _norm_reports(
+                applies,
+                points,
+                n,
+                point_tile_rows(d, k * len(maps), itemsize, memory_budget),
+                dtype,
+                device,
+                quantiles,
+                mean_abs,
+                worst,
+                edges,
+                shard,
+            )
     else:
         if other is not None:
             check_points(other, d)
@@ -271,17 +315,32 @@ def evaluate(linear_map, points, mode: str = "norms", *, quantiles: bool = True,
             screen = pairs >= SCREEN_AUTO_PAIRS
         screened = None
         if screen and dtype == torch.float64 and edges is None:
-            screened = screened_pairs(applies, points, other, worst, memory_budget, device, progress, shard,
-                                      candidates)
+            screened = screened_pairs(applies, points, other, worst, memory_budget, device, progress, shard, candidates)
         if screened is not None:
             reports = [_screened_report(figures, shard) for figures in screened]
         else:
-            reports = _pair_reports(applies, points, other, pair_tile_rows(d, k, itemsize, memory_budget), dtype,
-                                    device, quantiles, mean_abs, max(worst, candidates), edges, shard)
+            reports = _pair_reports(
+                applies,
+                points,
+                other,
+                pair_tile_rows(d, k, itemsize, memory_budget),
+                dtype,
+                device,
+                quantiles,
+                mean_abs,
+                max(worst, candidates),
+                edges,
+                shard,
+            )
             if candidates:  # the exact top max(K, C): its head is the worst K
-                reports = [replace(r, candidates=(*r.worst, _sq_distances(points, other, *r.worst[:2])),
-                                   worst=tuple(c[:worst] for c in r.worst) if worst else None)
-                           for r in reports]
+                reports = [
+                    replace(
+                        r,
+                        candidates=(*r.worst, _sq_distances(points, other, *r.worst[:2])),
+                        worst=tuple(c[:worst] for c in r.worst) if worst else None,
+                    )
+                    for r in reports
+                ]
     return _finish(linear_map, reports, maps, points, heldout, quantiles, memory_budget, shard)
 
 
@@ -297,7 +356,7 @@ def _sq_distances(points, other, i: np.ndarray, j: np.ndarray, chunk: int = 6553
 
     out = np.empty(len(i))
     for s in range(0, len(i), chunk):
-        out[s:s + chunk] = ((rows(points, i[s:s + chunk]) - rows(right, j[s:s + chunk])) ** 2).sum(1)
+        out[s : s + chunk] = ((rows(points, i[s : s + chunk]) - rows(right, j[s : s + chunk])) ** 2).sum(1)
     return out
 
 
@@ -322,8 +381,10 @@ def _pair_reports(applies, points, other, rows, dtype, device, quantiles, mean, 
 
 def _finish(linear_map, reports, maps, points, heldout, quantiles, memory_budget, shard=SINGLE):
     if heldout is not None:
-        reports = [_with_heldout(report, m, points, heldout, quantiles, memory_budget, shard)
-                   for report, m in zip(reports, maps)]
+        reports = [
+            _with_heldout(report, m, points, heldout, quantiles, memory_budget, shard)
+            for report, m in zip(reports, maps)
+        ]
     return reports if isinstance(linear_map, (list, tuple)) else reports[0]
 
 
@@ -332,13 +393,25 @@ def _screened_report(figures: dict, shard: Shard = SINGLE) -> DistortionReport:
         raise ValueError(ALL_ZERO_PAIRS)
     if figures["count"]:
         _check_finite(figures["min_ratio"], figures["max_ratio"])
-    return DistortionReport("pairs", figures["epsilon"], figures["worst_index"], figures["min_ratio"],
-                            figures["max_ratio"], math.nan, math.nan, math.nan, figures["count"], figures["zeros"],
-                            worst=figures["worst"], candidates=figures.get("candidates"))
+    return DistortionReport(
+        "pairs",
+        figures["epsilon"],
+        figures["worst_index"],
+        figures["min_ratio"],
+        figures["max_ratio"],
+        math.nan,
+        math.nan,
+        math.nan,
+        figures["count"],
+        figures["zeros"],
+        worst=figures["worst"],
+        candidates=figures.get("candidates"),
+    )
 
 
-def _norm_reports(applies, points, n, rows, dtype, device, quantiles, mean, worst, edges,
-                  shard=SINGLE) -> list[DistortionReport]:
+def _norm_reports(
+    applies, points, n, rows, dtype, device, quantiles, mean, worst, edges, shard=SINGLE
+) -> list[DistortionReport]:
     accs = [_Accumulator(False, worst, edges, mean) for _ in applies]
     deviations = [np.empty(n) for _ in applies] if quantiles else None  # the exact median needs them all
     for start, X in point_tiles(points, rows, dtype, device, shard):
@@ -347,7 +420,7 @@ def _norm_reports(applies, points, n, rows, dtype, device, quantiles, mean, wors
             ratios = apply(X).pow(2).sum(1) / nx
             accs[m].add_points(start, ratios)
             if quantiles:
-                deviations[m][start:start + len(X)] = (ratios - 1.0).abs().cpu().numpy()
+                deviations[m][start : start + len(X)] = (ratios - 1.0).abs().cpu().numpy()
     reports = []
     for m, acc in enumerate(accs):
         qs = (math.nan, math.nan)
@@ -357,12 +430,13 @@ def _norm_reports(applies, points, n, rows, dtype, device, quantiles, mean, wors
     return reports
 
 
-def _with_heldout(report, linear_map, train_points, heldout_points, quantiles, memory_budget,
-                  shard=SINGLE) -> DistortionReport:
+def _with_heldout(
+    report, linear_map, train_points, heldout_points, quantiles, memory_budget, shard=SINGLE
+) -> DistortionReport:
     kwargs = dict(memory_budget=memory_budget, quantiles=quantiles, shard=shard)
     val = np.asarray(heldout_points)
     held = {}
-    if (val ** 2).sum(1).min() > 0:
+    if (val**2).sum(1).min() > 0:
         held["points"] = evaluate(linear_map, val, "norms", **kwargs)
     if len(val) >= 2:
         try:
@@ -410,10 +484,22 @@ def merge_reports(parts: list[DistortionReport]) -> DistortionReport:
             except ValueError:
                 if name != "pairs":
                     raise
-    return DistortionReport(top.mode, top.epsilon, top.worst_index, min(p.min_ratio for p in counted),
-                            max(p.max_ratio for p in counted), mean, math.nan, math.nan, count,
-                            sum(p.zero_distance_pairs for p in parts), worst=worst, heldout=heldout,
-                            histogram=histogram, candidates=head("candidates", 2))
+    return DistortionReport(
+        top.mode,
+        top.epsilon,
+        top.worst_index,
+        min(p.min_ratio for p in counted),
+        max(p.max_ratio for p in counted),
+        mean,
+        math.nan,
+        math.nan,
+        count,
+        sum(p.zero_distance_pairs for p in parts),
+        worst=worst,
+        heldout=heldout,
+        histogram=histogram,
+        candidates=head("candidates", 2),
+    )
 
 
 @torch.no_grad()
@@ -441,16 +527,18 @@ def _screened_norms(matrix, points, n: int, quantiles: bool) -> DistortionReport
     for start, X in point_tiles(points, _SCREEN_TILE_ROWS, torch.float32, None):
         ny = torch.linalg.vector_norm(X @ A32.T, dim=1).double().square_()
         nx = torch.linalg.vector_norm(X, dim=1).double().square_()
-        ratios[start:start + len(X)] = (ny / nx).numpy()
+        ratios[start : start + len(X)] = (ny / nx).numpy()
     k = A64.shape[0]
     gamma_k = (k + 3) * _UNIT_ROUNDOFF_32 / (1 - (k + 3) * _UNIT_ROUNDOFF_32)
     gamma_x = (d + 3) * _UNIT_ROUNDOFF_32 / (1 - (d + 3) * _UNIT_ROUNDOFF_32)
     product = (2 * gamma * fro * np.sqrt(ratios) + (gamma * fro) ** 2) * (1 + gamma_k)
     delta = 1.01 * (product + (gamma_k + gamma_x) * ratios) / (1 - gamma_x)
     dev = np.abs(ratios - 1.0)
-    candidates = np.flatnonzero((dev + delta >= (dev - delta).max())
-                                | (ratios - delta <= (ratios + delta).min())
-                                | (ratios + delta >= (ratios - delta).max()))
+    candidates = np.flatnonzero(
+        (dev + delta >= (dev - delta).max())
+        | (ratios - delta <= (ratios + delta).min())
+        | (ratios + delta >= (ratios - delta).max())
+    )
     picked = points[torch.from_numpy(candidates)] if isinstance(points, torch.Tensor) else points[candidates]
     X = to_tensor(picked, torch.float64)
     exact = ((X @ A64.T).pow(2).sum(1) / X.pow(2).sum(1)).numpy()
@@ -459,8 +547,17 @@ def _screened_norms(matrix, points, n: int, quantiles: bool) -> DistortionReport
     median = p99 = math.nan
     if quantiles:
         median, p99 = (float(v) for v in np.quantile(dev, [0.5, 0.99]))
-    return DistortionReport("norms", float(exact_dev[i]), int(candidates[i]), float(exact.min()), float(exact.max()),
-                            float(dev.mean()), median, p99, n)
+    return DistortionReport(
+        "norms",
+        float(exact_dev[i]),
+        int(candidates[i]),
+        float(exact.min()),
+        float(exact.max()),
+        float(dev.mean()),
+        median,
+        p99,
+        n,
+    )
 
 
 def _pair_quantiles(apply, points, rows, dtype, device, count, top, other=None, qs=(0.5, 0.99)) -> tuple:
@@ -508,8 +605,9 @@ def _pair_quantiles(apply, points, rows, dtype, device, count, top, other=None, 
     return tuple(out)
 
 
-def ratio_sample(matrix, points, mode: str = "norms", count: int = 20000, seed: int = 0,
-                 chunk: int = 4096) -> np.ndarray:
+def ratio_sample(
+    matrix, points, mode: str = "norms", count: int = 20000, seed: int = 0, chunk: int = 4096
+) -> np.ndarray:
     """Squared-norm ratios ||A v||^2 / ||v||^2 of a seeded sample, for pictures (a histogram),
     never for a run's epsilon, which is always the exact max (:func:`evaluate`).
 
@@ -532,9 +630,9 @@ def ratio_sample(matrix, points, mode: str = "norms", count: int = 20000, seed: 
         rows, pairs = i, j
     out = []
     for start in range(0, len(rows), chunk):
-        v = X[rows[start:start + chunk]]
+        v = X[rows[start : start + chunk]]
         if pairs is not None:
-            v = v - X[pairs[start:start + chunk]]
+            v = v - X[pairs[start : start + chunk]]
         sq = (v * v).sum(1)
         keep = sq > 0
         out.append(((v[keep] @ A.T) ** 2).sum(1) / sq[keep])

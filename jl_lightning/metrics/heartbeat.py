@@ -19,8 +19,15 @@ class Heartbeat:
     ``every_s`` seconds have passed since the phase began or since the last line; nothing for
     a phase shorter than that. ``clock`` is injectable for tests."""
 
-    def __init__(self, what: str, total: int, unit: str = "tiles", every_s: float = EVERY_S,
-                 clock=time.perf_counter, logger: logging.Logger = log):
+    def __init__(
+        self,
+        what: str,
+        total: int,
+        unit: str = "tiles",
+        every_s: float = EVERY_S,
+        clock=time.perf_counter,
+        logger: logging.Logger = log,
+    ):
         self.what, self.total, self.unit, self.every_s = what, max(int(total), 1), unit, float(every_s)
         self.clock, self.logger = clock, logger
         self.began = self.last = clock()
@@ -33,7 +40,9 @@ class Heartbeat:
         self.last = now
         elapsed = now - self.began
         left = elapsed / done * (self.total - done) if done > 0 else float("nan")
-        line = (f"{self.what}: {100 * done / self.total:.0f} % ({done} of {self.total} {self.unit}), "
-                f"{elapsed:.0f} s, about {left:.0f} s left")
+        line = (
+            f"{self.what}: {100 * done / self.total:.0f} % ({done} of {self.total} {self.unit}), "
+            f"{elapsed:.0f} s, about {left:.0f} s left"
+        )
         self.lines.append(line)
         self.logger.info("%s", line)

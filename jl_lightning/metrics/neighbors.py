@@ -40,7 +40,7 @@ def _nearest(points, rows: torch.Tensor, K: int, A: torch.Tensor | None, device)
     best_i = torch.empty((len(Q), 0), dtype=torch.long, device=device)
     nq = Q.pow(2).sum(1)
     for start in range(0, n, TILE_ROWS):
-        T = to_tensor(points[start:start + TILE_ROWS], torch.float64, device)
+        T = to_tensor(points[start : start + TILE_ROWS], torch.float64, device)
         if A is not None:
             T = T @ A.T
         dist = (nq[:, None] + T.pow(2).sum(1)[None, :] - 2 * Q @ T.T).clamp_(min=0)
@@ -76,8 +76,15 @@ def _device(points, device) -> torch.device:
 
 
 @torch.no_grad()
-def recall_at_k(linear_map, points, K: int = 10, queries: int = 1000, seed: int = 0,
-                reference_neighbors: np.ndarray | None = None, device=None) -> float:
+def recall_at_k(
+    linear_map,
+    points,
+    K: int = 10,
+    queries: int = 1000,
+    seed: int = 0,
+    reference_neighbors: np.ndarray | None = None,
+    device=None,
+) -> float:
     """recall@K of ``linear_map`` ((k, d) matrix) on ``points`` (n, d), over a seeded sample
     of up to ``queries`` query rows. ``reference_neighbors``: the original space's
     neighbours from :func:`original_neighbors` (same K, queries, seed), to share them
@@ -87,8 +94,11 @@ def recall_at_k(linear_map, points, K: int = 10, queries: int = 1000, seed: int 
         raise ValueError(f"recall@{K} needs more than {K} points, got {n}")
     device = _device(points, device)
     rows = torch.from_numpy(query_rows(n, queries, seed))
-    truth = reference_neighbors if reference_neighbors is not None else \
-        original_neighbors(points, K, queries, seed, device=device)
+    truth = (
+        reference_neighbors
+        if reference_neighbors is not None
+        else original_neighbors(points, K, queries, seed, device=device)
+    )
     A = to_tensor(linear_map, torch.float64, device)
     found = _nearest(points, rows, K, A, device).numpy()
     hits = sum(len(np.intersect1d(a, b, assume_unique=True)) for a, b in zip(truth, found))

@@ -53,23 +53,24 @@ from contextlib import contextmanager
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from jl_lightning.core.pairs import ZERO_DISTANCE_RTOL
 from jl_lightning.core.sharding import SINGLE, Shard
 from jl_lightning.metrics.heartbeat import Heartbeat
 from jl_lightning.metrics.tiles import DEFAULT_MEMORY_BUDGET, to_tensor
 
-UNIT_ROUNDOFF_32 = 2.0 ** -24
+UNIT_ROUNDOFF_32 = 2.0**-24
 CPU_TILE_ROWS = 1024  # a 1024-row tile keeps the float32 GEMM near its peak rate on a CPU
 CUDA_MAX_TILE_ROWS = 16384
 PREPASS_ROWS = 8192  # rows per chunk while centering, mapping and rounding the points
 RECHECK_CHUNK = 8192  # candidates per float64 recheck batch (bounded memory)
 # pairs per float64 block of a dense recheck: each of its ~8 float64/long temporaries stays
 # at 128 MB, so a CUDA tile of 16384^2 pairs is rechecked in blocks of 1024 rows
-RECHECK_DENSE_PAIRS = 2 ** 24
+RECHECK_DENSE_PAIRS = 2**24
 # a streaming top-K merges exactly up to this K, and above it by a sampled threshold
-EXACT_TOPK = 2 ** 16
-MERGE_SAMPLE = 2 ** 16
+EXACT_TOPK = 2**16
+MERGE_SAMPLE = 2**16
 
 
 def gemm_error_factor(m: int) -> float:
@@ -141,9 +142,12 @@ class _TopK:
     def __init__(self, keep: int, device, dtype=torch.float64, extra: int = 0):
         self.keep = keep
         # values, i, j and ``extra`` more columns of the values' dtype
-        self.columns = [torch.empty(0, dtype=dtype, device=device), torch.empty(0, dtype=torch.long, device=device),
-                        torch.empty(0, dtype=torch.long, device=device),
-                        *(torch.empty(0, dtype=dtype, device=device) for _ in range(extra))]
+        self.columns = [
+            torch.empty(0, dtype=dtype, device=device),
+            torch.empty(0, dtype=torch.long, device=device),
+            torch.empty(0, dtype=torch.long, device=device),
+            *(torch.empty(0, dtype=dtype, device=device) for _ in range(extra)),
+        ]
         self.pending: list[tuple[torch.Tensor, ...]] = []
         self.waiting = 0
         self.full = False  # K values have been seen: the kept minimum is a threshold
@@ -172,7 +176,7 @@ class _TopK:
             if self.keep <= EXACT_TOPK:
                 top = torch.topk(values, self.keep).indices
             else:
-                sample = values[::max(1, len(values) // MERGE_SAMPLE)]
+                sample = values[:: max(1, len(values) // MERGE_SAMPLE)]
                 # 5 % and 16 sampled values of margin, so that about K or more stay
                 rank = min(len(sample), int(len(sample) * self.keep / len(values) * 1.05) + 16)
                 tau = torch.topk(sample, rank).values[-1]
@@ -187,7 +191,7 @@ class _TopK:
     def sorted(self) -> tuple[np.ndarray, ...]:
         """(i, j, values, extra columns...) of the K largest, worst first, on the CPU."""
         self.merge()
-        order = torch.argsort(self.values, descending=True)[:self.keep]
+        order = torch.argsort(self.values, descending=True)[: self.keep]
         values, i, j, *extra = (c[order].cpu().numpy() for c in self.columns)
         return (i, j, values, *extra)
 
@@ -225,8 +229,9 @@ class _Candidates(_TopK):
     def __init__(self, keep: int, device):
         super().__init__(keep, device, torch.float32, extra=1)
 
-    def scan(self, dx: torch.Tensor, dy: torch.Tensor, lower: torch.Tensor | None, i0: int, j0: int,
-             e_x: float) -> None:
+    def scan(
+        self, dx: torch.Tensor, dy: torch.Tensor, lower: torch.Tensor | None, i0: int, j0: int, e_x: float
+    ) -> None:
         # |dy / dx - 1| in one buffer; 0 / 0 (a duplicate pair) reads as 0, x / 0 stays
         # large and is dropped by distance below, as is every pair within rounding of 0
         dev = torch.div(dy, dx).sub_(1.0).abs_().nan_to_num_(nan=0.0)
@@ -253,7 +258,7 @@ class _Candidates(_TopK):
 def _recheck_sparse(rows_i: _Rows, rows_j: _Rows, m: int, gi: torch.Tensor, gj: torch.Tensor, state: _Extremes):
     """Float64 ratios of the pairs (gi, gj) by explicit differences, in bounded chunks."""
     for start in range(0, len(gi), RECHECK_CHUNK):
-        a, b = gi[start:start + RECHECK_CHUNK], gj[start:start + RECHECK_CHUNK]
+        a, b = gi[start : start + RECHECK_CHUNK], gj[start : start + RECHECK_CHUNK]
         xa, ya = rows_i.exact_rows(a)
         xb, yb = rows_j.exact_rows(b)
         dx = (xa - xb).pow(2).sum(1)
@@ -262,17 +267,19 @@ def _recheck_sparse(rows_i: _Rows, rows_j: _Rows, m: int, gi: torch.Tensor, gj: 
         state.add(dy / torch.where(valid, dx, torch.ones_like(dx)), valid, a, b)
 
 
-def _recheck_dense(rows_i: _Rows, rows_j: _Rows, m: int, i0: int, j0: int, mask: torch.Tensor,
-                   state: _Extremes) -> None:
+def _recheck_dense(
+    rows_i: _Rows, rows_j: _Rows, m: int, i0: int, j0: int, mask: torch.Tensor, state: _Extremes
+) -> None:
     """Float64 ratios of the masked pairs of a tile, by float64 GEMMs over blocks of its
     rows (at most ``RECHECK_DENSE_PAIRS`` pairs each, so memory stays bounded on any tile)."""
     step = max(1, RECHECK_DENSE_PAIRS // mask.shape[1])
     for r0 in range(0, mask.shape[0], step):
-        _recheck_block(rows_i, rows_j, m, i0 + r0, j0, mask[r0:r0 + step], state)
+        _recheck_block(rows_i, rows_j, m, i0 + r0, j0, mask[r0 : r0 + step], state)
 
 
-def _recheck_block(rows_i: _Rows, rows_j: _Rows, m: int, i0: int, j0: int, mask: torch.Tensor,
-                   state: _Extremes) -> None:
+def _recheck_block(
+    rows_i: _Rows, rows_j: _Rows, m: int, i0: int, j0: int, mask: torch.Tensor, state: _Extremes
+) -> None:
     xi, yi = rows_i.exact_rows(slice(i0, i0 + mask.shape[0]))
     xj, yj = rows_j.exact_rows(slice(j0, j0 + mask.shape[1]))
     ni, nj = xi.pow(2).sum(1), xj.pow(2).sum(1)
@@ -297,8 +304,17 @@ def _ieee_float32():
 
 
 @torch.no_grad()
-def screened_pairs(applies, points, other=None, worst: int = 0, memory_budget: int = DEFAULT_MEMORY_BUDGET,
-                   device=None, progress=None, shard: Shard = SINGLE, candidates: int = 0):
+def screened_pairs(
+    applies,
+    points,
+    other=None,
+    worst: int = 0,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    device=None,
+    progress=None,
+    shard: Shard = SINGLE,
+    candidates: int = 0,
+):
     """Per map (X -> X A^T in float64): (epsilon, worst pair, r_min, r_max, count, zeros,
     worst-K) over every pair i < j of ``points``, or every (row of points, row of other).
     ``candidates=C``: also the C largest deviations by the float32 products alone
@@ -314,12 +330,14 @@ def screened_pairs(applies, points, other=None, worst: int = 0, memory_budget: i
 
 
 def _screened_pairs(applies, points, other, worst, memory_budget, device, progress, shard=SINGLE, candidates=0):
-    from tqdm.auto import tqdm
 
     device = torch.device(device or "cpu")
     cross = other is not None
-    mean = to_tensor(points.mean(0, dtype=torch.float64) if isinstance(points, torch.Tensor)
-                     else points.mean(0, dtype=np.float64), torch.float64, device)
+    mean = to_tensor(
+        points.mean(0, dtype=torch.float64) if isinstance(points, torch.Tensor) else points.mean(0, dtype=np.float64),
+        torch.float64,
+        device,
+    )
     left_rows = _Rows(points, mean, applies, device)
     right_rows = _Rows(other, mean, applies, device) if cross else left_rows
     if not (left_rows.finite and right_rows.finite):
@@ -334,8 +352,14 @@ def _screened_pairs(applies, points, other, worst, memory_budget, device, progre
     second = range(0, right_rows.n, b)
     tiles = len(starts) * len(second) if cross else len(starts) * (len(starts) + 1) // 2
     mine_total = len(range(shard.rank, tiles, shard.world))
-    bar = tqdm(total=mine_total, desc="exact pairs pass", unit="tile", delay=3.0,
-               leave=False, disable=None if progress is None else not progress)
+    bar = tqdm(
+        total=mine_total,
+        desc="exact pairs pass",
+        unit="tile",
+        delay=3.0,
+        leave=False,
+        disable=None if progress is None else not progress,
+    )
     # the log's line every 30 s (train.log has no bar); silent for a pass shorter than that
     beat = Heartbeat(f"exact pass over the pairs of {left_rows.n} points ({len(applies)} map(s))", mine_total)
     done = 0
@@ -346,12 +370,12 @@ def _screened_pairs(applies, points, other, worst, memory_budget, device, progre
         t += len(columns)
         if not mine:
             continue
-        li = _left(left_rows.X[i0:i0 + b])
-        lyi = [_left(y[i0:i0 + b]) for y in left_rows.Y]
-        si = float(left_rows.X[i0:i0 + b, -2].max())
-        syi = [float(y[i0:i0 + b, -2].max()) for y in left_rows.Y]
+        li = _left(left_rows.X[i0 : i0 + b])
+        lyi = [_left(y[i0 : i0 + b]) for y in left_rows.Y]
+        si = float(left_rows.X[i0 : i0 + b, -2].max())
+        syi = [float(y[i0 : i0 + b, -2].max()) for y in left_rows.Y]
         for j0 in mine:
-            rj = right_rows.X[j0:j0 + b]
+            rj = right_rows.X[j0 : j0 + b]
             dx = li @ rj.T
             total += dx.numel() if cross or i0 != j0 else dx.shape[0] * (dx.shape[0] - 1) // 2
             e_x = c_x * (si + float(rj[:, -2].max()))
@@ -359,7 +383,7 @@ def _screened_pairs(applies, points, other, worst, memory_budget, device, progre
             if not cross and i0 == j0:
                 lower = torch.ones(dx.shape, dtype=torch.bool, device=device).tril_()
             for m, state in enumerate(states):
-                ryj = right_rows.Y[m][j0:j0 + b]
+                ryj = right_rows.Y[m][j0 : j0 + b]
                 dy = lyi[m] @ ryj.T
                 e_y = c_y[m] * (syi[m] + float(ryj[:, -2].max()))
                 if watch is not None:
@@ -394,14 +418,21 @@ def _screened_pairs(applies, points, other, worst, memory_budget, device, progre
             done += 1
             beat.tick(done)
     bar.close()
-    return [dict(_finish(state, total, worst), candidates=None if watch is None else watch[m].sorted())
-            for m, state in enumerate(states)]
+    return [
+        dict(_finish(state, total, worst), candidates=None if watch is None else watch[m].sorted())
+        for m, state in enumerate(states)
+    ]
 
 
 def _finish(state: _Extremes, total: int, worst: int) -> dict:
     i, j, values = state.sorted()
     found = len(values) > 0
-    return {"epsilon": float(values[0]) if found else -1.0,
-            "worst_index": (int(i[0]), int(j[0])) if found else (-1, -1),
-            "min_ratio": state.rmin, "max_ratio": state.rmax, "count": total - state.zeros, "zeros": state.zeros,
-            "worst": (i, j, values) if worst else None}
+    return {
+        "epsilon": float(values[0]) if found else -1.0,
+        "worst_index": (int(i[0]), int(j[0])) if found else (-1, -1),
+        "min_ratio": state.rmin,
+        "max_ratio": state.rmax,
+        "count": total - state.zeros,
+        "zeros": state.zeros,
+        "worst": (i, j, values) if worst else None,
+    }

@@ -80,13 +80,14 @@ def pair_tile_rows(d: int, k: int, itemsize: int, memory_budget: int) -> int:
     return max(1, min(int(b), MAX_PAIR_TILE_ROWS))
 
 
-def point_tiles(points, rows: int, dtype: torch.dtype, device, shard: Shard = SINGLE
-                ) -> Iterator[tuple[int, torch.Tensor]]:
+def point_tiles(
+    points, rows: int, dtype: torch.dtype, device, shard: Shard = SINGLE
+) -> Iterator[tuple[int, torch.Tensor]]:
     """(start, X) for consecutive tiles of ``rows`` points, as tensors of ``dtype``; with
     ``shard``, only the tiles rank, rank + world, ... of that sequence."""
     for t, start in enumerate(range(0, len(points), rows)):
         if t % shard.world == shard.rank:
-            yield start, to_tensor(points[start:start + rows], dtype, device)
+            yield start, to_tensor(points[start : start + rows], dtype, device)
 
 
 @dataclass
@@ -117,8 +118,9 @@ class PairTile:
         return torch.addcmul((~self.valid).to(dy.dtype), dy, self.inv)
 
 
-def pair_tiles(points, applies: list[LinearMap], rows: int, dtype: torch.dtype, device,
-               other=None, shard: Shard = SINGLE) -> Iterator[PairTile]:
+def pair_tiles(
+    points, applies: list[LinearMap], rows: int, dtype: torch.dtype, device, other=None, shard: Shard = SINGLE
+) -> Iterator[PairTile]:
     """Every pair i < j of ``points`` (the upper triangle, tile by tile), or with ``other``
     every pair (row of ``points``, row of ``other``). Each row block is mapped once per map.
     With ``shard``, only the tiles rank, rank + world, ... of that sequence."""
@@ -133,12 +135,12 @@ def pair_tiles(points, applies: list[LinearMap], rows: int, dtype: torch.dtype, 
         t += len(columns)
         if not mine:
             continue
-        Xi = to_tensor(points[i0:i0 + rows], dtype, device)
+        Xi = to_tensor(points[i0 : i0 + rows], dtype, device)
         Yis = [apply(Xi) for apply in applies]
         nxi = Xi.pow(2).sum(1)
         for j0 in mine:
             diagonal = j0 == i0 and not cross
-            Xj = Xi if diagonal else to_tensor(second[j0:j0 + rows], dtype, device)
+            Xj = Xi if diagonal else to_tensor(second[j0 : j0 + rows], dtype, device)
             Yjs = Yis if diagonal else [apply(Xj) for apply in applies]
             nxj = nxi if diagonal else Xj.pow(2).sum(1)
             scale = nxi[:, None] + nxj[None, :]

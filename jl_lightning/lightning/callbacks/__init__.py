@@ -12,5 +12,16 @@ from jl_lightning.lightning.callbacks.run_summary import RunSummary
 from jl_lightning.lightning.callbacks.tensorboard_report import TensorBoardReport
 from jl_lightning.lightning.callbacks.variance_monitor import VarianceMonitor
 
-__all__ = ["DeterministicSwitch", "DistortionTracker", "GracefulStop", "JLProgressBar", "ProgressLog", "ReferenceLines",
-           "RunFigures", "RunStopped", "RunSummary", "TensorBoardReport", "VarianceMonitor"]
+__all__ = [
+    "DeterministicSwitch",
+    "DistortionTracker",
+    "GracefulStop",
+    "JLProgressBar",
+    "ProgressLog",
+    "ReferenceLines",
+    "RunFigures",
+    "RunStopped",
+    "RunSummary",
+    "TensorBoardReport",
+    "VarianceMonitor",
+]

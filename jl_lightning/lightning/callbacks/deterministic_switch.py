@@ -39,8 +39,10 @@ class DeterministicSwitch(Callback):
         if pl_module.sigma2() <= self.threshold:
             pl_module.freeze_variance()
             self.switch_step = int(trainer.global_step)
-            message = (f"sigma^2 <= {self.threshold:g} at step {self.switch_step}: switched to the deterministic "
-                       "mean (sigma^2 = 0, frozen)")
+            message = (
+                f"sigma^2 <= {self.threshold:g} at step {self.switch_step}: switched to the deterministic "
+                "mean (sigma^2 = 0, frozen)"
+            )
             log.info(message)
             if self.switch_step > 0:
                 log_at(trainer, {MARKER: 0.0}, self.switch_step - 1)

@@ -61,11 +61,19 @@ class DistortionTracker(Callback):
         embedding = pl_module.embedding
         try:
             # the median and p99 only for the final report; during training epsilon is enough
-            report = exact_report(embedding, data.points, pl_module.mode, memory_budget=self.memory_budget,
-                              quantiles=final, heldout=data.val_points)
+            report = exact_report(
+                embedding,
+                data.points,
+                pl_module.mode,
+                memory_budget=self.memory_budget,
+                quantiles=final,
+                heldout=data.val_points,
+            )
         except NonFiniteDistortion:
-            raise JLRunError(f"training diverged by step {trainer.global_step}: the matrix holds NaN or Inf "
-                             "(a smaller optimizer.lr may help); nothing was exported") from None
+            raise JLRunError(
+                f"training diverged by step {trainer.global_step}: the matrix holds NaN or Inf "
+                "(a smaller optimizer.lr may help); nothing was exported"
+            ) from None
         step = int(trainer.global_step)
         self.history.append((step, time.perf_counter() - self._started, report.epsilon))
         metrics = {"train/det_distortion": report.epsilon}
@@ -79,8 +87,11 @@ class DistortionTracker(Callback):
             self.selection_history.append((step, score))
         log_at(trainer, metrics, step)
         self._last_score = report.epsilon if score is None else score
-        better = report.epsilon < self.best_distortion if score is None else \
-            (self.best_selection is None or score < self.best_selection)
+        better = (
+            report.epsilon < self.best_distortion
+            if score is None
+            else (self.best_selection is None or score < self.best_selection)
+        )
         if better:
             self.best_distortion, self.best_selection = report.epsilon, score
             self.best_embedding = embedding.detach().cpu().clone()
@@ -118,8 +129,13 @@ class DistortionTracker(Callback):
             return
         # for the progress bar and the best checkpoint (ModelCheckpoint's monitor): export/score
         # is what chooses the exported matrix (the selection points' epsilon where there are)
-        pl_module.log_dict({"train/det_distortion": report.epsilon, "export/score": self._last_score},
-                           on_step=True, on_epoch=False, prog_bar=True, logger=False)
+        pl_module.log_dict(
+            {"train/det_distortion": report.epsilon, "export/score": self._last_score},
+            on_step=True,
+            on_epoch=False,
+            prog_bar=True,
+            logger=False,
+        )
 
     def on_train_end(self, trainer, pl_module) -> None:
         if self.final_report is None or self._final_step != trainer.global_step:
@@ -128,10 +144,15 @@ class DistortionTracker(Callback):
             self.final_heldout = self.final_report.heldout
 
     def state_dict(self) -> dict:
-        return {"best_embedding": self.best_embedding, "best_distortion": self.best_distortion,
-                "best_step": self.best_step, "history": list(self.history),
-                "heldout_history": list(self.heldout_history), "best_selection": self.best_selection,
-                "selection_history": list(self.selection_history)}
+        return {
+            "best_embedding": self.best_embedding,
+            "best_distortion": self.best_distortion,
+            "best_step": self.best_step,
+            "history": list(self.history),
+            "heldout_history": list(self.heldout_history),
+            "best_selection": self.best_selection,
+            "selection_history": list(self.selection_history),
+        }
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.best_embedding = state_dict.get("best_embedding")
@@ -143,7 +164,13 @@ class DistortionTracker(Callback):
         self.selection_history = [tuple(entry) for entry in state_dict.get("selection_history", [])]
 
     def run_results(self) -> dict:
-        return {"final_report": self.final_report, "best_embedding": self.best_embedding,
-                "best_distortion": self.best_distortion, "best_step": self.best_step,
-                "distortion_history": list(self.history), "heldout_history": list(self.heldout_history),
-                "best_selection": self.best_selection, "selection_history": list(self.selection_history)}
+        return {
+            "final_report": self.final_report,
+            "best_embedding": self.best_embedding,
+            "best_distortion": self.best_distortion,
+            "best_step": self.best_step,
+            "distortion_history": list(self.history),
+            "heldout_history": list(self.heldout_history),
+            "best_selection": self.best_selection,
+            "selection_history": list(self.selection_history),
+        }

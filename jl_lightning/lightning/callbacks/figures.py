@@ -59,17 +59,25 @@ class RunFigures(Callback):
                 maps[name], epsilons[name] = dense_map(matrix, points.shape[1]), references[name][key]
         ratios = {name: ratio_sample(matrix, points, mode, self.sample, self.seed) for name, matrix in maps.items()}
         unit = "points" if mode == "norms" else "pairs"
-        sampled = (f"all {len(points)} points" if mode == "norms" and len(points) <= self.sample
-                   else f"a seeded sample of {self.sample} {unit}")
+        sampled = (
+            f"all {len(points)} points"
+            if mode == "norms" and len(points) <= self.sample
+            else f"a seeded sample of {self.sample} {unit}"
+        )
         title = f"k={summary['k']}, n={summary['n']}: ratios over {sampled}; dashed: exact 1 +- epsilon"
         lines = {}
         if "best" in references.get("gaussian", {}):
             lines[f"gaussian best of {references['gaussian']['draws']}"] = references["gaussian"]["best"]
         if "epsilon_scaled" in references.get("pca", {}):
             lines["pca best-scaled"] = references["pca"]["epsilon_scaled"]
-        curves = training_curves(summary.get("distortion_history") or [], summary.get("heldout_history") or [],
-                                 summary.get("sigma2_history") or [], lines, summary.get("switch_step"),
-                                 f"exact epsilon of M / sqrt(k) ({mode}) and sigma^2")
+        curves = training_curves(
+            summary.get("distortion_history") or [],
+            summary.get("heldout_history") or [],
+            summary.get("sigma2_history") or [],
+            lines,
+            summary.get("switch_step"),
+            f"exact epsilon of M / sqrt(k) ({mode}) and sigma^2",
+        )
         return {"ratios": ratio_histogram(ratios, epsilons, title, unit), "curves": curves}
 
     def on_run_record(self, trainer, pl_module, record: RunRecord) -> None:
@@ -89,10 +97,14 @@ class RunFigures(Callback):
                 write_bytes(path, png)
                 self.written.append(path)
             for logger in tensorboards:
-                logger.experiment.add_image(f"figures/{name}", pixels, global_step=trainer.global_step,
-                                            dataformats="HWC")
+                logger.experiment.add_image(
+                    f"figures/{name}", pixels, global_step=trainer.global_step, dataformats="HWC"
+                )
             self.costs[name] = shared + time.perf_counter() - drawn
         self.seconds = time.perf_counter() - began
-        log.info("figures drawn in %.2f s (%s)%s", self.seconds,
-                 ", ".join(f"{name} {seconds:.2f} s" for name, seconds in self.costs.items()),
-                 f" into {self.dirpath / 'figures'}" if self.dirpath is not None else "")
+        log.info(
+            "figures drawn in %.2f s (%s)%s",
+            self.seconds,
+            ", ".join(f"{name} {seconds:.2f} s" for name, seconds in self.costs.items()),
+            f" into {self.dirpath / 'figures'}" if self.dirpath is not None else "",
+        )

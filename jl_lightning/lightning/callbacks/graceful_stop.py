@@ -86,8 +86,7 @@ class GracefulStop(Callback):
     def _handle(self, signum, frame) -> None:
         if self._in_steps and self.signum is None:
             self.signum = signum
-            log.warning("received %s: stopping after this step and saving a checkpoint",
-                        signal.Signals(signum).name)
+            log.warning("received %s: stopping after this step and saving a checkpoint", signal.Signals(signum).name)
             return
         self.signum = signum
         raise RunStopped(signum, -1, None)

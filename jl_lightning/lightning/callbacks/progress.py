@@ -9,6 +9,7 @@ import time
 
 from lightning.pytorch import Callback
 from lightning.pytorch.callbacks import TQDMProgressBar
+from tqdm import tqdm
 
 from jl_lightning.constraints import Number, check
 
@@ -35,7 +36,6 @@ class _AboveTheBar:
         self.stream = stream
 
     def write(self, text: str) -> None:
-        from tqdm import tqdm
 
         if text:
             tqdm.write(text, file=self.stream, end="")
@@ -46,8 +46,11 @@ class _AboveTheBar:
 
 def console_handlers() -> list[logging.StreamHandler]:
     """The root logger's handlers that write to a terminal stream (not to a file)."""
-    return [h for h in logging.getLogger().handlers
-            if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)]
+    return [
+        h
+        for h in logging.getLogger().handlers
+        if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
+    ]
 
 
 class JLProgressBar(TQDMProgressBar):
@@ -109,8 +112,9 @@ class ProgressLog(Callback):
 
     def __init__(self, every_fraction: float = 0.1):
         super().__init__()
-        self.every_fraction = float(check("callbacks.progress_log.every_fraction", every_fraction,
-                                          Number(low=0, high=1, low_open=True)))
+        self.every_fraction = float(
+            check("callbacks.progress_log.every_fraction", every_fraction, Number(low=0, high=1, low_open=True))
+        )
         self.lines: list[str] = []
         self._started = time.perf_counter()
         self._first_step = 0
@@ -134,16 +138,25 @@ class ProgressLog(Callback):
         if not total or total <= 0 or not trainer.is_global_zero:
             return
         summary = record.summary
-        self._emit(int(summary.get("steps", trainer.global_step)), total, phase(pl_module),
-                   summary.get("final_distortion"), summary.get("sigma2_final", pl_module.sigma2()))
+        self._emit(
+            int(summary.get("steps", trainer.global_step)),
+            total,
+            phase(pl_module),
+            summary.get("final_distortion"),
+            summary.get("sigma2_final", pl_module.sigma2()),
+        )
 
     def _emit(self, step: int, total: int, phase_name: str, eps, sigma2: float) -> None:
         elapsed = time.perf_counter() - self._started
         done = step - self._first_step
         left = elapsed / done * (total - step) if done > 0 else math.nan
-        parts = [f"step {step}/{total} ({100 * step / total:.0f} %)", phase_name,
-                 "epsilon -" if eps is None else f"epsilon {eps:.4g}", f"sigma^2 {sigma2:.3g}",
-                 f"{elapsed:.0f} s" + ("" if step == total else f", about {left:.0f} s left")]
+        parts = [
+            f"step {step}/{total} ({100 * step / total:.0f} %)",
+            phase_name,
+            "epsilon -" if eps is None else f"epsilon {eps:.4g}",
+            f"sigma^2 {sigma2:.3g}",
+            f"{elapsed:.0f} s" + ("" if step == total else f", about {left:.0f} s left"),
+        ]
         line = " | ".join(parts)
         self.lines.append(line)
         if log.isEnabledFor(logging.INFO) and log.hasHandlers():

@@ -38,8 +38,11 @@ class ReferenceLines(Callback):
         super().__init__()
         self.draws, self.seed = int(draws), int(seed)
         self.methods = check_methods(methods, "baseline.methods")
-        check("baseline.budget_s", budget_s,
-              Number(low=0, low_open=True, none=True, what="a number of seconds > 0, or null for no budget"))
+        check(
+            "baseline.budget_s",
+            budget_s,
+            Number(low=0, low_open=True, none=True, what="a number of seconds > 0, or null for no budget"),
+        )
         self.budget_s = None if budget_s is None else float(budget_s)
         self.references: dict = {}
         self.maps: dict = {}
@@ -49,20 +52,38 @@ class ReferenceLines(Callback):
         if self.draws <= 0 or not trainer.is_global_zero:  # measured once, by the process that reports
             return
         started = time.perf_counter()
-        self.references = reference_figures(trainer.datamodule.points, pl_module.k, pl_module.mode,
-                                            draws=self.draws, seed=self.seed, methods=self.methods,
-                                            budget_s=self.budget_s, best_maps=self.maps,
-                                            device=pl_module.embedding.device)
+        self.references = reference_figures(
+            trainer.datamodule.points,
+            pl_module.k,
+            pl_module.mode,
+            draws=self.draws,
+            seed=self.seed,
+            methods=self.methods,
+            budget_s=self.budget_s,
+            best_maps=self.maps,
+            device=pl_module.embedding.device,
+        )
         self.seconds = time.perf_counter() - started
         for name, figures in self.references.items():
             if "mean" in figures:
-                log.info("reference %s over %d draws: mean %.4g, best %.4g (%.1f s)", name, figures["draws"],
-                         figures["mean"], figures["best"], figures["seconds"])
+                log.info(
+                    "reference %s over %d draws: mean %.4g, best %.4g (%.1f s)",
+                    name,
+                    figures["draws"],
+                    figures["mean"],
+                    figures["best"],
+                    figures["seconds"],
+                )
             elif "epsilon" in figures:
                 shared = figures.get("pass_shared_with")
-                log.info("reference %s: %.4g, best-scaled %.4g (%.1f s%s)", name, figures["epsilon"],
-                         figures["epsilon_scaled"], figures["seconds"],
-                         f"; its exact pass shared with the {shared} draws" if shared else "")
+                log.info(
+                    "reference %s: %.4g, best-scaled %.4g (%.1f s%s)",
+                    name,
+                    figures["epsilon"],
+                    figures["epsilon_scaled"],
+                    figures["seconds"],
+                    f"; its exact pass shared with the {shared} draws" if shared else "",
+                )
             elif "skipped" in figures:
                 log.warning("reference %s skipped: %s", name, figures["skipped"])
         log.info("references measured in %.1f s", self.seconds)
@@ -79,5 +100,9 @@ class ReferenceLines(Callback):
             self._log(trainer)
 
     def run_results(self) -> dict:
-        return {"references": self.references, "baseline_gaussian": self.references.get("gaussian"),
-                "reference_seconds": self.seconds, "reference_maps": dict(self.maps)}
+        return {
+            "references": self.references,
+            "baseline_gaussian": self.references.get("gaussian"),
+            "reference_seconds": self.seconds,
+            "reference_maps": dict(self.maps),
+        }

@@ -41,8 +41,9 @@ class RunSummary(Callback):
 
     def __init__(self, recall_k: int = 10, recall_queries: int = 1000, recall_seed: int = 0):
         super().__init__()
-        check_params(locals(), {"recall_k": NON_NEGATIVE_INT, "recall_queries": NON_NEGATIVE_INT},
-                     "callbacks.run_summary.")
+        check_params(
+            locals(), {"recall_k": NON_NEGATIVE_INT, "recall_queries": NON_NEGATIVE_INT}, "callbacks.run_summary."
+        )
         self.recall_k, self.recall_queries, self.recall_seed = recall_k, recall_queries, int(recall_seed)
         self.summary: dict | None = None
         self.embedding: np.ndarray | None = None
@@ -63,11 +64,16 @@ class RunSummary(Callback):
             return None
         K, queries, seed = self.recall_k, self.recall_queries, self.recall_seed
         truth = original_neighbors(points, K, queries, seed, device=device)
-        out = {"k": K, "queries": min(queries, len(points)), "seed": seed,
-               "learned": recall_at_k(self.embedding, points, K, queries, seed, truth, device=device)}
+        out = {
+            "k": K,
+            "queries": min(queries, len(points)),
+            "seed": seed,
+            "learned": recall_at_k(self.embedding, points, K, queries, seed, truth, device=device),
+        }
         for name, linear_map in reference_maps.items():
-            out[name] = recall_at_k(dense_map(linear_map, points.shape[1]), points, K, queries, seed, truth,
-                                    device=device)
+            out[name] = recall_at_k(
+                dense_map(linear_map, points.shape[1]), points, K, queries, seed, truth, device=device
+            )
         return out
 
     def on_fit_end(self, trainer, pl_module) -> None:
@@ -78,8 +84,9 @@ class RunSummary(Callback):
         for callback in trainer.callbacks:
             if callback is not self and isinstance(callback, ReportsResults):
                 results.update(callback.run_results())
-        final = results.get("final_report") or exact_report(pl_module.embedding, data.points, pl_module.mode,
-                                                        heldout=data.val_points)
+        final = results.get("final_report") or exact_report(
+            pl_module.embedding, data.points, pl_module.mode, heldout=data.val_points
+        )
         best = results.get("best_embedding")
         # chosen on selection points, the tracker's best stands even above the final training epsilon
         chosen_on_selection = results.get("best_selection") is not None
@@ -89,12 +96,20 @@ class RunSummary(Callback):
             embedding, best_eps, best_step = pl_module.embedding.detach().cpu(), final.epsilon, trainer.global_step
         heldout = final.heldout
         if data.val_points is not None and best_step != trainer.global_step:
-            heldout = exact_report(torch.as_tensor(embedding, device=device), data.points, pl_module.mode,
-                                   quantiles=True, heldout=data.val_points).heldout
+            heldout = exact_report(
+                torch.as_tensor(embedding, device=device),
+                data.points,
+                pl_module.mode,
+                quantiles=True,
+                heldout=data.val_points,
+            ).heldout
         references = results.get("references") or {}
         scale = float(getattr(data, "data_scale", 1.0))
-        self.embedding = embedding.numpy().astype("float64") if isinstance(embedding, torch.Tensor) else \
-            np.asarray(embedding, dtype=np.float64)
+        self.embedding = (
+            embedding.numpy().astype("float64")
+            if isinstance(embedding, torch.Tensor)
+            else np.asarray(embedding, dtype=np.float64)
+        )
         self.summary = {
             "final_distortion": final.epsilon,
             "best_distortion": best_eps,
@@ -126,9 +141,14 @@ class RunSummary(Callback):
             "heldout_history": results.get("heldout_history"),
             # data.select_fraction: the exported matrix is the one with the lowest epsilon over the
             # pairs that involve a selection point (none of them in the loss, none held out)
-            "selection": None if not chosen_on_selection else {
-                "n": int(len(data.select_points)), "best": results["best_selection"],
-                "rows": data.select_index.tolist(), "history": results.get("selection_history")},
+            "selection": None
+            if not chosen_on_selection
+            else {
+                "n": int(len(data.select_points)),
+                "best": results["best_selection"],
+                "rows": data.select_index.tolist(),
+                "history": results.get("selection_history"),
+            },
             "steps": int(trainer.global_step),
             "fit_seconds": fit_seconds,
             "n": int(data.points.shape[0]),
@@ -148,8 +168,7 @@ class RunSummary(Callback):
         }
         if not trainer.is_global_zero:  # recall, the figures and TensorBoard's HParams: once
             return
-        self.summary["recall"] = self.recall(data.points, results.get("reference_maps") or {},
-                                             device=device)
+        self.summary["recall"] = self.recall(data.points, results.get("reference_maps") or {}, device=device)
         record = RunRecord(self.summary, self.embedding, results)
         for callback in trainer.callbacks:
             if callback is not self and isinstance(callback, ReadsRunRecord):

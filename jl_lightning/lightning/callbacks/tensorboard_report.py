@@ -24,8 +24,7 @@ LAYOUT = {
 
 
 HP_METRICS = ("hp/final_distortion", "hp/best_distortion", "hp/converged", "hp/wall_seconds")
-HELDOUT_METRICS = ("hp/heldout_points_distortion", "hp/heldout_pairs_distortion",
-                   "hp/heldout_cross_pairs_distortion")
+HELDOUT_METRICS = ("hp/heldout_points_distortion", "hp/heldout_pairs_distortion", "hp/heldout_cross_pairs_distortion")
 
 
 def hp_metrics(summary: dict, seconds: float) -> dict[str, float]:

@@ -71,8 +71,12 @@ class VarianceMonitor(Callback):
         return {"sigma2_crossings": dict(self.crossings), "sigma2_history": list(self.history)}
 
     def state_dict(self) -> dict:
-        return {"crossings": dict(self.crossings), "previous": self._previous, "history": list(self.history),
-                "last_logged": self._last_logged}
+        return {
+            "crossings": dict(self.crossings),
+            "previous": self._previous,
+            "history": list(self.history),
+            "last_logged": self._last_logged,
+        }
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.crossings.update(state_dict.get("crossings", {}))
