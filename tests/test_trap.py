@@ -72,3 +72,16 @@ def test_direct_optimization_stays_trapped_and_the_sampler_escapes(cfg_factory):
     assert trapped["n"] == 220 and trapped["d"] == 11
     assert trapped["best_distortion"] >= 0.49  # (a): Omega(1), no better than where it started
     assert sampler["best_distortion"] <= 0.25  # (b): at most half the trap's 0.5 (0.066 after 5000 steps)
+
+
+def test_the_identity_start_is_the_trap_matrix():
+    """model.init_mean=identity starts the embedding M / sqrt(k) at the trap's scale [I | 0]."""
+    import math
+
+    import torch
+
+    from jl_lightning.lightning.module import initial_mean
+
+    M = initial_mean(3, 5, "identity", 0, 2.0, 0.0, torch.float64)
+    np.testing.assert_array_equal(M.numpy() / math.sqrt(3), 2.0 * np.eye(3, 5))
+    np.testing.assert_array_equal(M.numpy() / math.sqrt(3), trap_matrix(3, 5))

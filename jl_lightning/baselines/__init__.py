@@ -1,10 +1,6 @@
 """What a learned matrix is measured against: random maps (Gaussian, Rademacher, sparse,
-SRHT), PCA and NuMax (one registry, ``registry.py``), and the JL bound."""
+SRHT), PCA and NuMax (one registry, ``registry.py``)."""
 
-from jl_lightning.baselines.jl_bound import (
-    johnson_lindenstrauss_eps,
-    johnson_lindenstrauss_min_dim,
-)
 from jl_lightning.baselines.random_maps import (
     SRHT,
     fwht,
@@ -17,7 +13,6 @@ from jl_lightning.baselines.references import (
     REFERENCE_METHODS,
     best_scale,
     pca_baseline,
-    random_baseline,
     random_draws,
     reference_figures,
     reference_scalars,
@@ -39,12 +34,9 @@ __all__ = [
     "check_methods",
     "fwht",
     "gaussian_matrix",
-    "johnson_lindenstrauss_eps",
-    "johnson_lindenstrauss_min_dim",
     "pca_baseline",
     "pca_matrix",
     "rademacher_matrix",
-    "random_baseline",
     "random_draws",
     "random_map",
     "reference_figures",

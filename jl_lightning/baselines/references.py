@@ -151,20 +151,6 @@ def random_draws(
     return figures, best_map
 
 
-def random_baseline(
-    method: str,
-    points,
-    k: int,
-    draws: int = 100,
-    seed: int = 0,
-    mode: str = "norms",
-    memory_budget: int = DEFAULT_MEMORY_BUDGET,
-    density="auto",
-) -> dict:
-    """Worst-case epsilon of ``draws`` independent draws: mean, best (smallest) and std."""
-    return random_draws(method, points, k, draws, seed, mode, memory_budget, density)[0]
-
-
 def pca_baseline(
     points,
     k: int,

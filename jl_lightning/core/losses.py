@@ -276,17 +276,10 @@ class ActivePairsLoss(DistortionLoss):
         self.refreshed = True
 
     @torch.no_grad()
-    def set_candidates(self, i, j, sq_distances=None) -> None:
+    def set_candidates(self, i, j, sq_distances) -> None:
         """The pairs (index vectors) that :meth:`rescan` chooses the hard pairs from, with
-        their squared distances if known (an exact pass's float32 ones), all nonzero."""
+        their squared distances (the exact pass's float32 ones), all nonzero."""
         i, j = torch.as_tensor(i).long(), torch.as_tensor(j).long()
-        if sq_distances is None:
-            sq_distances = torch.cat(
-                [
-                    (self.points[a] - self.points[b]).pow(2).sum(1).cpu()
-                    for a, b in zip(i.split(CANDIDATE_CHUNK), j.split(CANDIDATE_CHUNK))
-                ]
-            )
         # rows gathered in order: a rescan reads the images in sequence (stable, so that the
         # candidates restored from a checkpoint keep their order)
         order = torch.argsort(i, stable=True)

@@ -20,6 +20,7 @@ from lightning.pytorch import LightningModule
 from torch import nn
 
 from jl_lightning.constraints import FINITE, NON_NEGATIVE, POSITIVE_INT, check_params
+from jl_lightning.core.trap import trap_matrix
 from jl_lightning.core.variance import make_variance
 from jl_lightning.errors import JLInputError
 from jl_lightning.lightning.sharding import share_rng_state
@@ -56,7 +57,8 @@ def initial_mean(
         return init_scale * torch.randn(k, dim, generator=gen, dtype=dtype)
     if k > dim:
         raise JLInputError(f"model.init_mean=identity needs model.k <= d, got k={k} and d={dim}")
-    start = init_scale * torch.eye(k, dim, dtype=dtype) + init_noise * torch.randn(k, dim, generator=gen, dtype=dtype)
+    trap = torch.as_tensor(trap_matrix(k, dim, init_scale), dtype=dtype)  # Theorem 1's local minimum
+    start = trap + init_noise * torch.randn(k, dim, generator=gen, dtype=dtype)
     return math.sqrt(k) * start
 
 
