@@ -23,7 +23,7 @@ __all__ = ["JLEmbedding", "__version__"]
 def __getattr__(name):
     if name == "JLEmbedding":
         # lazy: lazy facade: `import jl_lightning` loads neither torch nor Lightning
-        from jl_lightning.apps.embedding import JLEmbedding  # noqa: PLC0415
+        from jl_lightning.apps.estimator import JLEmbedding  # noqa: PLC0415
 
         return JLEmbedding
     raise AttributeError(name)

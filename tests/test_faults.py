@@ -228,7 +228,7 @@ def test_damaged_or_foreign_checkpoints_are_refused_in_one_line(tmp_path):
 
 # ------------------------------------------------------------- the sweep summary
 def test_the_sweep_summary_lists_a_failed_job_and_why(tmp_path):
-    from jl_lightning.io.sweep_summary import collect, markdown, record_failure
+    from jl_lightning.apps.sweep_summary import collect, markdown, record_failure
 
     for job, eps in (("0", 0.5), ("2", 0.4)):
         (tmp_path / job / ".hydra").mkdir(parents=True)
@@ -359,7 +359,7 @@ def test_the_run_guard_refuses_an_unreadable_data_path_before_creating_the_folde
     before Hydra writes anything, so not even an empty run folder is made."""
     from omegaconf import OmegaConf
 
-    from jl_lightning.io.run_guard import data_path_problem
+    from jl_lightning.apps.run_guard import data_path_problem
 
     os.mkfifo(tmp_path / "pipe.npy")
     np.save(tmp_path / "x.npy", np.ones((3, 2)))

@@ -74,7 +74,7 @@ def test_training_in_pairs_mode_is_scale_invariant(cfg_factory):
 # ------------------------------------------------------------------ non-finite
 def test_no_non_finite_matrix_leaves_a_run(tmp_path):
     from jl_lightning import JLEmbedding
-    from jl_lightning.apps.embedding import load_embedding_matrix
+    from jl_lightning.apps.estimator import load_embedding_matrix
     from jl_lightning.io.run_folder import write_results
 
     bad = np.ones((2, 3))

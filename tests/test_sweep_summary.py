@@ -7,7 +7,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from jl_lightning.io.sweep_summary import best_row, collect, markdown
+from jl_lightning.apps.sweep_summary import best_row, collect, markdown
 
 
 def fake_job(sweep: Path, name: str, overrides: list[str], summary: dict | None) -> None:
@@ -47,8 +47,8 @@ def test_the_sweep_ranks_by_the_optimized_metric_and_jl_train_returns_it(tmp_pat
     epsilon, not by the training one; jl-train returns the same figure to the sweeper."""
     import pytest
 
+    from jl_lightning.apps.sweep_summary import check_metric, metric_value
     from jl_lightning.errors import JLInputError
-    from jl_lightning.io.sweep_summary import check_metric, metric_value
 
     def summary(train_eps, heldout_eps):
         return {

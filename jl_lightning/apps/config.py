@@ -28,9 +28,9 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
+from jl_lightning.apps.sweep_summary import record_failure
 from jl_lightning.errors import JLInputError
 from jl_lightning.io.run_folder import release_lock
-from jl_lightning.io.sweep_summary import record_failure
 
 # The configs ship inside the package: conf/ at the repository root is the subpackage
 # jl_lightning.conf (pyproject's package-dir), so an editable install, `pip install .` and a

@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     # a SIGTERM (kill, a scheduler) unwinds like Ctrl-C, so the output's temporary file is removed
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     # lazy: jl-embed loads only what the input file needs
-    from jl_lightning.apps.embedding import load_embedding_matrix  # noqa: PLC0415
+    from jl_lightning.apps.estimator import load_embedding_matrix  # noqa: PLC0415
 
     try:
         matrix = load_embedding_matrix(args.run_dir)

@@ -28,9 +28,9 @@ from jl_lightning.apps.config import (
     run_hydra_app,
     stop_and_exit,
 )
+from jl_lightning.apps.sweep_summary import check_metric, metric_value
 from jl_lightning.errors import JLInputError
 from jl_lightning.io.run_folder import check_fresh, process_rank, write_results
-from jl_lightning.io.sweep_summary import check_metric, metric_value
 from jl_lightning.lightning.callbacks.graceful_stop import RunStopped, stop_on_signals
 from jl_lightning.lightning.fit import fit_from_config
 

@@ -23,7 +23,7 @@ from jl_lightning.constraints import FINITE, NON_NEGATIVE, POSITIVE_INT, check_p
 from jl_lightning.core.trap import trap_matrix
 from jl_lightning.core.variance import make_variance
 from jl_lightning.errors import JLInputError
-from jl_lightning.lightning.sharding import share_rng_state
+from jl_lightning.lightning.distributed import share_rng_state
 
 INIT_MEANS = ("zeros", "gaussian", "identity")
 # what every sampler's shared options accept (model.*), checked in one place (constraints.py)

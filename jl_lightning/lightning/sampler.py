@@ -26,9 +26,9 @@ from jl_lightning.constraints import (
 )
 from jl_lightning.core.losses import ActivePairsLoss, loss_options, make_loss
 from jl_lightning.errors import JLInputError
+from jl_lightning.lightning.distributed import exact_report, process_shard
 from jl_lightning.lightning.log_schedule import log_at
 from jl_lightning.lightning.module import BaseJLModule
-from jl_lightning.lightning.sharding import exact_report, process_shard
 from jl_lightning.metrics.distortion import evaluate
 
 log = logging.getLogger("jl_lightning")

@@ -4,10 +4,10 @@ progress, and a clean stop on SIGTERM/SIGINT. Each uses only the written contrac
 
 from jl_lightning.lightning.callbacks.deterministic_switch import DeterministicSwitch
 from jl_lightning.lightning.callbacks.distortion_tracker import DistortionTracker
-from jl_lightning.lightning.callbacks.figures import RunFigures
 from jl_lightning.lightning.callbacks.graceful_stop import GracefulStop, RunStopped
 from jl_lightning.lightning.callbacks.progress import JLProgressBar, ProgressLog
 from jl_lightning.lightning.callbacks.reference_lines import ReferenceLines
+from jl_lightning.lightning.callbacks.run_figures import RunFigures
 from jl_lightning.lightning.callbacks.run_summary import RunSummary
 from jl_lightning.lightning.callbacks.tensorboard_report import TensorBoardReport
 from jl_lightning.lightning.callbacks.variance_monitor import VarianceMonitor

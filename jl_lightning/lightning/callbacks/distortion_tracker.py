@@ -8,8 +8,8 @@ import torch
 from lightning.pytorch import Callback
 
 from jl_lightning.errors import JLRunError
+from jl_lightning.lightning.distributed import exact_report
 from jl_lightning.lightning.log_schedule import is_log_step, log_at
-from jl_lightning.lightning.sharding import exact_report
 from jl_lightning.metrics.distortion import NonFiniteDistortion
 from jl_lightning.metrics.tiles import DEFAULT_MEMORY_BUDGET
 

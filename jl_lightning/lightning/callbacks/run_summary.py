@@ -15,7 +15,7 @@ from jl_lightning.baselines.references import dense_map
 from jl_lightning.constraints import NON_NEGATIVE_INT, check_params
 from jl_lightning.io.run_folder import fingerprint
 from jl_lightning.lightning.contract import ReadsRunRecord, ReportsResults, RunRecord
-from jl_lightning.lightning.sharding import exact_report
+from jl_lightning.lightning.distributed import exact_report
 from jl_lightning.metrics.neighbors import original_neighbors, recall_at_k
 
 EXPORTED = "embedding.npy holds the best M / sqrt(k) (shape k x d); y = embedding @ x"

@@ -22,6 +22,7 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from jl_lightning.apps.sweep_summary import failures
 from jl_lightning.io.loading import path_problem
 from jl_lightning.io.run_folder import (
     LOCK_NAME,
@@ -33,7 +34,6 @@ from jl_lightning.io.run_folder import (
     release_lock,
     take_lock,
 )
-from jl_lightning.io.sweep_summary import failures
 
 
 def _refuse(message: str, config: DictConfig | None = None) -> None:
