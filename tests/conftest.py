@@ -30,11 +30,12 @@ def make_cfg(run_dir: Path, overrides: list[str]):
     return cfg
 
 
-def jl_train(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    """The real ``jl-train`` entry in a subprocess, as a user runs it (one torch thread)."""
+def jl_train(*args: str, cwd: Path, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+    """The real ``jl-train`` entry in a subprocess, as a user runs it (one torch thread), with
+    ``env_extra`` added to its environment. Every test file runs it through this one function."""
     exe = shutil.which("jl-train")
     cmd = [exe] if exe else [sys.executable, "-m", "jl_lightning.apps.train"]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env = dict(os.environ, OMP_NUM_THREADS="1", **(env_extra or {}))
     return subprocess.run(cmd + list(args), cwd=cwd, capture_output=True, text=True, env=env, timeout=300)
 
 

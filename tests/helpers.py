@@ -3,8 +3,6 @@ brute-force references the fast code is compared against."""
 
 from __future__ import annotations
 
-from itertools import combinations
-
 import numpy as np
 
 from jl_lightning.apps.config import compose
@@ -20,17 +18,28 @@ def default_loss(**overrides):
     return make_loss(**loss_options(model))
 
 
-def pair_deviations(A, X) -> np.ndarray:
-    """|‖A(x_i − x_j)‖² / ‖x_i − x_j‖² − 1| for every pair i < j with x_i ≠ x_j, one by one in
-    float64: the reference for every tiled, screened or distributed pairs pass."""
+def pair_ratios(A, X, other=None, zero_rtol: float = 0.0):
+    """‖A v‖² / ‖v‖² of every difference vector v = x_i − x_j, formed explicitly in float64:
+    the reference for every tiled, screened or distributed pairs pass. Pairs i < j of ``X``, or
+    every (i, j) of ``X`` × ``other``. A pair with ‖v‖² <= zero_rtol (‖x_i‖² + ‖x_j‖²) (at the
+    default 0: x_i = x_j) is left out. Returns (ratios, i, j, number left out)."""
     A, X = np.asarray(A, dtype=np.float64), np.asarray(X, dtype=np.float64)
-    out = []
-    for i, j in combinations(range(len(X)), 2):
-        diff = X[i] - X[j]
-        norm = diff @ diff
-        if norm > 0:
-            out.append(abs((A @ diff) @ (A @ diff) / norm - 1))
-    return np.array(out)
+    if other is None:
+        i, j = np.triu_indices(len(X), 1)
+        Y = X
+    else:
+        Y = np.asarray(other, dtype=np.float64)
+        i, j = (g.ravel() for g in np.meshgrid(np.arange(len(X)), np.arange(len(Y)), indexing="ij"))
+    diff = X[i] - Y[j]
+    dx = (diff**2).sum(1)
+    keep = dx > zero_rtol * ((X[i] ** 2).sum(1) + (Y[j] ** 2).sum(1))
+    ratios = ((diff[keep] @ A.T) ** 2).sum(1) / dx[keep]
+    return ratios, i[keep], j[keep], int((~keep).sum())
+
+
+def pair_deviations(A, X, other=None, zero_rtol: float = 0.0) -> np.ndarray:
+    """|ratio − 1| of every pair of :func:`pair_ratios`."""
+    return np.abs(pair_ratios(A, X, other, zero_rtol)[0] - 1)
 
 
 def pair_distortion(A, X) -> float:

@@ -10,6 +10,7 @@ import torch
 
 from jl_lightning.baselines import gaussian_matrix, random_draws
 from jl_lightning.metrics import evaluate
+from tests.helpers import pair_ratios
 
 
 def brute_force(A, X):
@@ -65,19 +66,12 @@ def test_gaussian_baseline_is_seeded_and_consistent():
 
 
 def brute_force_pairs(A, X):
-    """Difference vectors, float64, every pair i < j with x_i != x_j."""
-    ratios, pairs, zeros = [], [], 0
-    for i in range(len(X)):
-        for j in range(i + 1, len(X)):
-            diff = X[i] - X[j]
-            if not np.any(diff):
-                zeros += 1
-                continue
-            ratios.append(float(np.sum((A @ diff) ** 2) / np.sum(diff**2)))
-            pairs.append((i, j))
-    ratios = np.array(ratios)
+    """Every pair i < j with x_i != x_j (helpers.pair_ratios): deviations, ratios, the worst pair
+    and the number of zero-distance pairs."""
+    ratios, i, j, zeros = pair_ratios(A, X)
     dev = np.abs(ratios - 1)
-    return dev, ratios, pairs[int(np.argmax(dev))], zeros
+    worst = int(np.argmax(dev))
+    return dev, ratios, (int(i[worst]), int(j[worst])), zeros
 
 
 @pytest.mark.parametrize("budget", [1, 5000, 2**28])  # from 1-row blocks to one block

@@ -12,6 +12,7 @@ from conftest import jl_train
 
 from jl_lightning.core.sharding import Shard
 from jl_lightning.metrics.distortion import evaluate, merge_reports
+from tests.helpers import pair_deviations
 
 
 def free_port() -> int:
@@ -77,17 +78,10 @@ def test_the_worst_pair_sits_on_the_second_rank():
 
 # ------------------------------------------------------- the exact pass
 def brute_force(A, X, mode, other=None):
-    """|ratio - 1| of every point or pair, by explicit vectors (float64 numpy)."""
+    """|ratio - 1| of every point, or of every pair (helpers.pair_deviations)."""
     if mode == "norms":
-        v = X
-    elif other is None:
-        i, j = np.triu_indices(len(X), 1)
-        v = X[i] - X[j]
-    else:
-        v = (X[:, None, :] - other[None, :, :]).reshape(-1, X.shape[1])
-    sq = (v**2).sum(1)
-    v = v[sq > 1e-12 * sq.max()]
-    return np.abs(((v @ A.T) ** 2).sum(1) / (v**2).sum(1) - 1)
+        return np.abs(((X @ A.T) ** 2).sum(1) / (X**2).sum(1) - 1)
+    return pair_deviations(A, X, other, zero_rtol=1e-12)
 
 
 @pytest.mark.parametrize("mode", ["norms", "pairs"])

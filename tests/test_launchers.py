@@ -46,7 +46,7 @@ def test_a_two_job_multirun_through_a_launcher(tmp_path, chosen, target):
     """joblib runs the jobs in parallel worker processes; submitit_local runs them through
     submitit's pickled-job path, the one SLURM uses, on this machine."""
     pytest.importorskip(f"hydra_plugins.hydra_{chosen.split('_')[0]}_launcher")
-    from tests.test_train_e2e import jl_train
+    from conftest import jl_train
 
     sweep = tmp_path / "sweep"
     extra = ["hydra.launcher.n_jobs=2"] if chosen == "joblib" else []

@@ -16,6 +16,7 @@ from jl_lightning.io.figures import ratio_histogram, sweep_plot, training_curves
 from jl_lightning.lightning.callbacks import JLProgressBar, ProgressLog, RunFigures, TensorBoardReport
 from jl_lightning.metrics import evaluate
 from jl_lightning.metrics.distortion import ratio_sample
+from tests.helpers import pair_ratios
 
 SMALL = [
     "data.source.n=30",
@@ -165,9 +166,7 @@ def test_ratio_sample_is_a_sample_of_the_exact_ratios():
     np.testing.assert_allclose(ratios, brute, rtol=1e-12)
     # pairs: each sampled ratio is one of the all-pairs ratios, inside the exact [r_min, r_max]
     ratios = ratio_sample(A, X, "pairs", count=500, seed=3)
-    i, j = np.triu_indices(25, 1)
-    diffs = X[i] - X[j]
-    everything = ((diffs @ A.T) ** 2).sum(1) / (diffs**2).sum(1)
+    everything = pair_ratios(A, X)[0]
     assert len(ratios) == 500
     assert np.abs(ratios[:, None] - everything[None, :]).min(1).max() < 1e-12
     report = evaluate(A, X, "pairs")
@@ -241,9 +240,8 @@ def test_progress_log_rejects_a_bad_fraction(cfg_factory):
 @pytest.mark.slow
 def test_optuna_search_best_trial_is_its_jobs_summary(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    from conftest import jl_train
     from omegaconf import OmegaConf
-
-    from tests.test_train_e2e import jl_train
 
     sweep = tmp_path / "search"
     proc = jl_train(
@@ -345,7 +343,7 @@ def test_learning_rate_temperature_and_convergence_are_in_tensorboard(tmp_path):
 
 @pytest.mark.slow
 def test_the_final_line_is_in_train_log_too(tmp_path):
-    from tests.test_train_e2e import jl_train
+    from conftest import jl_train
 
     proc = jl_train("debug=fast", "logger=none", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr

@@ -11,10 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import jl_train
 
 from jl_lightning.errors import JLInputError, JLRunError
 from jl_lightning.io.validation import validate_points
 from jl_lightning.metrics import evaluate
+from tests.helpers import pair_ratios
 
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import given, settings  # noqa: E402
@@ -101,7 +103,6 @@ def test_evaluate_never_reports_a_negative_or_nan_epsilon():
     for mode in ("norms", "pairs"):
         with pytest.raises(NonFiniteDistortion):
             evaluate(A, X, mode)
-    i, j = np.triu_indices(10, 1)
     for A in (
         np.zeros((2, 3)),
         rng.standard_normal((2, 3)) * 1e-150,
@@ -110,7 +111,7 @@ def test_evaluate_never_reports_a_negative_or_nan_epsilon():
     ):
         brute = {
             "norms": ((X @ A.T) ** 2).sum(1) / (X**2).sum(1),
-            "pairs": (((X[i] - X[j]) @ A.T) ** 2).sum(1) / ((X[i] - X[j]) ** 2).sum(1),
+            "pairs": pair_ratios(A, X)[0],
         }
         for mode, ratios in brute.items():
             eps = evaluate(A, X, mode, quantiles=False).epsilon
@@ -195,18 +196,6 @@ def test_the_lock_is_exclusive_and_a_refused_run_removes_the_folder_it_made(tmp_
 
 
 # ------------------------------------------------------------------ the real entry
-def jl_train(*args: str, cwd: Path, env_extra: dict | None = None) -> subprocess.CompletedProcess:
-    env = dict(os.environ, **(env_extra or {}))
-    return subprocess.run(
-        [sys.executable, "-m", "jl_lightning.apps.train", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 @pytest.mark.slow
 def test_refused_runs_are_one_line_on_stderr_and_leave_no_folder(tmp_path):
     for args, message in [

@@ -20,24 +20,15 @@ from jl_lightning.core.losses import is_refresh_step
 from jl_lightning.errors import JLInputError
 from jl_lightning.io.sources import ClustersPoints
 from jl_lightning.metrics import evaluate
-from tests.helpers import default_loss
+from tests.helpers import default_loss, pair_ratios
 
 SMALL_TILES = 64 * 64 * 4 * 5  # bytes: the screened pass's smallest tile, 64 rows
 
 
 def all_pairs(A, X, other=None):
-    """Every pair's |ratio - 1| by explicit differences (i < j, or every (i, j) with other)."""
-    if other is None:
-        i, j = np.triu_indices(len(X), 1)
-        diff = X[i] - X[j]
-    else:
-        i, j = (g.ravel() for g in np.meshgrid(np.arange(len(X)), np.arange(len(other)), indexing="ij"))
-        diff = X[i] - other[j]
-    dx = (diff**2).sum(1)
-    dy = ((diff @ A.T) ** 2).sum(1)
-    keep = dx > 1e-12 * ((X[i] ** 2).sum(1) + ((X if other is None else other)[j] ** 2).sum(1))
-    ratio = dy[keep] / dx[keep]
-    return np.abs(ratio - 1), i[keep], j[keep], ratio, int((~keep).sum())
+    """Every pair's |ratio - 1|, i, j, ratio and the number of zero-distance pairs (helpers.pair_ratios)."""
+    ratio, i, j, zeros = pair_ratios(A, X, other, zero_rtol=1e-12)
+    return np.abs(ratio - 1), i, j, ratio, zeros
 
 
 def clustered_with_ties(n=300, d=12, seed=0):
