@@ -291,7 +291,7 @@ def test_summary_holds_the_recall_of_the_exported_matrix_and_of_each_reference(c
     from jl_lightning.metrics.neighbors import recall_at_k
 
     summary, trainer, model = fit(
-        cfg_factory, "trainer.max_steps=100", "data.source.n=60", "callbacks.run_summary.recall_queries=25"
+        cfg_factory, "trainer.max_steps=100", "data.source.n=60", "callbacks.recall.queries=25"
     )
     points = trainer.datamodule.points
     recall = summary["recall"]

@@ -1,11 +1,12 @@
 """Callbacks: variance monitoring, the switch to the deterministic mean, exact evaluation,
-the reference lines, the run summary, its figures, TensorBoard's layout and HParams,
+the reference lines, the run summary, recall@K, its figures, TensorBoard's layout and HParams,
 progress, and a clean stop on SIGTERM/SIGINT. Each uses only the written contract (``contract.py``)."""
 
 from jl_lightning.lightning.callbacks.deterministic_switch import DeterministicSwitch
 from jl_lightning.lightning.callbacks.distortion_tracker import DistortionTracker
 from jl_lightning.lightning.callbacks.graceful_stop import GracefulStop, RunStopped
 from jl_lightning.lightning.callbacks.progress import JLProgressBar, ProgressLog
+from jl_lightning.lightning.callbacks.recall import RecallAtK
 from jl_lightning.lightning.callbacks.reference_lines import ReferenceLines
 from jl_lightning.lightning.callbacks.run_figures import RunFigures
 from jl_lightning.lightning.callbacks.run_summary import RunSummary
@@ -18,6 +19,7 @@ __all__ = [
     "GracefulStop",
     "JLProgressBar",
     "ProgressLog",
+    "RecallAtK",
     "ReferenceLines",
     "RunFigures",
     "RunStopped",

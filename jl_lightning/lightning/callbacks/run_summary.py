@@ -11,12 +11,9 @@ import torch
 from lightning.pytorch import Callback
 
 from jl_lightning import __version__
-from jl_lightning.baselines.references import dense_map
-from jl_lightning.constraints import NON_NEGATIVE_INT, check_params
 from jl_lightning.io.run_folder import fingerprint
 from jl_lightning.lightning.contract import ReadsRunRecord, ReportsResults, RunRecord
 from jl_lightning.lightning.distributed import exact_report
-from jl_lightning.metrics.neighbors import original_neighbors, recall_at_k
 
 EXPORTED = "embedding.npy holds the best M / sqrt(k) (shape k x d); y = embedding @ x"
 
@@ -35,16 +32,12 @@ class RunSummary(Callback):
     the final one without a tracker. Its held-out reports are computed once: taken from the
     tracker's final evaluation when the best matrix is the final one.
 
-    Then every callback that reads the finished run (``contract.ReadsRunRecord``: figures,
-    TensorBoard's HParams) gets the :class:`~contract.RunRecord`, in callback order.
+    Then every callback that reads the finished run (``contract.ReadsRunRecord``: recall@K,
+    figures, TensorBoard's HParams) gets the :class:`~contract.RunRecord`, in callback order.
     """
 
-    def __init__(self, recall_k: int = 10, recall_queries: int = 1000, recall_seed: int = 0):
+    def __init__(self):
         super().__init__()
-        check_params(
-            locals(), {"recall_k": NON_NEGATIVE_INT, "recall_queries": NON_NEGATIVE_INT}, "callbacks.run_summary."
-        )
-        self.recall_k, self.recall_queries, self.recall_seed = recall_k, recall_queries, int(recall_seed)
         self.summary: dict | None = None
         self.embedding: np.ndarray | None = None
         self._started = time.perf_counter()
@@ -55,56 +48,20 @@ class RunSummary(Callback):
         # where the steps run: by on_fit_end Lightning's teardown has moved the module to the CPU
         self._device = pl_module.embedding.device
 
-    def recall(self, points, reference_maps: dict, device=None) -> dict | None:
-        """recall@K of the exported matrix and of each reference's best map
-        (``metrics/neighbors.py``), over the same seeded queries, computed on ``device`` (the
-        module's: a GPU run's recall runs on the GPU); None when switched off
-        (``recall_queries: 0``) or with too few points."""
-        if not (self.recall_k and self.recall_queries) or len(points) <= self.recall_k:
-            return None
-        K, queries, seed = self.recall_k, self.recall_queries, self.recall_seed
-        truth = original_neighbors(points, K, queries, seed, device=device)
-        out = {
-            "k": K,
-            "queries": min(queries, len(points)),
-            "seed": seed,
-            "learned": recall_at_k(self.embedding, points, K, queries, seed, truth, device=device),
-        }
-        for name, linear_map in reference_maps.items():
-            out[name] = recall_at_k(
-                dense_map(linear_map, points.shape[1]), points, K, queries, seed, truth, device=device
-            )
-        return out
-
     def on_fit_end(self, trainer, pl_module) -> None:
         fit_seconds = time.perf_counter() - self._started
         device = self._device or pl_module.embedding.device
         data = trainer.datamodule
-        results: dict = {}
-        for callback in trainer.callbacks:
-            if callback is not self and isinstance(callback, ReportsResults):
-                results.update(callback.run_results())
+        results = collect_results(trainer.callbacks, exclude=self)
         final = results.get("final_report") or exact_report(
             pl_module.embedding, data.points, pl_module.mode, heldout=data.val_points
         )
-        best = results.get("best_embedding")
-        # chosen on selection points, the tracker's best stands even above the final training epsilon
-        chosen_on_selection = results.get("best_selection") is not None
-        if best is not None and (chosen_on_selection or results["best_distortion"] <= final.epsilon):
-            embedding, best_eps, best_step = best, results["best_distortion"], results["best_step"]
-        else:
-            embedding, best_eps, best_step = pl_module.embedding.detach().cpu(), final.epsilon, trainer.global_step
+        embedding, best_eps, best_step = choose_export(results, final, pl_module, trainer.global_step)
         heldout = final.heldout
-        if data.val_points is not None and best_step != trainer.global_step:
-            heldout = exact_report(
-                torch.as_tensor(embedding, device=device),
-                data.points,
-                pl_module.mode,
-                quantiles=True,
-                heldout=data.val_points,
-            ).heldout
-        references = results.get("references") or {}
-        scale = float(getattr(data, "data_scale", 1.0))
+        if data.val_points is not None and best_step != trainer.global_step:  # the exported matrix's own
+            exported = torch.as_tensor(embedding, device=device)
+            heldout = exact_report(exported, data.points, pl_module.mode, quantiles=True, heldout=data.val_points)
+            heldout = heldout.heldout
         self.embedding = (
             embedding.numpy().astype("float64")
             if isinstance(embedding, torch.Tensor)
@@ -115,61 +72,105 @@ class RunSummary(Callback):
             "best_distortion": best_eps,
             "best_step": best_step,
             "exported": EXPORTED,
-            "data": data.name,
-            # of the training points as the model sees them (validated, scaled)
-            "data_fingerprint": getattr(data, "fingerprint", None) or fingerprint(data.points),
-            "data_scale": scale,
-            "mode": pl_module.mode,
+            **data_figures(data, pl_module.mode),
             "final_report": final.to_dict(),
             "heldout": None if heldout is None else {name: r.to_dict() for name, r in heldout.items()},
-            "baseline_gaussian": references.get("gaussian"),
-            "references": references,
-            "reference_seconds": results.get("reference_seconds"),
-            "switch_step": results.get("switch_step"),
-            # model=exact: the optimizer's own account (steps by kind, where Algorithm 1 stopped)
-            "optimization": pl_module.run_report(),
-            # (step, seconds since the start of training, exact epsilon) at every evaluation
-            "distortion_history": results.get("distortion_history"),
-            "sigma2_final": pl_module.sigma2(),
-            # sigma^2 reached exactly 0: the exported matrix is the deterministic result, not the
-            # mean of a sampler that was still spreading
-            "converged": pl_module.sigma2() == 0.0,
-            "sigma2_crossings": results.get("sigma2_crossings"),
-            # (step, sigma^2) as logged: densely while it decays (VarianceMonitor)
-            "sigma2_history": results.get("sigma2_history"),
-            # (step, {held-out figure: epsilon}) at every evaluation with a held-out split
-            "heldout_history": results.get("heldout_history"),
-            # data.select_fraction: the exported matrix is the one with the lowest epsilon over the
-            # pairs that involve a selection point (none of them in the loss, none held out)
-            "selection": None
-            if not chosen_on_selection
-            else {
-                "n": int(len(data.select_points)),
-                "best": results["best_selection"],
-                "rows": data.select_index.tolist(),
-                "history": results.get("selection_history"),
-            },
+            **training_figures(results, pl_module, data),
             "steps": int(trainer.global_step),
             "fit_seconds": fit_seconds,
-            "n": int(data.points.shape[0]),
-            "n_heldout": 0 if data.val_points is None else int(len(data.val_points)),
-            # rows of the source held out from training (data.val_fraction, data.split_seed)
-            "heldout_rows": None if data.val_points is None else data.val_index.tolist(),
-            "duplicates": data.duplicates,
-            "d": int(data.points.shape[1]),
             "k": int(pl_module.k),
-            "torch_threads": torch.get_num_threads(),
-            # where the steps ran: "cpu" or the GPU's name
-            "device": _device_name(device),
-            # the machine the run ran on, so a report written elsewhere names it
-            "host": {"machine": platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version()},
-            "jl_lightning_version": __version__,
-            "torch_version": torch.__version__,
+            **machine_figures(device),
         }
         if not trainer.is_global_zero:  # recall, the figures and TensorBoard's HParams: once
             return
-        self.summary["recall"] = self.recall(data.points, results.get("reference_maps") or {}, device=device)
         record = RunRecord(self.summary, self.embedding, results)
         for callback in trainer.callbacks:
             if callback is not self and isinstance(callback, ReadsRunRecord):
                 callback.on_run_record(trainer, pl_module, record)
+
+
+def collect_results(callbacks, exclude=None) -> dict:
+    """What every callback that reports results (``contract.ReportsResults``) gives, merged."""
+    results: dict = {}
+    for callback in callbacks:
+        if callback is not exclude and isinstance(callback, ReportsResults):
+            results.update(callback.run_results())
+    return results
+
+
+def choose_export(results: dict, final, pl_module, step: int):
+    """(matrix, its epsilon, its step): the tracker's best matrix when it is at least as good as
+    the final one (or was chosen on selection points, where it stands even above the final
+    training epsilon), else the final M / sqrt(k)."""
+    best = results.get("best_embedding")
+    chosen_on_selection = results.get("best_selection") is not None
+    if best is not None and (chosen_on_selection or results["best_distortion"] <= final.epsilon):
+        return best, results["best_distortion"], results["best_step"]
+    return pl_module.embedding.detach().cpu(), final.epsilon, step
+
+
+def data_figures(data, mode: str) -> dict:
+    """summary.json's account of the data: its name, fingerprint, scale, sizes and split."""
+    return {
+        "data": data.name,
+        # of the training points as the model sees them (validated, scaled)
+        "data_fingerprint": getattr(data, "fingerprint", None) or fingerprint(data.points),
+        "data_scale": float(getattr(data, "data_scale", 1.0)),
+        "mode": mode,
+        "n": int(data.points.shape[0]),
+        "n_heldout": 0 if data.val_points is None else int(len(data.val_points)),
+        # rows of the source held out from training (data.val_fraction, data.split_seed)
+        "heldout_rows": None if data.val_points is None else data.val_index.tolist(),
+        "duplicates": data.duplicates,
+        "d": int(data.points.shape[1]),
+    }
+
+
+def training_figures(results: dict, pl_module, data) -> dict:
+    """summary.json's account of the training: references, the switch, sigma^2, the histories."""
+    references = results.get("references") or {}
+    chosen_on_selection = results.get("best_selection") is not None
+    return {
+        "baseline_gaussian": references.get("gaussian"),
+        "references": references,
+        "reference_seconds": results.get("reference_seconds"),
+        "switch_step": results.get("switch_step"),
+        # model=exact: the optimizer's own account (steps by kind, where Algorithm 1 stopped)
+        "optimization": pl_module.run_report(),
+        # (step, seconds since the start of training, exact epsilon) at every evaluation
+        "distortion_history": results.get("distortion_history"),
+        "sigma2_final": pl_module.sigma2(),
+        # sigma^2 reached exactly 0: the exported matrix is the deterministic result, not the
+        # mean of a sampler that was still spreading
+        "converged": pl_module.sigma2() == 0.0,
+        "sigma2_crossings": results.get("sigma2_crossings"),
+        # (step, sigma^2) as logged: densely while it decays (VarianceMonitor)
+        "sigma2_history": results.get("sigma2_history"),
+        # (step, {held-out figure: epsilon}) at every evaluation with a held-out split
+        "heldout_history": results.get("heldout_history"),
+        # data.select_fraction: the exported matrix is the one with the lowest epsilon over the
+        # pairs that involve a selection point (none of them in the loss, none held out)
+        "selection": None
+        if not chosen_on_selection
+        else {
+            "n": int(len(data.select_points)),
+            "best": results["best_selection"],
+            "rows": data.select_index.tolist(),
+            "history": results.get("selection_history"),
+        },
+        # filled in by RecallAtK when it is configured (callbacks.recall)
+        "recall": None,
+    }
+
+
+def machine_figures(device) -> dict:
+    """Where and with what the run ran."""
+    return {
+        "torch_threads": torch.get_num_threads(),
+        # where the steps ran: "cpu" or the GPU's name
+        "device": _device_name(device),
+        # the machine the run ran on, so a report written elsewhere names it
+        "host": {"machine": platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version()},
+        "jl_lightning_version": __version__,
+        "torch_version": torch.__version__,
+    }
