@@ -65,7 +65,6 @@ def main() -> None:
             quantiles=False,
             mean_abs=False,
             candidates=model.active_candidates,
-            progress=False,
         )
         loss.set_hard(*report.worst[:2])
         if model.active_candidates:

@@ -228,7 +228,6 @@ def evaluate(
     other=None,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     dtype: torch.dtype = torch.float64,
-    progress=None,
     shard: Shard = SINGLE,
     candidates: int = 0,
 ):
@@ -239,26 +238,14 @@ def evaluate(
     reports comes back, from one pass over the data). ``quantiles=False`` skips the median
     and 99th percentile (NaN), which saves the second pass in pairs mode;
     ``mean_abs=False`` skips the mean (NaN), which saves a pass over each tile when only
-    the extremes matter. ``screen`` in norms mode (one dense float64 matrix on CPU):
-    ``"auto"`` screens in float32 when n * d >= ``SCREEN_AUTO_SIZE``; the epsilon, worst
-    point and min/max ratio are then the float64 figures, the mean and quantiles
-    float32-accurate. ``screen`` in pairs mode: ``"auto"`` screens from
-    ``SCREEN_AUTO_PAIRS`` pairs on; the epsilon, worst pair(s), min/max ratio and count
-    are the float64 figures, and the mean, median and p99 are NaN (not computed: they
-    would need every pair in float64; pass ``screen=False`` for them). ``progress``: a
-    bar with the expected time for screened pair passes (None: on a terminal, after 3 s).
-    ``worst=K``: ``report.worst`` holds the K worst points (index,
-    deviation) or pairs (i, j, deviation), worst first. ``heldout`` (held-out points):
-    ``report.heldout`` holds the reports on their norms (left out if one is the zero
-    vector), on their pairs (left out with fewer than 2 distinct points) and on the
-    train x held-out pairs. ``histogram`` (bin edges): ``report.histogram`` counts the
-    ratios, values outside going to the first or last bin. ``other`` (pairs mode): the
-    pairs are every (row of ``points``, row of ``other``), and ``worst_index`` indexes
-    (points, other). ``candidates=C`` (pairs mode): ``report.candidates`` holds C of the
-    worst pairs (i, j, deviation, squared distance), worst first, for an active set to
-    watch: in a screened pass they are ranked by the float32 products alone and carry the
-    float32 squared distances (no float64 recheck, so a pass keeps its cost for a large C),
-    otherwise they are the exact C worst.
+    the extremes matter. ``screen``: a float32 pass with a float64 recheck of the extremes
+    (``"auto"``: from a size on; :func:`_norms_pass`, :func:`_pairs_pass`). ``worst=K``:
+    ``report.worst`` holds the K worst points (index, deviation) or pairs (i, j, deviation),
+    worst first. ``heldout`` (held-out points): ``report.heldout`` holds the reports on their
+    norms (left out if one is the zero vector), on their pairs (left out with fewer than 2
+    distinct points) and on the train x held-out pairs. ``histogram`` (bin edges):
+    ``report.histogram`` counts the ratios, values outside going to the first or last bin.
+    ``other`` and ``candidates``: pairs mode only (:func:`_pairs_pass`).
 
     ``shard`` (rank r of P processes): only the tiles r, r + P, ... of the pass, so the
     report covers this rank's points or pairs (``count`` 0 and ``epsilon`` -1 when it has
@@ -279,69 +266,125 @@ def evaluate(
     if any(r[1] != d for r in resolved):
         raise ValueError("all maps must have the same input dimension d")
     n = check_points(points, d)
-    itemsize = torch.finfo(dtype).bits // 8
     k = max(apply(torch.zeros(1, d, dtype=dtype, device=device)).shape[1] for apply in applies)
-    edges = None if histogram is None else torch.as_tensor(np.asarray(histogram, dtype=np.float64))
-    if not shard.single:
-        quantiles = False
+    plan = _Pass(
+        maps,
+        applies,
+        points,
+        n,
+        d,
+        k,
+        dtype,
+        device,
+        memory_budget,
+        shard,
+        None if histogram is None else torch.as_tensor(np.asarray(histogram, dtype=np.float64)),
+        quantiles=quantiles and shard.single,
+        mean_abs=mean_abs,
+        worst=worst,
+    )
+    reports = _norms_pass(plan, screen) if mode == "norms" else _pairs_pass(plan, screen, other, candidates)
+    return _finish(linear_map, reports, maps, points, heldout, plan.quantiles, memory_budget, shard)
 
-    if mode == "norms":
-        if screen == "auto":
-            screen = n * d >= SCREEN_AUTO_SIZE
-        simple = len(maps) == 1 and not worst and edges is None and not is_operator(maps[0]) and shard.single
-        if screen and simple and dtype == torch.float64 and device.type == "cpu":
-            reports = [_screened_norms(maps[0], points, n, quantiles)]
-        else:
-            reports = _norm_reports(
-                applies,
-                points,
-                n,
-                point_tile_rows(d, k * len(maps), itemsize, memory_budget),
-                dtype,
-                device,
-                quantiles,
-                mean_abs,
-                worst,
-                edges,
-                shard,
-            )
-    else:
-        if other is not None:
-            check_points(other, d)
-        elif n < 2:
-            raise ValueError("pairs mode needs at least 2 points")
-        pairs = n * len(other) if other is not None else n * (n - 1) // 2
-        if screen == "auto":
-            screen = pairs >= SCREEN_AUTO_PAIRS
-        screened = None
-        if screen and dtype == torch.float64 and edges is None:
-            screened = screened_pairs(applies, points, other, worst, memory_budget, device, progress, shard, candidates)
+
+@dataclass
+class _Pass:
+    """One evaluation's maps, points and options, as :func:`evaluate` resolved them."""
+
+    maps: list
+    applies: list
+    points: object
+    n: int
+    d: int
+    k: int
+    dtype: torch.dtype
+    device: torch.device
+    memory_budget: int
+    shard: Shard
+    edges: torch.Tensor | None
+    quantiles: bool
+    mean_abs: bool
+    worst: int
+
+    @property
+    def itemsize(self) -> int:
+        return torch.finfo(self.dtype).bits // 8
+
+
+def _norms_pass(plan: _Pass, screen) -> list:
+    """The norms reports. ``screen`` (one dense float64 matrix on the CPU): ``"auto"`` screens
+    in float32 when n * d >= ``SCREEN_AUTO_SIZE``; the epsilon, worst point and min/max ratio
+    are then the float64 figures, the mean and quantiles float32-accurate."""
+    if screen == "auto":
+        screen = plan.n * plan.d >= SCREEN_AUTO_SIZE
+    one = len(plan.maps) == 1 and not is_operator(plan.maps[0])
+    simple = one and not plan.worst and plan.edges is None and plan.shard.single
+    if screen and simple and plan.dtype == torch.float64 and plan.device.type == "cpu":
+        return [_screened_norms(plan.maps[0], plan.points, plan.n, plan.quantiles)]
+    rows = point_tile_rows(plan.d, plan.k * len(plan.maps), plan.itemsize, plan.memory_budget)
+    return _norm_reports(
+        plan.applies,
+        plan.points,
+        plan.n,
+        rows,
+        plan.dtype,
+        plan.device,
+        plan.quantiles,
+        plan.mean_abs,
+        plan.worst,
+        plan.edges,
+        plan.shard,
+    )
+
+
+def _pairs_pass(plan: _Pass, screen, other, candidates: int) -> list:
+    """The pairs reports. ``screen``: ``"auto"`` screens from ``SCREEN_AUTO_PAIRS`` pairs on; the
+    epsilon, worst pair(s), min/max ratio and count are the float64 figures, and the mean,
+    median and p99 are NaN (they would need every pair in float64; ``screen=False`` gives them).
+    ``other``: the pairs are every (row of ``points``, row of ``other``), and ``worst_index``
+    indexes (points, other). ``candidates=C``: ``report.candidates`` holds C of the worst pairs
+    (i, j, deviation, squared distance), worst first, for an active set to watch: in a screened
+    pass they are ranked by the float32 products alone and carry the float32 squared distances
+    (no float64 recheck, so a pass keeps its cost for a large C), otherwise they are the exact
+    C worst."""
+    if other is not None:
+        check_points(other, plan.d)
+    elif plan.n < 2:
+        raise ValueError("pairs mode needs at least 2 points")
+    pairs = plan.n * len(other) if other is not None else plan.n * (plan.n - 1) // 2
+    if screen == "auto":
+        screen = pairs >= SCREEN_AUTO_PAIRS
+    if screen and plan.dtype == torch.float64 and plan.edges is None:
+        screened = screened_pairs(
+            plan.applies, plan.points, other, plan.worst, plan.memory_budget, plan.device, None, plan.shard, candidates
+        )
         if screened is not None:
-            reports = [_screened_report(figures, shard) for figures in screened]
-        else:
-            reports = _pair_reports(
-                applies,
-                points,
-                other,
-                pair_tile_rows(d, k, itemsize, memory_budget),
-                dtype,
-                device,
-                quantiles,
-                mean_abs,
-                max(worst, candidates),
-                edges,
-                shard,
-            )
-            if candidates:  # the exact top max(K, C): its head is the worst K
-                reports = [
-                    replace(
-                        r,
-                        candidates=(*r.worst, _sq_distances(points, other, *r.worst[:2])),
-                        worst=tuple(c[:worst] for c in r.worst) if worst else None,
-                    )
-                    for r in reports
-                ]
-    return _finish(linear_map, reports, maps, points, heldout, quantiles, memory_budget, shard)
+            return [_screened_report(figures, plan.shard) for figures in screened]
+    rows = pair_tile_rows(plan.d, plan.k, plan.itemsize, plan.memory_budget)
+    reports = _pair_reports(
+        plan.applies,
+        plan.points,
+        other,
+        rows,
+        plan.dtype,
+        plan.device,
+        plan.quantiles,
+        plan.mean_abs,
+        max(plan.worst, candidates),
+        plan.edges,
+        plan.shard,
+    )
+    if not candidates:
+        return reports
+    worst = plan.worst  # the exact top max(K, C): its head is the worst K
+    return [
+        replace(
+            r,
+            candidates=(*r.worst, _sq_distances(plan.points, other, *r.worst[:2])),
+            worst=tuple(c[:worst] for c in r.worst) if worst else None,
+        )
+        for r in reports
+    ]
 
 
 def _sq_distances(points, other, i: np.ndarray, j: np.ndarray, chunk: int = 65536) -> np.ndarray:
