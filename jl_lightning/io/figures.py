@@ -118,49 +118,9 @@ def training_curves(
     ``heldout``: (step, {name: epsilon}); ``sigma2``: (step, sigma^2)."""
     fig, axes = new_figure(10.0, 6.0, rows=2, sharex=True)
     top, bottom = axes[0, 0], axes[1, 0]
-    shown = []
-    if distortion:
-        steps, _, eps = zip(*distortion)
-        # markers: a run certified only at its end (the tracker's one pass at scale) is a point
-        top.plot(
-            steps, eps, color=COLORS["learned"], label="learned (training)", linewidth=1.4, marker="o", markersize=2.5
-        )
-        shown += eps
-    names = sorted({name for _, held in heldout for name in held})
-    for name in names:
-        points = [(step, held[name]) for step, held in heldout if name in held]
-        top.plot(
-            *zip(*points),
-            color=HELDOUT_COLORS.get(name, "gray"),
-            linestyle="-.",
-            linewidth=1.2,
-            label=HELDOUT_LABELS.get(name, name),
-        )
-        shown += [value for _, value in points]
-    for name, value in references.items():
-        if value is not None and math.isfinite(value):
-            top.axhline(value, color=COLORS.get(name.split()[0], "gray"), linestyle="--", linewidth=1, label=name)
-            shown.append(value)
-    top.set_ylabel("exact epsilon")
-    if _spans_decades(shown):  # a flat epsilon (a run that did not converge) keeps linear ticks
-        set_log(top, "y", shown)
+    _epsilon_panel(top, distortion, heldout, references)
     top.set_title(title, fontsize=9)
-    positive = [(step, s2) for step, s2 in sigma2 if s2 > 0]
-    if positive:
-        bottom.plot(*zip(*positive), color="tab:purple", linewidth=1.4, label="sigma^2")
-        set_log(bottom, "y", [s2 for _, s2 in positive])
-        if switch_step is not None:  # where the curve stops, sigma^2 was set to exactly 0
-            step, s2 = positive[-1]
-            bottom.plot(
-                [step],
-                [s2],
-                marker="v",
-                color="tab:purple",
-                linestyle="none",
-                label=f"sigma^2 {s2:.2g} at step {step}, then 0",
-            )
-    bottom.set_ylabel("sigma^2 (log; 0 not drawn)")
-    bottom.set_xlabel("optimizer steps")
+    _sigma2_panel(bottom, sigma2, switch_step)
     for ax in (top, bottom):
         if switch_step is not None:
             ax.axvline(
@@ -170,6 +130,44 @@ def training_curves(
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     fig.subplots_adjust(right=1 - 2.6 / fig.get_figwidth())
     return fig
+
+
+def _epsilon_panel(ax, distortion: list, heldout: list, references: dict[str, float]) -> None:
+    """The exact epsilon over steps: training, each held-out figure, the references as lines."""
+    shown = []
+    if distortion:
+        steps, _, eps = zip(*distortion)
+        # markers: a run certified only at its end (the tracker's one pass at scale) is a point
+        ax.plot(
+            steps, eps, color=COLORS["learned"], label="learned (training)", linewidth=1.4, marker="o", markersize=2.5
+        )
+        shown += eps
+    for name in sorted({name for _, held in heldout for name in held}):
+        points = [(step, held[name]) for step, held in heldout if name in held]
+        color, label = HELDOUT_COLORS.get(name, "gray"), HELDOUT_LABELS.get(name, name)
+        ax.plot(*zip(*points), color=color, linestyle="-.", linewidth=1.2, label=label)
+        shown += [value for _, value in points]
+    for name, value in references.items():
+        if value is not None and math.isfinite(value):
+            ax.axhline(value, color=COLORS.get(name.split()[0], "gray"), linestyle="--", linewidth=1, label=name)
+            shown.append(value)
+    ax.set_ylabel("exact epsilon")
+    if _spans_decades(shown):  # a flat epsilon (a run that did not converge) keeps linear ticks
+        set_log(ax, "y", shown)
+
+
+def _sigma2_panel(ax, sigma2: list, switch_step: int | None) -> None:
+    """sigma^2 over steps on a log axis, its last value before the switch marked."""
+    positive = [(step, s2) for step, s2 in sigma2 if s2 > 0]
+    if positive:
+        ax.plot(*zip(*positive), color="tab:purple", linewidth=1.4, label="sigma^2")
+        set_log(ax, "y", [s2 for _, s2 in positive])
+        if switch_step is not None:  # where the curve stops, sigma^2 was set to exactly 0
+            step, s2 = positive[-1]
+            label = f"sigma^2 {s2:.2g} at step {step}, then 0"
+            ax.plot([step], [s2], marker="v", color="tab:purple", linestyle="none", label=label)
+    ax.set_ylabel("sigma^2 (log; 0 not drawn)")
+    ax.set_xlabel("optimizer steps")
 
 
 def _spans_decades(values: list[float]) -> bool:
@@ -185,21 +183,20 @@ def sweep_plot(jobs: list[dict], metric: str = "final_distortion"):
     more; the best job is a star. None when no parameter is numeric.
     """
     finished = [j for j in jobs if j.get(metric) is not None]
-    numeric = sorted(
-        {
-            name
-            for j in finished
-            for name, value in j["params"].items()
-            if isinstance(value, (int, float)) and not isinstance(value, bool)
-        }
-    )
     varying = {
         name
         for j in finished
         for name in j["params"]
         if len({str(other["params"].get(name)) for other in finished}) > 1
     }
-    numeric = [name for name in numeric if name in varying]
+    numeric = sorted(
+        {
+            name
+            for j in finished
+            for name, value in j["params"].items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and name in varying
+        }
+    )
     if not numeric:
         return None
     fig, axes = new_figure(4.2 * len(numeric), 3.8, cols=len(numeric))
@@ -209,73 +206,62 @@ def sweep_plot(jobs: list[dict], metric: str = "final_distortion"):
         fontsize=10,
     )
     for ax, name in zip(axes[0], numeric):
-        groups: dict[tuple, list] = {}
-        for job in finished:
-            if name not in job["params"]:
-                continue
-            others = tuple(sorted((k, str(v)) for k, v in job["params"].items() if k != name and k in varying))
-            groups.setdefault(others, []).append(
-                (job["params"][name], job[metric], job.get("best", False), job.get("converged", True))
-            )
-        as_points = all(len(series) == 1 for series in groups.values())
-        for others, series in groups.items():
-            series.sort()
-            xs, ys, _, _ = zip(*series)
-            label = None if as_points or not others else ", ".join(f"{k}={v}" for k, v in others)
-            if as_points:
-                ax.scatter(xs, ys, color="tab:blue", s=18)
-            else:
-                ax.plot(xs, ys, marker="o", markersize=3, label=label)
-        # the held-out epsilon beside the plotted one, where the runs hold points out
-        held = [
-            (job["params"][name], job["heldout_distortion"])
-            for job in finished
-            if name in job["params"] and job.get("heldout_distortion") is not None and metric != "heldout_distortion"
-        ]
-        if held:
-            ax.scatter(
-                *zip(*held),
-                marker="s",
-                s=22,
-                facecolor="none",
-                edgecolor="tab:orange",
-                label="held-out epsilon (same job)",
-            )
-        marked = set()
-        for x, y, best, converged in (s for series in groups.values() for s in series):
-            if best:
-                ax.scatter(
-                    [x],
-                    [y],
-                    marker="*",
-                    s=180,
-                    color="gold",
-                    edgecolor="black",
-                    zorder=5,
-                    label=None if "best" in marked else "best job (ringed star)",
-                )
-                ax.scatter([x], [y], marker="o", s=420, facecolor="none", edgecolor="black", zorder=4)
-                marked.add("best")
-            if not converged:  # sigma^2 never reached 0: its epsilon is not a learned matrix's
-                ax.scatter(
-                    [x],
-                    [y],
-                    marker="x",
-                    s=90,
-                    color="tab:red",
-                    zorder=6,
-                    label=None if "nc" in marked else "not converged (sigma^2 > 0)",
-                )
-                marked.add("nc")
-        xs_all = [job["params"][name] for job in finished if name in job["params"]]
-        ys_all = [job[metric] for job in finished] + [y for _, y in held]
-        if _spans_decades(xs_all):
-            set_log(ax, "x", xs_all)
-        if _spans_decades(ys_all):
-            set_log(ax, "y", ys_all)
-        ax.set_xlabel(name)
-        ax.set_ylabel(metric.replace("_", " "))
-        handles, labels = ax.get_legend_handles_labels()
-        if labels and len(labels) <= 12:
-            ax.legend(fontsize=6)
+        _sweep_panel(ax, finished, name, varying, metric)
     return fig
+
+
+def _sweep_panel(ax, finished: list[dict], name: str, varying: set, metric: str) -> None:
+    """One panel of :func:`sweep_plot`: ``metric`` against parameter ``name``."""
+    groups: dict[tuple, list] = {}
+    for job in finished:
+        if name not in job["params"]:
+            continue
+        others = tuple(sorted((k, str(v)) for k, v in job["params"].items() if k != name and k in varying))
+        groups.setdefault(others, []).append(
+            (job["params"][name], job[metric], job.get("best", False), job.get("converged", True))
+        )
+    as_points = all(len(series) == 1 for series in groups.values())
+    for others, series in groups.items():
+        series.sort()
+        xs, ys, _, _ = zip(*series)
+        if as_points:
+            ax.scatter(xs, ys, color="tab:blue", s=18)
+        else:
+            ax.plot(xs, ys, marker="o", markersize=3, label=", ".join(f"{k}={v}" for k, v in others) or None)
+    # the held-out epsilon beside the plotted one, where the runs hold points out
+    held = [
+        (job["params"][name], job["heldout_distortion"])
+        for job in finished
+        if name in job["params"] and job.get("heldout_distortion") is not None and metric != "heldout_distortion"
+    ]
+    if held:
+        style = dict(marker="s", s=22, facecolor="none", edgecolor="tab:orange")
+        ax.scatter(*zip(*held), **style, label="held-out epsilon (same job)")
+    _mark_jobs(ax, [s for series in groups.values() for s in series])
+    xs_all = [job["params"][name] for job in finished if name in job["params"]]
+    ys_all = [job[metric] for job in finished] + [y for _, y in held]
+    if _spans_decades(xs_all):
+        set_log(ax, "x", xs_all)
+    if _spans_decades(ys_all):
+        set_log(ax, "y", ys_all)
+    ax.set_xlabel(name)
+    ax.set_ylabel(metric.replace("_", " "))
+    handles, labels = ax.get_legend_handles_labels()
+    if labels and len(labels) <= 12:
+        ax.legend(fontsize=6)
+
+
+def _mark_jobs(ax, points: list[tuple]) -> None:
+    """The best job as a ringed star, and a red x on each job that did not converge (its
+    sigma^2 never reached 0: its epsilon is not a learned matrix's); one legend entry each."""
+    marked = set()
+    for x, y, best, converged in points:
+        if best:
+            label = None if "best" in marked else "best job (ringed star)"
+            ax.scatter([x], [y], marker="*", s=180, color="gold", edgecolor="black", zorder=5, label=label)
+            ax.scatter([x], [y], marker="o", s=420, facecolor="none", edgecolor="black", zorder=4)
+            marked.add("best")
+        if not converged:
+            label = None if "nc" in marked else "not converged (sigma^2 > 0)"
+            ax.scatter([x], [y], marker="x", s=90, color="tab:red", zorder=6, label=label)
+            marked.add("nc")
