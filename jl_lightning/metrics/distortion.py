@@ -261,28 +261,8 @@ def evaluate(
     maps = list(linear_map) if isinstance(linear_map, (list, tuple)) else [linear_map]
     if not maps:
         return []
-    resolved = [as_linear_map(m, dtype) for m in maps]
-    applies, d, device = [r[0] for r in resolved], resolved[0][1], resolved[0][2]
-    if any(r[1] != d for r in resolved):
-        raise ValueError("all maps must have the same input dimension d")
-    n = check_points(points, d)
-    k = max(apply(torch.zeros(1, d, dtype=dtype, device=device)).shape[1] for apply in applies)
-    plan = _Pass(
-        maps,
-        applies,
-        points,
-        n,
-        d,
-        k,
-        dtype,
-        device,
-        memory_budget,
-        shard,
-        None if histogram is None else torch.as_tensor(np.asarray(histogram, dtype=np.float64)),
-        quantiles=quantiles and shard.single,
-        mean_abs=mean_abs,
-        worst=worst,
-    )
+    edges = None if histogram is None else torch.as_tensor(np.asarray(histogram, dtype=np.float64))
+    plan = _Pass.resolve(maps, points, dtype, memory_budget, shard, edges, quantiles and shard.single, mean_abs, worst)
     reports = _norms_pass(plan, screen) if mode == "norms" else _pairs_pass(plan, screen, other, candidates)
     return _finish(linear_map, reports, maps, points, heldout, plan.quantiles, memory_budget, shard)
 
@@ -309,6 +289,20 @@ class _Pass:
     @property
     def itemsize(self) -> int:
         return torch.finfo(self.dtype).bits // 8
+
+    @classmethod
+    def resolve(cls, maps, points, dtype, memory_budget, shard, edges, quantiles, mean_abs, worst) -> _Pass:
+        """Each map as an apply function on ``dtype`` tensors, with the common d and device, and
+        the points checked against d."""
+        resolved = [as_linear_map(m, dtype) for m in maps]
+        applies, d, device = [r[0] for r in resolved], resolved[0][1], resolved[0][2]
+        if any(r[1] != d for r in resolved):
+            raise ValueError("all maps must have the same input dimension d")
+        n = check_points(points, d)
+        k = max(apply(torch.zeros(1, d, dtype=dtype, device=device)).shape[1] for apply in applies)
+        return cls(
+            maps, applies, points, n, d, k, dtype, device, memory_budget, shard, edges, quantiles, mean_abs, worst
+        )
 
 
 def _norms_pass(plan: _Pass, screen) -> list:
