@@ -10,6 +10,9 @@ the original squared distances.
   squared distances taken from norms lose less to cancellation.
 * Pairs at zero distance (duplicate points) are judged by :data:`ZERO_DISTANCE_RTOL` and
   contribute nothing anywhere, in the losses and in every reported figure.
+* :func:`pair_tiles_of` is the one order of the pair tiles and the one rule that gives each
+  tile to a rank: every exact pass (``metrics/tiles.py``, ``metrics/pair_screen.py``) walks it,
+  and a distributed run's merge of the ranks' reports relies on both walking it alike.
 * :class:`PairGeometry` tabulates 1 / ||x_i - x_j||^2 for the exact strategy (n x n).
 * :class:`ActivePairs` is the active strategy's pair set: hard pairs set from an exact pass,
   plus fresh random pairs drawn by index every step.
@@ -24,6 +27,29 @@ import torch
 ZERO_DISTANCE_RTOL = 1e-12
 # one tile of (samples x rows x columns) temporaries in the per-sample scan: cache-sized
 TILE_BYTES = 4 * 2**20
+
+
+def pair_tiles_of(n: int, rows: int, n_other: int | None = None, rank: int = 0, world: int = 1):
+    """(i0, [j0, ...]): the row block starting at i0 and the column blocks paired with it that
+    belong to ``rank`` of ``world``, for blocks of ``rows`` rows. The tiles are the upper
+    triangle (j0 >= i0) of the pairs of n points, or with ``n_other`` every (block of the n
+    points, block of the n_other); tile u in this order belongs to rank u % world. Row blocks
+    with no tile of this rank are skipped."""
+    starts = range(0, n, rows)
+    second = range(0, n_other, rows) if n_other is not None else None
+    t = -1
+    for a, i0 in enumerate(starts):
+        columns = second if second is not None else starts[a:]
+        mine = [j0 for u, j0 in enumerate(columns, start=t + 1) if u % world == rank]
+        t += len(columns)
+        if mine:
+            yield i0, mine
+
+
+def pair_tile_count(n: int, rows: int, n_other: int | None = None) -> int:
+    """How many tiles :func:`pair_tiles_of` walks over all ranks."""
+    blocks = len(range(0, n, rows))
+    return blocks * len(range(0, n_other, rows)) if n_other is not None else blocks * (blocks + 1) // 2
 
 
 def center(points):

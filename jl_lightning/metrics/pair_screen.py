@@ -50,12 +50,13 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from jl_lightning.core.pairs import ZERO_DISTANCE_RTOL
+from jl_lightning.core.pairs import ZERO_DISTANCE_RTOL, pair_tile_count, pair_tiles_of
 from jl_lightning.core.sharding import SINGLE, Shard
 from jl_lightning.metrics.heartbeat import Heartbeat
 from jl_lightning.metrics.tiles import DEFAULT_MEMORY_BUDGET, to_tensor
@@ -348,10 +349,8 @@ def _screened_pairs(applies, points, other, worst, memory_budget, device, progre
     c_y = [gemm_error_factor(y.shape[1]) for y in left_rows.Y]
     states = [_Extremes(max(1, worst), device) for _ in applies]
     watch = [_Candidates(candidates, device) for _ in applies] if candidates else None
-    starts = range(0, left_rows.n, b)
-    second = range(0, right_rows.n, b)
-    tiles = len(starts) * len(second) if cross else len(starts) * (len(starts) + 1) // 2
-    mine_total = len(range(shard.rank, tiles, shard.world))
+    n_other = right_rows.n if cross else None
+    mine_total = len(range(shard.rank, pair_tile_count(left_rows.n, b, n_other), shard.world))
     bar = tqdm(
         total=mine_total,
         desc="exact pairs pass",
@@ -363,13 +362,8 @@ def _screened_pairs(applies, points, other, worst, memory_budget, device, progre
     # the log's line every 30 s (train.log has no bar); silent for a pass shorter than that
     beat = Heartbeat(f"exact pass over the pairs of {left_rows.n} points ({len(applies)} map(s))", mine_total)
     done = 0
-    t, total = -1, 0
-    for a, i0 in enumerate(starts):
-        columns = second if cross else starts[a:]
-        mine = [j0 for u, j0 in enumerate(columns, start=t + 1) if u % shard.world == shard.rank]
-        t += len(columns)
-        if not mine:
-            continue
+    total = 0
+    for i0, mine in pair_tiles_of(left_rows.n, b, n_other, shard.rank, shard.world):
         li = _left(left_rows.X[i0 : i0 + b])
         lyi = [_left(y[i0 : i0 + b]) for y in left_rows.Y]
         si = float(left_rows.X[i0 : i0 + b, -2].max())
@@ -388,32 +382,8 @@ def _screened_pairs(applies, points, other, worst, memory_budget, device, progre
                 e_y = c_y[m] * (syi[m] + float(ryj[:, -2].max()))
                 if watch is not None:
                     watch[m].scan(dx, dy, lower, i0, j0, e_x)
-                if not state.full:  # every pair can still enter the K kept
-                    mask = torch.ones(dx.shape, dtype=torch.bool, device=device)
-                    if lower is not None:
-                        mask &= ~lower
-                    _recheck_dense(left_rows, right_rows, m, i0, j0, mask, state)
-                    continue
-                high, low = state.thresholds()
-                q = torch.add(dy, dx, alpha=-high)
-                p = torch.add(dy, dx, alpha=-low)
-                if lower is not None:
-                    q.masked_fill_(lower, -math.inf)
-                    p.masked_fill_(lower, math.inf)
-                q_limit, p_limit = -(e_y + high * e_x), e_y + low * e_x
-                # a map that sends every pair to 0 has both limits at 0, where the strict
-                # tests no longer catch the duplicate pairs: look for them by distance
-                degenerate = high * e_x + e_y <= 0
-                if not degenerate and float(q.max()) <= q_limit and float(p.min()) >= p_limit:
-                    continue
-                mask = (q > q_limit) | (p < p_limit)
-                if degenerate:
-                    mask |= (dx <= e_x) if lower is None else (dx <= e_x) & ~lower
-                picked = mask.nonzero(as_tuple=True)
-                if len(picked[0]) * 16 > mask.numel():
-                    _recheck_dense(left_rows, right_rows, m, i0, j0, mask, state)
-                else:
-                    _recheck_sparse(left_rows, right_rows, m, picked[0] + i0, picked[1] + j0, state)
+                tile = _Tile(left_rows, right_rows, m, i0, j0, dx, lower)
+                _screen_tile(tile, dy, e_x, e_y, state)
             bar.update(1)
             done += 1
             beat.tick(done)
@@ -422,6 +392,54 @@ def _screened_pairs(applies, points, other, worst, memory_budget, device, progre
         dict(_finish(state, total, worst), candidates=None if watch is None else watch[m].sorted())
         for m, state in enumerate(states)
     ]
+
+
+@dataclass
+class _Tile:
+    """One tile of a screened pass for map ``m``: the row blocks at i0 and j0, their float32
+    products ``dx`` (the original side), and ``lower`` (on a diagonal tile, the pairs j <= i
+    that do not count; None elsewhere)."""
+
+    left: _Rows
+    right: _Rows
+    m: int
+    i0: int
+    j0: int
+    dx: torch.Tensor
+    lower: torch.Tensor | None
+
+
+def _screen_tile(tile: _Tile, dy: torch.Tensor, e_x: float, e_y: float, state: _Extremes) -> None:
+    """Recheck in float64 every pair of the tile whose float32 deviation, within its round-off
+    bounds ``e_x`` and ``e_y``, could beat the extremes kept so far (all of them while fewer
+    than K are kept)."""
+    dx, lower = tile.dx, tile.lower
+    if not state.full:  # every pair can still enter the K kept
+        mask = torch.ones(dx.shape, dtype=torch.bool, device=dx.device)
+        if lower is not None:
+            mask &= ~lower
+        _recheck_dense(tile.left, tile.right, tile.m, tile.i0, tile.j0, mask, state)
+        return
+    high, low = state.thresholds()
+    q = torch.add(dy, dx, alpha=-high)
+    p = torch.add(dy, dx, alpha=-low)
+    if lower is not None:
+        q.masked_fill_(lower, -math.inf)
+        p.masked_fill_(lower, math.inf)
+    q_limit, p_limit = -(e_y + high * e_x), e_y + low * e_x
+    # a map that sends every pair to 0 has both limits at 0, where the strict tests no longer
+    # catch the duplicate pairs: look for them by distance
+    degenerate = high * e_x + e_y <= 0
+    if not degenerate and float(q.max()) <= q_limit and float(p.min()) >= p_limit:
+        return
+    mask = (q > q_limit) | (p < p_limit)
+    if degenerate:
+        mask |= (dx <= e_x) if lower is None else (dx <= e_x) & ~lower
+    picked = mask.nonzero(as_tuple=True)
+    if len(picked[0]) * 16 > mask.numel():
+        _recheck_dense(tile.left, tile.right, tile.m, tile.i0, tile.j0, mask, state)
+    else:
+        _recheck_sparse(tile.left, tile.right, tile.m, picked[0] + tile.i0, picked[1] + tile.j0, state)
 
 
 def _finish(state: _Extremes, total: int, worst: int) -> dict:

@@ -19,7 +19,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from jl_lightning.core.pairs import ZERO_DISTANCE_RTOL
+from jl_lightning.core.pairs import ZERO_DISTANCE_RTOL, pair_tiles_of
 from jl_lightning.core.sharding import SINGLE, Shard
 
 DEFAULT_MEMORY_BUDGET = 256 * 2**20  # bytes of temporaries per tile
@@ -126,15 +126,7 @@ def pair_tiles(
     With ``shard``, only the tiles rank, rank + world, ... of that sequence."""
     cross = other is not None
     second = other if cross else points
-    starts = list(range(0, len(points), rows))
-    second_starts = list(range(0, len(second), rows))
-    t = -1
-    for a, i0 in enumerate(starts):
-        columns = second_starts if cross else starts[a:]
-        mine = [j0 for u, j0 in enumerate(columns, start=t + 1) if u % shard.world == shard.rank]
-        t += len(columns)
-        if not mine:
-            continue
+    for i0, mine in pair_tiles_of(len(points), rows, len(other) if cross else None, shard.rank, shard.world):
         Xi = to_tensor(points[i0 : i0 + rows], dtype, device)
         Yis = [apply(Xi) for apply in applies]
         nxi = Xi.pow(2).sum(1)
