@@ -134,20 +134,9 @@ class _ADMM:
         return (L + L.T) / 2, done
 
 
-def numax(
-    points,
-    delta: float,
-    initial: int = 1000,
-    add: int = 1000,
-    max_rounds: int = 30,
-    seed: int = 0,
-    max_iter: int = 1500,
-    tol: float = 1e-5,
-    check_tol: float = 1e-2,
-    max_secants: int = 6000,
-    memory_budget: int = DEFAULT_MEMORY_BUDGET,
-    secants: np.ndarray | None = None,
-) -> NumaxSolution:
+def numax(points, delta: float, initial: int = 1000, add: int = 1000, max_rounds: int = 30, seed: int = 0,
+          max_iter: int = 1500, tol: float = 1e-5, check_tol: float = 1e-2, max_secants: int = 6000,
+          memory_budget: int = DEFAULT_MEMORY_BUDGET, secants: np.ndarray | None = None) -> NumaxSolution:  # fmt: skip
     """NuMax's SDP at ``delta`` over every secant of ``points`` (n, d), by column generation:
     ``initial`` seeded random secants, then up to ``add`` of the worst violators a round,
     until no secant violates its constraint by more than ``check_tol`` * delta (checked

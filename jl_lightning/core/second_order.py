@@ -140,17 +140,8 @@ class GradientStep:
 class HessianDescent:
     """Algorithm 1 (see the module docstring)."""
 
-    def __init__(
-        self,
-        L: float,
-        K: float,
-        rho: float,
-        lanczos_iters: int = 40,
-        backtracking: bool = True,
-        max_step: float = 1.0,
-        max_curvature_step: float = 10.0,
-        seed: int = 1,
-    ):
+    def __init__(self, L: float, K: float, rho: float, lanczos_iters: int = 40, backtracking: bool = True,
+                 max_step: float = 1.0, max_curvature_step: float = 10.0, seed: int = 1):  # fmt: skip
         self.K, self.rho, self.lanczos_iters = float(K), float(rho), int(lanczos_iters)
         self.backtracking, self.max_curvature_step = bool(backtracking), float(max_curvature_step)
         self.gradient_step = GradientStep(L, backtracking, max_step)
@@ -213,17 +204,8 @@ class HessianDescent:
 class PerturbedGD:
     """Perturbed gradient descent with Jin et al.'s stopping rule (see the module docstring)."""
 
-    def __init__(
-        self,
-        L: float,
-        rho: float,
-        radius: float = 1.0,
-        interval: int = 1000,
-        threshold: float = 1e-3,
-        backtracking: bool = True,
-        max_step: float = 1.0,
-        seed: int = 1,
-    ):
+    def __init__(self, L: float, rho: float, radius: float = 1.0, interval: int = 1000, threshold: float = 1e-3,
+                 backtracking: bool = True, max_step: float = 1.0, seed: int = 1):  # fmt: skip
         self.rho, self.radius, self.interval, self.threshold = (
             float(rho),
             float(radius),

@@ -25,7 +25,7 @@ from jl_lightning.core.exact_objective import exact_objective
 from jl_lightning.core.second_order import GRADIENT, HessianDescent, PerturbedGD
 from jl_lightning.errors import JLInputError
 from jl_lightning.lightning.log_schedule import log_at
-from jl_lightning.lightning.module import BaseJLModule
+from jl_lightning.lightning.module import BaseJLModule, shared_options
 
 METHODS = ("adam", "hessian", "pgd")
 
@@ -118,22 +118,7 @@ class ExactSampler(BaseJLModule):
         log_every: int = 50,
         mode: str = "norms",
     ):
-        super().__init__(
-            k,
-            dim,
-            variance=variance,
-            init_variance=init_variance,
-            init_mean=init_mean,
-            init_seed=init_seed,
-            init_scale=init_scale,
-            init_noise=init_noise,
-            reg_weight=reg_weight,
-            optimizer=optimizer,
-            scheduler=scheduler,
-            log_every=log_every,
-            mode=mode,
-            dtype=torch.float64,
-        )
+        super().__init__(k, dim, **shared_options(locals()), dtype=torch.float64)
         if method not in METHODS:
             raise JLInputError(f"model.method must be one of {list(METHODS)}, got {method!r}")
         check_params(locals(), EXACT_CONSTRAINTS, "model.")

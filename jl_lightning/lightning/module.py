@@ -12,6 +12,7 @@ its objective and its ``training_step``:
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any, Callable
 
@@ -62,6 +63,13 @@ def initial_mean(
     return math.sqrt(k) * start
 
 
+def shared_options(values: dict) -> dict:
+    """The options of ``values`` (a sampler's arguments, ``locals()``) that :class:`BaseJLModule`
+    takes besides k and dim, by name: a subclass passes them on with
+    ``super().__init__(k, dim, **shared_options(locals()))``."""
+    return {name: values[name] for name in SHARED_OPTIONS}
+
+
 class BaseJLModule(LightningModule):
     """M and sigma^2 of A ~ N(M, sigma^2) / sqrt(k), with what every sampler shares.
 
@@ -82,23 +90,11 @@ class BaseJLModule(LightningModule):
 
     modes: tuple[str, ...] = ("norms", "pairs")
 
-    def __init__(
-        self,
-        k: int,
-        dim: int,
-        variance: str = "raw",
-        init_variance: float = 1.0,
-        init_mean: str = "zeros",
-        init_seed: int = 0,
-        init_scale: float = 1.0,
-        init_noise: float = 0.0,
-        reg_weight: float = 1.0,
-        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
-        scheduler: Callable[..., Any] | None = None,
-        log_every: int = 50,
-        mode: str = "norms",
-        dtype: torch.dtype = torch.float32,
-    ):
+    def __init__(self, k: int, dim: int, variance: str = "raw", init_variance: float = 1.0, init_mean: str = "zeros",
+                 init_seed: int = 0, init_scale: float = 1.0, init_noise: float = 0.0, reg_weight: float = 1.0,
+                 optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+                 scheduler: Callable[..., Any] | None = None, log_every: int = 50, mode: str = "norms",
+                 dtype: torch.dtype = torch.float32):  # fmt: skip
         super().__init__()
         check_params(locals(), MODULE_CONSTRAINTS, "model.")
         if mode not in self.modes:
@@ -176,3 +172,9 @@ class BaseJLModule(LightningModule):
             return optimizer
         scheduler = self.scheduler_factory(optimizer=optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+# every BaseJLModule option a subclass passes on, besides k and dim (dtype is the subclass's choice)
+SHARED_OPTIONS = tuple(
+    name for name in inspect.signature(BaseJLModule.__init__).parameters if name not in ("self", "k", "dim", "dtype")
+)

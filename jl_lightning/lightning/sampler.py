@@ -28,7 +28,7 @@ from jl_lightning.core.losses import ActivePairsLoss, loss_options, make_loss
 from jl_lightning.errors import JLInputError
 from jl_lightning.lightning.distributed import exact_report, process_shard
 from jl_lightning.lightning.log_schedule import log_at
-from jl_lightning.lightning.module import BaseJLModule
+from jl_lightning.lightning.module import BaseJLModule, shared_options
 from jl_lightning.metrics.distortion import evaluate
 
 log = logging.getLogger("jl_lightning")
@@ -84,52 +84,17 @@ class GaussianSampler(BaseJLModule):
         never constrained.
     """
 
-    def __init__(
-        self,
-        k: int,
-        dim: int,
-        n_samples: int = 20,
-        variance: str = "raw",
-        init_variance: float = 1.0,
-        init_mean: str = "zeros",
-        init_seed: int = 0,
-        init_scale: float = 1.0,
-        init_noise: float = 0.0,
-        reg_weight: float = 1.0,
-        sampling: str = "auto",
-        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
-        scheduler: Callable[..., Any] | None = None,
-        log_every: int = 50,
-        mode: str = "norms",
-        pair_strategy: str = "active",
-        active_hard: int = 2048,
-        active_random: int = 10000,
-        active_refresh: int | None = 50,
-        active_refresh_growth: float = 1.0,
-        active_memory: int = 0,
-        active_candidates: int = 0,
-        active_rescan: int = 10,
-        active_refresh_extra: Sequence[int] = (),
-        smooth_temperature: float | str | None = "auto",
-        smooth_temperature_end: float = 1e-4,
-        subspace_penalty: float = 0.0,
-        subspace_energy: float = 0.99,
-    ):
-        super().__init__(
-            k,
-            dim,
-            variance=variance,
-            init_variance=init_variance,
-            init_mean=init_mean,
-            init_seed=init_seed,
-            init_scale=init_scale,
-            init_noise=init_noise,
-            reg_weight=reg_weight,
-            optimizer=optimizer,
-            scheduler=scheduler,
-            log_every=log_every,
-            mode=mode,
-        )
+    def __init__(self, k: int, dim: int, n_samples: int = 20, variance: str = "raw", init_variance: float = 1.0,
+                 init_mean: str = "zeros", init_seed: int = 0, init_scale: float = 1.0, init_noise: float = 0.0,
+                 reg_weight: float = 1.0, sampling: str = "auto",
+                 optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+                 scheduler: Callable[..., Any] | None = None, log_every: int = 50, mode: str = "norms",
+                 pair_strategy: str = "active", active_hard: int = 2048, active_random: int = 10000,
+                 active_refresh: int | None = 50, active_refresh_growth: float = 1.0, active_memory: int = 0,
+                 active_candidates: int = 0, active_rescan: int = 10, active_refresh_extra: Sequence[int] = (),
+                 smooth_temperature: float | str | None = "auto", smooth_temperature_end: float = 1e-4,
+                 subspace_penalty: float = 0.0, subspace_energy: float = 0.99):  # fmt: skip
+        super().__init__(k, dim, **shared_options(locals()))
         self.n_samples = check("model.n_samples", n_samples, POSITIVE_INT)
         if isinstance(active_refresh_extra, Sequence) and not isinstance(active_refresh_extra, str):
             # a plain list in the checkpoint's hyperparameters: torch.load (weights_only) refuses
