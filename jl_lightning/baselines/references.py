@@ -63,21 +63,10 @@ def pass_size(measured: list[tuple[int, float]], seconds_left: float, most: int)
     return int(max(0, min(most, math.floor((seconds_left - a) / b + 1e-9))))  # 1e-9: the fit's rounding
 
 
-def random_draws(
-    method: str,
-    points,
-    k: int,
-    draws: int = 100,
-    seed: int = 0,
-    mode: str = "norms",
-    memory_budget: int = DEFAULT_MEMORY_BUDGET,
-    density="auto",
-    detail: bool = False,
-    budget_s: float | None = None,
-    device=None,
-    riders: list | None = None,
-    clock=time.perf_counter,
-):
+def random_draws(method: str, points, k: int, draws: int = 100, seed: int = 0, mode: str = "norms",
+                 memory_budget: int = DEFAULT_MEMORY_BUDGET, density="auto", detail: bool = False,
+                 budget_s: float | None = None, device=None, riders: list | None = None,
+                 clock=time.perf_counter):  # fmt: skip
     """(figures, best map) of ``draws`` independent draws of ``method``.
 
     ``budget_s``: the seconds the draws may take. The first pass measures one draw; each
@@ -110,11 +99,9 @@ def random_draws(
             size = pass_size(measured, budget_s - (clock() - began_all), size)
             if size == 0:
                 break
-        maps = []
-        for _ in range(size):
-            began = time.perf_counter()
-            maps.append(_on(random_map(method, k, d, gen, density), device))
-            construct += time.perf_counter() - began
+        began = time.perf_counter()
+        maps = [_on(random_map(method, k, d, gen, density), device) for _ in range(size)]
+        construct += time.perf_counter() - began
         last = start + size >= draws
         ride = list(riders or ()) if last and len(maps) + len(riders or ()) <= DRAWS_PER_PASS else []
         began_pass = clock()
@@ -127,6 +114,15 @@ def random_draws(
             if not reports or report.epsilon < min(r.epsilon for r in reports):
                 best_map = linear_map
             reports.append(report)
+    figures = _draw_figures(method, reports, seed, mode, clock() - began_all, construct if detail else None)
+    if rider_reports:
+        figures["riders"] = rider_reports
+    return figures, best_map
+
+
+def _draw_figures(method: str, reports: list, seed: int, mode: str, seconds: float, construct: float | None) -> dict:
+    """Mean, best and spread of the draws' epsilon, and with the construction time
+    (``construct``, seconds for all draws) the detail of :func:`random_draws`."""
     eps = np.array([r.epsilon for r in reports])
     figures = {
         "method": method,
@@ -136,11 +132,9 @@ def random_draws(
         "mean": float(eps.mean()),
         "best": float(eps.min()),
         "std": float(eps.std()),
-        "seconds": clock() - began_all,
+        "seconds": seconds,
     }
-    if rider_reports:
-        figures["riders"] = rider_reports
-    if detail:
+    if construct is not None:
         mult = np.array([r.multiplicative for r in reports])
         figures.update(
             multiplicative_mean=float(mult.mean()),
@@ -148,7 +142,7 @@ def random_draws(
             mean_abs_mean=float(np.mean([r.mean_abs for r in reports])),
             construct_seconds=construct / len(reports),
         )
-    return figures, best_map
+    return figures
 
 
 def pca_baseline(
