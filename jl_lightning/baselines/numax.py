@@ -209,27 +209,62 @@ def numax_for_k(
     "seconds", "matrix" (the best map, scaled)}.
     """
 
-    X = np.asarray(points, dtype=np.float64)
     began = time.perf_counter()
-    best = None
-    reached = None
-    tried = []
-    active = None  # each solve starts from the last one's active secants
-
-    def attempt(delta):
-        nonlocal best, reached, active
-        if cache is not None and delta in cache:
-            solution = cache[delta]
+    search = _TruncationSearch(np.asarray(points, dtype=np.float64), k, cache, kwargs)
+    lo, hi = float(low), float(high)
+    hi_ok = search.attempt(hi)
+    for _ in range(steps):
+        mid = math.sqrt(lo * hi)  # delta spans decades: bisect in log scale
+        if search.attempt(mid):
+            hi = mid
         else:
-            solution = numax(X, delta, secants=active, **kwargs)
-            if cache is not None:
-                cache[delta] = solution
-        active = solution.secant_rows
-        A = solution.truncated(k)
-        report = evaluate(A, X, "pairs", quantiles=False, mean_abs=False)
+            lo = mid
+    for delta in sorted(set(cache or ()) - {t["delta"] for t in search.tried}):  # other k's solutions
+        search.attempt(delta)
+    best = search.best
+    return {
+        "method": "numax",
+        "k": int(k),
+        **{key: best[key] for key in ("epsilon", "epsilon_scaled", "scale", "delta")},
+        "delta_reached": search.reached,
+        "high_reached": hi_ok,
+        "rank": best["rank"],
+        "solves": len(search.tried),
+        "tried": search.tried,
+        "seconds": time.perf_counter() - began,
+        "matrix": best["matrix"],
+    }
+
+
+class _TruncationSearch:
+    """The solves of :func:`numax_for_k`: each delta's top-k truncation measured exactly, the
+    best-scaled map met so far (``best``), the smallest delta met (``reached``) and every
+    attempt (``tried``). Each solve starts from the last one's active secants."""
+
+    def __init__(self, X: np.ndarray, k: int, cache: dict | None, options: dict):
+        self.X, self.k, self.cache, self.options = X, k, cache, options
+        self.best: dict | None = None
+        self.reached: float | None = None
+        self.tried: list[dict] = []
+        self.active = None
+
+    def solve(self, delta: float) -> NumaxSolution:
+        if self.cache is not None and delta in self.cache:
+            return self.cache[delta]
+        solution = numax(self.X, delta, secants=self.active, **self.options)
+        if self.cache is not None:
+            self.cache[delta] = solution
+        return solution
+
+    def attempt(self, delta: float) -> bool:
+        """Solve at ``delta``; True when the truncation's exact epsilon is <= delta."""
+        solution = self.solve(delta)
+        self.active = solution.secant_rows
+        A = solution.truncated(self.k)
+        report = evaluate(A, self.X, "pairs", quantiles=False, mean_abs=False)
         # delta >= 1 lets P = 0 through; a map that sends everything to 0 has no best scale
         scale, eps_scaled = best_scale(report) if report.max_ratio > 0 else (1.0, math.inf)
-        tried.append(
+        self.tried.append(
             {
                 "delta": delta,
                 "rank": solution.rank,
@@ -239,8 +274,8 @@ def numax_for_k(
                 "secants": solution.secants,
             }
         )
-        if best is None or eps_scaled < best["epsilon_scaled"]:
-            best = {
+        if self.best is None or eps_scaled < self.best["epsilon_scaled"]:
+            self.best = {
                 "epsilon": report.epsilon,
                 "epsilon_scaled": eps_scaled,
                 "scale": scale,
@@ -249,32 +284,6 @@ def numax_for_k(
                 "matrix": scale * A,
             }
         ok = report.epsilon <= delta
-        if ok and (reached is None or delta < reached):
-            reached = delta
+        if ok and (self.reached is None or delta < self.reached):
+            self.reached = delta
         return ok
-
-    lo, hi = float(low), float(high)
-    hi_ok = attempt(hi)
-    for _ in range(steps):
-        mid = math.sqrt(lo * hi)  # delta spans decades: bisect in log scale
-        if attempt(mid):
-            hi = mid
-        else:
-            lo = mid
-    for delta in sorted(set(cache or ()) - {t["delta"] for t in tried}):  # other k's solutions
-        attempt(delta)
-    return {
-        "method": "numax",
-        "k": int(k),
-        "epsilon": best["epsilon"],
-        "epsilon_scaled": best["epsilon_scaled"],
-        "scale": best["scale"],
-        "delta": best["delta"],
-        "delta_reached": reached,
-        "high_reached": hi_ok,
-        "rank": best["rank"],
-        "solves": len(tried),
-        "tried": tried,
-        "seconds": time.perf_counter() - began,
-        "matrix": best["matrix"],
-    }
