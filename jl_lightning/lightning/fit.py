@@ -165,40 +165,10 @@ def fit_from_config(cfg: DictConfig, source=None, interactive: bool | None = Non
     the tracker's best matrix and history)."""
     started = time.perf_counter()
 
-    quiet_lightning()
-    if process_rank() > 0:  # rank 0 tells how the run goes; the others only warn
-        logging.getLogger("jl_lightning").setLevel(logging.WARNING)
-    seed, threads = run_options(cfg)
-    if threads is not None:
-        torch.set_num_threads(threads)
-    seed_everything(seed, workers=True, verbose=False)
-
-    max_steps = cfg.trainer.get("max_steps")
-    check(
-        "trainer.max_steps",
-        max_steps,
-        Number(low=1, integer=True, what="a positive integer (the number of training steps)"),
-    )
+    seed = _prepare_process(cfg)
     datamodule = build_datamodule(cfg.data, source)
-    k = validate_k(cfg.model.k, datamodule.dim)
-    optimizer = instantiate(cfg.optimizer) if cfg.get("optimizer") else None
-    if optimizer is not None:  # torch checks lr and friends only when the optimizer is built
-        try:
-            optimizer(params=[torch.zeros(1, requires_grad=True)])
-        except (ValueError, TypeError) as err:
-            raise JLInputError(f"optimizer: {err}") from None
-    scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
-    model = instantiate(cfg.model, k=k, dim=datamodule.dim, optimizer=optimizer, scheduler=scheduler)
-
-    callbacks = instantiate_group(cfg.get("callbacks"))
-    if interactive is None:
-        interactive = sys.stdout.isatty()
-    # a terminal gets the bar, everything else the periodic progress line, never both
-    callbacks = [c for c in callbacks if not isinstance(c, ProgressLog if interactive else ProgressBar)]
-    summary_callback = next((c for c in callbacks if isinstance(c, RunSummary)), None)
-    if summary_callback is None:  # every run reports, whatever the callbacks group holds
-        summary_callback = RunSummary()
-        callbacks.append(summary_callback)
+    model = build_model(cfg, datamodule.dim)
+    callbacks, summary_callback = build_callbacks(cfg, interactive)
     loggers = instantiate_group(cfg.get("logger"))
     if not loggers:  # Lightning's LearningRateMonitor refuses a run without a logger
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
@@ -217,10 +187,7 @@ def fit_from_config(cfg: DictConfig, source=None, interactive: bool | None = Non
     trainer.fit(model, datamodule=datamodule, ckpt_path=None if ckpt_path is None else str(ckpt_path))
     if trainer.interrupted:
         raise JLRunError("training was interrupted; nothing was exported")
-
-    summary = dict(summary_callback.summary)
-    summary["seed"] = int(cfg.seed)
-    summary["wall_seconds"] = time.perf_counter() - started
+    summary = dict(summary_callback.summary, seed=seed, wall_seconds=time.perf_counter() - started)
     objects = {
         "cfg": cfg,
         "datamodule": datamodule,
@@ -230,3 +197,46 @@ def fit_from_config(cfg: DictConfig, source=None, interactive: bool | None = Non
         "loggers": loggers,
     }
     return FitResult(summary, summary_callback.embedding, objects)
+
+
+def _prepare_process(cfg: DictConfig) -> int:
+    """Quiet Lightning, the other ranks' logs, threads and seeds; check the top-level options and
+    trainer.max_steps. Returns the seed."""
+    quiet_lightning()
+    if process_rank() > 0:  # rank 0 tells how the run goes; the others only warn
+        logging.getLogger("jl_lightning").setLevel(logging.WARNING)
+    seed, threads = run_options(cfg)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    seed_everything(seed, workers=True, verbose=False)
+    steps = Number(low=1, integer=True, what="a positive integer (the number of training steps)")
+    check("trainer.max_steps", cfg.trainer.get("max_steps"), steps)
+    return int(seed)
+
+
+def build_model(cfg: DictConfig, dim: int):
+    """The configured module for data of dimension ``dim``, with its optimizer and schedule."""
+    k = validate_k(cfg.model.k, dim)
+    optimizer = instantiate(cfg.optimizer) if cfg.get("optimizer") else None
+    if optimizer is not None:  # torch checks lr and friends only when the optimizer is built
+        try:
+            optimizer(params=[torch.zeros(1, requires_grad=True)])
+        except (ValueError, TypeError) as err:
+            raise JLInputError(f"optimizer: {err}") from None
+    scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
+    return instantiate(cfg.model, k=k, dim=dim, optimizer=optimizer, scheduler=scheduler)
+
+
+def build_callbacks(cfg: DictConfig, interactive: bool | None) -> tuple[list, RunSummary]:
+    """The configured callbacks: a terminal (``interactive``, default: stdout is one) gets the
+    bar, everything else the periodic progress line, never both; a RunSummary is added when
+    the group has none, so every run reports."""
+    callbacks = instantiate_group(cfg.get("callbacks"))
+    if interactive is None:
+        interactive = sys.stdout.isatty()
+    callbacks = [c for c in callbacks if not isinstance(c, ProgressLog if interactive else ProgressBar)]
+    summary_callback = next((c for c in callbacks if isinstance(c, RunSummary)), None)
+    if summary_callback is None:
+        summary_callback = RunSummary()
+        callbacks.append(summary_callback)
+    return callbacks, summary_callback
