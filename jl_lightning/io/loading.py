@@ -210,59 +210,70 @@ def csv_row_chunks(path: Path, chunk_rows: int, header="auto") -> tuple[int | No
         raise JLInputError(f"{path}: the header option must be auto, true or false, got {header!r}")
     handle = open(path, newline="", encoding="utf-8-sig")  # a byte-order mark is not part of the first cell
     reader = csv.reader(handle)
-    first = None
-    for cells in reader:
-        if cells and any(c.strip() for c in cells):
-            first = (reader.line_num, cells)
-            break
+    first = next(((reader.line_num, cells) for cells in reader if cells and any(c.strip() for c in cells)), None)
     if first is None:
         handle.close()
         return None, iter(())
-    names = None
-    if header is True or (header == "auto" and not any(_is_number(c) for c in first[1])):
-        names = [c.strip() for c in first[1]]
-    elif header == "auto" and is_index_header(first[1]):
-        names = [c.strip() for c in first[1]]
-        log.info(
-            "%s: its first line %s reads as column indices, so it is taken as a header "
-            "(data.source.header=false reads it as data)",
-            path,
-            ",".join(names[:4]) + (",..." if len(names) > 4 else ""),
-        )
-    header = names  # from here on: the column names, or None
-    if names is not None:
-        first = None
-    width = len(header) if header else len(first[1])
-    like = "the header" if header else "the first data line"
-
-    def parse(line_no: int, cells: list[str]) -> list[float]:
-        if len(cells) != width:
-            raise JLInputError(f"{path}: line {line_no} has {len(cells)} columns, expected {width} like {like}")
-        row = []
-        for col, cell in enumerate(cells, start=1):
-            try:
-                row.append(float(cell))
-            except ValueError:
-                name = f" ({header[col - 1]!r})" if header else ""
-                raise JLInputError(
-                    f"{path}: line {line_no}, column {col}{name}: {cell.strip()!r} is not a number"
-                ) from None
-        return row
+    names = _header_names(path, first[1], header)  # the column names, or None
+    row_parser = _RowParser(path, names or len(first[1]), "the header" if names else "the first data line")
 
     def chunks() -> Iterator[np.ndarray]:
         with handle:
-            rows = [parse(*first)] if first else []
+            rows = [] if names is not None else [row_parser.parse(*first)]
             for cells in reader:
                 if not cells or not any(c.strip() for c in cells):
                     continue  # blank line
-                rows.append(parse(reader.line_num, cells))
+                rows.append(row_parser.parse(reader.line_num, cells))
                 if len(rows) == chunk_rows:
                     yield np.asarray(rows, dtype=np.float64)
                     rows = []
             if rows:
                 yield np.asarray(rows, dtype=np.float64)
 
-    return width, chunks()
+    return row_parser.width, chunks()
+
+
+def _header_names(path: Path, cells: list[str], header) -> list[str] | None:
+    """The first line's cells as column names when it is a header (see :func:`csv_row_chunks`), else None."""
+    if header is True or (header == "auto" and not any(_is_number(c) for c in cells)):
+        return [c.strip() for c in cells]
+    if header == "auto" and is_index_header(cells):
+        names = [c.strip() for c in cells]
+        shown = ",".join(names[:4]) + (",..." if len(names) > 4 else "")
+        log.info(
+            "%s: its first line %s reads as column indices, so it is taken as a header "
+            "(data.source.header=false reads it as data)",
+            path,
+            shown,
+        )
+        return names
+    return None
+
+
+class _RowParser:
+    """One CSV line as floats, or a JLInputError naming the line and the column (by its header
+    name when there is one). ``columns``: the header's names, or the width of the first line."""
+
+    def __init__(self, path: Path, columns: list[str] | int, like: str):
+        self.path, self.like = path, like
+        self.names = columns if isinstance(columns, list) else None
+        self.width = len(columns) if isinstance(columns, list) else columns
+
+    def parse(self, line_no: int, cells: list[str]) -> list[float]:
+        if len(cells) != self.width:
+            raise JLInputError(
+                f"{self.path}: line {line_no} has {len(cells)} columns, expected {self.width} like {self.like}"
+            )
+        row = []
+        for col, cell in enumerate(cells, start=1):
+            try:
+                row.append(float(cell))
+            except ValueError:
+                name = f" ({self.names[col - 1]!r})" if self.names else ""
+                raise JLInputError(
+                    f"{self.path}: line {line_no}, column {col}{name}: {cell.strip()!r} is not a number"
+                ) from None
+        return row
 
 
 def _load_parquet(path: Path) -> np.ndarray:
