@@ -102,14 +102,24 @@ def check_fits(out: np.ndarray, source: str, first_row: int = 0, hint: str = "")
     return out
 
 
-def validate_points(
-    points: np.ndarray,
-    source: str,
-    normalize: bool = True,
-    mode: str = "norms",
-    center: bool = False,
-    return_scale: bool = False,
-):
+def _drop_zero_rows(points: np.ndarray, norms: np.ndarray, zero: np.ndarray, source: str):
+    """Norms mode: the rows that are not the zero vector, with a :class:`ZeroRowsWarning` (any
+    linear map sends 0 to 0, and |‖Ax‖²/‖x‖² − 1| is undefined there: nothing to learn from such
+    a row, as pairs at distance 0 are left out in pairs mode); all zero is refused."""
+    row, count = int(np.flatnonzero(zero)[0]), int(zero.sum())
+    if count == len(points):
+        raise JLInputError(f"{source}: all {count} rows are the zero vector; norms mode needs a nonzero point")
+    message = (
+        f"{source}: {count} zero row(s) (the first: row {row}, 0-based) left out: a linear map sends 0 "
+        "to 0, and the distortion |‖Ax‖²/‖x‖² − 1| is undefined there"
+    )
+    warnings.warn(message, ZeroRowsWarning, stacklevel=3)  # the caller of validate_points
+    logging.getLogger("jl_lightning").warning("%s", message)
+    return points[~zero], norms[~zero], zero[~zero]
+
+
+def validate_points(points: np.ndarray, source: str, normalize: bool = True, mode: str = "norms",
+                    center: bool = False, return_scale: bool = False):  # fmt: skip
     """Return ``points`` as a float64 (n, d) array: centered when ``center``, then unit-normed
     when ``normalize``.
 
@@ -147,18 +157,7 @@ def validate_points(
     norms = row_norms(points)
     zero = norms == 0
     if zero.any() and mode == "norms":
-        # any linear map sends 0 to 0, and |‖Ax‖²/‖x‖² − 1| is undefined there: nothing to learn
-        # from such a row (as pairs at distance 0 are left out in pairs mode)
-        row, count = int(np.flatnonzero(zero)[0]), int(zero.sum())
-        if count == n:
-            raise JLInputError(f"{source}: all {n} rows are the zero vector; norms mode needs a nonzero point")
-        message = (
-            f"{source}: {count} zero row(s) (the first: row {row}, 0-based) left out: a linear map sends 0 "
-            "to 0, and the distortion |‖Ax‖²/‖x‖² − 1| is undefined there"
-        )
-        warnings.warn(message, ZeroRowsWarning, stacklevel=2)
-        logging.getLogger("jl_lightning").warning("%s", message)
-        points, norms, zero = points[~zero], norms[~zero], zero[~zero]
+        points, norms, zero = _drop_zero_rows(points, norms, zero, source)
     if zero.any() and normalize:
         row = int(np.flatnonzero(zero)[0])
         raise JLInputError(

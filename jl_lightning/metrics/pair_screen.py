@@ -351,16 +351,7 @@ def _screened_pairs(applies, points, other, worst, memory_budget, device, progre
     watch = [_Candidates(candidates, device) for _ in applies] if candidates else None
     n_other = right_rows.n if cross else None
     mine_total = len(range(shard.rank, pair_tile_count(left_rows.n, b, n_other), shard.world))
-    bar = tqdm(
-        total=mine_total,
-        desc="exact pairs pass",
-        unit="tile",
-        delay=3.0,
-        leave=False,
-        disable=None if progress is None else not progress,
-    )
-    # the log's line every 30 s (train.log has no bar); silent for a pass shorter than that
-    beat = Heartbeat(f"exact pass over the pairs of {left_rows.n} points ({len(applies)} map(s))", mine_total)
+    bar, beat = _tile_progress(mine_total, left_rows.n, len(applies), progress)
     done = 0
     total = 0
     for i0, mine in pair_tiles_of(left_rows.n, b, n_other, shard.rank, shard.world):
@@ -392,6 +383,20 @@ def _screened_pairs(applies, points, other, worst, memory_budget, device, progre
         dict(_finish(state, total, worst), candidates=None if watch is None else watch[m].sorted())
         for m, state in enumerate(states)
     ]
+
+
+def _tile_progress(tiles: int, n: int, maps: int, progress) -> tuple:
+    """A tqdm bar over this rank's ``tiles`` (on a terminal after 3 s; ``progress`` False: never)
+    and the log's line every 30 s (train.log has no bar; silent for a pass shorter than that)."""
+    bar = tqdm(
+        total=tiles,
+        desc="exact pairs pass",
+        unit="tile",
+        delay=3.0,
+        leave=False,
+        disable=None if progress is None else not progress,
+    )
+    return bar, Heartbeat(f"exact pass over the pairs of {n} points ({maps} map(s))", tiles)
 
 
 @dataclass
