@@ -49,6 +49,7 @@ from jl_lightning.apps.config import CONFIG_PATH, refuse_and_exit, run_hydra_app
 from jl_lightning.baselines.references import best_scale, dense_map, random_draws
 from jl_lightning.baselines.registry import REFERENCES, check_methods
 from jl_lightning.errors import JLInputError, check_finite_matrix
+from jl_lightning.io.figures import comparison_figure, epsilon_against_k, render
 from jl_lightning.io.run_folder import atomic_write, check_fresh
 from jl_lightning.io.validation import validate_k
 from jl_lightning.lightning.datamodule import short_fingerprint
@@ -148,48 +149,6 @@ def to_csv(rows: list[dict], columns: list[str] = COLUMNS) -> str:
     writer.writeheader()
     for r in rows:
         writer.writerow({key: r[key] for key in columns})
-    return buffer.getvalue()
-
-
-def figure_png(rows: list[dict], histograms: dict[str, np.ndarray], edges: np.ndarray, title: str) -> bytes:
-    """A histogram of the ratios per method (one map each) and a bar chart of the worst-case epsilon."""
-    # lazy: pyplot only when a figure is drawn
-    import matplotlib  # noqa: PLC0415
-
-    matplotlib.use("Agg")
-    # lazy: pyplot only when a figure is drawn
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
-    centers = (edges[:-1] + edges[1:]) / 2
-    for name, counts in histograms.items():
-        total = counts.sum()
-        left.plot(centers, counts / total if total else counts, label=name, drawstyle="steps-mid")
-    left.axvline(1.0, color="black", linewidth=0.8)
-    left.set_xlabel("ratio ||Ax||^2 / ||x||^2")
-    left.set_ylabel("fraction")
-    left.set_title("distortion ratios (best draw of each method)")
-    left.legend(fontsize=8)
-    names = [r["method"] for r in rows]
-    right.bar(names, [r["epsilon_best"] for r in rows], color="tab:blue", label="best")
-    right.scatter(names, [r["epsilon_mean"] for r in rows], color="tab:red", zorder=3, label="mean over draws")
-    right.set_ylabel("worst-case epsilon")
-    right.set_title("worst-case epsilon (bar: best draw)")
-    right.tick_params(axis="x", rotation=30)
-    right.legend(fontsize=8)
-    fig.suptitle(title, fontsize=10)
-    return _png(fig)
-
-
-def _png(fig) -> bytes:
-    """The figure as PNG bytes (laid out, 110 dpi), closed."""
-    # lazy: pyplot only when a figure is drawn
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
     return buffer.getvalue()
 
 
@@ -339,7 +298,7 @@ def compare(cfg: DictConfig) -> list[dict]:
     markdown = to_markdown(rows, title)
     atomic_write(out_dir / "comparison.csv", lambda h: h.write(to_csv(rows).encode()))
     atomic_write(out_dir / "comparison.md", lambda h: h.write(markdown.encode()))
-    png = figure_png(rows, histograms, edges, title)
+    png = render(comparison_figure(rows, histograms, edges, title), dpi=110)[0]
     atomic_write(out_dir / "comparison.png", lambda h: h.write(png))
     print(markdown, flush=True)
     print(f"[jl-compare] wrote comparison.csv, comparison.md and comparison.png to {out_dir}", flush=True)
@@ -400,32 +359,6 @@ def curve_markdown(records: list[dict], title: str) -> str:
     return "\n".join(lines)
 
 
-def curve_png(records: list[dict], title: str) -> bytes:
-    """Epsilon against k per method (solid: training data; dashed: held-out data)."""
-    # lazy: pyplot only when a figure is drawn
-    import matplotlib  # noqa: PLC0415
-
-    matplotlib.use("Agg")
-    # lazy: pyplot only when a figure is drawn
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for index, method in enumerate(dict.fromkeys(r["method"] for r in records)):
-        mine = sorted((r for r in records if r["method"] == method), key=lambda r: r["k"])
-        color = f"C{index}"
-        ax.plot([r["k"] for r in mine], [r["epsilon"] for r in mine], "o-", color=color, label=method)
-        held = [r["heldout_epsilon"] for r in mine]
-        if not all(math.isnan(h) for h in held):
-            ax.plot([r["k"] for r in mine], held, "x--", color=color, alpha=0.7)
-    ax.set_xlabel("k (rows of the map)")
-    ax.set_ylabel("worst-case epsilon (solid: training, dashed: held-out)")
-    ax.set_yscale("log")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title(title, fontsize=9)
-    return _png(fig)
-
-
 def curve(cfg: DictConfig) -> list[dict]:
     """Epsilon against k: every finished jl-train run of the multirun ``compare.sweep`` (one per
     k) beside ``compare.methods`` at the same k on the same points; writes curve.csv, curve.md
@@ -475,7 +408,7 @@ def curve(cfg: DictConfig) -> list[dict]:
     markdown = curve_markdown(records, title)
     atomic_write(out_dir / "curve.csv", lambda h: h.write(to_csv(records, CURVE_COLUMNS).encode()))
     atomic_write(out_dir / "curve.md", lambda h: h.write(markdown.encode()))
-    png = curve_png(records, title)
+    png = render(epsilon_against_k(records, title), dpi=110)[0]
     atomic_write(out_dir / "curve.png", lambda h: h.write(png))
     print(markdown, flush=True)
     print(f"[jl-compare] wrote curve.csv, curve.md and curve.png to {out_dir}", flush=True)

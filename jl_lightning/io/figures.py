@@ -5,7 +5,8 @@ pyplot state, the Agg canvas): plain functions from numbers to a ``Figure``.
   Gaussian draw and PCA, with each map's exact band 1 +- epsilon;
 * :func:`training_curves`: epsilon and sigma^2 against steps, the references as horizontal
   lines and the switch to the deterministic mean as a vertical one;
-* :func:`sweep_plot`: epsilon against each swept numeric parameter of a multirun.
+* :func:`sweep_plot`: epsilon against each swept numeric parameter of a multirun;
+* :func:`comparison_figure` and :func:`epsilon_against_k`: jl-compare's table and curve.
 """
 
 from __future__ import annotations
@@ -265,3 +266,49 @@ def _mark_jobs(ax, points: list[tuple]) -> None:
             label = None if "nc" in marked else "not converged (sigma^2 > 0)"
             ax.scatter([x], [y], marker="x", s=90, color="tab:red", zorder=6, label=label)
             marked.add("nc")
+
+
+def comparison_figure(rows: list[dict], histograms: dict[str, np.ndarray], edges: np.ndarray, title: str):
+    """jl-compare's figure: a histogram of the ratios per method (one map each, counts on the
+    bins ``edges``) and a bar chart of each row's worst-case epsilon (bar: best; dot: mean)."""
+    fig, axes = new_figure(12.0, 4.5, cols=2)
+    left, right = axes[0]
+    centers = (edges[:-1] + edges[1:]) / 2
+    for name, counts in histograms.items():
+        total = counts.sum()
+        left.plot(centers, counts / total if total else counts, label=name, drawstyle="steps-mid")
+    left.axvline(1.0, color="black", linewidth=0.8)
+    left.set_xlabel("ratio ||Ax||^2 / ||x||^2")
+    left.set_ylabel("fraction")
+    left.set_title("distortion ratios (best draw of each method)", fontsize=9)
+    left.legend(fontsize=8)
+    names = [r["method"] for r in rows]
+    right.bar(names, [r["epsilon_best"] for r in rows], color="tab:blue", label="best")
+    right.scatter(names, [r["epsilon_mean"] for r in rows], color="tab:red", zorder=3, label="mean over draws")
+    right.set_ylabel("worst-case epsilon")
+    right.set_title("worst-case epsilon (bar: best draw)", fontsize=9)
+    right.tick_params(axis="x", rotation=30)
+    right.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.subplots_adjust(bottom=1.3 / 4.5, top=1 - 0.6 / 4.5)  # room for the rotated method names
+    return fig
+
+
+def epsilon_against_k(records: list[dict], title: str):
+    """jl-compare's curve: epsilon against k per method (solid: training data; dashed: held-out)."""
+    fig, axes = new_figure(7.0, 4.5)
+    ax = axes[0, 0]
+    for index, method in enumerate(dict.fromkeys(r["method"] for r in records)):
+        mine = sorted((r for r in records if r["method"] == method), key=lambda r: r["k"])
+        color = f"C{index}"
+        ax.plot([r["k"] for r in mine], [r["epsilon"] for r in mine], "o-", color=color, label=method)
+        held = [r["heldout_epsilon"] for r in mine]
+        if not all(math.isnan(h) for h in held):
+            ax.plot([r["k"] for r in mine], held, "x--", color=color, alpha=0.7)
+    ax.set_xlabel("k (rows of the map)")
+    ax.set_ylabel("worst-case epsilon (solid: training, dashed: held-out)")
+    set_log(ax, "y", [r["epsilon"] for r in records if r["epsilon"] > 0])
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=9)
+    return fig
