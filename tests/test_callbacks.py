@@ -351,3 +351,33 @@ def test_the_best_checkpoint_holds_the_exported_matrix(cfg_factory, extra):
     np.testing.assert_allclose(exported, embedding, rtol=1e-6, atol=1e-7)
     if extra:  # chosen on the selection points, not on the training epsilon
         assert summary["best_step"] == min(summary["selection"]["history"], key=lambda h: h[1])[0]
+
+
+def test_summary_duplicates_are_the_exact_pass_count_by_the_one_rule(cfg_factory, tmp_path):
+    """summary.json's duplicate pairs are the final exact pass's zero-distance pairs, judged by
+    core.pairs.far_apart, and equal a brute-force count of identical training rows."""
+    from jl_lightning.core.pairs import far_apart
+
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal((20, 6))
+    points = np.vstack([base, base[:3], base[:1]])  # row 0 three times, rows 1 and 2 twice
+    np.save(tmp_path / "dup.npy", points)
+    summary, objects = train(
+        cfg_factory(
+            "data=file",
+            f"data.source.path={tmp_path / 'dup.npy'}",
+            "model.mode=pairs",
+            "model.k=3",
+            "trainer.max_steps=20",
+            "baseline.draws=2",
+            "logger=none",
+            "log_every=10",
+            "callbacks.model_checkpoint.every_n_train_steps=10",
+        )
+    )
+    X = objects["datamodule"].points
+    i, j = np.triu_indices(len(X), 1)
+    diff = X[i] - X[j]
+    brute = int((~far_apart((diff**2).sum(1), (X[i] ** 2).sum(1) + (X[j] ** 2).sum(1))).sum())
+    assert summary["duplicates"] == {"rows": 4, "pairs": brute}
+    assert summary["final_report"]["zero_distance_pairs"] == brute and brute == 3 + 1 + 1

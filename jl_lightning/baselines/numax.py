@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from jl_lightning.core.pairs import far_apart
 from jl_lightning.metrics.distortion import best_scale, evaluate
 from jl_lightning.metrics.tiles import DEFAULT_MEMORY_BUDGET
 
@@ -72,11 +73,11 @@ class NumaxSolution:
 
 
 def secant_rows(points: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
-    """Normalized secants (x_i - x_j) / ||x_i - x_j|| as rows, zero-length ones left out."""
+    """Normalized secants (x_i - x_j) / ||x_i - x_j|| as rows, duplicate pairs (``far_apart``) left out."""
     diff = points[i] - points[j]
-    norms = np.linalg.norm(diff, axis=1)
-    keep = norms > 1e-12 * max(float(norms.max(initial=0.0)), 1e-300)
-    return diff[keep] / norms[keep, None]
+    sq = (diff**2).sum(1)
+    keep = far_apart(sq, (points[i] ** 2).sum(1) + (points[j] ** 2).sum(1))
+    return diff[keep] / np.sqrt(sq[keep])[:, None]
 
 
 def _values(V: np.ndarray, P: np.ndarray) -> np.ndarray:

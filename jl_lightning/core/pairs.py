@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-# ||x_i - x_j||^2 <= rtol (||x_i||^2 + ||x_j||^2) counts as a duplicate pair
+# ||x_i - x_j||^2 <= rtol (||x_i||^2 + ||x_j||^2) counts as a duplicate pair (:func:`far_apart`)
 ZERO_DISTANCE_RTOL = 1e-12
 # one tile of (samples x rows x columns) temporaries in the per-sample scan: cache-sized
 TILE_BYTES = 4 * 2**20
@@ -52,6 +52,15 @@ def pair_tile_count(n: int, rows: int, n_other: int | None = None) -> int:
     return blocks * len(range(0, n_other, rows)) if n_other is not None else blocks * (blocks + 1) // 2
 
 
+def far_apart(sq_distances, sq_norm_sums):
+    """The one definition of a duplicate pair, elementwise: True where a pair counts, i.e.
+    ||x_i - x_j||^2 > ZERO_DISTANCE_RTOL (||x_i||^2 + ||x_j||^2). Squared distances taken from
+    norms (||x_i||^2 + ||x_j||^2 - 2 <x_i, x_j>) are not exactly 0 for identical points, so a
+    duplicate is judged relative to the points' size; every loss, exact pass, NuMax and
+    summary.json's duplicate count use this rule."""
+    return sq_distances > ZERO_DISTANCE_RTOL * sq_norm_sums
+
+
 def center(points):
     """``points`` minus their mean point (numpy or torch, same type and dtype)."""
     return points - points.mean(0)
@@ -78,7 +87,7 @@ class PairGeometry:
             blk = slice(i0, i0 + rows)
             scale = sq[blk, None] + sq[None, :]
             dx = scale - 2 * (X[blk] @ X.T)
-            ok = dx > ZERO_DISTANCE_RTOL * scale
+            ok = far_apart(dx, scale)
             ok[:, i0 : i0 + rows].fill_diagonal_(False)
             inv[blk] = torch.where(ok, 1.0 / torch.where(ok, dx, torch.ones_like(dx)), torch.zeros_like(dx)).to(
                 inv.dtype
@@ -91,7 +100,7 @@ def inverse_sq_distances(differences: torch.Tensor, scale: torch.Tensor) -> tupl
     """(1 / ||d||^2 or 0, valid as 0/1) for difference vectors ``differences`` (P, d);
     ``scale`` is ||x_i||^2 + ||x_j||^2, against which a zero distance is judged."""
     dx = differences.pow(2).sum(1)
-    ok = dx > ZERO_DISTANCE_RTOL * scale
+    ok = far_apart(dx, scale)
     return torch.where(ok, 1.0 / torch.where(ok, dx, torch.ones_like(dx)), torch.zeros_like(dx)), ok.to(dx.dtype)
 
 

@@ -56,7 +56,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from jl_lightning.core.pairs import ZERO_DISTANCE_RTOL, pair_tile_count, pair_tiles_of
+from jl_lightning.core.pairs import far_apart, pair_tile_count, pair_tiles_of
 from jl_lightning.core.sharding import SINGLE, Shard
 from jl_lightning.metrics.heartbeat import Heartbeat
 from jl_lightning.metrics.tiles import DEFAULT_MEMORY_BUDGET, to_tensor
@@ -264,7 +264,7 @@ def _recheck_sparse(rows_i: _Rows, rows_j: _Rows, m: int, gi: torch.Tensor, gj: 
         xb, yb = rows_j.exact_rows(b)
         dx = (xa - xb).pow(2).sum(1)
         dy = (ya[m] - yb[m]).pow(2).sum(1)
-        valid = dx > ZERO_DISTANCE_RTOL * (xa.pow(2).sum(1) + xb.pow(2).sum(1))
+        valid = far_apart(dx, xa.pow(2).sum(1) + xb.pow(2).sum(1))
         state.add(dy / torch.where(valid, dx, torch.ones_like(dx)), valid, a, b)
 
 
@@ -287,7 +287,7 @@ def _recheck_block(
     scale = ni[:, None] + nj[None, :]
     dx = torch.addmm(scale, xi, xj.T, alpha=-2.0)
     dy = torch.addmm(yi[m].pow(2).sum(1)[:, None] + yj[m].pow(2).sum(1)[None, :], yi[m], yj[m].T, alpha=-2.0)
-    valid = dx > ZERO_DISTANCE_RTOL * scale
+    valid = far_apart(dx, scale)
     ratios = dy / torch.where(valid, dx, torch.ones_like(dx))
     a, b = mask.nonzero(as_tuple=True)
     state.add(ratios[a, b], valid[a, b], a + i0, b + j0)

@@ -7,7 +7,7 @@ temporaries. Nothing of size n^2 is ever stored.
 Pair tiles never form difference vectors. The original squared distances of a tile come
 from norms and one GEMM, ||x_i - x_j||^2 = ||x_i||^2 + ||x_j||^2 - 2 <x_i, x_j>, and the
 same identity on Y = X A^T gives the embedded ones; pairs at zero distance (duplicates,
-judged by ``core.pairs.ZERO_DISTANCE_RTOL``) are masked out and counted.
+judged by ``core.pairs.far_apart``) are masked out and counted.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from jl_lightning.core.pairs import ZERO_DISTANCE_RTOL, pair_tiles_of
+from jl_lightning.core.pairs import far_apart, pair_tiles_of
 from jl_lightning.core.sharding import SINGLE, Shard
 
 DEFAULT_MEMORY_BUDGET = 256 * 2**20  # bytes of temporaries per tile
@@ -137,7 +137,7 @@ def pair_tiles(
             nxj = nxi if diagonal else Xj.pow(2).sum(1)
             scale = nxi[:, None] + nxj[None, :]
             dx = torch.addmm(scale, Xi, Xj.T, alpha=-2.0)
-            far = dx > ZERO_DISTANCE_RTOL * scale
+            far = far_apart(dx, scale)
             valid = torch.triu(far, diagonal=1) if diagonal else far
             count = int(valid.sum())
             candidates = (len(Xi) * (len(Xi) - 1)) // 2 if diagonal else len(Xi) * len(Xj)

@@ -72,7 +72,7 @@ class RunSummary(Callback):
             "best_distortion": best_eps,
             "best_step": best_step,
             "exported": EXPORTED,
-            **data_figures(data, pl_module.mode),
+            **data_figures(data, pl_module.mode, final),
             "final_report": final.to_dict(),
             "heldout": None if heldout is None else {name: r.to_dict() for name, r in heldout.items()},
             **training_figures(results, pl_module, data),
@@ -109,8 +109,11 @@ def choose_export(results: dict, final, pl_module, step: int):
     return pl_module.embedding.detach().cpu(), final.epsilon, step
 
 
-def data_figures(data, mode: str) -> dict:
-    """summary.json's account of the data: its name, fingerprint, scale, sizes and split."""
+def data_figures(data, mode: str, final) -> dict:
+    """summary.json's account of the data: its name, fingerprint, scale, sizes and split, and its
+    duplicates: ``rows``, the rows identical to an earlier one among all points loaded, and
+    ``pairs``, the training pairs the final exact pass (``final``) left out as duplicates by the
+    one rule (``core.pairs.far_apart``), the same number as its report's ``zero_distance_pairs``."""
     return {
         "data": data.name,
         # of the training points as the model sees them (validated, scaled)
@@ -121,7 +124,9 @@ def data_figures(data, mode: str) -> dict:
         "n_heldout": 0 if data.val_points is None else int(len(data.val_points)),
         # rows of the source held out from training (data.val_fraction, data.split_seed)
         "heldout_rows": None if data.val_points is None else data.val_index.tolist(),
-        "duplicates": data.duplicates,
+        "duplicates": None
+        if data.duplicates is None
+        else {"rows": data.duplicates["rows"], "pairs": int(final.zero_distance_pairs)},
         "d": int(data.points.shape[1]),
     }
 
