@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from jl_lightning.core.pairs import far_apart
+from jl_lightning.core.pairs import far_apart, random_pairs
 from jl_lightning.metrics.distortion import best_scale, evaluate
 from jl_lightning.metrics.tiles import DEFAULT_MEMORY_BUDGET
 
@@ -155,8 +155,7 @@ def numax(points, delta: float, initial: int = 1000, add: int = 1000, max_rounds
     n, d = X.shape
     rng = np.random.default_rng(seed)
     count = min(initial, n * (n - 1) // 2)
-    i = rng.integers(0, n, count)
-    j = (i + rng.integers(1, n, count)) % n
+    i, j = random_pairs(n, count, rng.integers)
     secants = secant_rows(X, i, j) if secants is None else np.asarray(secants, dtype=np.float64)
     admm = _ADMM(d)
     rounds = iterations = 0

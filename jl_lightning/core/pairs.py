@@ -10,6 +10,8 @@ the original squared distances.
   squared distances taken from norms lose less to cancellation.
 * Pairs at zero distance (duplicate points) are judged by :data:`ZERO_DISTANCE_RTOL` and
   contribute nothing anywhere, in the losses and in every reported figure.
+* :func:`far_apart` is the one definition of a duplicate pair; :func:`random_pairs` draws
+  distinct pairs; :func:`gamma32` is the float32 round-off bound the screened passes use.
 * :func:`pair_tiles_of` is the one order of the pair tiles and the one rule that gives each
   tile to a rank: every exact pass (``metrics/tiles.py``, ``metrics/pair_screen.py``) walks it,
   and a distributed run's merge of the ranks' reports relies on both walking it alike.
@@ -50,6 +52,24 @@ def pair_tile_count(n: int, rows: int, n_other: int | None = None) -> int:
     """How many tiles :func:`pair_tiles_of` walks over all ranks."""
     blocks = len(range(0, n, rows))
     return blocks * len(range(0, n_other, rows)) if n_other is not None else blocks * (blocks + 1) // 2
+
+
+# the unit round-off of float32: the screened passes bound their float32 error with it
+UNIT_ROUNDOFF_32 = 2.0**-24
+
+
+def gamma32(m: int) -> float:
+    """Higham's gamma_m = m u / (1 - m u) for float32's unit round-off u: the relative error
+    bound of an m-term float32 dot product, on which every screened pass's recheck rests."""
+    return m * UNIT_ROUNDOFF_32 / (1 - m * UNIT_ROUNDOFF_32)
+
+
+def random_pairs(n: int, count: int, integers):
+    """``count`` random pairs (i, j) of n points with i != j, i uniform and j uniform over the
+    other n - 1 points; ``integers(low, high, size)`` is the caller's generator (numpy's
+    ``Generator.integers`` or a torch ``randint`` wrapper), drawn i first, then the offsets."""
+    i = integers(0, n, count)
+    return i, (i + integers(1, n, count)) % n
 
 
 def far_apart(sq_distances, sq_norm_sums):
@@ -160,7 +180,6 @@ class ActivePairs:
 
     def draw_random(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """Index vectors of this step's fresh random pairs."""
-        i = torch.randint(0, self.n, (self.n_random,), device=device)
-        # j uniform over the other n - 1 points
-        j = (i + torch.randint(1, self.n, (self.n_random,), device=device)) % self.n
-        return i, j
+        return random_pairs(
+            self.n, self.n_random, lambda low, high, size: torch.randint(low, high, (size,), device=device)
+        )

@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 import torch
 
+from jl_lightning.core.pairs import gamma32
 from jl_lightning.core.sharding import SINGLE, Shard
 from jl_lightning.metrics.pair_screen import screened_pairs
 from jl_lightning.metrics.tiles import (
@@ -53,7 +54,6 @@ SCREEN_AUTO_SIZE = 50_000_000  # n * d from which norms-mode evaluation is scree
 # pairs from which pairs-mode evaluation is screened by default (n of about 5,800 points)
 SCREEN_AUTO_PAIRS = 2**24
 _SCREEN_TILE_ROWS = 4096  # rows per float32 tile of the screened pass (cache-sized for d ~ 1000)
-_UNIT_ROUNDOFF_32 = 2.0**-24
 _HISTOGRAM_BINS = 1 << 16
 
 
@@ -559,15 +559,14 @@ def _screened_norms(matrix, points, n: int, quantiles: bool) -> DistortionReport
     d = A64.shape[1]
     A32 = A64.to(torch.float32)
     fro = float(A64.norm())
-    gamma = (d + 2) * _UNIT_ROUNDOFF_32 / (1 - (d + 2) * _UNIT_ROUNDOFF_32)
+    gamma = gamma32(d + 2)
     ratios = np.empty(n)
     for start, X in point_tiles(points, _SCREEN_TILE_ROWS, torch.float32, None):
         ny = torch.linalg.vector_norm(X @ A32.T, dim=1).double().square_()
         nx = torch.linalg.vector_norm(X, dim=1).double().square_()
         ratios[start : start + len(X)] = (ny / nx).numpy()
     k = A64.shape[0]
-    gamma_k = (k + 3) * _UNIT_ROUNDOFF_32 / (1 - (k + 3) * _UNIT_ROUNDOFF_32)
-    gamma_x = (d + 3) * _UNIT_ROUNDOFF_32 / (1 - (d + 3) * _UNIT_ROUNDOFF_32)
+    gamma_k, gamma_x = gamma32(k + 3), gamma32(d + 3)
     product = (2 * gamma * fro * np.sqrt(ratios) + (gamma * fro) ** 2) * (1 + gamma_k)
     delta = 1.01 * (product + (gamma_k + gamma_x) * ratios) / (1 - gamma_x)
     dev = np.abs(ratios - 1.0)

@@ -56,12 +56,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from jl_lightning.core.pairs import far_apart, pair_tile_count, pair_tiles_of
+from jl_lightning.core.pairs import UNIT_ROUNDOFF_32, far_apart, gamma32, pair_tile_count, pair_tiles_of
 from jl_lightning.core.sharding import SINGLE, Shard
 from jl_lightning.metrics.heartbeat import Heartbeat
 from jl_lightning.metrics.tiles import DEFAULT_MEMORY_BUDGET, to_tensor
 
-UNIT_ROUNDOFF_32 = 2.0**-24
 CPU_TILE_ROWS = 1024  # a 1024-row tile keeps the float32 GEMM near its peak rate on a CPU
 CUDA_MAX_TILE_ROWS = 16384
 PREPASS_ROWS = 8192  # rows per chunk while centering, mapping and rounding the points
@@ -76,8 +75,7 @@ MERGE_SAMPLE = 2**16
 
 def gemm_error_factor(m: int) -> float:
     """c with |dx_32 - dx| <= c (max ||x_i||^2 + max ||x_j||^2) for augmented rows of length m."""
-    gamma = m * UNIT_ROUNDOFF_32 / (1 - m * UNIT_ROUNDOFF_32)
-    return 2.0 * (2.0 * gamma + 4.0 * UNIT_ROUNDOFF_32)
+    return 2.0 * (2.0 * gamma32(m) + 4.0 * UNIT_ROUNDOFF_32)
 
 
 def tile_rows(device: torch.device, n_maps: int, memory_budget: int) -> int:
