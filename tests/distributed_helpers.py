@@ -85,14 +85,15 @@ def refreshed_hard_pairs(init_mean: str) -> tuple[torch.Tensor, torch.Tensor]:
     return model.loss_fn.active.hard_i.clone(), model.loss_fn.active.hard_j.clone()
 
 
-def rank_main(rank: int, world: int, port: int, out_dir: str) -> None:
+def rank_main(rank: int, world: int, out_dir: str) -> None:
     """One gloo rank: every case's loss and gradients, the gradients averaged over the ranks
-    as DistributedDataParallel averages them; rank 0 saves the results."""
+    as DistributedDataParallel averages them; rank 0 saves the results. The ranks meet through
+    a file in ``out_dir`` (no TCP port another test could take between choosing and binding it)."""
     import torch.distributed as dist
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    rendezvous = os.path.join(out_dir, "rendezvous")
+    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world)
     try:
         results = {}
         for case in CASES:

@@ -28,7 +28,7 @@ def two_rank_results(tmp_path_factory):
     import torch.multiprocessing as mp
 
     out = tmp_path_factory.mktemp("ranks")
-    mp.spawn(distributed_helpers.rank_main, args=(2, free_port(), str(out)), nprocs=2, join=True)
+    mp.spawn(distributed_helpers.rank_main, args=(2, str(out)), nprocs=2, join=True)
     return torch.load(out / "results.pt")
 
 

@@ -98,7 +98,7 @@ def test_scaling_at_init(sampling):
     k, d, n, N = 30, 50, 8, 4000
     x = torch.randn(n, d, generator=torch.Generator().manual_seed(1)).double()
     factor = span_factor(x) if sampling == "span" else None
-    y = sample_embedded(torch.zeros(k, d, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64), x, N, factor)
+    y = sample_embedded(torch.zeros(k, d, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64), N, x, factor)
     ratio = y.pow(2).sum(1) / x.pow(2).sum(1)  # (N, n): chi^2_k / k, mean 1, var 2/k
     stderr = math.sqrt(2 / k / N)
     assert (ratio.mean(0) - 1).abs().max() < 5 * stderr
@@ -111,7 +111,7 @@ def test_span_trick_has_the_law_of_full_sampling():
     x = torch.randn(n, d, generator=torch.Generator().manual_seed(3)).double()
     x = x / x.norm(dim=1, keepdim=True)
     y = sample_embedded(
-        torch.zeros(k, d, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64), x, N, span_factor(x)
+        torch.zeros(k, d, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64), N, x, span_factor(x)
     )
     gram = torch.einsum("ski,skj->ij", y, y) / N  # E[sum_k y_ki y_kj] = <x_i, x_j>
     target = x @ x.T
@@ -189,7 +189,7 @@ def test_sampled_norms_follow_the_noncentral_chi2_law(sampling):
     x = torch.randn(n, d, generator=gen, dtype=torch.float64)
     torch.manual_seed(11)
     factor = span_factor(x) if sampling == "span" else None
-    y = sample_embedded(M, torch.tensor(math.sqrt(s2), dtype=torch.float64), x, N, factor)
+    y = sample_embedded(M, torch.tensor(math.sqrt(s2), dtype=torch.float64), N, x, factor)
     sq = x.pow(2).sum(1)
     scaled = (k * y.pow(2).sum(1) / (s2 * sq)).numpy()  # (N, n)
     delta = ((M @ x.T).pow(2).sum(0) / (s2 * sq)).numpy()
@@ -209,3 +209,73 @@ def test_identity_init_starts_at_scale_i_0_plus_the_configured_noise():
     assert float(deviation.std()) == pytest.approx(0.1, rel=0.1)
     with pytest.raises(JLInputError, match="k <= d"):
         GaussianSampler(k=6, dim=5, init_mean="identity")
+
+
+def test_the_objective_is_the_loss_term_plus_the_regularizer_and_the_penalty():
+    """core.objective.SamplerObjective against the terms computed by hand: the hard max over
+    the points of each sample's |ratio - 1| (same noise), lambda sigma^2 / 2, and the penalty
+    ||M Q||_F^2 / k with Q the projector off the top principal direction."""
+    from jl_lightning.core.objective import SamplerObjective, principal_complement
+    from jl_lightning.core.variance import make_variance
+    from tests.helpers import default_loss
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 4, generator=gen, dtype=torch.float64)
+    x = x / x.norm(dim=1, keepdim=True)
+    M = torch.randn(2, 4, generator=gen, dtype=torch.float64)
+    variance = make_variance("raw", 0.3).double()
+    objective = SamplerObjective(
+        loss=default_loss(sampling="full"), reg_weight=0.7, subspace_penalty=0.5, subspace_energy=0.4
+    )
+    objective.prepare(x, dtype=torch.float64)
+    torch.manual_seed(5)
+    loss, sampled, s2 = objective(M, variance, 3, 0, 10)
+    torch.manual_seed(5)
+    noise = torch.randn(3, 2, 4, dtype=torch.float64)
+    A = (M + math.sqrt(0.3) * noise) / math.sqrt(2)
+    dev = ((x @ A.transpose(1, 2)).pow(2).sum(-1) / x.pow(2).sum(1) - 1).abs().amax(1)
+    Q = principal_complement(x, 0.4)
+    expected = dev.mean() + 0.7 * 0.3 / 2 + 0.5 * (M @ Q).pow(2).sum() / 2
+    # to the safe square root's rounding in sigma (variance.py); each term is far larger
+    assert float(loss) == pytest.approx(float(expected), rel=1e-7)
+    assert float(sampled) == pytest.approx(float(dev.mean()), rel=1e-7) and float(s2) == pytest.approx(0.3)
+    # Q projects off the data's top direction: rank d - 1 here
+    assert int(torch.linalg.matrix_rank(Q)) == 3
+
+
+def test_the_active_set_goes_through_state_dict_before_or_after_prepare():
+    from tests.helpers import default_loss
+
+    x = torch.randn(12, 5, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    loss = default_loss(mode="pairs", active_hard=4, active_candidates=6)
+    loss.prepare(x)
+    assert loss.state_dict() == {}  # no exact pass yet: nothing to keep
+    loss.set_hard(torch.tensor([0, 1, 2, 3]), torch.tensor([5, 6, 7, 8]))
+    loss.set_candidates(torch.tensor([0, 2, 4]), torch.tensor([9, 10, 11]), torch.tensor([1.0, 2.0, 3.0]))
+    state = loss.state_dict()
+    for before in (True, False):
+        other = default_loss(mode="pairs", active_hard=4, active_candidates=6)
+        if before:
+            other.load_state_dict(state)
+            other.prepare(x)
+        else:
+            other.prepare(x)
+            other.load_state_dict(state)
+        assert other.refreshed and not other.needs_refresh(1)
+        torch.testing.assert_close(other.active.hard_i, loss.active.hard_i)
+        torch.testing.assert_close(other.active.hard_j, loss.active.hard_j)
+        for a, b in zip(other.candidates, loss.candidates):
+            torch.testing.assert_close(a, b)
+
+
+def test_a_stepper_continues_from_its_state_dict():
+    """Two Hessian-descent steppers, one restored from the other's state_dict mid-run, take
+    the same next steps (counters, step size and the perturbation generator included)."""
+    from jl_lightning.core.second_order import PerturbedGD
+
+    first, second = PerturbedGD(10.0, 0.1, seed=3), PerturbedGD(10.0, 0.1, seed=99)
+    first.calls, first.gradient_step.eta, first.gradient_step.count = 7, 0.05, 4
+    first.generator.manual_seed(11)
+    second.load_state_dict(first.state_dict())
+    assert (second.calls, second.gradient_step.eta, second.gradient_step.count) == (7, 0.05, 4)
+    assert torch.equal(torch.rand(3, generator=first.generator), torch.rand(3, generator=second.generator))

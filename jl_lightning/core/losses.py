@@ -60,6 +60,7 @@ from jl_lightning.core.sampling import (
     embed,
     embed_rowwise,
     resolve_sampling,
+    sample_embedded,
     span_factor,
 )
 from jl_lightning.core.sharding import SINGLE, Shard
@@ -119,16 +120,6 @@ class SmoothMax:
 
 
 # ----------------------------------------------------------------- the sets
-def _embedded_points(mean, sigma, n_samples, points, factor):
-    """A_s X^T for N fresh samples (the span trick when ``factor`` is given), or the
-    deterministic M X^T / sqrt(k) when ``sigma`` is None: shape (N or 1, k, n)."""
-    noise = None
-    if sigma is not None:
-        width = points.shape[1] if factor is None else factor.shape[0]
-        noise = draw_noise(n_samples, mean.shape[0], width, mean)
-    return embed(mean, sigma, noise, points, factor)
-
-
 class DistortionLoss:
     """Base class. ``prepare(points, shard)`` once for a data tensor, then
     ``loss(mean, sigma, n_samples, step, total)`` every step -> (term, hard max), shapes (N,);
@@ -139,6 +130,13 @@ class DistortionLoss:
 
     def prepare(self, points: torch.Tensor, shard: Shard = SINGLE) -> None:
         raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        """What a checkpoint keeps of the loss beyond its options (the active set's pairs)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
 
     def __call__(
         self, mean: torch.Tensor, sigma: torch.Tensor | None, n_samples: int, step: int, total: int
@@ -170,7 +168,7 @@ class NormsLoss(DistortionLoss):
         self.factor = None if factor is None else shard.take(factor.T).T
 
     def __call__(self, mean, sigma, n_samples, step, total):
-        embedded = _embedded_points(mean, sigma, n_samples, self.points, self.factor)
+        embedded = sample_embedded(mean, sigma, n_samples, self.points, self.factor)
         dev = ratio_distortion(embedded.pow(2).sum(1), self.sq_norms)
         hard = self.shard.max(dev.amax(-1))
         term = hard if isinstance(self.maximum, HardMax) else self.maximum(dev, step, total, self.shard)
@@ -194,7 +192,7 @@ class ExactPairsLoss(DistortionLoss):
         self.factor = span_factor(self.points) if mode == "span" else None
 
     def __call__(self, mean, sigma, n_samples, step, total):
-        embedded = _embedded_points(mean, sigma, n_samples, self.points, self.factor)
+        embedded = sample_embedded(mean, sigma, n_samples, self.points, self.factor)
         i, j = worst_pairs_of_samples(embedded.detach(), self.geometry)
         rows = torch.arange(embedded.shape[0], device=embedded.device)
         diff = embedded[rows, :, i] - embedded[rows, :, j]  # (N, k): each sample's own worst pair
@@ -243,6 +241,31 @@ class ActivePairsLoss(DistortionLoss):
         self.n_candidates, self.rescan_every = candidates, rescan_every
         self.points = self.sq_norms = self.active = self.hard = self.candidates = None
         self.refreshed = False
+        self._pending: dict | None = None  # a checkpoint's state, applied once the points are prepared
+
+    def state_dict(self) -> dict:
+        """The active set as a checkpoint keeps it: the hard pairs of the last exact pass and the
+        candidates, once a pass has run (else empty)."""
+        if self.active is None or not self.refreshed:
+            return {}
+        state = {"hard": (self.active.hard_i.clone(), self.active.hard_j.clone())}
+        if self.candidates is not None:
+            state["candidates"] = tuple(t.cpu().clone() for t in self.candidates[:3])
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue with a checkpoint's active set: it counts as refreshed, so a resumed run does
+        not run an exact pass the uninterrupted one did not run (applied when the points are
+        prepared, at once if they are)."""
+        self._pending = dict(state) if state else None
+        if self._pending and self.points is not None:
+            self._apply_pending()
+
+    def _apply_pending(self) -> None:
+        state, self._pending = self._pending, None
+        self.set_hard(*state["hard"])
+        if "candidates" in state:
+            self.set_candidates(*state["candidates"])
 
     def prepare(self, points: torch.Tensor, shard: Shard = SINGLE) -> None:
         if self.n_random < shard.world:
@@ -256,6 +279,8 @@ class ActivePairsLoss(DistortionLoss):
         self.hard = self._pairs(torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long))
         self.candidates = None
         self.refreshed = False
+        if self._pending:
+            self._apply_pending()
 
     def needs_refresh(self, step: int) -> bool:
         return (

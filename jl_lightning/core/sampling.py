@@ -80,12 +80,18 @@ def embed_rowwise(
 
 
 def sample_embedded(
-    mean: torch.Tensor, sigma: torch.Tensor, points: torch.Tensor, n_samples: int, factor: torch.Tensor | None = None
+    mean: torch.Tensor,
+    sigma: torch.Tensor | None,
+    n_samples: int,
+    points: torch.Tensor,
+    factor: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Draw ``n_samples`` matrices A and return A X^T, shape (n_samples, k, n).
-
-    ``factor`` is :func:`span_factor` of ``points`` for the span trick, or None
-    to draw the full (n_samples, k, d) noise.
-    """
-    width = points.shape[1] if factor is None else factor.shape[0]
-    return embed(mean, sigma, draw_noise(n_samples, mean.shape[0], width, mean), points, factor)
+    """A_s X^T for ``n_samples`` fresh matrices A_s (the losses' one sampling path), shape
+    (n_samples, k, n); with ``sigma`` None (sigma^2 frozen at 0) the deterministic
+    M X^T / sqrt(k), shape (1, k, n). ``factor`` is :func:`span_factor` of ``points`` for the
+    span trick, or None to draw the full (n_samples, k, d) noise."""
+    noise = None
+    if sigma is not None:
+        width = points.shape[1] if factor is None else factor.shape[0]
+        noise = draw_noise(n_samples, mean.shape[0], width, mean)
+    return embed(mean, sigma, noise, points, factor)

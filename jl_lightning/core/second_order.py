@@ -137,7 +137,26 @@ class GradientStep:
         self.eta = 1.0 / self.L  # no representable descent along -grad: start afresh next step
 
 
-class HessianDescent:
+class _StepperState:
+    """A stepper's state for a checkpoint: its counters and flags, its gradient step's
+    (accepted step size, count) and its generator's state, so that a resumed run takes the
+    steps the uninterrupted one would have taken."""
+
+    generator: torch.Generator
+    gradient_step: GradientStep
+
+    def state_dict(self) -> dict:
+        state = {k: v for k, v in vars(self).items() if k not in ("generator", "gradient_step")}
+        return dict(state, generator=self.generator.get_state(), gradient_step=dict(vars(self.gradient_step)))
+
+    def load_state_dict(self, state: dict) -> None:
+        state = dict(state)
+        self.generator.set_state(state.pop("generator"))
+        vars(self.gradient_step).update(state.pop("gradient_step"))
+        vars(self).update(state)
+
+
+class HessianDescent(_StepperState):
     """Algorithm 1 (see the module docstring)."""
 
     def __init__(self, L: float, K: float, rho: float, lanczos_iters: int = 40, backtracking: bool = True,
@@ -201,7 +220,7 @@ class HessianDescent:
         return {"gradient_steps": self.gradient_step.count, "curvature_steps": self.curvature_steps, "perturbations": 0}
 
 
-class PerturbedGD:
+class PerturbedGD(_StepperState):
     """Perturbed gradient descent with Jin et al.'s stopping rule (see the module docstring)."""
 
     def __init__(self, L: float, rho: float, radius: float = 1.0, interval: int = 1000, threshold: float = 1e-3,

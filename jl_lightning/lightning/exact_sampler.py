@@ -155,10 +155,7 @@ class ExactSampler(BaseJLModule):
         super().on_save_checkpoint(checkpoint)
         state = {"adam_steps": self.adam_steps, "stopped_at": self.stopped_at}
         if self.stepper is not None:
-            stepper = {k: v for k, v in vars(self.stepper).items() if k not in ("generator", "gradient_step")}
-            stepper["generator"] = self.stepper.generator.get_state()
-            stepper["gradient_step"] = dict(vars(self.stepper.gradient_step))
-            state["stepper"] = stepper
+            state["stepper"] = self.stepper.state_dict()
         checkpoint["jl_exact"] = state
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
@@ -168,10 +165,7 @@ class ExactSampler(BaseJLModule):
             return
         self.adam_steps, self.stopped_at = state["adam_steps"], state["stopped_at"]
         if self.stepper is not None and "stepper" in state:
-            stepper = dict(state["stepper"])
-            self.stepper.generator.set_state(stepper.pop("generator"))
-            vars(self.stepper.gradient_step).update(stepper.pop("gradient_step"))
-            vars(self.stepper).update(stepper)
+            self.stepper.load_state_dict(state["stepper"])
 
     def objective(self, points: torch.Tensor) -> torch.Tensor:
         """g(M, sigma^2) on ``points`` (float64)."""

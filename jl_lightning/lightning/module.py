@@ -106,6 +106,7 @@ class BaseJLModule(LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.total_steps = 0  # trainer.max_steps once fitting (schedules that anneal over the run)
+        self._restored_rng: dict | None = None  # a checkpoint's RNG state, put back at train start
         self.automatic_optimization = False  # every subclass writes its step out
 
     # ------------------------------------------------------------ contract
@@ -150,7 +151,7 @@ class BaseJLModule(LightningModule):
     def on_train_start(self) -> None:
         """Put back the RNG state of a resumed checkpoint, right before the first step; in a
         distributed run, then give every rank rank 0's state (one noise stream for all)."""
-        restored = getattr(self, "_restored_rng", None)
+        restored = self._restored_rng
         if restored:
             torch.set_rng_state(restored["torch"])
             if "cuda" in restored and torch.cuda.is_available():

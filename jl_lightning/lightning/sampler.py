@@ -25,6 +25,7 @@ from jl_lightning.constraints import (
     check_params,
 )
 from jl_lightning.core.losses import ActivePairsLoss, loss_options, make_loss
+from jl_lightning.core.objective import SamplerObjective
 from jl_lightning.errors import JLInputError
 from jl_lightning.lightning.distributed import exact_report, process_shard
 from jl_lightning.lightning.log_schedule import log_at
@@ -34,20 +35,6 @@ from jl_lightning.metrics.distortion import evaluate
 log = logging.getLogger("jl_lightning")
 LOG_PASSES_FROM_S = 5.0  # exact passes longer than this are logged
 SAMPLER_CONSTRAINTS = {"subspace_penalty": NON_NEGATIVE, "subspace_energy": Number(low=0, high=1, low_open=True)}
-
-
-@torch.no_grad()
-def principal_complement(points: torch.Tensor, energy: float) -> torch.Tensor:
-    """Q = I - U_r U_r^T (d x d, float64) for U_r the fewest principal directions of the
-    centered ``points`` that hold ``energy`` of their variance."""
-    X = points.double()
-    X = X - X.mean(0)
-    values, vectors = torch.linalg.eigh(X.T @ X)
-    values, vectors = values.flip(0).clamp_min(0), vectors.flip(1)
-    total = float(values.sum())
-    kept = values.numel() if total == 0 else int((torch.cumsum(values, 0) < energy * total).sum()) + 1
-    top = vectors[:, : min(kept, values.numel())]
-    return torch.eye(points.shape[1], dtype=torch.float64, device=points.device) - top @ top.T
 
 
 class GaussianSampler(BaseJLModule):
@@ -100,10 +87,15 @@ class GaussianSampler(BaseJLModule):
             # a plain list in the checkpoint's hyperparameters: torch.load (weights_only) refuses
             # Hydra's ListConfig, so a resumed run could not read its own checkpoint
             active_refresh_extra = list(active_refresh_extra)
-        self.loss_fn = make_loss(**loss_options(locals()))
         check_params(locals(), SAMPLER_CONSTRAINTS, "model.")
-        self.subspace_penalty, self.subspace_energy = float(subspace_penalty), float(subspace_energy)
-        self._complement: torch.Tensor | None = None
+        # the whole objective, its loss term over S included, and its state (core/objective.py)
+        self.objective_fn = SamplerObjective(
+            loss=make_loss(**loss_options(locals())),
+            reg_weight=reg_weight,
+            subspace_penalty=subspace_penalty,
+            subspace_energy=subspace_energy,
+        )
+        self.loss_fn = self.objective_fn.loss
         # in checkpoints; the loggers get the whole resolved config from fit_from_config instead
         self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
         self._prepared_for: torch.Tensor | None = None
@@ -116,31 +108,17 @@ class GaussianSampler(BaseJLModule):
             raise JLInputError(f"expected points of shape (n, {self.dim}), got {tuple(points.shape)}")
         if self.mode == "pairs" and points.shape[0] < 2:
             raise JLInputError(f"pairs mode needs at least 2 points, got {points.shape[0]}")
-        self.loss_fn.prepare(points, process_shard())
-        if self.subspace_penalty:
-            self._complement = principal_complement(points, self.subspace_energy).to(self.mean.dtype)
+        # a resumed run's restored active set is applied here (the loss's load_state_dict)
+        self.objective_fn.prepare(points, process_shard(), self.mean.dtype)
         self._prepared_for = points
-        restored = getattr(self, "_restored_hard_pairs", None)
-        if restored is not None:  # a resumed run continues with the active set it had
-            self.loss_fn.set_hard(*restored)
-            self._restored_hard_pairs = None
-        candidates = getattr(self, "_restored_candidates", None)
-        if candidates is not None:
-            self.loss_fn.set_candidates(*candidates)
-            self._restored_candidates = None
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)
-        loss = self.loss_fn
-        if isinstance(loss, ActivePairsLoss) and loss.active is not None and loss.refreshed:
-            checkpoint["jl_active_pairs"] = (loss.active.hard_i.clone(), loss.active.hard_j.clone())
-            if loss.candidates is not None:
-                checkpoint["jl_active_candidates"] = tuple(t.cpu().clone() for t in loss.candidates[:3])
+        checkpoint["jl_objective"] = self.objective_fn.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         super().on_load_checkpoint(checkpoint)
-        self._restored_hard_pairs = checkpoint.get("jl_active_pairs")
-        self._restored_candidates = checkpoint.get("jl_active_candidates")
+        self.objective_fn.load_state_dict(checkpoint.get("jl_objective") or {})
 
     def temperature(self) -> float | None:
         """The current smooth-max temperature (None: hard max)."""
@@ -186,15 +164,9 @@ class GaussianSampler(BaseJLModule):
             )
 
     def objective(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(loss, mean sampled max distortion, sigma^2) on ``points``."""
+        """(loss, mean sampled max distortion, sigma^2) on ``points`` (``core/objective.py``)."""
         self.prepare(points)
-        s2 = self.variance.value()
-        sigma = None if self.deterministic else self.variance.sigma(s2)
-        term, hard = self.loss_fn(self.mean, sigma, self.n_samples, self.global_step, self.total_steps)
-        loss = term.mean() + self.reg_weight * s2 / 2
-        if self._complement is not None:
-            loss = loss + self.subspace_penalty * (self.mean @ self._complement).pow(2).sum() / self.k
-        return loss, hard.detach().mean(), s2
+        return self.objective_fn(self.mean, self.variance, self.n_samples, self.global_step, self.total_steps)
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> None:
         """One projected optimizer step, written out: loss, backward, step, project sigma^2
