@@ -72,7 +72,7 @@ def main() -> None:
         eps = {m: float(r["epsilon"]) for m, r in get.items()}
         verdict = "yes" if eps["learned (jl-train)"] <= eps["numax (best scale)"] else "**no**"
         held = " / ".join(
-            f"{float(get[m]['heldout_epsilon']):.3f}"
+            f"{float(get[m]['heldout_pairs_distortion']):.3f}"
             for m in ("learned (jl-train)", "numax (best scale)", "pca (best scale)")
         )
         recall = " / ".join(

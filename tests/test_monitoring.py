@@ -126,7 +126,7 @@ def test_figures_are_written_beside_the_run(tb_run):
 
 def test_training_curves_axes():
     history = [(s, 0.0, 1 / (1 + s)) for s in range(0, 500, 10)]
-    held = [(s, {"pair_distortion": 2 / (1 + s)}) for s in range(10, 500, 10)]
+    held = [(s, {"heldout_pairs_distortion": 2 / (1 + s)}) for s in range(10, 500, 10)]
     sigma2 = [(s, 0.9**s) for s in range(120)] + [(120, 0.0)]
     fig = training_curves(history, held, sigma2, {"gaussian best of 16": 0.5, "pca best-scaled": 0.3}, 120, "t")
     top, bottom = fig.axes
@@ -374,7 +374,7 @@ def test_figures_of_a_run_certified_once_and_of_maps_worse_than_epsilon_one():
 
 def test_the_sweep_plot_shows_held_out_epsilon_beside_the_ranked_one():
     jobs = [
-        {"params": {"model.k": k}, "best_distortion": eps, "heldout_distortion": held, "best": k == 16}
+        {"params": {"model.k": k}, "best_distortion": eps, "heldout": held, "best": k == 16}
         for k, eps, held in [(8, 0.5, 0.9), (16, 0.4, 0.6), (32, 0.3, 0.5)]
     ]
     fig = sweep_plot(jobs, "best_distortion")
@@ -382,7 +382,7 @@ def test_the_sweep_plot_shows_held_out_epsilon_beside_the_ranked_one():
     (squares,) = [c for c in ax.collections if c.get_label().startswith("held-out")]
     assert [list(p) for p in squares.get_offsets()] == [[8, 0.9], [16, 0.6], [32, 0.5]]
     assert fig.texts[0].get_text().startswith("sweep: best distortion")
-    fig = sweep_plot([dict(j, heldout_distortion=None) for j in jobs], "best_distortion")
+    fig = sweep_plot([dict(j, heldout=None) for j in jobs], "best_distortion")
     assert not [c for c in fig.axes[0].collections if c.get_label().startswith("held-out")]
 
 

@@ -43,7 +43,7 @@ def test_rows_in_job_order_the_best_marked_and_failed_jobs_listed(tmp_path):
 
 
 def test_the_sweep_ranks_by_the_optimized_metric_and_jl_train_returns_it(tmp_path):
-    """optimized_metric=heldout_distortion ranks the jobs by the exported matrix's held-out
+    """optimized_metric=heldout_pairs_distortion ranks the jobs by the exported matrix's held-out
     epsilon, not by the training one; jl-train returns the same figure to the sweeper."""
     import pytest
 
@@ -62,13 +62,13 @@ def test_the_sweep_ranks_by_the_optimized_metric_and_jl_train_returns_it(tmp_pat
     fake_job(tmp_path, "0", ["model.k=8"], summary(0.30, 0.90))
     fake_job(tmp_path, "1", ["model.k=16"], summary(0.35, 0.60))
     rows = collect(tmp_path)
-    assert best_row(rows)["job"] == "0" and best_row(rows, "heldout_distortion")["job"] == "1"
-    assert best_row(rows, "cross_distortion")["job"] == "1"
-    assert metric_value(summary(0.3, 0.9), "heldout_distortion") == 0.9
-    assert metric_value(summary(0.3, 0.9), "cross_distortion") == pytest.approx(1.0)
-    assert metric_value({"best_distortion": 0.3}, "heldout_distortion") != metric_value({}, "x")  # NaN != NaN
+    assert best_row(rows)["job"] == "0" and best_row(rows, "heldout_pairs_distortion")["job"] == "1"
+    assert best_row(rows, "cross_pairs_distortion")["job"] == "1"
+    assert metric_value(summary(0.3, 0.9), "heldout_pairs_distortion") == 0.9
+    assert metric_value(summary(0.3, 0.9), "cross_pairs_distortion") == pytest.approx(1.0)
+    assert metric_value({"best_distortion": 0.3}, "heldout_pairs_distortion") != metric_value({}, "x")  # NaN != NaN
     with pytest.raises(JLInputError, match="needs held-out points"):
-        check_metric("heldout_distortion", 0.0)
+        check_metric("heldout_pairs_distortion", 0.0)
     with pytest.raises(JLInputError, match="optimized_metric must be one of"):
         check_metric("recall", 0.2)
 

@@ -187,7 +187,7 @@ def test_two_job_multirun_and_its_curve_against_k(tmp_path):
     for job, k in (("0", 4), ("1", 6)):
         A = np.load(sweep / job / "embedding.npy")
         assert float(records[(k, "learned (jl-train)")]["epsilon"]) == pytest.approx(norms_eps(A, X), rel=1e-9)
-        assert float(records[(k, "learned (jl-train)")]["heldout_epsilon"]) == pytest.approx(
+        assert float(records[(k, "learned (jl-train)")]["heldout_points_distortion"]) == pytest.approx(
             norms_eps(A, held), rel=1e-9
         )
         top = np.linalg.svd(X - X.mean(0))[2][:k]  # PCA with its best single scale, by hand
@@ -326,7 +326,7 @@ def test_jl_compare_pairs_mode_on_a_dataset_config(tmp_path):
     A = pca_matrix(data.points, 5)
     assert float(rows["pca"]["recall"]) == pytest.approx(recall_at_k(A, data.points, 10), abs=1e-12)
     held = evaluate(A, data.points, "pairs", heldout=data.val_points).heldout
-    assert float(rows["pca"]["heldout_epsilon"]) == pytest.approx(held["pairs"].epsilon, rel=1e-9)
-    assert float(rows["pca"]["cross_epsilon"]) == pytest.approx(held["cross_pairs"].epsilon, rel=1e-9)
+    assert float(rows["pca"]["heldout_pairs_distortion"]) == pytest.approx(held["pairs"].epsilon, rel=1e-9)
+    assert float(rows["pca"]["cross_pairs_distortion"]) == pytest.approx(held["cross_pairs"].epsilon, rel=1e-9)
     bad = jl_compare("compare.methods=[fjlt]", f"hydra.run.dir={tmp_path / 'bad'}", cwd=tmp_path)
     assert bad.returncode == 2 and "compare.methods: unknown ['fjlt']" in bad.stderr

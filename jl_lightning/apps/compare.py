@@ -54,7 +54,7 @@ from jl_lightning.io.run_folder import atomic_write, check_fresh
 from jl_lightning.io.validation import validate_k
 from jl_lightning.lightning.datamodule import short_fingerprint
 from jl_lightning.lightning.fit import build_datamodule
-from jl_lightning.metrics.distortion import evaluate
+from jl_lightning.metrics.distortion import HELDOUT_NAMES, evaluate, heldout_name
 from jl_lightning.metrics.neighbors import original_neighbors, recall_at_k
 
 log = logging.getLogger("jl_lightning")
@@ -69,8 +69,7 @@ COLUMNS = [
     "construct_seconds",
     "apply_seconds",
     "recall",
-    "heldout_epsilon",
-    "cross_epsilon",
+    *HELDOUT_NAMES.values(),
 ]
 
 
@@ -130,15 +129,17 @@ def to_markdown(rows: list[dict], title: str) -> str:
         f"# {title}",
         "",
         "| method | draws | eps mean | eps best | multiplicative mean | multiplicative best "
-        "| mean abs(ratio-1) | construct s | apply s | recall | held-out eps | train x held-out eps |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| mean abs(ratio-1) | construct s | apply s | recall | held-out points eps | held-out pairs eps "
+        "| train x held-out pairs eps |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['method']} | {r['draws']} | {r['epsilon_mean']:.4g} | {r['epsilon_best']:.4g} "
             f"| {r['multiplicative_mean']:.4g} | {r['multiplicative_best']:.4g} | {r['mean_abs_mean']:.4g} "
             f"| {r['construct_seconds']:.3g} | {r['apply_seconds']:.3g} | {r['recall']:.3f} "
-            f"| {r['heldout_epsilon']:.4g} | {r['cross_epsilon']:.4g} |"
+            + "".join(f"| {r[name]:.4g} " for name in HELDOUT_NAMES.values())
+            + "|"
         )
     return "\n".join(lines) + "\n"
 
@@ -161,12 +162,11 @@ def add_unseen_columns(rows: list[dict], row_maps: dict, points, val_points, mod
     for row in rows:
         matrix = dense_map(row_maps[row["method"]], points.shape[1])
         row["recall"] = math.nan if truth is None else recall_at_k(matrix, points, K, queries, seed, truth)
-        row["heldout_epsilon"] = row["cross_epsilon"] = math.nan
+        held = {}
         if val_points is not None:
             held = evaluate(matrix, points, mode, quantiles=False, mean_abs=False, heldout=val_points).heldout
-            own = held.get("pairs" if mode == "pairs" else "points")
-            row["heldout_epsilon"] = own.epsilon if own is not None else math.nan
-            row["cross_epsilon"] = held["cross_pairs"].epsilon
+        for kind, name in HELDOUT_NAMES.items():  # NaN where the split has no such figure
+            row[name] = held[kind].epsilon if kind in held else math.nan
 
 
 def method_rows(
@@ -305,7 +305,7 @@ def compare(cfg: DictConfig) -> list[dict]:
     return rows
 
 
-CURVE_COLUMNS = ["k", "method", "epsilon", "heldout_epsilon", "cross_epsilon", "recall", "run"]
+CURVE_COLUMNS = ["k", "method", "epsilon", *HELDOUT_NAMES.values(), "recall", "run"]
 
 
 def _sweep_runs(sweep_dir: Path) -> list[tuple[Path, DictConfig, dict]]:
@@ -345,8 +345,9 @@ def curve_markdown(records: list[dict], title: str) -> str:
     lines = [f"# {title}", ""]
     for key, label in (
         ("epsilon", "epsilon on the training data"),
-        ("heldout_epsilon", "epsilon on the held-out data"),
-        ("cross_epsilon", "epsilon on train x held-out pairs"),
+        ("heldout_points_distortion", "epsilon on the held-out points"),
+        ("heldout_pairs_distortion", "epsilon on the held-out pairs"),
+        ("cross_pairs_distortion", "epsilon on train x held-out pairs"),
         ("recall", "recall@K"),
     ):
         if all(math.isnan(r[key]) for r in records):
@@ -397,8 +398,7 @@ def curve(cfg: DictConfig) -> list[dict]:
                     "k": k,
                     "method": row["method"],
                     "epsilon": row["epsilon_best"],
-                    "heldout_epsilon": row["heldout_epsilon"],
-                    "cross_epsilon": row["cross_epsilon"],
+                    **{name: row[name] for name in HELDOUT_NAMES.values()},
                     "recall": row["recall"],
                     "run": str(run_dir),
                 }
@@ -408,7 +408,7 @@ def curve(cfg: DictConfig) -> list[dict]:
     markdown = curve_markdown(records, title)
     atomic_write(out_dir / "curve.csv", lambda h: h.write(to_csv(records, CURVE_COLUMNS).encode()))
     atomic_write(out_dir / "curve.md", lambda h: h.write(markdown.encode()))
-    png = render(epsilon_against_k(records, title), dpi=110)[0]
+    png = render(epsilon_against_k(records, title, heldout_name(mode)), dpi=110)[0]
     atomic_write(out_dir / "curve.png", lambda h: h.write(png))
     print(markdown, flush=True)
     print(f"[jl-compare] wrote curve.csv, curve.md and curve.png to {out_dir}", flush=True)

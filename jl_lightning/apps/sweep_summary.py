@@ -22,12 +22,12 @@ from omegaconf import DictConfig, OmegaConf
 from jl_lightning.errors import JLInputError
 from jl_lightning.io.figures import save_png, sweep_plot
 from jl_lightning.io.run_folder import atomic_write
+from jl_lightning.metrics.distortion import HELDOUT_NAMES, heldout_name
 
 COLUMNS = (
     "final_distortion",
     "best_distortion",
-    "heldout_distortion",
-    "cross_distortion",
+    *HELDOUT_NAMES.values(),
     "recall",
     "converged",
     "sigma2_final",
@@ -67,7 +67,7 @@ def plot(rows: list[dict], metric: str = "best_distortion"):
         {
             "params": override_values(row["overrides"]),
             metric: row.get(metric),
-            "heldout_distortion": row.get("heldout_distortion"),
+            "heldout": row.get(heldout_name(row.get("mode", "norms"))),
             "best": row is best,
             "converged": row.get("converged") is not False,
         }
@@ -77,16 +77,11 @@ def plot(rows: list[dict], metric: str = "best_distortion"):
 
 
 def heldout_columns(summary: dict) -> dict:
-    """The exported matrix's held-out epsilon (held-out pairs in pairs mode, held-out points
-    in norms mode), its train x held-out pairs epsilon, and its recall@K (None where absent)."""
+    """The exported matrix's held-out figures under their one name each
+    (``metrics.distortion.HELDOUT_NAMES``), its recall@K and its mode (None where absent)."""
     held = summary.get("heldout") or {}
-    own = held.get("pairs" if summary.get("mode") == "pairs" else "points") or {}
-    recall = (summary.get("recall") or {}).get("learned")
-    return {
-        "heldout_distortion": own.get("epsilon"),
-        "cross_distortion": (held.get("cross_pairs") or {}).get("epsilon"),
-        "recall": recall,
-    }
+    columns = {name: (held.get(kind) or {}).get("epsilon") for kind, name in HELDOUT_NAMES.items()}
+    return {**columns, "recall": (summary.get("recall") or {}).get("learned"), "mode": summary.get("mode")}
 
 
 FAILURES = ".jl_failed"  # in the sweep folder: one JSON record per job that failed
@@ -142,7 +137,7 @@ def collect(sweep_dir: str | Path) -> list[dict]:
     return rows
 
 
-METRICS = ("best_distortion", "heldout_distortion", "cross_distortion", "final_distortion")
+METRICS = ("best_distortion", *HELDOUT_NAMES.values(), "final_distortion")
 
 
 def check_metric(name: str, val_fraction) -> None:
@@ -150,7 +145,7 @@ def check_metric(name: str, val_fraction) -> None:
 
     if name not in METRICS:
         raise JLInputError(f"optimized_metric must be one of {', '.join(METRICS)}, got {name!r}")
-    if name in ("heldout_distortion", "cross_distortion") and not val_fraction:
+    if name in HELDOUT_NAMES.values() and not val_fraction:
         raise JLInputError(f"optimized_metric={name} needs held-out points: set data.val_fraction (e.g. 0.2)")
 
 

@@ -21,11 +21,15 @@ from jl_lightning.io.run_folder import atomic_write
 
 COLORS = {"learned": "tab:blue", "gaussian": "tab:red", "pca": "tab:green"}
 HELDOUT_LABELS = {
-    "point_distortion": "held-out points",
-    "pair_distortion": "held-out pairs",
-    "cross_pair_distortion": "train x held-out pairs",
+    "heldout_points_distortion": "held-out points",
+    "heldout_pairs_distortion": "held-out pairs",
+    "cross_pairs_distortion": "train x held-out pairs",
 }
-HELDOUT_COLORS = {"point_distortion": "tab:olive", "pair_distortion": "tab:cyan", "cross_pair_distortion": "tab:orange"}
+HELDOUT_COLORS = {
+    "heldout_points_distortion": "tab:olive",
+    "heldout_pairs_distortion": "tab:cyan",
+    "cross_pairs_distortion": "tab:orange",
+}
 
 
 def new_figure(width: float, height: float, rows: int = 1, cols: int = 1, **kwargs):
@@ -178,7 +182,8 @@ def _spans_decades(values: list[float]) -> bool:
 def sweep_plot(jobs: list[dict], metric: str = "final_distortion"):
     """epsilon (``metric``) against each swept numeric parameter, one panel per parameter.
 
-    ``jobs``: {"params": {name: value}, metric: float or None, "best": bool}. In a panel,
+    ``jobs``: {"params": {name: value}, metric: float or None, "best": bool, "converged": bool,
+    "heldout": the job's held-out epsilon or None}. In a panel,
     one series per combination of the other parameters' values (a search, where every
     job differs, draws its jobs as points); log axes where the values span a decade or
     more; the best job is a star. None when no parameter is numeric.
@@ -229,11 +234,12 @@ def _sweep_panel(ax, finished: list[dict], name: str, varying: set, metric: str)
             ax.scatter(xs, ys, color="tab:blue", s=18)
         else:
             ax.plot(xs, ys, marker="o", markersize=3, label=", ".join(f"{k}={v}" for k, v in others) or None)
-    # the held-out epsilon beside the plotted one, where the runs hold points out
+    # each job's held-out epsilon (pairs, or points in norms mode) beside the plotted one,
+    # where the runs hold points out and the plotted figure is not a held-out one already
     held = [
-        (job["params"][name], job["heldout_distortion"])
+        (job["params"][name], job["heldout"])
         for job in finished
-        if name in job["params"] and job.get("heldout_distortion") is not None and metric != "heldout_distortion"
+        if name in job["params"] and job.get("heldout") is not None and not metric.startswith(("heldout_", "cross_"))
     ]
     if held:
         style = dict(marker="s", s=22, facecolor="none", edgecolor="tab:orange")
@@ -294,15 +300,16 @@ def comparison_figure(rows: list[dict], histograms: dict[str, np.ndarray], edges
     return fig
 
 
-def epsilon_against_k(records: list[dict], title: str):
-    """jl-compare's curve: epsilon against k per method (solid: training data; dashed: held-out)."""
+def epsilon_against_k(records: list[dict], title: str, heldout: str = "heldout_pairs_distortion"):
+    """jl-compare's curve: epsilon against k per method (solid: training data; dashed: the
+    held-out figure ``heldout`` of each record)."""
     fig, axes = new_figure(7.0, 4.5)
     ax = axes[0, 0]
     for index, method in enumerate(dict.fromkeys(r["method"] for r in records)):
         mine = sorted((r for r in records if r["method"] == method), key=lambda r: r["k"])
         color = f"C{index}"
         ax.plot([r["k"] for r in mine], [r["epsilon"] for r in mine], "o-", color=color, label=method)
-        held = [r["heldout_epsilon"] for r in mine]
+        held = [r[heldout] for r in mine]
         if not all(math.isnan(h) for h in held):
             ax.plot([r["k"] for r in mine], held, "x--", color=color, alpha=0.7)
     ax.set_xlabel("k (rows of the map)")

@@ -57,6 +57,21 @@ _SCREEN_TILE_ROWS = 4096  # rows per float32 tile of the screened pass (cache-si
 _HISTOGRAM_BINS = 1 << 16
 
 
+# The one name of each held-out figure, from summary.json's heldout_history to TensorBoard
+# (val/<name>, hp/<name>), the sweep table, optimized_metric and jl-compare's columns.
+HELDOUT_NAMES = {
+    "points": "heldout_points_distortion",  # the held-out points' norms
+    "pairs": "heldout_pairs_distortion",  # the pairs among held-out points
+    "cross_pairs": "cross_pairs_distortion",  # the pairs (training point, held-out point)
+}
+
+
+def heldout_name(mode: str) -> str:
+    """The held-out figure a run in ``mode`` is judged by on unseen data: its pairs in pairs
+    mode, its points in norms mode."""
+    return HELDOUT_NAMES["pairs" if mode == "pairs" else "points"]
+
+
 @dataclass(frozen=True)
 class DistortionReport:
     """Exact distortion of a linear map on n points, or on their pairs."""
@@ -73,7 +88,7 @@ class DistortionReport:
     zero_distance_pairs: int = 0  # pairs skipped as duplicates (pairs mode)
     # with worst=K: (index arrays, deviations), worst first; i alone in norms mode
     worst: tuple | None = field(default=None, compare=False)
-    # with heldout=...: {"points", "pairs", "cross_pairs"} -> DistortionReport
+    # with heldout=...: {"points", "pairs", "cross_pairs"} -> DistortionReport (HELDOUT_NAMES)
     heldout: dict | None = field(default=None, compare=False)
     # with histogram=edges: counts of the ratios per bin
     histogram: np.ndarray | None = field(default=None, compare=False)

@@ -10,10 +10,8 @@ from lightning.pytorch import Callback
 from jl_lightning.errors import JLRunError
 from jl_lightning.lightning.distributed import exact_report
 from jl_lightning.lightning.log_schedule import is_log_step, log_at
-from jl_lightning.metrics.distortion import NonFiniteDistortion
+from jl_lightning.metrics.distortion import HELDOUT_NAMES, NonFiniteDistortion
 from jl_lightning.metrics.tiles import DEFAULT_MEMORY_BUDGET
-
-VAL_NAMES = {"points": "point_distortion", "pairs": "pair_distortion", "cross_pairs": "cross_pair_distortion"}
 
 
 class DistortionTracker(Callback):
@@ -23,8 +21,9 @@ class DistortionTracker(Callback):
     best matrix (chosen on training points only).
 
     With held-out points (``data.val_fraction``), it also logs the exact epsilon on the
-    held-out points (``val/point_distortion``), on their pairs (``val/pair_distortion``)
-    and on the train x held-out pairs (``val/cross_pair_distortion``).
+    held-out points (``val/heldout_points_distortion``), on their pairs
+    (``val/heldout_pairs_distortion``) and on the train x held-out pairs
+    (``val/cross_pairs_distortion``): ``metrics.distortion.HELDOUT_NAMES``.
 
     ``run_results()`` hands RunSummary the best matrix and its step, the final reports,
     ``history``: (step, seconds since the start of training, epsilon) of every evaluation,
@@ -78,7 +77,7 @@ class DistortionTracker(Callback):
         self.history.append((step, time.perf_counter() - self._started, report.epsilon))
         metrics = {"train/det_distortion": report.epsilon}
         if report.heldout:
-            held = {VAL_NAMES[name]: r.epsilon for name, r in report.heldout.items()}
+            held = {HELDOUT_NAMES[name]: r.epsilon for name, r in report.heldout.items()}
             self.heldout_history.append((step, held))
             metrics.update({f"val/{name}": eps for name, eps in held.items()})
         score = self._selection(data, embedding, pl_module.mode)

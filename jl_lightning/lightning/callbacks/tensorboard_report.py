@@ -9,6 +9,7 @@ from lightning.pytorch import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from jl_lightning.lightning.contract import RunRecord
+from jl_lightning.metrics.distortion import HELDOUT_NAMES
 
 # Custom Scalars: tags are regular expressions, so the charts hold whatever the run logged
 LAYOUT = {
@@ -24,7 +25,7 @@ LAYOUT = {
 
 
 HP_METRICS = ("hp/final_distortion", "hp/best_distortion", "hp/converged", "hp/wall_seconds")
-HELDOUT_METRICS = ("hp/heldout_points_distortion", "hp/heldout_pairs_distortion", "hp/heldout_cross_pairs_distortion")
+HELDOUT_METRICS = tuple(f"hp/{name}" for name in HELDOUT_NAMES.values())
 
 
 def hp_metrics(summary: dict, seconds: float) -> dict[str, float]:
@@ -32,7 +33,7 @@ def hp_metrics(summary: dict, seconds: float) -> dict[str, float]:
     held-out figure where there is a split, and the run's wall seconds."""
     metrics = {"hp/final_distortion": summary["final_distortion"], "hp/best_distortion": summary["best_distortion"]}
     for name, report in (summary.get("heldout") or {}).items():
-        metrics[f"hp/heldout_{name}_distortion"] = report["epsilon"]
+        metrics[f"hp/{HELDOUT_NAMES[name]}"] = report["epsilon"]
     metrics["hp/converged"] = 1.0 if summary.get("converged", True) else 0.0  # sigma^2 reached 0
     metrics["hp/wall_seconds"] = seconds
     return {name: float(value) for name, value in metrics.items()}
