@@ -72,6 +72,15 @@ def random_pairs(n: int, count: int, integers):
     return i, (i + integers(1, n, count)) % n
 
 
+def sq_distances(A: torch.Tensor, B: torch.Tensor, norm_sums: torch.Tensor | None = None) -> torch.Tensor:
+    """||a_i - b_j||^2 for every row a_i of A and b_j of B, from norms and one GEMM
+    (||a_i||^2 + ||b_j||^2 - 2 <a_i, b_j>), without forming a difference vector; ``norm_sums``:
+    ||a_i||^2 + ||b_j||^2 when the caller has it (the duplicate test judges against it)."""
+    if norm_sums is None:
+        norm_sums = A.pow(2).sum(1)[:, None] + B.pow(2).sum(1)[None, :]
+    return torch.addmm(norm_sums, A, B.T, alpha=-2.0)
+
+
 def far_apart(sq_distances, sq_norm_sums):
     """The one definition of a duplicate pair, elementwise: True where a pair counts, i.e.
     ||x_i - x_j||^2 > ZERO_DISTANCE_RTOL (||x_i||^2 + ||x_j||^2). Squared distances taken from

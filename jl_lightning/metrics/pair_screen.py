@@ -56,7 +56,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from jl_lightning.core.pairs import UNIT_ROUNDOFF_32, far_apart, gamma32, pair_tile_count, pair_tiles_of
+from jl_lightning.core.pairs import (
+    UNIT_ROUNDOFF_32,
+    far_apart,
+    gamma32,
+    pair_tile_count,
+    pair_tiles_of,
+    sq_distances,
+)
 from jl_lightning.core.sharding import SINGLE, Shard
 from jl_lightning.metrics.heartbeat import Heartbeat
 from jl_lightning.metrics.tiles import DEFAULT_MEMORY_BUDGET, to_tensor
@@ -283,8 +290,8 @@ def _recheck_block(
     xj, yj = rows_j.exact_rows(slice(j0, j0 + mask.shape[1]))
     ni, nj = xi.pow(2).sum(1), xj.pow(2).sum(1)
     scale = ni[:, None] + nj[None, :]
-    dx = torch.addmm(scale, xi, xj.T, alpha=-2.0)
-    dy = torch.addmm(yi[m].pow(2).sum(1)[:, None] + yj[m].pow(2).sum(1)[None, :], yi[m], yj[m].T, alpha=-2.0)
+    dx = sq_distances(xi, xj, scale)
+    dy = sq_distances(yi[m], yj[m])
     valid = far_apart(dx, scale)
     ratios = dy / torch.where(valid, dx, torch.ones_like(dx))
     a, b = mask.nonzero(as_tuple=True)

@@ -19,7 +19,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from jl_lightning.core.pairs import far_apart, pair_tiles_of
+from jl_lightning.core.pairs import far_apart, pair_tiles_of, sq_distances
 from jl_lightning.core.sharding import SINGLE, Shard
 
 DEFAULT_MEMORY_BUDGET = 256 * 2**20  # bytes of temporaries per tile
@@ -114,7 +114,7 @@ class PairTile:
     def ratios(self, m: int) -> torch.Tensor:
         """||A_m (x_i - x_j)||^2 / ||x_i - x_j||^2 on the tile, 1 where a pair does not count."""
         Yi, Yj = self.images[m]
-        dy = torch.addmm(Yi.pow(2).sum(1)[:, None] + Yj.pow(2).sum(1)[None, :], Yi, Yj.T, alpha=-2.0)
+        dy = sq_distances(Yi, Yj)
         return torch.addcmul((~self.valid).to(dy.dtype), dy, self.inv)
 
 
@@ -136,7 +136,7 @@ def pair_tiles(
             Yjs = Yis if diagonal else [apply(Xj) for apply in applies]
             nxj = nxi if diagonal else Xj.pow(2).sum(1)
             scale = nxi[:, None] + nxj[None, :]
-            dx = torch.addmm(scale, Xi, Xj.T, alpha=-2.0)
+            dx = sq_distances(Xi, Xj, scale)
             far = far_apart(dx, scale)
             valid = torch.triu(far, diagonal=1) if diagonal else far
             count = int(valid.sum())
