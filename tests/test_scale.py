@@ -289,8 +289,8 @@ def test_candidates_are_the_worst_pairs_up_to_float32_rounding(screen, exact_top
     from jl_lightning.metrics.distortion import merge_reports
 
     if exact_topk:
-        monkeypatch.setattr("jl_lightning.metrics.pair_screen.EXACT_TOPK", exact_topk)
-        monkeypatch.setattr("jl_lightning.metrics.pair_screen.MERGE_SAMPLE", 512)
+        monkeypatch.setattr("jl_lightning.metrics.topk.EXACT_TOPK", exact_topk)
+        monkeypatch.setattr("jl_lightning.metrics.topk.MERGE_SAMPLE", 512)
 
     X = clustered_with_ties()
     A = np.random.default_rng(3).standard_normal((4, 12)) / 2

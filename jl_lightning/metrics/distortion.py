@@ -48,6 +48,7 @@ from jl_lightning.metrics.tiles import (
     point_tiles,
     to_tensor,
 )
+from jl_lightning.metrics.topk import TopK
 
 MODES = ("norms", "pairs")
 SCREEN_AUTO_SIZE = 50_000_000  # n * d from which norms-mode evaluation is screened by default
@@ -132,11 +133,7 @@ class _Accumulator:
         self.eps, self.worst_index = -1.0, ((-1, -1) if pairs else -1)
         self.rmin, self.rmax, self.total, self.count, self.zeros = math.inf, -math.inf, 0.0, 0, 0
         self.k_worst, self.mean = worst, mean
-        self.top = (
-            torch.empty(0, dtype=torch.float64),
-            torch.empty(0, dtype=torch.long),
-            torch.empty(0, dtype=torch.long),
-        )
+        self.top = TopK(worst, torch.device("cpu")) if worst else None
         self.edges = edges
         self.counts = None if edges is None else torch.zeros(len(edges) - 1, dtype=torch.long)
 
@@ -146,16 +143,10 @@ class _Accumulator:
         self.counts.add_(torch.bincount(idx, minlength=bins))
 
     def _keep_worst(self, dev: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> None:
-        """Streaming top-K: the tile's best K joined to the K kept so far."""
+        """The tile's K largest deviations into the streaming top-K (``metrics/topk.py``)."""
         top = torch.topk(dev, min(self.k_worst, dev.numel()))
         keep = top.values >= 0
-        values = torch.cat([self.top[0], top.values[keep].cpu().to(torch.float64)])
-        rows = torch.cat([self.top[1], i[top.indices[keep]].cpu()])
-        cols = torch.cat([self.top[2], j[top.indices[keep]].cpu()])
-        if values.numel() > self.k_worst:
-            order = torch.topk(values, self.k_worst).indices
-            values, rows, cols = values[order], rows[order], cols[order]
-        self.top = (values, rows, cols)
+        self.top.push(top.values[keep].cpu().to(torch.float64), i[top.indices[keep]].cpu(), j[top.indices[keep]].cpu())
 
     def add_points(self, start: int, ratios: torch.Tensor) -> None:
         lo, hi = (float(v) for v in torch.aminmax(ratios))
@@ -208,9 +199,8 @@ class _Accumulator:
     def report(self, mode: str, quantiles: tuple[float, float]) -> DistortionReport:
         worst = None
         if self.k_worst:
-            order = torch.argsort(self.top[0], descending=True)
-            values, rows, cols = (t[order] for t in self.top)
-            worst = (rows.numpy(), values.numpy()) if mode == "norms" else (rows.numpy(), cols.numpy(), values.numpy())
+            rows, cols, values = self.top.sorted()
+            worst = (rows, values) if mode == "norms" else (rows, cols, values)
         mean = self.total / self.count if self.mean and self.count else math.nan
         return DistortionReport(
             mode,
