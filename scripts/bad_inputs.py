@@ -220,11 +220,25 @@ def cases(work: Path) -> list[tuple]:
             "model.k=2",
         ),
         train("error", "data=clusters, negative noise", *FAST, "data=clusters", "data.source.noise=-1", "model.k=2"),
-        train("error", "model.active_refresh_growth=0.5", *FAST, "model.mode=pairs", "model.active_refresh_growth=0.5"),
-        train("error", "model.active_memory=-1", *FAST, "model.mode=pairs", "model.active_memory=-1"),
-        train("error", "model.active_candidates=many", *FAST, "model.mode=pairs", "model.active_candidates=many"),
-        train("error", "model.active_rescan=0", *FAST, "model.mode=pairs", "model.active_rescan=0"),
-        train("error", "model.active_refresh_extra=[-5]", *FAST, "model.mode=pairs", "model.active_refresh_extra=[-5]"),
+        train(
+            "error",
+            "model.loss.active_refresh_growth=0.5",
+            *FAST,
+            "model.mode=pairs",
+            "model.loss.active_refresh_growth=0.5",
+        ),
+        train("error", "model.loss.active_memory=-1", *FAST, "model.mode=pairs", "model.loss.active_memory=-1"),
+        train(
+            "error", "model.loss.active_candidates=many", *FAST, "model.mode=pairs", "model.loss.active_candidates=many"
+        ),
+        train("error", "model.loss.active_rescan=0", *FAST, "model.mode=pairs", "model.loss.active_rescan=0"),
+        train(
+            "error",
+            "model.loss.active_refresh_extra=[-5]",
+            *FAST,
+            "model.mode=pairs",
+            "model.loss.active_refresh_extra=[-5]",
+        ),
         train("error", "baseline.budget_s=-1", *FAST, "baseline.budget_s=-1"),
         train("error", "baseline.budget_s=soon", *FAST, "baseline.budget_s=soon"),
         train("error", "callbacks.progress_log.every_fraction=0", *FAST, "callbacks.progress_log.every_fraction=0"),
@@ -382,9 +396,9 @@ def cases(work: Path) -> list[tuple]:
             f"data.source.path={data / 'ints.npy'}",
             "model.k=2",
             "data.val_fraction=0",
-            "model.active_candidates=50",
-            "model.active_hard=20",
-            "model.active_refresh_extra=[10]",
+            "model.loss.active_candidates=50",
+            "model.loss.active_hard=20",
+            "model.loss.active_refresh_extra=[10]",
         ),
         # the file system says no
         (
@@ -760,9 +774,9 @@ def signal_cases(work: Path, steps: int) -> list[tuple[str, bool, str]]:
         "log_every=50",
         "logger=none",
         "baseline.draws=3",
-        "model.active_candidates=200",
-        "model.active_rescan=7",
-        "model.active_hard=20",
+        "model.loss.active_candidates=200",
+        "model.loss.active_rescan=7",
+        "model.loss.active_hard=20",
     ]
     full_dir = work / "signal_full"
     full = run("jl_lightning.apps.train", *common, f"hydra.run.dir={full_dir}", cwd=work)
@@ -820,8 +834,8 @@ def scale_cases(work: Path, steps: int = 1000) -> list[tuple[str, bool, str]]:
             f"data.source.path={work / f'digits_{scale:g}.npy'}",
             "model.mode=pairs",
             "model.k=16",
-            "model.active_hard=8192",
-            "model.smooth_temperature=0.1",
+            "model.loss.active_hard=8192",
+            "model.loss.smooth_temperature=0.1",
             "optimizer.lr=0.02",
             f"trainer.max_steps={steps}",
             "logger=none",

@@ -29,9 +29,9 @@ import torch
 from benchlib import machine_line, report
 
 VARIANTS = {
-    "exact, hard max": ["model.pair_strategy=exact", "model.smooth_temperature=null"],
-    "active, hard max": ["model.pair_strategy=active", "model.smooth_temperature=null"],
-    "active, smooth max": ["model.pair_strategy=active"],
+    "exact, hard max": ["model.loss.pair_strategy=exact", "model.loss.smooth_temperature=null"],
+    "active, hard max": ["model.loss.pair_strategy=active", "model.loss.smooth_temperature=null"],
+    "active, smooth max": ["model.loss.pair_strategy=active"],
 }
 
 
@@ -43,11 +43,15 @@ def digits() -> torch.Tensor:
 
 def time_exact_step(repeats: int) -> tuple[float, float]:
     """(embedded-space seconds, difference-vector seconds) for one forward+backward step."""
+    from omegaconf import OmegaConf
+
+    from jl_lightning.apps.config import compose
     from jl_lightning.lightning.sampler import GaussianSampler
 
     X = digits()
+    loss = dict(OmegaConf.to_container(compose().model.loss), pair_strategy="exact", smooth_temperature=None)
     model = GaussianSampler(
-        k=16, dim=64, n_samples=20, mode="pairs", pair_strategy="exact", init_mean="gaussian", init_variance=0.5
+        k=16, dim=64, n_samples=20, mode="pairs", init_mean="gaussian", init_variance=0.5, loss=loss
     )
     model.prepare(X)  # the once-per-run precomputation (centering, 1/||x_i - x_j||^2 table)
 

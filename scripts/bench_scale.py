@@ -79,6 +79,9 @@ def _timed(fn, device: str = "cpu") -> float:
 def probe(n: int, device: str = "cpu", source_n: int | None = None, cache_dir: str | None = None) -> dict:
     """Everything measured at one n, in this (fresh) process. ``source_n``/``cache_dir``:
     the points are the first n rows of that cached data set (the GPU probe's)."""
+    from omegaconf import OmegaConf
+
+    from jl_lightning.apps.config import compose
     from jl_lightning.io.sources import ClustersPoints
     from jl_lightning.lightning.sampler import GaussianSampler
     from jl_lightning.metrics import evaluate
@@ -99,7 +102,8 @@ def probe(n: int, device: str = "cpu", source_n: int | None = None, cache_dir: s
     certify_s = time.perf_counter() - began
     extra_mb = (torch.cuda.max_memory_allocated() - before) / 2**20 if cuda else (status_kb("VmHWM") - before) / 1024
     refresh_s = _timed(lambda: evaluate(A, X, "pairs", worst=HARD), device)
-    model = GaussianSampler(k=K, dim=D, mode="pairs", n_samples=10, active_hard=HARD, active_random=10000)
+    loss = dict(OmegaConf.to_container(compose().model.loss), active_hard=HARD, active_random=10000)
+    model = GaussianSampler(k=K, dim=D, mode="pairs", n_samples=10, loss=loss)
     model.to(device)
     points = torch.from_numpy(np.asarray(X)).to(device)
     model.prepare(points)

@@ -33,6 +33,9 @@ from benchlib import machine_line, report
 def build(steps: int, seed: int = 0):
     from functools import partial
 
+    from omegaconf import OmegaConf
+
+    from jl_lightning.apps.config import compose
     from jl_lightning.io.sources import GaussianPoints
     from jl_lightning.lightning.datamodule import JLDataModule
     from jl_lightning.lightning.sampler import GaussianSampler
@@ -49,6 +52,7 @@ def build(steps: int, seed: int = 0):
         optimizer=partial(torch.optim.Adam, lr=0.01, fused=True),
         scheduler=partial(torch.optim.lr_scheduler.CosineAnnealingLR, T_max=steps),
         log_every=50,
+        loss=OmegaConf.to_container(compose().model.loss),
     )
     return dm, model
 

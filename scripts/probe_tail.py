@@ -49,9 +49,9 @@ def main() -> None:
     start = np.load(args.start or args.run / "embedding.npy")
     k = start.shape[0]
     mean = torch.nn.Parameter(torch.as_tensor(start, dtype=torch.float32) * math.sqrt(k))
-    options = loss_options(OmegaConf.to_container(model, resolve=True))
-    options.update(mode="pairs", smooth_temperature=args.temperature, smooth_temperature_end=args.temperature)
-    loss = make_loss(**options)
+    options = loss_options(OmegaConf.to_container(model.loss, resolve=True))
+    options.update(smooth_temperature=args.temperature, smooth_temperature_end=args.temperature)
+    loss = make_loss(mode="pairs", **options)
     loss.prepare(data.train_points)
     optimizer = torch.optim.Adam([mean], lr=args.lr)
 
@@ -61,13 +61,13 @@ def main() -> None:
             mean.detach() / math.sqrt(k),
             loss.points,
             "pairs",
-            worst=model.active_hard,
+            worst=model.loss.active_hard,
             quantiles=False,
             mean_abs=False,
-            candidates=model.active_candidates,
+            candidates=model.loss.active_candidates,
         )
         loss.set_hard(*report.worst[:2])
-        if model.active_candidates:
+        if model.loss.active_candidates:
             i, j, _, sq_distances = report.candidates
             loss.set_candidates(i, j, sq_distances)
         print(

@@ -8,7 +8,7 @@ import torch
 
 from jl_lightning.core.sharding import SINGLE, Shard
 from jl_lightning.core.variance import make_variance
-from tests.helpers import default_loss
+from tests.helpers import default_loss, sampler
 
 # name -> (mode, smooth temperature or None, n points, d, sigma^2 (0: the deterministic mean))
 CASES = {
@@ -77,10 +77,9 @@ def loss_and_gradients(case: str, shard: Shard = SINGLE) -> dict:
 def refreshed_hard_pairs(init_mean: str) -> tuple[torch.Tensor, torch.Tensor]:
     """The active set's hard pairs after the sampler's first exact pass over 1,100 points
     (three tiles of pairs, shared by the ranks), from M = 0 (every pair ties) or a Gaussian M."""
-    from jl_lightning.lightning.sampler import GaussianSampler
 
     points = torch.randn(1100, 12, generator=torch.Generator().manual_seed(5))
-    model = GaussianSampler(k=4, dim=12, mode="pairs", init_mean=init_mean, active_hard=700, active_random=10)
+    model = sampler(k=4, dim=12, mode="pairs", init_mean=init_mean, active_hard=700, active_random=10)
     model.refresh_active_pairs(points)
     return model.loss_fn.active.hard_i.clone(), model.loss_fn.active.hard_j.clone()
 

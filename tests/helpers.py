@@ -9,13 +9,26 @@ from jl_lightning.apps.config import compose
 from jl_lightning.core.losses import loss_options, make_loss
 
 
-def default_loss(**overrides):
-    """The loss ``jl-train`` builds from conf/model/sampler.yaml, with ``overrides`` (model.* names)."""
+def loss_node(**overrides) -> dict:
+    """conf/model/sampler.yaml's ``loss`` node as a dict, with ``overrides``."""
     from omegaconf import OmegaConf
 
-    model = OmegaConf.to_container(compose().model, resolve=True)
-    model.update(overrides)
-    return make_loss(**loss_options(model))
+    return {**OmegaConf.to_container(compose().model.loss, resolve=True), **overrides}
+
+
+def default_loss(mode: str = "norms", **overrides):
+    """The loss ``jl-train`` builds from conf/model/sampler.yaml, with ``overrides`` (``model.loss.*`` names)."""
+    return make_loss(mode=mode, **loss_options(loss_node(**overrides)))
+
+
+def sampler(**options):
+    """A GaussianSampler from ``options``: the loss's options (``model.loss.*`` names) go into its
+    ``loss`` node, the YAML's for the rest; everything else is the sampler's own."""
+    from jl_lightning.core.losses import LOSS_PARAMETERS
+    from jl_lightning.lightning.sampler import GaussianSampler
+
+    loss = {name: options.pop(name) for name in list(options) if name in LOSS_PARAMETERS}
+    return GaussianSampler(loss=loss_node(**loss), **options)
 
 
 def pair_ratios(A, X, other=None, zero_rtol: float = 0.0):

@@ -12,7 +12,7 @@ import torch
 from jl_lightning.apps.train import train
 from jl_lightning.io.sources import GaussianPoints
 from jl_lightning.io.validation import validate_points
-from tests.helpers import default_loss
+from tests.helpers import default_loss, loss_node
 
 TINY = [
     "data.source.n=20",
@@ -31,10 +31,10 @@ def test_experiments_at_scale_compose_with_a_held_out_split(cfg_factory, name, n
     cfg = cfg_factory(f"experiment={name}")
     assert cfg.data.source._target_.endswith("ClustersPoints") and cfg.data.source.n == n
     assert cfg.data.val_fraction == 0.2 and cfg.data.source.cache_dir == "outputs/data"
-    assert (cfg.model.mode, cfg.model.pair_strategy, cfg.model.k) == ("pairs", "active", 32)
+    assert (cfg.model.mode, cfg.model.loss.pair_strategy, cfg.model.k) == ("pairs", "active", 32)
     assert cfg.trainer.accelerator == accelerator
     # 11 exact passes, the last one late in the run (docs/scale.md: where the passes go)
-    m = cfg.model
+    m = cfg.model.loss
     loss = default_loss(
         mode="pairs",
         active_refresh=m.active_refresh,
@@ -218,7 +218,7 @@ def test_yaml_is_the_one_source_of_defaults(cfg_factory):
     from jl_lightning.lightning.sampler import GaussianSampler
 
     from_yaml = instantiate(cfg_factory().model, dim=500)
-    from_code = GaussianSampler(k=30, dim=500)
+    from_code = GaussianSampler(k=30, dim=500, loss=loss_node())
     assert dict(from_yaml.hparams) == dict(from_code.hparams)
     torch.testing.assert_close(from_yaml.mean, from_code.mean)
 

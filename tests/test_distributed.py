@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import warnings
 
 import numpy as np
 import pytest
@@ -27,9 +28,19 @@ def two_rank_results(tmp_path_factory):
     import distributed_helpers
     import torch.multiprocessing as mp
 
-    out = tmp_path_factory.mktemp("ranks")
-    mp.spawn(distributed_helpers.rank_main, args=(2, str(out)), nprocs=2, join=True)
-    return torch.load(out / "results.pt")
+    # Two fresh processes on a shared 2-core machine: a run that fails to complete (it happened
+    # in a few whole-suite runs while developing, never reproduced alone, never with a wrong
+    # figure) is tried once more and its error reported as a warning; a wrong result fails the
+    # tests below on either try, and a second failure fails them all.
+    for attempt in range(2):
+        out = tmp_path_factory.mktemp("ranks")
+        try:
+            mp.spawn(distributed_helpers.rank_main, args=(2, str(out)), nprocs=2, join=True)
+            return torch.load(out / "results.pt")
+        except Exception as err:  # torch.multiprocessing's ProcessRaisedException / ProcessExitedException
+            if attempt:
+                raise
+            warnings.warn(f"the two-rank run failed to start once and is tried again: {err}", stacklevel=1)
 
 
 @pytest.mark.parametrize(
@@ -134,9 +145,9 @@ DDP_RUNS = {
         "model.k=6",
         "model.mode=pairs",
         "model.init_mean=gaussian",
-        "model.active_hard=512",
-        "model.active_random=1000",
-        "model.active_refresh=50",
+        "model.loss.active_hard=512",
+        "model.loss.active_random=1000",
+        "model.loss.active_refresh=50",
         "data.val_fraction=0.1",
         "trainer.max_steps=200",
         "optimizer.lr=0.01",

@@ -15,13 +15,13 @@ from jl_lightning.core.sampling import draw_noise, embed
 from jl_lightning.errors import JLInputError
 from jl_lightning.io.sources import ArrayPoints, GaussianPoints
 from jl_lightning.lightning.datamodule import DuplicatePointsWarning, JLDataModule
-from jl_lightning.lightning.sampler import GaussianSampler
 from jl_lightning.metrics import evaluate
+from tests.helpers import sampler
 
 
 def make(k, d, **kw):
     kw.setdefault("optimizer", partial(torch.optim.Adam, lr=0.01))
-    return GaussianSampler(k=k, dim=d, mode="pairs", **kw)
+    return sampler(k=k, dim=d, mode="pairs", **kw)
 
 
 def brute_pair_devs(A: np.ndarray, X: np.ndarray) -> np.ndarray:
@@ -210,10 +210,10 @@ def test_smooth_max_bounds_and_annealing():
 def test_smooth_exact_pairs_and_bad_pair_options_are_refused():
     with pytest.raises(JLInputError, match="pair_strategy=active"):
         make(2, 4, pair_strategy="exact", smooth_temperature=0.1)
-    with pytest.raises(JLInputError, match="model.pair_strategy"):
+    with pytest.raises(JLInputError, match="model.loss.pair_strategy"):
         make(2, 4, pair_strategy="sampled")
     with pytest.raises(JLInputError, match="model.mode"):
-        GaussianSampler(k=2, dim=4, mode="distances")
+        sampler(k=2, dim=4, mode="distances")
     with pytest.raises(JLInputError, match="smooth_temperature"):
         make(2, 4, pair_strategy="active", smooth_temperature=-1.0)
 
@@ -290,7 +290,7 @@ def test_bad_normalize_and_mode_options():
 
 
 def test_auto_smooth_temperature_is_smooth_only_for_active_pairs():
-    assert isinstance(GaussianSampler(k=2, dim=4, smooth_temperature="auto").loss_fn.maximum, HardMax)
+    assert isinstance(sampler(k=2, dim=4, smooth_temperature="auto").loss_fn.maximum, HardMax)
     assert make(2, 4, pair_strategy="active", smooth_temperature="auto").loss_fn.maximum.start == 0.1
     assert isinstance(make(2, 4, pair_strategy="exact", smooth_temperature="auto").loss_fn.maximum, HardMax)
     with pytest.raises(JLInputError, match="smooth_temperature"):

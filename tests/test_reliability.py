@@ -218,7 +218,11 @@ def test_a_killed_run_resumes_to_the_same_embedding(tmp_path, mode, variance):
     embedding.npy, bit for bit, as the uninterrupted run (log sigma^2 is still positive at the
     kill, the raw one may have reached 0; in pairs mode the checkpoint carries the active
     set's candidates, rescanned every 7 steps)."""
-    extra = ["model.active_candidates=200", "model.active_rescan=7", "model.active_hard=20"] if mode == "pairs" else []
+    extra = (
+        ["model.loss.active_candidates=200", "model.loss.active_rescan=7", "model.loss.active_hard=20"]
+        if mode == "pairs"
+        else []
+    )
     common = [
         "debug=fast",
         "data.source.n=30",
@@ -269,9 +273,9 @@ def test_a_signalled_run_stops_cleanly_and_resumes_to_the_same_embedding(tmp_pat
         "data.source.n=30",
         "data.source.d=40",
         "model.mode=pairs",
-        "model.active_candidates=200",
-        "model.active_rescan=7",
-        "model.active_hard=20",
+        "model.loss.active_candidates=200",
+        "model.loss.active_rescan=7",
+        "model.loss.active_hard=20",
         "trainer.max_steps=120",
         "log_every=10",
         "callbacks.model_checkpoint.every_n_train_steps=50",

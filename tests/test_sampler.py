@@ -11,7 +11,7 @@ import torch
 
 from jl_lightning.core.sampling import sample_embedded, span_factor
 from jl_lightning.errors import JLInputError
-from jl_lightning.lightning.sampler import GaussianSampler
+from tests.helpers import sampler
 
 
 def unit(rows):
@@ -21,7 +21,7 @@ def unit(rows):
 
 def make(k, d, **kw):
     kw.setdefault("optimizer", partial(torch.optim.Adam, lr=0.01))
-    return GaussianSampler(k=k, dim=d, **kw)
+    return sampler(k=k, dim=d, **kw)
 
 
 def test_loss_by_hand_deterministic():
@@ -156,7 +156,7 @@ def test_embedding_is_mean_over_sqrt_k():
     "kwargs,match",
     [
         ({"variance": "softplus"}, r"model.variance must be one of \['log', 'raw'\]"),
-        ({"sampling": "half"}, r"model.sampling must be one of"),
+        ({"sampling": "half"}, r"model.loss.sampling must be one of"),
         ({"init_mean": "ones"}, r"model.init_mean must be one of"),
         ({"n_samples": 0}, r"model.n_samples must be a positive integer"),
         ({"init_variance": -1.0}, r"model.init_variance must be a finite number >= 0"),
@@ -202,13 +202,13 @@ def test_sampled_norms_follow_the_noncentral_chi2_law(sampling):
 
 
 def test_identity_init_starts_at_scale_i_0_plus_the_configured_noise():
-    exact = GaussianSampler(k=3, dim=5, init_mean="identity", init_scale=2.0)
+    exact = sampler(k=3, dim=5, init_mean="identity", init_scale=2.0)
     torch.testing.assert_close(exact.embedding, 2.0 * torch.eye(3, 5))
-    noisy = GaussianSampler(k=30, dim=40, init_mean="identity", init_scale=2.0, init_noise=0.1, init_seed=4)
+    noisy = sampler(k=30, dim=40, init_mean="identity", init_scale=2.0, init_noise=0.1, init_seed=4)
     deviation = noisy.embedding - 2.0 * torch.eye(30, 40)
     assert float(deviation.std()) == pytest.approx(0.1, rel=0.1)
     with pytest.raises(JLInputError, match="k <= d"):
-        GaussianSampler(k=6, dim=5, init_mean="identity")
+        sampler(k=6, dim=5, init_mean="identity")
 
 
 def test_the_objective_is_the_loss_term_plus_the_regularizer_and_the_penalty():

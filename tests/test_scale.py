@@ -149,7 +149,7 @@ def test_refresh_schedule_grows_geometrically():
 
 
 def test_extra_refresh_steps_join_the_schedule_in_a_real_fit(cfg_factory, monkeypatch):
-    """``model.active_refresh_extra`` adds exact passes to the growth schedule; the fit runs
+    """``model.loss.active_refresh_extra`` adds exact passes to the growth schedule; the fit runs
     one at exactly those steps, and a value that is not a list of steps is refused."""
     from jl_lightning.lightning.fit import fit_from_config
     from jl_lightning.lightning.sampler import GaussianSampler
@@ -171,22 +171,22 @@ def test_extra_refresh_steps_join_the_schedule_in_a_real_fit(cfg_factory, monkey
         "baseline.draws=0",
         "~callbacks.model_checkpoint",
         "model.mode=pairs",
-        "model.active_refresh=8",
-        "model.active_refresh_growth=2",
-        "model.active_refresh_extra=[5,13,19]",
+        "model.loss.active_refresh=8",
+        "model.loss.active_refresh_growth=2",
+        "model.loss.active_refresh_extra=[5,13,19]",
         "trainer.max_steps=20",
     )
     fit_from_config(cfg, interactive=False)
     assert passes == [0, 5, 8, 13, 19]  # growth 2 from 8: 0, 8, 24; plus 5, 13, 19
     for bad in (5, "6000", [1.5], [-1], [True]):
-        with pytest.raises(JLInputError, match="model.active_refresh_extra"):
+        with pytest.raises(JLInputError, match="model.loss.active_refresh_extra"):
             default_loss(mode="pairs", active_refresh_extra=bad)
     # active_refresh=null: no schedule, the passes are step 0 and the listed steps
     listed = default_loss(mode="pairs", active_refresh=None, active_refresh_extra=[200, 500, 6400])
     assert listed.needs_refresh(0)
     listed.refreshed = True
     assert [s for s in range(7001) if listed.needs_refresh(s)] == [200, 500, 6400]
-    with pytest.raises(JLInputError, match="model.active_refresh must be"):
+    with pytest.raises(JLInputError, match="model.loss.active_refresh must be"):
         default_loss(mode="pairs", active_refresh=0)
 
 
@@ -255,9 +255,9 @@ def test_training_on_clusters_beats_the_best_of_twenty_gaussian_draws(cfg_factor
             "data.source.clusters=8",
             "data.source.cache_dir=null",
             "model.k=8",
-            "model.active_hard=512",
-            "model.active_random=2000",
-            "model.active_refresh=20",
+            "model.loss.active_hard=512",
+            "model.loss.active_random=2000",
+            "model.loss.active_refresh=20",
             "trainer.max_steps=400",
             "callbacks.distortion_tracker.every_n_steps=100",
             "logger=none",

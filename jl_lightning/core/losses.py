@@ -270,7 +270,7 @@ class ActivePairsLoss(DistortionLoss):
     def prepare(self, points: torch.Tensor, shard: Shard = SINGLE) -> None:
         if self.n_random < shard.world:
             raise JLInputError(
-                f"{shard.world} processes need model.active_random >= {shard.world}, got {self.n_random}"
+                f"{shard.world} processes need model.loss.active_random >= {shard.world}, got {self.n_random}"
             )
         self.shard = shard
         self.points = center(points)
@@ -373,7 +373,6 @@ def is_refresh_step(step: int, every: int, growth: float) -> bool:
 
 # what make_loss accepts (model.* options), checked in one place (constraints.py)
 LOSS_CONSTRAINTS = {
-    "mode": OneOf(MODES),
     "pair_strategy": OneOf(PAIR_STRATEGIES),
     "active_hard": POSITIVE_INT,
     "active_random": POSITIVE_INT,
@@ -384,12 +383,18 @@ LOSS_CONSTRAINTS = {
     "active_rescan": POSITIVE_INT,
     "active_refresh_extra": Steps(),
 }
-TEMPERATURE = Number(low=0, low_open=True, what="a number > 0 (or smooth_temperature null for the hard max)")
+TEMPERATURE = Number(low=0, low_open=True, what="a number > 0 (or null for the hard max)")
 
 
 def loss_options(options: Mapping[str, Any]) -> dict[str, Any]:
-    """The options of ``options`` (``model.*``, or a sampler's arguments) that build its loss,
-    by name, for ``make_loss(**loss_options(...))``."""
+    """The loss's options (the ``model.loss`` node) by name, for ``make_loss(mode=...,
+    **loss_options(...))``; an unknown one is refused with the accepted names."""
+    unknown = sorted(set(options) - set(LOSS_PARAMETERS))
+    if unknown:
+        raise JLInputError(f"model.loss: unknown option(s) {unknown}; the loss takes {sorted(LOSS_PARAMETERS)}")
+    missing = sorted(set(LOSS_PARAMETERS) - set(options))
+    if missing:
+        raise JLInputError(f"model.loss: missing {missing} (conf/model/sampler.yaml states every one)")
     return {name: options[name] for name in LOSS_PARAMETERS}
 
 
@@ -412,17 +417,18 @@ def make_loss(
     """The loss for the sampler's options (``model.*``; their defaults are conf/model/sampler.yaml's),
     validated, with ``auto`` resolved: the smooth max at temperature 0.1 in pairs mode with the
     active strategy, the hard max otherwise."""
-    options = check_params(locals(), LOSS_CONSTRAINTS, "model.")
+    check("model.mode", mode, OneOf(MODES))
+    options = check_params(locals(), LOSS_CONSTRAINTS, "model.loss.")
     resolve_sampling(sampling, 1, 1)  # validates the name early
     if smooth_temperature == "auto":
         smooth_temperature = PAIRS_SMOOTH_TEMPERATURE if mode == "pairs" and pair_strategy == "active" else None
     maximum = HardMax()
     if smooth_temperature is not None:
-        check("model.smooth_temperature", smooth_temperature, TEMPERATURE)
-        check("model.smooth_temperature_end", smooth_temperature_end, TEMPERATURE)
+        check("model.loss.smooth_temperature", smooth_temperature, TEMPERATURE)
+        check("model.loss.smooth_temperature_end", smooth_temperature_end, TEMPERATURE)
         if mode == "pairs" and pair_strategy == "exact":
             raise JLInputError(
-                "model.smooth_temperature needs model.pair_strategy=active in pairs mode: "
+                "model.loss.smooth_temperature needs model.loss.pair_strategy=active in pairs mode: "
                 "the exact strategy differentiates each sample's worst pair only"
             )
         maximum = SmoothMax(smooth_temperature, smooth_temperature_end)
@@ -443,4 +449,4 @@ def make_loss(
     )
 
 
-LOSS_PARAMETERS = tuple(inspect.signature(make_loss).parameters)
+LOSS_PARAMETERS = tuple(name for name in inspect.signature(make_loss).parameters if name != "mode")

@@ -27,7 +27,7 @@ SAMPLING_MODES = ("auto", "span", "full")
 def resolve_sampling(mode: str, n: int, d: int) -> str:
     """``auto`` picks ``span`` when n <= d (exact and cheaper) and ``full`` otherwise."""
     if mode not in SAMPLING_MODES:
-        raise JLInputError(f"model.sampling must be one of {list(SAMPLING_MODES)}, got {mode!r}")
+        raise JLInputError(f"model.loss.sampling must be one of {list(SAMPLING_MODES)}, got {mode!r}")
     if mode == "auto":
         return "span" if n <= d else "full"
     return mode

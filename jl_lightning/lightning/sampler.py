@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping
 
 import torch
+from omegaconf import DictConfig, OmegaConf
 
 from jl_lightning.constraints import (
     NON_NEGATIVE,
@@ -73,24 +74,23 @@ class GaussianSampler(BaseJLModule):
 
     def __init__(self, k: int, dim: int, n_samples: int = 20, variance: str = "raw", init_variance: float = 1.0,
                  init_mean: str = "zeros", init_seed: int = 0, init_scale: float = 1.0, init_noise: float = 0.0,
-                 reg_weight: float = 1.0, sampling: str = "auto",
-                 optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+                 reg_weight: float = 1.0, optimizer: Callable[..., torch.optim.Optimizer] | None = None,
                  scheduler: Callable[..., Any] | None = None, log_every: int = 50, mode: str = "norms",
-                 pair_strategy: str = "active", active_hard: int = 2048, active_random: int = 10000,
-                 active_refresh: int | None = 50, active_refresh_growth: float = 1.0, active_memory: int = 0,
-                 active_candidates: int = 0, active_rescan: int = 10, active_refresh_extra: Sequence[int] = (),
-                 smooth_temperature: float | str | None = "auto", smooth_temperature_end: float = 1e-4,
-                 subspace_penalty: float = 0.0, subspace_energy: float = 0.99):  # fmt: skip
+                 *, loss: Mapping[str, Any], subspace_penalty: float = 0.0,
+                 subspace_energy: float = 0.99):  # fmt: skip
         super().__init__(k, dim, **shared_options(locals()))
         self.n_samples = check("model.n_samples", n_samples, POSITIVE_INT)
-        if isinstance(active_refresh_extra, Sequence) and not isinstance(active_refresh_extra, str):
-            # a plain list in the checkpoint's hyperparameters: torch.load (weights_only) refuses
-            # Hydra's ListConfig, so a resumed run could not read its own checkpoint
-            active_refresh_extra = list(active_refresh_extra)
+        if not isinstance(loss, Mapping):
+            raise JLInputError(
+                f"model.loss must be a mapping of the loss's options (conf/model/sampler.yaml), got {loss!r}"
+            )
+        # plain values in the checkpoint's hyperparameters: torch.load (weights_only) refuses
+        # Hydra's DictConfig and ListConfig, so a resumed run could not read its own checkpoint
+        loss = OmegaConf.to_container(loss, resolve=True) if isinstance(loss, DictConfig) else dict(loss)
         check_params(locals(), SAMPLER_CONSTRAINTS, "model.")
         # the whole objective, its loss term over S included, and its state (core/objective.py)
         self.objective_fn = SamplerObjective(
-            loss=make_loss(**loss_options(locals())),
+            loss=make_loss(mode=mode, **loss_options(loss)),
             reg_weight=reg_weight,
             subspace_penalty=subspace_penalty,
             subspace_energy=subspace_energy,
