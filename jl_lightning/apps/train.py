@@ -21,6 +21,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from jl_lightning.apps.config import (
+    CONFIG_DIR,
     CONFIG_PATH,
     failed_job,
     log_thread_errors,
@@ -34,26 +35,23 @@ from jl_lightning.io.run_folder import check_fresh, process_rank, write_results
 from jl_lightning.lightning.callbacks.graceful_stop import RunStopped, stop_on_signals
 from jl_lightning.lightning.fit import fit_from_config
 
-# every key conf/train.yaml composes; anything else (a `+key=` override) would be ignored
-TOP_LEVEL = frozenset(
-    {
-        "task_name",
-        "seed",
-        "log_every",
-        "threads",
-        "resume",
-        "optimized_metric",
-        "baseline",
-        "data",
-        "model",
-        "optimizer",
-        "scheduler",
-        "trainer",
-        "callbacks",
-        "logger",
-        "paths",
+
+def _top_level_keys() -> frozenset:
+    """Every key conf/train.yaml composes, read from the file: its own keys and the config
+    groups of its defaults list (those with a default; hydra is Hydra's own). Anything else (a
+    ``+key=`` override) would be ignored, so it is refused."""
+    train = OmegaConf.load(Path(CONFIG_DIR) / "train.yaml")
+    groups = {
+        name
+        for entry in train.defaults
+        if isinstance(entry, DictConfig)
+        for name, choice in entry.items()
+        if choice is not None and name != "hydra"
     }
-)
+    return frozenset(set(train) - {"defaults"} | groups)
+
+
+TOP_LEVEL = _top_level_keys()
 
 
 def resumed_config(cfg: DictConfig) -> tuple[DictConfig, Path]:

@@ -38,9 +38,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from jl_lightning.core.pairs import far_apart, random_pairs
+from jl_lightning.core.pairs import DEFAULT_MEMORY_BUDGET, far_apart, random_pairs
 from jl_lightning.metrics.distortion import best_scale, evaluate
-from jl_lightning.metrics.tiles import DEFAULT_MEMORY_BUDGET
 
 RANK_RTOL = 1e-6  # eigenvalues below this fraction of the largest do not count towards the rank
 

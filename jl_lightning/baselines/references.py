@@ -25,8 +25,8 @@ from jl_lightning.baselines.registry import (
     pca_matrix,
     random_map,
 )
+from jl_lightning.core.pairs import DEFAULT_MEMORY_BUDGET
 from jl_lightning.metrics.distortion import DistortionReport, best_scale, evaluate  # noqa: F401 (best_scale: re-exported)
-from jl_lightning.metrics.tiles import DEFAULT_MEMORY_BUDGET
 
 REFERENCE_METHODS = ("gaussian", "sparse", "srht", "pca")  # conf/train.yaml's baseline.methods
 DRAWS_PER_PASS = 16  # draws measured together: one pass over the data's tiles serves them all

@@ -54,6 +54,9 @@ def pair_tile_count(n: int, rows: int, n_other: int | None = None) -> int:
     return blocks * len(range(0, n_other, rows)) if n_other is not None else blocks * (blocks + 1) // 2
 
 
+# bytes of temporaries per tile or chunk of an exact pass (conf/callbacks/distortion_tracker.yaml
+# states the tracker's; every other pass and table takes this one)
+DEFAULT_MEMORY_BUDGET = 256 * 2**20
 # the unit round-off of float32: the screened passes bound their float32 error with it
 UNIT_ROUNDOFF_32 = 2.0**-24
 
@@ -105,7 +108,7 @@ class PairGeometry:
     """
 
     @torch.no_grad()
-    def __init__(self, points: torch.Tensor, memory_budget: int = 256 * 2**20):
+    def __init__(self, points: torch.Tensor, memory_budget: int = DEFAULT_MEMORY_BUDGET):
         X = center(points.to(torch.float64))
         sq = X.pow(2).sum(1)
         n = points.shape[0]

@@ -34,11 +34,10 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 import torch
 
-from jl_lightning.core.pairs import gamma32
+from jl_lightning.core.pairs import DEFAULT_MEMORY_BUDGET, gamma32
 from jl_lightning.core.sharding import SINGLE, Shard
 from jl_lightning.metrics.pair_screen import screened_pairs
 from jl_lightning.metrics.tiles import (
-    DEFAULT_MEMORY_BUDGET,
     as_linear_map,
     check_points,
     is_operator,

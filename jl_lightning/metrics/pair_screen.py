@@ -57,6 +57,7 @@ import torch
 from tqdm.auto import tqdm
 
 from jl_lightning.core.pairs import (
+    DEFAULT_MEMORY_BUDGET,
     UNIT_ROUNDOFF_32,
     far_apart,
     gamma32,
@@ -66,7 +67,7 @@ from jl_lightning.core.pairs import (
 )
 from jl_lightning.core.sharding import SINGLE, Shard
 from jl_lightning.metrics.heartbeat import Heartbeat
-from jl_lightning.metrics.tiles import DEFAULT_MEMORY_BUDGET, to_tensor
+from jl_lightning.metrics.tiles import to_tensor
 from jl_lightning.metrics.topk import TopK
 
 CPU_TILE_ROWS = 1024  # a 1024-row tile keeps the float32 GEMM near its peak rate on a CPU

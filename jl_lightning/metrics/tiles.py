@@ -22,7 +22,6 @@ import torch
 from jl_lightning.core.pairs import far_apart, pair_tiles_of, sq_distances
 from jl_lightning.core.sharding import SINGLE, Shard
 
-DEFAULT_MEMORY_BUDGET = 256 * 2**20  # bytes of temporaries per tile
 # square pair tiles of at most this many rows: 512^2 float64 = 2 MB, so a handful of
 # temporaries per map stay in cache
 MAX_PAIR_TILE_ROWS = 512

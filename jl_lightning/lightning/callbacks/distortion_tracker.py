@@ -7,11 +7,11 @@ import time
 import torch
 from lightning.pytorch import Callback
 
+from jl_lightning.core.pairs import DEFAULT_MEMORY_BUDGET
 from jl_lightning.errors import JLRunError
 from jl_lightning.lightning.distributed import exact_report
 from jl_lightning.lightning.log_schedule import is_log_step, log_at
 from jl_lightning.metrics.distortion import HELDOUT_NAMES, NonFiniteDistortion
-from jl_lightning.metrics.tiles import DEFAULT_MEMORY_BUDGET
 
 
 class DistortionTracker(Callback):
