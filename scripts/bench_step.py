@@ -106,17 +106,9 @@ def plain_loop(steps: int, warmup: int, logdir: str) -> float:
     return elapsed / steps * 1e3
 
 
-def lightning_loop(steps: int, warmup: int, logdir: str, lean: bool = False) -> float:
-    """ms per step under the Trainer, with jl-train's callbacks and TensorBoard logger
-    (and the no-op profiler of ``trainer=lean`` when ``lean``)."""
-    from lightning.pytorch import Callback, Trainer
-    from lightning.pytorch.loggers import TensorBoardLogger
-
-    from jl_lightning.lightning.callbacks import DeterministicSwitch, DistortionTracker, VarianceMonitor
-    from jl_lightning.lightning.fit import quiet_lightning
-    from jl_lightning.lightning.profiler import NullProfiler
-
-    quiet_lightning()
+def step_timer(steps: int, warmup: int):
+    """A callback whose ``ms`` is the mean ms per step over the ``steps`` after ``warmup``."""
+    from lightning.pytorch import Callback
 
     class StepTimer(Callback):
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
@@ -126,7 +118,22 @@ def lightning_loop(steps: int, warmup: int, logdir: str, lean: bool = False) -> 
         def on_train_end(self, trainer, pl_module):
             self.ms = (time.perf_counter() - self.start) / steps * 1e3
 
-    timer = StepTimer()
+    return StepTimer()
+
+
+def lightning_loop(steps: int, warmup: int, logdir: str, lean: bool = False) -> float:
+    """ms per step under the Trainer, with jl-train's callbacks and TensorBoard logger
+    (and the no-op profiler of ``trainer=lean`` when ``lean``)."""
+    from lightning.pytorch import Trainer
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from jl_lightning.lightning.callbacks import DeterministicSwitch, DistortionTracker, VarianceMonitor
+    from jl_lightning.lightning.fit import quiet_lightning
+    from jl_lightning.lightning.profiler import NullProfiler
+
+    quiet_lightning()
+
+    timer = step_timer(steps, warmup)
     dm, model = build(steps + warmup)
     trainer = Trainer(
         accelerator="cpu",
@@ -158,7 +165,7 @@ def lightning_floor(steps: int, warmup: int, logdir: str) -> tuple[float, float]
     nothing: one scalar loss of a 3-vector, manual_backward and an SGD step, no callbacks, no
     logger. The difference is what Lightning's loop itself costs per step, whatever the module
     does: the floor under any ratio above."""
-    from lightning.pytorch import Callback, LightningModule, Trainer
+    from lightning.pytorch import LightningModule, Trainer
     from torch.utils.data import DataLoader, IterableDataset
 
     from jl_lightning.lightning.fit import quiet_lightning
@@ -188,15 +195,7 @@ def lightning_floor(steps: int, warmup: int, logdir: str) -> tuple[float, float]
         def train_dataloader(self):
             return DataLoader(Forever(), batch_size=None)
 
-    class StepTimer(Callback):
-        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-            if trainer.global_step == warmup:
-                self.start = time.perf_counter()
-
-        def on_train_end(self, trainer, pl_module):
-            self.ms = (time.perf_counter() - self.start) / steps * 1e3
-
-    timer = StepTimer()
+    timer = step_timer(steps, warmup)
     trainer = Trainer(
         accelerator="cpu",
         devices=1,
