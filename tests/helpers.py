@@ -9,11 +9,17 @@ from jl_lightning.apps.config import compose
 from jl_lightning.core.losses import loss_options, make_loss
 
 
-def loss_node(**overrides) -> dict:
-    """conf/model/sampler.yaml's ``loss`` node as a dict, with ``overrides``."""
+def loss_node(*, plan_for: tuple[str, int, int] = ("pairs", 1000, 5000), **overrides) -> dict:
+    """conf/model/sampler.yaml's ``loss`` node as a dict, its ``auto`` values resolved as a fit of
+    ``plan_for`` = (mode, n, steps) resolves them (``core/plan.py``), with ``overrides``."""
     from omegaconf import OmegaConf
 
-    return {**OmegaConf.to_container(compose().model.loss, resolve=True), **overrides}
+    from jl_lightning.core.plan import choose, resolve
+
+    mode, n, steps = plan_for
+    node = OmegaConf.to_container(compose().model.loss, resolve=True)
+    resolved, _ = resolve(node, choose(mode=mode, n=n, d=1, k=1, steps=steps), {})
+    return {**resolved, **overrides}
 
 
 def default_loss(mode: str = "norms", **overrides):

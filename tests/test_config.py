@@ -12,6 +12,7 @@ import torch
 from jl_lightning.apps.train import train
 from jl_lightning.io.sources import GaussianPoints
 from jl_lightning.io.validation import validate_points
+from jl_lightning.lightning.fit import resolve_auto
 from tests.helpers import default_loss, loss_node
 
 TINY = [
@@ -33,8 +34,11 @@ def test_experiments_at_scale_compose_with_a_held_out_split(cfg_factory, name, n
     assert cfg.data.val_fraction == 0.2 and cfg.data.source.cache_dir == "outputs/data"
     assert (cfg.model.mode, cfg.model.loss.pair_strategy, cfg.model.k) == ("pairs", "active", 32)
     assert cfg.trainer.accelerator == accelerator
-    # 11 exact passes, the last one late in the run (docs/scale.md: where the passes go)
-    m = cfg.model.loss
+    # the defaults' plan for this size: 10 exact passes (none at M = 0), the last one late in
+    # the run, candidate rescans between them (docs/scale.md: where the passes go)
+    resolved, settings = resolve_auto(cfg, n=int(0.8 * n), dim=384)
+    assert settings["regime"] == "many_pairs"
+    m = resolved.model.loss
     loss = default_loss(
         mode="pairs",
         active_refresh=m.active_refresh,
@@ -42,8 +46,9 @@ def test_experiments_at_scale_compose_with_a_held_out_split(cfg_factory, name, n
         active_refresh_extra=list(m.active_refresh_extra),
     )
     loss.refreshed = True
-    passes = [0] + [step for step in range(1, cfg.trainer.max_steps) if loss.needs_refresh(step)]
-    assert len(passes) == 11 and 6000 <= passes[-1] < cfg.trainer.max_steps
+    passes = [step for step in range(1, cfg.trainer.max_steps) if loss.needs_refresh(step)]
+    assert len(passes) == 10 and passes[0] == 200 and 6000 <= passes[-1] < cfg.trainer.max_steps
+    assert (m.active_candidates, m.active_rescan, resolved.optimizer.lr) == (2**21, 20, 0.005)
     assert (cfg.baseline.draws, list(cfg.baseline.methods)) == (20, ["gaussian", "pca"])
 
 
@@ -62,6 +67,7 @@ def test_experiment_paper_is_appendix_b(cfg_factory):
 
 def test_default_recipe_differs_from_the_paper_only_where_documented(cfg_factory):
     cfg = cfg_factory()
+    cfg, _ = resolve_auto(cfg, n=100, dim=500)  # the defaults' auto values, as a fit resolves them
     assert cfg.scheduler._target_.endswith("CosineAnnealingLR") and cfg.scheduler.T_max == 5000
     assert cfg.callbacks.deterministic_switch.threshold == 1e-4
     assert (cfg.model.k, cfg.model.n_samples, cfg.optimizer.lr, cfg.trainer.max_steps) == (30, 20, 0.01, 5000)
@@ -139,6 +145,9 @@ def test_progress_bar_only_on_interactive_runs(cfg_factory):
     assert bars == [False, True]
 
 
+NO_DATA_PLAN = {"n_samples": 20, "subspace_penalty": 0.0, "every_n_steps": 50}
+
+
 def _yaml_defaults_differ_from_code(node, target) -> dict:
     """{parameter: (YAML value, code default)} where a config file sets a parameter that the
     class (its ``__init__`` and every base class's) or function ``target`` gives another default."""
@@ -162,6 +171,10 @@ def _yaml_defaults_differ_from_code(node, target) -> dict:
             code = params[name].default
             if isinstance(code, tuple):
                 code = list(code)
+            if value == "auto" and name in NO_DATA_PLAN:
+                # chosen at the start of a fit (core/plan.py); the code's default is the choice
+                # without data in view (norms mode), so that both still state one value
+                value = NO_DATA_PLAN[name]
             if value != code:
                 out[f"{function.__qualname__}({name})"] = (value, code)
     return out
@@ -215,10 +228,17 @@ def test_yaml_is_the_one_source_of_defaults(cfg_factory):
         for p in inspect.signature(make_loss).parameters.values()
     )
     # the default model, built both ways, has the same hyperparameters
+    from jl_lightning.core.plan import choose
+    from jl_lightning.lightning.fit import resolve_auto
     from jl_lightning.lightning.sampler import GaussianSampler
 
-    from_yaml = instantiate(cfg_factory().model, dim=500)
-    from_code = GaussianSampler(k=30, dim=500, loss=loss_node())
+    plan = choose(mode="norms", n=1000, d=500, k=30, steps=5000)
+    assert {name: getattr(plan, name) for name in ("n_samples", "subspace_penalty")} == {
+        name: NO_DATA_PLAN[name] for name in ("n_samples", "subspace_penalty")
+    }
+    resolved, _ = resolve_auto(cfg_factory(), n=1000, dim=500)
+    from_yaml = instantiate(resolved.model, dim=500)
+    from_code = GaussianSampler(k=30, dim=500, loss=loss_node(plan_for=("norms", 1000, 5000)))
     assert dict(from_yaml.hparams) == dict(from_code.hparams)
     torch.testing.assert_close(from_yaml.mean, from_code.mean)
 

@@ -80,7 +80,7 @@ def test_sparse_input_and_float32_overflow_are_refused_as_jl_embed_refuses_them(
         ("seed=abc", "seed must be an integer in \\[0, 2\\^32\\), got 'abc'"),
         ("seed=-1", "seed must be an integer"),
         ("log_every=0", "^log_every must be a positive integer, got 0"),
-        ("optimizer.lr=0", "optimizer.lr must be a number > 0, got 0"),
+        ("optimizer.lr=0", "optimizer.lr must be a number > 0 or auto, got 0"),
     ],
 )
 def test_run_options_are_checked_under_their_own_names(cfg_factory, override, words):

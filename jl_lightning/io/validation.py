@@ -169,11 +169,40 @@ def validate_points(points: np.ndarray, source: str, normalize: bool = True, mod
     return (points, scale) if return_scale else points
 
 
-def duplicate_rows(points: np.ndarray) -> tuple[int, int]:
-    """(rows that repeat an earlier row, pairs at zero distance) of ``points``."""
-    _, counts = np.unique(points, axis=0, return_counts=True)
-    repeated = counts[counts > 1]
-    return int((repeated - 1).sum()), int((repeated * (repeated - 1) // 2).sum())
+DUPLICATE_CHUNK = 65536  # rows hashed at a time
+
+
+def duplicate_rows(points: np.ndarray, heartbeat=None) -> tuple[int, int]:
+    """(rows that repeat an earlier row, pairs at zero distance) of ``points``.
+
+    Each row's bits are hashed exactly (an integer dot product with random odd 64-bit
+    multipliers, wrapping modulo 2^64), chunk by chunk, so equal rows always share a hash; rows
+    that share one are then compared value by value. O(n d) with bounded temporaries;
+    ``heartbeat.tick(rows_done)`` (``metrics/heartbeat.Heartbeat``) after each chunk."""
+    a = np.ascontiguousarray(points + 0.0)  # -0.0 becomes 0.0: equal values, equal bits
+    bits = a.view(np.uint64 if a.itemsize == 8 else np.uint32)
+    multipliers = np.random.default_rng(0).integers(0, 2**63, size=a.shape[1], dtype=np.uint64) * 2 + 1
+    keys = np.empty(len(a), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for start in range(0, len(a), DUPLICATE_CHUNK):
+            keys[start : start + DUPLICATE_CHUNK] = (
+                bits[start : start + DUPLICATE_CHUNK].astype(np.uint64) * multipliers
+            ).sum(1)
+            if heartbeat is not None:
+                heartbeat.tick(min(start + DUPLICATE_CHUNK, len(a)))
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    shared = np.flatnonzero(sorted_keys[1:] == sorted_keys[:-1])
+    if not len(shared):
+        return 0, 0
+    rows = pairs = 0
+    runs = np.unique(np.concatenate([shared, shared + 1]))  # positions of every row in a run of equal hashes
+    for group in np.split(order[runs], np.flatnonzero(sorted_keys[runs][1:] != sorted_keys[runs][:-1]) + 1):
+        _, counts = np.unique(a[group], axis=0, return_counts=True)
+        repeated = counts[counts > 1]
+        rows += int((repeated - 1).sum())
+        pairs += int((repeated * (repeated - 1) // 2).sum())
+    return rows, pairs
 
 
 def split_indices(
@@ -209,7 +238,7 @@ def positive_int(option: str, value, allow_none: bool = False) -> int | None:
 def run_options(cfg) -> tuple[int, int | None]:
     """The top-level options every run reads, checked under their own names: ``seed`` (an
     integer in [0, 2^32)), ``threads`` (null or a positive integer), ``log_every`` (a positive
-    integer) and ``optimizer.lr`` (> 0: a rate of 0 can never train). Returns (seed, threads)."""
+    integer) and ``optimizer.lr`` (> 0: a rate of 0 can never train; or auto). Returns (seed, threads)."""
     seed = cfg.get("seed")
     check("seed", seed, Number(low=0, high=2**32, high_open=True, integer=True, what="an integer in [0, 2^32)"))
     threads = positive_int("threads", cfg.get("threads"), allow_none=True)
@@ -217,5 +246,6 @@ def run_options(cfg) -> tuple[int, int | None]:
         positive_int("log_every", cfg.get("log_every"))
     optimizer = cfg.get("optimizer") or {}
     lr = optimizer.get("lr") if hasattr(optimizer, "get") else None
-    check("optimizer.lr", lr, Number(low=0, low_open=True, none=True, what="a number > 0"))
+    if lr != "auto":  # auto: chosen when the fit starts (core/plan.py)
+        check("optimizer.lr", lr, Number(low=0, low_open=True, none=True, what="a number > 0 or auto"))
     return int(seed), threads

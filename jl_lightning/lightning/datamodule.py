@@ -18,6 +18,7 @@ from lightning.pytorch import LightningDataModule
 from jl_lightning.errors import JLInputError
 from jl_lightning.io.run_folder import fingerprint
 from jl_lightning.io.validation import duplicate_rows, split_indices, validate_points
+from jl_lightning.metrics.heartbeat import Heartbeat
 
 log = logging.getLogger("jl_lightning")
 NORMALIZE_CHOICES = ("auto", True, False)
@@ -136,7 +137,9 @@ class JLDataModule(LightningDataModule):
             raw, self.source.name, normalize=self.normalize, mode=self.mode, center=self.center, return_scale=True
         )
         if self.mode == "pairs":
-            rows, pairs = duplicate_rows(points)
+            rows, pairs = duplicate_rows(
+                points, Heartbeat(f"duplicate scan of {len(points)} rows", len(points), "rows")
+            )
             self.duplicates = {"rows": rows, "pairs": pairs}
             if rows:
                 message = (

@@ -19,9 +19,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from lightning.pytorch import seed_everything
 from lightning.pytorch.callbacks import Checkpoint, LearningRateMonitor, ProgressBar
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from jl_lightning.constraints import Number, check
+from jl_lightning.core import plan as auto_plan
 from jl_lightning.errors import JLInputError, JLRunError
 from jl_lightning.io.run_folder import process_rank
 from jl_lightning.io.validation import run_options, validate_k
@@ -167,6 +168,7 @@ def fit_from_config(cfg: DictConfig, source=None, interactive: bool | None = Non
 
     seed = _prepare_process(cfg)
     datamodule = build_datamodule(cfg.data, source)
+    cfg, settings = resolve_auto(cfg, datamodule.n, datamodule.dim)
     model = build_model(cfg, datamodule.dim)
     callbacks, summary_callback = build_callbacks(cfg, interactive)
     loggers = instantiate_group(cfg.get("logger"))
@@ -188,6 +190,8 @@ def fit_from_config(cfg: DictConfig, source=None, interactive: bool | None = Non
     if trainer.interrupted:
         raise JLRunError("training was interrupted; nothing was exported")
     summary = dict(summary_callback.summary, seed=seed, wall_seconds=time.perf_counter() - started)
+    if settings:
+        summary["auto_settings"] = settings
     objects = {
         "cfg": cfg,
         "datamodule": datamodule,
@@ -212,6 +216,46 @@ def _prepare_process(cfg: DictConfig) -> int:
     steps = Number(low=1, integer=True, what="a positive integer (the number of training steps)")
     check("trainer.max_steps", cfg.trainer.get("max_steps"), steps)
     return int(seed)
+
+
+AUTO_PATHS = {
+    "model.subspace_penalty": "subspace_penalty",
+    "model.n_samples": "n_samples",
+    "optimizer.lr": "lr",
+    "scheduler.T_max": "lr_horizon",
+    "callbacks.distortion_tracker.every_n_steps": "certify_every",
+}
+
+
+def resolve_auto(cfg: DictConfig, n: int, dim: int) -> tuple[DictConfig, dict]:
+    """``cfg`` with every ``auto`` in ``model.loss`` and at ``AUTO_PATHS`` replaced by the plan
+    for ``n`` training points of dimension ``dim``
+    (``core/plan.py``), and what was chosen, for the log and summary.json ({} if nothing was
+    auto). Values set anywhere else are kept."""
+    model = cfg.model
+    mode = model.get("mode", "norms") if "loss" in model else "norms"
+    k = validate_k(model.k, dim)
+    steps = int(cfg.trainer.max_steps)
+    plan = auto_plan.choose(mode=mode, n=n, d=dim, k=k, steps=steps)
+    cfg = cfg.copy()
+    chosen = {}
+    with open_dict(cfg):
+        if "loss" in model:
+            loss, picked = auto_plan.resolve(OmegaConf.to_container(model.loss, resolve=True), plan, {})
+            cfg.model.loss = loss
+            chosen.update({f"model.loss.{name}": value for name, value in picked.items()})
+        for path, name in AUTO_PATHS.items():
+            _, picked = auto_plan.resolve({name: OmegaConf.select(cfg, path)}, plan, {})
+            if picked and picked[name] is None:  # the tracker at the logging period
+                picked[name] = int(cfg.log_every)
+            if picked:
+                OmegaConf.update(cfg, path, picked[name])
+                chosen[path] = picked[name]
+    if not chosen:
+        return cfg, {}
+    if mode == "pairs":
+        log.info(auto_plan.describe(plan, n, dim, k, steps))
+    return cfg, {"regime": plan.regime, "n": n, "d": dim, "k": k, "steps": steps, "chosen": chosen}
 
 
 def build_model(cfg: DictConfig, dim: int):

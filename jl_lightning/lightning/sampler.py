@@ -15,6 +15,7 @@ import logging
 import time
 from typing import Any, Callable, Mapping
 
+import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
@@ -27,11 +28,11 @@ from jl_lightning.constraints import (
 )
 from jl_lightning.core.losses import ActivePairsLoss, loss_options, make_loss
 from jl_lightning.core.objective import SamplerObjective
+from jl_lightning.core.pairs import random_pairs
 from jl_lightning.errors import JLInputError
 from jl_lightning.lightning.distributed import exact_report, process_shard
 from jl_lightning.lightning.log_schedule import log_at
 from jl_lightning.lightning.module import BaseJLModule, shared_options
-from jl_lightning.metrics.distortion import evaluate
 
 log = logging.getLogger("jl_lightning")
 LOG_PASSES_FROM_S = 5.0  # exact passes longer than this are logged
@@ -130,12 +131,16 @@ class GaussianSampler(BaseJLModule):
         (shared by all ranks of a distributed run, each of which keeps its share)."""
         self.prepare(points)
         loss = self.loss_fn
+        if not bool(self.mean.detach().any()):
+            # at M = 0 (model.init_mean=zeros) every pair ties at deviation 1: a pass would report
+            # only ties, at the cost of a whole pass. The hard pairs start as random pairs (one
+            # seeded draw, the same on every rank) and the first pass waits for its schedule.
+            loss.set_hard(*random_pairs(len(loss.points), loss.n_hard, np.random.default_rng(0).integers))
+            log.info("step %d: M = 0, no exact pass (every pair ties); %d random hard pairs until the first pass",
+                     self.global_step, loss.n_hard)  # fmt: skip
+            return
         began = time.perf_counter()
-        # at M = 0 every pair ties at distortion 1 and which of them the pass keeps is the
-        # top-K sort's choice: every rank then computes the pass whole, and keeps the pairs the
-        # single process keeps (once, at the start of a run from model.init_mean=zeros)
-        evaluate_pass = evaluate if not bool(self.mean.detach().any()) else exact_report
-        report = evaluate_pass(
+        report = exact_report(
             self.embedding,
             loss.points,
             "pairs",

@@ -1,0 +1,135 @@
+"""The settings a sampler's ``auto`` options take, chosen from the data's size and the run's budget.
+
+A user with their own vectors names the data, k and the steps; how the loss finds the worst
+pairs, how often it looks again, the learning rate and the smooth max's temperatures follow
+from n (training points), d, k and the steps by :func:`choose`, when the fit starts. Every
+choice is an ``auto`` value in conf/ (``model.loss.*``, ``model.subspace_penalty``,
+``optimizer.lr``); a value set there, on the command line or in an experiment wins.
+
+Two regimes, each the setting measured best at its size (docs/scale.md, docs/benchmarks.md):
+
+* **few pairs** (n (n - 1) / 2 <= ``FEW_PAIRS``, about 2,900 points): an exact pass over all
+  pairs costs less than a few steps, so the active set's hard pairs are re-ranked exactly
+  every 1 % of the run (at least every ``MIN_REFRESH`` steps); 8192 hard pairs, a log-sum-exp
+  max annealed from 0.1 to 1e-4, lr 0.02, and the subspace penalty 0.3 for unseen vectors;
+* **many pairs**: an exact pass costs many steps (25 s for 5e9 pairs on 2 cores), so there
+  are ten, placed as fractions of the run (closer where M changes fastest, at the start,
+  and at the end, so that the last hard pairs belong to an M near the final one), and
+  between them every 20 steps the hard pairs become the worst under the current M of the
+  last pass's 2^21 worst pairs; the max anneals to 1e-3 (it weighs the near-worst pairs
+  together), lr 0.005, 10 samples a step, a cosine schedule that ends a fifteenth past the
+  last step, and the tracker certifies at the last step only.
+
+In both, no exact pass runs while M = 0 (``init_mean=zeros``): every pair ties there at
+deviation 1 and the pass would report nothing; the hard pairs start as random pairs.
+
+In pairs mode the learning rate is at least ``LR_TRAVEL / steps`` (up to ``LR_CAP``): sigma^2
+has to travel from 1 to 0 under a cosine schedule whose mean rate is half the peak, and Adam
+moves a parameter by about the rate per step, so a short budget needs a larger rate to reach
+the switch. Norms mode keeps the paper's setting, lr 0.01.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Mapping
+
+AUTO = "auto"
+FEW_PAIRS = 2**22
+MIN_REFRESH = 10
+# the exact passes of the many-pairs regime, as fractions of the run (measured at 7000 steps
+# and 10^5 points as steps 200, 500, 1000, 1700, 2500, 3400, 4300, 5100, 5800, 6400)
+PASS_FRACTIONS = tuple(s / 7000 for s in (200, 500, 1000, 1700, 2500, 3400, 4300, 5100, 5800, 6400))
+CANDIDATES = 2**21
+LR_TRAVEL = 6.0
+LR_CAP = 0.05
+NORMS_LR = 0.01
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One regime's values for every ``auto`` option (loss options by their ``model.loss`` names)."""
+
+    regime: str
+    active_hard: int
+    active_refresh: int | None
+    active_refresh_extra: tuple[int, ...]
+    active_candidates: int
+    active_rescan: int
+    smooth_temperature_end: float
+    lr: float
+    subspace_penalty: float
+    n_samples: int
+    # the cosine schedule's T_max (steps to reach its minimum)
+    lr_horizon: int
+    # steps between the tracker's certifications (None: every log_every steps)
+    certify_every: int | None
+
+    RUN_FIELDS = ("regime", "lr", "subspace_penalty", "n_samples", "lr_horizon", "certify_every")
+
+    def loss_values(self) -> dict[str, Any]:
+        values = asdict(self)
+        for name in self.RUN_FIELDS:
+            values.pop(name)
+        values["active_refresh_extra"] = list(self.active_refresh_extra)
+        return values
+
+
+def pair_count(n: int) -> int:
+    return n * (n - 1) // 2
+
+
+def choose(*, mode: str, n: int, d: int, k: int, steps: int) -> Plan:
+    """The plan for ``n`` training points of dimension ``d``, ``k`` rows and ``steps`` steps.
+
+    d and k do not move the regime boundary yet (it is a count of pairs); they are arguments
+    so that a rule measured on them has its place, and they are recorded with the plan."""
+    steps = max(int(steps), 1)
+    if mode != "pairs":
+        return Plan("norms", 2048, 50, (), 0, 20, 1e-4, NORMS_LR, 0.0, 20, steps, None)
+    lr_floor = min(LR_CAP, LR_TRAVEL / steps)
+    if pair_count(n) <= FEW_PAIRS:
+        refresh = max(MIN_REFRESH, round(steps / 100))
+        return Plan("few_pairs", 8192, refresh, (), 0, 20, 1e-4, max(0.02, lr_floor), 0.3, 20, steps, None)
+    passes = tuple(sorted({max(1, round(f * steps)) for f in PASS_FRACTIONS if round(f * steps) < steps}))
+    candidates = min(CANDIDATES, pair_count(n))
+    # the cosine reaches 0 a fifteenth past the last step: the steps after the late passes
+    # still move M; the tracker certifies at the end only (an exact pass costs many steps)
+    horizon = round(steps * 15 / 14)
+    return Plan("many_pairs", 8192, None, passes, candidates, 20, 1e-3, max(0.005, lr_floor), 0.0, 10, horizon, steps)
+
+
+def resolve(values: Mapping[str, Any], plan: Plan, names: Mapping[str, str]) -> tuple[dict, dict]:
+    """``values`` with each ``auto`` replaced by the plan's value; ``names`` maps a key of
+    ``values`` to the plan's field. Returns (resolved values, {key: chosen value})."""
+    table = {**plan.loss_values(), **{name: getattr(plan, name) for name in Plan.RUN_FIELDS}}
+    resolved, chosen = dict(values), {}
+    for key, value in values.items():
+        if value == AUTO and names.get(key, key) in table:
+            resolved[key] = chosen[key] = table[names.get(key, key)]
+    return resolved, chosen
+
+
+def describe(plan: Plan, n: int, d: int, k: int, steps: int) -> str:
+    """One line for the log: the regime and what it decided."""
+    if plan.regime == "norms":
+        return f"auto settings for {n} points (norms): lr {plan.lr:g}"
+    passes = (
+        f"an exact pass every {plan.active_refresh} steps"
+        if plan.active_refresh
+        else f"{len(plan.active_refresh_extra)} exact passes at steps {list(plan.active_refresh_extra)}"
+    )
+    rescans = (
+        f", rescans of {plan.active_candidates} candidates every {plan.active_rescan} steps"
+        if plan.active_candidates
+        else ""
+    )
+    return (
+        f"auto settings for {n} points ({pair_count(n):.3g} pairs), d={d}, k={k}, {steps} steps "
+        f"[{plan.regime}]: {plan.active_hard} hard pairs, {passes}{rescans}, temperature to "
+        f"{plan.smooth_temperature_end:g}, lr {plan.lr:g}, subspace penalty {plan.subspace_penalty:g}"
+    )
+
+
+def is_auto(value: Any) -> bool:
+    return isinstance(value, str) and value == AUTO

@@ -1,0 +1,127 @@
+"""The auto settings: what core/plan.py chooses from n, d, k and the steps, and how a fit
+applies them (every value set explicitly wins; the choice is logged and in summary.json)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from jl_lightning.apps.config import compose
+from jl_lightning.core.plan import FEW_PAIRS, PASS_FRACTIONS, choose, pair_count
+from jl_lightning.lightning.fit import resolve_auto
+
+# what experiment=digits_pairs and experiment=clusters_1e5 set by hand before their settings
+# became the defaults' (the measured recipes, docs/benchmarks.md and docs/scale.md)
+DIGITS_RECIPE = {"active_hard": 8192, "active_refresh": 50, "active_candidates": 0, "lr": 0.02,
+                 "smooth_temperature_end": 1e-4, "subspace_penalty": 0.3, "n_samples": 20,
+                 "lr_horizon": 5000}  # fmt: skip
+CLUSTERS_RECIPE = {"active_hard": 8192, "active_refresh": None, "active_candidates": 2097152, "active_rescan": 20,
+                   "active_refresh_extra": (200, 500, 1000, 1700, 2500, 3400, 4300, 5100, 5800, 6400),
+                   "smooth_temperature_end": 1e-3, "lr": 0.005, "n_samples": 10, "lr_horizon": 7500,
+                   "subspace_penalty": 0.0, "certify_every": 7000}  # fmt: skip
+
+
+def fields(plan, names):
+    return {name: getattr(plan, name) for name in names}
+
+
+def test_the_recipes_sizes_get_the_recipes_settings():
+    digits = choose(mode="pairs", n=1438, d=64, k=16, steps=5000)
+    assert digits.regime == "few_pairs" and fields(digits, DIGITS_RECIPE) == DIGITS_RECIPE
+    clusters = choose(mode="pairs", n=100_000, d=384, k=32, steps=7000)
+    assert clusters.regime == "many_pairs" and fields(clusters, CLUSTERS_RECIPE) == CLUSTERS_RECIPE
+
+
+def test_the_regime_changes_where_the_pairs_pass_two_to_the_22():
+    n = int((1 + np.sqrt(1 + 8 * FEW_PAIRS)) / 2)  # the largest n with at most 2^22 pairs
+    assert pair_count(n) <= FEW_PAIRS < pair_count(n + 1)
+    assert choose(mode="pairs", n=n, d=10, k=5, steps=1000).regime == "few_pairs"
+    assert choose(mode="pairs", n=n + 1, d=10, k=5, steps=1000).regime == "many_pairs"
+
+
+@pytest.mark.parametrize("steps", [50, 300, 1000, 5000, 7000, 20_000])
+def test_passes_are_fractions_of_the_run_and_the_rate_lets_sigma2_reach_zero(steps):
+    plan = choose(mode="pairs", n=50_000, d=384, k=32, steps=steps)
+    passes = plan.active_refresh_extra
+    assert list(passes) == sorted(set(passes)) and all(0 < p < steps for p in passes)
+    expected = sorted({max(1, round(f * steps)) for f in PASS_FRACTIONS} - {steps})
+    assert list(passes) == expected and len(passes) == (10 if steps >= 100 else len(expected))
+    # Adam moves sigma^2 by about lr a step; the cosine's mean rate is half the peak: the run
+    # can move it by lr * steps / 2, which must cover its way from 1 to 0 (up to the cap)
+    assert plan.lr * steps / 2 >= min(3.0, 0.05 * steps / 2) - 1e-12
+    small = choose(mode="pairs", n=500, d=20, k=5, steps=steps)
+    assert small.active_refresh == max(10, round(steps / 100))
+    assert small.lr == max(0.02, min(0.05, 6 / steps))
+
+
+def test_norms_mode_keeps_the_papers_rate_at_any_budget():
+    for steps in (20, 5000):
+        plan = choose(mode="norms", n=1000, d=1000, k=30, steps=steps)
+        assert plan.lr == 0.01 and plan.subspace_penalty == 0.0 and plan.lr_horizon == steps
+
+
+def test_a_fit_resolves_only_what_is_auto_and_records_the_choice():
+    cfg = compose(["model.mode=pairs", "optimizer.lr=0.03", "model.loss.active_hard=100", "trainer.max_steps=700"])
+    resolved, settings = resolve_auto(cfg, n=3000, dim=40)
+    assert resolved.optimizer.lr == 0.03 and resolved.model.loss.active_hard == 100  # set: kept
+    chosen = settings["chosen"]
+    assert "optimizer.lr" not in chosen and "model.loss.active_hard" not in chosen
+    assert settings["regime"] == "many_pairs" and (settings["n"], settings["d"], settings["steps"]) == (3000, 40, 700)
+    plan = choose(mode="pairs", n=3000, d=40, k=int(cfg.model.k), steps=700)
+    assert chosen["model.loss.active_refresh_extra"] == list(plan.active_refresh_extra)
+    assert resolved.scheduler.T_max == plan.lr_horizon == 750
+    assert resolved.callbacks.distortion_tracker.every_n_steps == 700  # many pairs: the last step only
+    assert cfg.optimizer.lr == 0.03 and cfg.model.loss.active_refresh_extra == "auto"  # the input is not changed
+
+
+def test_every_auto_in_the_defaults_is_resolved_before_anything_is_built():
+    for mode in ("norms", "pairs"):
+        resolved, _ = resolve_auto(compose([f"model.mode={mode}"]), n=200, dim=30)
+        flat = str(resolved.model) + str(resolved.optimizer) + str(resolved.scheduler) + str(resolved.callbacks)
+        leftover = [token for token in flat.replace("'", " ").split() if token.strip(",{}[]:") == "auto"]
+        # sampling, smooth_temperature and data.normalize keep their own auto (resolved by the loss and data)
+        assert len(leftover) == 2, flat
+
+
+def test_the_default_pairs_fit_converges_on_a_short_budget():
+    """300 steps on digits without a recipe used to leave sigma^2 at 0.25 and M near 0: the
+    rate now lets sigma^2 reach 0 within the budget, and the exported M is better than M = 0
+    (epsilon 1), by a brute-force count."""
+    datasets = pytest.importorskip("sklearn.datasets")
+    from jl_lightning import JLEmbedding
+
+    X = datasets.load_digits().data[:600] / 16
+    emb = JLEmbedding(n_components=8, mode="pairs", max_steps=300).fit(X)
+    assert emb.converged_ and emb.sigma2_final_ == 0.0 and emb.switch_step_ < 300
+    Y = X @ emb.components_.T
+    i, j = np.triu_indices(len(X), 1)
+    original = ((X[i] - X[j]) ** 2).sum(1)
+    keep = original > 0
+    brute = np.abs(((Y[i] - Y[j]) ** 2).sum(1)[keep] / original[keep] - 1).max()
+    assert brute == pytest.approx(emb.training_distortion_, rel=1e-6) and brute < 0.995
+
+
+def test_no_exact_pass_while_m_is_zero_and_a_ranking_pass_once_it_is_not():
+    """At M = 0 every pair ties at deviation 1: the module keeps a seeded random draw of hard
+    pairs instead of a pass; with M != 0 the pass keeps the worst pairs, by brute force."""
+    import torch
+
+    from jl_lightning.core.pairs import random_pairs
+    from tests.helpers import pair_ratios, sampler
+
+    X = torch.randn(40, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    model = sampler(k=3, dim=6, mode="pairs", active_hard=15, active_refresh=5, active_refresh_extra=[])
+    model.refresh_active_pairs(X.float())
+    i, j = random_pairs(40, 15, np.random.default_rng(0).integers)
+    assert model.loss_fn.refreshed and (model.loss_fn.active.hard_i.numpy() == i).all()
+    assert (model.loss_fn.active.hard_j.numpy() == j).all()
+    with torch.no_grad():
+        model.mean.copy_(torch.randn(3, 6, generator=torch.Generator().manual_seed(1)))
+    model.refresh_active_pairs(X.float())
+    ratios, bi, bj, _ = pair_ratios(model.embedding.double().numpy(), X.numpy())
+    worst = set(zip(*(a[np.argsort(-np.abs(ratios - 1))[:15]] for a in (bi, bj))))
+    got = {
+        (min(a, b), max(a, b))
+        for a, b in zip(model.loss_fn.active.hard_i.tolist(), model.loss_fn.active.hard_j.tolist())
+    }
+    assert got == {(min(a, b), max(a, b)) for a, b in worst}
