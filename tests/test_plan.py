@@ -125,3 +125,18 @@ def test_no_exact_pass_while_m_is_zero_and_a_ranking_pass_once_it_is_not():
         for a, b in zip(model.loss_fn.active.hard_i.tolist(), model.loss_fn.active.hard_j.tolist())
     }
     assert got == {(min(a, b), max(a, b)) for a, b in worst}
+
+
+@pytest.mark.parametrize("heldout, over", [(0.6, True), (0.45, False)])
+def test_a_heldout_gap_over_the_limit_is_said_with_what_may_help(heldout, over):
+    from jl_lightning.apps.train import final_line
+    from jl_lightning.lightning.fit import HELDOUT_LIMIT, heldout_gap
+
+    summary = {"best_distortion": 0.4, "final_distortion": 0.4, "baseline_gaussian": None, "run_dir": "r",
+               "heldout": {"pairs": {"epsilon": heldout}}}  # fmt: skip
+    summary["heldout_gap"] = gap = heldout_gap(summary)
+    assert gap["ratio"] == pytest.approx(heldout / 0.4) and gap["within"] is (not over) and HELDOUT_LIMIT == 1.25
+    line = final_line(summary)
+    assert ("held-out pairs 1.50 x training" in line and "model.subspace_penalty" in line) is over
+    assert ("held-out" in line) is over
+    assert heldout_gap({"best_distortion": 0.4, "heldout": None}) is None

@@ -108,7 +108,8 @@ def _task_overrides() -> list[str]:
 
 def final_line(summary: dict) -> str:
     """The run's last line: its distortion, the Gaussian reference in words that say which
-    is lower, the run folder; a run whose sigma^2 never reached 0 says so first."""
+    is lower, the held-out pairs' epsilon when it is over ``HELDOUT_LIMIT`` times the training
+    one (and what may help), the run folder; a run whose sigma^2 never reached 0 says so first."""
     eps = summary["best_distortion"]
     head = f"final deterministic distortion {summary['final_distortion']:.3e} (best {eps:.3e})"
     if not summary.get("converged", True):
@@ -128,6 +129,12 @@ def final_line(summary: dict) -> str:
         reference = (
             f"Gaussian N(0,1/k) baseline: mean {baseline['mean']:.3f}, best of {baseline['draws']} "
             f"{baseline['best']:.3f}; {verdict}"
+        )
+    gap = summary.get("heldout_gap")
+    if gap and not gap["within"]:
+        reference += (
+            f" | held-out pairs {gap['ratio']:.2f} x training epsilon (over {gap['limit']:g} x): "
+            f"try {gap['advice']}"
         )
     return f"{head} | {reference} | run folder {summary['run_dir']}"
 

@@ -192,6 +192,9 @@ def fit_from_config(cfg: DictConfig, source=None, interactive: bool | None = Non
     summary = dict(summary_callback.summary, seed=seed, wall_seconds=time.perf_counter() - started)
     if settings:
         summary["auto_settings"] = settings
+    gap = heldout_gap(summary)
+    if gap is not None:
+        summary["heldout_gap"] = gap
     objects = {
         "cfg": cfg,
         "datamodule": datamodule,
@@ -216,6 +219,27 @@ def _prepare_process(cfg: DictConfig) -> int:
     steps = Number(low=1, integer=True, what="a positive integer (the number of training steps)")
     check("trainer.max_steps", cfg.trainer.get("max_steps"), steps)
     return int(seed)
+
+
+HELDOUT_LIMIT = 1.25  # held-out pairs' epsilon over the training epsilon that a run accepts silently
+HELDOUT_ADVICE = (
+    "model.subspace_penalty (e.g. 0.3: damps directions the training points do not span) or "
+    "data.select_fraction (e.g. 0.1: exports the matrix best on pairs kept out of the loss)"
+)
+
+
+def heldout_gap(summary: dict) -> dict | None:
+    """How far the held-out pairs' epsilon is above the training epsilon, against
+    ``HELDOUT_LIMIT``, with the options that narrow it when it is over (None: no held-out pairs)."""
+    pairs = (summary.get("heldout") or {}).get("pairs")
+    train = summary.get("best_distortion")
+    if not pairs or not train:
+        return None
+    ratio = pairs["epsilon"] / train
+    gap = {"ratio": ratio, "limit": HELDOUT_LIMIT, "within": ratio <= HELDOUT_LIMIT}
+    if ratio > HELDOUT_LIMIT:
+        gap["advice"] = HELDOUT_ADVICE
+    return gap
 
 
 AUTO_PATHS = {
