@@ -202,8 +202,9 @@ def test_references_stop_at_their_time_budget():
 @pytest.mark.parametrize("draws, budget_s", [(20, None), (16, None), (40, 1e-9)])
 def test_pca_shares_the_gaussian_draws_last_pass_with_the_same_figures(draws, budget_s):
     """PCA rides in the Gaussian draws' last pass where it has room (20 draws: passes of 16
-    and 4), else gets its own (16: the pass is full; a budget that stops the draws early):
-    its figures are those of its own screened pass, and the Gaussian ones do not move."""
+    and 4), else gets its own (16: the pass is full); under a budget it is measured with the
+    first draws (first_pass): its figures are those of its own screened pass, and the
+    Gaussian ones do not move."""
     from jl_lightning.baselines.references import pca_baseline
 
     X = clustered_with_ties()
@@ -211,14 +212,36 @@ def test_pca_shares_the_gaussian_draws_last_pass_with_the_same_figures(draws, bu
     alone = reference_figures(X, 4, "pairs", draws=draws, methods=["gaussian"], budget_s=budget_s)["gaussian"]
     own = pca_baseline(X, 4, "pairs")
     assert both["pca"]["epsilon"] == own["epsilon"] and both["pca"]["epsilon_scaled"] == own["epsilon_scaled"]
-    assert both["pca"].get("pass_shared_with") == ("gaussian" if draws == 20 else None)
+    shared = "first_pass" if budget_s is not None else ("gaussian" if draws == 20 else None)
+    assert both["pca"].get("pass_shared_with") == shared
     assert {key: both["gaussian"][key] for key in ("draws", "mean", "best")} == {
         key: alone[key] for key in ("draws", "mean", "best")
     }
     assert "riders" not in both["gaussian"]
-    # PCA first: its own pass, nothing rides
+    # PCA first: its own pass, nothing rides (under a budget: the first draws' pass all the same)
     first = reference_figures(X, 4, "pairs", draws=draws, methods=["pca", "gaussian"], budget_s=budget_s)
-    assert first["pca"]["epsilon"] == own["epsilon"] and "pass_shared_with" not in first["pca"]
+    assert first["pca"]["epsilon"] == own["epsilon"] and first["pca"].get("pass_shared_with") == (
+        "first_pass" if budget_s is not None else None
+    )
+
+
+def test_under_a_budget_the_first_draws_and_pca_share_one_pass(monkeypatch):
+    """At scale one pass costs about the same for one map or several: under a budget the first
+    draw of every random method and PCA are measured in one pass, and each method's figures
+    are those of the same draws measured alone."""
+    from jl_lightning.baselines import references
+
+    X = clustered_with_ties()
+    calls = []
+    real = references.evaluate
+    monkeypatch.setattr(references, "evaluate", lambda maps, *a, **kw: calls.append(len(maps)) or real(maps, *a, **kw))
+    methods = ["gaussian", "sparse", "srht", "pca"]
+    budgeted = reference_figures(X, 4, "pairs", draws=50, methods=methods, budget_s=1e-9)
+    assert calls == [4]  # one pass: three first draws and PCA; then the budget is spent
+    assert all(budgeted[m]["draws"] == 1 for m in ("gaussian", "sparse", "srht"))
+    for method in ("gaussian", "sparse", "srht"):
+        alone = reference_figures(X, 4, "pairs", draws=1, methods=[method], budget_s=None)[method]
+        assert budgeted[method]["best"] == alone["best"]
 
 
 MEMORY_PROBE = textwrap.dedent("""

@@ -133,8 +133,7 @@ def final_line(summary: dict) -> str:
     gap = summary.get("heldout_gap")
     if gap and not gap["within"]:
         reference += (
-            f" | held-out pairs {gap['ratio']:.2f} x training epsilon (over {gap['limit']:g} x): "
-            f"try {gap['advice']}"
+            f" | held-out pairs {gap['ratio']:.2f} x training epsilon (over {gap['limit']:g} x): try {gap['advice']}"
         )
     return f"{head} | {reference} | run folder {summary['run_dir']}"
 

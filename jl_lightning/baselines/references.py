@@ -66,7 +66,7 @@ def pass_size(measured: list[tuple[int, float]], seconds_left: float, most: int)
 def random_draws(method: str, points, k: int, draws: int = 100, seed: int = 0, mode: str = "norms",
                  memory_budget: int = DEFAULT_MEMORY_BUDGET, density="auto", detail: bool = False,
                  budget_s: float | None = None, device=None, riders: list | None = None,
-                 clock=time.perf_counter):  # fmt: skip
+                 clock=time.perf_counter, head: dict | None = None):  # fmt: skip
     """(figures, best map) of ``draws`` independent draws of ``method``.
 
     ``budget_s``: the seconds the draws may take. The first pass measures one draw; each
@@ -84,15 +84,23 @@ def random_draws(method: str, points, k: int, draws: int = 100, seed: int = 0, m
     ``riders``: more maps measured in the last pass if it has room (a pass serves up to
     ``DRAWS_PER_PASS`` maps for about the cost of one on a CPU); then ``figures["riders"]``
     holds their reports, in order (not JSON: the caller pops it), and else it is absent.
+    ``head``: the first draws already measured in a pass shared with other methods
+    (:func:`first_pass`): their ``generator`` (positioned after them), ``maps``, ``reports``,
+    this method's share of the pass's ``seconds`` and the pass's (maps, seconds).
     """
     if draws <= 0:
         raise ValueError(f"baseline draws must be positive, got {draws}")
-    gen = torch.Generator().manual_seed(int(seed))
+    gen = torch.Generator().manual_seed(int(seed)) if head is None else head["generator"]
     d = points.shape[1]
     reports, best_map, construct, rider_reports = [], None, 0.0, []
     measured: list[tuple[int, float]] = []
     began_all = clock()
     start = 0
+    if head is not None:
+        reports, measured = list(head["reports"]), [head["measured"]]
+        best_map = head["maps"][int(np.argmin([r.epsilon for r in reports]))]
+        began_all -= head["seconds"]
+        start = len(reports)
     while start < draws:
         size = min(DRAWS_PER_PASS, draws - start)
         if budget_s is not None:
@@ -175,6 +183,28 @@ def pca_baseline(
     }
 
 
+def first_pass(points, k: int, mode: str, methods: list[str], seed: int, memory_budget: int, device, riders) -> dict:
+    """One exact pass over the first draw of every random method in ``methods`` and the
+    ``riders`` (PCA): under a budget at scale a pass costs about the same for one map or
+    several, so the first draws and PCA are measured together instead of one pass each.
+    Returns each method's ``head`` for :func:`random_draws` and the riders' reports."""
+    d = points.shape[1]
+    generators = {method: torch.Generator().manual_seed(int(seed)) for method in methods}
+    maps = {method: _on(random_map(method, k, d, generators[method], "auto"), device) for method in methods}
+    began = time.perf_counter()
+    reports = evaluate(
+        list(maps.values()) + list(riders), points, mode, quantiles=False, mean_abs=False, memory_budget=memory_budget
+    )
+    seconds = time.perf_counter() - began
+    count = len(maps) + len(riders)
+    heads = {
+        method: {"generator": generators[method], "maps": [maps[method]], "reports": [report],
+                 "seconds": seconds / len(methods), "measured": (count, seconds)}
+        for method, report in zip(methods, reports)
+    }  # fmt: skip
+    return {"heads": heads, "riders": reports[len(maps) :], "seconds": seconds}
+
+
 def reference_figures(
     points,
     k: int,
@@ -186,6 +216,7 @@ def reference_figures(
     budget_s: float | None = None,
     best_maps: dict | None = None,
     device=None,
+    on_method=None,
 ) -> dict:
     """Mean / best / std over ``draws`` draws for each random method, epsilon plain and
     best-scaled for PCA (left out, with a reason, when k > min(n, d)). ``budget_s``: the
@@ -193,47 +224,68 @@ def reference_figures(
     ``best_maps``: a dict that receives each random method's best draw (as constructed:
     :func:`dense_map` turns it into an array where one is needed) and PCA's best-scaled
     matrix, for figures. ``device``: where the exact passes of the dense maps run (the
-    training device)."""
+    training device). ``on_method(name, figures)``: called as each method is done.
+
+    PCA's exact pass shares a pass with random draws: under a budget, the first draw of every
+    random method and PCA are measured in one pass (:func:`first_pass`; at scale a pass costs
+    about the same for one map or several, so the budget then holds from the first pass);
+    without one, PCA rides in the Gaussian draws' last pass when it has room."""
     out = {}
     methods = check_methods(methods, "baseline.methods")
     randoms = [m for m in methods if REFERENCES[m].kind == "random"]
     share = None if budget_s is None or not randoms else budget_s / len(randoms)
-    # PCA's exact pass rides along in the Gaussian draws' last pass, which has room for it
-    # unless the draws fill every pass: on a CPU that pass costs about the same either way
-    pca, pca_report = None, None
+    context = {"pca": None, "pca_report": None, "pca_svd_s": 0.0, "shared_with": None, "heads": {}}
     order = list(methods)
-    if "pca" in order and "gaussian" in order[: order.index("pca")] and k <= min(points.shape):
+    wants_pca = "pca" in order and k <= min(points.shape)
+    joint = budget_s is not None and randoms and wants_pca + len(randoms) > 1
+    if wants_pca and (joint or "gaussian" in order[: order.index("pca")]):
         began = time.perf_counter()
-        pca = pca_matrix(points, k)
-        pca_svd_s = time.perf_counter() - began
+        context["pca"] = pca_matrix(points, k)
+        context["pca_svd_s"] = time.perf_counter() - began
+    if joint:
+        riders = [] if context["pca"] is None else [_on(torch.as_tensor(context["pca"]), device)]
+        shared = first_pass(points, k, mode, randoms, seed, memory_budget, device, riders)
+        context["heads"] = shared["heads"]
+        if riders:
+            context["pca_report"], context["shared_with"] = shared["riders"][0], "first_pass"
     for method in methods:
-        if REFERENCES[method].kind == "fitted" and method != "pca":
-            out[method] = fitted_reference(method, points, k, mode)
-            matrix = out[method].pop("matrix", None)
-            if best_maps is not None and matrix is not None:
-                best_maps[method] = matrix
-        elif method == "pca":
-            if k > min(points.shape):
-                out["pca"] = {"method": "pca", "skipped": f"k={k} > min(n, d)={min(points.shape)}"}
-            else:
-                matrix = pca_matrix(points, k) if pca is None else pca
-                out["pca"] = pca_baseline(
-                    points, k, mode, memory_budget, matrix=matrix, device=device, report=pca_report
-                )
-                if pca_report is not None:  # its pass is counted in the Gaussian draws' seconds
-                    out["pca"].update(seconds=pca_svd_s + out["pca"]["seconds"], pass_shared_with="gaussian")
-                if best_maps is not None:
-                    best_maps["pca"] = out["pca"]["scale"] * matrix
-        else:
-            riders = [_on(torch.as_tensor(pca), device)] if method == "gaussian" and pca is not None else None
-            out[method], best = random_draws(
-                method, points, k, draws, seed, mode, memory_budget, budget_s=share, device=device, riders=riders
-            )
-            if "riders" in out[method]:
-                pca_report = out[method].pop("riders")[0]
-            if best_maps is not None:
-                best_maps[method] = best
+        out[method] = _reference(method, points, k, mode, draws, seed, memory_budget, share, device, best_maps, context)
+        if on_method is not None:
+            on_method(method, out[method])
     return out
+
+
+def _reference(method, points, k, mode, draws, seed, memory_budget, share, device, best_maps, context) -> dict:
+    """One method's figures (and its map into ``best_maps``); ``context``: what the methods
+    share (PCA's matrix and report, the first pass's heads)."""
+    if REFERENCES[method].kind == "fitted" and method != "pca":
+        figures = fitted_reference(method, points, k, mode)
+        matrix = figures.pop("matrix", None)
+        if best_maps is not None and matrix is not None:
+            best_maps[method] = matrix
+        return figures
+    if method == "pca":
+        if k > min(points.shape):
+            return {"method": "pca", "skipped": f"k={k} > min(n, d)={min(points.shape)}"}
+        matrix = pca_matrix(points, k) if context["pca"] is None else context["pca"]
+        figures = pca_baseline(
+            points, k, mode, memory_budget, matrix=matrix, device=device, report=context["pca_report"]
+        )
+        if context["pca_report"] is not None:  # its pass is counted in the random draws' seconds
+            figures.update(seconds=context["pca_svd_s"] + figures["seconds"], pass_shared_with=context["shared_with"])
+        if best_maps is not None:
+            best_maps["pca"] = figures["scale"] * matrix
+        return figures
+    ride = method == "gaussian" and context["pca"] is not None and context["pca_report"] is None
+    figures, best = random_draws(
+        method, points, k, draws, seed, mode, memory_budget, budget_s=share, device=device,
+        riders=[_on(torch.as_tensor(context["pca"]), device)] if ride else None, head=context["heads"].get(method),
+    )  # fmt: skip
+    if "riders" in figures:
+        context["pca_report"], context["shared_with"] = figures.pop("riders")[0], "gaussian"
+    if best_maps is not None:
+        best_maps[method] = best
+    return figures
 
 
 def fitted_reference(method: str, points, k: int, mode: str, **options) -> dict:

@@ -19,6 +19,23 @@ from jl_lightning.lightning.log_schedule import log_at
 log = logging.getLogger("jl_lightning")
 
 
+SHARED_PASS = {"gaussian": "the Gaussian draws' last pass", "first_pass": "the first draws' pass"}
+
+
+def log_reference(name: str, figures: dict) -> None:
+    """One method's line, as soon as it is measured."""
+    if "mean" in figures:
+        log.info("reference %s over %d draws: mean %.4g, best %.4g (%.1f s)",
+                 name, figures["draws"], figures["mean"], figures["best"], figures["seconds"])  # fmt: skip
+    elif "epsilon" in figures:
+        shared = figures.get("pass_shared_with")
+        log.info("reference %s: %.4g, best-scaled %.4g (%.1f s%s)", name, figures["epsilon"],
+                 figures["epsilon_scaled"], figures["seconds"],
+                 f"; its exact pass shared with {SHARED_PASS.get(shared, shared)}" if shared else "")  # fmt: skip
+    elif "skipped" in figures:
+        log.warning("reference %s skipped: %s", name, figures["skipped"])
+
+
 class ReferenceLines(Callback):
     """Measure the references on the data's training points, in the module's mode and k, when
     the fit starts: mean / best / std over ``draws`` draws of each random method (fewer where
@@ -52,6 +69,8 @@ class ReferenceLines(Callback):
         if self.draws <= 0 or not trainer.is_global_zero:  # measured once, by the process that reports
             return
         started = time.perf_counter()
+        log.info("references: %s on %d points, within %s", ", ".join(self.methods), len(trainer.datamodule.points),
+                 "no time budget" if self.budget_s is None else f"{self.budget_s:g} s")  # fmt: skip
         self.references = reference_figures(
             trainer.datamodule.points,
             pl_module.k,
@@ -62,30 +81,9 @@ class ReferenceLines(Callback):
             budget_s=self.budget_s,
             best_maps=self.maps,
             device=pl_module.embedding.device,
+            on_method=log_reference,
         )
         self.seconds = time.perf_counter() - started
-        for name, figures in self.references.items():
-            if "mean" in figures:
-                log.info(
-                    "reference %s over %d draws: mean %.4g, best %.4g (%.1f s)",
-                    name,
-                    figures["draws"],
-                    figures["mean"],
-                    figures["best"],
-                    figures["seconds"],
-                )
-            elif "epsilon" in figures:
-                shared = figures.get("pass_shared_with")
-                log.info(
-                    "reference %s: %.4g, best-scaled %.4g (%.1f s%s)",
-                    name,
-                    figures["epsilon"],
-                    figures["epsilon_scaled"],
-                    figures["seconds"],
-                    f"; its exact pass shared with the {shared} draws" if shared else "",
-                )
-            elif "skipped" in figures:
-                log.warning("reference %s skipped: %s", name, figures["skipped"])
         log.info("references measured in %.1f s", self.seconds)
 
     def _log(self, trainer) -> None:
