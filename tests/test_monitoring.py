@@ -230,6 +230,31 @@ def test_progress_log_every_tenth_and_the_bar_shows_phase_epsilon_and_sigma2(cfg
     assert JLProgressBar().get_metrics(Trainer(), Module()) == {"epsilon": "0.25", "sigma^2": "0"}
 
 
+def test_progress_log_shows_the_last_exact_pass_where_the_tracker_waits_for_the_end(cfg_factory):
+    """At scale the tracker certifies only the last step: the lines between show the latest
+    exact pass's certified epsilon, the one TensorBoard has as train/pass_distortion."""
+    import csv
+
+    summary, objects = train(
+        cfg_factory("debug=fast", "model.mode=pairs", "trainer.max_steps=40", "model.loss.active_refresh=8",
+                    "callbacks.distortion_tracker.every_n_steps=40", "logger=csv", "baseline.draws=0")
+    )  # fmt: skip
+    lines = callback(objects["trainer"], ProgressLog).lines
+    passes = {}
+    for log_dir in {logger.log_dir for logger in objects["loggers"]}:
+        with open(f"{log_dir}/metrics.csv") as handle:
+            for row in csv.DictReader(handle):
+                if row.get("train/pass_distortion"):
+                    passes[int(row["step"])] = float(row["train/pass_distortion"])
+    assert sorted(passes) == [8, 16, 24, 32]  # no pass at step 0, where M = 0
+    for line in lines[:-1]:  # steps 4, 8, ..., 36: the latest pass before the line
+        step = int(line.split(" | ")[0].split()[1].split("/")[0])
+        before = [s for s in passes if s < step]  # a pass at step s runs in the step after the line "step s"
+        expected = f"last exact pass: epsilon {passes[max(before)]:.4g}" if before else "epsilon -"
+        assert line.split(" | ")[2] == expected, line
+    assert lines[-1].split(" | ")[2] == f"epsilon {summary['final_distortion']:.4g}"
+
+
 def test_progress_log_rejects_a_bad_fraction(cfg_factory):
     from jl_lightning.errors import JLInputError
 

@@ -21,6 +21,9 @@ The module (:class:`JLModule`, implemented by ``module.BaseJLModule``):
 * ``log_dict(metrics, ...)``: Lightning's own logging, used with ``logger=False`` for what
   the progress bar and checkpointing read; scalars for the loggers go through
   ``log_schedule.log_at`` (the trainer's ``loggers``), each under the step of its matrix.
+  A sampler with exact passes puts each pass's certified epsilon in the trainer's
+  ``callback_metrics`` under ``PASS_EPSILON`` (the progress line shows it where the tracker
+  certifies only at the end).
 
 The data (:class:`JLData`, implemented by ``datamodule.JLDataModule`` after ``setup``):
 
@@ -51,6 +54,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
+
+PASS_EPSILON = "train/pass_distortion"  # an exact pass's certified epsilon (callback_metrics)
 
 
 @runtime_checkable

@@ -30,6 +30,7 @@ from jl_lightning.core.losses import ActivePairsLoss, loss_options, make_loss
 from jl_lightning.core.objective import SamplerObjective
 from jl_lightning.core.pairs import random_pairs
 from jl_lightning.errors import JLInputError
+from jl_lightning.lightning.contract import PASS_EPSILON
 from jl_lightning.lightning.distributed import exact_report, process_shard
 from jl_lightning.lightning.log_schedule import log_at
 from jl_lightning.lightning.module import BaseJLModule, shared_options
@@ -155,7 +156,9 @@ class GaussianSampler(BaseJLModule):
             loss.set_candidates(i, j, sq_distances)
         seconds = time.perf_counter() - began
         try:  # the certified epsilon of M at every exact pass (at scale the tracker runs only at the end)
-            log_at(self.trainer, {"train/pass_distortion": report.epsilon}, self.global_step)
+            log_at(self.trainer, {PASS_EPSILON: report.epsilon}, self.global_step)
+            # and for the progress line (callback_metrics), where the tracker has not certified M yet
+            self.log(PASS_EPSILON, float(report.epsilon), logger=False, on_step=True, on_epoch=False)
         except RuntimeError:  # not attached to a Trainer (a pass called directly)
             pass
         if seconds > LOG_PASSES_FROM_S:  # at scale, where a pass is the cost of many steps

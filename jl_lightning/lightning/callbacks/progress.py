@@ -12,6 +12,7 @@ from lightning.pytorch.callbacks import TQDMProgressBar
 from tqdm import tqdm
 
 from jl_lightning.constraints import Number, check
+from jl_lightning.lightning.contract import PASS_EPSILON
 
 log = logging.getLogger("jl_lightning")
 EPSILON = "train/det_distortion"  # the tracker's latest exact epsilon, as Lightning holds it
@@ -24,6 +25,13 @@ def phase(pl_module) -> str:
 
 def latest_epsilon(trainer) -> float | None:
     value = trainer.callback_metrics.get(EPSILON)
+    return None if value is None else float(value)
+
+
+def latest_pass_epsilon(trainer) -> float | None:
+    """The last exact pass's certified epsilon (``train/pass_distortion``, handed to
+    ``callback_metrics`` by the sampler), for runs whose tracker certifies only at the end."""
+    value = trainer.callback_metrics.get(PASS_EPSILON)
     return None if value is None else float(value)
 
 
@@ -129,7 +137,10 @@ class ProgressLog(Callback):
         every = max(1, math.ceil(total * self.every_fraction))
         if step % every or step == total:  # the last line waits for the last step's certified epsilon
             return
-        self._emit(step, total, phase(pl_module), latest_epsilon(trainer), pl_module.sigma2())
+        eps, label = latest_epsilon(trainer), "epsilon"
+        if eps is None and latest_pass_epsilon(trainer) is not None:
+            eps, label = latest_pass_epsilon(trainer), "last exact pass: epsilon"
+        self._emit(step, total, phase(pl_module), eps, pl_module.sigma2(), label)
 
     def on_run_record(self, trainer, pl_module, record) -> None:
         """The 100 % line, once the last step's matrix is certified (``contract.ReadsRunRecord``):
@@ -146,14 +157,14 @@ class ProgressLog(Callback):
             summary.get("sigma2_final", pl_module.sigma2()),
         )
 
-    def _emit(self, step: int, total: int, phase_name: str, eps, sigma2: float) -> None:
+    def _emit(self, step: int, total: int, phase_name: str, eps, sigma2: float, label: str = "epsilon") -> None:
         elapsed = time.perf_counter() - self._started
         done = step - self._first_step
         left = elapsed / done * (total - step) if done > 0 else math.nan
         parts = [
             f"step {step}/{total} ({100 * step / total:.0f} %)",
             phase_name,
-            "epsilon -" if eps is None else f"epsilon {eps:.4g}",
+            f"{label} -" if eps is None else f"{label} {eps:.4g}",
             f"sigma^2 {sigma2:.3g}",
             f"{elapsed:.0f} s" + ("" if step == total else f", about {left:.0f} s left"),
         ]
