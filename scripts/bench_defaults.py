@@ -100,7 +100,7 @@ def cell(row: dict) -> dict:
     auto = row.get("auto_settings") or {}
     return {
         "n": row.get("n", "-"),
-        "regime": auto.get("regime", "recipe" if not auto else "-"),
+        "regime": auto.get("regime", "-"),
         "steps": row.get("steps", "-"),
         "switch": row.get("switch_step", "-"),
         "eps": f"**{eps:.4f}**",
