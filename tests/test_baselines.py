@@ -113,6 +113,9 @@ def test_the_references_pass_is_sized_to_the_budget_from_the_first_pass(monkeypa
     assert (figures["mean"], figures["best"]) == (plain["mean"], plain["best"])
     assert references.pass_size([], 5.0, 16) == 1 and references.pass_size([(1, 10.0)], 5.0, 16) == 0
     assert references.pass_size([(1, 1.0), (16, 2.5)], 1000.0, 16) == 16  # at most a full pass
+    # from a shared pass of 4 maps in 27 s: one map alone still reads every tile (27 s does not
+    # fit in 11 s), and 30 s hold 4 maps, 60 s hold 8
+    assert [references.pass_size([(4, 27.0)], left, 16) for left in (11.0, 30.0, 60.0)] == [0, 4, 8]
 
 
 def test_one_registry_serves_training_runs_and_jl_compare(monkeypatch):

@@ -193,7 +193,7 @@ def test_the_heartbeat_speaks_every_30_s_with_the_fraction_and_the_time_left():
     from jl_lightning.metrics.heartbeat import Heartbeat
 
     now = [100.0]
-    beat = Heartbeat("exact pass", 10, clock=lambda: now[0])
+    beat = Heartbeat("exact pass", 10, every_s=30, clock=lambda: now[0])
     for done, at in enumerate([110, 125, 131, 150, 161.5, 170, 190, 193, 200, 205], start=1):
         now[0] = at
         beat.tick(done)

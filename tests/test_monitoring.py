@@ -443,3 +443,28 @@ def test_a_log_line_during_the_bar_is_printed_above_it_not_into_it(monkeypatch):
     assert before.rstrip(" ").endswith("\r")  # the bar's line was cleared first
     after = text[text.index("switch to the mean") :]
     assert after.startswith("switch to the mean at step 148\n") and "sampler" in after  # the bar again, below
+
+
+def test_no_phase_is_silent_a_progress_line_when_the_log_has_been_quiet(cfg_factory, monkeypatch):
+    """Besides every tenth of the run, a progress line comes whenever the run's log has been
+    quiet for QUIET_S (25 s; 0 here, so every step speaks), and a heartbeat counts any line of
+    the log, not only its own phase's."""
+    import logging
+    import time
+
+    from jl_lightning.lightning.callbacks import progress
+    from jl_lightning.metrics import heartbeat
+
+    monkeypatch.setattr(progress, "QUIET_S", 0.0)
+    _, objects = train(cfg_factory(*SMALL, "trainer.max_steps=20", "logger=none"))
+    lines = callback(objects["trainer"], ProgressLog).lines
+    assert [int(line.split()[1].split("/")[0]) for line in lines] == list(range(1, 21))
+
+    beat = heartbeat.Heartbeat("phase", 100, every_s=0.2)
+    time.sleep(0.25)
+    logging.getLogger("jl_lightning").warning("another phase's line")  # the log was not quiet
+    beat.tick(10)
+    assert beat.lines == [] and heartbeat.last_line_time() > beat.began
+    time.sleep(0.25)
+    beat.tick(20)
+    assert len(beat.lines) == 1 and beat.lines[0].startswith("phase: 20 % (20 of 100 tiles)")

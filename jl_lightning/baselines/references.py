@@ -45,19 +45,23 @@ def pass_size(measured: list[tuple[int, float]], seconds_left: float, most: int)
     from the passes ``measured`` so far ((maps, seconds) each), at most ``most``.
 
     A pass costs about a + b m for m maps: reading the data's tiles once (a) and one product
-    per map (b). From one measured pass only b = t / m is known and a = 0 is assumed, which
-    overestimates the cost of a larger pass (the cost is subadditive), so the budget holds;
-    from two or more, a and b are fitted (least squares, neither below 0)."""
+    per map (b). From passes of one size m only, a pass of m' maps is taken to cost
+    t max(1, m' / m): no less than the measured pass when smaller (the reading of the tiles,
+    most of the cost at scale, stays), and in proportion when larger (the cost is
+    subadditive), so the budget holds either way; from two or more sizes, a and b are fitted
+    (least squares, neither below 0)."""
     if not measured:
         return min(1, most)  # the first pass measures one map: its cost sets the next size
     sizes = np.array([m for m, _ in measured], dtype=float)
     times = np.array([t for _, t in measured], dtype=float)
     if len(set(sizes)) < 2:
-        a, b = 0.0, float((times / sizes).max())
-    else:
-        b, a = np.polyfit(sizes, times, 1)
-        b = max(float(b), 0.0)
-        a = max(float(a), float((times - b * sizes).max()), 0.0)  # no pass measured was cheaper than the fit
+        m, t = float(sizes[0]), float(times.max())
+        if t > seconds_left:
+            return 0
+        return int(min(most, max(1, math.floor(seconds_left * m / t + 1e-9))))
+    b, a = np.polyfit(sizes, times, 1)
+    b = max(float(b), 0.0)
+    a = max(float(a), float((times - b * sizes).max()), 0.0)  # no pass measured was cheaper than the fit
     if b <= 0:
         return most if a <= seconds_left else 0
     return int(max(0, min(most, math.floor((seconds_left - a) / b + 1e-9))))  # 1e-9: the fit's rounding

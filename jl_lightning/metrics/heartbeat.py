@@ -11,13 +11,41 @@ import logging
 import time
 
 log = logging.getLogger("jl_lightning")
-EVERY_S = 30.0
+# a line at most this long after the last line of the run's log, so that no phase (and no
+# hand-over between phases) is silent for 30 s
+EVERY_S = 25.0
+
+
+class _LastLine(logging.Filter):
+    """Stamps the time of every record of the ``jl_lightning`` logger (and of lines printed
+    instead, :func:`stamp`): a heartbeat or a progress line then speaks when the *log* has
+    been quiet, not only its own phase."""
+
+    at = time.perf_counter()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        stamp()
+        return True
+
+
+def stamp() -> None:
+    """A line was just written (a record, or a line printed where there is no log)."""
+    _LastLine.at = time.perf_counter()
+
+
+def last_line_time() -> float:
+    """``time.perf_counter()`` of the latest line of the run's log."""
+    return _LastLine.at
+
+
+log.addFilter(_LastLine())
 
 
 class Heartbeat:
     """``tick(done)`` logs ``<what>: 40 % (400 of 1000 tiles), 31 s, about 46 s left`` when
-    ``every_s`` seconds have passed since the phase began or since the last line; nothing for
-    a phase shorter than that. ``clock`` is injectable for tests."""
+    ``every_s`` seconds have passed since the phase began or since the last line, its own or
+    any other of the log; nothing for a phase shorter than that. ``clock`` is injectable for
+    tests (then only the phase's own lines count)."""
 
     def __init__(
         self,
@@ -35,7 +63,8 @@ class Heartbeat:
 
     def tick(self, done: int) -> None:
         now = self.clock()
-        if now - self.last < self.every_s:
+        quiet_since = max(self.last, last_line_time()) if self.clock is time.perf_counter else self.last
+        if now - quiet_since < self.every_s:
             return
         self.last = now
         elapsed = now - self.began

@@ -13,6 +13,8 @@ from tqdm import tqdm
 
 from jl_lightning.constraints import Number, check
 from jl_lightning.lightning.contract import PASS_EPSILON
+from jl_lightning.metrics.heartbeat import EVERY_S as QUIET_S
+from jl_lightning.metrics.heartbeat import last_line_time, stamp
 
 log = logging.getLogger("jl_lightning")
 EPSILON = "train/det_distortion"  # the tracker's latest exact epsilon, as Lightning holds it
@@ -135,7 +137,11 @@ class ProgressLog(Callback):
         if not total or total <= 0 or not trainer.is_global_zero:
             return
         every = max(1, math.ceil(total * self.every_fraction))
-        if step % every or step == total:  # the last line waits for the last step's certified epsilon
+        if step == total:  # the last line waits for the last step's certified epsilon
+            return
+        # every tenth of the run, and whenever the log has been quiet for QUIET_S (slow steps,
+        # or steps after a long exact pass): a run is never silent for 30 s
+        if step % every and time.perf_counter() - max(last_line_time(), self._started) < QUIET_S:
             return
         eps, label = latest_epsilon(trainer), "epsilon"
         if eps is None and latest_pass_epsilon(trainer) is not None:
@@ -174,3 +180,4 @@ class ProgressLog(Callback):
             log.info(line)  # jl-train: the run's log (train.log and the console)
         else:  # plain Python (JLEmbedding.fit) configures no logging: INFO would be dropped
             print(f"[jl] {line}", file=sys.stderr, flush=True)
+            stamp()
