@@ -140,3 +140,39 @@ def test_a_heldout_gap_over_the_limit_is_said_with_what_may_help(heldout, over):
     assert ("held-out pairs 1.50 x training" in line and "model.subspace_penalty" in line) is over
     assert ("held-out" in line) is over
     assert heldout_gap({"best_distortion": 0.4, "heldout": None}) is None
+
+
+def test_at_m_zero_the_candidates_are_random_pairs_that_the_rescans_rank():
+    """With candidates (the many-pairs regime) the active set at M = 0 is a seeded random draw
+    of C pairs, duplicates left out, with their exact squared distances; the first rescan
+    picks the worst of them under the current M, by brute force."""
+    import torch
+
+    from jl_lightning.core.pairs import random_pairs
+    from tests.helpers import sampler
+
+    X = torch.randn(50, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    X[7] = X[3]  # a duplicate: its pairs are not candidates
+    model = sampler(k=3, dim=6, mode="pairs", active_hard=10, active_candidates=300, active_refresh=None,
+                    active_refresh_extra=[40])  # fmt: skip
+    model.refresh_active_pairs(X.float())
+    loss = model.loss_fn
+    i, j = random_pairs(50, 300, np.random.default_rng(0).integers)
+    centered = X.float() - X.float().mean(0)
+    distance = ((centered[i] - centered[j]) ** 2).sum(1).numpy()
+    keep = ~(((i == 3) | (i == 7)) & ((j == 3) | (j == 7)))
+    ci, cj, csq, _ = loss.candidates
+    order = np.argsort(i[keep], kind="stable")
+    assert (ci.numpy() == i[keep][order]).all() and (cj.numpy() == j[keep][order]).all()
+    assert np.allclose(csq.numpy(), distance[keep][order], rtol=1e-6)
+    assert (loss.active.hard_i.numpy() == i[keep][:10]).all()
+    with torch.no_grad():
+        model.mean.copy_(torch.randn(3, 6, generator=torch.Generator().manual_seed(1)))
+    loss.rescan(model.mean)
+    A = (model.mean.detach().double() / np.sqrt(3)).numpy()
+    dev = (
+        np.abs(((centered.double().numpy()[ci] - centered.double().numpy()[cj]) @ A.T) ** 2).sum(1)
+        / csq.double().numpy()
+    )
+    worst = set(zip(ci.numpy()[np.argsort(-np.abs(dev - 1))[:10]], cj.numpy()[np.argsort(-np.abs(dev - 1))[:10]]))
+    assert set(zip(loss.active.hard_i.tolist(), loss.active.hard_j.tolist())) == worst

@@ -37,6 +37,7 @@ import inspect
 import math
 from typing import Any, Mapping
 
+import numpy as np
 import torch
 
 from jl_lightning.constraints import (
@@ -52,7 +53,9 @@ from jl_lightning.core.pairs import (
     ActivePairs,
     PairGeometry,
     center,
+    far_apart,
     inverse_sq_distances,
+    random_pairs,
     worst_pairs_of_samples,
 )
 from jl_lightning.core.sampling import (
@@ -299,6 +302,29 @@ class ActivePairsLoss(DistortionLoss):
         self.active.set_hard(i, j)
         self.hard = self._pairs(*self.shard.take(self.active.hard_i, self.active.hard_j))
         self.refreshed = True
+
+    @torch.no_grad()
+    def start_at_ties(self, seed: int = 0) -> None:
+        """The active set while M = 0, where every pair ties at deviation 1 and an exact pass
+        would report only ties: ``n_hard`` random pairs, and with candidates C random pairs
+        (pairs at distance 0 left out) that the rescans rank as M grows, the first ``n_hard``
+        of them the hard pairs. One seeded draw, the same on every rank."""
+        integers = np.random.default_rng(seed).integers
+        n = len(self.points)
+        if not self.n_candidates:
+            self.set_hard(*random_pairs(n, self.n_hard, integers))
+            return
+        i, j = (torch.from_numpy(a) for a in random_pairs(n, self.n_candidates, integers))
+        device = self.points.device
+        sq = torch.empty(len(i), dtype=self.points.dtype)
+        for s in range(0, len(i), CANDIDATE_CHUNK):
+            rows = slice(s, s + CANDIDATE_CHUNK)
+            differences = self.points[i[rows].to(device)] - self.points[j[rows].to(device)]
+            sq[rows] = differences.pow(2).sum(1).cpu()
+        keep = far_apart(sq, (self.sq_norms[i.to(device)] + self.sq_norms[j.to(device)]).cpu())
+        i, j, sq = i[keep], j[keep], sq[keep]
+        self.set_candidates(i, j, sq)
+        self.set_hard(i[: self.n_hard], j[: self.n_hard])
 
     @torch.no_grad()
     def set_candidates(self, i, j, sq_distances) -> None:

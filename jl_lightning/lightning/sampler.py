@@ -15,7 +15,6 @@ import logging
 import time
 from typing import Any, Callable, Mapping
 
-import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
@@ -28,7 +27,6 @@ from jl_lightning.constraints import (
 )
 from jl_lightning.core.losses import ActivePairsLoss, loss_options, make_loss
 from jl_lightning.core.objective import SamplerObjective
-from jl_lightning.core.pairs import random_pairs
 from jl_lightning.errors import JLInputError
 from jl_lightning.lightning.contract import PASS_EPSILON
 from jl_lightning.lightning.distributed import exact_report, process_shard
@@ -134,11 +132,13 @@ class GaussianSampler(BaseJLModule):
         loss = self.loss_fn
         if not bool(self.mean.detach().any()):
             # at M = 0 (model.init_mean=zeros) every pair ties at deviation 1: a pass would report
-            # only ties, at the cost of a whole pass. The hard pairs start as random pairs (one
-            # seeded draw, the same on every rank) and the first pass waits for its schedule.
-            loss.set_hard(*random_pairs(len(loss.points), loss.n_hard, np.random.default_rng(0).integers))
-            log.info("step %d: M = 0, no exact pass (every pair ties); %d random hard pairs until the first pass",
-                     self.global_step, loss.n_hard)  # fmt: skip
+            # only ties, at the cost of a whole pass. The active set starts from random pairs
+            # (and random candidates, ranked by the rescans as M grows); the first pass waits
+            # for its schedule.
+            loss.start_at_ties()
+            log.info("step %d: M = 0, no exact pass (every pair ties): %d random hard pairs%s until the first pass",
+                     self.global_step, loss.n_hard,
+                     f" and {loss.n_candidates} random candidates" if loss.n_candidates else "")  # fmt: skip
             return
         began = time.perf_counter()
         report = exact_report(
