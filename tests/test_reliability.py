@@ -203,6 +203,8 @@ def test_refused_runs_are_one_line_on_stderr_and_leave_no_folder(tmp_path):
         (("optimizer.lr=-1",), "optimizer.lr must be a number > 0, got -1"),
         (("model.n_samples=0",), "model.n_samples must be a positive integer"),
         (("+ckpt_path=x.ckpt",), "unknown option(s) ckpt_path"),
+        # pairs mode: the auto settings' line waits until the options are accepted
+        (("model.loss.active_rescan=0", "model.mode=pairs"), "model.loss.active_rescan must be a positive integer"),
     ]:
         run_dir = tmp_path / args[0].replace("=", "_").replace("+", "")
         proc = jl_train("debug=fast", *args, f"hydra.run.dir={run_dir}", cwd=tmp_path)

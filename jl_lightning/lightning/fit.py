@@ -170,6 +170,8 @@ def fit_from_config(cfg: DictConfig, source=None, interactive: bool | None = Non
     datamodule = build_datamodule(cfg.data, source)
     cfg, settings = resolve_auto(cfg, datamodule.n, datamodule.dim)
     model = build_model(cfg, datamodule.dim)
+    if "line" in settings:  # once the model is built: a bad option is refused in one line, alone
+        log.info("%s", settings.pop("line"))
     callbacks, summary_callback = build_callbacks(cfg, interactive)
     loggers = instantiate_group(cfg.get("logger"))
     if not loggers:  # Lightning's LearningRateMonitor refuses a run without a logger
@@ -277,9 +279,10 @@ def resolve_auto(cfg: DictConfig, n: int, dim: int) -> tuple[DictConfig, dict]:
                 chosen[path] = picked[name]
     if not chosen:
         return cfg, {}
+    settings = {"regime": plan.regime, "n": n, "d": dim, "k": k, "steps": steps, "chosen": chosen}
     if mode == "pairs":
-        log.info(auto_plan.describe(plan, n, dim, k, steps))
-    return cfg, {"regime": plan.regime, "n": n, "d": dim, "k": k, "steps": steps, "chosen": chosen}
+        settings["line"] = auto_plan.describe(plan, n, dim, k, steps)
+    return cfg, settings
 
 
 def build_model(cfg: DictConfig, dim: int):
