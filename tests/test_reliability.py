@@ -200,7 +200,7 @@ def test_the_lock_is_exclusive_and_a_refused_run_removes_the_folder_it_made(tmp_
 def test_refused_runs_are_one_line_on_stderr_and_leave_no_folder(tmp_path):
     for args, message in [
         (("data=file",), "data.source.path is required"),
-        (("optimizer.lr=-1",), "optimizer.lr must be a number > 0, got -1"),
+        (("optimizer.lr=-1",), "optimizer.lr must be a number > 0 or auto, got -1"),
         (("model.n_samples=0",), "model.n_samples must be a positive integer"),
         (("+ckpt_path=x.ckpt",), "unknown option(s) ckpt_path"),
         # pairs mode: the auto settings' line waits until the options are accepted
