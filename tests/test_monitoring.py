@@ -468,3 +468,8 @@ def test_no_phase_is_silent_a_progress_line_when_the_log_has_been_quiet(cfg_fact
     time.sleep(0.25)
     beat.tick(20)
     assert len(beat.lines) == 1 and beat.lines[0].startswith("phase: 20 % (20 of 100 tiles)")
+    # a phase that begins after a quiet stretch speaks at once: silence is the log's, not the phase's
+    time.sleep(0.25)
+    young = heartbeat.Heartbeat("next phase", 10, every_s=0.2)
+    young.tick(1)
+    assert len(young.lines) == 1 and young.lines[0].startswith("next phase: 10 %")

@@ -43,9 +43,9 @@ log.addFilter(_LastLine())
 
 class Heartbeat:
     """``tick(done)`` logs ``<what>: 40 % (400 of 1000 tiles), 31 s, about 46 s left`` when
-    ``every_s`` seconds have passed since the phase began or since the last line, its own or
-    any other of the log; nothing for a phase shorter than that. ``clock`` is injectable for
-    tests (then only the phase's own lines count)."""
+    the run's log has been quiet for ``every_s`` seconds (its last line, from this phase or
+    any other). ``clock`` is injectable for tests: then the phase's own start and lines count,
+    and a phase shorter than ``every_s`` says nothing."""
 
     def __init__(
         self,
@@ -63,8 +63,10 @@ class Heartbeat:
 
     def tick(self, done: int) -> None:
         now = self.clock()
-        quiet_since = max(self.last, last_line_time()) if self.clock is time.perf_counter else self.last
-        if now - quiet_since < self.every_s:
+        # with the real clock, silence is the log's: since its last line, whichever phase wrote
+        # it (this one's own lines included), not since this phase began
+        quiet_since = last_line_time() if self.clock is time.perf_counter else self.last
+        if now - quiet_since < self.every_s or done <= 0:
             return
         self.last = now
         elapsed = now - self.began
