@@ -365,7 +365,9 @@ def test_learning_rate_temperature_and_convergence_are_in_tensorboard(tmp_path):
     tracked = {e.step: e.value for e in acc.Scalars("train/det_distortion")}
     # auto: a pass every 10 steps for 60 steps of few pairs, none at step 0 where M = 0 (core/plan.py)
     assert sorted(passes) == [10, 20, 30, 40, 50]
-    assert passes[50] == pytest.approx(tracked[50], rel=1e-9)
+    # the same M certified twice: the pass over the loss's float32 centered points, the tracker
+    # over the data's float64 points, so they agree to float32 rounding of the points
+    assert passes[50] == pytest.approx(tracked[50], rel=1e-6)
     assert converged.value == (1.0 if summary["converged"] else 0.0)  # 60 steps: either, by the rounding of the threads
 
 
