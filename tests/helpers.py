@@ -18,7 +18,7 @@ def loss_node(*, plan_for: tuple[str, int, int] = ("pairs", 1000, 5000), **overr
 
     mode, n, steps = plan_for
     node = OmegaConf.to_container(compose().model.loss, resolve=True)
-    resolved, _ = resolve(node, choose(mode=mode, n=n, d=1, k=1, steps=steps), {})
+    resolved, _ = resolve(node, choose(mode=mode, n=n, d=1, k=1, steps=steps))
     return {**resolved, **overrides}
 
 

@@ -99,14 +99,14 @@ def choose(*, mode: str, n: int, d: int, k: int, steps: int) -> Plan:
     return Plan("many_pairs", 8192, None, passes, candidates, 20, 1e-3, max(0.005, lr_floor), 0.0, 10, horizon, steps)
 
 
-def resolve(values: Mapping[str, Any], plan: Plan, names: Mapping[str, str]) -> tuple[dict, dict]:
-    """``values`` with each ``auto`` replaced by the plan's value; ``names`` maps a key of
-    ``values`` to the plan's field. Returns (resolved values, {key: chosen value})."""
+def resolve(values: Mapping[str, Any], plan: Plan) -> tuple[dict, dict]:
+    """``values`` with each ``auto`` whose key names a field of the plan replaced by the plan's
+    value. Returns (resolved values, {key: chosen value})."""
     table = {**plan.loss_values(), **{name: getattr(plan, name) for name in Plan.RUN_FIELDS}}
     resolved, chosen = dict(values), {}
     for key, value in values.items():
-        if value == AUTO and names.get(key, key) in table:
-            resolved[key] = chosen[key] = table[names.get(key, key)]
+        if value == AUTO and key in table:
+            resolved[key] = chosen[key] = table[key]
     return resolved, chosen
 
 
@@ -129,7 +129,3 @@ def describe(plan: Plan, n: int, d: int, k: int, steps: int) -> str:
         f"[{plan.regime}]: {plan.active_hard} hard pairs, {passes}{rescans}, temperature to "
         f"{plan.smooth_temperature_end:g}, lr {plan.lr:g}, subspace penalty {plan.subspace_penalty:g}"
     )
-
-
-def is_auto(value: Any) -> bool:
-    return isinstance(value, str) and value == AUTO

@@ -267,11 +267,11 @@ def resolve_auto(cfg: DictConfig, n: int, dim: int) -> tuple[DictConfig, dict]:
     chosen = {}
     with open_dict(cfg):
         if "loss" in model:
-            loss, picked = auto_plan.resolve(OmegaConf.to_container(model.loss, resolve=True), plan, {})
+            loss, picked = auto_plan.resolve(OmegaConf.to_container(model.loss, resolve=True), plan)
             cfg.model.loss = loss
             chosen.update({f"model.loss.{name}": value for name, value in picked.items()})
         for path, name in AUTO_PATHS.items():
-            _, picked = auto_plan.resolve({name: OmegaConf.select(cfg, path)}, plan, {})
+            _, picked = auto_plan.resolve({name: OmegaConf.select(cfg, path)}, plan)
             if picked and picked[name] is None:  # the tracker at the logging period
                 picked[name] = int(cfg.log_every)
             if picked:
