@@ -624,11 +624,12 @@ def sweep_case(out: Path) -> tuple:
             else {"jobs": []}
         )
         failed = [row["job"] for row in summary["jobs"] if row.get("failed")]
+        folders = {p.name.split("_", 1)[0]: p for p in sweep.iterdir() if p.is_dir()}
         good = (
-            failed == ["1"]
-            and not (sweep / "1").exists()
+            [name.split("_", 1)[0] for name in failed] == ["1"]
+            and "1" not in folders
             and not (sweep / ".jl_lock").exists()
-            and all((sweep / job / "summary.json").is_file() for job in ("0", "2"))
+            and all(job in folders and (folders[job] / "summary.json").is_file() for job in ("0", "2"))
         )
         return good, lines[0] + ("" if good else f" (WRONG: failed {failed}, folders {sorted(os.listdir(sweep))})")
 

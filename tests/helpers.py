@@ -64,3 +64,18 @@ def pair_deviations(A, X, other=None, zero_rtol: float = 0.0) -> np.ndarray:
 def pair_distortion(A, X) -> float:
     """The max of :func:`pair_deviations`: a map's worst-case epsilon over all pairs."""
     return float(pair_deviations(A, X).max())
+
+
+def job_dirs(sweep, num: int) -> list:
+    """The folders of job ``num`` in a multirun's ``sweep`` folder: ``<num>_<its overrides>``
+    or ``<num>`` (conf/hydra/default.yaml). One for a job that ran, none for a refused one."""
+    from pathlib import Path
+
+    return [p for p in Path(sweep).iterdir() if p.is_dir() and p.name.split("_", 1)[0] == str(num)]
+
+
+def job_dir(sweep, num: int):
+    """The one folder of job ``num`` (asserted to be exactly one)."""
+    found = job_dirs(sweep, num)
+    assert len(found) == 1, f"job {num}: folders {found}"
+    return found[0]

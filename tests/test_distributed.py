@@ -13,7 +13,7 @@ from conftest import jl_train
 
 from jl_lightning.core.sharding import Shard
 from jl_lightning.metrics.distortion import evaluate, merge_reports
-from tests.helpers import pair_deviations
+from tests.helpers import job_dirs, pair_deviations
 
 
 def free_port() -> int:
@@ -196,4 +196,5 @@ def test_ddp_inside_a_plain_multirun_is_refused_in_one_line(tmp_path):
     assert len(lines) == 2 and all("cannot run inside a multirun" in line for line in lines), proc.stderr
     assert [line.split(" (")[0] for line in lines] == ["jl-train: error: job 0", "jl-train: error: job 1"]
     assert "Traceback" not in proc.stderr
-    assert not (tmp_path / "sweep" / "0").exists() and not (tmp_path / "sweep" / ".jl_lock").exists()
+    sweep = tmp_path / "sweep"
+    assert job_dirs(sweep, 0) == job_dirs(sweep, 1) == [] and not (sweep / ".jl_lock").exists()

@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from jl_lightning.errors import JLInputError
+from tests.helpers import job_dir, job_dirs
 
 TESTS = Path(__file__).resolve().parent
 
@@ -347,10 +348,11 @@ def test_a_multirun_with_one_bad_job_runs_the_others_and_says_which_failed(tmp_p
     assert proc.stderr.strip().splitlines() == [
         "jl-train: error: job 1 (debug=fast logger=none model.k=0): model.k must be a positive integer, got 0"
     ]
-    assert (sweep / "0" / "summary.json").is_file() and (sweep / "2" / "summary.json").is_file()
-    assert not (sweep / "1").exists() and not (sweep / ".jl_lock").exists()
+    assert (job_dir(sweep, 0) / "summary.json").is_file() and (job_dir(sweep, 2) / "summary.json").is_file()
+    assert job_dirs(sweep, 1) == [] and not (sweep / ".jl_lock").exists()
     rows = json.loads((sweep / "sweep_summary.json").read_text())["jobs"]
-    assert [r["job"] for r in rows] == ["0", "1", "2"] and rows[1]["failed"]
+    assert [r["job"] for r in rows] == ["0_logger=none,model.k=2", "1_logger=none,model.k=0", "2_logger=none,model.k=3"]
+    assert rows[1]["failed"]
     assert rows[1]["reason"] == "model.k must be a positive integer, got 0"
 
 

@@ -9,6 +9,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from jl_lightning.apps.config import CONFIG_DIR
+from tests.helpers import job_dir
 
 
 def launcher(*overrides: str):
@@ -55,9 +56,9 @@ def test_a_two_job_multirun_through_a_launcher(tmp_path, chosen, target):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert OmegaConf.load(sweep / "multirun.yaml").hydra.launcher._target_.endswith(target)
-    for job, k in (("0", 2), ("1", 3)):
-        assert json.loads((sweep / job / "summary.json").read_text())["k"] == k
+    for job, k in ((0, 2), (1, 3)):
+        assert json.loads((job_dir(sweep, job) / "summary.json").read_text())["k"] == k
     table = json.loads((sweep / "sweep_summary.json").read_text())
-    assert [row["job"] for row in table["jobs"]] == ["0", "1"]
+    assert [row["job"] for row in table["jobs"]] == ["0_model.k=2", "1_model.k=3"]
     # 20 steps: neither job's sigma^2 reached 0, so neither is marked best
     assert [row["converged"] for row in table["jobs"]] == [False, False] and table["best"] is None

@@ -280,7 +280,7 @@ def test_optuna_search_best_trial_is_its_jobs_summary(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = OmegaConf.load(sweep / "optimization_results.yaml")
-    jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and (p / ".hydra").is_dir())
     assert len(jobs) == 3
     summaries = {job.name: json.loads((job / "summary.json").read_text()) for job in jobs}
     values = {name: s["best_distortion"] for name, s in summaries.items()}  # paper_optuna's optimized_metric

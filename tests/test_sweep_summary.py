@@ -83,3 +83,23 @@ def test_the_table_names_what_sets_a_job_apart_and_the_shared_overrides_once(tmp
     assert "0.012520653814999465" not in text
     rows = collect(tmp_path)  # the JSON keeps every override whole
     assert rows[0]["overrides"] == "optimizer.lr=0.012520653814999465 experiment=paper debug=fast"
+
+
+def test_a_job_folder_is_named_after_its_number_and_overrides():
+    from jl_lightning.apps.sweep_summary import NAME_LIMIT, job_folder_name
+
+    assert job_folder_name(3, "model.k=8,optimizer.lr=0.01") == "3_model.k=8,optimizer.lr=0.01"
+    assert job_folder_name(0, "") == "0"  # nothing set: the number alone
+    # a search's 17-digit samples cut to 4 significant digits; integers and short floats kept
+    assert job_folder_name(1, "model.loss.active_hard=8192,optimizer.lr=0.012520653814999465") == (
+        "1_model.loss.active_hard=8192,optimizer.lr=0.01252"
+    )
+    assert job_folder_name(2, "optimizer.lr=1.2345678e-05") == "2_optimizer.lr=1.235e-05"
+    # a path value would nest folders, a space or quote would need quoting in a shell
+    assert job_folder_name(4, "data.source.path=/data/my vecs.npy") == "4_data.source.path=_data_my_vecs.npy"
+    long = job_folder_name(5, "x" * 500)
+    assert long == "5_" + "x" * NAME_LIMIT and len(long) < 255
+    # the number leads, so the sweep's jobs list in job order (10 after 9)
+    from jl_lightning.apps.sweep_summary import _job_order
+
+    assert sorted(["10_a=1", "9_a=2", "1"], key=_job_order) == ["1", "9_a=2", "10_a=1"]

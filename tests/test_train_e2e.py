@@ -15,6 +15,7 @@ from conftest import jl_train
 
 from jl_lightning.apps.train import train
 from jl_lightning.metrics import evaluate
+from tests.helpers import job_dir
 
 SMALL = [
     "data.source.n=40",
@@ -121,7 +122,7 @@ def test_refuses_to_overwrite_an_earlier_run(finished_run):
 
 def test_a_multirun_refuses_an_occupied_sweep_folder(tmp_path):
     sweep = tmp_path / "sweep"
-    job = sweep / "0"
+    job = sweep / "0_model.k=2"  # job 0's folder (conf/hydra/default.yaml), already holding a run
     job.mkdir(parents=True)
     (job / "summary.json").write_text("{}")
     proc = jl_train("-m", "debug=fast", "model.k=2,3", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
@@ -149,8 +150,10 @@ def test_two_job_multirun_and_its_curve_against_k(tmp_path):
         "-m", "model.k=4,6", *SMALL[:2], *SMALL[3:], "data.val_fraction=0.25", f"hydra.sweep.dir={sweep}", cwd=tmp_path
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    for job, k in (("0", 4), ("1", 6)):
-        folder = sweep / job
+    names = sorted(p.name for p in sweep.iterdir() if p.is_dir())  # <job>_<its overrides, sorted by key>
+    assert [name[:2] for name in names] == ["0_", "1_"] and "model.k=4" in names[0] and "model.k=6" in names[1]
+    for job, k in ((0, 4), (1, 6)):
+        folder = job_dir(sweep, job)
         assert np.load(folder / "embedding.npy").shape == (k, 80)
         summary = json.loads((folder / "summary.json").read_text())
         assert summary["k"] == k
@@ -158,7 +161,7 @@ def test_two_job_multirun_and_its_curve_against_k(tmp_path):
         assert list((folder / "tensorboard").glob("events.out.tfevents.*"))
     table = (sweep / "sweep_summary.md").read_text()  # the sweep's own table, best job marked
     assert "model.k=4" in table and "model.k=6" in table and "\nbest: job " in table
-    assert json.loads((sweep / "sweep_summary.json").read_text())["best"]["job"] in ("0", "1")
+    assert json.loads((sweep / "sweep_summary.json").read_text())["best"]["job"] in names
     assert (sweep / "sweep_summary.png").read_bytes()[:4] == b"\x89PNG"  # epsilon against model.k
 
     # jl-compare compare.sweep: each run beside the references at its k, checked by hand
@@ -184,8 +187,8 @@ def test_two_job_multirun_and_its_curve_against_k(tmp_path):
     def norms_eps(A, P):
         return np.abs(((P @ A.T) ** 2).sum(1) / (P**2).sum(1) - 1).max()
 
-    for job, k in (("0", 4), ("1", 6)):
-        A = np.load(sweep / job / "embedding.npy")
+    for job, k in ((0, 4), (1, 6)):
+        A = np.load(job_dir(sweep, job) / "embedding.npy")
         assert float(records[(k, "learned (jl-train)")]["epsilon"]) == pytest.approx(norms_eps(A, X), rel=1e-9)
         assert float(records[(k, "learned (jl-train)")]["heldout_points_distortion"]) == pytest.approx(
             norms_eps(A, held), rel=1e-9
@@ -196,7 +199,7 @@ def test_two_job_multirun_and_its_curve_against_k(tmp_path):
             (ratios.max() - ratios.min()) / (ratios.max() + ratios.min()), rel=1e-9
         )
     assert "| 4 | " in (out / "curve.md").read_text() and (out / "curve.png").read_bytes()[:4] == b"\x89PNG"
-    shutil.copytree(sweep / "0", sweep / "2")  # a second run at k=4: refused in one line
+    shutil.copytree(job_dir(sweep, 0), sweep / "2")  # a second run at k=4: refused in one line
     again = jl_compare(f"compare.sweep={sweep}", f"hydra.run.dir={tmp_path / 'curve2'}", cwd=tmp_path)
     assert again.returncode == 2 and "k=4 appears in" in again.stderr and "Traceback" not in again.stderr
 

@@ -28,7 +28,7 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
-from jl_lightning.apps.sweep_summary import record_failure
+from jl_lightning.apps.sweep_summary import job_folder_name, record_failure
 from jl_lightning.errors import JLInputError
 from jl_lightning.io.run_folder import release_lock
 
@@ -44,6 +44,8 @@ OmegaConf.register_new_resolver("jl_run_dir", lambda resume, fresh: str(resume) 
 OmegaConf.register_new_resolver(
     "jl_output_subdir", lambda resume, resumed: resumed if resume else ".hydra", replace=True
 )
+# conf/hydra/default.yaml: a sweep job's folder is named after its number and its overrides
+OmegaConf.register_new_resolver("jl_job_folder", job_folder_name, replace=True)
 
 
 def compose(overrides: list[str] | tuple = (), config_name: str = "train") -> DictConfig:
@@ -285,6 +287,6 @@ def failed_job(program: str, job_dir, err: Exception) -> float:
             if disk is not None
             else f"{type(err).__name__}: {err} (traceback in {Path(str(job_dir)) / 'train.log'})"
         )
-    record_failure(hydra_cfg.sweep.dir, job, overrides, message)
+    record_failure(hydra_cfg.sweep.dir, Path(str(job_dir)).name, overrides, message)
     print(f"{program}: error: job {job} ({' '.join(overrides)}): {message}", file=sys.stderr, flush=True)
     return math.nan

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import yaml
@@ -109,8 +110,31 @@ def failures(sweep_dir: str | Path) -> dict[str, dict]:
     return records
 
 
+NAME_LIMIT = 200  # characters of overrides in a job folder's name: a file name takes 255
+_UNSAFE = re.compile(r"[^A-Za-z0-9._=,+-]")
+_LONG_FLOAT = re.compile(r"(?<![\w.])(\d+\.\d{5,}(?:e[-+]?\d+)?)(?![\w.])")
+
+
+def job_folder_name(num, override_dirname: str) -> str:
+    """A sweep job's folder: its number, then what its command line set (Hydra's
+    ``override_dirname``, with ``hydra.job.config.override_dirname.exclude_keys`` left out),
+    so that TensorBoard's run names and a directory listing say which job is which.
+
+    The number keeps names unique and in job order. Long floats (a search's samples) are cut
+    to 4 significant digits, anything but letters, digits and ``._=,+-`` becomes ``_`` (a path
+    value would otherwise nest folders), and the overrides are cut at :data:`NAME_LIMIT`.
+    Hydra lists them sorted by key, every job's own and the sweep's shared ones alike (a job
+    cannot tell which were swept); ``exclude_keys`` leaves the usual shared ones out.
+    """
+
+    text = _LONG_FLOAT.sub(lambda m: f"{float(m.group(1)):.4g}", str(override_dirname))
+    text = _UNSAFE.sub("_", text)[:NAME_LIMIT]
+    return f"{num}_{text}" if text else str(num)
+
+
 def _job_order(name: str):
-    return (int(name) if name.isdigit() else math.inf, name)
+    number = name.split("_", 1)[0]
+    return (int(number) if number.isdigit() else math.inf, name)
 
 
 def collect(sweep_dir: str | Path) -> list[dict]:
