@@ -97,8 +97,8 @@ def plain_loop(steps: int, warmup: int, logdir: str) -> float:
                 ("train/loss", loss.item()),
                 ("train/sampled_distortion", sampled.item()),
                 ("train/sigma2", s2.item()),
-                ("variance/sigma2", current),
-                ("train/det_distortion", det),
+                ("2_variance/sigma2", current),
+                ("1_distortion/train", det),
             ):
                 writer.add_scalar(tag, value, step)
     elapsed = time.perf_counter() - start

@@ -164,12 +164,12 @@ def test_logged_values_belong_to_their_step(cfg_factory):
     rows = csv_rows(trainer)
     assert "epoch" not in rows[0]
     assert sorted(logged(rows, "train/loss")) == [0, 10, 20, 30]
-    assert sorted(logged(rows, "train/det_distortion")) == [10, 20, 30, 40]
-    sigma2 = logged(rows, "variance/sigma2")
+    assert sorted(logged(rows, "1_distortion/train")) == [10, 20, 30, 40]
+    sigma2 = logged(rows, "2_variance/sigma2")
     assert sorted(sigma2) == list(range(41))  # every step while sigma^2 decays (<= 100 steps)
     assert sigma2[40] == pytest.approx(summary["sigma2_final"], rel=1e-6)
-    assert logged(rows, "variance/log10_sigma2")[40] == pytest.approx(math.log10(summary["sigma2_final"]), rel=1e-6)
-    assert logged(rows, "train/det_distortion")[40] == pytest.approx(summary["final_distortion"], rel=1e-9)
+    assert logged(rows, "2_variance/log10_sigma2")[40] == pytest.approx(math.log10(summary["sigma2_final"]), rel=1e-6)
+    assert logged(rows, "1_distortion/train")[40] == pytest.approx(summary["final_distortion"], rel=1e-9)
 
 
 def test_loss_and_exact_epsilon_agree_at_the_same_step(cfg_factory):
@@ -184,10 +184,10 @@ def test_loss_and_exact_epsilon_agree_at_the_same_step(cfg_factory):
         "callbacks.deterministic_switch.threshold=0",
     )
     rows = csv_rows(trainer)
-    loss, exact = logged(rows, "train/loss"), logged(rows, "train/det_distortion")
+    loss, exact = logged(rows, "train/loss"), logged(rows, "1_distortion/train")
     for step in (10, 20, 30):
         assert loss[step] == pytest.approx(exact[step], rel=1e-5)
-    marker = logged(rows, "variance/deterministic")
+    marker = logged(rows, "2_variance/deterministic")
     assert marker[0] == 1.0 and marker[40] == 1.0
 
 
@@ -281,7 +281,7 @@ def test_every_callback_works_against_the_bare_contract():
     assert summary["sigma2_crossings"] == {"0.1": 1, "0.01": 2}
     assert summary["heldout"]["points"]["epsilon"] == pytest.approx(0.75)
     assert summary["baseline_gaussian"]["draws"] == 3
-    assert module.logged["train/det_distortion"] == pytest.approx(0.75)
+    assert module.logged["1_distortion/train"] == pytest.approx(0.75)
     np.testing.assert_array_equal(callbacks[-1].embedding, A)
 
 

@@ -69,18 +69,60 @@ def test_hparams_entry_holds_the_resolved_config_and_the_final_figures(tb_run):
     assert hparams["model/k"].number_value == 8
     assert hparams["optimizer/lr"].number_value == pytest.approx(0.01)
     assert hparams["data/source/n"].number_value == 30
+    assert hparams["model/loss/smooth_temperature"].string_value == "hard max"  # what auto became
     # a curated set, one name per setting, nothing machine-specific
     assert len(hparams) < 25 and not [name for name in hparams if "dir" in name or "log_every" in name]
     assert not [name for name in hparams if name.startswith(("callbacks/", "baseline/", "logger/", "paths/"))]
-    experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
-    metric_tags = {info.name.tag for info in experiment.metric_infos}
-    assert {"hp/final_distortion", "hp/best_distortion", "hp/converged", "hp/wall_seconds"} <= metric_tags
-    # declared at the start (NaN: a running or crashed run has its row), the summary's at the last step
-    first, final = acc.Scalars("hp/final_distortion")
-    assert first.step == 0 and math.isnan(first.value) and final.step == summary["steps"]
+    # no "experiment" summary: TensorBoard builds the table from all runs, the settings that
+    # differ between them first; the session ends when the run does
+    assert "_hparams_/experiment" not in content and "_hparams_/session_end_info" in content
+    end = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_end_info"]).session_end_info
+    assert end.status == 1  # STATUS_SUCCESS
+    (final,) = acc.Scalars("hp/final_distortion")  # once, at the last step (no NaN placeholder)
+    assert final.step == summary["steps"]
     assert final.value == pytest.approx(summary["final_distortion"], rel=1e-6)
     wall = acc.Scalars("hp/wall_seconds")[-1]
     assert 0 < wall.value < 600
+
+
+def test_hparams_table_of_two_runs_shows_what_differs_and_the_final_epsilon_first(tmp_path):
+    """TensorBoard's own backend, over a folder of two runs that differ in k: the HParams table
+    lists model/k first (the frontend shows the first five settings and metrics), and the first
+    five metric columns hold the final training and held-out epsilon."""
+    from tensorboard import context
+    from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
+    from tensorboard.plugins import base_plugin
+    from tensorboard.plugins.hparams import backend_context
+
+    from tests.conftest import make_cfg
+
+    for job, k in ((0, 8), (1, 6)):
+        extra = [f"model.k={k}", "trainer.max_steps=20", "data.val_fraction=0.25", "logger=tensorboard"]
+        train(make_cfg(tmp_path / "sweep" / str(job), SMALL + extra))
+    logdir = str(tmp_path / "sweep")
+    runs = plugin_event_multiplexer.EventMultiplexer()
+    runs.AddRunsFromDirectory(logdir)
+    runs.Reload()
+    tb = base_plugin.TBContext(
+        logdir=logdir, multiplexer=runs, data_provider=data_provider.MultiplexerDataProvider(runs, logdir)
+    )
+    backend, request = backend_context.Context(tb), context.RequestContext()
+    experiment = backend.experiment_from_metadata(
+        request, "", True, backend.hparams_metadata(request, ""), backend.hparams_from_data_provider(request, "", 0)
+    )
+    assert [(h.name, h.differs) for h in experiment.hparam_infos][0] == ("model/k", True)
+    assert not any(h.differs for h in experiment.hparam_infos[1:])
+    first_metrics = [info.name.tag for info in experiment.metric_infos][:5]
+    assert {"1_distortion/train", "1_distortion/heldout_points_distortion"} <= set(first_metrics)
+
+
+def test_hparams_show_the_temperature_auto_becomes():
+    from jl_lightning.apps.config import compose
+    from jl_lightning.lightning.fit import run_hyperparameters
+
+    pairs = run_hyperparameters(compose(["experiment=digits_pairs"]))
+    exact = run_hyperparameters(compose(["model.mode=pairs", "model.loss.pair_strategy=exact"]))
+    assert pairs["model/loss/smooth_temperature"] == 0.1 and exact["model/loss/smooth_temperature"] == "hard max"
 
 
 def test_hparams_has_heldout_figures_with_a_split(cfg_factory):
@@ -94,9 +136,9 @@ def test_the_switch_and_sigma2_are_visible_in_tensorboard(tb_run):
     run_dir, summary, _ = tb_run
     acc = events(run_dir)
     switch = summary["switch_step"]
-    marker = {e.step: e.value for e in acc.Scalars("variance/deterministic")}
+    marker = {e.step: e.value for e in acc.Scalars("2_variance/deterministic")}
     assert marker[0] == 0.0 and marker[switch - 1] == 0.0 and marker[switch] == 1.0 and marker[300] == 1.0
-    log10 = {e.step: e.value for e in acc.Scalars("variance/log10_sigma2")}
+    log10 = {e.step: e.value for e in acc.Scalars("2_variance/log10_sigma2")}
     # every step from the start to the one before the switch, where sigma^2 collapses
     assert sorted(log10) == list(range(switch)) and switch > 100
     assert all(
@@ -104,13 +146,39 @@ def test_the_switch_and_sigma2_are_visible_in_tensorboard(tb_run):
     )
     crossings = summary["sigma2_crossings"]  # each crossing is a logged point: sigma^2 there is below it
     assert all(10 ** log10[step] <= float(t) * (1 + 1e-6) for t, step in crossings.items() if step < switch)
-    sigma2 = {e.step: e.value for e in acc.Scalars("variance/sigma2")}
+    sigma2 = {e.step: e.value for e in acc.Scalars("2_variance/sigma2")}
     assert sigma2[switch] == 0.0 and sigma2[switch - 1] > 0
     tags = acc.Tags()
     assert "train/sigma2" not in tags["scalars"] and "epoch" not in tags["scalars"]  # one tag per quantity
     assert {"figures/ratios", "figures/curves"} <= set(tags["images"])
     text = acc.Tensors("run/switch/text_summary")
     assert text[0].step == switch
+
+
+def test_the_scalars_tab_opens_on_epsilon_and_sigma2(tb_run):
+    """TensorBoard's Scalars tab lists tag groups alphabetically and opens the first two: they
+    must be the exact epsilon (training and held-out) and sigma^2; the loss, the learning rate,
+    the references and the hp metrics come after. Every Custom Scalars chart draws something."""
+    import re
+
+    from jl_lightning.lightning.callbacks.tensorboard_report import LAYOUT
+
+    run_dir, _, _ = tb_run
+    tags = events(run_dir).Tags()["scalars"]
+    groups = sorted({tag.split("/")[0] for tag in tags})
+    assert groups[:2] == ["1_distortion", "2_variance"], groups
+    assert {"hp", "lr-Adam", "reference", "train"} <= set(groups[2:])
+    assert {"1_distortion/train", "2_variance/sigma2", "2_variance/log10_sigma2"} <= set(tags)
+    for category in LAYOUT.values():
+        for title, (_, patterns) in category.items():
+            assert all(any(re.fullmatch(p, tag) for tag in tags) for p in patterns), title
+
+
+def test_held_out_epsilon_is_in_the_first_group(cfg_factory):
+    cfg = cfg_factory(*SMALL, "logger=tensorboard", "data.val_fraction=0.25", "trainer.max_steps=20")
+    train(cfg)
+    tags = events(Path(cfg.paths.output_dir)).Tags()["scalars"]
+    assert "1_distortion/heldout_points_distortion" in tags
 
 
 def test_figures_are_written_beside_the_run(tb_run):
@@ -225,14 +293,14 @@ def test_progress_log_every_tenth_and_the_bar_shows_phase_epsilon_and_sigma2(cfg
             return 0.0
 
     class Trainer:
-        callback_metrics = {"train/det_distortion": torch.tensor(0.25)}
+        callback_metrics = {"1_distortion/train": torch.tensor(0.25)}
 
     assert JLProgressBar().get_metrics(Trainer(), Module()) == {"epsilon": "0.25", "sigma^2": "0"}
 
 
 def test_progress_log_shows_the_last_exact_pass_where_the_tracker_waits_for_the_end(cfg_factory):
     """At scale the tracker certifies only the last step: the lines between show the latest
-    exact pass's certified epsilon, the one TensorBoard has as train/pass_distortion."""
+    exact pass's certified epsilon, the one TensorBoard has as 1_distortion/pass."""
     import csv
 
     summary, objects = train(
@@ -244,8 +312,8 @@ def test_progress_log_shows_the_last_exact_pass_where_the_tracker_waits_for_the_
     for log_dir in {logger.log_dir for logger in objects["loggers"]}:
         with open(f"{log_dir}/metrics.csv") as handle:
             for row in csv.DictReader(handle):
-                if row.get("train/pass_distortion"):
-                    passes[int(row["step"])] = float(row["train/pass_distortion"])
+                if row.get("1_distortion/pass"):
+                    passes[int(row["step"])] = float(row["1_distortion/pass"])
     assert sorted(passes) == [8, 16, 24, 32]  # no pass at step 0, where M = 0
     for line in lines[:-1]:  # steps 4, 8, ..., 36: the latest pass before the line
         step = int(line.split(" | ")[0].split()[1].split("/")[0])
@@ -361,8 +429,8 @@ def test_learning_rate_temperature_and_convergence_are_in_tensorboard(tmp_path):
     assert temperature[50] == pytest.approx(0.1 * (1e-4 / 0.1) ** (50 / 60), rel=1e-5)
     converged = acc.Scalars("hp/converged")[-1]
     # every exact pass of the active set certifies M: at step 50 the tracker's figure, by another path
-    passes = {e.step: e.value for e in acc.Scalars("train/pass_distortion")}
-    tracked = {e.step: e.value for e in acc.Scalars("train/det_distortion")}
+    passes = {e.step: e.value for e in acc.Scalars("1_distortion/pass")}
+    tracked = {e.step: e.value for e in acc.Scalars("1_distortion/train")}
     # auto: a pass every 10 steps for 60 steps of few pairs, none at step 0 where M = 0 (core/plan.py)
     assert sorted(passes) == [10, 20, 30, 40, 50]
     # the same M certified twice: the pass over the loss's float32 centered points, the tracker

@@ -424,6 +424,14 @@ def loss_options(options: Mapping[str, Any]) -> dict[str, Any]:
     return {name: options[name] for name in LOSS_PARAMETERS}
 
 
+def starting_temperature(smooth_temperature, mode: str, pair_strategy: str):
+    """``model.loss.smooth_temperature`` with ``auto`` resolved: the smooth max from
+    temperature 0.1 in pairs mode with the active strategy, the hard max (None) otherwise."""
+    if smooth_temperature != "auto":
+        return smooth_temperature
+    return PAIRS_SMOOTH_TEMPERATURE if mode == "pairs" and pair_strategy == "active" else None
+
+
 def make_loss(
     *,
     mode: str,
@@ -446,8 +454,7 @@ def make_loss(
     check("model.mode", mode, OneOf(MODES))
     options = check_params(locals(), LOSS_CONSTRAINTS, "model.loss.")
     resolve_sampling(sampling, 1, 1)  # validates the name early
-    if smooth_temperature == "auto":
-        smooth_temperature = PAIRS_SMOOTH_TEMPERATURE if mode == "pairs" and pair_strategy == "active" else None
+    smooth_temperature = starting_temperature(smooth_temperature, mode, pair_strategy)
     maximum = HardMax()
     if smooth_temperature is not None:
         check("model.loss.smooth_temperature", smooth_temperature, TEMPERATURE)

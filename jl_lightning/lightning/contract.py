@@ -55,7 +55,22 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
-PASS_EPSILON = "train/pass_distortion"  # an exact pass's certified epsilon (callback_metrics)
+# TensorBoard tags. TensorBoard's Scalars tab lists the tag groups (what comes before the first
+# "/") in alphabetical order and opens only the first two: the numbered groups put the
+# learned map's exact epsilon (training, held-out, each exact pass) and sigma^2 there, before
+# the loss (train/), the learning rate, the references and the hp/ metrics.
+EPSILON = "1_distortion/train"  # the tracker's exact epsilon (also in callback_metrics)
+PASS_EPSILON = "1_distortion/pass"  # an exact pass's certified epsilon (also in callback_metrics)
+SELECT_EPSILON = "1_distortion/select"  # the selection points' epsilon (data.select_fraction)
+SIGMA2 = "2_variance/sigma2"
+LOG10_SIGMA2 = "2_variance/log10_sigma2"
+SIGMA2_DECAY = "2_variance/decay"
+SWITCH_MARKER = "2_variance/deterministic"  # 0 while sampling, 1 from the switch on
+
+
+def heldout_tag(name: str) -> str:
+    """The tag of a held-out figure (``metrics.distortion.HELDOUT_NAMES``' values)."""
+    return f"1_distortion/{name}"
 
 
 @runtime_checkable

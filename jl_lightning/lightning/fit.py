@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from jl_lightning.constraints import Number, check
 from jl_lightning.core import plan as auto_plan
+from jl_lightning.core.losses import starting_temperature
 from jl_lightning.errors import JLInputError, JLRunError
 from jl_lightning.io.run_folder import process_rank
 from jl_lightning.io.validation import run_options, validate_k
@@ -125,6 +126,11 @@ def run_hyperparameters(cfg: DictConfig) -> dict:
             continue
         if value is not None:
             params[key] = _short(value)
+    if params.get("model/loss/smooth_temperature") == "auto":  # the loss resolves it when built
+        temperature = starting_temperature(
+            "auto", params.get("model/mode", "norms"), params.get("model/loss/pair_strategy")
+        )
+        params["model/loss/smooth_temperature"] = "hard max" if temperature is None else temperature
     for group in ("data/source", "optimizer", "scheduler"):
         target = OmegaConf.select(cfg, group.replace("/", ".") + "._target_", default=None)
         if target:

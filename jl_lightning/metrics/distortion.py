@@ -58,7 +58,7 @@ _HISTOGRAM_BINS = 1 << 16
 
 
 # The one name of each held-out figure, from summary.json's heldout_history to TensorBoard
-# (val/<name>, hp/<name>), the sweep table, optimized_metric and jl-compare's columns.
+# (1_distortion/<name>, hp/<name>), the sweep table, optimized_metric and jl-compare's columns.
 HELDOUT_NAMES = {
     "points": "heldout_points_distortion",  # the held-out points' norms
     "pairs": "heldout_pairs_distortion",  # the pairs among held-out points

@@ -8,10 +8,10 @@ from lightning.pytorch import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from jl_lightning.constraints import NON_NEGATIVE, check
+from jl_lightning.lightning.contract import SWITCH_MARKER as MARKER
 from jl_lightning.lightning.log_schedule import log_at
 
 log = logging.getLogger("jl_lightning")
-MARKER = "variance/deterministic"
 
 
 class DeterministicSwitch(Callback):
@@ -23,7 +23,7 @@ class DeterministicSwitch(Callback):
     sigma^2 reaches exactly 0. Uses the module contract: ``deterministic``, ``sigma2()``,
     ``freeze_variance()``.
 
-    The switch is marked in the logs: ``variance/deterministic`` is 0 while sampling and 1
+    The switch is marked in the logs: ``2_variance/deterministic`` is 0 while sampling and 1
     from the switch on (logged at the start, on both sides of the switch and at the end, so
     it draws a step), and TensorBoard gets a text entry ``run/switch`` at that step.
     """

@@ -9,6 +9,7 @@ from lightning.pytorch import Callback
 
 from jl_lightning.core.pairs import DEFAULT_MEMORY_BUDGET
 from jl_lightning.errors import JLRunError
+from jl_lightning.lightning.contract import EPSILON, SELECT_EPSILON, heldout_tag
 from jl_lightning.lightning.distributed import exact_report
 from jl_lightning.lightning.log_schedule import is_log_step, log_at
 from jl_lightning.metrics.distortion import HELDOUT_NAMES, NonFiniteDistortion
@@ -17,7 +18,7 @@ from jl_lightning.metrics.distortion import HELDOUT_NAMES, NonFiniteDistortion
 class DistortionTracker(Callback):
     """Every ``every_n_steps`` steps and at the end of training, evaluate the deterministic
     embedding M / sqrt(k) exactly (float64, all points or all pairs, as the module's
-    ``mode``) on the data's training ``points``, log ``train/det_distortion`` and keep the
+    ``mode``) on the data's training ``points``, log ``1_distortion/train`` and keep the
     best matrix (chosen on training points only).
 
     With held-out points (``data.val_fraction``), it also logs the exact epsilon on the
@@ -75,14 +76,14 @@ class DistortionTracker(Callback):
             ) from None
         step = int(trainer.global_step)
         self.history.append((step, time.perf_counter() - self._started, report.epsilon))
-        metrics = {"train/det_distortion": report.epsilon}
+        metrics = {EPSILON: report.epsilon}
         if report.heldout:
             held = {HELDOUT_NAMES[name]: r.epsilon for name, r in report.heldout.items()}
             self.heldout_history.append((step, held))
-            metrics.update({f"val/{name}": eps for name, eps in held.items()})
+            metrics.update({heldout_tag(name): eps for name, eps in held.items()})
         score = self._selection(data, embedding, pl_module.mode)
         if score is not None:
-            metrics["select/distortion"] = score
+            metrics[SELECT_EPSILON] = score
             self.selection_history.append((step, score))
         log_at(trainer, metrics, step)
         self._last_score = report.epsilon if score is None else score
@@ -129,7 +130,7 @@ class DistortionTracker(Callback):
         # for the progress bar and the best checkpoint (ModelCheckpoint's monitor): export/score
         # is what chooses the exported matrix (the selection points' epsilon where there are)
         pl_module.log_dict(
-            {"train/det_distortion": report.epsilon, "export/score": self._last_score},
+            {EPSILON: report.epsilon, "export/score": self._last_score},
             on_step=True,
             on_epoch=False,
             prog_bar=True,

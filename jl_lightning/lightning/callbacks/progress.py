@@ -12,12 +12,11 @@ from lightning.pytorch.callbacks import TQDMProgressBar
 from tqdm import tqdm
 
 from jl_lightning.constraints import Number, check
-from jl_lightning.lightning.contract import PASS_EPSILON
+from jl_lightning.lightning.contract import EPSILON, PASS_EPSILON
 from jl_lightning.metrics.heartbeat import EVERY_S as QUIET_S
 from jl_lightning.metrics.heartbeat import last_line_time, stamp
 
 log = logging.getLogger("jl_lightning")
-EPSILON = "train/det_distortion"  # the tracker's latest exact epsilon, as Lightning holds it
 
 
 def phase(pl_module) -> str:
@@ -31,7 +30,7 @@ def latest_epsilon(trainer) -> float | None:
 
 
 def latest_pass_epsilon(trainer) -> float | None:
-    """The last exact pass's certified epsilon (``train/pass_distortion``, handed to
+    """The last exact pass's certified epsilon (``contract.PASS_EPSILON``, handed to
     ``callback_metrics`` by the sampler), for runs whose tracker certifies only at the end."""
     value = trainer.callback_metrics.get(PASS_EPSILON)
     return None if value is None else float(value)

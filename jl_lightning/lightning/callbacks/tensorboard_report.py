@@ -2,30 +2,33 @@
 
 from __future__ import annotations
 
-import math
 import time
 
 from lightning.pytorch import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
+from torch.utils.tensorboard.summary import hparams
 
 from jl_lightning.lightning.contract import RunRecord
 from jl_lightning.metrics.distortion import HELDOUT_NAMES
 
-# Custom Scalars: tags are regular expressions, so the charts hold whatever the run logged
+# Custom Scalars: tags are regular expressions, so the charts hold whatever the run logged.
+# TensorBoard colours a chart's lines by run, not by tag, so a chart holds few lines; the
+# switch has its own 0/1 chart (beside sigma^2, "ignore outliers" would clip it away).
 LAYOUT = {
     "distortion": {
-        "learned vs references": ["Multiline", [r"train/det_distortion", r"val/.*_distortion", r"reference/.*"]],
+        "exact epsilon: training and held-out": ["Multiline", [r"1_distortion/(train|heldout.*|cross.*)"]],
+        "training epsilon, best Gaussian draw, best-scaled PCA": [
+            "Multiline",
+            [r"1_distortion/train", r"reference/gaussian_best", r"reference/pca_scaled"],
+        ],
         "training loss": ["Multiline", [r"train/loss", r"train/sampled_distortion"]],
     },
     "variance": {
-        "sigma^2 (log10) and the switch": ["Multiline", [r"variance/log10_sigma2", r"variance/deterministic"]],
-        "sigma^2": ["Multiline", [r"variance/sigma2"]],
+        "sigma^2 (log10)": ["Multiline", [r"2_variance/log10_sigma2"]],
+        "the switch (0: sampling, 1: deterministic mean)": ["Multiline", [r"2_variance/deterministic"]],
+        "sigma^2": ["Multiline", [r"2_variance/sigma2"]],
     },
 }
-
-
-HP_METRICS = ("hp/final_distortion", "hp/best_distortion", "hp/converged", "hp/wall_seconds")
-HELDOUT_METRICS = tuple(f"hp/{name}" for name in HELDOUT_NAMES.values())
 
 
 def hp_metrics(summary: dict, seconds: float) -> dict[str, float]:
@@ -43,14 +46,14 @@ class TensorBoardReport(Callback):
     """With a TensorBoard logger (others are left alone):
 
     * at the start, the Custom Scalars layout ``LAYOUT``: the learned epsilon with its
-      held-out curves and the references in one chart, the loss, sigma^2 and the switch;
-    * at the start, the HParams row: the curated settings ``fit_from_config`` gave the loggers
-      (``fit.run_hyperparameters``: k, mode, lr, N, temperatures, penalty, steps, the data, what
-      the command line changed), with the metric columns declared (NaN until the end), so a
-      running or crashed run has its row; the logger needs ``default_hp_metric: false``
-      (conf/logger/tensorboard.yaml);
+      held-out curves, against the best references, the loss, sigma^2 and the switch;
+    * at the start, the HParams session: the curated settings ``fit_from_config`` gave the
+      loggers (``fit.run_hyperparameters``: k, mode, lr, N, temperatures, penalty, steps, the
+      data, what the command line changed), so a running or crashed run has its row; the
+      logger needs ``default_hp_metric: false`` (conf/logger/tensorboard.yaml);
     * at the end (``contract.ReadsRunRecord``), the metrics of :func:`hp_metrics` under the
-      last step, which the HParams table shows.
+      last step and the session's end. The HParams table's metric columns are the runs'
+      scalar tags, each at its last value.
     """
 
     def __init__(self):
@@ -66,16 +69,28 @@ class TensorBoardReport(Callback):
         self._started = time.perf_counter()  # before the references: the run's wall time
 
     def on_train_start(self, trainer, pl_module) -> None:
-        heldout = getattr(trainer.datamodule, "val_points", None) is not None
-        names = HP_METRICS + (HELDOUT_METRICS if heldout else ())
         for logger in self._tensorboards(trainer):
             logger.experiment.add_custom_scalars(LAYOUT)
             if trainer.global_step == 0:  # a resumed run has its row already
-                # the row at the start (the curated settings fit_from_config gave the loggers),
-                # so a running or crashed run is in the table; its metrics come at the end
-                logger.log_hyperparams(dict(logger.hparams), metrics={name: math.nan for name in names})
+                # the row at the start, so a running or crashed run is in the table
+                logger.experiment.file_writer.add_summary(self._session(logger)[0], 0)
+
+    @staticmethod
+    def _session(logger) -> tuple:
+        """(start, end) of the run's HParams session: the curated settings fit_from_config gave
+        the loggers (``fit.run_hyperparameters``).
+
+        No "experiment" summary is written. Without one, TensorBoard builds the table from all
+        the runs it reads, marks the settings that differ between them (a sweep's parameters)
+        and shows those first, with the first metrics in tag order (``1_distortion/...``: the
+        final training and held-out epsilon). With one, it takes a single run's list,
+        alphabetical, and shows its first five settings, constants as likely as not.
+        """
+        _, start, end = hparams(dict(logger.hparams), {})
+        return start, end
 
     def on_run_record(self, trainer, pl_module, record: RunRecord) -> None:
         self.metrics = hp_metrics(record.summary, time.perf_counter() - self._started)
         for logger in self._tensorboards(trainer):
             logger.log_metrics(self.metrics, step=trainer.global_step)
+            logger.experiment.file_writer.add_summary(self._session(logger)[1], trainer.global_step)

@@ -6,17 +6,18 @@ import math
 
 from lightning.pytorch import Callback
 
+from jl_lightning.lightning.contract import LOG10_SIGMA2, SIGMA2, SIGMA2_DECAY
 from jl_lightning.lightning.log_schedule import is_dense_step, is_log_step, log_at
 
 
 class VarianceMonitor(Callback):
     """Watches sigma^2 (``pl_module.sigma2()``) after every optimizer step.
 
-    * while sigma^2 > 0, logs ``variance/sigma2`` and ``variance/log10_sigma2`` at every step,
+    * while sigma^2 > 0, logs ``2_variance/sigma2`` and ``2_variance/log10_sigma2`` at every step,
       so the crossings of 0.01 and 0.001 and the collapse to 0 are drawn where they happen;
       the step at which it becomes exactly 0 is logged once more (0, and no log10), then
       sigma^2 is logged every ``every_n_steps`` steps;
-    * logs ``variance/decay``, sigma^2 now over sigma^2 ``every_n_steps`` steps ago;
+    * logs ``2_variance/decay``, sigma^2 now over sigma^2 ``every_n_steps`` steps ago;
     * keeps ``history``: (step, sigma^2) on a dense log-spaced schedule
       (``log_schedule.is_dense_step``: every step up to 100, then about 100 points per
       decade) and at the switch, for the run's figures (summary.json's ``sigma2_history``);
@@ -37,9 +38,9 @@ class VarianceMonitor(Callback):
         self._last_logged: float | None = None
 
     def _log(self, trainer, step: int, s2: float, record: bool = True) -> None:
-        metrics = {"variance/sigma2": s2}
+        metrics = {SIGMA2: s2}
         if s2 > 0:
-            metrics["variance/log10_sigma2"] = math.log10(s2)
+            metrics[LOG10_SIGMA2] = math.log10(s2)
         log_at(trainer, metrics, step)
         if record:  # the history (summary.json, the figures) keeps the dense schedule
             self.history.append((step, s2))
@@ -64,7 +65,7 @@ class VarianceMonitor(Callback):
             self._log(trainer, step, s2)
         if gate:
             if self._previous is not None and self._previous > 0:
-                log_at(trainer, {"variance/decay": s2 / self._previous}, step)
+                log_at(trainer, {SIGMA2_DECAY: s2 / self._previous}, step)
             self._previous = s2
 
     def run_results(self) -> dict:
