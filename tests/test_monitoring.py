@@ -543,3 +543,24 @@ def test_no_phase_is_silent_a_progress_line_when_the_log_has_been_quiet(cfg_fact
     young = heartbeat.Heartbeat("next phase", 10, every_s=0.2)
     young.tick(1)
     assert len(young.lines) == 1 and young.lines[0].startswith("next phase: 10 %")
+
+
+def test_recall_reports_its_progress_map_by_map_when_the_log_is_quiet(monkeypatch, caplog):
+    """At 10^5 points recall@K takes seconds a map: with the log quiet (as after the last
+    step), each map measured is a progress line, and the figures are those of recall_at_k."""
+    import logging
+
+    from jl_lightning.lightning.callbacks.recall import RecallAtK
+    from jl_lightning.metrics import heartbeat
+    from jl_lightning.metrics.neighbors import recall_at_k
+
+    monkeypatch.setattr(heartbeat, "last_line_time", lambda: -1e9)  # quiet since long ago
+    rng = np.random.default_rng(0)
+    points = rng.standard_normal((200, 12))
+    learned, other = rng.standard_normal((4, 12)), rng.standard_normal((4, 12))
+    with caplog.at_level(logging.INFO, logger="jl_lightning"):
+        figures = RecallAtK(k=5, queries=50).measure(learned, points, {"gaussian": other})
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("recall@5 of 50 queries")]
+    assert [line.split(": ")[1].split(" (")[0] for line in lines] == ["33 %", "67 %", "100 %"]
+    assert figures["learned"] == recall_at_k(learned, points, 5, 50, 0)
+    assert figures["gaussian"] == recall_at_k(other, points, 5, 50, 0)
