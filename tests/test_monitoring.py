@@ -550,8 +550,9 @@ def test_recall_reports_its_progress_map_by_map_when_the_log_is_quiet(monkeypatc
     step), each map measured is a progress line, and the figures are those of recall_at_k."""
     import logging
 
+    from jl_lightning.lightning.callbacks import recall
     from jl_lightning.lightning.callbacks.recall import RecallAtK
-    from jl_lightning.metrics import heartbeat
+    from jl_lightning.metrics import heartbeat, neighbors
     from jl_lightning.metrics.neighbors import recall_at_k
 
     monkeypatch.setattr(heartbeat, "last_line_time", lambda: -1e9)  # quiet since long ago
@@ -561,6 +562,14 @@ def test_recall_reports_its_progress_map_by_map_when_the_log_is_quiet(monkeypatc
     with caplog.at_level(logging.INFO, logger="jl_lightning"):
         figures = RecallAtK(k=5, queries=50).measure(learned, points, {"gaussian": other})
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("recall@5 of 50 queries")]
-    assert [line.split(": ")[1].split(" (")[0] for line in lines] == ["33 %", "67 %", "100 %"]
+    assert [line.split(": ")[1].split(" (")[0] for line in lines] == ["33 %", "67 %", "100 %"]  # 1 tile a map
     assert figures["learned"] == recall_at_k(learned, points, 5, 50, 0)
     assert figures["gaussian"] == recall_at_k(other, points, 5, 50, 0)
+    # tile by tile: with tiles of 64 points, 4 a map, 12 lines, the last at 100 %
+    caplog.clear()
+    monkeypatch.setattr(neighbors, "TILE_ROWS", 64)
+    monkeypatch.setattr(recall, "TILE_ROWS", 64)
+    with caplog.at_level(logging.INFO, logger="jl_lightning"):
+        again = RecallAtK(k=5, queries=50).measure(learned, points, {"gaussian": other})
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("recall@5 of 50 queries")]
+    assert len(lines) == 12 and "(12 of 12 tiles)" in lines[-1] and again == figures

@@ -23,14 +23,15 @@ from jl_lightning.metrics.tiles import to_tensor
 TILE_ROWS = 8192
 
 
-def _nearest(points, rows: torch.Tensor, K: int, A: torch.Tensor | None, device) -> torch.Tensor:
+def _nearest(points, rows: torch.Tensor, K: int, A: torch.Tensor | None, device, tick=None) -> torch.Tensor:
     """Row indices of the K nearest rows of ``points`` to each row in ``rows`` (itself left
     out; ties: the lower index first), distances taken after the map ``A`` ((k, d) float64
     on ``device``) or in the original space (A None); shape (len(rows), K), on the host.
 
     Per tile, ``topk`` picks each query's K smallest; only when a row holds more values
     at or below its K-th smallest (a tie at the boundary) is the whole tile merged, so the
-    (distance, index) order is exact either way."""
+    (distance, index) order is exact either way. ``tick()``, if given, is called after each
+    tile (a heartbeat's count)."""
     n = len(points)
     Q = to_tensor(points[rows.numpy()], torch.float64, device)
     if A is not None:
@@ -59,6 +60,8 @@ def _nearest(points, rows: torch.Tensor, K: int, A: torch.Tensor | None, device)
         cand_d, cand_i = cand_d.gather(1, by_index), cand_i.gather(1, by_index)
         order = torch.argsort(cand_d, dim=1, stable=True)[:, :K]
         best_d, best_i = cand_d.gather(1, order), cand_i.gather(1, order)
+        if tick is not None:
+            tick()
     return best_i.cpu()
 
 
@@ -84,11 +87,13 @@ def recall_at_k(
     seed: int = 0,
     reference_neighbors: np.ndarray | None = None,
     device=None,
+    tick=None,
 ) -> float:
     """recall@K of ``linear_map`` ((k, d) matrix) on ``points`` (n, d), over a seeded sample
     of up to ``queries`` query rows. ``reference_neighbors``: the original space's
     neighbours from :func:`original_neighbors` (same K, queries, seed), to share them
-    among several maps. ``device``: where to compute (default: where ``points`` are)."""
+    among several maps. ``device``: where to compute (default: where ``points`` are).
+    ``tick()``: called after each tile of :data:`TILE_ROWS` points."""
     n = len(points)
     if n <= K:
         raise ValueError(f"recall@{K} needs more than {K} points, got {n}")
@@ -100,13 +105,14 @@ def recall_at_k(
         else original_neighbors(points, K, queries, seed, device=device)
     )
     A = to_tensor(linear_map, torch.float64, device)
-    found = _nearest(points, rows, K, A, device).numpy()
+    found = _nearest(points, rows, K, A, device, tick).numpy()
     hits = sum(len(np.intersect1d(a, b, assume_unique=True)) for a, b in zip(truth, found))
     return hits / (len(rows) * K)
 
 
 @torch.no_grad()
-def original_neighbors(points, K: int = 10, queries: int = 1000, seed: int = 0, device=None) -> np.ndarray:
-    """The exact K nearest neighbours of the sampled queries in the original space."""
+def original_neighbors(points, K: int = 10, queries: int = 1000, seed: int = 0, device=None, tick=None) -> np.ndarray:
+    """The exact K nearest neighbours of the sampled queries in the original space
+    (``tick()`` after each tile, as in :func:`recall_at_k`)."""
     rows = torch.from_numpy(query_rows(len(points), queries, seed))
-    return _nearest(points, rows, K, None, _device(points, device)).numpy()
+    return _nearest(points, rows, K, None, _device(points, device), tick).numpy()

@@ -9,7 +9,7 @@ from jl_lightning.baselines.references import dense_map
 from jl_lightning.constraints import NON_NEGATIVE_INT, check_params
 from jl_lightning.lightning.contract import RunRecord
 from jl_lightning.metrics.heartbeat import Heartbeat
-from jl_lightning.metrics.neighbors import original_neighbors, recall_at_k
+from jl_lightning.metrics.neighbors import TILE_ROWS, original_neighbors, recall_at_k
 
 
 class RecallAtK(Callback):
@@ -38,22 +38,26 @@ class RecallAtK(Callback):
         if not (self.k and self.queries) or len(points) <= self.k:
             return None
         K, queries, seed = self.k, self.queries, self.seed
-        # at 10^5 points each map takes seconds: a progress line if the log has been quiet long
-        beat = Heartbeat(f"recall@{K} of {min(queries, len(points))} queries", 2 + len(reference_maps), "maps")
-        truth = original_neighbors(points, K, queries, seed, device=device)
-        beat.tick(1)
+        # at 10^5 points each map takes seconds: a progress line, tile by tile, if the log has
+        # been quiet long
+        tiles = -(-len(points) // TILE_ROWS)
+        beat = Heartbeat(f"recall@{K} of {min(queries, len(points))} queries", (2 + len(reference_maps)) * tiles)
+        done = iter(range(1, beat.total + 1))
+
+        def tick():
+            beat.tick(next(done))
+
+        truth = original_neighbors(points, K, queries, seed, device=device, tick=tick)
         out = {
             "k": K,
             "queries": min(queries, len(points)),
             "seed": seed,
-            "learned": recall_at_k(embedding, points, K, queries, seed, truth, device=device),
+            "learned": recall_at_k(embedding, points, K, queries, seed, truth, device=device, tick=tick),
         }
-        beat.tick(2)
-        for done, (name, linear_map) in enumerate(reference_maps.items(), start=3):
+        for name, linear_map in reference_maps.items():
             out[name] = recall_at_k(
-                dense_map(linear_map, points.shape[1]), points, K, queries, seed, truth, device=device
+                dense_map(linear_map, points.shape[1]), points, K, queries, seed, truth, device=device, tick=tick
             )
-            beat.tick(done)
         return out
 
     def on_run_record(self, trainer, pl_module, record: RunRecord) -> None:
