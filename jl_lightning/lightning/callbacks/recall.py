@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from lightning.pytorch import Callback
 
@@ -42,7 +44,7 @@ class RecallAtK(Callback):
         # been quiet long
         tiles = -(-len(points) // TILE_ROWS)
         beat = Heartbeat(f"recall@{K} of {min(queries, len(points))} queries", (2 + len(reference_maps)) * tiles)
-        done = iter(range(1, beat.total + 1))
+        done = itertools.count(1)
 
         def tick():
             beat.tick(next(done))
