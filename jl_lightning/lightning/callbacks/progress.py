@@ -143,8 +143,9 @@ class ProgressLog(Callback):
         if step % every and time.perf_counter() - max(last_line_time(), self._started) < QUIET_S:
             return
         eps, label = latest_epsilon(trainer), "epsilon"
-        if eps is None and latest_pass_epsilon(trainer) is not None:
-            eps, label = latest_pass_epsilon(trainer), "last exact pass: epsilon"
+        pass_eps = latest_pass_epsilon(trainer) if eps is None else None
+        if pass_eps is not None:
+            eps, label = pass_eps, "last exact pass: epsilon"
         self._emit(step, total, phase(pl_module), eps, pl_module.sigma2(), label)
 
     def on_run_record(self, trainer, pl_module, record) -> None:
