@@ -96,13 +96,14 @@ def random_draws(method: str, points, k: int, draws: int = 100, seed: int = 0, m
         raise ValueError(f"baseline draws must be positive, got {draws}")
     gen = torch.Generator().manual_seed(int(seed)) if head is None else head["generator"]
     d = points.shape[1]
-    reports, best_map, construct, rider_reports = [], None, 0.0, []
+    reports, best_map, best_epsilon, construct, rider_reports = [], None, math.inf, 0.0, []
     measured: list[tuple[int, float]] = []
     began_all = clock()
     start = 0
     if head is not None:
         reports, measured = list(head["reports"]), [head["measured"]]
-        best_map = head["maps"][int(np.argmin([r.epsilon for r in reports]))]
+        best = int(np.argmin([r.epsilon for r in reports]))
+        best_map, best_epsilon = head["maps"][best], reports[best].epsilon
         began_all -= head["seconds"]
         start = len(reports)
     while start < draws:
@@ -123,8 +124,8 @@ def random_draws(method: str, points, k: int, draws: int = 100, seed: int = 0, m
         if ride:
             rider_reports = part[len(maps) :]
         for linear_map, report in zip(maps, part):
-            if not reports or report.epsilon < min(r.epsilon for r in reports):
-                best_map = linear_map
+            if report.epsilon < best_epsilon:
+                best_map, best_epsilon = linear_map, report.epsilon
             reports.append(report)
     figures = _draw_figures(method, reports, seed, mode, clock() - began_all, construct if detail else None)
     if rider_reports:

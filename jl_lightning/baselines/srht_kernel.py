@@ -2,7 +2,7 @@
 
 y = scale * (H D x)[rows], with D the random signs, H the p x p Sylvester Hadamard matrix
 (p = d padded to a power of 2) and ``rows`` the k sampled coordinates. Pure torch makes
-log2(p) passes over memory for H (``baselines.fwht``); this kernel keeps each row in a
+a few block products for the whole of H (``baselines.fwht``); this kernel keeps each row in a
 p-long buffer in cache and, because only k of the p outputs are wanted, does not finish
 the transform:
 

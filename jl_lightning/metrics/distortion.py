@@ -303,10 +303,19 @@ class _Pass:
         if any(r[1] != d for r in resolved):
             raise ValueError("all maps must have the same input dimension d")
         n = check_points(points, d)
-        k = max(apply(torch.zeros(1, d, dtype=dtype, device=device)).shape[1] for apply in applies)
+        k = max(_output_dim(m, apply, d, dtype, device) for m, apply in zip(maps, applies))
         return cls(
             maps, applies, points, n, d, k, dtype, device, memory_budget, shard, edges, quantiles, mean_abs, worst
         )
+
+
+def _output_dim(linear_map, apply, d: int, dtype, device) -> int:
+    """k of a map: a matrix's rows, an operator's ``k`` where it says it, else the width
+    of its image of one zero point."""
+    if not is_operator(linear_map):
+        return int(linear_map.shape[0])
+    k = getattr(linear_map, "k", None)
+    return int(k) if k is not None else apply(torch.zeros(1, d, dtype=dtype, device=device)).shape[1]
 
 
 def _norms_pass(plan: _Pass, screen) -> list:
