@@ -261,15 +261,18 @@ def test_the_defaults_check_catches_a_changed_default():
     }
 
 
-def test_trainer_lean_uses_the_no_op_profiler_and_it_is_a_working_context_manager(cfg_factory):
+def test_the_default_trainer_uses_the_no_op_profiler_and_simple_still_profiles(cfg_factory):
     from hydra.utils import instantiate
-    from lightning.pytorch.profilers import PassThroughProfiler
+    from lightning.pytorch.profilers import PassThroughProfiler, SimpleProfiler
 
     from jl_lightning.lightning.profiler import NullProfiler
 
-    assert cfg_factory().trainer.get("profiler") is None  # the default keeps Lightning's own
-    trainer = instantiate(cfg_factory("trainer=lean").trainer, logger=False, enable_progress_bar=False)
+    trainer = instantiate(cfg_factory().trainer, logger=False, enable_progress_bar=False)
     assert isinstance(trainer.profiler, NullProfiler) and isinstance(trainer.profiler, PassThroughProfiler)
+    profiling = instantiate(cfg_factory("trainer.profiler=simple").trainer, logger=False, enable_progress_bar=False)
+    assert isinstance(profiling.profiler, SimpleProfiler)
+    lightnings = instantiate(cfg_factory("trainer.profiler=null").trainer, logger=False, enable_progress_bar=False)
+    assert type(lightnings.profiler) is PassThroughProfiler
     entered = []
     for _ in range(2):  # one shared object, reusable
         with trainer.profiler.profile("training_step"):

@@ -1,10 +1,11 @@
-"""A profiler that records nothing, for ``trainer=lean``.
+"""The trainer's default profiler (``conf/trainer/cpu.yaml``): one that records nothing.
 
 Lightning wraps every hook call in ``profiler.profile(name)``; its default
 ``PassThroughProfiler`` builds a generator-based context manager for each of them, a few
-dozen per training step. This one hands back one shared ``nullcontext`` through the same
-public ``profile`` method. It is opt-in (``trainer=lean``); the default trainer keeps
-Lightning's own profiler, and ``trainer.profiler=simple`` profiles as usual.
+dozen per training step, which on a short full-batch step is a visible share of the step.
+This one hands back one shared ``nullcontext`` through the same public ``profile`` method
+(Lightning's ``Trainer(profiler=...)`` argument). ``trainer.profiler=simple`` (or
+``advanced``, ``pytorch``) profiles as usual; ``trainer.profiler=null`` is Lightning's default.
 """
 
 from __future__ import annotations
