@@ -26,7 +26,7 @@ import sys
 import time
 
 import torch
-from benchlib import machine_line, report
+from benchlib import default_loss, machine_line, report
 
 VARIANTS = {
     "exact, hard max": ["model.loss.pair_strategy=exact", "model.loss.smooth_temperature=null"],
@@ -43,13 +43,11 @@ def digits() -> torch.Tensor:
 
 def time_exact_step(repeats: int) -> tuple[float, float]:
     """(embedded-space seconds, difference-vector seconds) for one forward+backward step."""
-    from omegaconf import OmegaConf
 
-    from jl_lightning.apps.config import compose
     from jl_lightning.lightning.sampler import GaussianSampler
 
     X = digits()
-    loss = dict(OmegaConf.to_container(compose().model.loss), pair_strategy="exact", smooth_temperature=None)
+    loss = default_loss("pairs", n=len(X), d=64, k=16, steps=5000, pair_strategy="exact", smooth_temperature=None)
     model = GaussianSampler(
         k=16, dim=64, n_samples=20, mode="pairs", init_mean="gaussian", init_variance=0.5, loss=loss
     )

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from benchlib import machine_line, report, run_jl_train, stamp_now
+from benchlib import default_loss, machine_line, report, run_jl_train, stamp_now
 
 D, K, HARD = 384, 32, 8192
 # assumed for the GPU prediction: half the FP32 (non-tensor-core) peak of an H100 PCIe, 51 TFLOP/s
@@ -79,9 +79,7 @@ def _timed(fn, device: str = "cpu") -> float:
 def probe(n: int, device: str = "cpu", source_n: int | None = None, cache_dir: str | None = None) -> dict:
     """Everything measured at one n, in this (fresh) process. ``source_n``/``cache_dir``:
     the points are the first n rows of that cached data set (the GPU probe's)."""
-    from omegaconf import OmegaConf
 
-    from jl_lightning.apps.config import compose
     from jl_lightning.io.sources import ClustersPoints
     from jl_lightning.lightning.sampler import GaussianSampler
     from jl_lightning.metrics import evaluate
@@ -102,7 +100,7 @@ def probe(n: int, device: str = "cpu", source_n: int | None = None, cache_dir: s
     certify_s = time.perf_counter() - began
     extra_mb = (torch.cuda.max_memory_allocated() - before) / 2**20 if cuda else (status_kb("VmHWM") - before) / 1024
     refresh_s = _timed(lambda: evaluate(A, X, "pairs", worst=HARD), device)
-    loss = dict(OmegaConf.to_container(compose().model.loss), active_hard=HARD, active_random=10000)
+    loss = default_loss("pairs", n=n, d=D, k=K, steps=5000, active_hard=HARD, active_random=10000)
     model = GaussianSampler(k=K, dim=D, mode="pairs", n_samples=10, loss=loss)
     model.to(device)
     points = torch.from_numpy(np.asarray(X)).to(device)

@@ -5,9 +5,11 @@ points, d=500, k=30, N=20, Adam lr 0.01 with a cosine schedule), with the same
 module and the same objective, so the ratio is not blurred by machine noise
 between runs. The step is the sampled step: sigma^2 uses the log
 parameterization so it never reaches 0 and every step draws N matrices.
-The Trainer carries jl-train's default callbacks and a TensorBoard logger, with the
-trainer settings of conf/trainer/cpu.yaml, and is timed twice: as configured by default,
-and with ``trainer=lean`` (a profiler that records nothing, jl_lightning/lightning/profiler.py).
+The Trainer carries the callbacks whose per-step work the plain loop repeats
+(VarianceMonitor, DeterministicSwitch, DistortionTracker) and a TensorBoard logger, with the
+trainer settings of conf/trainer/cpu.yaml, and is timed twice: with the default trainer's
+profiler (one that records nothing, jl_lightning/lightning/profiler.py) and with
+Lightning's own pass-through profiler (``trainer.profiler=null``).
 
     python scripts/bench_step.py                  # prints and rewrites its section of docs/benchmarks.md
     python scripts/bench_step.py --no-write --steps 500
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import math
 import os
 import statistics
 import sys
@@ -27,15 +30,12 @@ import time
 import warnings
 
 import torch
-from benchlib import machine_line, report
+from benchlib import default_loss, machine_line, report
 
 
 def build(steps: int, seed: int = 0):
     from functools import partial
 
-    from omegaconf import OmegaConf
-
-    from jl_lightning.apps.config import compose
     from jl_lightning.io.sources import GaussianPoints
     from jl_lightning.lightning.datamodule import JLDataModule
     from jl_lightning.lightning.sampler import GaussianSampler
@@ -52,7 +52,7 @@ def build(steps: int, seed: int = 0):
         optimizer=partial(torch.optim.Adam, lr=0.01, fused=True),
         scheduler=partial(torch.optim.lr_scheduler.CosineAnnealingLR, T_max=steps),
         log_every=50,
-        loss=OmegaConf.to_container(compose().model.loss),
+        loss=default_loss("norms", n=100, d=dm.dim, k=30, steps=steps),
     )
     return dm, model
 
@@ -62,8 +62,10 @@ def plain_loop(steps: int, warmup: int, logdir: str) -> float:
 
     Equivalent means the same observable work: the objective, backward, Adam,
     projection and schedule every step; the sigma^2 read for the threshold
-    crossings and the switch every step; and every 50 steps the exact float64
-    distortion of M / sqrt(k) and the same five scalars to TensorBoard.
+    crossings and the switch every step, and sigma^2 and its log10 to TensorBoard
+    every step while it is above 0 (VarianceMonitor); and every 50 steps the exact float64
+    distortion of M / sqrt(k) and the same scalars to TensorBoard (loss, sampled distortion,
+    sigma^2's decay, the exact epsilon).
     """
     from torch.utils.tensorboard import SummaryWriter
 
@@ -74,7 +76,7 @@ def plain_loop(steps: int, warmup: int, logdir: str) -> float:
     opt, sched = opt_cfg["optimizer"], opt_cfg["lr_scheduler"]["scheduler"]
     points = dm.train_points
     writer = SummaryWriter(os.path.join(logdir, "plain"))
-    crossings, switch_step = {}, None
+    crossings, switch_step, decaying, previous = {}, None, True, model.sigma2()
     for step in range(1, steps + warmup + 1):
         if step == warmup + 1:
             start = time.perf_counter()
@@ -85,6 +87,11 @@ def plain_loop(steps: int, warmup: int, logdir: str) -> float:
         model.variance.project_()
         sched.step()
         current = model.sigma2()
+        if decaying:  # VarianceMonitor: sigma^2 every step until it reaches 0
+            writer.add_scalar("2_variance/sigma2", current, step)
+            if current > 0:
+                writer.add_scalar("2_variance/log10_sigma2", math.log10(current), step)
+            decaying = current > 0
         for threshold in (1e-1, 1e-2, 1e-3):
             if current <= threshold:
                 crossings.setdefault(threshold, step)
@@ -93,14 +100,17 @@ def plain_loop(steps: int, warmup: int, logdir: str) -> float:
             switch_step = step
         if step % 50 == 0:
             det = evaluate(model.embedding, dm.points, quantiles=False).epsilon
-            for tag, value in (
-                ("train/loss", loss.item()),
-                ("train/sampled_distortion", sampled.item()),
-                ("train/sigma2", s2.item()),
-                ("2_variance/sigma2", current),
-                ("1_distortion/train", det),
-            ):
+            scalars = {
+                "train/loss": loss.item(),
+                "train/sampled_distortion": sampled.item(),
+                "2_variance/decay": current / previous,
+                "1_distortion/train": det,
+            }
+            if not decaying:
+                scalars["2_variance/sigma2"] = current
+            for tag, value in scalars.items():
                 writer.add_scalar(tag, value, step)
+            previous = current
     elapsed = time.perf_counter() - start
     writer.close()
     return elapsed / steps * 1e3
@@ -121,15 +131,23 @@ def step_timer(steps: int, warmup: int):
     return StepTimer()
 
 
-def lightning_loop(steps: int, warmup: int, logdir: str, lean: bool = False) -> float:
-    """ms per step under the Trainer, with jl-train's callbacks and TensorBoard logger
-    (and the no-op profiler of ``trainer=lean`` when ``lean``)."""
+def default_profiler():
+    """The profiler conf/trainer/cpu.yaml gives the Trainer."""
+    from hydra.utils import instantiate
+
+    from jl_lightning.apps.config import compose
+
+    return instantiate(compose().trainer.profiler)
+
+
+def lightning_loop(steps: int, warmup: int, logdir: str, lightnings_profiler: bool = False) -> float:
+    """ms per step under the Trainer, with the callbacks above and a TensorBoard logger; the
+    default trainer's profiler, or Lightning's own when ``lightnings_profiler``."""
     from lightning.pytorch import Trainer
     from lightning.pytorch.loggers import TensorBoardLogger
 
     from jl_lightning.lightning.callbacks import DeterministicSwitch, DistortionTracker, VarianceMonitor
     from jl_lightning.lightning.fit import quiet_lightning
-    from jl_lightning.lightning.profiler import NullProfiler
 
     quiet_lightning()
 
@@ -147,7 +165,7 @@ def lightning_loop(steps: int, warmup: int, logdir: str, lean: bool = False) -> 
         limit_val_batches=0,
         enable_checkpointing=False,
         default_root_dir=logdir,
-        profiler=NullProfiler() if lean else None,
+        profiler=None if lightnings_profiler else default_profiler(),
         logger=TensorBoardLogger(logdir, name="bench", version=""),
         callbacks=[
             VarianceMonitor(every_n_steps=50),
@@ -163,8 +181,8 @@ def lightning_loop(steps: int, warmup: int, logdir: str, lean: bool = False) -> 
 def lightning_floor(steps: int, warmup: int, logdir: str) -> tuple[float, float]:
     """(ms per step under the Trainer, ms per step in a plain loop) of a step that does almost
     nothing: one scalar loss of a 3-vector, manual_backward and an SGD step, no callbacks, no
-    logger. The difference is what Lightning's loop itself costs per step, whatever the module
-    does: the floor under any ratio above."""
+    logger, the default trainer's profiler. The difference is what Lightning's loop itself
+    costs per step, whatever the module does: the floor under any ratio above."""
     from lightning.pytorch import LightningModule, Trainer
     from torch.utils.data import DataLoader, IterableDataset
 
@@ -205,6 +223,7 @@ def lightning_floor(steps: int, warmup: int, logdir: str) -> tuple[float, float]
         enable_progress_bar=False,
         enable_model_summary=False,
         default_root_dir=logdir,
+        profiler=default_profiler(),
         callbacks=[timer],
     )
     trainer.fit(Tiny())
@@ -223,7 +242,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=600, help="timed steps per repeat")
     parser.add_argument("--warmup", type=int, default=100)
-    parser.add_argument("--repeats", type=int, default=7, help="alternating plain/Lightning/lean repeats")
+    parser.add_argument("--repeats", type=int, default=7, help="alternating plain/Lightning repeats")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--no-write", action="store_true", help="do not rewrite the section in docs/benchmarks.md")
     args = parser.parse_args()
@@ -231,21 +250,21 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    plain, light, lean, floors = [], [], [], []
+    plain, light, passthrough, floors = [], [], [], []
     with tempfile.TemporaryDirectory() as logdir:
         for _ in range(2):  # warm caches and lazy initialization outside the timed repeats
             plain_loop(100, 10, logdir)
         for _ in range(args.repeats):  # alternate, so drift on a shared machine hits all three
             plain.append(plain_loop(args.steps, args.warmup, logdir))
             light.append(lightning_loop(args.steps, args.warmup, logdir))
-            lean.append(lightning_loop(args.steps, args.warmup, logdir, lean=True))
+            passthrough.append(lightning_loop(args.steps, args.warmup, logdir, lightnings_profiler=True))
             floors.append(lightning_floor(args.steps, args.warmup, logdir))
-    p, q, r = (statistics.median(x) for x in (plain, light, lean))
+    p, q, r = (statistics.median(x) for x in (plain, light, passthrough))
     # Lightning's own cost per step (empty step under the Trainer minus the same in a plain loop)
     overhead = statistics.median(f[0] - f[1] for f in floors)
     # paired: neighbours share the machine's load
     ratio = statistics.median(b / a for a, b in zip(plain, light))
-    ratio_lean = statistics.median(b / a for a, b in zip(plain, lean))
+    ratio_passthrough = statistics.median(b / a for a, b in zip(plain, passthrough))
     command = "python scripts/bench_step.py " + " ".join(sys.argv[1:])
     lines = [
         f"### Training step: Lightning vs plain loop, {torch.get_num_threads()} torch thread(s) "
@@ -259,12 +278,13 @@ def main() -> None:
         "",
         "| loop | ms / step (median) | ratio to plain | all repeats |",
         "|---|---|---|---|",
-        f"| plain PyTorch (same work: exact eval + TensorBoard every 50 steps) | {p:.3f} | 1 | "
+        "| plain PyTorch (same work: sigma^2 to TensorBoard every step, exact eval + scalars every 50) | "
+        f"{p:.3f} | 1 | "
         f"{', '.join(f'{x:.3f}' for x in plain)} |",
-        f"| Lightning Trainer, default `trainer=cpu` (jl-train callbacks + TensorBoard) | {q:.3f} | "
+        f"| Lightning Trainer, default `trainer=cpu` (no-op profiler; 3 callbacks + TensorBoard) | {q:.3f} | "
         f"**{ratio:.2f}x** | {', '.join(f'{x:.3f}' for x in light)} |",
-        f"| the same with `trainer=lean` (no-op profiler) | {r:.3f} | **{ratio_lean:.2f}x** | "
-        f"{', '.join(f'{x:.3f}' for x in lean)} |",
+        f"| the same with Lightning's own profiler (`trainer.profiler=null`) | {r:.3f} | "
+        f"**{ratio_passthrough:.2f}x** | {', '.join(f'{x:.3f}' for x in passthrough)} |",
         f"| an almost empty step (3-vector, manual_backward, SGD; no callbacks, no logger): Lightning "
         f"minus plain | {overhead:.3f} | floor **{(p + overhead) / p:.2f}x** | "
         f"{', '.join(f'{a - b:.3f}' for a, b in floors)} |",

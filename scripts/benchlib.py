@@ -33,6 +33,19 @@ def machine_line(threads: int | None = None) -> str:
     )
 
 
+def default_loss(mode: str, n: int, d: int, k: int, steps: int, **overrides) -> dict:
+    """The loss options jl-train's defaults give a fit of this size: conf/model's ``loss``
+    with ``overrides`` on top and every ``auto`` left resolved as a fit resolves it
+    (core/plan.py), for scripts that build a sampler without the Trainer."""
+    from omegaconf import OmegaConf
+
+    from jl_lightning.apps.config import compose
+    from jl_lightning.core import plan
+
+    values = {**OmegaConf.to_container(compose().model.loss), **overrides}
+    return plan.resolve(values, plan.choose(mode=mode, n=n, d=d, k=k, steps=steps))[0]
+
+
 def write_section(name: str, text: str, path: Path = BENCHMARKS) -> Path:
     """Replace section ``name`` of docs/benchmarks.md with ``text`` (appended if it is new)."""
     path.parent.mkdir(exist_ok=True)
