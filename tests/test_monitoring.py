@@ -66,13 +66,14 @@ def test_hparams_entry_holds_the_resolved_config_and_the_final_figures(tb_run):
     content = acc.PluginTagToContent("hparams")
     start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
     hparams = start.session_start_info.hparams
-    assert hparams["model/k"].number_value == 8
-    assert hparams["optimizer/lr"].number_value == pytest.approx(0.01)
-    assert hparams["data/source/n"].number_value == 30
-    assert hparams["model/loss/smooth_temperature"].string_value == "hard max"  # what auto became
+    assert hparams["1_main/k"].number_value == 8
+    assert hparams["1_main/lr"].number_value == pytest.approx(0.01)
+    assert hparams["3_data/n"].number_value == summary["n"]
+    assert hparams["2_sampler/temperature"].string_value == "hard max"  # what auto became
     # a curated set, one name per setting, nothing machine-specific
     assert len(hparams) < 25 and not [name for name in hparams if "dir" in name or "log_every" in name]
     assert not [name for name in hparams if name.startswith(("callbacks/", "baseline/", "logger/", "paths/"))]
+    assert not [name for name in hparams if name.startswith(("model/", "optimizer/", "trainer/", "data/"))]
     # no "experiment" summary: TensorBoard builds the table from all runs, the settings that
     # differ between them first; the session ends when the run does
     assert "_hparams_/experiment" not in content and "_hparams_/session_end_info" in content
@@ -87,8 +88,9 @@ def test_hparams_entry_holds_the_resolved_config_and_the_final_figures(tb_run):
 
 def test_hparams_table_of_two_runs_shows_what_differs_and_the_final_epsilon_first(tmp_path):
     """TensorBoard's own backend, over a folder of two runs that differ in k: the HParams table
-    lists model/k first (the frontend shows the first five settings and metrics), and the first
-    five metric columns hold the final training and held-out epsilon."""
+    lists k first; the five settings the frontend shows unticked (the differing ones, then the
+    rest in the backend's order) include lr; the first five metric columns hold the final
+    training and held-out epsilon."""
     from tensorboard import context
     from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
     from tensorboard.plugins import base_plugin
@@ -110,8 +112,10 @@ def test_hparams_table_of_two_runs_shows_what_differs_and_the_final_epsilon_firs
     experiment = backend.experiment_from_metadata(
         request, "", True, backend.hparams_metadata(request, ""), backend.hparams_from_data_provider(request, "", 0)
     )
-    assert [(h.name, h.differs) for h in experiment.hparam_infos][0] == ("model/k", True)
+    assert [(h.name, h.differs) for h in experiment.hparam_infos][0] == ("1_main/k", True)
     assert not any(h.differs for h in experiment.hparam_infos[1:])
+    shown = [h.name for h in sorted(experiment.hparam_infos, key=lambda h: not h.differs)][:5]
+    assert shown[:2] == ["1_main/k", "1_main/lr"]
     first_metrics = [info.name.tag for info in experiment.metric_infos][:5]
     assert {"1_distortion/train", "1_distortion/heldout_points_distortion"} <= set(first_metrics)
 
@@ -122,7 +126,7 @@ def test_hparams_show_the_temperature_auto_becomes():
 
     pairs = run_hyperparameters(compose(["experiment=digits_pairs"]))
     exact = run_hyperparameters(compose(["model.mode=pairs", "model.loss.pair_strategy=exact"]))
-    assert pairs["model/loss/smooth_temperature"] == 0.1 and exact["model/loss/smooth_temperature"] == "hard max"
+    assert pairs["2_sampler/temperature"] == 0.1 and exact["2_sampler/temperature"] == "hard max"
 
 
 def test_hparams_has_heldout_figures_with_a_split(cfg_factory):

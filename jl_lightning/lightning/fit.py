@@ -74,27 +74,36 @@ def quiet_lightning() -> None:
         warnings.filterwarnings("ignore", pattern)
 
 
-# the settings that define an experiment, one name each (TensorBoard's HParams columns); the
-# whole resolved config is in the run's .hydra/config.yaml
-CURATED = (
-    "task_name",
-    "seed",
-    "model/k",
-    "model/mode",
-    "model/n_samples",
-    "model/variance",
-    "model/loss/pair_strategy",
-    "model/loss/smooth_temperature",
-    "model/loss/smooth_temperature_end",
-    "model/subspace_penalty",
-    "optimizer/lr",
-    "trainer/max_steps",
-    "data/val_fraction",
-    "data/source/n",
-    "data/source/d",
-    "data/source/path",
-    "optimized_metric",
-)
+# The settings that define an experiment, one HParams name each (the whole resolved config
+# is the run's .hydra/config.yaml). TensorBoard's HParams table shows five settings until a
+# box is ticked: those that differ between the runs, then the rest by name. The numbered
+# groups put what a sweep is read by (k, lr) first whatever else the jobs share, as the
+# scalar tags' numbered groups order the Scalars tab.
+HPARAM_NAMES = {
+    "model.k": "1_main/k",
+    "optimizer.lr": "1_main/lr",
+    "model.mode": "1_main/mode",
+    "trainer.max_steps": "1_main/steps",
+    "model.n_samples": "2_sampler/n_samples",
+    "model.variance": "2_sampler/variance",
+    "model.loss.pair_strategy": "2_sampler/pair_strategy",
+    "model.loss.smooth_temperature": "2_sampler/temperature",
+    "model.loss.smooth_temperature_end": "2_sampler/temperature_end",
+    "model.subspace_penalty": "2_sampler/subspace_penalty",
+    "data.val_fraction": "3_data/val_fraction",
+    "data.source.path": "3_data/file",
+    "seed": "4_run/seed",
+    "task_name": "4_run/task_name",
+    "optimized_metric": "4_run/optimized_metric",
+    "experiment": "4_run/experiment",
+}
+CLASS_NAMES = {"data.source": "3_data/source", "optimizer": "4_run/optimizer", "scheduler": "4_run/scheduler"}
+
+
+def hparam_name(key: str) -> str:
+    """The HParams name of config key ``key`` (dotted): its ``HPARAM_NAMES`` name, or the
+    key with ``/`` for dots (a setting outside the curated set that a command line changed)."""
+    return HPARAM_NAMES.get(key, key.replace(".", "/"))
 
 
 def _short(value):
@@ -108,43 +117,44 @@ def _short(value):
 
 
 def run_hyperparameters(cfg: DictConfig) -> dict:
-    """The loggers' hyperparameters: a curated set, flat, one name per setting (``CURATED``
-    where the config has it, the data set's name, the optimizer's and scheduler's class),
-    plus every setting the command line changed (a sweep's parameters); nothing
-    machine-specific (no paths but a data file's name). The full config is the run's
-    ``.hydra/config.yaml``."""
+    """The loggers' hyperparameters: a curated set, flat, one name per setting
+    (``HPARAM_NAMES`` where the config has it, the class of the data source, optimizer and
+    scheduler; the fit adds the training points' n and d), plus every setting the command
+    line changed (a sweep's parameters), under :func:`hparam_name`; nothing machine-specific
+    (no paths but a data file's name). The full config is the run's ``.hydra/config.yaml``."""
 
     def pick(key: str):
-        node = OmegaConf.select(cfg, key.replace("/", "."), default=None, throw_on_missing=False)
+        node = OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
         return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
 
     params = {}
-    for key in CURATED:
+    for key, name in HPARAM_NAMES.items():
         try:
             value = pick(key)
         except Exception:  # an interpolation only a Hydra run resolves
             continue
-        if value is not None:
-            params[key] = _short(value)
-    if params.get("model/loss/smooth_temperature") == "auto":  # the loss resolves it when built
-        temperature = starting_temperature(
-            "auto", params.get("model/mode", "norms"), params.get("model/loss/pair_strategy")
-        )
-        params["model/loss/smooth_temperature"] = "hard max" if temperature is None else temperature
-    for group in ("data/source", "optimizer", "scheduler"):
-        target = OmegaConf.select(cfg, group.replace("/", ".") + "._target_", default=None)
+        if value is not None and not isinstance(value, (dict, list)):
+            params[name] = _short(value)
+    temperature_name = HPARAM_NAMES["model.loss.smooth_temperature"]
+    if params.get(temperature_name) == "auto":  # the loss resolves it when built
+        temperature = starting_temperature("auto", pick("model.mode") or "norms", pick("model.loss.pair_strategy"))
+        params[temperature_name] = "hard max" if temperature is None else temperature
+    for group, name in CLASS_NAMES.items():
+        target = OmegaConf.select(cfg, group + "._target_", default=None)
         if target:
-            params[f"{group}/name"] = str(target).rsplit(".", 1)[-1]
+            params[name] = str(target).rsplit(".", 1)[-1]
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     for item in overrides:  # what this run (a sweep's job) changed
-        key, sep, _ = item.lstrip("+~").partition("=")
-        if sep and ((not key.startswith("hydra.") and "." in key) or key in ("seed", "experiment")):
+        key, sep, value = item.lstrip("+~").partition("=")
+        if not sep or not ((not key.startswith("hydra.") and "." in key) or key in ("seed", "experiment")):
+            continue
+        if key != "experiment":
             try:
-                value = pick(key.replace(".", "/")) if key != "experiment" else item.partition("=")[2]
+                value = pick(key)
             except Exception:
                 continue
-            if value is not None and not isinstance(value, (dict, list)):
-                params[key.replace(".", "/")] = _short(value)
+        if value is not None and not isinstance(value, (dict, list)):
+            params[hparam_name(key)] = _short(value)
     return params
 
 
@@ -182,7 +192,8 @@ def fit_from_config(cfg: DictConfig, source=None, interactive: bool | None = Non
     loggers = instantiate_group(cfg.get("logger"))
     if not loggers:  # Lightning's LearningRateMonitor refuses a run without a logger
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    hyperparameters = run_hyperparameters(cfg)
+    # the data's size as trained on (after the held-out split), whatever the source
+    hyperparameters = {**run_hyperparameters(cfg), "3_data/n": datamodule.n, "3_data/d": datamodule.dim}
     for logger in loggers:  # hparams.yaml beside the logs, and TensorBoard's HParams tab at the end
         logger.log_hyperparams(hyperparameters)
     # progress bar and checkpointing exactly when their callbacks are configured:
