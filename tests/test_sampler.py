@@ -237,8 +237,8 @@ def test_the_objective_is_the_loss_term_plus_the_regularizer_and_the_penalty():
     Q = principal_complement(x, 0.4)
     expected = dev.mean() + 0.7 * 0.3 / 2 + 0.5 * (M @ Q).pow(2).sum() / 2
     # to the safe square root's rounding in sigma (variance.py); each term is far larger
-    assert float(loss) == pytest.approx(float(expected), rel=1e-7)
-    assert float(sampled) == pytest.approx(float(dev.mean()), rel=1e-7) and float(s2) == pytest.approx(0.3)
+    assert float(loss.detach()) == pytest.approx(float(expected.detach()), rel=1e-7)
+    assert float(sampled) == pytest.approx(float(dev.mean()), rel=1e-7) and float(s2.detach()) == pytest.approx(0.3)
     # Q projects off the data's top direction: rank d - 1 here
     assert int(torch.linalg.matrix_rank(Q)) == 3
 
