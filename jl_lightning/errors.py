@@ -23,6 +23,10 @@ class JLRunError(JLInputError):
     matrix file holds NaN): reported like bad input, one line and exit status 2."""
 
 
+class DuplicatePointsWarning(UserWarning):
+    """Pairs mode found repeated points: their pairs are at distance 0 and left out of every figure."""
+
+
 def check_finite_matrix(matrix, where: str):
     """``matrix`` unchanged, or :class:`JLRunError` naming ``where`` when it holds NaN or Inf."""
 

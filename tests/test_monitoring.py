@@ -577,3 +577,21 @@ def test_recall_reports_its_progress_map_by_map_when_the_log_is_quiet(monkeypatc
         again = RecallAtK(k=5, queries=50).measure(learned, points, {"gaussian": other})
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("recall@5 of 50 queries")]
     assert len(lines) == 12 and "(12 of 12 tiles)" in lines[-1] and again == figures
+
+
+@pytest.mark.slow
+def test_the_duplicate_rows_warning_shows_once_on_the_terminal_and_in_train_log(tmp_path):
+    from conftest import jl_train
+
+    X = np.random.default_rng(0).standard_normal((40, 6))
+    X[5] = X[3]
+    np.save(tmp_path / "dups.npy", X)
+    run = tmp_path / "run"
+    proc = jl_train(
+        "debug=fast", "logger=none", "data=file", f"data.source.path={tmp_path / 'dups.npy'}", "model.mode=pairs",
+        "model.k=3", f"hydra.run.dir={run}", cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    terminal = proc.stdout + proc.stderr
+    assert terminal.count("1 duplicate row(s), 1 pair(s) at distance 0") == 1, terminal
+    assert (run / "train.log").read_text().count("1 duplicate row(s), 1 pair(s) at distance 0") == 1

@@ -12,9 +12,9 @@ import torch
 
 from jl_lightning.core.losses import HardMax, annealed_temperature, smooth_max
 from jl_lightning.core.sampling import draw_noise, embed
-from jl_lightning.errors import JLInputError
+from jl_lightning.errors import DuplicatePointsWarning, JLInputError
 from jl_lightning.io.sources import ArrayPoints, GaussianPoints
-from jl_lightning.lightning.datamodule import DuplicatePointsWarning, JLDataModule
+from jl_lightning.lightning.datamodule import JLDataModule
 from jl_lightning.metrics import evaluate
 from tests.helpers import sampler
 

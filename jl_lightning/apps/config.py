@@ -13,6 +13,7 @@ import shutil
 import signal
 import sys
 import threading
+import warnings
 from importlib.resources import files
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from jl_lightning.apps.sweep_summary import job_folder_name, record_failure
-from jl_lightning.errors import JLInputError
+from jl_lightning.errors import DuplicatePointsWarning, JLInputError
 from jl_lightning.io.run_folder import release_lock
 
 # The configs ship inside the package: conf/ at the repository root is the subpackage
@@ -258,7 +259,12 @@ def run_hydra_app(program: str, entry, config_name: str) -> None:
 
     The process ends right after: ``gc.freeze()`` spares the interpreter's last garbage
     collections at exit, which walk every object torch and Lightning created (about a
-    second of a short run). Files, logs and atexit handlers close as usual."""
+    second of a short run). Files, logs and atexit handlers close as usual.
+
+    The data's duplicate-rows warning is left to the run's log, which prints it on the
+    terminal and into train.log; as a Python warning too it would show twice. (Library
+    callers, ``JLEmbedding``, get the warning.)"""
+    warnings.filterwarnings("ignore", category=DuplicatePointsWarning)
     try:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             entry()

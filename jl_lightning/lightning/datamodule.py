@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
 
-from jl_lightning.errors import JLInputError
+from jl_lightning.errors import DuplicatePointsWarning, JLInputError
 from jl_lightning.io.run_folder import fingerprint
 from jl_lightning.io.validation import duplicate_rows, split_indices, validate_points
 from jl_lightning.metrics.heartbeat import Heartbeat
@@ -27,10 +27,6 @@ NORMALIZE_CHOICES = ("auto", True, False)
 def short_fingerprint(value: str) -> str:
     """``sha256:`` and the first 16 hex digits: enough to tell two data sets apart in a message."""
     return value[: len("sha256:") + 16] + "…" if value.startswith("sha256:") else value
-
-
-class DuplicatePointsWarning(UserWarning):
-    """Pairs mode found repeated points: their pairs are at distance 0 and left out of every figure."""
 
 
 class FullBatchLoader:
