@@ -10,6 +10,7 @@ import torch
 from lightning.pytorch import Callback
 
 from jl_lightning.apps.train import train
+from jl_lightning.errors import DuplicatePointsWarning
 from jl_lightning.lightning.callbacks import DeterministicSwitch, DistortionTracker, VarianceMonitor
 from jl_lightning.metrics import evaluate
 from tests.helpers import pair_ratios
@@ -362,19 +363,19 @@ def test_summary_duplicates_are_the_exact_pass_count_by_the_one_rule(cfg_factory
     base = rng.standard_normal((20, 6))
     points = np.vstack([base, base[:3], base[:1]])  # row 0 three times, rows 1 and 2 twice
     np.save(tmp_path / "dup.npy", points)
-    summary, objects = train(
-        cfg_factory(
-            "data=file",
-            f"data.source.path={tmp_path / 'dup.npy'}",
-            "model.mode=pairs",
-            "model.k=3",
-            "trainer.max_steps=20",
-            "baseline.draws=2",
-            "logger=none",
-            "log_every=10",
-            "callbacks.model_checkpoint.every_n_train_steps=10",
-        )
+    cfg = cfg_factory(
+        "data=file",
+        f"data.source.path={tmp_path / 'dup.npy'}",
+        "model.mode=pairs",
+        "model.k=3",
+        "trainer.max_steps=20",
+        "baseline.draws=2",
+        "logger=none",
+        "log_every=10",
+        "callbacks.model_checkpoint.every_n_train_steps=10",
     )
+    with pytest.warns(DuplicatePointsWarning, match="4 duplicate row"):
+        summary, objects = train(cfg)
     X = objects["datamodule"].points
     i, j = np.triu_indices(len(X), 1)
     diff = X[i] - X[j]
