@@ -21,11 +21,25 @@ from jl_lightning.baselines import (
 from jl_lightning.metrics.distortion import evaluate
 
 
-def test_fwht_equals_the_explicit_hadamard_matrix():
+@pytest.mark.parametrize(
+    "shape",
+    [
+        (5, 1),
+        (5, 2),
+        (5, 64),  # one Hadamard block
+        (3, 4, 128),  # two blocks, leading dimensions kept
+        (300, 512),  # rows beyond one cache block
+        (2, 8192),  # three blocks
+    ],
+)
+def test_fwht_equals_the_explicit_hadamard_matrix(shape):
     linalg = pytest.importorskip("scipy.linalg")
-    x = torch.randn(5, 64, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    H = torch.as_tensor(linalg.hadamard(64), dtype=torch.float64)
-    torch.testing.assert_close(fwht(x), x @ H, rtol=1e-12, atol=1e-10)
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    H = torch.as_tensor(linalg.hadamard(shape[-1]), dtype=torch.float64)
+    torch.testing.assert_close(fwht(x), x @ H, rtol=1e-12, atol=1e-9)
+    torch.testing.assert_close(fwht(x.float()), (x @ H).float(), rtol=1e-5, atol=1e-3)
+    strided = torch.randn(*shape[:-1], 2 * shape[-1], dtype=torch.float64)[..., ::2]  # a view, not contiguous
+    torch.testing.assert_close(fwht(strided), strided @ H, rtol=1e-12, atol=1e-9)
 
 
 def test_fwht_refuses_a_length_that_is_not_a_power_of_two():
