@@ -156,7 +156,8 @@ def main() -> None:
 def srht_lines() -> list[str]:
     """SRHT against a dense Gaussian matrix on 2000 x d float64 data, over d and k: the
     compiled kernel (``srht_kernel``, numba; about log2(k) butterfly levels, then k short dot
-    products) and the torch transform (all log2(p) levels, then k coordinates). The dense
+    products) and the torch transform (the whole transform as a few products with Hadamard
+    blocks of at most 64, then k coordinates). The dense
     product's cost grows linearly with k."""
     gen = torch.Generator().manual_seed(0)
     compiled = srht_kernel.AVAILABLE
