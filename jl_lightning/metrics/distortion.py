@@ -57,8 +57,9 @@ _SCREEN_TILE_ROWS = 4096  # rows per float32 tile of the screened pass (cache-si
 _HISTOGRAM_BINS = 1 << 16
 
 
-# The one name of each held-out figure, from summary.json's heldout_history to TensorBoard
-# (1_distortion/<name>, hp/<name>), the sweep table, optimized_metric and jl-compare's columns.
+# The one name of each held-out figure, from summary.json's heldout_history to TensorBoard's
+# hp/<name>, the sweep table, optimized_metric and jl-compare's columns (the scalar tags
+# during training are shorter, ordered for the HParams table: lightning/contract.py).
 HELDOUT_NAMES = {
     "points": "heldout_points_distortion",  # the held-out points' norms
     "pairs": "heldout_pairs_distortion",  # the pairs among held-out points

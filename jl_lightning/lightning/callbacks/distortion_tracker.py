@@ -22,9 +22,9 @@ class DistortionTracker(Callback):
     best matrix (chosen on training points only).
 
     With held-out points (``data.val_fraction``), it also logs the exact epsilon on the
-    held-out points (``val/heldout_points_distortion``), on their pairs
-    (``val/heldout_pairs_distortion``) and on the train x held-out pairs
-    (``val/cross_pairs_distortion``): ``metrics.distortion.HELDOUT_NAMES``.
+    held-out points (``1_distortion/val_points``), on their pairs (``1_distortion/val_pairs``)
+    and on the train x held-out pairs (``1_distortion/val_train_pairs``); their names in the
+    run's history and summary are ``metrics.distortion.HELDOUT_NAMES``' (``contract.HELDOUT_TAGS``).
 
     ``run_results()`` hands RunSummary the best matrix and its step, the final reports,
     ``history``: (step, seconds since the start of training, epsilon) of every evaluation,

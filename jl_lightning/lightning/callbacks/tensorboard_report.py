@@ -16,7 +16,7 @@ from jl_lightning.metrics.distortion import HELDOUT_NAMES
 # switch has its own 0/1 chart (beside sigma^2, "ignore outliers" would clip it away).
 LAYOUT = {
     "distortion": {
-        "exact epsilon: training and held-out": ["Multiline", [r"1_distortion/(train|heldout.*|cross.*)"]],
+        "exact epsilon: training and held-out": ["Multiline", [r"1_distortion/(train|val_.*)"]],
         "training epsilon, best Gaussian draw, best-scaled PCA": [
             "Multiline",
             [r"1_distortion/train", r"reference/gaussian_best", r"reference/pca_scaled"],
