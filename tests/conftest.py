@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,16 @@ def jl_train(*args: str, cwd: Path, env_extra: dict | None = None) -> subprocess
     cmd = [exe] if exe else [sys.executable, "-m", "jl_lightning.apps.train"]
     env = dict(os.environ, OMP_NUM_THREADS="1", **(env_extra or {}))
     return subprocess.run(cmd + list(args), cwd=cwd, capture_output=True, text=True, env=env, timeout=300)
+
+
+def concurrently(first, *others):
+    """The results of the calls (functions of no argument, such as independent ``jl_train``
+    runs), run at the same time: on two cores, two subprocesses that mostly import and compose
+    take about the wall time of one. ``first`` runs in the calling thread, so it may be an
+    in-process fit (Lightning installs signal handlers only from the main thread)."""
+    with ThreadPoolExecutor(max_workers=max(1, len(others))) as pool:
+        futures = [pool.submit(call) for call in others]
+        return [first(), *(future.result() for future in futures)]
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from jl_lightning.errors import JLInputError
+from tests.conftest import concurrently
 from tests.helpers import job_dir, job_dirs
 
 TESTS = Path(__file__).resolve().parent
@@ -264,22 +265,28 @@ def run(module: str, *args: str, cwd: Path, env_extra: dict | None = None, file_
 
 @pytest.mark.slow
 def test_hydra_errors_are_one_line_and_exit_2_unless_the_full_report_is_asked_for(tmp_path):
-    for args, words in (
+    cases = (
         (["experiment=paperr"], "jl-train: error: experiment=paperr: no such experiment config"),
         (["model.kk=4"], "jl-train: error: model.kk: no such option; model takes:"),
-    ):
-        proc = run("jl_lightning.apps.train", *args, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    )
+    *procs, full = concurrently(
+        *(lambda args=args: run("jl_lightning.apps.train", *args, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+          for args, _ in cases),
+        lambda: run("jl_lightning.apps.train", "model.kk=4", cwd=tmp_path, env_extra={"HYDRA_FULL_ERROR": "1"}),
+    )  # fmt: skip
+    for (_, words), proc in zip(cases, procs):
         assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and proc.stderr.startswith(words), proc.stderr
         assert proc.stdout == "" and not (tmp_path / "run").exists()
-    full = run("jl_lightning.apps.train", "model.kk=4", cwd=tmp_path, env_extra={"HYDRA_FULL_ERROR": "1"})
     assert full.returncode == 1 and "Traceback" in full.stderr and "ConfigCompositionException" in full.stderr
 
 
 @pytest.mark.slow
 def test_an_impossible_run_folder_is_one_line_and_nothing_is_created(tmp_path):
     (tmp_path / "a_file").write_text("")
-    for run_dir in (tmp_path / "a_file" / "run", Path("/proc/jl_lightning_run")):
-        proc = run("jl_lightning.apps.train", "debug=fast", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    run_dirs = (tmp_path / "a_file" / "run", Path("/proc/jl_lightning_run"))
+    train = "jl_lightning.apps.train"
+    procs = concurrently(*(lambda d=d: run(train, "debug=fast", f"hydra.run.dir={d}", cwd=tmp_path) for d in run_dirs))
+    for run_dir, proc in zip(run_dirs, procs):
         assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
         assert f"hydra.run.dir={run_dir}: cannot create the run folder there" in proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
@@ -291,10 +298,12 @@ def test_a_full_disk_mid_run_is_one_line_leaves_an_incomplete_folder_and_resumes
     no summary.json and no embedding.npy; resumed without the limit, the same embedding.npy as
     a run that never met the limit."""
     common = ["debug=fast", "trainer.max_steps=200", "callbacks.model_checkpoint.every_n_train_steps=50"]
-    full = run("jl_lightning.apps.train", *common, f"hydra.run.dir={tmp_path / 'full'}", cwd=tmp_path)
-    assert full.returncode == 0, full.stderr
     run_dir = tmp_path / "limited"
-    limited = run("jl_lightning.apps.train", *common, f"hydra.run.dir={run_dir}", cwd=tmp_path, file_limit=40 * 1024)
+    full, limited = concurrently(
+        lambda: run("jl_lightning.apps.train", *common, f"hydra.run.dir={tmp_path / 'full'}", cwd=tmp_path),
+        lambda: run("jl_lightning.apps.train", *common, f"hydra.run.dir={run_dir}", cwd=tmp_path, file_limit=40 * 1024),
+    )
+    assert full.returncode == 0, full.stderr
     assert limited.returncode == 1 and limited.stderr.count("\n") == 1, limited.stderr
     assert "failed (File too large)" in limited.stderr and f"jl-train resume={run_dir}" in limited.stderr
     assert not (run_dir / "summary.json").exists() and not (run_dir / "embedding.npy").exists()
@@ -308,25 +317,18 @@ def test_a_full_disk_mid_run_is_one_line_leaves_an_incomplete_folder_and_resumes
 def test_jl_embed_onto_a_full_disk_or_into_an_impossible_folder_is_one_line(tmp_path):
     np.save(tmp_path / "m.npy", np.eye(2, 3))
     np.save(tmp_path / "x.npy", np.ones((20000, 3)))
-    proc = run(
-        "jl_lightning.apps.embed",
-        str(tmp_path / "m.npy"),
-        str(tmp_path / "x.npy"),
-        str(tmp_path / "y.npy"),
-        cwd=tmp_path,
-        file_limit=64 * 1024,
+    embed, m, x = "jl_lightning.apps.embed", str(tmp_path / "m.npy"), str(tmp_path / "x.npy")
+    full_disk, no_folder, no_file = concurrently(
+        lambda: run(embed, m, x, str(tmp_path / "y.npy"), cwd=tmp_path, file_limit=64 * 1024),
+        lambda: run(embed, m, x, "/proc/jl/y.npy", cwd=tmp_path),
+        lambda: run(embed, m, x, "/proc/jl_y.npy", cwd=tmp_path),  # a folder that takes no file
     )
-    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
-    assert "File too large" in proc.stderr and "y.npy was not written" in proc.stderr
+    assert full_disk.returncode == 2 and full_disk.stderr.count("\n") == 1, full_disk.stderr
+    assert "File too large" in full_disk.stderr and "y.npy was not written" in full_disk.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.npy", "x.npy"]  # no output, no temporary
-    proc = run(
-        "jl_lightning.apps.embed", str(tmp_path / "m.npy"), str(tmp_path / "x.npy"), "/proc/jl/y.npy", cwd=tmp_path
-    )
-    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
-    assert proc.stderr.startswith("jl-embed: error: /proc/jl/y.npy: the directory /proc/jl does not exist")
-    proc = run(
-        "jl_lightning.apps.embed", str(tmp_path / "m.npy"), str(tmp_path / "x.npy"), "/proc/jl_y.npy", cwd=tmp_path
-    )  # a folder that exists but takes no file: named, not the temporary
+    assert no_folder.returncode == 2 and no_folder.stderr.count("\n") == 1, no_folder.stderr
+    assert no_folder.stderr.startswith("jl-embed: error: /proc/jl/y.npy: the directory /proc/jl does not exist")
+    proc = no_file  # named, not the temporary
     assert proc.returncode == 2 and proc.stderr == (
         "jl-embed: error: /proc: No such file or directory; /proc/jl_y.npy was not written\n"
     ), proc.stderr

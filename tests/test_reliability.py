@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import jl_train
+from conftest import concurrently, jl_train
 
 from jl_lightning.errors import JLInputError, JLRunError
 from jl_lightning.io.validation import validate_points
@@ -198,16 +198,22 @@ def test_the_lock_is_exclusive_and_a_refused_run_removes_the_folder_it_made(tmp_
 # ------------------------------------------------------------------ the real entry
 @pytest.mark.slow
 def test_refused_runs_are_one_line_on_stderr_and_leave_no_folder(tmp_path):
-    for args, message in [
+    cases = [
         (("data=file",), "data.source.path is required"),
         (("optimizer.lr=-1",), "optimizer.lr must be a number > 0 or auto, got -1"),
         (("model.n_samples=0",), "model.n_samples must be a positive integer"),
         (("+ckpt_path=x.ckpt",), "unknown option(s) ckpt_path"),
         # pairs mode: the auto settings' line waits until the options are accepted
         (("model.loss.active_rescan=0", "model.mode=pairs"), "model.loss.active_rescan must be a positive integer"),
-    ]:
-        run_dir = tmp_path / args[0].replace("=", "_").replace("+", "")
-        proc = jl_train("debug=fast", *args, f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    ]
+    run_dirs = [tmp_path / args[0].replace("=", "_").replace("+", "") for args, _ in cases]
+    procs = concurrently(
+        *(
+            lambda args=args, run_dir=run_dir: jl_train("debug=fast", *args, f"hydra.run.dir={run_dir}", cwd=tmp_path)
+            for (args, _), run_dir in zip(cases, run_dirs)
+        )
+    )
+    for (_, message), run_dir, proc in zip(cases, run_dirs, procs):
         assert proc.returncode == 2, proc.stderr
         assert proc.stdout == "" and proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
         assert not run_dir.exists()
@@ -239,16 +245,18 @@ def test_a_killed_run_resumes_to_the_same_embedding(tmp_path, mode, variance):
         "baseline.draws=3",
     ]
     env = {"PYTHONPATH": str(TESTS)}
-    full = jl_train(*common, f"hydra.run.dir={tmp_path / 'full'}", cwd=tmp_path)
-    assert full.returncode == 0, full.stderr
-    killed = jl_train(
-        *common,
-        f"hydra.run.dir={tmp_path / 'killed'}",
-        "+callbacks.kill._target_=kill_at.KillAt",
-        "+callbacks.kill.step=60",
-        cwd=tmp_path,
-        env_extra=env,
+    full, killed = concurrently(
+        lambda: jl_train(*common, f"hydra.run.dir={tmp_path / 'full'}", cwd=tmp_path),
+        lambda: jl_train(
+            *common,
+            f"hydra.run.dir={tmp_path / 'killed'}",
+            "+callbacks.kill._target_=kill_at.KillAt",
+            "+callbacks.kill.step=60",
+            cwd=tmp_path,
+            env_extra=env,
+        ),
     )
+    assert full.returncode == 0, full.stderr
     assert killed.returncode == -9 and not (tmp_path / "killed" / "embedding.npy").exists()
     again = jl_train("debug=fast", f"hydra.run.dir={tmp_path / 'killed'}", cwd=tmp_path)  # occupied: refused
     assert again.returncode == 2 and "resume=" in again.stderr
@@ -285,18 +293,20 @@ def test_a_signalled_run_stops_cleanly_and_resumes_to_the_same_embedding(tmp_pat
         "baseline.draws=3",
     ]
     env = {"PYTHONPATH": str(TESTS)}
-    full = jl_train(*common, f"hydra.run.dir={tmp_path / 'full'}", cwd=tmp_path)
-    assert full.returncode == 0, full.stderr
     run_dir = tmp_path / "stopped"
-    stopped = jl_train(
-        *common,
-        f"hydra.run.dir={run_dir}",
-        "+callbacks.kill._target_=kill_at.KillAt",
-        f"+callbacks.kill.step={step}",
-        f"+callbacks.kill.signal={signal_name}",
-        cwd=tmp_path,
-        env_extra=env,
+    full, stopped = concurrently(
+        lambda: jl_train(*common, f"hydra.run.dir={tmp_path / 'full'}", cwd=tmp_path),
+        lambda: jl_train(
+            *common,
+            f"hydra.run.dir={run_dir}",
+            "+callbacks.kill._target_=kill_at.KillAt",
+            f"+callbacks.kill.step={step}",
+            f"+callbacks.kill.signal={signal_name}",
+            cwd=tmp_path,
+            env_extra=env,
+        ),
     )
+    assert full.returncode == 0, full.stderr
     assert stopped.returncode == {"SIGTERM": 143, "SIGINT": 130}[signal_name]
     lines = stopped.stderr.strip().splitlines()
     assert lines == [
@@ -343,41 +353,45 @@ def test_resume_and_compare_refuse_a_data_file_that_changed(tmp_path):
     common = ["debug=fast", "data=file", f"data.source.path={data}", "model.k=3", "logger=none", "baseline.draws=0"]
     env = {"PYTHONPATH": str(TESTS)}
     stopped_dir, done_dir = tmp_path / "stopped", tmp_path / "done"
-    stopped = jl_train(
-        *common,
-        f"hydra.run.dir={stopped_dir}",
-        "+callbacks.kill._target_=kill_at.KillAt",
-        "+callbacks.kill.step=5",
-        "+callbacks.kill.signal=SIGTERM",
-        cwd=tmp_path,
-        env_extra=env,
+    stopped, done = concurrently(
+        lambda: jl_train(
+            *common,
+            f"hydra.run.dir={stopped_dir}",
+            "+callbacks.kill._target_=kill_at.KillAt",
+            "+callbacks.kill.step=5",
+            "+callbacks.kill.signal=SIGTERM",
+            cwd=tmp_path,
+            env_extra=env,
+        ),
+        lambda: jl_train(*common, f"hydra.run.dir={done_dir}", cwd=tmp_path),
     )
     assert stopped.returncode == 143, stopped.stderr
-    done = jl_train(*common, f"hydra.run.dir={done_dir}", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     X[3, 2] += 1.0
     np.save(data, X)
     unit = X / np.linalg.norm(X, axis=1, keepdims=True)
     new, old = fingerprint(unit), json.loads((done_dir / "summary.json").read_text())["data_fingerprint"]
     assert new != old
-    resumed = jl_train(f"resume={stopped_dir}", cwd=tmp_path, env_extra=env)
+    resumed, compare = concurrently(
+        lambda: jl_train(f"resume={stopped_dir}", cwd=tmp_path, env_extra=env),
+        lambda: subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "jl_lightning.apps.compare",
+                f"compare.run={done_dir}",
+                f"hydra.run.dir={tmp_path / 'cmp'}",
+            ],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        ),
+    )
     lines = resumed.stderr.strip().splitlines()
     assert resumed.returncode == 2 and len(lines) == 1, resumed.stderr
     assert str(data) in lines[0] and new[:23] in lines[0] and old[:23] in lines[0] and "data changed" in lines[0]
     assert (stopped_dir / "checkpoints" / "last.ckpt").is_file()  # the stopped run is kept as it was
-    compare = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "jl_lightning.apps.compare",
-            f"compare.run={done_dir}",
-            f"hydra.run.dir={tmp_path / 'cmp'}",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
     lines = compare.stderr.strip().splitlines()
     assert compare.returncode == 2 and len(lines) == 1 and "data changed" in lines[0] and old[:23] in lines[0]
     assert not (tmp_path / "cmp").exists()
