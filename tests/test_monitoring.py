@@ -597,3 +597,17 @@ def test_the_duplicate_rows_warning_shows_once_on_the_terminal_and_in_train_log(
     terminal = proc.stdout + proc.stderr
     assert terminal.count("1 duplicate row(s), 1 pair(s) at distance 0") == 1, terminal
     assert (run / "train.log").read_text().count("1 duplicate row(s), 1 pair(s) at distance 0") == 1
+
+
+def test_a_run_shorter_than_the_logging_interval_gets_no_lightning_warning(cfg_factory):
+    """Every scalar goes to the loggers on the run's own schedule (log_schedule.py), so
+    Lightning's advice to lower log_every_n_steps when a run has fewer steps than it does
+    not apply, and a 5-step run prints nothing of it."""
+    import warnings
+
+    cfg = cfg_factory(*SMALL, "trainer.max_steps=5", "log_every=50", "logger=tensorboard")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        summary, _ = train(cfg)
+    assert summary["steps"] == 5
+    assert not [w for w in caught if "logging interval" in str(w.message)], [str(w.message) for w in caught]

@@ -70,6 +70,9 @@ def quiet_lightning() -> None:
         # the documented differentiable all-gather (core/sharding.py); its suggested
         # replacement is a private torch module
         ".*torch.distributed.nn.functional.all_gather is deprecated.*",
+        # every scalar reaches the loggers on the run's own schedule (log_schedule.py), not on
+        # Lightning's logging interval, so a run shorter than that interval loses nothing
+        ".*is smaller than the logging interval.*",
     ):
         warnings.filterwarnings("ignore", pattern)
 
