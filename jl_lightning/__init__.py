@@ -12,17 +12,18 @@ Layers, each importing only the ones before it (docs/design.md has the map):
     apps/       jl-train, jl-compare, jl-embed, JLEmbedding, config composition
 
 Importing this package is cheap: Lightning is imported only by the modules that need it.
-``from jl_lightning import JLEmbedding`` is the public shortcut to ``apps.embedding``.
+``from jl_lightning import JLEmbedding`` is the public shortcut to ``apps.estimator``: this
+file is the package's face, above every layer, and nothing inside the package imports it.
 """
 
-__version__ = "0.1.0"
+from jl_lightning.version import __version__
 
 __all__ = ["JLEmbedding", "__version__"]
 
 
 def __getattr__(name):
     if name == "JLEmbedding":
-        # lazy: lazy facade: `import jl_lightning` loads neither torch nor Lightning
+        # lazy, so that `import jl_lightning` loads neither torch nor Lightning
         from jl_lightning.apps.estimator import JLEmbedding  # noqa: PLC0415
 
         return JLEmbedding

@@ -435,3 +435,17 @@ def test_the_wheel_ships_every_config(tmp_path):
     }
     expected = {str(p.relative_to(root / "conf")) for p in (root / "conf").rglob("*.yaml")}
     assert expected and shipped == expected
+
+
+
+def test_the_version_is_pyprojects():
+    """summary.json and the estimator record jl_lightning.version's __version__, which the
+    package root hands on: the one in pyproject.toml."""
+    import re
+
+    import jl_lightning
+    from jl_lightning.version import __version__
+
+    root = Path(__file__).resolve().parents[1]
+    (declared,) = re.findall(r'^version = "(.+)"$', (root / "pyproject.toml").read_text(), re.M)
+    assert __version__ == jl_lightning.__version__ == declared

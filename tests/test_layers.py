@@ -8,7 +8,17 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "jl_lightning"
 # a module may import layers of a lower rank, and its own layer
-RANK = {"errors": 0, "constraints": 0.5, "core": 1, "metrics": 2, "io": 2, "baselines": 3, "lightning": 4, "apps": 5}
+RANK = {
+    "errors": 0,
+    "version": 0,
+    "constraints": 0.5,
+    "core": 1,
+    "metrics": 2,
+    "io": 2,
+    "baselines": 3,
+    "lightning": 4,
+    "apps": 5,
+}
 
 
 def imports(path: Path) -> set[str]:
@@ -38,6 +48,12 @@ def modules():
 
 def test_every_module_belongs_to_a_layer():
     assert {layer for layer, _, _ in modules()} <= set(RANK)
+
+
+def test_no_module_imports_the_package_root():
+    """The root is the package's face (``__version__``, the lazy ``JLEmbedding``), above every
+    layer: a module that imported it would sit under apps."""
+    assert [str(relative) for _, relative, names in modules() if "jl_lightning" in names] == []
 
 
 def upward(layer: str, names) -> list[str]:

@@ -28,10 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-from jl_lightning import __version__
 from jl_lightning.errors import JLInputError, check_finite_matrix
 from jl_lightning.io.run_folder import atomic_write
 from jl_lightning.io.validation import check_array, check_fits
+from jl_lightning.version import __version__
 
 FORMAT = "jl_lightning.embedding/1"
 

@@ -10,10 +10,10 @@ import numpy as np
 import torch
 from lightning.pytorch import Callback
 
-from jl_lightning import __version__
 from jl_lightning.io.run_folder import fingerprint
 from jl_lightning.lightning.contract import ReadsRunRecord, ReportsResults, RunRecord
 from jl_lightning.lightning.distributed import exact_report
+from jl_lightning.version import __version__
 
 EXPORTED = "embedding.npy holds the best M / sqrt(k) (shape k x d); y = embedding @ x"
 
