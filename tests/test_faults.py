@@ -437,7 +437,6 @@ def test_the_wheel_ships_every_config(tmp_path):
     assert expected and shipped == expected
 
 
-
 def test_the_version_is_pyprojects():
     """summary.json and the estimator record jl_lightning.version's __version__, which the
     package root hands on: the one in pyproject.toml."""
