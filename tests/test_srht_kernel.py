@@ -39,7 +39,7 @@ def test_every_split_of_the_levels_gives_the_explicit_hadamard_map():
         L = p >> m
         hi, lo = rows // L, rows % L
         table = 0.25 * H[lo][:, :L] if L > 1 else np.full((k, 1), 0.25)
-        out = srht_kernel._srht(X, signs, hi, np.ascontiguousarray(table), m, 1)
+        out = srht_kernel.compiled().srht_rows(X, signs, hi, np.ascontiguousarray(table), m, 1)
         np.testing.assert_allclose(out, expected, atol=1e-12, err_msg=f"m={m}")
 
 
@@ -78,3 +78,26 @@ def test_numba_backend_without_numba_says_how_to_install(monkeypatch):
         SRHT(4, 16, torch.Generator(), backend="numba")
     out = SRHT(4, 16, torch.Generator().manual_seed(0)).apply(torch.eye(16, dtype=torch.float64))
     assert out.shape == (16, 4)
+
+
+def test_auto_takes_the_kernel_for_large_inputs_only_and_jl_train_does_not_import_numba():
+    """Importing numba and loading the kernel costs more than it saves on small inputs: the
+    "auto" backend keeps those on torch, and a process that imports jl-train, or applies the
+    SRHT to a small input, never imports numba."""
+    import subprocess
+    import sys
+
+    d = 1024
+    auto = SRHT(8, d, torch.Generator().manual_seed(0))
+    small = torch.zeros(srht_kernel.KERNEL_MIN_ELEMENTS // d - 1, d, dtype=torch.float64)
+    large = torch.zeros(srht_kernel.KERNEL_MIN_ELEMENTS // d, d, dtype=torch.float64)
+    assert not auto._use_kernel(small) and auto._use_kernel(large)
+    assert SRHT(8, d, torch.Generator(), backend="numba")._use_kernel(small)
+    code = (
+        "import sys, torch, jl_lightning.apps.train\n"
+        "from jl_lightning.baselines import SRHT\n"
+        "SRHT(8, 64, torch.Generator()).apply(torch.ones(100, 64, dtype=torch.float64))\n"
+        "print('numba' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr

@@ -13,7 +13,7 @@ E ||A x||^2 = ||x||^2.
 * ``srht``: the subsampled randomized Hadamard transform (FJLT): random signs,
   zero-padding to p = 2^ceil(log2 d), the orthonormal Walsh-Hadamard transform (never
   a p x p matrix: :func:`fwht`), k coordinates sampled without replacement, scaled by sqrt(p/k).
-  With numba installed it runs as one compiled in-cache pass per row (``srht_kernel``).
+  With numba installed, large inputs run as one compiled in-cache pass per row (``srht_kernel``).
 """
 
 from __future__ import annotations
@@ -115,9 +115,10 @@ class SRHT:
     """The subsampled randomized Hadamard transform, applied without a d x d matrix.
 
     ``backend``: ``"auto"`` uses the compiled kernel (``srht_kernel``, numba) where it
-    applies (numba installed, a CPU float32/float64 input without gradient) and the torch
-    transform otherwise; ``"torch"`` or ``"numba"`` force one (``"numba"`` fails without
-    numba). Both give the same map to rounding.
+    applies and pays (numba installed, a CPU float32/float64 input without gradient, at
+    least ``srht_kernel.KERNEL_MIN_ELEMENTS`` entries) and the torch transform otherwise;
+    ``"torch"`` or ``"numba"`` force one (``"numba"`` fails without numba). Both give the
+    same map to rounding.
     """
 
     BACKENDS = ("auto", "torch", "numba")
@@ -145,7 +146,8 @@ class SRHT:
                 "SRHT backend='numba' takes CPU float32/float64 input without gradient, "
                 f"got {X.dtype} on {X.device} (requires_grad={X.requires_grad})"
             )
-        return fits
+        # "auto": small inputs stay with torch, where importing numba would cost more than it saves
+        return fits and (self.backend == "numba" or X.numel() >= srht_kernel.KERNEL_MIN_ELEMENTS)
 
     def apply(self, X: torch.Tensor) -> torch.Tensor:
         """(m, d) -> (m, k)."""

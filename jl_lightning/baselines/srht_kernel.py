@@ -17,25 +17,34 @@ the transform:
   transform, i.e. 7 p instead of 12 p operations per row at p = 4096, k = 64.
 
 ``baselines.SRHT`` uses this kernel when numba is installed and the input is a CPU float32
-or float64 array that needs no gradient; otherwise it uses the torch transform. Both give
+or float64 array that needs no gradient and holds at least ``KERNEL_MIN_ELEMENTS`` entries
+(any size with ``backend="numba"``); otherwise it uses the torch transform. Both give
 the same numbers to rounding (tests/test_srht_kernel.py). Timings: docs/benchmarks.md.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
+import importlib.util
+
 import numpy as np
 import torch
 
-try:  # optional dependency
-    import numba
-except ImportError:  # pragma: no cover - exercised when numba is absent
-    numba = None
+# numba is optional, and imported only where the kernel runs (compiled()): about half a
+# second once per process, which a run that never applies the kernel does not pay
+AVAILABLE = importlib.util.find_spec("numba") is not None
 
-AVAILABLE = numba is not None
+# Inputs below this many entries take the torch transform with backend "auto": there it
+# costs well under 10 ms a call, and importing numba and loading the cached kernel (about
+# 0.75 s, once) would cost more than the kernel saves over the calls a run makes.
+KERNEL_MIN_ELEMENTS = 1 << 20
 
-# Floating-point freedoms the kernel may take: reassociate the dot products (vectorized
-# sums) and fuse multiply-adds. Not 'nnan'/'ninf', so NaN and inf inputs propagate as usual.
-_FASTMATH = {"reassoc", "contract", "nsz"}
+
+@functools.cache
+def compiled():
+    """The module holding the compiled kernel (``srht_numba``), imported on first use."""
+    return importlib.import_module("jl_lightning.baselines.srht_numba")
 
 
 def _parity(v: np.ndarray) -> np.ndarray:
@@ -63,71 +72,6 @@ def make_plan(rows: np.ndarray, p: int, scale: float, dtype) -> tuple[int, np.nd
     return m, hi, (signs * scale).astype(dtype)
 
 
-if AVAILABLE:
-
-    @numba.njit(parallel=True, fastmath=_FASTMATH, cache=True)
-    def _srht(X, signs, hi, table, m, n_threads):  # pragma: no cover - compiled; covered through apply()
-        n, d = X.shape
-        k, L = table.shape
-        p = L << m
-        out = np.empty((n, k), dtype=X.dtype)
-        per_thread = (n + n_threads - 1) // n_threads
-        for t in numba.prange(n_threads):
-            b = np.zeros(p, dtype=X.dtype)
-            for r in range(t * per_thread, min(n, (t + 1) * per_thread)):
-                if m == 0:
-                    for j in range(d):
-                        b[j] = X[r, j] * signs[j]
-                    for j in range(d, p):
-                        b[j] = 0.0
-                    done = 0
-                else:
-                    # level h = p/2, reading the signed row with its zero padding
-                    h = p >> 1
-                    both = max(0, min(h, d - h))
-                    for j in range(both):
-                        a0 = X[r, j] * signs[j]
-                        a1 = X[r, j + h] * signs[j + h]
-                        b[j] = a0 + a1
-                        b[j + h] = a0 - a1
-                    for j in range(both, min(h, d)):
-                        a0 = X[r, j] * signs[j]
-                        b[j] = a0
-                        b[j + h] = a0
-                    for j in range(min(h, d), h):
-                        b[j] = 0.0
-                        b[j + h] = 0.0
-                    done = 1
-                while done + 2 <= m:  # two levels (strides h and 2h) per pass
-                    h = p >> (done + 2)
-                    for i in range(0, p, 4 * h):
-                        for j in range(i, i + h):
-                            t0 = b[j] + b[j + h]
-                            t1 = b[j] - b[j + h]
-                            t2 = b[j + 2 * h] + b[j + 3 * h]
-                            t3 = b[j + 2 * h] - b[j + 3 * h]
-                            b[j] = t0 + t2
-                            b[j + 2 * h] = t0 - t2
-                            b[j + h] = t1 + t3
-                            b[j + 3 * h] = t1 - t3
-                    done += 2
-                if done < m:
-                    h = p >> (done + 1)
-                    for i in range(0, p, 2 * h):
-                        for j in range(i, i + h):
-                            a0 = b[j]
-                            a1 = b[j + h]
-                            b[j] = a0 + a1
-                            b[j + h] = a0 - a1
-                for c in range(k):
-                    base = hi[c] * L
-                    s = 0.0
-                    for j in range(L):
-                        s += table[c, j] * b[base + j]
-                    out[r, c] = s
-        return out
-
-
 def apply(
     X: np.ndarray, signs: np.ndarray, plan: tuple[int, np.ndarray, np.ndarray], threads: int | None = None
 ) -> np.ndarray:
@@ -135,6 +79,8 @@ def apply(
     numba's, the number of cores)."""
     if not AVAILABLE:
         raise ImportError("the compiled SRHT needs numba: pip install -e '.[fast]'")
+    kernel = compiled()
+    numba = kernel.numba
     m, hi, table = plan
     X = np.ascontiguousarray(X)
     n_threads = numba.config.NUMBA_NUM_THREADS if threads is None else int(threads)
@@ -143,6 +89,7 @@ def apply(
     torch_threads = torch.get_num_threads()
     try:
         numba.set_num_threads(n_threads)
-        return _srht(X, np.ascontiguousarray(signs, dtype=X.dtype), hi, table.astype(X.dtype, copy=False), m, n_threads)
+        signs = np.ascontiguousarray(signs, dtype=X.dtype)
+        return kernel.srht_rows(X, signs, hi, table.astype(X.dtype, copy=False), m, n_threads)
     finally:
         torch.set_num_threads(torch_threads)
