@@ -31,13 +31,14 @@ import importlib.util
 import numpy as np
 import torch
 
-# numba is optional, and imported only where the kernel runs (compiled()): about half a
-# second once per process, which a run that never applies the kernel does not pay
+# numba is optional, and imported only where the kernel runs (compiled()): its import is
+# one of the slowest of a process start, which a run that never applies the kernel skips
 AVAILABLE = importlib.util.find_spec("numba") is not None
 
-# Inputs below this many entries take the torch transform with backend "auto": there it
-# costs well under 10 ms a call, and importing numba and loading the cached kernel (about
-# 0.75 s, once) would cost more than the kernel saves over the calls a run makes.
+# Inputs below this many entries take the torch transform with backend "auto": there the
+# torch transform is cheap, and importing numba and loading the cached kernel (once per
+# process) would cost more than the kernel saves over the calls a run makes
+# (docs/benchmarks.md, Small runs).
 KERNEL_MIN_ELEMENTS = 1 << 20
 
 

@@ -1,7 +1,6 @@
 """The compiled SRHT kernel itself (``srht_kernel`` explains it). A module of its own, so
-that numba, which takes about half a second to import, is imported only by the first call
-that runs the kernel (``srht_kernel.compiled``), not by every process that imports the
-baselines."""
+that numba, slow to import, is imported only by the first call that runs the kernel
+(``srht_kernel.compiled``), not by every process that imports the baselines."""
 
 from __future__ import annotations
 
