@@ -139,8 +139,8 @@ def test_pgd_reaches_an_approximate_second_order_stationary_point():
     Hessian-vector product of g (independent of the stepper's Lanczos)."""
     from scipy.sparse.linalg import LinearOperator, eigsh
 
-    points = unit_points(n=30, d=60)
-    model = ExactSampler(method="pgd", k=10, dim=60, eps=0.5)  # default radius 1, interval 1000
+    points = unit_points(n=20, d=40)
+    model = ExactSampler(method="pgd", k=8, dim=40, eps=0.5)  # default radius 1, interval 1000
     run_until_stopped(model, points, 12000)
     assert model.run_report()["perturbations"] >= 1 and float(model.mean.detach().abs().max()) > 0.1  # left M = 0
     _, grad = FlatView(ExactProblem(model, points)).gradient(create_graph=False)
@@ -166,4 +166,4 @@ def test_pgd_reaches_an_approximate_second_order_stationary_point():
         op = LinearOperator((flat.numel(), flat.numel()), matvec=hvp, dtype=np.float64)
         lam = eigsh(op, k=1, which="SA", tol=1e-6, return_eigenvectors=False)[0]
     assert lam >= -math.sqrt(1e-5 * 0.01)  # -sqrt(K rho) with the defaults
-    assert float(g(flat)) < float(ExactSampler(k=10, dim=60, eps=0.5).objective(points).detach())  # below g(0, 1)
+    assert float(g(flat)) < float(ExactSampler(k=8, dim=40, eps=0.5).objective(points).detach())  # below g(0, 1)
