@@ -62,13 +62,47 @@ def test_each_random_map_preserves_norms_in_expectation(method):
     assert abs(vals.mean() - 1) < 5 * vals.std() / math.sqrt(draws)
 
 
-def test_srht_is_never_a_dense_matrix_but_agrees_with_one():
-    gen = torch.Generator().manual_seed(3)
-    op = SRHT(6, 20, gen)
-    X = torch.randn(4, 20, dtype=torch.float64)
-    dense = op.apply(torch.eye(20, dtype=torch.float64)).T  # (k, d) built only for this check
-    torch.testing.assert_close(op.apply(X), X @ dense.T)
-    assert evaluate(op, X.numpy(), "pairs").epsilon == pytest.approx(evaluate(dense, X.numpy(), "pairs").epsilon)
+@pytest.mark.parametrize("d, k", [(1, 1), (20, 6), (64, 16), (129, 5), (500, 30)])
+def test_every_srht_backend_is_the_map_of_the_explicit_hadamard_matrix(d, k):
+    """scale * (H D x)[rows] with scipy's Sylvester matrix H, for the torch transform, the
+    k x d matrix and the automatic choice; the same maps give the same exact epsilon."""
+    from scipy.linalg import hadamard
+
+    ops = {
+        backend: SRHT(k, d, torch.Generator().manual_seed(3), backend=backend) for backend in ("torch", "dense", "auto")
+    }
+    op = ops["torch"]
+    H = torch.as_tensor(hadamard(op.p), dtype=torch.float64)
+    X = torch.randn(9, d, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    expected = (X * op.signs) @ H[:d][:, op.rows] / math.sqrt(k)
+    for backend, each in ops.items():
+        torch.testing.assert_close(each.apply(X), expected, rtol=1e-12, atol=1e-12, msg=backend)
+        assert torch.equal(each.rows, op.rows) and torch.equal(each.signs, op.signs)
+    torch.testing.assert_close(ops["dense"].matrix(), H[op.rows][:, :d] * op.signs / math.sqrt(k))
+    if d >= 2:
+        assert evaluate(op, X.numpy(), "pairs").epsilon == pytest.approx(
+            evaluate(ops["dense"], X.numpy(), "pairs").epsilon
+        )
+
+
+def test_the_srht_forms_its_matrix_only_while_it_is_small(monkeypatch):
+    """Without the compiled kernel, "auto" applies the k x d matrix while k <= SRHT_DENSE_MAX_K
+    and k d <= SRHT_DENSE_MAX_ENTRIES, and the transform otherwise; the dense path keeps the
+    input's dtype and gradient."""
+    from jl_lightning.baselines import random_maps, srht_kernel
+
+    monkeypatch.setattr(srht_kernel, "AVAILABLE", False)
+    monkeypatch.setattr(random_maps, "SRHT_DENSE_MAX_ENTRIES", 6 * 20)
+    monkeypatch.setattr(random_maps, "SRHT_DENSE_MAX_K", 6)
+    assert SRHT(6, 20, torch.Generator())._use_dense() and not SRHT(6, 21, torch.Generator())._use_dense()
+    assert not SRHT(7, 16, torch.Generator())._use_dense()
+    assert not SRHT(6, 20, torch.Generator(), backend="torch")._use_dense()
+    op = SRHT(6, 20, torch.Generator().manual_seed(0))
+    x = torch.randn(3, 20, requires_grad=True)
+    y = op.apply(x)
+    assert y.dtype == torch.float32 and op.matrix(torch.float32).dtype == torch.float32
+    y.pow(2).sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
 
 
 def test_sparse_density_follows_scikit_learn():

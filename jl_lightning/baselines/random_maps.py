@@ -2,7 +2,7 @@
 
 Each construction takes (k, d) and a torch generator and returns a linear map the
 evaluator accepts: a (k, d) float64 matrix, or, for the SRHT, an operator with
-``apply(X)`` that is never materialized. Every random map satisfies
+``apply(X)`` (never a p x p matrix). Every random map satisfies
 E ||A x||^2 = ||x||^2.
 
 * ``gaussian``: i.i.d. N(0, 1/k).
@@ -13,7 +13,10 @@ E ||A x||^2 = ||x||^2.
 * ``srht``: the subsampled randomized Hadamard transform (FJLT): random signs,
   zero-padding to p = 2^ceil(log2 d), the orthonormal Walsh-Hadamard transform (never
   a p x p matrix: :func:`fwht`), k coordinates sampled without replacement, scaled by sqrt(p/k).
-  With numba installed, large inputs run as one compiled in-cache pass per row (``srht_kernel``).
+  With numba installed, large inputs run as one compiled in-cache pass per row (``srht_kernel``);
+  otherwise, while k and the k x d matrix are small (``SRHT_DENSE_MAX_K``,
+  ``SRHT_DENSE_MAX_ENTRIES``), it is formed once from the k sampled Hadamard rows and applied
+  as one product, which BLAS does faster than the transform's many small products.
 """
 
 from __future__ import annotations
@@ -52,9 +55,7 @@ def sparse_matrix(k: int, d: int, generator: torch.Generator, density="auto", dt
     """Achlioptas / Li's sparse projection, dense storage (k x d is small here)."""
     s = sparse_density(density, d)
     u = torch.rand(k, d, generator=generator, dtype=torch.float64)
-    values = torch.zeros(k, d, dtype=dtype)
-    values[u < s / 2] = -1.0
-    values[(u >= s / 2) & (u < s)] = 1.0
+    values = (u < s).to(dtype) - 2 * (u < s / 2).to(dtype)  # -1 below s/2, +1 in [s/2, s), else 0
     return values / math.sqrt(s * k)
 
 
@@ -111,17 +112,36 @@ def _hadamard(bits: int, dtype: torch.dtype, device: torch.device) -> torch.Tens
     return H
 
 
+# The SRHT forms its k x d matrix and applies it as one product while k <= SRHT_DENSE_MAX_K
+# and k d <= SRHT_DENSE_MAX_ENTRIES (32 MiB in float64). The torch transform's cost hardly
+# depends on k, the product's grows with k: SRHT_DENSE_MAX_K is about where the product
+# stops being the faster of the two (docs/benchmarks.md, SRHT section).
+SRHT_DENSE_MAX_K = 512
+SRHT_DENSE_MAX_ENTRIES = 1 << 22
+
+
+def hadamard_rows(rows: torch.Tensor, d: int) -> torch.Tensor:
+    """The first ``d`` columns of the given rows of the Sylvester Hadamard matrix, as float64:
+    H[i, j] = (-1)^popcount(i & j), so no p x p matrix is formed (indices below 2^32)."""
+    v = rows.to(torch.int64)[:, None] & torch.arange(d, dtype=torch.int64)[None, :]
+    for shift in (16, 8, 4, 2, 1):  # fold the bits onto bit 0: its value is then the parity
+        v ^= v >> shift
+    return 1.0 - 2.0 * (v & 1).double()
+
+
 class SRHT:
     """The subsampled randomized Hadamard transform, applied without a d x d matrix.
 
     ``backend``: ``"auto"`` uses the compiled kernel (``srht_kernel``, numba) where it
     applies and pays (numba installed, a CPU float32/float64 input without gradient, at
-    least ``srht_kernel.KERNEL_MIN_ELEMENTS`` entries) and the torch transform otherwise;
-    ``"torch"`` or ``"numba"`` force one (``"numba"`` fails without numba). Both give the
-    same map to rounding.
+    least ``srht_kernel.KERNEL_MIN_ELEMENTS`` entries); otherwise the k x d matrix
+    scale * H[rows, :d] diag(signs), formed once, while k <= ``SRHT_DENSE_MAX_K`` and it has
+    at most ``SRHT_DENSE_MAX_ENTRIES`` entries; otherwise the torch transform. ``"torch"``,
+    ``"numba"`` or ``"dense"`` force one (``"numba"`` fails without numba). All give the same
+    map to rounding.
     """
 
-    BACKENDS = ("auto", "torch", "numba")
+    BACKENDS = ("auto", "torch", "numba", "dense")
 
     def __init__(self, k: int, d: int, generator: torch.Generator, backend: str = "auto"):
         if backend not in self.BACKENDS:
@@ -136,9 +156,25 @@ class SRHT:
         self.rows = torch.randperm(self.p, generator=generator)[:k]
         self.scale = math.sqrt(self.p / k) / math.sqrt(self.p)  # orthonormal H, then sqrt(p/k)
         self._plan = None
+        self._dense: dict = {}  # (dtype, device) -> the k x d matrix, formed on first use
+
+    def matrix(self, dtype=torch.float64, device=None) -> torch.Tensor:
+        """The (k, d) matrix of the map, scale * H[rows, :d] diag(signs)."""
+        key = (dtype, torch.device("cpu") if device is None else torch.device(device))
+        if key not in self._dense:
+            if (torch.float64, key[1]) in self._dense:
+                self._dense[key] = self._dense[(torch.float64, key[1])].to(dtype)
+            else:
+                A = hadamard_rows(self.rows, self.d) * self.signs * self.scale
+                self._dense[key] = A.to(dtype=dtype, device=key[1])
+        return self._dense[key]
+
+    def _use_dense(self) -> bool:
+        small = self.k <= SRHT_DENSE_MAX_K and self.k * self.d <= SRHT_DENSE_MAX_ENTRIES
+        return self.backend == "dense" or (self.backend == "auto" and small)
 
     def _use_kernel(self, X: torch.Tensor) -> bool:
-        if self.backend == "torch" or not srht_kernel.AVAILABLE:
+        if self.backend in ("torch", "dense") or not srht_kernel.AVAILABLE:
             return False
         fits = X.device.type == "cpu" and X.dtype in (torch.float32, torch.float64) and not X.requires_grad
         if self.backend == "numba" and not fits:
@@ -157,6 +193,8 @@ class SRHT:
                 self._plan = srht_kernel.make_plan(self.rows.numpy(), self.p, self.scale, np.float64)
             out = srht_kernel.apply(X.detach().numpy(), self.signs.numpy(), self._plan, threads=torch.get_num_threads())
             return torch.from_numpy(out)
+        if self._use_dense():
+            return X @ self.matrix(X.dtype, X.device).T
         signed = X * self.signs.to(X.dtype)
         if self.p != self.d:
             signed = torch.nn.functional.pad(signed, (0, self.p - self.d))
