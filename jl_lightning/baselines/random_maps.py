@@ -162,11 +162,8 @@ class SRHT:
         """The (k, d) matrix of the map, scale * H[rows, :d] diag(signs)."""
         key = (dtype, torch.device("cpu") if device is None else torch.device(device))
         if key not in self._dense:
-            if (torch.float64, key[1]) in self._dense:
-                self._dense[key] = self._dense[(torch.float64, key[1])].to(dtype)
-            else:
-                A = hadamard_rows(self.rows, self.d) * self.signs * self.scale
-                self._dense[key] = A.to(dtype=dtype, device=key[1])
+            A = hadamard_rows(self.rows, self.d) * self.signs * self.scale
+            self._dense[key] = A.to(dtype=dtype, device=key[1])
         return self._dense[key]
 
     def _use_dense(self) -> bool:
