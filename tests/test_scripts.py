@@ -34,3 +34,29 @@ def test_bench_step_builds_a_module_whose_objective_is_finite():
     dm, model = bench_step.build(steps=20)
     loss, sampled, s2 = (t.detach() for t in model.objective(dm.train_points))
     assert torch.isfinite(loss) and float(sampled) > 0 and float(s2) == pytest.approx(1.0)
+
+
+def test_probe_metric_lp_is_the_best_metric_of_a_row_space():
+    """The LP's features give ||A s||^2 / ||s||^2 for every pair (numpy brute force); its
+    optimum is no worse than the map's own epsilon on those pairs; and on points whose
+    differences span only the map's row space it finds a distortion-free metric (epsilon 0)
+    where the map itself is far from one."""
+    import numpy as np
+    from probe_metric import best_metric, metric_features
+
+    rng = np.random.default_rng(0)
+    k, d = 3, 8
+    basis = np.linalg.qr(rng.standard_normal((d, k)))[0]
+    points = rng.standard_normal((12, k)) @ basis.T  # differences span the k columns of basis
+    A = rng.standard_normal((k, k)) @ basis.T  # the same row space, a distorting metric
+    i, j = np.triu_indices(len(points), 1)
+    diffs = points[i] - points[j]
+    ratios = ((diffs @ A.T) ** 2).sum(1) / (diffs**2).sum(1)
+    U = np.linalg.qr(A.T)[0]
+    G = U.T @ A.T @ A @ U
+    features = metric_features(points, i, j, U)
+    np.testing.assert_allclose(features @ G[np.triu_indices(k)], ratios, rtol=1e-10)
+    bound, best = best_metric(features, k)
+    assert bound <= np.abs(ratios - 1).max() and np.abs(ratios - 1).max() > 0.5
+    assert bound == pytest.approx(0.0, abs=1e-7)
+    np.testing.assert_allclose(np.abs(features @ best[np.triu_indices(k)] - 1).max(), 0.0, atol=1e-7)
