@@ -120,15 +120,6 @@ SRHT_DENSE_MAX_K = 512
 SRHT_DENSE_MAX_ENTRIES = 1 << 22
 
 
-def hadamard_rows(rows: torch.Tensor, d: int) -> torch.Tensor:
-    """The first ``d`` columns of the given rows of the Sylvester Hadamard matrix, as float64:
-    H[i, j] = (-1)^popcount(i & j), so no p x p matrix is formed (indices below 2^32)."""
-    v = rows.to(torch.int64)[:, None] & torch.arange(d, dtype=torch.int64)[None, :]
-    for shift in (16, 8, 4, 2, 1):  # fold the bits onto bit 0: its value is then the parity
-        v ^= v >> shift
-    return 1.0 - 2.0 * (v & 1).double()
-
-
 class SRHT:
     """The subsampled randomized Hadamard transform, applied without a d x d matrix.
 
@@ -162,7 +153,8 @@ class SRHT:
         """The (k, d) matrix of the map, scale * H[rows, :d] diag(signs)."""
         key = (dtype, torch.device("cpu") if device is None else torch.device(device))
         if key not in self._dense:
-            A = hadamard_rows(self.rows, self.d) * self.signs * self.scale
+            H = torch.from_numpy(srht_kernel.hadamard_signs(self.rows.numpy(), self.d)).double()
+            A = H * self.signs * self.scale
             self._dense[key] = A.to(dtype=dtype, device=key[1])
         return self._dense[key]
 

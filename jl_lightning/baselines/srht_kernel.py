@@ -56,6 +56,13 @@ def _parity(v: np.ndarray) -> np.ndarray:
     return v & 1
 
 
+def hadamard_signs(rows: np.ndarray, columns: int) -> np.ndarray:
+    """H[rows, :columns] of the Sylvester Hadamard matrix (int64 +-1), without forming H:
+    H[i, j] = (-1)^popcount(i & j)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    return 1 - 2 * _parity(np.bitwise_and(rows[:, None], np.arange(columns, dtype=np.int64)[None, :]))
+
+
 def levels(k: int, p: int) -> int:
     """The number m of butterfly levels done in full: it minimizes m * p + k * p / 2^m."""
     top = p.bit_length() - 1
@@ -69,8 +76,7 @@ def make_plan(rows: np.ndarray, p: int, scale: float, dtype) -> tuple[int, np.nd
     m = levels(len(rows), p)
     L = p >> m
     hi, lo = rows // L, rows % L
-    signs = 1 - 2 * _parity(np.bitwise_and(lo[:, None], np.arange(L, dtype=np.int64)[None, :]))
-    return m, hi, (signs * scale).astype(dtype)
+    return m, hi, (hadamard_signs(lo, L) * scale).astype(dtype)
 
 
 def apply(
