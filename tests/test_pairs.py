@@ -341,3 +341,23 @@ def test_a_rescan_makes_the_worst_candidates_under_the_current_mean_the_hard_pai
     # candidates handed over without their distances get them from the points
     i, j, sq_distances, _ = loss.candidates
     np.testing.assert_allclose(sq_distances.double().numpy(), ((X[i.numpy()] - X[j.numpy()]) ** 2).sum(1), rtol=1e-5)
+
+
+@pytest.mark.parametrize("count", [7, 600])  # few pairs: gathered rows; many: read off Gram blocks
+@pytest.mark.parametrize("budget", [2**10, 2**20])
+def test_pair_sq_distances_equal_brute_force_differences_in_either_path(count, budget):
+    """core.pairs.pair_sq_distances against explicit differences, for a torch and a numpy
+    source, within a budget smaller than one row pair's Gram block and a larger one, and
+    for pairs between two sets of rows."""
+    from jl_lightning.core.pairs import GRAM_PAIRS_RATIO, pair_sq_distances
+
+    rng = np.random.default_rng(2)
+    left, right = rng.standard_normal((40, 30)) + 3.0, rng.standard_normal((25, 30))
+    i, j = rng.integers(0, 40, count), rng.integers(0, 25, count)
+    assert (count * GRAM_PAIRS_RATIO >= 40 * 25) == (count == 600)
+    expected = ((left[i] - right[j]) ** 2).sum(1)
+    for source in (left, torch.from_numpy(left)):
+        got = pair_sq_distances(source, i, j, right, memory_budget=budget).numpy()
+        np.testing.assert_allclose(got, expected, rtol=1e-11)
+    same = pair_sq_distances(left, i, i[::-1].copy(), memory_budget=budget).numpy()
+    np.testing.assert_allclose(same, ((left[i] - left[i[::-1]]) ** 2).sum(1), rtol=1e-10, atol=1e-10)

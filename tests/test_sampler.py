@@ -215,7 +215,7 @@ def test_the_objective_is_the_loss_term_plus_the_regularizer_and_the_penalty():
     """core.objective.SamplerObjective against the terms computed by hand: the hard max over
     the points of each sample's |ratio - 1| (same noise), lambda sigma^2 / 2, and the penalty
     ||M Q||_F^2 / k with Q the projector off the top principal direction."""
-    from jl_lightning.core.objective import SamplerObjective, principal_complement
+    from jl_lightning.core.objective import SamplerObjective, principal_directions
     from jl_lightning.core.variance import make_variance
     from tests.helpers import default_loss
 
@@ -234,13 +234,36 @@ def test_the_objective_is_the_loss_term_plus_the_regularizer_and_the_penalty():
     noise = torch.randn(3, 2, 4, dtype=torch.float64)
     A = (M + math.sqrt(0.3) * noise) / math.sqrt(2)
     dev = ((x @ A.transpose(1, 2)).pow(2).sum(-1) / x.pow(2).sum(1) - 1).abs().amax(1)
-    Q = principal_complement(x, 0.4)
+    U = principal_directions(x, 0.4)
+    Q = torch.eye(4, dtype=torch.float64) - U @ U.T
     expected = dev.mean() + 0.7 * 0.3 / 2 + 0.5 * (M @ Q).pow(2).sum() / 2
     # to the safe square root's rounding in sigma (variance.py); each term is far larger
     assert float(loss.detach()) == pytest.approx(float(expected.detach()), rel=1e-7)
     assert float(sampled) == pytest.approx(float(dev.mean()), rel=1e-7) and float(s2.detach()) == pytest.approx(0.3)
     # Q projects off the data's top direction: rank d - 1 here
     assert int(torch.linalg.matrix_rank(Q)) == 3
+
+
+@pytest.mark.parametrize("n, d", [(40, 7), (7, 40)])
+def test_principal_directions_are_the_top_right_singular_vectors_for_tall_and_wide_points(n, d):
+    """Against numpy's SVD of the centered points: the same number of directions for the
+    energy cut and the same subspace (U U^T), whether the eigenproblem is d x d (n >= d) or
+    the n x n Gram (n < d); points that do not vary give None (no penalty)."""
+    from jl_lightning.core.objective import off_subspace, principal_directions
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((n, d)) * np.geomspace(1, 0.05, d)
+    centered = x - x.mean(0)
+    _, s, vt = np.linalg.svd(centered, full_matrices=False)
+    energy = 0.9
+    share = np.cumsum(s**2) / np.sum(s**2)
+    r = int(np.searchsorted(share, energy, side="left")) + 1
+    U = principal_directions(torch.from_numpy(x), energy)
+    assert U.shape == (d, r)
+    np.testing.assert_allclose(U.numpy() @ U.numpy().T, vt[:r].T @ vt[:r], atol=1e-10)
+    M = torch.from_numpy(rng.standard_normal((3, d)))
+    np.testing.assert_allclose(off_subspace(M, U).numpy(), M.numpy() @ (np.eye(d) - vt[:r].T @ vt[:r]), atol=1e-10)
+    assert principal_directions(torch.ones(5, d, dtype=torch.float64), energy) is None
 
 
 def test_the_active_set_goes_through_state_dict_before_or_after_prepare():

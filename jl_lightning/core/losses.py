@@ -50,11 +50,14 @@ from jl_lightning.constraints import (
     check_params,
 )
 from jl_lightning.core.pairs import (
+    DEFAULT_MEMORY_BUDGET,
     ActivePairs,
     PairGeometry,
     center,
+    chunk_rows,
     far_apart,
     inverse_sq_distances,
+    pair_sq_distances,
     random_pairs,
     worst_pairs_of_samples,
 )
@@ -73,8 +76,6 @@ MODES = ("norms", "pairs")
 PAIR_STRATEGIES = ("exact", "active")
 # smooth_temperature="auto" in pairs mode with the active strategy (chosen by measurement, docs/benchmarks.md)
 PAIRS_SMOOTH_TEMPERATURE = 0.1
-# candidate pairs per chunk of a rescan (bounded temporaries)
-CANDIDATE_CHUNK = 2**18
 
 
 def ratio_distortion(embedded_sq: torch.Tensor, original_sq: torch.Tensor) -> torch.Tensor:
@@ -315,12 +316,8 @@ class ActivePairsLoss(DistortionLoss):
             self.set_hard(*random_pairs(n, self.n_hard, integers))
             return
         i, j = (torch.from_numpy(a) for a in random_pairs(n, self.n_candidates, integers))
+        sq = pair_sq_distances(self.points, i, j, dtype=self.points.dtype)
         device = self.points.device
-        sq = torch.empty(len(i), dtype=self.points.dtype)
-        for s in range(0, len(i), CANDIDATE_CHUNK):
-            rows = slice(s, s + CANDIDATE_CHUNK)
-            differences = self.points[i[rows].to(device)] - self.points[j[rows].to(device)]
-            sq[rows] = differences.pow(2).sum(1).cpu()
         keep = far_apart(sq, (self.sq_norms[i.to(device)] + self.sq_norms[j.to(device)]).cpu())
         i, j, sq = i[keep], j[keep], sq[keep]
         self.set_candidates(i, j, sq)
@@ -344,12 +341,13 @@ class ActivePairsLoss(DistortionLoss):
         i, j, _, inverse = self.candidates
         images = self.points @ mean.detach().to(self.points.dtype).T
         dev = torch.empty_like(inverse)
-        for s in range(0, len(i), CANDIDATE_CHUNK):
-            d = torch.index_select(images, 0, i[s : s + CANDIDATE_CHUNK])
-            d.sub_(torch.index_select(images, 0, j[s : s + CANDIDATE_CHUNK]))
+        chunk = chunk_rows(images.shape[1], images.element_size(), DEFAULT_MEMORY_BUDGET)
+        for s in range(0, len(i), chunk):
+            d = torch.index_select(images, 0, i[s : s + chunk])
+            d.sub_(torch.index_select(images, 0, j[s : s + chunk]))
             # | ||M (x_i - x_j)||^2 / k / ||x_i - x_j||^2 - 1 |
-            scale = inverse[s : s + CANDIDATE_CHUNK] / mean.shape[0]
-            dev[s : s + CANDIDATE_CHUNK] = d.pow_(2).sum(1).mul_(scale).sub_(1).abs_()
+            scale = inverse[s : s + chunk] / mean.shape[0]
+            dev[s : s + chunk] = d.pow_(2).sum(1).mul_(scale).sub_(1).abs_()
         top = torch.topk(dev, min(self.n_hard, len(dev))).indices
         self.set_hard(i[top].cpu(), j[top].cpu())
 

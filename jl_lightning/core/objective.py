@@ -7,9 +7,9 @@
 The max over S is the loss object's (``losses.py``); the regularizer and the penalty are
 added here, so the Lightning module only steps the optimizer. Q = I - U_r U_r^T projects off
 the principal directions U_r of the training points that hold ``subspace_energy`` of their
-variance: the penalty keeps the map's gain small outside the directions the data spans,
-where the max-distortion term never constrains it and a new vector's component would be
-amplified instead of damped.
+variance (kept as U_r, d x r, never as the d x d Q): the penalty keeps the map's gain small
+outside the directions the data spans, where the max-distortion term never constrains it
+and a new vector's component would be amplified instead of damped.
 """
 
 from __future__ import annotations
@@ -21,17 +21,38 @@ from jl_lightning.core.sharding import SINGLE, Shard
 
 
 @torch.no_grad()
-def principal_complement(points: torch.Tensor, energy: float) -> torch.Tensor:
-    """Q = I - U_r U_r^T (d x d, float64) for U_r the fewest principal directions of the
-    centered ``points`` that hold ``energy`` of their variance."""
+def principal_directions(points: torch.Tensor, energy: float) -> torch.Tensor | None:
+    """U_r (d x r, float64, orthonormal columns): the fewest principal directions of the
+    centered ``points`` that hold ``energy`` of their variance; None when the points do not
+    vary at all (every direction is then in the complement's kernel, and the penalty is 0).
+
+    The eigenproblem is the smaller of the two Gram matrices: X^T X (d x d) when n >= d, and
+    X X^T (n x n) when n < d, whose eigenvectors v give the directions X^T v / sqrt(lambda).
+    Both have the same nonzero eigenvalues, so the cut is the same; the cost is
+    min(n, d)^3 and nothing of size d x d is formed for wide data."""
     X = points.double()
     X = X - X.mean(0)
-    values, vectors = torch.linalg.eigh(X.T @ X)
+    n, d = X.shape
+    wide = n < d
+    values, vectors = torch.linalg.eigh(X @ X.T if wide else X.T @ X)
     values, vectors = values.flip(0).clamp_min(0), vectors.flip(1)
     total = float(values.sum())
-    kept = values.numel() if total == 0 else int((torch.cumsum(values, 0) < energy * total).sum()) + 1
-    top = vectors[:, : min(kept, values.numel())]
-    return torch.eye(points.shape[1], dtype=torch.float64, device=points.device) - top @ top.T
+    if total == 0:
+        return None
+    kept = min(int((torch.cumsum(values, 0) < energy * total).sum()) + 1, values.numel())
+    values, vectors = values[:kept], vectors[:, :kept]
+    if not wide:
+        return vectors
+    # directions with a zero eigenvalue have no image under X^T; the energy cut keeps
+    # them only through rounding, and they carry no variance
+    keep = values > values[0] * torch.finfo(torch.float64).eps * max(n, d)
+    directions = X.T @ (vectors[:, keep] / values[keep].sqrt())
+    return torch.linalg.qr(directions, mode="reduced").Q  # orthonormal to rounding
+
+
+def off_subspace(mean: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+    """M Q for Q = I - U U^T, as M - (M U) U^T: k d r operations, nothing of size d x d."""
+    return mean - (mean @ directions) @ directions.T
 
 
 class SamplerObjective:
@@ -42,12 +63,13 @@ class SamplerObjective:
     def __init__(self, *, loss: DistortionLoss, reg_weight: float, subspace_penalty: float, subspace_energy: float):
         self.loss, self.reg_weight = loss, float(reg_weight)
         self.subspace_penalty, self.subspace_energy = float(subspace_penalty), float(subspace_energy)
-        self.complement: torch.Tensor | None = None
+        self.directions: torch.Tensor | None = None
 
     def prepare(self, points: torch.Tensor, shard: Shard = SINGLE, dtype: torch.dtype = torch.float32) -> None:
         self.loss.prepare(points, shard)
         if self.subspace_penalty:
-            self.complement = principal_complement(points, self.subspace_energy).to(dtype)
+            directions = principal_directions(points, self.subspace_energy)
+            self.directions = None if directions is None else directions.to(dtype)
 
     def __call__(self, mean: torch.Tensor, variance, n_samples: int, step: int, total_steps: int):
         """(loss, mean sampled max distortion, sigma^2) at M = ``mean`` and ``variance``'s sigma^2."""
@@ -55,8 +77,8 @@ class SamplerObjective:
         sigma = None if variance.is_frozen else variance.sigma(s2)
         term, hard = self.loss(mean, sigma, n_samples, step, total_steps)
         loss = term.mean() + self.reg_weight * s2 / 2
-        if self.complement is not None:
-            loss = loss + self.subspace_penalty * (mean @ self.complement).pow(2).sum() / mean.shape[0]
+        if self.directions is not None:
+            loss = loss + self.subspace_penalty * off_subspace(mean, self.directions).pow(2).sum() / mean.shape[0]
         return loss, hard.detach().mean(), s2
 
     def state_dict(self) -> dict:

@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 import torch
 
-from jl_lightning.core.pairs import DEFAULT_MEMORY_BUDGET, gamma32
+from jl_lightning.core.pairs import DEFAULT_MEMORY_BUDGET, gamma32, pair_sq_distances
 from jl_lightning.core.sharding import SINGLE, Shard
 from jl_lightning.metrics.pair_screen import screened_pairs
 from jl_lightning.metrics.tiles import (
@@ -388,27 +388,16 @@ def _pairs_pass(plan: _Pass, screen, other, candidates: int) -> list:
     return [
         replace(
             r,
-            candidates=(*r.worst, _sq_distances(plan.points, other, *r.worst[:2])),
+            candidates=(*r.worst, _candidate_sq_distances(plan, other, *r.worst[:2])),
             worst=tuple(c[:worst] for c in r.worst) if worst else None,
         )
         for r in reports
     ]
 
 
-def _sq_distances(points, other, i: np.ndarray, j: np.ndarray, chunk: int = 65536) -> np.ndarray:
-    """||x_i - x_j||^2 (float64) of the pairs (i, j): rows of ``points``, and of ``other`` for j if given."""
-    right = points if other is None else other
-
-    def rows(source, index: np.ndarray) -> np.ndarray:
-        if isinstance(source, torch.Tensor):  # possibly on a GPU: index there, compare here
-            index = torch.as_tensor(index, device=source.device)
-            return source[index].detach().to("cpu", torch.float64).numpy()
-        return np.asarray(source[index], dtype=np.float64)
-
-    out = np.empty(len(i))
-    for s in range(0, len(i), chunk):
-        out[s : s + chunk] = ((rows(points, i[s : s + chunk]) - rows(right, j[s : s + chunk])) ** 2).sum(1)
-    return out
+def _candidate_sq_distances(plan: _Pass, other, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """||x_i - x_j||^2 (float64) of the candidate pairs, within the pass's memory budget."""
+    return pair_sq_distances(plan.points, i, j, other, memory_budget=plan.memory_budget).numpy()
 
 
 ALL_ZERO_PAIRS = "every pair of points is at distance zero: the pairs distortion is undefined"
