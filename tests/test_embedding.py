@@ -208,3 +208,104 @@ def test_a_fit_that_did_not_converge_warns_and_says_so():
         warnings.simplefilter("error", sklearn_exceptions.ConvergenceWarning)  # a converged fit is silent
         done = JLEmbedding(n_components=4, mode="pairs", max_steps=600).fit(X)
     assert done.converged_ and done.sigma2_final_ == 0.0 and 0 < done.switch_step_ < 600
+
+
+# ------------------------------------------------ scikit-learn's transformer conveniences
+@pytest.mark.parametrize("fmt", ["csr", "csc", "coo"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_transform_takes_sparse_input_without_densifying_it(fmt, dtype):
+    """scipy.sparse rows give what their dense copy gives (dtype kept as for dense input);
+    ``dense_output=False`` returns a sparse matrix of the same values, as scikit-learn's
+    SparseRandomProjection does."""
+    sparse = pytest.importorskip("scipy.sparse")
+    emb = fitted(k=3, d=40)
+    X = sparse.random(25, 40, density=0.05, format=fmt, random_state=1, dtype=dtype)
+    Y = emb.transform(X)
+    assert isinstance(Y, np.ndarray) and Y.dtype == dtype and Y.shape == (25, 3)
+    np.testing.assert_allclose(Y, X.toarray().astype(np.float64) @ emb.components_.T, rtol=1e-6)
+    emb.set_params(dense_output=False)
+    kept = emb.transform(X)
+    assert sparse.issparse(kept)
+    np.testing.assert_allclose(kept.toarray(), Y)
+    with pytest.raises(ValueError, match="X has 39 features, but JLEmbedding is expecting 40"):
+        emb.transform(sparse.random(2, 39, density=0.5, format=fmt))
+
+
+def test_inverse_transform_is_the_least_norm_preimage():
+    """Against scipy's least-squares solver (the minimum-norm solution of A x = y for each row):
+    computed on the fly, or kept as ``inverse_components_`` with
+    ``compute_inverse_components=True``; a fitted matrix of full row rank maps the preimage back."""
+    linalg = pytest.importorskip("scipy.linalg")
+    emb = fitted(k=3, d=7)
+    Y = np.random.default_rng(4).standard_normal((5, 3))
+    expected = np.stack([linalg.lstsq(emb.components_, y)[0] for y in Y])
+    np.testing.assert_allclose(emb.inverse_transform(Y), expected, atol=1e-12)
+    np.testing.assert_allclose(emb.transform(emb.inverse_transform(Y)), Y, atol=1e-12)
+    assert not hasattr(emb, "inverse_components_")
+    kept = JLEmbedding(compute_inverse_components=True)
+    kept._set_fitted(emb.components_, {})
+    assert kept.inverse_components_.shape == (7, 3)
+    np.testing.assert_allclose(kept.inverse_transform(Y), expected, atol=1e-12)
+    with pytest.raises(ValueError, match="X has 4 features, but JLEmbedding.inverse_transform is expecting 3"):
+        emb.inverse_transform(np.ones((2, 4)))
+
+
+def test_feature_names_and_pandas_output_follow_scikit_learn():
+    """Output names as scikit-learn's ClassNamePrefixFeaturesOutMixin makes them; set_output
+    (and scikit-learn's global config) gives a DataFrame that keeps the input's index; a
+    ColumnTransformer reads the names."""
+    pd = pytest.importorskip("pandas")
+    sklearn = pytest.importorskip("sklearn")
+    from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin
+    from sklearn.compose import ColumnTransformer
+
+    emb = fitted(k=3, d=4)
+
+    class Reference(ClassNamePrefixFeaturesOutMixin, BaseEstimator):
+        def fit(self):
+            self.components_, self._n_features_out = np.ones((3, 4)), 3
+            return self
+
+    Reference.__name__ = "JLEmbedding"
+    assert emb.get_feature_names_out().tolist() == Reference().fit().get_feature_names_out().tolist()
+    frame = pd.DataFrame(np.arange(8.0).reshape(2, 4), columns=list("abcd"), index=["x", "y"])
+    assert isinstance(emb.transform(frame), np.ndarray)
+    with sklearn.config_context(transform_output="pandas"):
+        out = emb.transform(frame)
+    assert list(out.columns) == ["jlembedding0", "jlembedding1", "jlembedding2"] and list(out.index) == ["x", "y"]
+    np.testing.assert_allclose(out.to_numpy(), frame.to_numpy() @ emb.components_.T)
+    assert isinstance(emb.set_output(transform="pandas").transform(frame), pd.DataFrame)
+    assert isinstance(emb.set_output(transform="default").transform(frame), np.ndarray)
+    with pytest.raises(ValueError, match="transform must be one of"):
+        emb.set_output(transform="polar")
+    columns = ColumnTransformer([("jl", emb, list("abcd"))]).fit(frame)
+    assert columns.get_feature_names_out().tolist() == ["jl__jlembedding0", "jl__jlembedding1", "jl__jlembedding2"]
+
+
+@pytest.mark.parametrize("signum", ["SIGTERM", "SIGINT"])
+def test_a_fit_stops_on_sigterm_or_ctrl_c_with_keyboardinterrupt_and_keeps_its_state(signum):
+    """A signal during a fit of a million steps ends it with KeyboardInterrupt to the caller;
+    the estimator keeps the matrix it had, and the process's handlers are restored."""
+    import os
+    import signal
+    import threading
+    import time
+
+    sig = getattr(signal, signum)
+    before = signal.getsignal(sig)
+    emb = fitted(k=2, d=6)
+    components = emb.components_.copy()
+
+    def send():
+        deadline = time.monotonic() + 120
+        while signal.getsignal(sig) is before and time.monotonic() < deadline:
+            time.sleep(0.05)  # the fit's handler is installed once composing starts
+        time.sleep(1.5)  # well inside the training steps
+        os.kill(os.getpid(), sig)
+
+    threading.Thread(target=send, daemon=True).start()
+    X = np.random.default_rng(0).standard_normal((30, 6))
+    with pytest.raises(KeyboardInterrupt, match=f"stopped by {signum}"):
+        emb.set_params(n_components=2, max_steps=1_000_000).fit(X)
+    np.testing.assert_array_equal(emb.components_, components)
+    assert signal.getsignal(sig) is before

@@ -30,10 +30,23 @@ import numpy as np
 
 from jl_lightning.errors import JLInputError, check_finite_matrix
 from jl_lightning.io.run_folder import atomic_write
-from jl_lightning.io.validation import check_array, check_fits
+from jl_lightning.io.validation import check_array, check_fits, check_sparse, is_sparse
 from jl_lightning.version import __version__
 
 FORMAT = "jl_lightning.embedding/1"
+OUTPUTS = ("default", "pandas")
+
+
+def _global_transform_output() -> str:
+    """scikit-learn's global ``transform_output`` setting where scikit-learn is installed."""
+    try:
+        # lazy: scikit-learn is optional
+        from sklearn import get_config  # noqa: PLC0415
+    except ImportError:  # pragma: no cover - scikit-learn is optional
+        return "default"
+    output = get_config().get("transform_output", "default")
+    return output if output in OUTPUTS else "default"
+
 
 try:  # scikit-learn's own class, so that its users' filters apply; a plain warning without it
     from sklearn.exceptions import ConvergenceWarning
@@ -55,6 +68,11 @@ class JLEmbedding:
     experiment: an optional conf/experiment recipe (e.g. ``"digits_pairs"``) whose
         model and optimizer settings are used; the data always comes from ``fit(X)``.
     overrides: further jl-train overrides, e.g. ``("optimizer.lr=0.02",)``.
+    compute_inverse_components: also keep ``inverse_components_``, the pseudo-inverse of
+        ``components_`` (d, k), when fitted (scikit-learn's random projections have it);
+        :meth:`inverse_transform` computes it when needed otherwise. Default False.
+    dense_output: for scipy.sparse input, whether :meth:`transform` returns a dense array
+        (True, the default) or a CSR matrix (False). Dense input always gives a dense array.
 
     Attributes (after ``fit``, ``load`` or ``from_run``)
     ----------------------------------------------------
@@ -65,6 +83,13 @@ class JLEmbedding:
         switch to the deterministic mean), its last value and the step of the switch; a fit
         that did not converge emits a ``ConvergenceWarning`` (scikit-learn's class).
     metadata_: dict with the mode, the data fingerprint, the package version, ...
+    inverse_components_: (d, k) pseudo-inverse of ``components_``, with
+        ``compute_inverse_components=True``.
+
+    Input may be dense (numpy, anything ``np.asarray`` reads) or scipy.sparse (CSR, CSC, COO)
+    in :meth:`transform`; :meth:`set_output` gives pandas DataFrames with
+    :meth:`get_feature_names_out`'s column names (``jlembedding0``, ...), as scikit-learn's
+    transformers do.
     """
 
     def __init__(
@@ -75,6 +100,8 @@ class JLEmbedding:
         random_state: int = 0,
         experiment: str | None = None,
         overrides: tuple = (),
+        compute_inverse_components: bool = False,
+        dense_output: bool = True,
     ):
         self.n_components = n_components
         self.mode = mode
@@ -82,6 +109,8 @@ class JLEmbedding:
         self.random_state = random_state
         self.experiment = experiment
         self.overrides = overrides
+        self.compute_inverse_components = compute_inverse_components
+        self.dense_output = dense_output
 
     # ------------------------------------------------- scikit-learn protocol
     @classmethod
@@ -148,15 +177,21 @@ class JLEmbedding:
 
         # lazy: JLEmbedding(...) is built without Hydra or Lightning; fit loads them
         from jl_lightning.io.sources import ArrayPoints  # noqa: PLC0415
+        from jl_lightning.lightning.callbacks.graceful_stop import RunStopped, stop_on_signals  # noqa: PLC0415
         from jl_lightning.lightning.fit import fit_from_config  # noqa: PLC0415
 
         X = check_array(X, "fit(X)")
         try:
             cfg = compose(self._config_overrides())
-            with tempfile.TemporaryDirectory(prefix="jl_fit_") as scratch, open_dict(cfg):
+            # SIGTERM and Ctrl-C end the fit where it is (a step, a tile of an exact pass) and
+            # reach the caller as KeyboardInterrupt; the scratch folder goes, the estimator
+            # keeps what it had before the call
+            with stop_on_signals(), tempfile.TemporaryDirectory(prefix="jl_fit_") as scratch, open_dict(cfg):
                 cfg.paths.output_dir = scratch
                 cfg.data.val_fraction = 0.0  # fit() trains on all of X
                 result = fit_from_config(cfg, source=ArrayPoints(X), interactive=False)
+        except RunStopped as stop:
+            raise KeyboardInterrupt(f"JLEmbedding.fit {stop}") from None
         except JLInputError:
             raise
         except Exception as err:  # Hydra wraps a constructor's JLInputError, names a bad override
@@ -205,28 +240,118 @@ class JLEmbedding:
         self.n_features_in_ = matrix.shape[1]
         self.metadata_ = dict(metadata)
         self.training_distortion_ = metadata.get("training_distortion")
+        if self.compute_inverse_components:
+            self.inverse_components_ = np.linalg.pinv(matrix)
+        elif hasattr(self, "inverse_components_"):  # a previous fit's
+            del self.inverse_components_
 
     # ------------------------------------------------------------- applying
     def _check_fitted(self) -> None:
         if not hasattr(self, "components_"):
             raise JLInputError("this JLEmbedding is not fitted yet: call fit(X), load(path) or from_run(run_dir)")
 
-    def transform(self, X) -> np.ndarray:
+    def transform(self, X):
         """``X @ components_.T`` for X of shape (m, d); one vector is ``X.reshape(1, -1)``, as in
         scikit-learn (a 1-D array is refused, as ``fit`` and ``jl-embed`` refuse it).
 
-        float32 input gives float32 output (as scikit-learn's random projections do); any
-        other numeric input gives float64. NaN or Inf input is refused, as ``fit`` refuses it.
+        X may be dense or scipy.sparse (never densified: one sparse product); the result is a
+        dense array, or a CSR matrix for sparse X with ``dense_output=False``, or a pandas
+        DataFrame after ``set_output(transform="pandas")``. float32 input gives float32 output
+        (as scikit-learn's random projections do); any other numeric input gives float64.
+        NaN or Inf input is refused, as ``fit`` refuses it.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> emb = JLEmbedding.from_matrix(np.eye(2, 3))
+        >>> emb.transform(np.array([[1.0, 2.0, 3.0]]))
+        array([[1., 2.]])
         """
         self._check_fitted()
-        X = check_array(X, "transform(X)", dim=self.n_features_in_, expected_by="JLEmbedding")
+        original, sparse = X, is_sparse(X)
+        if sparse:
+            X = check_sparse(X, "transform(X)", dim=self.n_features_in_, expected_by="JLEmbedding")
+        else:
+            X = check_array(X, "transform(X)", dim=self.n_features_in_, expected_by="JLEmbedding")
         dtype = np.float32 if X.dtype == np.float32 else np.float64
         with np.errstate(over="ignore"):  # checked right below
-            Y = (np.asarray(X).astype(np.float64, copy=False) @ self.components_.T).astype(dtype, copy=False)
-        return check_fits(Y, "transform(X)")
+            product = X.astype(np.float64, copy=False) @ self.components_.T
+            Y = np.asarray(product).astype(dtype, copy=False)
+        Y = check_fits(Y, "transform(X)")
+        if sparse and not self.dense_output:
+            return type(X)(Y)  # scipy.sparse, as the input
+        return self._wrap_output(Y, original)
 
-    def fit_transform(self, X, y=None) -> np.ndarray:
+    def fit_transform(self, X, y=None):
         return self.fit(X).transform(X)
+
+    def inverse_transform(self, X):
+        """Vectors of R^d whose images are the rows of ``X`` (m, k): ``X @ inverse_components_.T``
+        with the pseudo-inverse of ``components_``, as scikit-learn's random projections do
+        (the least-norm preimage; exact on the row space of ``components_``).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> emb = JLEmbedding.from_matrix(np.eye(2, 3))
+        >>> emb.inverse_transform(np.array([[1.0, 2.0]]))
+        array([[1., 2., 0.]])
+        """
+        self._check_fitted()
+        k = self.components_.shape[0]
+        if is_sparse(X):
+            X = check_sparse(X, "inverse_transform(X)", dim=k, expected_by="JLEmbedding.inverse_transform")
+        else:
+            X = check_array(X, "inverse_transform(X)", dim=k, expected_by="JLEmbedding.inverse_transform")
+        inverse = getattr(self, "inverse_components_", None)
+        if inverse is None:
+            inverse = np.linalg.pinv(self.components_)
+        dtype = np.float32 if X.dtype == np.float32 else np.float64
+        with np.errstate(over="ignore"):
+            Y = np.asarray(X.astype(np.float64, copy=False) @ inverse.T).astype(dtype, copy=False)
+        return check_fits(Y, "inverse_transform(X)")
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        """Names of the k output columns, ``jlembedding0`` ... (scikit-learn's rule for a
+        transformer whose outputs are new features: the class name, lower case, and the index).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> JLEmbedding.from_matrix(np.eye(2, 3)).get_feature_names_out().tolist()
+        ['jlembedding0', 'jlembedding1']
+        """
+        self._check_fitted()
+        if input_features is not None and len(input_features) != self.n_features_in_:
+            raise JLInputError(
+                f"input_features should have length equal to the number of features ({self.n_features_in_}), "
+                f"got {len(input_features)}"
+            )
+        prefix = type(self).__name__.lower()
+        return np.asarray([f"{prefix}{i}" for i in range(self.components_.shape[0])], dtype=object)
+
+    def set_output(self, *, transform: str | None = None) -> "JLEmbedding":
+        """Choose what :meth:`transform` returns: ``"default"`` (numpy), ``"pandas"`` (a DataFrame
+        with :meth:`get_feature_names_out` as columns, the input's index kept) or ``None``
+        (unchanged); without a call, scikit-learn's global ``transform_output`` applies."""
+        if transform is None:
+            return self
+        if transform not in OUTPUTS:
+            raise JLInputError(f"set_output: transform must be one of {list(OUTPUTS)} or None, got {transform!r}")
+        self._output = transform
+        return self
+
+    def _wrap_output(self, Y: np.ndarray, X):
+        output = getattr(self, "_output", None)
+        if output is None:
+            output = _global_transform_output()
+        if output == "default":
+            return Y
+        # lazy: pandas is only needed by callers who ask for DataFrames
+        import pandas as pd  # noqa: PLC0415
+
+        index = getattr(X, "index", None)
+        return pd.DataFrame(Y, columns=self.get_feature_names_out(), index=index)
 
     # ------------------------------------------------------------ save/load
     def save(self, path: str | os.PathLike) -> Path:

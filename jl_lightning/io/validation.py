@@ -41,8 +41,8 @@ def check_array(
     ``first_row``) otherwise. The messages use scikit-learn's words where it has them
     ("Complex data not supported", "Reshape your data", "X has 3 features, but ... is
     expecting 4 features as input"), so ``JLEmbedding`` passes its estimator checks."""
-    if hasattr(values, "toarray") or type(values).__module__.startswith("scipy.sparse"):
-        raise JLInputError(f"{source}: sparse input is not supported; pass a dense array (X.toarray())")
+    if is_sparse(values):
+        raise JLInputError(f"{source}: sparse input is not supported here; pass a dense array (X.toarray())")
     try:
         array = np.asanyarray(values)
     except Exception as err:
@@ -88,6 +88,46 @@ def check_array(
                 f"{int((~finite).sum())} row(s) are not finite"
             )
     return array
+
+
+def is_sparse(values) -> bool:
+    """Whether ``values`` is a scipy.sparse matrix or array (told without importing scipy)."""
+    return type(values).__module__.startswith("scipy.sparse")
+
+
+def check_sparse(values, source: str, *, dim: int | None = None, expected_by: str = "the matrix"):
+    """:func:`check_array`'s checks for a scipy.sparse matrix or array (CSR, CSC, COO, ...):
+    real numbers, 2-D, not empty, every stored entry finite, ``dim`` columns when given.
+    Returns it as a CSR matrix of its own float dtype (float32 stays float32, anything else
+    becomes float64), rows in order, nothing densified."""
+    # lazy: scipy is an optional extra, and a caller with sparse input has it
+    import scipy.sparse as sp  # noqa: PLC0415
+
+    matrix = sp.csr_matrix(values)
+    if np.iscomplexobj(matrix.data):
+        raise JLInputError(f"{source}: Complex data not supported; expected real numbers, got dtype {matrix.dtype}")
+    if not (np.issubdtype(matrix.dtype, np.number) or matrix.dtype == np.bool_):
+        raise JLInputError(f"{source}: expected a sparse matrix of numbers, got dtype {matrix.dtype}")
+    n, d = matrix.shape
+    if n == 0 or d == 0:
+        what = "sample" if n == 0 else "feature"
+        raise JLInputError(
+            f"{source}: the array is empty: 0 {what}(s) (shape={matrix.shape}) while a minimum of 1 is required."
+        )
+    if dim is not None and d != dim:
+        raise JLInputError(
+            f"{source}: X has {d} features, but {expected_by} is expecting {dim} "
+            f"features as input (dimension d={dim}; got shape {matrix.shape})"
+        )
+    matrix = matrix.astype(np.float32 if matrix.dtype == np.float32 else np.float64, copy=False)
+    bad = ~np.isfinite(matrix.data)
+    if bad.any():
+        position = int(np.flatnonzero(bad)[0])
+        row = int(np.searchsorted(matrix.indptr, position, side="right")) - 1
+        rows = len(np.unique(np.searchsorted(matrix.indptr, np.flatnonzero(bad), side="right")))
+        kind = "NaN" if np.isnan(matrix.data[position]) else "inf"
+        raise JLInputError(f"{source}: row {row} (0-based) contains {kind}; {rows} row(s) are not finite")
+    return matrix
 
 
 def check_fits(out: np.ndarray, source: str, first_row: int = 0, hint: str = "") -> np.ndarray:
