@@ -11,6 +11,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "jl_lightning"
 RANK = {
     "errors": 0,
     "version": 0,
+    "sparse_rows": 0,
     "constraints": 0.5,
     "core": 1,
     "metrics": 2,

@@ -137,11 +137,14 @@ def test_active_set_draws_random_pairs_of_distinct_points_and_keeps_the_hard_pai
     di, dj = active.draw_random(torch.device("cpu"))
     assert len(di) == 500 and bool((di != dj).all())
     assert int(min(di.min(), dj.min())) >= 0 and int(max(di.max(), dj.max())) < 30
-    # the hard pairs' differences are formed once, for every step until the next pass
-    differences, inv, valid = model.loss_fn.hard
+    # the hard pairs' inverse squared distances are tabulated once, for every step until the next pass
+    i, j, inv, valid, differences = model.loss_fn.hard
     np.testing.assert_allclose(
         differences.double().numpy(), X[[i for i, _ in hard]] - X[[j for _, j in hard]], atol=1e-6
     )
+    assert list(zip(i.tolist(), j.tolist())) == hard and bool((valid == 1).all())
+    rows = X[[i for i, _ in hard]] - X[[j for _, j in hard]]
+    np.testing.assert_allclose(inv.double().numpy(), 1 / (rows**2).sum(1), rtol=1e-5)
 
 
 def test_active_memory_keeps_earlier_hard_pairs_most_recent_first_each_once():
@@ -334,9 +337,9 @@ def test_a_rescan_makes_the_worst_candidates_under_the_current_mean_the_hard_pai
     hard = list(zip(loss.active.hard_i.tolist(), loss.active.hard_j.tolist()))
     assert hard == sorted(candidates, key=after.get, reverse=True)[:5]
     assert hard != sorted(candidates, key=before.get, reverse=True)[:5]  # the rescan changed them
-    # the hard pairs' differences are formed again for the steps until the next rescan
-    differences = loss.hard[0].double().numpy()
-    np.testing.assert_allclose(differences, X[[a for a, _ in hard]] - X[[b for _, b in hard]], atol=1e-6)
+    # the hard pairs' distances are tabulated again for the steps until the next rescan
+    rows = X[[a for a, _ in hard]] - X[[b for _, b in hard]]
+    np.testing.assert_allclose(loss.hard[2].double().numpy(), 1 / (rows**2).sum(1), rtol=1e-5)
     assert [s for s in range(13) if loss.needs_rescan(s)] == [0, 4, 8, 12]
     # candidates handed over without their distances get them from the points
     i, j, sq_distances, _ = loss.candidates
@@ -361,3 +364,51 @@ def test_pair_sq_distances_equal_brute_force_differences_in_either_path(count, b
         np.testing.assert_allclose(got, expected, rtol=1e-11)
     same = pair_sq_distances(left, i, i[::-1].copy(), memory_budget=budget).numpy()
     np.testing.assert_allclose(same, ((left[i] - left[i[::-1]]) ** 2).sum(1), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("n", [12, 400])  # few points: their images are subtracted; many: difference vectors
+def test_the_active_loss_is_the_same_in_budget_sized_chunks_and_on_sparse_rows(monkeypatch, n):
+    """The active loss and its gradients (M and sigma) with the difference vectors held whole,
+    with them fetched in chunks of a few rows (a budget of 3 kB), and on the same points as
+    scipy.sparse rows (uncentered: differences do not change), from the same random draws;
+    and the value against brute-force difference vectors."""
+    sparse = pytest.importorskip("scipy.sparse")
+    import jl_lightning.core.losses as losses
+    from jl_lightning.sparse_rows import SparseRows
+    from tests.helpers import default_loss
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, 9)) * (rng.random((n, 9)) < 0.5)
+    M0 = torch.from_numpy(rng.standard_normal((3, 9))).float()
+
+    def run(points, budget):
+        monkeypatch.setattr(losses, "DEFAULT_MEMORY_BUDGET", budget)
+        loss = default_loss(mode="pairs", active_hard=6, active_random=40, smooth_temperature=None)
+        loss.prepare(points)
+        loss.set_hard(torch.tensor([0, 1, 2, 3, 4, 5]), torch.tensor([6, 7, 8, 9, 10, 11]))
+        M, sigma = M0.clone().requires_grad_(), torch.tensor(0.7, requires_grad=True)
+        torch.manual_seed(3)
+        term, _ = loss(M, sigma, 4, 0, 10)
+        term.sum().backward()
+        return loss.dense, term.detach(), M.grad, sigma.grad
+
+    dense_x = torch.from_numpy(x).float()
+    whole = run(dense_x, 2**28)
+    chunked = run(dense_x, 3000)
+    rows = run(SparseRows(sparse.csr_matrix(x.astype(np.float32))), 3000)
+    assert whole[0] and not chunked[0] and not rows[0]
+    for other in (chunked, rows):
+        for a, b in zip(whole[1:], other[1:]):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    # brute force: the same draws of pairs and noise, A_s = (M + sigma E_s) / sqrt(3)
+    torch.manual_seed(3)
+    i = torch.randint(0, n, (40,))
+    j = (i + torch.randint(1, n, (40,))) % n
+    noise = torch.randn(4, 3, 9).double()
+    i = np.concatenate([np.arange(6), i.numpy()])
+    j = np.concatenate([np.arange(6, 12), j.numpy()])
+    D = x[i] - x[j]
+    A = (M0.double() + 0.7 * noise) / 3**0.5
+    ratio = (np.einsum("skd,pd->spk", A.numpy(), D) ** 2).sum(-1) / (D**2).sum(1)
+    ok = (D**2).sum(1) > 0
+    np.testing.assert_allclose(whole[1].double().numpy(), np.abs(ratio[:, ok] - 1).max(1), rtol=1e-4)

@@ -30,7 +30,8 @@ import numpy as np
 
 from jl_lightning.errors import JLInputError, check_finite_matrix
 from jl_lightning.io.run_folder import atomic_write
-from jl_lightning.io.validation import check_array, check_fits, check_sparse, is_sparse
+from jl_lightning.io.validation import check_array, check_fits, check_sparse
+from jl_lightning.sparse_rows import is_sparse
 from jl_lightning.version import __version__
 
 FORMAT = "jl_lightning.embedding/1"

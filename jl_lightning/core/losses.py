@@ -56,21 +56,21 @@ from jl_lightning.core.pairs import (
     center,
     chunk_rows,
     far_apart,
-    inverse_sq_distances,
     pair_sq_distances,
     random_pairs,
     worst_pairs_of_samples,
 )
 from jl_lightning.core.sampling import (
     draw_noise,
-    embed,
-    embed_rowwise,
     resolve_sampling,
+    row_images,
+    rows_times,
     sample_embedded,
     span_factor,
 )
 from jl_lightning.core.sharding import SINGLE, Shard
 from jl_lightning.errors import JLInputError
+from jl_lightning.sparse_rows import SparseRows
 
 MODES = ("norms", "pairs")
 PAIR_STRATEGIES = ("exact", "active")
@@ -277,8 +277,10 @@ class ActivePairsLoss(DistortionLoss):
                 f"{shard.world} processes need model.loss.active_random >= {shard.world}, got {self.n_random}"
             )
         self.shard = shard
-        self.points = center(points)
-        self.sq_norms = self.points.pow(2).sum(1)
+        # sparse rows stay uncentered (centering would densify them): distances do not change,
+        # and pairs' squared distances come from explicit differences, not from norms
+        self.points = points if isinstance(points, SparseRows) else center(points)
+        self.sq_norms = squared_norms(self.points)
         self.active = ActivePairs(points.shape[0], self.n_hard, self.n_random, self.memory)
         self.hard = self._pairs(torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long))
         self.candidates = None
@@ -316,8 +318,8 @@ class ActivePairsLoss(DistortionLoss):
             self.set_hard(*random_pairs(n, self.n_hard, integers))
             return
         i, j = (torch.from_numpy(a) for a in random_pairs(n, self.n_candidates, integers))
-        sq = pair_sq_distances(self.points, i, j, dtype=self.points.dtype)
-        device = self.points.device
+        sq = pair_sq_distances(self.points, i, j, dtype=self.sq_norms.dtype)
+        device = self.sq_norms.device
         keep = far_apart(sq, (self.sq_norms[i.to(device)] + self.sq_norms[j.to(device)]).cpu())
         i, j, sq = i[keep], j[keep], sq[keep]
         self.set_candidates(i, j, sq)
@@ -331,15 +333,15 @@ class ActivePairsLoss(DistortionLoss):
         # rows gathered in order: a rescan reads the images in sequence (stable, so that the
         # candidates restored from a checkpoint keep their order)
         order = torch.argsort(i, stable=True)
-        device = self.points.device
-        sq_distances = torch.as_tensor(sq_distances).to(self.points.dtype)[order].to(device)
+        device = self.sq_norms.device
+        sq_distances = torch.as_tensor(sq_distances).to(self.sq_norms.dtype)[order].to(device)
         self.candidates = (i[order].to(device), j[order].to(device), sq_distances, 1.0 / sq_distances)
 
     @torch.no_grad()
     def rescan(self, mean: torch.Tensor) -> None:
         """The ``n_hard`` worst candidates under the deterministic M / sqrt(k) become the hard pairs."""
         i, j, _, inverse = self.candidates
-        images = self.points @ mean.detach().to(self.points.dtype).T
+        images = all_images(self.points, mean.detach().to(self.sq_norms.dtype))
         dev = torch.empty_like(inverse)
         chunk = chunk_rows(images.shape[1], images.element_size(), DEFAULT_MEMORY_BUDGET)
         for s in range(0, len(i), chunk):
@@ -351,34 +353,91 @@ class ActivePairsLoss(DistortionLoss):
         top = torch.topk(dev, min(self.n_hard, len(dev))).indices
         self.set_hard(i[top].cpu(), j[top].cpu())
 
-    def _pairs(self, i: torch.Tensor, j: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(difference vectors, 1 / squared distances or 0, valid) of the pairs (i, j)."""
-        i, j = i.to(self.points.device), j.to(self.points.device)
-        differences = self.points[i] - self.points[j]
-        return (differences, *inverse_sq_distances(differences, self.sq_norms[i] + self.sq_norms[j]))
+    def _pairs(self, i: torch.Tensor, j: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(i, j, 1 / squared distances or 0, valid, difference vectors or None) of the pairs.
+        Where the active set's difference vectors fit the memory budget (:meth:`dense`), they
+        are formed here, once per pass for the hard pairs, and the distances come from them;
+        otherwise the distances come from the pairs' rows in budget-sized chunks and the
+        vectors are never formed."""
+        device = self.sq_norms.device
+        i, j = i.to(device), j.to(device)
+        differences = None
+        if self.dense:
+            differences = self.points[i] - self.points[j]
+            sq = differences.pow(2).sum(1)
+        else:
+            sq = pair_sq_distances(self.points, i, j, dtype=self.sq_norms.dtype).to(device)
+        ok = far_apart(sq, self.sq_norms[i] + self.sq_norms[j])
+        inv = torch.where(ok, 1.0 / torch.where(ok, sq, torch.ones_like(sq)), torch.zeros_like(sq))
+        return i, j, inv, ok.to(sq.dtype), differences
+
+    @property
+    def dense(self) -> bool:
+        """Whether the active set's (pairs x d) difference vectors, held between steps, fit the
+        memory budget (dense points of moderate d; never sparse rows)."""
+        if isinstance(self.points, SparseRows):
+            return False
+        pairs = self.n_hard + self.memory + self.n_random
+        return 3 * pairs * self.points.shape[1] * self.points.element_size() <= DEFAULT_MEMORY_BUDGET
+
+    def _rows(self, index: torch.Tensor):
+        """Rows of the prepared points: a dense tensor, or a scipy.sparse chunk for sparse rows."""
+        if isinstance(self.points, SparseRows):
+            return self.points.matrix[index.cpu().numpy()]
+        return self.points[index]
+
+    def pair_images(self, mean, sigma, noise, pairs) -> torch.Tensor:
+        """(M + sigma E_s)(x_i - x_j) for every pair and sample s, shape (P, N or 1, k), without
+        the 1 / sqrt(k). With the difference vectors at hand (:meth:`dense`), one product;
+        otherwise whichever is fewer is multiplied, the distinct points of the pairs (then
+        their images are subtracted) or the pairs' difference vectors, fetched a chunk at a
+        time within the memory budget (``core/sampling.row_images``)."""
+        i, j, _, _, differences = pairs
+        count = len(i)
+        if differences is not None:
+            images, noisy = row_images(mean, noise, lambda a, b: differences[a:b], count, count)
+        else:
+            chunk = chunk_rows(mean.shape[1], self.sq_norms.element_size(), DEFAULT_MEMORY_BUDGET)
+            distinct, inverse = torch.unique(torch.cat([i, j]), return_inverse=True)
+            if len(distinct) < count:
+                images, noisy = row_images(mean, noise, lambda a, b: self._rows(distinct[a:b]), len(distinct), chunk)
+                first, second = inverse[:count], inverse[count:]
+                images = images[first] - images[second]
+                if noisy is not None:  # row gathers of the (points, N k) images: contiguous
+                    noisy = noisy[first] - noisy[second]
+            else:
+                images, noisy = row_images(
+                    mean, noise, lambda a, b: self._rows(i[a:b]) - self._rows(j[a:b]), count, chunk
+                )
+        return images.unsqueeze(1) if noisy is None else images.unsqueeze(1) + sigma * noisy
 
     def __call__(self, mean, sigma, n_samples, step, total):
         # every rank draws all the random pairs (the same RNG stream) and keeps its share
-        fresh = self._pairs(*self.shard.take(*self.active.draw_random(self.points.device)))
-        differences, inv, valid = (torch.cat([hard, new]) for hard, new in zip(self.hard, fresh))
+        fresh = self._pairs(*self.shard.take(*self.active.draw_random(self.sq_norms.device)))
+        pairs = tuple(None if new is None else torch.cat([hard, new]) for hard, new in zip(self.hard, fresh))
+        inv, valid = pairs[2], pairs[3]
         noise = None if sigma is None else draw_noise(n_samples, mean.shape[0], mean.shape[1], mean)
-        k = mean.shape[0]
-
-        def deviations(embedded_sq):
-            return (embedded_sq / k * inv - valid).abs()
-
+        # | ||A_s (x_i - x_j)||^2 / ||x_i - x_j||^2 - 1 | for every sample and pair: (N, P)
+        embedded_sq = self.pair_images(mean, sigma, noise, pairs).pow(2).sum(-1).T
+        dev = (embedded_sq / mean.shape[0] * inv - valid).abs()
         if isinstance(self.maximum, HardMax):
-            # the argmax pair of each sample without autograd, then recomputed differentiably:
-            # the value and gradient of autograd through amax, with a backward over N pairs only
-            with torch.no_grad():
-                worst = deviations(embed(mean, sigma, noise, differences, scaled=False).pow(2).sum(1)).argmax(1)
-            if noise is None:
-                worst = worst[:1]
-            picked = embed_rowwise(mean, sigma, noise, differences[worst])
-            hard = self.shard.max((picked.pow(2).sum(1) / k * inv[worst] - valid[worst]).abs())
+            hard = self.shard.max(dev.amax(1))
             return hard, hard.detach()
-        dev = deviations(embed(mean, sigma, noise, differences, scaled=False).pow(2).sum(1))
         return self.maximum(dev, step, total, self.shard), self.shard.max(dev.detach().amax(1))
+
+
+def squared_norms(points) -> torch.Tensor:
+    """||x_i||^2 of every row: of a tensor in its dtype and device, of sparse rows as float32."""
+    if isinstance(points, SparseRows):
+        return torch.from_numpy(points.sq_norms()).to(torch.float32)
+    return points.pow(2).sum(1)
+
+
+def all_images(points, mean: torch.Tensor) -> torch.Tensor:
+    """X M^T for all points (n, k): one product, a sparse one for sparse rows."""
+    if isinstance(points, SparseRows):
+        return rows_times(points.matrix, mean)
+    return points @ mean.T
 
 
 def is_refresh_step(step: int, every: int, growth: float) -> bool:

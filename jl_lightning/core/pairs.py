@@ -27,6 +27,8 @@ import math
 import numpy as np
 import torch
 
+from jl_lightning.sparse_rows import dense_rows
+
 # ||x_i - x_j||^2 <= rtol (||x_i||^2 + ||x_j||^2) counts as a duplicate pair (:func:`far_apart`)
 ZERO_DISTANCE_RTOL = 1e-12
 # one tile of (samples x rows x columns) temporaries in the per-sample scan: cache-sized
@@ -89,15 +91,15 @@ def sq_distances(A: torch.Tensor, B: torch.Tensor, norm_sums: torch.Tensor | Non
 
 
 def _rows(source, index, dtype: torch.dtype, device) -> torch.Tensor:
-    """Rows of ``source`` (a torch tensor on any device, or a numpy array, memory-mapped or
-    not) at ``index`` (a slice or an index vector), as ``dtype`` on ``device``."""
+    """Rows of ``source`` (a torch tensor on any device, a numpy array, memory-mapped or not,
+    or sparse rows, densified here) at ``index`` (a slice or an index vector), as ``dtype`` on ``device``."""
     if isinstance(source, torch.Tensor):
         if isinstance(index, torch.Tensor):
             index = index.to(source.device)
         return source[index].detach().to(dtype=dtype, device=device)
     if isinstance(index, torch.Tensor):
         index = index.cpu().numpy()
-    return torch.as_tensor(np.asarray(source[index]), dtype=dtype, device=device)
+    return torch.as_tensor(dense_rows(source[index]), dtype=dtype, device=device)
 
 
 def chunk_rows(width: int, itemsize: int, memory_budget: int, buffers: int = 3) -> int:
@@ -194,14 +196,6 @@ class PairGeometry:
             )
             valid[blk] = ok.to(valid.dtype)
         self.inv_sq_dist, self.valid = inv, valid
-
-
-def inverse_sq_distances(differences: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(1 / ||d||^2 or 0, valid as 0/1) for difference vectors ``differences`` (P, d);
-    ``scale`` is ||x_i||^2 + ||x_j||^2, against which a zero distance is judged."""
-    dx = differences.pow(2).sum(1)
-    ok = far_apart(dx, scale)
-    return torch.where(ok, 1.0 / torch.where(ok, dx, torch.ones_like(dx)), torch.zeros_like(dx)), ok.to(dx.dtype)
 
 
 @torch.no_grad()

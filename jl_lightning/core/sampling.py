@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from jl_lightning.errors import JLInputError
@@ -65,20 +66,6 @@ def embed(
     return out / math.sqrt(mean.shape[0]) if scaled else out
 
 
-def embed_rowwise(
-    mean: torch.Tensor, sigma: torch.Tensor | None, noise: torch.Tensor | None, vectors: torch.Tensor
-) -> torch.Tensor:
-    """A_s v_s for sample s and row s of ``vectors`` (N, d): shape (N, k), without the 1 / sqrt(k).
-
-    The active pair loss recomputes each sample's own worst pair with this, so the backward
-    pass touches N pairs instead of N x P.
-    """
-    out = vectors @ mean.T  # (N, k)
-    if noise is not None:
-        out = out + sigma * torch.einsum("skd,sd->sk", noise, vectors)
-    return out
-
-
 def sample_embedded(
     mean: torch.Tensor,
     sigma: torch.Tensor | None,
@@ -95,3 +82,79 @@ def sample_embedded(
         width = points.shape[1] if factor is None else factor.shape[0]
         noise = draw_noise(n_samples, mean.shape[0], width, mean)
     return embed(mean, sigma, noise, points, factor)
+
+
+# ------------------------------------------------------- rows fetched in chunks
+def rows_times(rows, weights: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
+    """rows @ weights^T for a chunk of rows: a dense tensor, or a scipy.sparse matrix (one
+    sparse product on the CPU, nnz x m operations, never densified); shape (c, m). ``cache``
+    keeps the weights' numpy copy between the chunks of one pass."""
+    if isinstance(rows, torch.Tensor):
+        return rows @ weights.T
+    cache = {} if cache is None else cache
+    key = (id(weights), rows.dtype)
+    if key not in cache:
+        cache[key] = np.ascontiguousarray(weights.detach().cpu().numpy().astype(rows.dtype, copy=False).T)
+    return torch.as_tensor(np.asarray(rows @ cache[key]), dtype=weights.dtype, device=weights.device)
+
+
+def rows_transposed_times(rows, grad: torch.Tensor) -> torch.Tensor:
+    """rows^T @ grad, shape (d, m): the gradient side of :func:`rows_times`."""
+    if isinstance(rows, torch.Tensor):
+        return rows.T @ grad
+    product = rows.T @ grad.detach().cpu().numpy().astype(rows.dtype, copy=False)
+    return torch.as_tensor(np.asarray(product), dtype=grad.dtype, device=grad.device)
+
+
+class _RowImages(torch.autograd.Function):
+    """(R M^T, R E_s^T for each sample s) for rows R that ``fetch(start, stop)`` hands over a
+    chunk at a time: the backward fetches them again for dL/dM = G^T R, so memory holds one
+    chunk of rows whatever their number and d. The noise images carry no gradient (sigma
+    multiplies them outside)."""
+
+    @staticmethod
+    def forward(ctx, mean, noise, fetch, count, chunk):
+        k = mean.shape[0]
+        images = torch.empty(count, k, dtype=mean.dtype, device=mean.device)
+        noisy = None
+        if noise is not None:
+            flat = noise.reshape(-1, noise.shape[-1])  # (N k, d): one product per chunk
+            noisy = torch.empty(count, flat.shape[0], dtype=mean.dtype, device=mean.device)
+        cache: dict = {}
+        for start in range(0, count, chunk):
+            stop = min(start + chunk, count)
+            rows = fetch(start, stop)
+            images[start:stop] = rows_times(rows, mean, cache)
+            if noisy is not None:
+                noisy[start:stop] = rows_times(rows, flat, cache)
+        ctx.fetch, ctx.count, ctx.chunk = fetch, count, chunk
+        # rows that came in one chunk fit the budget: kept for the backward instead of fetched again
+        ctx.rows = rows if count <= chunk else None
+        if noisy is None:
+            noisy = torch.empty(count, 0, k, dtype=mean.dtype, device=mean.device)
+        else:
+            noisy = noisy.view(count, noise.shape[0], k)
+        ctx.mark_non_differentiable(noisy)
+        return images, noisy
+
+    @staticmethod
+    def backward(ctx, grad_images, grad_noisy):
+        grad = None
+        if ctx.needs_input_grad[0]:
+            for start in range(0, ctx.count, ctx.chunk):
+                stop = min(start + ctx.chunk, ctx.count)
+                rows = ctx.rows if ctx.rows is not None else ctx.fetch(start, stop)
+                part = rows_transposed_times(rows, grad_images[start:stop]).T
+                grad = part if grad is None else grad.add_(part)
+        return grad, None, None, None, None
+
+
+def row_images(
+    mean: torch.Tensor, noise: torch.Tensor | None, fetch, count: int, chunk: int
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(R M^T of shape (count, k), with gradient to M; R E_s^T of shape (count, N, k) or None)
+    for ``count`` rows R that ``fetch(start, stop)`` returns ``chunk`` at a time (dense tensors
+    or scipy.sparse), without the 1 / sqrt(k): the same products as :func:`embed` on the rows,
+    in memory bounded by one chunk."""
+    images, noisy = _RowImages.apply(mean, noise, fetch, count, max(1, int(chunk)))
+    return images, (noisy if noise is not None else None)

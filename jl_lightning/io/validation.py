@@ -10,6 +10,7 @@ import numpy as np
 from jl_lightning.constraints import POSITIVE_INT, Number, check
 from jl_lightning.core.pairs import center as center_points
 from jl_lightning.errors import JLInputError, JLInputTypeError
+from jl_lightning.sparse_rows import SparseRows, is_sparse
 
 
 class ZeroRowsWarning(UserWarning):
@@ -90,11 +91,6 @@ def check_array(
     return array
 
 
-def is_sparse(values) -> bool:
-    """Whether ``values`` is a scipy.sparse matrix or array (told without importing scipy)."""
-    return type(values).__module__.startswith("scipy.sparse")
-
-
 def check_sparse(values, source: str, *, dim: int | None = None, expected_by: str = "the matrix"):
     """:func:`check_array`'s checks for a scipy.sparse matrix or array (CSR, CSC, COO, ...):
     real numbers, 2-D, not empty, every stored entry finite, ``dim`` columns when given.
@@ -103,7 +99,7 @@ def check_sparse(values, source: str, *, dim: int | None = None, expected_by: st
     # lazy: scipy is an optional extra, and a caller with sparse input has it
     import scipy.sparse as sp  # noqa: PLC0415
 
-    matrix = sp.csr_matrix(values)
+    matrix = values.matrix if isinstance(values, SparseRows) else sp.csr_matrix(values)
     if np.iscomplexobj(matrix.data):
         raise JLInputError(f"{source}: Complex data not supported; expected real numbers, got dtype {matrix.dtype}")
     if not (np.issubdtype(matrix.dtype, np.number) or matrix.dtype == np.bool_):

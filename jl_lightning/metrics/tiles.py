@@ -21,6 +21,7 @@ import torch
 
 from jl_lightning.core.pairs import far_apart, pair_tiles_of, sq_distances
 from jl_lightning.core.sharding import SINGLE, Shard
+from jl_lightning.sparse_rows import dense_rows
 
 # square pair tiles of at most this many rows: 512^2 float64 = 2 MB, so a handful of
 # temporaries per map stay in cache
@@ -35,9 +36,11 @@ def is_operator(linear_map) -> bool:
 
 
 def to_tensor(array, dtype: torch.dtype, device=None) -> torch.Tensor:
+    """A tile of rows as a dense tensor of ``dtype`` on ``device`` (sparse rows densified here,
+    a tile at a time)."""
     if isinstance(array, torch.Tensor):
         return array.detach().to(dtype=dtype, device=device)
-    return torch.as_tensor(np.asarray(array), dtype=dtype, device=device)
+    return torch.as_tensor(dense_rows(array), dtype=dtype, device=device)
 
 
 def as_linear_map(linear_map, dtype: torch.dtype) -> tuple[LinearMap, int, torch.device]:
