@@ -59,15 +59,15 @@ def test_every_entry_refuses_the_same_arrays_with_the_same_words(tmp_path, case)
     assert not (tmp_path / "y.npy").exists()
 
 
-def test_sparse_fit_and_float32_overflow_are_refused_as_jl_embed_refuses_them():
+def test_non_finite_sparse_rows_and_float32_overflow_are_refused_as_jl_embed_refuses_them():
     sparse = pytest.importorskip("scipy.sparse")
     from jl_lightning import JLEmbedding
 
     emb = JLEmbedding.from_matrix(np.eye(2, 3) * 10.0)
     with pytest.raises(JLInputError, match="row 1 .0-based. contains NaN"):
         emb.transform(sparse.csr_matrix(np.array([[1.0, 0, 0], [0, np.nan, 0]])))
-    with pytest.raises(JLInputError, match="sparse input"):
-        JLEmbedding(n_components=2).fit(sparse.csr_matrix(np.ones((4, 3))))
+    with pytest.raises(JLInputError, match="fit.X.: row 2 .0-based. contains inf"):
+        JLEmbedding(n_components=2).fit(sparse.csr_matrix(np.array([[1.0, 0, 0], [0, 1, 0], [np.inf, 0, 1]])))
     big = np.full((2, 3), 1e38, dtype=np.float32)  # times 10: past float32's 3.4e38
     with pytest.raises(JLInputError, match="row 0 .0-based.: its embedded vector does not fit float32"):
         emb.transform(big)

@@ -28,7 +28,8 @@ import numpy as np
 from jl_lightning.errors import JLInputError
 from jl_lightning.io.loading import csv_row_chunks
 from jl_lightning.io.run_folder import atomic_write
-from jl_lightning.io.validation import check_array, check_fits
+from jl_lightning.io.validation import check_array, check_fits, check_sparse
+from jl_lightning.sparse_rows import SparseRows, is_sparse
 
 DEFAULT_CHUNK_ROWS = 16384
 
@@ -106,7 +107,10 @@ def open_input(
         # lazy: jl-embed loads only what the input file needs
         from jl_lightning.io.loading import load_points  # noqa: PLC0415
 
-        array = np.asarray(load_points(path, key, key_option="--key"))
+        array = load_points(path, key, key_option="--key")
+        if isinstance(array, SparseRows):  # scipy.sparse.save_npz: row chunks stay sparse
+            return array.shape, (array.matrix[i : i + chunk_rows] for i in range(0, len(array), chunk_rows))
+        array = np.asarray(array)
         if array.ndim != 2:
             raise JLInputError(f"{path}: expected a 2-D array (n vectors x d), got shape {array.shape}")
         return array.shape, (array[i : i + chunk_rows] for i in range(0, len(array), chunk_rows))
@@ -184,9 +188,15 @@ def embed_file(
         writer = (NpyWriter if out_suffix == ".npy" else CsvWriter)(handle, k, np.dtype(dtype))
         matrix_t = np.ascontiguousarray(matrix.T, dtype=np.float64)
         for block in chunks:
-            block = check_array(block, str(input_path), dim=d, first_row=writer.rows).astype(np.float64, copy=False)
+            if is_sparse(block):
+                block = check_sparse(block, str(input_path), dim=d, first_row=writer.rows).astype(
+                    np.float64, copy=False
+                )
+            else:
+                block = check_array(block, str(input_path), dim=d, first_row=writer.rows)
+                block = block.astype(np.float64, copy=False)
             with np.errstate(over="ignore"):  # checked right below
-                out = (block @ matrix_t).astype(writer.dtype if out_suffix == ".npy" else np.float64)
+                out = np.asarray(block @ matrix_t).astype(writer.dtype if out_suffix == ".npy" else np.float64)
             check_fits(out, str(input_path), writer.rows, "; try --dtype float64" if out.dtype == np.float32 else "")
             writer.write(out)
         if writer.rows == 0:  # refused as fit() and transform() refuse it

@@ -129,7 +129,8 @@ class JLEmbedding:
         return self
 
     def __sklearn_tags__(self):
-        """scikit-learn >= 1.6 asks every pipeline step for its tags: a transformer that needs fitting."""
+        """scikit-learn >= 1.6 asks every pipeline step for its tags: a transformer that needs fitting
+        and takes scipy.sparse input."""
         # lazy: scikit-learn is optional
         from sklearn.utils import InputTags, Tags, TargetTags, TransformerTags  # noqa: PLC0415
 
@@ -137,7 +138,7 @@ class JLEmbedding:
             estimator_type=None,
             target_tags=TargetTags(required=False),
             transformer_tags=TransformerTags(),
-            input_tags=InputTags(),
+            input_tags=InputTags(sparse=True),
         )
 
     def __repr__(self) -> str:
@@ -166,7 +167,8 @@ class JLEmbedding:
         return overrides + list(self.overrides)
 
     def fit(self, X, y=None) -> "JLEmbedding":
-        """Learn the matrix on the rows of ``X`` (n, d) with jl-train's configuration."""
+        """Learn the matrix on the rows of ``X`` (n, d), dense or scipy.sparse (kept sparse), with
+        jl-train's configuration."""
         # lazy: JLEmbedding(...) is built without Hydra or Lightning; fit loads them
         from omegaconf import open_dict  # noqa: PLC0415
 
@@ -181,7 +183,7 @@ class JLEmbedding:
         from jl_lightning.lightning.callbacks.graceful_stop import RunStopped, stop_on_signals  # noqa: PLC0415
         from jl_lightning.lightning.fit import fit_from_config  # noqa: PLC0415
 
-        X = check_array(X, "fit(X)")
+        X = check_sparse(X, "fit(X)") if is_sparse(X) else check_array(X, "fit(X)")
         try:
             cfg = compose(self._config_overrides())
             # SIGTERM and Ctrl-C end the fit where it is (a step, a tile of an exact pass) and

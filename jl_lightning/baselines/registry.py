@@ -29,6 +29,7 @@ from jl_lightning.baselines.random_maps import (
     sparse_matrix,
 )
 from jl_lightning.errors import JLInputError
+from jl_lightning.sparse_rows import SparseRows
 
 
 @dataclass
@@ -43,12 +44,46 @@ class Fitted:
 
 
 def pca_matrix(points, k: int) -> np.ndarray:
-    """The top-k principal directions (rows) of the centered data, shape (k, d)."""
+    """The top-k principal directions (rows) of the centered data, shape (k, d). Sparse rows
+    are centered implicitly (:func:`_sparse_pca`), never densified."""
+    if not 1 <= k <= min(points.shape):
+        raise ValueError(f"PCA needs 1 <= k <= min(n, d) = {min(points.shape)}, got k={k}")
+    if isinstance(points, SparseRows):
+        return _sparse_pca(points, k)
     X = np.asarray(points, dtype=np.float64)
-    if not 1 <= k <= min(X.shape):
-        raise ValueError(f"PCA needs 1 <= k <= min(n, d) = {min(X.shape)}, got k={k}")
     _, _, vt = np.linalg.svd(X - X.mean(0), full_matrices=False)
     return vt[:k]
+
+
+def _sparse_pca(points: SparseRows, k: int) -> np.ndarray:
+    """PCA of sparse rows: the top-k right singular vectors of X - 1 mu^T, by scipy's ARPACK on
+    an operator that applies X and subtracts the mean's part (scikit-learn's PCA does the same
+    for sparse input); where k is too close to min(n, d) for ARPACK, the small Gram matrix."""
+    # lazy: scipy is needed only where sparse data is
+    from scipy.sparse.linalg import LinearOperator, svds  # noqa: PLC0415
+
+    X = points.matrix.astype(np.float64)
+    n, d = X.shape
+    mu = np.asarray(X.mean(axis=0)).ravel()
+    if k >= min(n, d) - 1:
+        gram = (X.T @ X).toarray() - n * np.outer(mu, mu) if d <= n else None
+        if gram is None:  # n < d: right singular vectors from the n x n Gram matrix
+            x_mu = X @ mu
+            small = (X @ X.T).toarray() - x_mu[:, None] - x_mu[None, :] + mu @ mu
+            values, vectors = np.linalg.eigh(small)
+            order = np.argsort(values)[::-1][:k]
+            V = vectors[:, order] / np.sqrt(np.maximum(values[order], np.finfo(float).tiny))
+            return np.asarray(X.T @ V - np.outer(mu, V.sum(0))).T  # X_c^T v / sqrt(lambda): orthonormal
+        values, vectors = np.linalg.eigh(gram)
+        return vectors[:, np.argsort(values)[::-1][:k]].T
+    centered = LinearOperator(
+        (n, d),
+        matvec=lambda v: X @ np.ravel(v) - mu @ np.ravel(v),
+        rmatvec=lambda u: X.T @ np.ravel(u) - mu * np.sum(u),
+        dtype=np.float64,
+    )
+    _, singular, vt = svds(centered, k=k, random_state=0)
+    return vt[np.argsort(singular)[::-1]]
 
 
 def _fit_pca(points, k: int, **_options) -> Fitted:

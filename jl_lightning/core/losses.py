@@ -163,6 +163,10 @@ class NormsLoss(DistortionLoss):
         if points.shape[0] < shard.world:
             raise JLInputError(f"{shard.world} processes need at least {shard.world} points, got {points.shape[0]}")
         self.shard = shard
+        if isinstance(points, SparseRows):  # no span factor (it would be dense): chunks of rows
+            self.points, self.factor = shard.take(points), None
+            self.sq_norms = squared_norms(self.points)
+            return
         mode = resolve_sampling(self.sampling, points.shape[0], points.shape[1])
         # the span factor of all points, then this rank's columns: the same noise Z gives
         # every rank its points' share of the one sample Z R
@@ -172,8 +176,15 @@ class NormsLoss(DistortionLoss):
         self.factor = None if factor is None else shard.take(factor.T).T
 
     def __call__(self, mean, sigma, n_samples, step, total):
-        embedded = sample_embedded(mean, sigma, n_samples, self.points, self.factor)
-        dev = ratio_distortion(embedded.pow(2).sum(1), self.sq_norms)
+        if isinstance(self.points, SparseRows):
+            noise = None if sigma is None else draw_noise(n_samples, mean.shape[0], mean.shape[1], mean)
+            chunk = chunk_rows(mean.shape[1], self.sq_norms.element_size(), DEFAULT_MEMORY_BUDGET)
+            images, noisy = row_images(mean, noise, lambda a, b: self.points.matrix[a:b], len(self.points), chunk)
+            embedded = images.unsqueeze(1) if noisy is None else images.unsqueeze(1) + sigma * noisy
+            sq = embedded.pow(2).sum(-1).T / mean.shape[0]  # (N, n), with the 1 / sqrt(k) of A
+        else:
+            sq = sample_embedded(mean, sigma, n_samples, self.points, self.factor).pow(2).sum(1)
+        dev = ratio_distortion(sq, self.sq_norms)
         hard = self.shard.max(dev.amax(-1))
         term = hard if isinstance(self.maximum, HardMax) else self.maximum(dev, step, total, self.shard)
         return term, hard.detach()
@@ -189,6 +200,11 @@ class ExactPairsLoss(DistortionLoss):
         self.points = self.factor = self.geometry = None
 
     def prepare(self, points: torch.Tensor, shard: Shard = SINGLE) -> None:
+        if isinstance(points, SparseRows):
+            raise JLInputError(
+                "model.loss.pair_strategy=exact tabulates all n^2 pairs of dense points; sparse rows "
+                "train with pair_strategy=active (the default)"
+            )
         # computed whole on every rank: each gets the same loss and gradient (no collective)
         self.points = center(points)
         self.geometry = PairGeometry(self.points)

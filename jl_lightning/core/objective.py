@@ -14,10 +14,12 @@ and a new vector's component would be amplified instead of damped.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from jl_lightning.core.losses import DistortionLoss
 from jl_lightning.core.sharding import SINGLE, Shard
+from jl_lightning.sparse_rows import SparseRows
 
 
 @torch.no_grad()
@@ -30,16 +32,18 @@ def principal_directions(points: torch.Tensor, energy: float) -> torch.Tensor | 
     X X^T (n x n) when n < d, whose eigenvectors v give the directions X^T v / sqrt(lambda).
     Both have the same nonzero eigenvalues, so the cut is the same; the cost is
     min(n, d)^3 and nothing of size d x d is formed for wide data."""
+    n, d = points.shape
+    wide = n < d
+    if isinstance(points, SparseRows):
+        return _sparse_principal_directions(points, energy, wide)
     X = points.double()
     X = X - X.mean(0)
-    n, d = X.shape
-    wide = n < d
     values, vectors = torch.linalg.eigh(X @ X.T if wide else X.T @ X)
     values, vectors = values.flip(0).clamp_min(0), vectors.flip(1)
     total = float(values.sum())
     if total == 0:
         return None
-    kept = min(int((torch.cumsum(values, 0) < energy * total).sum()) + 1, values.numel())
+    kept = _cut(values, energy)
     values, vectors = values[:kept], vectors[:, :kept]
     if not wide:
         return vectors
@@ -48,6 +52,35 @@ def principal_directions(points: torch.Tensor, energy: float) -> torch.Tensor | 
     keep = values > values[0] * torch.finfo(torch.float64).eps * max(n, d)
     directions = X.T @ (vectors[:, keep] / values[keep].sqrt())
     return torch.linalg.qr(directions, mode="reduced").Q  # orthonormal to rounding
+
+
+def _cut(values: torch.Tensor, energy: float) -> int:
+    return min(int((torch.cumsum(values, 0) < energy * float(values.sum())).sum()) + 1, values.numel())
+
+
+def _sparse_principal_directions(points: SparseRows, energy: float, wide: bool) -> torch.Tensor | None:
+    """:func:`principal_directions` of sparse rows, centered implicitly (X_c = X - 1 mu^T) in
+    the Gram matrices, with sparse products; nothing of size n x d is formed."""
+    X = points.matrix.astype(np.float64)
+    n, d = X.shape
+    mu = np.asarray(X.mean(axis=0)).ravel()
+    if wide:  # X_c X_c^T = X X^T - X mu 1^T - 1 (X mu)^T + mu.mu
+        x_mu = X @ mu
+        gram = (X @ X.T).toarray() - x_mu[:, None] - x_mu[None, :] + mu @ mu
+    else:  # X_c^T X_c = X^T X - n mu mu^T
+        gram = (X.T @ X).toarray() - n * np.outer(mu, mu)
+    values, vectors = torch.linalg.eigh(torch.from_numpy(gram))
+    values, vectors = values.flip(0).clamp_min(0), vectors.flip(1)
+    if float(values.sum()) == 0:
+        return None
+    kept = _cut(values, energy)
+    values, vectors = values[:kept], vectors[:, :kept]
+    if not wide:
+        return vectors
+    keep = values > values[0] * torch.finfo(torch.float64).eps * max(n, d)
+    V = (vectors[:, keep] / values[keep].sqrt()).numpy()
+    directions = X.T @ V - np.outer(mu, V.sum(0))  # X_c^T V
+    return torch.linalg.qr(torch.from_numpy(np.asarray(directions)), mode="reduced").Q
 
 
 def off_subspace(mean: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:

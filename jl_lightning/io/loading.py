@@ -15,6 +15,8 @@ from typing import Iterator
 import numpy as np
 
 from jl_lightning.errors import JLInputError
+from jl_lightning.io.validation import check_sparse
+from jl_lightning.sparse_rows import SparseRows
 
 log = logging.getLogger("jl_lightning")
 SUPPORTED_SUFFIXES = (".npy", ".npz", ".pt", ".pth", ".csv", ".parquet")
@@ -134,9 +136,15 @@ def _pick_key(path: Path, keys: list[str], key: str | None, option: str) -> str:
     raise JLInputError(f"{path}: holds {len(keys)} entries {keys}; choose one with {option}")
 
 
-def _load_npz(path: Path, key: str | None, option: str = "data.source.key") -> np.ndarray:
+# the entries scipy.sparse.save_npz writes for every format (and indices/indptr or row/col)
+SPARSE_NPZ_KEYS = {"data", "format", "shape"}
+
+
+def _load_npz(path: Path, key: str | None, option: str = "data.source.key"):
     try:
         with np.load(path, allow_pickle=False) as archive:
+            if key is None and SPARSE_NPZ_KEYS <= set(archive.files):
+                return _load_sparse_npz(path, archive)
             chosen = _pick_key(path, list(archive.files), key, option)
             array = archive[chosen]
     except JLInputError:
@@ -144,6 +152,36 @@ def _load_npz(path: Path, key: str | None, option: str = "data.source.key") -> n
     except Exception as err:
         raise JLInputError(f"{path}: could not read as .npz ({type(err).__name__}: {err})") from None
     return _as_numeric(path, array, f"array under key {chosen!r}")
+
+
+def _load_sparse_npz(path: Path, archive):
+    """A matrix saved by ``scipy.sparse.save_npz`` (CSR, CSC or COO), as :class:`SparseRows`;
+    its arrays are read without unpickling and checked by scipy's constructors."""
+    try:
+        # lazy: scipy is needed only for sparse files
+        import scipy.sparse as sp  # noqa: PLC0415
+    except ImportError:
+        raise JLInputError(f"{path}: a scipy.sparse matrix; reading it needs scipy (pip install scipy)") from None
+    fmt = str(archive["format"].item() if archive["format"].ndim == 0 else archive["format"])
+    fmt = fmt.removeprefix("b'").removesuffix("'")
+    shape = tuple(int(v) for v in archive["shape"])
+    if len(shape) != 2:
+        raise JLInputError(f"{path}: a sparse matrix must be 2-D (n points x d features), got shape {shape}")
+    try:
+        if fmt in ("csr", "csc"):
+            build = sp.csr_matrix if fmt == "csr" else sp.csc_matrix
+            matrix = build((archive["data"], archive["indices"], archive["indptr"]), shape=shape)
+        elif fmt == "coo":
+            matrix = sp.coo_matrix((archive["data"], (archive["row"], archive["col"])), shape=shape)
+        else:
+            raise JLInputError(f"{path}: sparse format {fmt!r}; expected csr, csc or coo (scipy.sparse.save_npz)")
+        if fmt != "coo":
+            matrix.check_format()
+    except JLInputError:
+        raise
+    except Exception as err:  # inconsistent index arrays, a missing entry
+        raise JLInputError(f"{path}: could not read as a scipy.sparse matrix ({type(err).__name__}: {err})") from None
+    return SparseRows(check_sparse(matrix, str(path)))
 
 
 def _load_pt(path: Path, key: str | None, option: str = "data.source.key") -> np.ndarray:

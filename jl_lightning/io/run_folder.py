@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from jl_lightning.errors import check_finite_matrix
+from jl_lightning.sparse_rows import SparseRows
 
 # what a finished jl-train or jl-compare run leaves
 RESULT_FILES = ("embedding.npy", "summary.json", "comparison.csv", "comparison.md", "comparison.png")
@@ -121,7 +122,14 @@ def write_results(run_dir: str | Path, embedding: np.ndarray, summary: dict) -> 
 
 
 def fingerprint(points: np.ndarray) -> str:
-    """sha256 of the training points as float64 (shape included): which data a matrix was learned on."""
+    """sha256 of the training points as float64 (shape included): which data a matrix was learned
+    on. Sparse rows hash their shape and canonical CSR arrays (sorted indices, no explicit zeros)."""
+    if isinstance(points, SparseRows):
+        matrix = points.matrix.astype(np.float64)
+        digest = hashlib.sha256(f"sparse{points.shape}".encode())
+        for part in (matrix.indptr.astype(np.int64), matrix.indices.astype(np.int64), matrix.data):
+            digest.update(np.ascontiguousarray(part).tobytes())
+        return "sha256:" + digest.hexdigest()
     array = np.ascontiguousarray(points, dtype=np.float64)
     digest = hashlib.sha256(str(array.shape).encode())
     digest.update(array.tobytes())

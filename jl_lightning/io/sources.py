@@ -15,6 +15,7 @@ from jl_lightning.core.trap import trap_points
 from jl_lightning.errors import JLInputError
 from jl_lightning.io.clusters import generate_clusters
 from jl_lightning.io.loading import load_points
+from jl_lightning.sparse_rows import SparseRows, is_sparse
 
 
 def _positive(option: str, value, integer: bool = True) -> None:
@@ -130,7 +131,8 @@ class DigitsPoints:
 
 @dataclass
 class ArrayPoints:
-    """Points already in memory (``JLEmbedding.fit(X)`` uses this)."""
+    """Points already in memory (``JLEmbedding.fit(X)`` uses this): an array, or scipy.sparse
+    rows (kept sparse)."""
 
     array: np.ndarray
     label: str = "the array passed to fit()"
@@ -139,8 +141,8 @@ class ArrayPoints:
     def name(self) -> str:
         return self.label
 
-    def load(self) -> np.ndarray:
-        return np.asarray(self.array)
+    def load(self):
+        return SparseRows(self.array) if is_sparse(self.array) else np.asarray(self.array)
 
 
 @dataclass

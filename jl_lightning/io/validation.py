@@ -10,7 +10,7 @@ import numpy as np
 from jl_lightning.constraints import POSITIVE_INT, Number, check
 from jl_lightning.core.pairs import center as center_points
 from jl_lightning.errors import JLInputError, JLInputTypeError
-from jl_lightning.sparse_rows import SparseRows, is_sparse
+from jl_lightning.sparse_rows import SparseRows, dense_rows, is_sparse
 
 
 class ZeroRowsWarning(UserWarning):
@@ -91,7 +91,7 @@ def check_array(
     return array
 
 
-def check_sparse(values, source: str, *, dim: int | None = None, expected_by: str = "the matrix"):
+def check_sparse(values, source: str, *, dim: int | None = None, first_row: int = 0, expected_by: str = "the matrix"):
     """:func:`check_array`'s checks for a scipy.sparse matrix or array (CSR, CSC, COO, ...):
     real numbers, 2-D, not empty, every stored entry finite, ``dim`` columns when given.
     Returns it as a CSR matrix of its own float dtype (float32 stays float32, anything else
@@ -122,7 +122,7 @@ def check_sparse(values, source: str, *, dim: int | None = None, expected_by: st
         row = int(np.searchsorted(matrix.indptr, position, side="right")) - 1
         rows = len(np.unique(np.searchsorted(matrix.indptr, np.flatnonzero(bad), side="right")))
         kind = "NaN" if np.isnan(matrix.data[position]) else "inf"
-        raise JLInputError(f"{source}: row {row} (0-based) contains {kind}; {rows} row(s) are not finite")
+        raise JLInputError(f"{source}: row {first_row + row} (0-based) contains {kind}; {rows} row(s) are not finite")
     return matrix
 
 
@@ -172,6 +172,8 @@ def validate_points(points: np.ndarray, source: str, normalize: bool = True, mod
     a row of zero norm when normalizing in pairs mode, only zero rows, and fewer than 2
     distinct points in pairs mode.
     """
+    if is_sparse(points):
+        return _validate_sparse(points, source, normalize, mode, center, return_scale)
     points = check_array(points, source)
     n, d = points.shape
     points = np.asarray(points).astype(np.float64, copy=False)
@@ -205,7 +207,75 @@ def validate_points(points: np.ndarray, source: str, normalize: bool = True, mod
     return (points, scale) if return_scale else points
 
 
+def _validate_sparse(points, source: str, normalize: bool, mode: str, center: bool, return_scale: bool):
+    """:func:`validate_points` for scipy.sparse rows: the same checks and scaling, as
+    :class:`SparseRows` of float64, never densified. Centering would densify them and is refused."""
+    # lazy: scipy is needed only where sparse data is
+    import scipy.sparse as sp  # noqa: PLC0415
+
+    matrix = check_sparse(points, source).astype(np.float64)
+    matrix.sum_duplicates()
+    matrix.eliminate_zeros()
+    rows = SparseRows(matrix)
+    n = len(rows)
+    if center:
+        raise JLInputError(
+            f"{source}: data.center=true would make the sparse rows dense; pair distances do not "
+            "depend on it (leave data.center=false)"
+        )
+    if mode == "pairs" and n < 2:
+        raise JLInputError(f"{source}: pairs mode needs at least 2 points, got {n}")
+    scale = 1.0
+    if not normalize:
+        peak = rows.abs_max()
+        if peak > 0:
+            scale = peak
+            rows = rows / scale
+    if mode == "pairs" and (rows.matrix - sp.csr_matrix(np.ones((n, 1))) @ rows.matrix[0]).count_nonzero() == 0:
+        raise JLInputError(
+            f"{source}: all {n} points are identical; pairs mode needs at least 2 distinct "
+            "points (every pair is at distance 0)"
+        )
+    norms = np.sqrt(rows.sq_norms())
+    zero = norms == 0
+    if zero.any() and mode == "norms":
+        row, count = int(np.flatnonzero(zero)[0]), int(zero.sum())
+        if count == n:
+            raise JLInputError(f"{source}: all {count} rows are the zero vector; norms mode needs a nonzero point")
+        message = (
+            f"{source}: {count} zero row(s) (the first: row {row}, 0-based) left out: a linear map sends 0 "
+            "to 0, and the distortion |‖Ax‖²/‖x‖² − 1| is undefined there"
+        )
+        warnings.warn(message, ZeroRowsWarning, stacklevel=3)
+        logging.getLogger("jl_lightning").warning("%s", message)
+        rows, norms, zero = rows[~zero], norms[~zero], zero[~zero]
+    if zero.any() and normalize:
+        row = int(np.flatnonzero(zero)[0])
+        raise JLInputError(
+            f"{source}: row {row} (0-based) has zero norm and cannot be normalized "
+            f"({int(zero.sum())} such row(s)); remove it or set data.normalize=false"
+        )
+    if normalize:
+        rows = rows.scaled_rows(1.0 / norms)
+    return (rows, scale) if return_scale else rows
+
+
 DUPLICATE_CHUNK = 65536  # rows hashed at a time
+
+
+def _hash_multipliers(d: int) -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 2**63, size=d, dtype=np.uint64) * 2 + 1
+
+
+def _sparse_row_keys(rows: SparseRows) -> np.ndarray:
+    """The dense rows' hash keys from the stored entries alone (a zero's bits add nothing):
+    equal rows, sparse or dense, get equal keys."""
+    matrix = rows.matrix
+    data = matrix.data.astype(np.float64) + 0.0
+    with np.errstate(over="ignore"):
+        terms = data.view(np.uint64) * _hash_multipliers(matrix.shape[1])[matrix.indices]
+        sums = np.cumsum(np.concatenate([np.zeros(1, np.uint64), terms]), dtype=np.uint64)
+    return sums[matrix.indptr[1:]] - sums[matrix.indptr[:-1]]
 
 
 def duplicate_rows(points: np.ndarray, heartbeat=None) -> tuple[int, int]:
@@ -215,17 +285,22 @@ def duplicate_rows(points: np.ndarray, heartbeat=None) -> tuple[int, int]:
     multipliers, wrapping modulo 2^64), chunk by chunk, so equal rows always share a hash; rows
     that share one are then compared value by value. O(n d) with bounded temporaries;
     ``heartbeat.tick(rows_done)`` (``metrics/heartbeat.Heartbeat``) after each chunk."""
-    a = np.ascontiguousarray(points + 0.0)  # -0.0 becomes 0.0: equal values, equal bits
-    bits = a.view(np.uint64 if a.itemsize == 8 else np.uint32)
-    multipliers = np.random.default_rng(0).integers(0, 2**63, size=a.shape[1], dtype=np.uint64) * 2 + 1
-    keys = np.empty(len(a), dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        for start in range(0, len(a), DUPLICATE_CHUNK):
-            keys[start : start + DUPLICATE_CHUNK] = (
-                bits[start : start + DUPLICATE_CHUNK].astype(np.uint64) * multipliers
-            ).sum(1)
-            if heartbeat is not None:
-                heartbeat.tick(min(start + DUPLICATE_CHUNK, len(a)))
+    if isinstance(points, SparseRows):
+        keys = _sparse_row_keys(points)
+        if heartbeat is not None:
+            heartbeat.tick(len(points))
+    else:
+        points = np.ascontiguousarray(points + 0.0)  # -0.0 becomes 0.0: equal values, equal bits
+        bits = points.view(np.uint64 if points.itemsize == 8 else np.uint32)
+        multipliers = _hash_multipliers(points.shape[1])
+        keys = np.empty(len(points), dtype=np.uint64)
+        with np.errstate(over="ignore"):
+            for start in range(0, len(points), DUPLICATE_CHUNK):
+                keys[start : start + DUPLICATE_CHUNK] = (
+                    bits[start : start + DUPLICATE_CHUNK].astype(np.uint64) * multipliers
+                ).sum(1)
+                if heartbeat is not None:
+                    heartbeat.tick(min(start + DUPLICATE_CHUNK, len(points)))
     order = np.argsort(keys, kind="stable")
     sorted_keys = keys[order]
     shared = np.flatnonzero(sorted_keys[1:] == sorted_keys[:-1])
@@ -234,7 +309,7 @@ def duplicate_rows(points: np.ndarray, heartbeat=None) -> tuple[int, int]:
     rows = pairs = 0
     runs = np.unique(np.concatenate([shared, shared + 1]))  # positions of every row in a run of equal hashes
     for group in np.split(order[runs], np.flatnonzero(sorted_keys[runs][1:] != sorted_keys[runs][:-1]) + 1):
-        _, counts = np.unique(a[group], axis=0, return_counts=True)
+        _, counts = np.unique(dense_rows(points[group]), axis=0, return_counts=True)
         repeated = counts[counts > 1]
         rows += int((repeated - 1).sum())
         pairs += int((repeated * (repeated - 1) // 2).sum())

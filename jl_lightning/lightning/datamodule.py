@@ -1,9 +1,10 @@
 """The LightningDataModule: validated points (unit-norm in norms mode), served full batch.
 
 It implements the data side of the written contract (``contract.py``): after ``setup``,
-``points`` (float64 numpy, what exact evaluation reads), ``val_points`` / ``val_index``,
-``name`` and ``duplicates``; training gets ``train_points``, their float32 tensor, moved
-to the device once.
+``points`` (float64 numpy, or :class:`SparseRows` for sparse data: what exact evaluation
+reads), ``val_points`` / ``val_index``, ``name`` and ``duplicates``; training gets
+``train_points``, their float32 tensor, moved to the device once (sparse rows stay sparse,
+on the CPU).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from jl_lightning.errors import DuplicatePointsWarning, JLInputError
 from jl_lightning.io.run_folder import fingerprint
 from jl_lightning.io.validation import duplicate_rows, split_indices, validate_points
 from jl_lightning.metrics.heartbeat import Heartbeat
+from jl_lightning.sparse_rows import SparseRows
 
 log = logging.getLogger("jl_lightning")
 NORMALIZE_CHOICES = ("auto", True, False)
@@ -159,7 +161,10 @@ class JLDataModule(LightningDataModule):
             self.select_points = points[self.select_index]
         self.points = points[self.train_index]
         self.val_points = points[self.val_index] if len(self.val_index) else None
-        self.train_points = torch.from_numpy(self.points.astype(np.float32))
+        if isinstance(self.points, SparseRows):  # kept sparse, on the CPU (core/losses.py multiplies it)
+            self.train_points = self.points.astype(np.float32)
+        else:
+            self.train_points = torch.from_numpy(self.points.astype(np.float32))
 
     @property
     def fingerprint(self) -> str:
@@ -206,6 +211,8 @@ class JLDataModule(LightningDataModule):
     def transfer_batch_to_device(self, batch, device, dataloader_idx: int):
         """Move the full batch to the device once and hand back that same tensor every
         step, so the module's prepared loss stays valid on a GPU too (see the contract)."""
+        if isinstance(batch, SparseRows):
+            return batch
         if batch is self.train_points:
             if self._device_points is None or self._device_points.device != device:
                 self._device_points = batch.to(device)

@@ -48,6 +48,7 @@ from jl_lightning.metrics.tiles import (
     to_tensor,
 )
 from jl_lightning.metrics.topk import TopK
+from jl_lightning.sparse_rows import SparseRows, is_sparse
 
 MODES = ("norms", "pairs")
 SCREEN_AUTO_SIZE = 50_000_000  # n * d from which norms-mode evaluation is screened by default
@@ -325,6 +326,7 @@ def _norms_pass(plan: _Pass, screen) -> list:
     are then the float64 figures, the mean and quantiles float32-accurate."""
     if screen == "auto":
         screen = plan.n * plan.d >= SCREEN_AUTO_SIZE
+    screen = screen and not is_sparse(plan.points)  # the screen holds a dense float32 copy
     one = len(plan.maps) == 1 and not is_operator(plan.maps[0])
     simple = one and not plan.worst and plan.edges is None and plan.shard.single
     if screen and simple and plan.dtype == torch.float64 and plan.device.type == "cpu":
@@ -362,6 +364,8 @@ def _pairs_pass(plan: _Pass, screen, other, candidates: int) -> list:
     pairs = plan.n * len(other) if other is not None else plan.n * (plan.n - 1) // 2
     if screen == "auto":
         screen = pairs >= SCREEN_AUTO_PAIRS
+    # the screen holds a dense float32 copy of the points: sparse rows go tile by tile in float64
+    screen = screen and not is_sparse(plan.points) and not is_sparse(other)
     if screen and plan.dtype == torch.float64 and plan.edges is None:
         screened = screened_pairs(
             plan.applies, plan.points, other, plan.worst, plan.memory_budget, plan.device, None, plan.shard, candidates
@@ -474,9 +478,9 @@ def _with_heldout(
     report, linear_map, train_points, heldout_points, quantiles, memory_budget, shard=SINGLE
 ) -> DistortionReport:
     kwargs = dict(memory_budget=memory_budget, quantiles=quantiles, shard=shard)
-    val = np.asarray(heldout_points)
+    val = heldout_points if is_sparse(heldout_points) else np.asarray(heldout_points)
     held = {}
-    if (val**2).sum(1).min() > 0:
+    if squared_row_norms(val).min() > 0:
         held["points"] = evaluate(linear_map, val, "norms", **kwargs)
     if len(val) >= 2:
         try:
@@ -485,6 +489,13 @@ def _with_heldout(
             pass
     held["cross_pairs"] = evaluate(linear_map, train_points, "pairs", other=val, **kwargs)
     return replace(report, heldout=held)
+
+
+def squared_row_norms(points) -> np.ndarray:
+    """||x_i||^2 of every row, for dense or sparse rows (float64)."""
+    if isinstance(points, SparseRows):
+        return points.sq_norms()
+    return (np.asarray(points, dtype=np.float64) ** 2).sum(1)
 
 
 def merge_reports(parts: list[DistortionReport]) -> DistortionReport:
@@ -655,9 +666,8 @@ def ratio_sample(
     with replacement, a pair with i == j redrawn as (i, i + 1)). Zero vectors are left out.
     Computed in float64, ``chunk`` vectors at a time.
     """
-    X = torch.as_tensor(np.asarray(points), dtype=torch.float64)
     A = torch.as_tensor(np.asarray(matrix), dtype=torch.float64)
-    n = X.shape[0]
+    n = points.shape[0]
     gen = torch.Generator().manual_seed(int(seed))
     if mode == "norms":
         rows = torch.arange(n) if n <= count else torch.randint(0, n, (count,), generator=gen)
@@ -669,9 +679,9 @@ def ratio_sample(
         rows, pairs = i, j
     out = []
     for start in range(0, len(rows), chunk):
-        v = X[rows[start : start + chunk]]
+        v = to_tensor(points[rows[start : start + chunk].numpy()], torch.float64)
         if pairs is not None:
-            v = v - X[pairs[start : start + chunk]]
+            v = v - to_tensor(points[pairs[start : start + chunk].numpy()], torch.float64)
         sq = (v * v).sum(1)
         keep = sq > 0
         out.append(((v[keep] @ A.T) ** 2).sum(1) / sq[keep])
