@@ -359,7 +359,11 @@ def test_pair_sq_distances_equal_brute_force_differences_in_either_path(count, b
     i, j = rng.integers(0, 40, count), rng.integers(0, 25, count)
     assert (count * GRAM_PAIRS_RATIO >= 40 * 25) == (count == 600)
     expected = ((left[i] - right[j]) ** 2).sum(1)
-    for source in (left, torch.from_numpy(left)):
+    import scipy.sparse
+
+    from jl_lightning.sparse_rows import SparseRows
+
+    for source in (left, torch.from_numpy(left), SparseRows(scipy.sparse.csr_matrix(left))):
         got = pair_sq_distances(source, i, j, right, memory_budget=budget).numpy()
         np.testing.assert_allclose(got, expected, rtol=1e-11)
     same = pair_sq_distances(left, i, i[::-1].copy(), memory_budget=budget).numpy()
@@ -369,9 +373,10 @@ def test_pair_sq_distances_equal_brute_force_differences_in_either_path(count, b
 @pytest.mark.parametrize("n", [12, 400])  # few points: their images are subtracted; many: difference vectors
 def test_the_active_loss_is_the_same_in_budget_sized_chunks_and_on_sparse_rows(monkeypatch, n):
     """The active loss and its gradients (M and sigma) with the difference vectors held whole,
-    with them fetched in chunks of a few rows (a budget of 3 kB), and on the same points as
-    scipy.sparse rows (uncentered: differences do not change), from the same random draws;
-    and the value against brute-force difference vectors."""
+    and fetched in chunks of a few rows (a budget of 3 kB), from the same random draws; on
+    the same points as scipy.sparse rows (uncentered: differences do not change) the same
+    deterministic loss; every value against brute-force difference vectors, with the noise
+    as each path draws it (sparse rows draw E column by column, the same law)."""
     sparse = pytest.importorskip("scipy.sparse")
     import jl_lightning.core.losses as losses
     from jl_lightning.sparse_rows import SparseRows
@@ -381,34 +386,38 @@ def test_the_active_loss_is_the_same_in_budget_sized_chunks_and_on_sparse_rows(m
     x = rng.standard_normal((n, 9)) * (rng.random((n, 9)) < 0.5)
     M0 = torch.from_numpy(rng.standard_normal((3, 9))).float()
 
-    def run(points, budget):
+    def run(points, budget, sigma=0.7):
         monkeypatch.setattr(losses, "DEFAULT_MEMORY_BUDGET", budget)
         loss = default_loss(mode="pairs", active_hard=6, active_random=40, smooth_temperature=None)
         loss.prepare(points)
         loss.set_hard(torch.tensor([0, 1, 2, 3, 4, 5]), torch.tensor([6, 7, 8, 9, 10, 11]))
-        M, sigma = M0.clone().requires_grad_(), torch.tensor(0.7, requires_grad=True)
+        M = M0.clone().requires_grad_()
+        s = None if sigma is None else torch.tensor(sigma, requires_grad=True)
         torch.manual_seed(3)
-        term, _ = loss(M, sigma, 4, 0, 10)
+        term, _ = loss(M, s, 4, 0, 10)
         term.sum().backward()
-        return loss.dense, term.detach(), M.grad, sigma.grad
+        return loss.dense, term.detach(), M.grad, None if s is None else s.grad
+
+    def brute(columns_first, sigma=0.7):
+        torch.manual_seed(3)
+        i = torch.randint(0, n, (40,))
+        j = (i + torch.randint(1, n, (40,))) % n
+        noise = torch.randn(9, 4, 3).permute(1, 2, 0) if columns_first else torch.randn(4, 3, 9)
+        i = np.concatenate([np.arange(6), i.numpy()])
+        j = np.concatenate([np.arange(6, 12), j.numpy()])
+        D = x[i] - x[j]
+        A = (M0.double() + sigma * noise.double()) / 3**0.5
+        ratio = (np.einsum("skd,pd->spk", A.numpy(), D) ** 2).sum(-1) / (D**2).sum(1)
+        return np.abs(ratio[:, (D**2).sum(1) > 0] - 1).max(1)
 
     dense_x = torch.from_numpy(x).float()
-    whole = run(dense_x, 2**28)
-    chunked = run(dense_x, 3000)
-    rows = run(SparseRows(sparse.csr_matrix(x.astype(np.float32))), 3000)
+    sparse_x = SparseRows(sparse.csr_matrix(x.astype(np.float32)))
+    whole, chunked = run(dense_x, 2**28), run(dense_x, 3000)
+    rows = run(sparse_x, 3000)
     assert whole[0] and not chunked[0] and not rows[0]
-    for other in (chunked, rows):
-        for a, b in zip(whole[1:], other[1:]):
-            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
-    # brute force: the same draws of pairs and noise, A_s = (M + sigma E_s) / sqrt(3)
-    torch.manual_seed(3)
-    i = torch.randint(0, n, (40,))
-    j = (i + torch.randint(1, n, (40,))) % n
-    noise = torch.randn(4, 3, 9).double()
-    i = np.concatenate([np.arange(6), i.numpy()])
-    j = np.concatenate([np.arange(6, 12), j.numpy()])
-    D = x[i] - x[j]
-    A = (M0.double() + 0.7 * noise) / 3**0.5
-    ratio = (np.einsum("skd,pd->spk", A.numpy(), D) ** 2).sum(-1) / (D**2).sum(1)
-    ok = (D**2).sum(1) > 0
-    np.testing.assert_allclose(whole[1].double().numpy(), np.abs(ratio[:, ok] - 1).max(1), rtol=1e-4)
+    for a, b in zip(whole[1:], chunked[1:]):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    for a, b in zip(run(dense_x, 2**28, None)[1:3], run(sparse_x, 3000, None)[1:3]):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(whole[1].double().numpy(), brute(False), rtol=1e-4)
+    np.testing.assert_allclose(rows[1].double().numpy(), brute(True), rtol=1e-4)

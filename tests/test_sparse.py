@@ -116,7 +116,6 @@ def test_a_fit_on_sparse_rows_certifies_the_epsilon_of_its_matrix_on_the_dense_r
     densified rows; transform and jl-embed of the save_npz file give X @ components^T."""
     from jl_lightning import JLEmbedding
     from jl_lightning.apps.embed import embed_file
-
     from jl_lightning.errors import DuplicatePointsWarning
 
     X = tfidf_like(n=80, d=500)

@@ -151,6 +151,14 @@ class DistortionLoss:
         """Whether the module should run an exact pass and :meth:`set_hard` before this step."""
         return False
 
+    def _chunk(self, mean: torch.Tensor, noise: torch.Tensor | None) -> int:
+        """Rows per chunk of ``core/sampling.row_images`` within the memory budget: dense rows
+        count d columns, sparse rows only their images (N + 1) k (a sparse row is small)."""
+        width = mean.shape[1]
+        if isinstance(self.points, SparseRows):
+            width = mean.shape[0] * (1 + (0 if noise is None else noise.shape[0]))
+        return chunk_rows(width, mean.element_size(), DEFAULT_MEMORY_BUDGET)
+
 
 class NormsLoss(DistortionLoss):
     """Max over the points of |ratio - 1| (the paper's objective)."""
@@ -177,8 +185,8 @@ class NormsLoss(DistortionLoss):
 
     def __call__(self, mean, sigma, n_samples, step, total):
         if isinstance(self.points, SparseRows):
-            noise = None if sigma is None else draw_noise(n_samples, mean.shape[0], mean.shape[1], mean)
-            chunk = chunk_rows(mean.shape[1], self.sq_norms.element_size(), DEFAULT_MEMORY_BUDGET)
+            noise = None if sigma is None else draw_noise(n_samples, mean.shape[0], mean.shape[1], mean, True)
+            chunk = self._chunk(mean, noise)
             images, noisy = row_images(mean, noise, lambda a, b: self.points.matrix[a:b], len(self.points), chunk)
             embedded = images.unsqueeze(1) if noisy is None else images.unsqueeze(1) + sigma * noisy
             sq = embedded.pow(2).sum(-1).T / mean.shape[0]  # (N, n), with the 1 / sqrt(k) of A
@@ -413,7 +421,7 @@ class ActivePairsLoss(DistortionLoss):
         if differences is not None:
             images, noisy = row_images(mean, noise, lambda a, b: differences[a:b], count, count)
         else:
-            chunk = chunk_rows(mean.shape[1], self.sq_norms.element_size(), DEFAULT_MEMORY_BUDGET)
+            chunk = self._chunk(mean, noise)
             distinct, inverse = torch.unique(torch.cat([i, j]), return_inverse=True)
             if len(distinct) < count:
                 images, noisy = row_images(mean, noise, lambda a, b: self._rows(distinct[a:b]), len(distinct), chunk)
@@ -432,7 +440,8 @@ class ActivePairsLoss(DistortionLoss):
         fresh = self._pairs(*self.shard.take(*self.active.draw_random(self.sq_norms.device)))
         pairs = tuple(None if new is None else torch.cat([hard, new]) for hard, new in zip(self.hard, fresh))
         inv, valid = pairs[2], pairs[3]
-        noise = None if sigma is None else draw_noise(n_samples, mean.shape[0], mean.shape[1], mean)
+        sparse = isinstance(self.points, SparseRows)
+        noise = None if sigma is None else draw_noise(n_samples, mean.shape[0], mean.shape[1], mean, sparse)
         # | ||A_s (x_i - x_j)||^2 / ||x_i - x_j||^2 - 1 | for every sample and pair: (N, P)
         embedded_sq = self.pair_images(mean, sigma, noise, pairs).pow(2).sum(-1).T
         dev = (embedded_sq / mean.shape[0] * inv - valid).abs()

@@ -27,7 +27,7 @@ import math
 import numpy as np
 import torch
 
-from jl_lightning.sparse_rows import dense_rows
+from jl_lightning.sparse_rows import SparseRows, dense_rows
 
 # ||x_i - x_j||^2 <= rtol (||x_i||^2 + ||x_j||^2) counts as a duplicate pair (:func:`far_apart`)
 ZERO_DISTANCE_RTOL = 1e-12
@@ -128,6 +128,8 @@ def pair_sq_distances(
         return out
     n_left, d = left.shape
     n_right = right_source.shape[0]
+    if isinstance(left, SparseRows) or isinstance(right_source, SparseRows):
+        return _sparse_pair_sq_distances(left, right_source, i, j, out)
     itemsize = torch.finfo(dtype).bits // 8
     if len(i) * GRAM_PAIRS_RATIO < n_left * n_right:
         chunk = chunk_rows(d, itemsize, memory_budget)
@@ -151,6 +153,21 @@ def pair_sq_distances(
         rows_b = rows_a if right is None and a0 == b0 else _rows(right_source, slice(b0, b0 + b), dtype, device)
         gram = sq_distances(rows_a, rows_b)
         out[members] = gram[(i[members] - a0).to(device), (j[members] - b0).to(device)].cpu()
+    return out
+
+
+SPARSE_PAIR_CHUNK = 2**16  # pairs per sparse difference of rows
+
+
+def _sparse_pair_sq_distances(left, right, i: torch.Tensor, j: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """:func:`pair_sq_distances` of sparse rows: the pairs' rows subtracted as sparse matrices
+    (the union of their nonzeros, never d columns), squared and summed in float64."""
+    left = left if isinstance(left, SparseRows) else SparseRows(np.asarray(left))
+    right = right if isinstance(right, SparseRows) else SparseRows(np.asarray(right))
+    for s in range(0, len(i), SPARSE_PAIR_CHUNK):
+        rows_i = left.matrix[i[s : s + SPARSE_PAIR_CHUNK].numpy()].astype(np.float64)
+        difference = rows_i - right.matrix[j[s : s + SPARSE_PAIR_CHUNK].numpy()].astype(np.float64)
+        out[s : s + SPARSE_PAIR_CHUNK] = torch.from_numpy(np.asarray(difference.multiply(difference).sum(1)).ravel())
     return out
 
 

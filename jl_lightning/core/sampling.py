@@ -16,6 +16,7 @@ distribution, and of the same reparameterized gradient.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -39,8 +40,12 @@ def span_factor(points: torch.Tensor) -> torch.Tensor:
     return torch.linalg.qr(points.T, mode="reduced").R
 
 
-def draw_noise(n_samples: int, k: int, width: int, like: torch.Tensor) -> torch.Tensor:
-    """E ~ N(0, 1) of shape (n_samples, k, width), on ``like``'s device and dtype (the global RNG)."""
+def draw_noise(n_samples: int, k: int, width: int, like: torch.Tensor, columns_first: bool = False) -> torch.Tensor:
+    """E ~ N(0, 1) of shape (n_samples, k, width), on ``like``'s device and dtype (the global RNG).
+    ``columns_first``: the same law, laid out as (width, n_samples, k) in memory (a permuted
+    view), for sparse products that read the noise one column of E at a time."""
+    if columns_first:
+        return torch.randn(width, n_samples, k, device=like.device, dtype=like.dtype).permute(1, 2, 0)
     return torch.randn(n_samples, k, width, device=like.device, dtype=like.dtype)
 
 
@@ -87,15 +92,25 @@ def sample_embedded(
 # ------------------------------------------------------- rows fetched in chunks
 def rows_times(rows, weights: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
     """rows @ weights^T for a chunk of rows: a dense tensor, or a scipy.sparse matrix (one
-    sparse product on the CPU, nnz x m operations, never densified); shape (c, m). ``cache``
-    keeps the weights' numpy copy between the chunks of one pass."""
+    sparse product, torch's CSR kernel on the weights as they lie, nnz x m operations, never
+    densified); shape (c, m). ``cache`` keeps the weights' transposed copy between the chunks
+    of one pass."""
     if isinstance(rows, torch.Tensor):
         return rows @ weights.T
+    rows = rows.tocsr()
+    with warnings.catch_warnings():  # torch calls its CSR support beta; scipy checked the arrays
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        csr = torch.sparse_csr_tensor(
+            torch.from_numpy(rows.indptr.astype(np.int64)),
+            torch.from_numpy(rows.indices.astype(np.int64)),
+            torch.from_numpy(rows.data).to(weights.dtype),
+            size=rows.shape,
+            check_invariants=False,
+        )
     cache = {} if cache is None else cache
-    key = (id(weights), rows.dtype)
-    if key not in cache:
-        cache[key] = np.ascontiguousarray(weights.detach().cpu().numpy().astype(rows.dtype, copy=False).T)
-    return torch.as_tensor(np.asarray(rows @ cache[key]), dtype=weights.dtype, device=weights.device)
+    if id(weights) not in cache:
+        cache[id(weights)] = weights.detach().cpu().T.contiguous()  # free for noise drawn columns-first
+    return (csr @ cache[id(weights)]).to(weights.device)
 
 
 def rows_transposed_times(rows, grad: torch.Tensor) -> torch.Tensor:
@@ -118,7 +133,8 @@ class _RowImages(torch.autograd.Function):
         images = torch.empty(count, k, dtype=mean.dtype, device=mean.device)
         noisy = None
         if noise is not None:
-            flat = noise.reshape(-1, noise.shape[-1])  # (N k, d): one product per chunk
+            # (N k, d): one product per chunk; a view of noise drawn either way (draw_noise)
+            flat = noise.permute(2, 0, 1).reshape(noise.shape[-1], -1).T
             noisy = torch.empty(count, flat.shape[0], dtype=mean.dtype, device=mean.device)
         cache: dict = {}
         for start in range(0, count, chunk):

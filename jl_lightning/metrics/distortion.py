@@ -372,7 +372,9 @@ def _pairs_pass(plan: _Pass, screen, other, candidates: int) -> list:
         )
         if screened is not None:
             return [_screened_report(figures, plan.shard) for figures in screened]
-    rows = pair_tile_rows(plan.d, plan.k, plan.itemsize, plan.memory_budget)
+    # sparse row blocks are never dense: only the (b x b) temporaries count against the budget
+    width = 0 if is_sparse(plan.points) or is_sparse(other) else plan.d
+    rows = pair_tile_rows(width, plan.k, plan.itemsize, plan.memory_budget)
     reports = _pair_reports(
         plan.applies,
         plan.points,

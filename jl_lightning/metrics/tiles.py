@@ -20,8 +20,9 @@ import numpy as np
 import torch
 
 from jl_lightning.core.pairs import far_apart, pair_tiles_of, sq_distances
+from jl_lightning.core.sampling import rows_times
 from jl_lightning.core.sharding import SINGLE, Shard
-from jl_lightning.sparse_rows import dense_rows
+from jl_lightning.sparse_rows import SparseRows, dense_rows
 
 # square pair tiles of at most this many rows: 512^2 float64 = 2 MB, so a handful of
 # temporaries per map stay in cache
@@ -46,15 +47,27 @@ def to_tensor(array, dtype: torch.dtype, device=None) -> torch.Tensor:
 def as_linear_map(linear_map, dtype: torch.dtype) -> tuple[LinearMap, int, torch.device]:
     """(X -> X A^T, d, device) for a (k, d) matrix or an operator with ``apply(X)`` and ``d``.
 
-    An operator is applied as it is, never materialized.
+    An operator is applied as it is, never materialized. X is a dense tensor of ``dtype``, or a
+    scipy.sparse chunk of rows: a matrix multiplies it as it is (a sparse product), an
+    operator gets it densified.
     """
     if is_operator(linear_map):
-        return (lambda X: linear_map.apply(X).to(dtype)), int(linear_map.d), torch.device("cpu")
+
+        def apply_operator(X):
+            X = X if isinstance(X, torch.Tensor) else to_tensor(X, dtype)
+            return linear_map.apply(X).to(dtype)
+
+        return apply_operator, int(linear_map.d), torch.device("cpu")
     device = linear_map.device if isinstance(linear_map, torch.Tensor) else None
     A = to_tensor(linear_map, dtype, device)
     if A.ndim != 2:
         raise ValueError(f"the linear map must be a 2-D (k, d) matrix, got shape {tuple(A.shape)}")
-    return (lambda X: X @ A.T), A.shape[1], A.device
+    cache: dict = {}
+
+    def apply_matrix(X):
+        return X @ A.T if isinstance(X, torch.Tensor) else rows_times(X, A, cache)
+
+    return apply_matrix, A.shape[1], A.device
 
 
 def check_points(points, d: int) -> int:
@@ -128,6 +141,9 @@ def pair_tiles(
     With ``shard``, only the tiles rank, rank + world, ... of that sequence."""
     cross = other is not None
     second = other if cross else points
+    if isinstance(points, SparseRows) or isinstance(second, SparseRows):
+        yield from _sparse_pair_tiles(points, applies, rows, dtype, device, other, shard)
+        return
     for i0, mine in pair_tiles_of(len(points), rows, len(other) if cross else None, shard.rank, shard.world):
         Xi = to_tensor(points[i0 : i0 + rows], dtype, device)
         Yis = [apply(Xi) for apply in applies]
@@ -143,5 +159,41 @@ def pair_tiles(
             valid = torch.triu(far, diagonal=1) if diagonal else far
             count = int(valid.sum())
             candidates = (len(Xi) * (len(Xi) - 1)) // 2 if diagonal else len(Xi) * len(Xj)
+            inv = torch.where(valid, 1.0 / dx, torch.zeros_like(dx))
+            yield PairTile(i0, j0, inv, valid, count, candidates - count, list(zip(Yis, Yjs)))
+
+
+def _sparse_rows(source, start: int, rows: int, dtype: torch.dtype):
+    """Rows start.. of ``source`` as a scipy.sparse chunk of ``dtype`` (dense sources too)."""
+    # lazy: scipy is needed only where sparse data is
+    import scipy.sparse as sp  # noqa: PLC0415
+
+    block = source[start : start + rows]
+    matrix = block.matrix if isinstance(block, SparseRows) else sp.csr_matrix(dense_rows(block))
+    return matrix.astype(np.float64 if dtype == torch.float64 else np.float32)
+
+
+def _sparse_pair_tiles(points, applies, rows, dtype, device, other, shard) -> Iterator[PairTile]:
+    """:func:`pair_tiles` for sparse rows: each tile's Gram matrix is one sparse product (nonzero
+    overlaps only, never a dense row block), each row block's images one sparse product per map."""
+    cross = other is not None
+    second = other if cross else points
+    for i0, mine in pair_tiles_of(len(points), rows, len(other) if cross else None, shard.rank, shard.world):
+        Si = _sparse_rows(points, i0, rows, dtype)
+        Yis = [apply(Si) for apply in applies]
+        nxi = torch.as_tensor(np.asarray(Si.multiply(Si).sum(1)).ravel(), dtype=dtype, device=device)
+        for j0 in mine:
+            diagonal = j0 == i0 and not cross
+            Sj = Si if diagonal else _sparse_rows(second, j0, rows, dtype)
+            Yjs = Yis if diagonal else [apply(Sj) for apply in applies]
+            nxj = nxi if diagonal else torch.as_tensor(np.asarray(Sj.multiply(Sj).sum(1)).ravel(), dtype=dtype)
+            nxj = nxj.to(device)
+            gram = torch.as_tensor((Si @ Sj.T).toarray(), dtype=dtype, device=device)
+            scale = nxi[:, None] + nxj[None, :]
+            dx = torch.add(scale, gram, alpha=-2.0)
+            far = far_apart(dx, scale)
+            valid = torch.triu(far, diagonal=1) if diagonal else far
+            count = int(valid.sum())
+            candidates = (Si.shape[0] * (Si.shape[0] - 1)) // 2 if diagonal else Si.shape[0] * Sj.shape[0]
             inv = torch.where(valid, 1.0 / dx, torch.zeros_like(dx))
             yield PairTile(i0, j0, inv, valid, count, candidates - count, list(zip(Yis, Yjs)))
