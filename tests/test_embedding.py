@@ -309,3 +309,34 @@ def test_a_fit_stops_on_sigterm_or_ctrl_c_with_keyboardinterrupt_and_keeps_its_s
         emb.set_params(n_components=2, max_steps=1_000_000).fit(X)
     np.testing.assert_array_equal(emb.components_, components)
     assert signal.getsignal(sig) is before
+
+
+def test_n_components_auto_finds_the_smallest_k_that_reaches_eps(monkeypatch):
+    """The bisection against a fit whose epsilon falls with k (crossing eps between k = 6 and 7):
+    it returns 7, tries the JL-bounded top first, records every k with its epsilon, and the JL
+    bound is scikit-learn's; a top that misses eps is kept with a ConvergenceWarning."""
+    random_projection = pytest.importorskip("sklearn.random_projection")
+    exceptions = pytest.importorskip("sklearn.exceptions")
+    from jl_lightning.apps import estimator
+
+    def fake_train(self, X, k):
+        epsilon = 2.0 / k if k else 9.0  # 0.2857 at k = 7, 0.3333 at k = 6
+        summary = {"best_distortion": epsilon, "mode": "pairs", "data_fingerprint": "x", "n": len(X),
+                   "steps": 10, "seed": 0, "converged": True, "sigma2_final": 0.0, "switch_step": 3}  # fmt: skip
+        return summary, np.ones((k, X.shape[1]))
+
+    monkeypatch.setattr(estimator.JLEmbedding, "_train", fake_train)
+    X = np.random.default_rng(0).standard_normal((50, 20))
+    emb = JLEmbedding(n_components="auto", eps=0.3, mode="pairs").fit(X)
+    assert emb.n_components_ == 7 and emb.components_.shape == (7, 20) and emb.n_components == "auto"
+    assert emb.jl_bound_k_ == int(random_projection.johnson_lindenstrauss_min_dim(50, eps=0.3))
+    tried = [step["k"] for step in emb.k_search_]
+    assert tried[0] == 20 and tried[-1] in (6, 7) and sorted(set(tried)) == sorted(tried)
+    assert all(step["epsilon"] == pytest.approx(2.0 / step["k"]) for step in emb.k_search_)
+    with pytest.warns(exceptions.ConvergenceWarning, match="k=20 .min.d, JL bound.. gives epsilon 0.1 > eps"):
+        assert JLEmbedding(n_components="auto", eps=0.05).fit(X).n_components_ == 20
+    for bad in ({"eps": None}, {"eps": 1.5}, {"eps": "0.3"}):
+        with pytest.raises(ValueError, match="n_components='auto' needs eps"):
+            JLEmbedding(n_components="auto", **bad).fit(X)
+    with pytest.raises(ValueError, match="eps=0.3 applies to n_components='auto'"):
+        JLEmbedding(n_components=4, eps=0.3).fit(X)

@@ -57,12 +57,26 @@ except ImportError:  # pragma: no cover - scikit-learn is optional
         """A fit stopped before sigma^2 reached 0 (the switch to the deterministic mean)."""
 
 
+def johnson_lindenstrauss_min_dim(n: int, eps: float) -> int:
+    """The Johnson-Lindenstrauss bound's k for n points at distortion eps: 4 ln n / (eps^2 / 2 -
+    eps^3 / 3), as scikit-learn's ``johnson_lindenstrauss_min_dim`` gives it (data-blind).
+
+    Examples
+    --------
+    >>> johnson_lindenstrauss_min_dim(1797, 0.5)
+    359
+    """
+    return int(4 * np.log(n) / (eps**2 / 2 - eps**3 / 3))
+
+
 class JLEmbedding:
     """A linear embedding R^d -> R^k learned by the Gaussian solution sampler.
 
     Parameters
     ----------
-    n_components: k, the target dimension (``model.k``).
+    n_components: k, the target dimension (``model.k``), or ``"auto"``: the smallest k whose
+        learned training epsilon is at most ``eps`` on this data (a bisection over k with
+        whole fits, bracketed by min(d, the Johnson-Lindenstrauss bound's k)). Default 30.
     mode: ``"norms"`` (preserve ||x||) or ``"pairs"`` (preserve all ||x_i - x_j||).
     max_steps: training steps (``trainer.max_steps``); None keeps the config's 5000.
     random_state: the seed (``seed``): data split, sampling noise and initialization.
@@ -72,6 +86,7 @@ class JLEmbedding:
     compute_inverse_components: also keep ``inverse_components_``, the pseudo-inverse of
         ``components_`` (d, k), when fitted (scikit-learn's random projections have it);
         :meth:`inverse_transform` computes it when needed otherwise. Default False.
+    eps: the target epsilon for ``n_components="auto"`` (a number in (0, 1)); None otherwise.
     dense_output: for scipy.sparse input, whether :meth:`transform` returns a dense array
         (True, the default) or a CSR matrix (False). Dense input always gives a dense array.
 
@@ -86,6 +101,9 @@ class JLEmbedding:
     metadata_: dict with the mode, the data fingerprint, the package version, ...
     inverse_components_: (d, k) pseudo-inverse of ``components_``, with
         ``compute_inverse_components=True``.
+    n_components_, jl_bound_k_, k_search_ (with ``n_components="auto"``): the k found, the
+        JL bound's k for n points at ``eps`` (scikit-learn's johnson_lindenstrauss_min_dim),
+        and every k tried, in order, with its training epsilon.
 
     Input may be dense (numpy, anything ``np.asarray`` reads) or scipy.sparse (CSR, CSC, COO)
     in :meth:`transform`; :meth:`set_output` gives pandas DataFrames with
@@ -103,6 +121,7 @@ class JLEmbedding:
         overrides: tuple = (),
         compute_inverse_components: bool = False,
         dense_output: bool = True,
+        eps: float | None = None,
     ):
         self.n_components = n_components
         self.mode = mode
@@ -112,6 +131,7 @@ class JLEmbedding:
         self.overrides = overrides
         self.compute_inverse_components = compute_inverse_components
         self.dense_output = dense_output
+        self.eps = eps
 
     # ------------------------------------------------- scikit-learn protocol
     @classmethod
@@ -146,9 +166,9 @@ class JLEmbedding:
         return f"JLEmbedding({args})"
 
     # --------------------------------------------------------------- fitting
-    def _config_overrides(self) -> list[str]:
+    def _config_overrides(self, k: int) -> list[str]:
         overrides = [
-            f"model.k={self.n_components}",
+            f"model.k={k}",
             f"model.mode={self.mode}",
             f"seed={self.random_state}",
             "logger=none",
@@ -168,43 +188,28 @@ class JLEmbedding:
 
     def fit(self, X, y=None) -> "JLEmbedding":
         """Learn the matrix on the rows of ``X`` (n, d), dense or scipy.sparse (kept sparse), with
-        jl-train's configuration."""
-        # lazy: JLEmbedding(...) is built without Hydra or Lightning; fit loads them
-        from omegaconf import open_dict  # noqa: PLC0415
+        jl-train's configuration; with ``n_components="auto"``, the smallest k whose training
+        epsilon is at most ``eps`` (:meth:`_search_k`).
 
-        from jl_lightning.apps.config import (  # noqa: PLC0415
-            compose,
-            composition_error_message,
-            user_error_message,
-        )
-
-        # lazy: JLEmbedding(...) is built without Hydra or Lightning; fit loads them
-        from jl_lightning.io.sources import ArrayPoints  # noqa: PLC0415
-        from jl_lightning.lightning.callbacks.graceful_stop import RunStopped, stop_on_signals  # noqa: PLC0415
-        from jl_lightning.lightning.fit import fit_from_config  # noqa: PLC0415
-
+        Examples
+        --------
+        >>> import numpy as np
+        >>> X = np.random.default_rng(0).standard_normal((30, 8))
+        >>> emb = JLEmbedding(n_components=4, mode="pairs", max_steps=300).fit(X)  # doctest: +SKIP
+        >>> emb.transform(X).shape  # doctest: +SKIP
+        (30, 4)
+        """
         X = check_sparse(X, "fit(X)") if is_sparse(X) else check_array(X, "fit(X)")
-        try:
-            cfg = compose(self._config_overrides())
-            # SIGTERM and Ctrl-C end the fit where it is (a step, a tile of an exact pass) and
-            # reach the caller as KeyboardInterrupt; the scratch folder goes, the estimator
-            # keeps what it had before the call
-            with stop_on_signals(), tempfile.TemporaryDirectory(prefix="jl_fit_") as scratch, open_dict(cfg):
-                cfg.paths.output_dir = scratch
-                cfg.data.val_fraction = 0.0  # fit() trains on all of X
-                result = fit_from_config(cfg, source=ArrayPoints(X), interactive=False)
-        except RunStopped as stop:
-            raise KeyboardInterrupt(f"JLEmbedding.fit {stop}") from None
-        except JLInputError:
-            raise
-        except Exception as err:  # Hydra wraps a constructor's JLInputError, names a bad override
-            message = user_error_message(err) or composition_error_message(err, "train")
-            if message is None:
-                raise
-            raise JLInputError(message) from None
-        summary = result.summary
+        if self.n_components == "auto":
+            summary, matrix = self._search_k(X)
+        else:
+            if self.eps is not None:
+                raise JLInputError(
+                    f"eps={self.eps!r} applies to n_components='auto'; n_components={self.n_components!r}"
+                )
+            summary, matrix = self._train(X, self.n_components)
         self._set_fitted(
-            result.embedding,
+            matrix,
             {
                 "training_distortion": summary["best_distortion"],
                 "mode": summary["mode"],
@@ -231,6 +236,80 @@ class JLEmbedding:
                 stacklevel=2,
             )
         return self
+
+    def _search_k(self, X) -> tuple[dict, np.ndarray]:
+        """``n_components="auto"``: the smallest k in [1, min(d, JL bound)] whose fit reaches a
+        training epsilon <= ``eps``, by bisection (epsilon falls as k grows), each k a whole fit
+        with this estimator's settings. Sets ``n_components_``, ``jl_bound_k_`` and
+        ``k_search_`` (each k tried, in order, with its epsilon). If the largest k does not
+        reach ``eps``, that k is kept and a ConvergenceWarning says so."""
+        eps = self.eps
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < 1:
+            raise JLInputError(f"n_components='auto' needs eps, a number in (0, 1); got eps={eps!r}")
+        n, d = X.shape
+        self.jl_bound_k_ = johnson_lindenstrauss_min_dim(n, eps)
+        tried: dict[int, tuple[dict, np.ndarray]] = {}
+        self.k_search_ = []
+
+        def reaches(k: int) -> bool:
+            tried[k] = self._train(X, k)
+            epsilon = float(tried[k][0]["best_distortion"])
+            self.k_search_.append({"k": k, "epsilon": epsilon})
+            return epsilon <= eps
+
+        low, high = 0, min(d, self.jl_bound_k_)
+        if not reaches(high):
+            warnings.warn(
+                f"JLEmbedding(n_components='auto', eps={eps}): k={high} (min(d, JL bound)) gives epsilon "
+                f"{tried[high][0]['best_distortion']:.4g} > eps; keeping k={high}",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        else:
+            while high - low > 1:  # invariant: high reaches eps, low does not (0 never does)
+                middle = (low + high) // 2
+                if reaches(middle):
+                    high = middle
+                else:
+                    low = middle
+        self.n_components_ = high
+        return tried[high]
+
+    def _train(self, X, k) -> tuple[dict, np.ndarray]:
+        """One fit of k rows with jl-train's configuration: (summary, exported matrix)."""
+        # lazy: JLEmbedding(...) is built without Hydra or Lightning; fit loads them
+        from omegaconf import open_dict  # noqa: PLC0415
+
+        from jl_lightning.apps.config import (  # noqa: PLC0415
+            compose,
+            composition_error_message,
+            user_error_message,
+        )
+
+        # lazy: JLEmbedding(...) is built without Hydra or Lightning; fit loads them
+        from jl_lightning.io.sources import ArrayPoints  # noqa: PLC0415
+        from jl_lightning.lightning.callbacks.graceful_stop import RunStopped, stop_on_signals  # noqa: PLC0415
+        from jl_lightning.lightning.fit import fit_from_config  # noqa: PLC0415
+
+        try:
+            cfg = compose(self._config_overrides(k))
+            # SIGTERM and Ctrl-C end the fit where it is (a step, a tile of an exact pass) and
+            # reach the caller as KeyboardInterrupt; the scratch folder goes, the estimator
+            # keeps what it had before the call
+            with stop_on_signals(), tempfile.TemporaryDirectory(prefix="jl_fit_") as scratch, open_dict(cfg):
+                cfg.paths.output_dir = scratch
+                cfg.data.val_fraction = 0.0  # fit() trains on all of X
+                result = fit_from_config(cfg, source=ArrayPoints(X), interactive=False)
+        except RunStopped as stop:
+            raise KeyboardInterrupt(f"JLEmbedding.fit {stop}") from None
+        except JLInputError:
+            raise
+        except Exception as err:  # Hydra wraps a constructor's JLInputError, names a bad override
+            message = user_error_message(err) or composition_error_message(err, "train")
+            if message is None:
+                raise
+            raise JLInputError(message) from None
+        return result.summary, result.embedding
 
     def _set_fitted(self, matrix: np.ndarray, metadata: dict, where: str = "the embedding matrix") -> None:
         matrix = np.asarray(matrix, dtype=np.float64)
@@ -370,7 +449,7 @@ class JLEmbedding:
         meta = dict(
             self.metadata_,
             format=FORMAT,
-            n_components=self.n_components,
+            n_components=int(self.components_.shape[0]),
             n_features_in=self.n_features_in_,
             random_state=self.random_state,
         )
