@@ -1,0 +1,170 @@
+"""The field's shapes: JLEmbedding's defaults on sparse TF-IDF rows and wide dense vectors,
+beside what a user of that field would otherwise run.
+
+    python scripts/make_tfidf.py --n 12000
+    python scripts/bench_field.py outputs/data/tfidf_12000.npz --k 64            # fit + references
+    python scripts/bench_field.py outputs/data/tfidf_12000.npz --k 64 --phase references
+
+Phase ``fit``: ``JLEmbedding(n_components=k, mode="pairs").fit(X)`` with every default, in a
+child process (wall time, peak RSS, training epsilon, whether sigma^2 reached 0), the matrix
+saved under outputs/bench/field/. Phase ``references``: scikit-learn's GaussianRandomProjection
+and SparseRandomProjection (``--draws`` seeded draws each, as they are), and PCA (TruncatedSVD
+for sparse rows, scikit-learn's PCA for dense) plain and at its best single scale, each
+measured exactly over all training pairs with ``metrics.evaluate`` (sparse rows tile by tile).
+Each phase writes a JSON; the section ``field_<name>_k<k>`` of docs/benchmarks.md is rewritten
+from whatever JSONs exist.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import ROOT, machine_line, report  # noqa: E402
+
+FIT_CHILD = """
+import json, resource, sys, time, warnings
+import numpy as np
+from jl_lightning import JLEmbedding
+from jl_lightning.io.loading import load_points
+from jl_lightning.sparse_rows import SparseRows
+X = load_points(sys.argv[1])
+X = X.matrix if isinstance(X, SparseRows) else np.asarray(X)
+began = time.perf_counter()
+with warnings.catch_warnings(record=True):
+    warnings.simplefilter("always")
+    emb = JLEmbedding(n_components=int(sys.argv[2]), mode="pairs").fit(X)
+wall = time.perf_counter() - began
+np.save(sys.argv[3], emb.components_)
+print(json.dumps({"epsilon": emb.training_distortion_, "converged": emb.converged_, "switch_step": emb.switch_step_,
+                  "steps": emb.metadata_["steps"], "fit_seconds": wall,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def load(path: Path):
+    from jl_lightning.io.loading import load_points
+
+    return load_points(path)
+
+
+def phase_fit(path: Path, k: int, out: Path) -> dict:
+    matrix = out.with_suffix(".matrix.npy")
+    began = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", FIT_CHILD, str(path), str(k), str(matrix)], capture_output=True, text=True, check=True
+    )
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["process_seconds"] = time.perf_counter() - began
+    return result
+
+
+def phase_references(path: Path, k: int, draws: int) -> dict:
+    from sklearn.decomposition import PCA, TruncatedSVD
+    from sklearn.random_projection import GaussianRandomProjection, SparseRandomProjection
+
+    from jl_lightning.metrics.distortion import best_scale, evaluate
+    from jl_lightning.sparse_rows import SparseRows
+
+    points = load(path)
+    sparse = isinstance(points, SparseRows)
+    X = points.matrix if sparse else np.asarray(points)
+    out = {}
+    projections = {
+        "GaussianRandomProjection": GaussianRandomProjection,
+        "SparseRandomProjection": SparseRandomProjection,
+    }
+    for name, cls in projections.items():
+        began = time.perf_counter()
+        maps = []
+        for seed in range(draws):
+            fitted = cls(n_components=k, random_state=seed).fit(X)
+            components = fitted.components_
+            maps.append(np.asarray(components.todense() if hasattr(components, "todense") else components))
+        reports = evaluate(maps, points, "pairs", quantiles=False, mean_abs=False)
+        eps = [r.epsilon for r in reports]
+        out[name] = {"best": min(eps), "mean": float(np.mean(eps)), "draws": draws,
+                     "seconds": time.perf_counter() - began}  # fmt: skip
+    began = time.perf_counter()
+    pca = (TruncatedSVD(n_components=k, random_state=0) if sparse else PCA(n_components=k)).fit(X)
+    report_pca = evaluate(pca.components_, points, "pairs", quantiles=False, mean_abs=False)
+    out["TruncatedSVD" if sparse else "PCA"] = {
+        "plain": report_pca.epsilon,
+        "best_scaled": best_scale(report_pca)[1],
+        "seconds": time.perf_counter() - began,
+    }
+    return out
+
+
+def section(name: str, path: Path, k: int, results: dict) -> list[str]:
+    fit, refs = results.get("fit"), results.get("references")
+    shape = results.get("shape")
+    kind = ", sparse" if results.get("sparse") else ""
+    lines = [
+        f"### The field's shapes: {path.name} ({shape[0]} x {shape[1]}{kind}) -> k = {k}",
+        "",
+        f"`python scripts/bench_field.py {path} --k {k}`; {results.get('date')}",
+        machine_line(),
+        "",
+        "| map | training epsilon (all pairs, exact) | notes |",
+        "|---|---|---|",
+    ]  # fmt: skip
+    if fit:
+        lines.append(
+            f'| **learned, `JLEmbedding(n_components={k}, mode="pairs")` defaults** | **{fit["epsilon"]:.4f}** | '
+            f"{'converged' if fit['converged'] else 'NOT converged'} (switch at step {fit['switch_step']}), "
+            f"{fit['steps']} steps, fit {fit['fit_seconds'] / 60:.1f} min, "
+            f"peak RSS {fit['peak_rss_mb'] / 1024:.2f} GB |"
+        )
+    for method, row in (refs or {}).items():
+        if "best" in row:
+            lines.append(
+                f"| scikit-learn {method} | best of {row['draws']}: {row['best']:.4f} (mean {row['mean']:.4f}) | "
+                f"{row['seconds']:.0f} s for the draws and their exact passes |"
+            )
+        else:
+            lines.append(
+                f"| scikit-learn {method} | {row['plain']:.4f} (best single scale {row['best_scaled']:.4f}) | |"
+            )
+    return lines
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("data", type=Path, help="a .npz (scipy.sparse.save_npz) or .npy file")
+    parser.add_argument("--k", type=int, default=64)
+    parser.add_argument("--draws", type=int, default=100)
+    parser.add_argument("--phase", choices=["fit", "references", "both"], default="both")
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args(argv)
+    name = f"field_{args.data.stem}_k{args.k}"
+    out = ROOT / "outputs" / "bench" / "field" / f"{name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    results = json.loads(out.read_text()) if out.exists() else {}
+    points = load(args.data)
+    results["shape"] = list(points.shape)
+    results["sparse"] = hasattr(points, "matrix")
+    results["date"] = dt.date.today().isoformat()
+    if args.phase in ("fit", "both"):
+        results["fit"] = phase_fit(args.data, args.k, out)
+        out.write_text(json.dumps(results, indent=2))
+    if args.phase in ("references", "both"):
+        results["references"] = phase_references(args.data, args.k, args.draws)
+        out.write_text(json.dumps(results, indent=2))
+    results["peak_rss_mb_this_process"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out.write_text(json.dumps(results, indent=2))
+    report(name, section(name, args.data, args.k, results), write=not args.no_write)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
