@@ -132,6 +132,15 @@ def cases(work: Path) -> list[tuple]:
     for power in (-30, 19, 200):
         save(f"scaled_1e{power}.npy", X * 10.0**power)
     np.savez(data / "two.npz", a=X, b=X)
+    import scipy.sparse
+
+    sparse_rows = scipy.sparse.csr_matrix(X * (np.abs(X) > 0.5))
+    scipy.sparse.save_npz(data / "sparse.npz", sparse_rows)
+    with_nan = sparse_rows.copy()
+    with_nan.data[with_nan.indptr[3]] = np.nan
+    scipy.sparse.save_npz(data / "sparse_nan.npz", with_nan)
+    np.savez(data / "sparse_broken.npz", data=sparse_rows.data, indices=sparse_rows.indices,
+             indptr=sparse_rows.indptr[::-1], format="csr", shape=sparse_rows.shape)  # fmt: skip
     (data / "garbage.npy").write_bytes(b"not a numpy file at all")
     (data / "truncated.npy").write_bytes((data / "ints.npy").read_bytes()[:300])
     (data / "text.csv").write_text("1,5,3\n4,x,6\n")
@@ -193,6 +202,12 @@ def cases(work: Path) -> list[tuple]:
         file_run("ok", "pairs mode, data scaled by 1e200", "scaled_1e200.npy", "model.mode=pairs"),
         file_run("ok", "norms mode, data scaled by 1e200", "scaled_1e200.npy"),
         file_run("error", ".npz with two arrays, no key", "two.npz"),
+        file_run("ok", "scipy.sparse save_npz rows (pairs mode)", "sparse.npz", "model.mode=pairs"),
+        file_run("error", "scipy.sparse rows with a NaN", "sparse_nan.npz", "model.mode=pairs"),
+        file_run("error", "scipy.sparse .npz with inconsistent index arrays", "sparse_broken.npz"),
+        file_run(
+            "error", "scipy.sparse rows with data.center=true", "sparse.npz", "model.mode=pairs", "data.center=true"
+        ),
         file_run("error", ".npz, a key it does not hold", "two.npz", "data.source.key=c"),
         file_run("error", "not a .npy file", "garbage.npy"),
         file_run("error", "truncated .npy", "truncated.npy"),
