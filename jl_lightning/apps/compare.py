@@ -54,6 +54,7 @@ from jl_lightning.io.run_folder import atomic_write, check_fresh
 from jl_lightning.io.validation import validate_k
 from jl_lightning.lightning.datamodule import short_fingerprint
 from jl_lightning.lightning.fit import build_datamodule
+from jl_lightning.lightning.targets import check_targets
 from jl_lightning.metrics.distortion import HELDOUT_NAMES, evaluate, heldout_name
 from jl_lightning.metrics.neighbors import original_neighbors, recall_at_k
 from jl_lightning.metrics.tiles import to_tensor
@@ -245,7 +246,9 @@ def _run_config(run_dir: Path) -> tuple[DictConfig, dict]:
             f"compare.run={run_dir} is not a finished jl-train run folder "
             "(expected .hydra/config.yaml, summary.json and embedding.npy)"
         )
-    return OmegaConf.load(config_path), json.loads(summary_path.read_text())
+    saved = OmegaConf.load(config_path)
+    check_targets(saved)  # a run folder is input: only classes the project allows are built from it
+    return saved, json.loads(summary_path.read_text())
 
 
 def check_same_data(option: str, summary: dict, datamodule) -> None:

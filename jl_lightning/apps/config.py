@@ -33,6 +33,7 @@ from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 from jl_lightning.apps.sweep_summary import job_folder_name, record_failure
 from jl_lightning.errors import DuplicatePointsWarning, JLInputError
 from jl_lightning.io.run_folder import release_lock
+from jl_lightning.lightning.targets import check_override_targets
 
 # The configs ship inside the package: conf/ at the repository root is the subpackage
 # jl_lightning.conf (pyproject's package-dir), so an editable install, `pip install .` and a
@@ -265,6 +266,13 @@ def run_hydra_app(program: str, entry, config_name: str) -> None:
     terminal and into train.log; as a Python warning too it would show twice. (Library
     callers, ``JLEmbedding``, get the warning.)"""
     warnings.filterwarnings("ignore", category=DuplicatePointsWarning)
+    try:
+        # Hydra instantiates its own callbacks, launcher and sweeper from the command line
+        # before the task runs: their targets are checked here, before Hydra sees them
+        check_override_targets([a for a in sys.argv[1:] if "=" in a and not a.startswith("-")])
+    except JLInputError as err:
+        print(f"{program}: error: {err}", file=sys.stderr, flush=True)
+        sys.exit(2)
     try:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             entry()

@@ -34,6 +34,7 @@ from jl_lightning.errors import JLInputError
 from jl_lightning.io.run_folder import check_fresh, process_rank, write_results
 from jl_lightning.lightning.callbacks.graceful_stop import RunStopped, stop_on_signals
 from jl_lightning.lightning.fit import fit_from_config
+from jl_lightning.lightning.targets import check_targets
 
 
 def _top_level_keys() -> frozenset:
@@ -72,11 +73,14 @@ def resumed_config(cfg: DictConfig) -> tuple[DictConfig, Path]:
             f"resume={run_dir} continues the run with its own config; give resume= alone "
             f"(also given: {' '.join(others)})"
         )
+    saved = OmegaConf.load(saved_path)
+    # a run folder is input: its config names only classes the project allows, checked
+    # before anything in the folder changes or is built
+    check_targets(saved)
     check_checkpoint(checkpoint, f"resume={run_dir}")
     # the final phase's figures of a run stopped in it (a signal, a full disk): rewritten
     for stale in (run_dir / "figures").glob("*.png"):
         stale.unlink()
-    saved = OmegaConf.load(saved_path)
     with open_dict(saved):
         saved.resume = str(run_dir)
         saved.paths.output_dir = str(run_dir)

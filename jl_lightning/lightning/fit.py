@@ -28,6 +28,7 @@ from jl_lightning.errors import JLInputError, JLRunError
 from jl_lightning.io.run_folder import process_rank
 from jl_lightning.io.validation import run_options, validate_k
 from jl_lightning.lightning.callbacks import ProgressLog, RunSummary
+from jl_lightning.lightning.targets import check_targets
 
 log = logging.getLogger("jl_lightning")
 
@@ -184,7 +185,7 @@ def fit_from_config(cfg: DictConfig, source=None, interactive: bool | None = Non
     and callbacks add what makes the continuation exact: the RNG state, the active pairs,
     the tracker's best matrix and history)."""
     started = time.perf_counter()
-
+    check_targets(cfg)  # before anything is built: a config names only classes the project allows
     seed = _prepare_process(cfg)
     datamodule = build_datamodule(cfg.data, source)
     cfg, settings = resolve_auto(cfg, datamodule.n, datamodule.dim)
