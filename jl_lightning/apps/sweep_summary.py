@@ -180,6 +180,14 @@ def metric_value(summary: dict, name: str) -> float:
     return float("nan") if value is None else float(value)
 
 
+def sweeper_value(summary: dict, name: str) -> float:
+    """What jl-train returns to a Hydra sweeper: the figure ``name``, or +inf for a run whose
+    sigma^2 never reached 0, so that a search never takes it as its best (the sweep summary
+    never ranks it best either). NaN would fail the Optuna trial, and a search whose every
+    trial failed has no result at all."""
+    return float("inf") if summary.get("converged") is False else metric_value(summary, name)
+
+
 def best_row(rows: list[dict], metric: str = "best_distortion") -> dict | None:
     """The finished job of lowest ``metric`` among those that converged (sigma^2 reached 0):
     a job stopped with sigma^2 > 0 is never the best, whatever its epsilon."""

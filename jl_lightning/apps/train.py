@@ -29,7 +29,7 @@ from jl_lightning.apps.config import (
     run_hydra_app,
     stop_and_exit,
 )
-from jl_lightning.apps.sweep_summary import check_metric, metric_value
+from jl_lightning.apps.sweep_summary import check_metric, sweeper_value
 from jl_lightning.errors import JLInputError
 from jl_lightning.io.run_folder import check_fresh, process_rank, write_results
 from jl_lightning.lightning.callbacks.graceful_stop import RunStopped, stop_on_signals
@@ -218,9 +218,7 @@ def _hydra_entry(cfg: DictConfig) -> float:
         if _in_multirun():  # one bad job: the others run, and the sweep summary says why it failed
             return failed_job("jl-train", cfg.paths.output_dir, err)
         refuse_and_exit("jl-train", cfg.paths.output_dir, err)
-    # the value a Hydra sweeper minimizes; NaN for a run that did not converge would fail an
-    # Optuna trial, so it is returned as it is (the sweep summary never ranks it best)
-    return metric_value(summary, cfg.get("optimized_metric", "best_distortion"))
+    return sweeper_value(summary, cfg.get("optimized_metric", "best_distortion"))
 
 
 def main() -> None:
