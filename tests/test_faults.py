@@ -83,6 +83,8 @@ def test_non_finite_sparse_rows_and_float32_overflow_are_refused_as_jl_embed_ref
         ("seed=-1", "seed must be an integer"),
         ("log_every=0", "^log_every must be a positive integer, got 0"),
         ("optimizer.lr=0", "optimizer.lr must be a number > 0 or auto, got 0"),
+        (f"threads={100 * (os.cpu_count() or 1)}", "is more than 4 per core of this machine's"),
+        ("model.n_samples=1000000000", "model.n_samples=1000000000: a step's noise needs .* GiB"),
     ],
 )
 def test_run_options_are_checked_under_their_own_names(cfg_factory, override, words):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 
 import numpy as np
@@ -346,6 +347,11 @@ def positive_int(option: str, value, allow_none: bool = False) -> int | None:
     return check(option, value, Number(low=1, integer=True, none=allow_none))
 
 
+# threads= beyond this many per core only oversubscribe (and past the OpenMP runtime's own
+# limit, abort the process inside it)
+MAX_THREADS_PER_CORE = 4
+
+
 def run_options(cfg) -> tuple[int, int | None]:
     """The top-level options every run reads, checked under their own names: ``seed`` (an
     integer in [0, 2^32)), ``threads`` (null or a positive integer), ``log_every`` (a positive
@@ -353,6 +359,12 @@ def run_options(cfg) -> tuple[int, int | None]:
     seed = cfg.get("seed")
     check("seed", seed, Number(low=0, high=2**32, high_open=True, integer=True, what="an integer in [0, 2^32)"))
     threads = positive_int("threads", cfg.get("threads"), allow_none=True)
+    most = MAX_THREADS_PER_CORE * (os.cpu_count() or 1)
+    if threads is not None and threads > most:
+        raise JLInputError(
+            f"threads={threads} is more than {MAX_THREADS_PER_CORE} per core of this machine's "
+            f"{os.cpu_count()} (at most {most}); null uses one per core"
+        )
     if "log_every" in cfg:
         positive_int("log_every", cfg.get("log_every"))
     optimizer = cfg.get("optimizer") or {}

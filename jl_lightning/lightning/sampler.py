@@ -12,6 +12,7 @@ once here. Everything shared with the other sampler is in ``module.BaseJLModule`
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import Any, Callable, Mapping
 
@@ -36,6 +37,21 @@ from jl_lightning.lightning.module import BaseJLModule, shared_options
 log = logging.getLogger("jl_lightning")
 LOG_PASSES_FROM_S = 5.0  # exact passes longer than this are logged
 SAMPLER_CONSTRAINTS = {"subspace_penalty": NON_NEGATIVE, "subspace_energy": Number(low=0, high=1, low_open=True)}
+
+
+def check_sample_memory(n_samples: int, k: int, dim: int) -> int:
+    """``n_samples`` unchanged, or :class:`JLInputError` when the N noise matrices of a step
+    (N k d float32 values, drawn every step until the switch) would not fit in half of this
+    machine's memory: refused in one line before anything is allocated."""
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else None
+    need = 4 * n_samples * k * dim
+    if memory and need > memory // 2:
+        most = max(1, (memory // 2) // (4 * k * dim))
+        raise JLInputError(
+            f"model.n_samples={n_samples}: a step's noise needs {need / 2**30:.1f} GiB (N x k x d float32), "
+            f"more than half of this machine's {memory / 2**30:.1f} GiB; at most {most} here"
+        )
+    return n_samples
 
 
 class GaussianSampler(BaseJLModule):
@@ -79,7 +95,7 @@ class GaussianSampler(BaseJLModule):
                  *, loss: Mapping[str, Any], subspace_penalty: float = 0.0,
                  subspace_energy: float = 0.99):  # fmt: skip
         super().__init__(k, dim, **shared_options(locals()))
-        self.n_samples = check("model.n_samples", n_samples, POSITIVE_INT)
+        self.n_samples = check_sample_memory(check("model.n_samples", n_samples, POSITIVE_INT), k, dim)
         if not isinstance(loss, Mapping):
             raise JLInputError(
                 f"model.loss must be a mapping of the loss's options (conf/model/sampler.yaml), got {loss!r}"
