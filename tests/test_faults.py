@@ -84,7 +84,6 @@ def test_non_finite_sparse_rows_and_float32_overflow_are_refused_as_jl_embed_ref
         ("log_every=0", "^log_every must be a positive integer, got 0"),
         ("optimizer.lr=0", "optimizer.lr must be a number > 0 or auto, got 0"),
         (f"threads={100 * (os.cpu_count() or 1)}", "is more than 4 per core of this machine's"),
-        ("model.n_samples=1000000000", "model.n_samples=1000000000: a step's noise needs .* GiB"),
     ],
 )
 def test_run_options_are_checked_under_their_own_names(cfg_factory, override, words):
@@ -92,6 +91,18 @@ def test_run_options_are_checked_under_their_own_names(cfg_factory, override, wo
 
     with pytest.raises(JLInputError, match=words):
         fit_from_config(cfg_factory("debug=fast", "logger=none", override), interactive=False)
+
+
+def test_n_samples_whose_noise_cannot_fit_in_memory_is_refused_before_allocating():
+    from jl_lightning.lightning.sampler import check_sample_memory
+
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    most = (memory // 2) // (4 * 30 * 500)
+    assert check_sample_memory(most, 30, 500) == most
+    with pytest.raises(
+        JLInputError, match=f"model.n_samples={most + 1}: a step's noise needs .* GiB .* at most {most} here"
+    ):
+        check_sample_memory(most + 1, 30, 500)
 
 
 def test_data_options_where_nothing_reads_them_and_files_that_are_not_files(tmp_path):
