@@ -214,3 +214,24 @@ def test_every_configured_reference_is_registered():
     configured = set(compose().baseline.methods) | set(compose(config_name="compare").compare.methods)
     assert configured <= set(REFERENCES)
     assert {r.kind for r in REFERENCES.values()} == {"random", "fitted"}
+
+
+def test_the_number_of_reference_draws_is_fixed_by_the_command_not_the_machine():
+    """planned_draws from the pairs (or points) and k alone; reference_figures measures that many
+    under any budget that does not bind (a slow and a fast machine alike), and says so when a
+    budget cuts them."""
+    from jl_lightning.baselines.references import REFERENCE_WORK, planned_draws, reference_figures
+
+    assert planned_draws(100, 30, "norms", 1000) == 1000  # the paper's run: every draw
+    assert planned_draws(10**5, 32, "pairs", 1000) == 1  # 5e9 pairs: one draw, as a pass costs a minute
+    assert planned_draws(12000, 64, "pairs", 1000) == int(REFERENCE_WORK // (12000 * 11999 // 2 * 64))
+    X = np.random.default_rng(0).standard_normal((40, 6))
+    counts = {
+        budget: reference_figures(X, 3, "pairs", draws=30, methods=["gaussian"], budget_s=budget)["gaussian"]
+        for budget in (None, 60.0, 6000.0)
+    }
+    assert {figures["draws"] for figures in counts.values()} == {30}
+    assert all("cut" not in figures for figures in counts.values())
+    assert len({figures["best"] for figures in counts.values()}) == 1  # the same draws
+    cut = reference_figures(X, 3, "pairs", draws=30, methods=["gaussian"], budget_s=1e-9)["gaussian"]
+    assert cut["draws"] < 30 and cut["cut"].startswith("30 draws planned")

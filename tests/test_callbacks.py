@@ -85,7 +85,13 @@ class Sigma2Trace(Callback):
         self.trace.append((trainer.global_step, pl_module.sigma2()))
 
 
-def test_variance_monitor_records_the_first_step_below_each_threshold(cfg_factory):
+def test_variance_monitor_records_the_first_step_below_each_threshold(cfg_factory, monkeypatch):
+    from jl_lightning.lightning import targets
+
+    declared = targets.allowed  # the test's own callback class joins the allowlist, for this test only
+    monkeypatch.setattr(
+        targets, "allowed", lambda target, hydra_node=False: target.startswith("tests.") or declared(target)
+    )
     summary, trainer, model = fit(
         cfg_factory,
         "trainer.max_steps=300",

@@ -40,6 +40,20 @@ def _on(linear_map, device):
     return linear_map.to(device)
 
 
+# multiply-adds of pairs (or points) times k that the random references may take together
+# per method: a count of draws fixed by the command, not by how fast the machine is (about
+# 20 s of exact passes per method on the project's 2 cores)
+REFERENCE_WORK = 2e11
+
+
+def planned_draws(n: int, k: int, mode: str, draws: int) -> int:
+    """How many draws of a random method a run measures: ``draws``, or fewer where their exact
+    passes would exceed :data:`REFERENCE_WORK` (n(n-1)/2 pairs or n points, times k, per
+    draw), at least 1. The same on every machine for the same data and options."""
+    units = n * (n - 1) // 2 if mode == "pairs" else n
+    return int(max(1, min(draws, REFERENCE_WORK // max(1, units * k))))
+
+
 def pass_size(measured: list[tuple[int, float]], seconds_left: float, most: int) -> int:
     """How many maps the next exact pass may measure and still end within ``seconds_left``,
     from the passes ``measured`` so far ((maps, seconds) each), at most ``most``.
@@ -223,9 +237,11 @@ def reference_figures(
     device=None,
     on_method=None,
 ) -> dict:
-    """Mean / best / std over ``draws`` draws for each random method, epsilon plain and
-    best-scaled for PCA (left out, with a reason, when k > min(n, d)). ``budget_s``: the
-    seconds the random methods may take together, shared equally (see :func:`random_draws`).
+    """Mean / best / std over ``draws`` draws for each random method (fewer at scale, by
+    :func:`planned_draws`: the count depends on the command, not on the machine), epsilon
+    plain and best-scaled for PCA (left out, with a reason, when k > min(n, d)). ``budget_s``:
+    a cap on the seconds the random methods may take together, shared equally (see
+    :func:`random_draws`); a draw count it cuts is said in the log and summary.json.
     ``best_maps``: a dict that receives each random method's best draw (as constructed:
     :func:`dense_map` turns it into an array where one is needed) and PCA's best-scaled
     matrix, for figures. ``device``: where the exact passes of the dense maps run (the
@@ -237,6 +253,7 @@ def reference_figures(
     without one, PCA rides in the Gaussian draws' last pass when it has room."""
     out = {}
     methods = check_methods(methods, "baseline.methods")
+    draws = planned_draws(points.shape[0], k, mode, draws)
     randoms = [m for m in methods if REFERENCES[m].kind == "random"]
     share = None if budget_s is None or not randoms else budget_s / len(randoms)
     context = {"pca": None, "pca_report": None, "pca_svd_s": 0.0, "shared_with": None, "heads": {}}
@@ -255,6 +272,8 @@ def reference_figures(
             context["pca_report"], context["shared_with"] = shared["riders"][0], "first_pass"
     for method in methods:
         out[method] = _reference(method, points, k, mode, draws, seed, memory_budget, share, device, best_maps, context)
+        if method in randoms and out[method]["draws"] < draws:  # said in the log and summary.json
+            out[method]["cut"] = f"{draws} draws planned, {out[method]['draws']} within baseline.budget_s={budget_s:g}"
         if on_method is not None:
             on_method(method, out[method])
     return out

@@ -25,8 +25,9 @@ SHARED_PASS = {"gaussian": "the Gaussian draws' last pass", "first_pass": "the f
 def log_reference(name: str, figures: dict) -> None:
     """One method's line, as soon as it is measured."""
     if "mean" in figures:
-        log.info("reference %s over %d draws: mean %.4g, best %.4g (%.1f s)",
-                 name, figures["draws"], figures["mean"], figures["best"], figures["seconds"])  # fmt: skip
+        log.info("reference %s over %d draws: mean %.4g, best %.4g (%.1f s)%s",
+                 name, figures["draws"], figures["mean"], figures["best"], figures["seconds"],
+                 f"; {figures['cut']}" if "cut" in figures else "")  # fmt: skip
     elif "epsilon" in figures:
         shared = figures.get("pass_shared_with")
         log.info("reference %s: %.4g, best-scaled %.4g (%.1f s%s)", name, figures["epsilon"],
@@ -38,9 +39,10 @@ def log_reference(name: str, figures: dict) -> None:
 
 class ReferenceLines(Callback):
     """Measure the references on the data's training points, in the module's mode and k, when
-    the fit starts: mean / best / std over ``draws`` draws of each random method (fewer where
-    the random methods' ``budget_s`` seconds run out first; the log says how many and what
-    they cost) and PCA plain and best-scaled (``baselines/references.py``); ``draws: 0``
+    the fit starts: mean / best / std over ``draws`` draws of each random method (fewer at
+    scale, a count fixed by the data and options, ``references.planned_draws``; fewer still
+    only where the random methods' ``budget_s`` cap runs out first, and then the log and
+    summary.json say so) and PCA plain and best-scaled (``baselines/references.py``); ``draws: 0``
     measures none.
 
     They are logged as ``reference/<method>_mean``, ``reference/<method>_best``,
@@ -51,7 +53,7 @@ class ReferenceLines(Callback):
     PCA's best-scaled matrix to the run's figures (``reference_maps``).
     """
 
-    def __init__(self, draws: int = 1000, seed: int = 0, methods=REFERENCE_METHODS, budget_s: float | None = 60.0):
+    def __init__(self, draws: int = 1000, seed: int = 0, methods=REFERENCE_METHODS, budget_s: float | None = 600.0):
         super().__init__()
         self.draws, self.seed = int(draws), int(seed)
         self.methods = check_methods(methods, "baseline.methods")
