@@ -26,6 +26,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests"
+# the tests' KillAt callback on the path, and allowed as a target (lightning/targets.py)
+TEST_ENV = {"PYTHONPATH": str(TESTS), "JL_EXTRA_TARGETS": "kill_at."}
 REPORT = ROOT / "docs" / "reliability.md"
 FAST = [
     "model.n_samples=4",
@@ -539,7 +541,7 @@ def checkpoint_cases(work: Path, out: Path) -> list[tuple]:
         "+callbacks.kill.step=15",
         "+callbacks.kill.signal=SIGTERM",
         cwd=work,
-        env_extra={"PYTHONPATH": str(TESTS)},
+        env_extra=TEST_ENV,
     )
     finished = out / "finished_base"
     run(
@@ -723,7 +725,7 @@ def python_cases(work: Path) -> list[tuple[str, str, bool, str]]:
 def kill_resume_cases(work: Path, steps: int) -> list[tuple[str, bool, str]]:
     """Kill at 25/50/75 % of a run, resume; embedding.npy must equal the uninterrupted run's."""
     results = []
-    env = {"PYTHONPATH": str(TESTS)}
+    env = TEST_ENV
     # norms with log sigma^2, which is still positive at the early kills; pairs with the raw one
     for mode, variance in (("norms", "log"), ("pairs", "raw")):
         common = [
@@ -780,7 +782,7 @@ def kill_resume_cases(work: Path, steps: int) -> list[tuple[str, bool, str]]:
 def signal_cases(work: Path, steps: int) -> list[tuple[str, bool, str]]:
     """SIGTERM at 10, 50 and 90 % of a pairs run (and SIGINT at 50 %), then resume=: exit 143
     (130), one line, and embedding.npy identical to the uninterrupted run."""
-    env = {"PYTHONPATH": str(TESTS)}
+    env = TEST_ENV
     common = [
         "debug=fast",
         "data.source.n=30",
@@ -885,7 +887,11 @@ def main() -> None:
         work = Path(tmp)
         for name, kind, module, case_args, extras, check, run_dir in cases(work):
             proc = run(
-                module, *case_args, cwd=work, file_limit=extras.get("file_limit"), env_extra={"PYTHONPATH": str(TESTS)}
+                module,
+                *case_args,
+                cwd=work,
+                file_limit=extras.get("file_limit"),
+                env_extra=TEST_ENV,
             )
             passed, message = verdict(kind, proc, check)
             if kind == "error" and run_dir is not None and run_dir.exists() and not run_dir.name == "occupied":

@@ -1,6 +1,6 @@
 """A callback for the kill-and-resume tests: send this process a signal before step ``step``.
 
-Added to a real jl-train run with ``+callbacks.kill._target_=kill_at.KillAt
+Added to a real jl-train run (allowed by JL_EXTRA_TARGETS=kill_at.) with ``+callbacks.kill._target_=kill_at.KillAt
 +callbacks.kill.step=N`` (the tests put this folder on PYTHONPATH); ``+callbacks.kill.signal=SIGTERM``
 sends SIGTERM (or SIGINT) instead of the default SIGKILL. The signal comes at the start of a
 step, after the previous step's checkpoint was written, as a kill at any time between two

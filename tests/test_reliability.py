@@ -244,7 +244,7 @@ def test_a_killed_run_resumes_to_the_same_embedding(tmp_path, mode, variance):
         "logger=csv",
         "baseline.draws=3",
     ]
-    env = {"PYTHONPATH": str(TESTS)}
+    env = {"PYTHONPATH": str(TESTS), "JL_EXTRA_TARGETS": "kill_at."}
     full, killed = concurrently(
         lambda: jl_train(*common, f"hydra.run.dir={tmp_path / 'full'}", cwd=tmp_path),
         lambda: jl_train(
@@ -292,7 +292,7 @@ def test_a_signalled_run_stops_cleanly_and_resumes_to_the_same_embedding(tmp_pat
         "logger=none",
         "baseline.draws=3",
     ]
-    env = {"PYTHONPATH": str(TESTS)}
+    env = {"PYTHONPATH": str(TESTS), "JL_EXTRA_TARGETS": "kill_at."}
     run_dir = tmp_path / "stopped"
     full, stopped = concurrently(
         lambda: jl_train(*common, f"hydra.run.dir={tmp_path / 'full'}", cwd=tmp_path),
@@ -332,7 +332,7 @@ def test_a_run_signalled_before_its_first_step_leaves_nothing(tmp_path):
         "+callbacks.kill.step=-1",
         "+callbacks.kill.signal=SIGTERM",
         cwd=tmp_path,
-        env_extra={"PYTHONPATH": str(TESTS)},
+        env_extra={"PYTHONPATH": str(TESTS), "JL_EXTRA_TARGETS": "kill_at."},
     )
     assert stopped.returncode == 143
     assert stopped.stderr.strip().splitlines() == [
@@ -351,7 +351,7 @@ def test_resume_and_compare_refuse_a_data_file_that_changed(tmp_path):
     X = np.random.default_rng(0).standard_normal((20, 6))
     np.save(data, X)
     common = ["debug=fast", "data=file", f"data.source.path={data}", "model.k=3", "logger=none", "baseline.draws=0"]
-    env = {"PYTHONPATH": str(TESTS)}
+    env = {"PYTHONPATH": str(TESTS), "JL_EXTRA_TARGETS": "kill_at."}
     stopped_dir, done_dir = tmp_path / "stopped", tmp_path / "done"
     stopped, done = concurrently(
         lambda: jl_train(

@@ -95,3 +95,11 @@ def test_a_command_line_or_a_run_folder_cannot_run_code(tmp_path):
     for result in (resumed, compare):
         assert result.returncode == 2 and "callbacks.run_summary._target_='builtins.open'" in result.stderr
     assert not pwned.exists()
+
+
+def test_a_users_own_classes_are_allowed_by_the_environment_not_by_the_config(monkeypatch):
+    assert not allowed("mypackage.callbacks.Watch")
+    monkeypatch.setenv("JL_EXTRA_TARGETS", "mypackage.callbacks., other.Thing")
+    assert allowed("mypackage.callbacks.Watch") and allowed("other.Thing")
+    assert not allowed("mypackage.callbacks.write_file")  # classes only
+    assert not allowed("builtins.open")

@@ -6,7 +6,10 @@ task function starts, so a check inside ``jl-train`` itself would come too late.
 
 * a folder that holds any earlier run's files (results, ``.hydra/``, checkpoints, event
   files, a lock) is refused, unless this run resumes it (``resume=RUN_DIR``, a killed
-  run: no summary.json, a last.ckpt, and no live lock);
+  run: no summary.json, a last.ckpt, and no live lock), and so is a folder holding anything
+  else (a user's files): a run writes only into a new or empty folder of its own;
+* ``paths.output_dir`` set by hand is refused: it would send the results into another
+  folder than the one checked and locked here;
 * otherwise the folder is created and locked (``.jl_lock``, O_EXCL, with the pid and the
   host), so a second run into the same folder is refused at once;
 * the lock is released when the run ends; a refused or failed run removes the folder it
@@ -70,6 +73,25 @@ def resumable_problem(run_dir: Path) -> str | None:
     return None
 
 
+# conf/paths/default.yaml: every result goes where Hydra put this run
+OUTPUT_DIR_DEFAULT = "${hydra:runtime.output_dir}"
+
+
+def raw_output_dir(config: DictConfig) -> str | None:
+    """``paths.output_dir`` as written (an interpolation left as its text)."""
+    paths = OmegaConf.to_container(config.get("paths") or {}, resolve=False)
+    return paths.get("output_dir") if isinstance(paths, dict) else None
+
+
+def folder_entries(folder: Path, show: int = 3) -> list[str]:
+    """The first names in ``folder`` (none if it does not exist or is empty)."""
+    try:
+        names = sorted(entry.name for entry in folder.iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return names[:show] + ([f"and {len(names) - show} more"] if len(names) > show else [])
+
+
 class RefuseOccupiedRunDir(Callback):
     """The checks above, by the process of rank 0 only: the other processes of a distributed
     run (started by Lightning's DDP launcher into rank 0's folder, or by SLURM) write nothing."""
@@ -99,6 +121,20 @@ class RefuseOccupiedRunDir(Callback):
                     f"them or write beside them (nothing was written). Choose another hydra.run.dir.{extra}",
                     config,
                 )
+            foreign = folder_entries(run_dir)
+            if foreign:  # a run writes only into a folder of its own: not beside a user's files
+                _refuse(
+                    f"hydra.run.dir={run_dir} is not empty ({', '.join(foreign)}); a run writes only into a "
+                    "new or empty folder of its own (nothing was written). Choose another hydra.run.dir.",
+                    config,
+                )
+        output_dir = raw_output_dir(config)
+        if output_dir != OUTPUT_DIR_DEFAULT:
+            _refuse(
+                f"paths.output_dir={output_dir} is the folder Hydra made for this run and is not set by hand "
+                "(it would write into another folder); choose the run folder with hydra.run.dir",
+                config,
+            )
         try:
             take_lock(run_dir, takeover=bool(resume))
         except FileExistsError as err:
@@ -113,6 +149,12 @@ class RefuseOccupiedRunDir(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))
+        if raw_output_dir(config) != OUTPUT_DIR_DEFAULT:
+            _refuse(
+                f"paths.output_dir={raw_output_dir(config)} is the folder Hydra makes for each job and is not set "
+                "by hand; choose the sweep folder with hydra.sweep.dir",
+                config,
+            )
         if sweep_dir.is_dir():
             for job_dir in sorted(p for p in sweep_dir.iterdir() if p.is_dir()):
                 found = earlier_run_files(job_dir)

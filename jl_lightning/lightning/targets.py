@@ -14,12 +14,17 @@ file, ``shutil.copyfile`` would overwrite one. Hydra's own blocklist stops only
 
 Anything else is refused with one line naming the key and the target. A run folder's
 config is checked the same way before it is used.
+
+A user's own classes (a callback of their package) are allowed by the environment, which is
+theirs, not the config's: ``JL_EXTRA_TARGETS=mypackage.callbacks.,other.Class`` (prefixes,
+comma-separated; classes only).
 """
 
 from __future__ import annotations
 
 import functools
 import importlib.resources
+import os
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
@@ -73,6 +78,9 @@ def declared_targets() -> frozenset[str]:
     return frozenset(found)
 
 
+EXTRA_TARGETS = "JL_EXTRA_TARGETS"
+
+
 def allowed(target: str, hydra_node: bool = False) -> bool:
     """Whether ``target`` may be instantiated (in a ``hydra.*`` node with ``hydra_node``)."""
     if target in declared_targets():
@@ -80,6 +88,9 @@ def allowed(target: str, hydra_node: bool = False) -> bool:
     name = target.rsplit(".", 1)[-1]
     if not name[:1].isupper():  # a class, never a function such as torch.save
         return False
+    extra = [p.strip() for p in os.environ.get(EXTRA_TARGETS, "").split(",") if p.strip()]
+    if any(target.startswith(prefix) for prefix in extra):
+        return True
     return any(target.startswith(prefix) and (hydra_node or not hydra_only) for prefix, hydra_only in CLASS_PREFIXES)
 
 
@@ -87,7 +98,7 @@ def refusal(key: str, target) -> str:
     return (
         f"{key}._target_={target!r} is not a class this project instantiates; a _target_ must be one "
         "conf/ declares, or a torch optimizer or schedule, or a Lightning callback, logger, profiler "
-        "or strategy class (refused before anything was built)"
+        f"or strategy class, or one {EXTRA_TARGETS} names (refused before anything was built)"
     )
 
 
