@@ -127,3 +127,19 @@ def test_a_fit_on_sparse_rows_certifies_the_epsilon_of_its_matrix_on_the_dense_r
     sp.save_npz(tmp_path / "x.npz", X)
     embed_file(emb.components_, tmp_path / "x.npz", tmp_path / "y.npy", chunk_rows=16)
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), X @ emb.components_.T, rtol=1e-6)
+
+
+def test_neighbours_and_recall_of_sparse_rows_equal_the_dense_ones():
+    """The exact nearest neighbours of sparse rows (sparse Gram tiles) and after a map (sparse
+    image products) are the dense rows' (ties broken alike), and so is recall@K."""
+    from jl_lightning.metrics.neighbors import original_neighbors, recall_at_k
+
+    X = tfidf_like(n=70, d=200, density=0.1)
+    A = np.random.default_rng(5).standard_normal((8, 200))
+    np.testing.assert_array_equal(
+        original_neighbors(SparseRows(X), K=5, queries=20, seed=1),
+        original_neighbors(X.toarray(), K=5, queries=20, seed=1),
+    )
+    assert recall_at_k(A, SparseRows(X), K=5, queries=20, seed=1) == recall_at_k(
+        A, X.toarray(), K=5, queries=20, seed=1
+    )

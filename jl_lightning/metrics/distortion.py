@@ -365,7 +365,12 @@ def _pairs_pass(plan: _Pass, screen, other, candidates: int) -> list:
     if screen == "auto":
         screen = pairs >= SCREEN_AUTO_PAIRS
     # the screen holds a dense float32 copy of the points: sparse rows go tile by tile in float64
-    screen = screen and not is_sparse(plan.points) and not is_sparse(other)
+    sparse = is_sparse(plan.points) or is_sparse(other)
+    if sparse and pairs >= SCREEN_AUTO_PAIRS:
+        # as at the screen's sizes, no median and p99: their second pass keeps the values of
+        # the bins that hold those ranks, which can be most of the pairs
+        plan = replace(plan, quantiles=False)
+    screen = screen and not sparse
     if screen and plan.dtype == torch.float64 and plan.edges is None:
         screened = screened_pairs(
             plan.applies, plan.points, other, plan.worst, plan.memory_budget, plan.device, None, plan.shard, candidates

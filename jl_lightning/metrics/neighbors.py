@@ -18,9 +18,34 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from jl_lightning.core.pairs import DEFAULT_MEMORY_BUDGET
+from jl_lightning.core.sampling import rows_times
 from jl_lightning.metrics.tiles import to_tensor
+from jl_lightning.sparse_rows import SparseRows
 
 TILE_ROWS = 8192
+
+
+def tile_rows(points) -> int:
+    """Rows of points per tile: ``TILE_ROWS``, fewer where a dense tile of wide rows would
+    exceed the memory budget (sparse rows stay sparse: their tiles are never dense)."""
+    if isinstance(points, SparseRows):
+        return TILE_ROWS
+    return max(1, min(TILE_ROWS, DEFAULT_MEMORY_BUDGET // (2 * 8 * max(1, points.shape[1]))))
+
+
+def _block(points, index, A, device):
+    """(vectors, sparse rows): rows of ``points`` at ``index`` as float64 vectors on ``device``
+    (their images under A if given), or, for sparse rows compared in the original space, the
+    scipy rows themselves (vectors None)."""
+    chosen = points[index]
+    if isinstance(chosen, SparseRows):
+        rows = chosen.matrix.astype(np.float64)
+        if A is None:
+            return None, rows
+        return rows_times(rows, A), None
+    vectors = to_tensor(chosen, torch.float64, device)
+    return (vectors if A is None else vectors @ A.T), None
 
 
 def _nearest(points, rows: torch.Tensor, K: int, A: torch.Tensor | None, device, tick=None) -> torch.Tensor:
@@ -33,21 +58,24 @@ def _nearest(points, rows: torch.Tensor, K: int, A: torch.Tensor | None, device,
     (distance, index) order is exact either way. ``tick()``, if given, is called after each
     tile (a heartbeat's count)."""
     n = len(points)
-    Q = to_tensor(points[rows.numpy()], torch.float64, device)
-    if A is not None:
-        Q = Q @ A.T
+    Q, Qs = _block(points, rows.numpy(), A, device)
     q_index = rows.to(device)
-    best_d = torch.full((len(Q), 0), float("inf"), dtype=torch.float64, device=device)
-    best_i = torch.empty((len(Q), 0), dtype=torch.long, device=device)
-    nq = Q.pow(2).sum(1)
-    for start in range(0, n, TILE_ROWS):
-        T = to_tensor(points[start : start + TILE_ROWS], torch.float64, device)
-        if A is not None:
-            T = T @ A.T
-        dist = (nq[:, None] + T.pow(2).sum(1)[None, :] - 2 * Q @ T.T).clamp_(min=0)
-        index = torch.arange(start, start + len(T), device=device).expand(len(Q), -1)
+    queries = len(rows)
+    best_d = torch.full((queries, 0), float("inf"), dtype=torch.float64, device=device)
+    best_i = torch.empty((queries, 0), dtype=torch.long, device=device)
+    nq = Q.pow(2).sum(1) if Q is not None else _sq(Qs, device)
+    step = tile_rows(points)
+    for start in range(0, n, step):
+        T, Ts = _block(points, slice(start, start + step), A, device)
+        if T is not None:
+            nt, gram, width = T.pow(2).sum(1), Q @ T.T, len(T)
+        else:  # sparse rows: one sparse product, never a dense row block
+            nt, width = _sq(Ts, device), Ts.shape[0]
+            gram = torch.as_tensor((Qs @ Ts.T).toarray(), dtype=torch.float64, device=device)
+        dist = (nq[:, None] + nt[None, :] - 2 * gram).clamp_(min=0)
+        index = torch.arange(start, start + width, device=device).expand(queries, -1)
         dist = dist.masked_fill(index == q_index[:, None], float("inf"))
-        m = min(K, len(T))
+        m = min(K, width)
         top_d, top_pos = dist.topk(m, dim=1, largest=False)
         if bool(((dist <= top_d[:, -1:]).sum(1) > m).any()):
             cand_d, cand_i = dist, index  # a tie at the boundary: merge the whole tile
@@ -63,6 +91,11 @@ def _nearest(points, rows: torch.Tensor, K: int, A: torch.Tensor | None, device,
         if tick is not None:
             tick()
     return best_i.cpu()
+
+
+def _sq(rows, device) -> torch.Tensor:
+    """||x||^2 of each scipy.sparse row (float64)."""
+    return torch.as_tensor(np.asarray(rows.multiply(rows).sum(1)).ravel(), dtype=torch.float64, device=device)
 
 
 def query_rows(n: int, queries: int, seed: int) -> np.ndarray:

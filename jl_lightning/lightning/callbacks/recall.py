@@ -11,7 +11,7 @@ from jl_lightning.baselines.references import dense_map
 from jl_lightning.constraints import NON_NEGATIVE_INT, check_params
 from jl_lightning.lightning.contract import RunRecord
 from jl_lightning.metrics.heartbeat import Heartbeat
-from jl_lightning.metrics.neighbors import TILE_ROWS, original_neighbors, recall_at_k
+from jl_lightning.metrics.neighbors import original_neighbors, recall_at_k, tile_rows
 
 
 class RecallAtK(Callback):
@@ -42,7 +42,7 @@ class RecallAtK(Callback):
         K, queries, seed = self.k, self.queries, self.seed
         # at 10^5 points each map takes seconds: a progress line, tile by tile, if the log has
         # been quiet long
-        tiles = -(-len(points) // TILE_ROWS)
+        tiles = -(-len(points) // tile_rows(points))
         beat = Heartbeat(f"recall@{K} of {min(queries, len(points))} queries", (2 + len(reference_maps)) * tiles)
         done = itertools.count(1)
 
