@@ -563,7 +563,6 @@ def test_recall_reports_its_progress_map_by_map_when_the_log_is_quiet(monkeypatc
     step), each map measured is a progress line, and the figures are those of recall_at_k."""
     import logging
 
-    from jl_lightning.lightning.callbacks import recall
     from jl_lightning.lightning.callbacks.recall import RecallAtK
     from jl_lightning.metrics import heartbeat, neighbors
     from jl_lightning.metrics.neighbors import recall_at_k
@@ -581,7 +580,6 @@ def test_recall_reports_its_progress_map_by_map_when_the_log_is_quiet(monkeypatc
     # tile by tile: with tiles of 64 points, 4 a map, 12 lines, the last at 100 %
     caplog.clear()
     monkeypatch.setattr(neighbors, "TILE_ROWS", 64)
-    monkeypatch.setattr(recall, "TILE_ROWS", 64)
     with caplog.at_level(logging.INFO, logger="jl_lightning"):
         again = RecallAtK(k=5, queries=50).measure(learned, points, {"gaussian": other})
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("recall@5 of 50 queries")]

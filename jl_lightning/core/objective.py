@@ -34,53 +34,44 @@ def principal_directions(points: torch.Tensor, energy: float) -> torch.Tensor | 
     min(n, d)^3 and nothing of size d x d is formed for wide data."""
     n, d = points.shape
     wide = n < d
-    if isinstance(points, SparseRows):
-        return _sparse_principal_directions(points, energy, wide)
-    X = points.double()
-    X = X - X.mean(0)
-    values, vectors = torch.linalg.eigh(X @ X.T if wide else X.T @ X)
+    gram, transposed_times = _centered_gram(points, wide)
+    values, vectors = torch.linalg.eigh(gram)
     values, vectors = values.flip(0).clamp_min(0), vectors.flip(1)
     total = float(values.sum())
     if total == 0:
         return None
-    kept = _cut(values, energy)
+    kept = min(int((torch.cumsum(values, 0) < energy * total).sum()) + 1, values.numel())
     values, vectors = values[:kept], vectors[:, :kept]
     if not wide:
         return vectors
     # directions with a zero eigenvalue have no image under X^T; the energy cut keeps
     # them only through rounding, and they carry no variance
     keep = values > values[0] * torch.finfo(torch.float64).eps * max(n, d)
-    directions = X.T @ (vectors[:, keep] / values[keep].sqrt())
+    directions = transposed_times(vectors[:, keep] / values[keep].sqrt())
     return torch.linalg.qr(directions, mode="reduced").Q  # orthonormal to rounding
 
 
-def _cut(values: torch.Tensor, energy: float) -> int:
-    return min(int((torch.cumsum(values, 0) < energy * float(values.sum())).sum()) + 1, values.numel())
-
-
-def _sparse_principal_directions(points: SparseRows, energy: float, wide: bool) -> torch.Tensor | None:
-    """:func:`principal_directions` of sparse rows, centered implicitly (X_c = X - 1 mu^T) in
-    the Gram matrices, with sparse products; nothing of size n x d is formed."""
+def _centered_gram(points, wide: bool):
+    """(the centered points' Gram matrix, X_c X_c^T when ``wide`` else X_c^T X_c, float64;
+    V -> X_c^T V). Sparse rows are centered implicitly (X_c = X - 1 mu^T) with sparse
+    products: nothing of size n x d is formed."""
+    if not isinstance(points, SparseRows):
+        X = points.double()
+        X = X - X.mean(0)
+        return (X @ X.T if wide else X.T @ X), (lambda V: X.T @ V)
     X = points.matrix.astype(np.float64)
-    n, d = X.shape
     mu = np.asarray(X.mean(axis=0)).ravel()
-    if wide:  # X_c X_c^T = X X^T - X mu 1^T - 1 (X mu)^T + mu.mu
+    if wide:  # X X^T - X mu 1^T - 1 (X mu)^T + mu.mu
         x_mu = X @ mu
         gram = (X @ X.T).toarray() - x_mu[:, None] - x_mu[None, :] + mu @ mu
-    else:  # X_c^T X_c = X^T X - n mu mu^T
-        gram = (X.T @ X).toarray() - n * np.outer(mu, mu)
-    values, vectors = torch.linalg.eigh(torch.from_numpy(gram))
-    values, vectors = values.flip(0).clamp_min(0), vectors.flip(1)
-    if float(values.sum()) == 0:
-        return None
-    kept = _cut(values, energy)
-    values, vectors = values[:kept], vectors[:, :kept]
-    if not wide:
-        return vectors
-    keep = values > values[0] * torch.finfo(torch.float64).eps * max(n, d)
-    V = (vectors[:, keep] / values[keep].sqrt()).numpy()
-    directions = X.T @ V - np.outer(mu, V.sum(0))  # X_c^T V
-    return torch.linalg.qr(torch.from_numpy(np.asarray(directions)), mode="reduced").Q
+    else:  # X^T X - n mu mu^T
+        gram = (X.T @ X).toarray() - X.shape[0] * np.outer(mu, mu)
+
+    def transposed_times(V: torch.Tensor) -> torch.Tensor:
+        V = V.numpy()
+        return torch.from_numpy(np.asarray(X.T @ V - np.outer(mu, V.sum(0))))
+
+    return torch.from_numpy(gram), transposed_times
 
 
 def off_subspace(mean: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:

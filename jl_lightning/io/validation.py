@@ -150,7 +150,7 @@ def _drop_zero_rows(points: np.ndarray, norms: np.ndarray, zero: np.ndarray, sou
         f"{source}: {count} zero row(s) (the first: row {row}, 0-based) left out: a linear map sends 0 "
         "to 0, and the distortion |‖Ax‖²/‖x‖² − 1| is undefined there"
     )
-    warnings.warn(message, ZeroRowsWarning, stacklevel=3)  # the caller of validate_points
+    warnings.warn(message, ZeroRowsWarning, stacklevel=4)  # the caller of validate_points
     logging.getLogger("jl_lightning").warning("%s", message)
     return points[~zero], norms[~zero], zero[~zero]
 
@@ -193,7 +193,13 @@ def validate_points(points: np.ndarray, source: str, normalize: bool = True, mod
             f"{source}: all {n} points are identical; pairs mode needs at least 2 distinct "
             "points (every pair is at distance 0)"
         )
-    norms = row_norms(points)
+    points = _unit_norms(points, row_norms(points), source, mode, normalize)
+    return (points, scale) if return_scale else points
+
+
+def _unit_norms(points, norms: np.ndarray, source: str, mode: str, normalize: bool):
+    """``points`` (dense or :class:`SparseRows`) with zero rows left out in norms mode, and
+    scaled to unit norm when ``normalize`` (a zero row then refused)."""
     zero = norms == 0
     if zero.any() and mode == "norms":
         points, norms, zero = _drop_zero_rows(points, norms, zero, source)
@@ -203,9 +209,9 @@ def validate_points(points: np.ndarray, source: str, normalize: bool = True, mod
             f"{source}: row {row} (0-based) has zero norm and cannot be normalized "
             f"({int(zero.sum())} such row(s)); remove it or set data.normalize=false"
         )
-    if normalize:
-        points = points / norms[:, None]
-    return (points, scale) if return_scale else points
+    if not normalize:
+        return points
+    return points.scaled_rows(1.0 / norms) if isinstance(points, SparseRows) else points / norms[:, None]
 
 
 def _validate_sparse(points, source: str, normalize: bool, mode: str, center: bool, return_scale: bool):
@@ -237,27 +243,7 @@ def _validate_sparse(points, source: str, normalize: bool, mode: str, center: bo
             f"{source}: all {n} points are identical; pairs mode needs at least 2 distinct "
             "points (every pair is at distance 0)"
         )
-    norms = np.sqrt(rows.sq_norms())
-    zero = norms == 0
-    if zero.any() and mode == "norms":
-        row, count = int(np.flatnonzero(zero)[0]), int(zero.sum())
-        if count == n:
-            raise JLInputError(f"{source}: all {count} rows are the zero vector; norms mode needs a nonzero point")
-        message = (
-            f"{source}: {count} zero row(s) (the first: row {row}, 0-based) left out: a linear map sends 0 "
-            "to 0, and the distortion |‖Ax‖²/‖x‖² − 1| is undefined there"
-        )
-        warnings.warn(message, ZeroRowsWarning, stacklevel=3)
-        logging.getLogger("jl_lightning").warning("%s", message)
-        rows, norms, zero = rows[~zero], norms[~zero], zero[~zero]
-    if zero.any() and normalize:
-        row = int(np.flatnonzero(zero)[0])
-        raise JLInputError(
-            f"{source}: row {row} (0-based) has zero norm and cannot be normalized "
-            f"({int(zero.sum())} such row(s)); remove it or set data.normalize=false"
-        )
-    if normalize:
-        rows = rows.scaled_rows(1.0 / norms)
+    rows = _unit_norms(rows, np.sqrt(rows.sq_norms()), source, mode, normalize)
     return (rows, scale) if return_scale else rows
 
 
