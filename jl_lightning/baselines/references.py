@@ -41,8 +41,7 @@ def _on(linear_map, device):
 
 
 # multiply-adds of pairs (or points) times k that the random references may take together
-# per method: a count of draws fixed by the command, not by how fast the machine is (about
-# 20 s of exact passes per method on the project's 2 cores)
+# per method: a count of draws fixed by the command, not by how fast the machine is
 REFERENCE_WORK = 2e11
 
 
