@@ -340,3 +340,19 @@ def test_n_components_auto_finds_the_smallest_k_that_reaches_eps(monkeypatch):
             JLEmbedding(n_components="auto", **bad).fit(X)
     with pytest.raises(ValueError, match="eps=0.3 applies to n_components='auto'"):
         JLEmbedding(n_components=4, eps=0.3).fit(X)
+
+
+def test_a_saved_file_with_text_components_or_an_unknown_mode_is_refused_and_bool_input_embeds(tmp_path):
+    """JLEmbedding.load and jl-embed refuse components that are not numbers and a mode that is
+    neither norms nor pairs, in one line; jl-embed takes bool rows as transform does (0 and 1)."""
+    np.savez(tmp_path / "text.npz", components=np.array([["a", "b"]]), metadata=np.array(json.dumps({})))
+    np.savez(tmp_path / "mode.npz", components=np.eye(2, 3), metadata=np.array(json.dumps({"mode": "pwn"})))
+    with pytest.raises(JLInputError, match="text.npz: an embedding matrix must hold real numbers, got dtype <U1"):
+        JLEmbedding.load(tmp_path / "text.npz")
+    with pytest.raises(JLInputError, match=r"mode.npz: mode must be one of \['norms', 'pairs'\], got 'pwn'"):
+        JLEmbedding.load(tmp_path / "mode.npz")
+    flags = np.random.default_rng(0).random((6, 7)) > 0.5
+    np.save(tmp_path / "flags.npy", flags)
+    emb = fitted(k=3, d=7)
+    embed_file(emb.components_, tmp_path / "flags.npy", tmp_path / "out.npy")
+    np.testing.assert_allclose(np.load(tmp_path / "out.npy"), emb.transform(flags))

@@ -54,7 +54,8 @@ def npy_chunks(path: Path, chunk_rows: int) -> tuple[tuple, Iterator[np.ndarray]
     if dtype.hasobject:
         handle.close()
         raise JLInputError(f"{path}: expected a numeric array, got Python objects (dtype object)")
-    if not (np.issubdtype(dtype, np.floating) or np.issubdtype(dtype, np.integer)):
+    # bool as jl-train, fit and transform take it (check_array): 0 and 1
+    if not (np.issubdtype(dtype, np.floating) or np.issubdtype(dtype, np.integer) or dtype == np.bool_):
         handle.close()
         raise JLInputError(f"{path}: expected a numeric array, got dtype {dtype}")
     if len(shape) != 2:

@@ -35,6 +35,8 @@ from jl_lightning.sparse_rows import is_sparse
 from jl_lightning.version import __version__
 
 FORMAT = "jl_lightning.embedding/1"
+# core/losses.MODES, named here too so that load() and transform() need numpy only
+MODES = ("norms", "pairs")
 OUTPUTS = ("default", "pandas")
 
 
@@ -312,7 +314,13 @@ class JLEmbedding:
         return result.summary, result.embedding
 
     def _set_fitted(self, matrix: np.ndarray, metadata: dict, where: str = "the embedding matrix") -> None:
-        matrix = np.asarray(matrix, dtype=np.float64)
+        matrix = np.asarray(matrix)
+        if not (np.issubdtype(matrix.dtype, np.number) and not np.iscomplexobj(matrix)):
+            raise JLInputError(f"{where}: an embedding matrix must hold real numbers, got dtype {matrix.dtype}")
+        mode = metadata.get("mode", "norms")
+        if mode not in MODES:
+            raise JLInputError(f"{where}: mode must be one of {list(MODES)}, got {mode!r}")
+        matrix = matrix.astype(np.float64)
         if matrix.ndim != 2:
             raise JLInputError(f"{where}: an embedding matrix must be 2-D (k, d), got shape {matrix.shape}")
         check_finite_matrix(matrix, where)
