@@ -79,8 +79,7 @@ class SparseRows:
 
     def sq_norms(self) -> np.ndarray:
         """||x_i||^2 of every row, float64."""
-        matrix = self.matrix.astype(np.float64)
-        return np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel()
+        return row_sq_norms(self.matrix)
 
     def abs_max(self) -> float:
         return float(np.abs(self.matrix.data).max()) if self.nnz else 0.0
@@ -97,6 +96,12 @@ class SparseRows:
 
     def __truediv__(self, scalar: float) -> "SparseRows":
         return SparseRows(self.matrix / scalar)
+
+
+def row_sq_norms(matrix) -> np.ndarray:
+    """||x_i||^2 of every row of a scipy.sparse matrix, float64 (the stored entries only)."""
+    matrix = matrix.astype(np.float64)
+    return np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel()
 
 
 def dense_rows(rows) -> np.ndarray:

@@ -27,7 +27,7 @@ import math
 import numpy as np
 import torch
 
-from jl_lightning.sparse_rows import SparseRows, dense_rows
+from jl_lightning.sparse_rows import SparseRows, dense_rows, row_sq_norms
 
 # ||x_i - x_j||^2 <= rtol (||x_i||^2 + ||x_j||^2) counts as a duplicate pair (:func:`far_apart`)
 ZERO_DISTANCE_RTOL = 1e-12
@@ -167,7 +167,7 @@ def _sparse_pair_sq_distances(left, right, i: torch.Tensor, j: torch.Tensor, out
     for s in range(0, len(i), SPARSE_PAIR_CHUNK):
         rows_i = left.matrix[i[s : s + SPARSE_PAIR_CHUNK].numpy()].astype(np.float64)
         difference = rows_i - right.matrix[j[s : s + SPARSE_PAIR_CHUNK].numpy()].astype(np.float64)
-        out[s : s + SPARSE_PAIR_CHUNK] = torch.from_numpy(np.asarray(difference.multiply(difference).sum(1)).ravel())
+        out[s : s + SPARSE_PAIR_CHUNK] = torch.from_numpy(row_sq_norms(difference))
     return out
 
 

@@ -21,7 +21,7 @@ import torch
 from jl_lightning.core.pairs import DEFAULT_MEMORY_BUDGET
 from jl_lightning.core.sampling import rows_times
 from jl_lightning.metrics.tiles import to_tensor
-from jl_lightning.sparse_rows import SparseRows
+from jl_lightning.sparse_rows import SparseRows, row_sq_norms
 
 TILE_ROWS = 8192
 
@@ -95,7 +95,7 @@ def _nearest(points, rows: torch.Tensor, K: int, A: torch.Tensor | None, device,
 
 def _sq(rows, device) -> torch.Tensor:
     """||x||^2 of each scipy.sparse row (float64)."""
-    return torch.as_tensor(np.asarray(rows.multiply(rows).sum(1)).ravel(), dtype=torch.float64, device=device)
+    return torch.as_tensor(row_sq_norms(rows), device=device)
 
 
 def query_rows(n: int, queries: int, seed: int) -> np.ndarray:

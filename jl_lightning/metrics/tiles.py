@@ -22,7 +22,7 @@ import torch
 from jl_lightning.core.pairs import far_apart, pair_tiles_of, sq_distances
 from jl_lightning.core.sampling import rows_times
 from jl_lightning.core.sharding import SINGLE, Shard
-from jl_lightning.sparse_rows import SparseRows, dense_rows
+from jl_lightning.sparse_rows import SparseRows, dense_rows, row_sq_norms
 
 # square pair tiles of at most this many rows: 512^2 float64 = 2 MB, so a handful of
 # temporaries per map stay in cache
@@ -181,13 +181,12 @@ def _sparse_pair_tiles(points, applies, rows, dtype, device, other, shard) -> It
     for i0, mine in pair_tiles_of(len(points), rows, len(other) if cross else None, shard.rank, shard.world):
         Si = _sparse_rows(points, i0, rows, dtype)
         Yis = [apply(Si) for apply in applies]
-        nxi = torch.as_tensor(np.asarray(Si.multiply(Si).sum(1)).ravel(), dtype=dtype, device=device)
+        nxi = torch.as_tensor(row_sq_norms(Si), dtype=dtype, device=device)
         for j0 in mine:
             diagonal = j0 == i0 and not cross
             Sj = Si if diagonal else _sparse_rows(second, j0, rows, dtype)
             Yjs = Yis if diagonal else [apply(Sj) for apply in applies]
-            nxj = nxi if diagonal else torch.as_tensor(np.asarray(Sj.multiply(Sj).sum(1)).ravel(), dtype=dtype)
-            nxj = nxj.to(device)
+            nxj = nxi if diagonal else torch.as_tensor(row_sq_norms(Sj), dtype=dtype, device=device)
             gram = torch.as_tensor((Si @ Sj.T).toarray(), dtype=dtype, device=device)
             scale = nxi[:, None] + nxj[None, :]
             dx = torch.add(scale, gram, alpha=-2.0)
