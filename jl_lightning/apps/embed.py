@@ -28,8 +28,8 @@ import numpy as np
 from jl_lightning.errors import JLInputError
 from jl_lightning.io.loading import csv_row_chunks
 from jl_lightning.io.run_folder import atomic_write
-from jl_lightning.io.validation import check_array, check_fits, check_sparse
-from jl_lightning.sparse_rows import SparseRows, is_sparse
+from jl_lightning.io.validation import check_fits, check_rows
+from jl_lightning.sparse_rows import SparseRows
 
 DEFAULT_CHUNK_ROWS = 16384
 
@@ -189,13 +189,7 @@ def embed_file(
         writer = (NpyWriter if out_suffix == ".npy" else CsvWriter)(handle, k, np.dtype(dtype))
         matrix_t = np.ascontiguousarray(matrix.T, dtype=np.float64)
         for block in chunks:
-            if is_sparse(block):
-                block = check_sparse(block, str(input_path), dim=d, first_row=writer.rows).astype(
-                    np.float64, copy=False
-                )
-            else:
-                block = check_array(block, str(input_path), dim=d, first_row=writer.rows)
-                block = block.astype(np.float64, copy=False)
+            block = check_rows(block, str(input_path), dim=d, first_row=writer.rows).astype(np.float64, copy=False)
             with np.errstate(over="ignore"):  # checked right below
                 out = np.asarray(block @ matrix_t).astype(writer.dtype if out_suffix == ".npy" else np.float64)
             check_fits(out, str(input_path), writer.rows, "; try --dtype float64" if out.dtype == np.float32 else "")

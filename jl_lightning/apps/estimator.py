@@ -30,7 +30,7 @@ import numpy as np
 
 from jl_lightning.errors import JLInputError, check_finite_matrix
 from jl_lightning.io.run_folder import atomic_write
-from jl_lightning.io.validation import check_array, check_fits, check_sparse
+from jl_lightning.io.validation import check_fits, check_rows
 from jl_lightning.sparse_rows import is_sparse
 from jl_lightning.version import __version__
 
@@ -201,7 +201,7 @@ class JLEmbedding:
         >>> emb.transform(X).shape  # doctest: +SKIP
         (30, 4)
         """
-        X = check_sparse(X, "fit(X)") if is_sparse(X) else check_array(X, "fit(X)")
+        X = check_rows(X, "fit(X)")
         if self.n_components == "auto":
             summary, matrix = self._search_k(X)
         else:
@@ -359,10 +359,7 @@ class JLEmbedding:
         """
         self._check_fitted()
         original, sparse = X, is_sparse(X)
-        if sparse:
-            X = check_sparse(X, "transform(X)", dim=self.n_features_in_, expected_by="JLEmbedding")
-        else:
-            X = check_array(X, "transform(X)", dim=self.n_features_in_, expected_by="JLEmbedding")
+        X = check_rows(X, "transform(X)", dim=self.n_features_in_, expected_by="JLEmbedding")
         dtype = np.float32 if X.dtype == np.float32 else np.float64
         with np.errstate(over="ignore"):  # checked right below
             product = X.astype(np.float64, copy=False) @ self.components_.T
@@ -389,10 +386,7 @@ class JLEmbedding:
         """
         self._check_fitted()
         k = self.components_.shape[0]
-        if is_sparse(X):
-            X = check_sparse(X, "inverse_transform(X)", dim=k, expected_by="JLEmbedding.inverse_transform")
-        else:
-            X = check_array(X, "inverse_transform(X)", dim=k, expected_by="JLEmbedding.inverse_transform")
+        X = check_rows(X, "inverse_transform(X)", dim=k, expected_by="JLEmbedding.inverse_transform")
         inverse = getattr(self, "inverse_components_", None)
         if inverse is None:
             inverse = np.linalg.pinv(self.components_)

@@ -127,6 +127,11 @@ def check_sparse(values, source: str, *, dim: int | None = None, first_row: int 
     return matrix
 
 
+def check_rows(values, source: str, **expected):
+    """:func:`check_sparse` for scipy.sparse rows (kept sparse), :func:`check_array` for anything else."""
+    return check_sparse(values, source, **expected) if is_sparse(values) else check_array(values, source, **expected)
+
+
 def check_fits(out: np.ndarray, source: str, first_row: int = 0, hint: str = "") -> np.ndarray:
     """``out`` (embedded vectors) unchanged, or :class:`JLInputError` naming the first row whose
     image overflowed its dtype (float32 holds up to about 3.4e38)."""
