@@ -137,11 +137,10 @@ def test_active_set_draws_random_pairs_of_distinct_points_and_keeps_the_hard_pai
     di, dj = active.draw_random(torch.device("cpu"))
     assert len(di) == 500 and bool((di != dj).all())
     assert int(min(di.min(), dj.min())) >= 0 and int(max(di.max(), dj.max())) < 30
-    # the hard pairs' inverse squared distances are tabulated once, for every step until the next pass
+    # the hard pairs' inverse squared distances, looked up once per pass in the table of every
+    # pair's (few points); no difference vectors (30 points' images are fewer products)
     i, j, inv, valid, differences = model.loss_fn.hard
-    np.testing.assert_allclose(
-        differences.double().numpy(), X[[i for i, _ in hard]] - X[[j for _, j in hard]], atol=1e-6
-    )
+    assert differences is None and model.loss_fn.geometry is not None
     assert list(zip(i.tolist(), j.tolist())) == hard and bool((valid == 1).all())
     rows = X[[i for i, _ in hard]] - X[[j for _, j in hard]]
     np.testing.assert_allclose(inv.double().numpy(), 1 / (rows**2).sum(1), rtol=1e-5)
@@ -414,7 +413,8 @@ def test_the_active_loss_is_the_same_in_budget_sized_chunks_and_on_sparse_rows(m
     sparse_x = SparseRows(sparse.csr_matrix(x.astype(np.float32)))
     whole, chunked = run(dense_x, 2**28), run(dense_x, 3000)
     rows = run(sparse_x, 3000)
-    assert whole[0] and not chunked[0] and not rows[0]
+    # difference vectors held only where there are more points than active pairs (6 + 40)
+    assert whole[0] == (n > 46) and not chunked[0] and not rows[0]
     for a, b in zip(whole[1:], chunked[1:]):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
     for a, b in zip(run(dense_x, 2**28, None)[1:3], run(sparse_x, 3000, None)[1:3]):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from jl_lightning.core.sampling import sample_embedded, span_factor
+from jl_lightning.core.sampling import sample_embedded, sampled_sq_norms, span_factor
 from jl_lightning.errors import JLInputError
 from tests.helpers import sampler
 
@@ -302,3 +302,26 @@ def test_a_stepper_continues_from_its_state_dict():
     second.load_state_dict(first.state_dict())
     assert (second.calls, second.gradient_step.eta, second.gradient_step.count) == (7, 0.05, 4)
     assert torch.equal(torch.rand(3, generator=first.generator), torch.rand(3, generator=second.generator))
+
+
+@pytest.mark.parametrize("indexed", [True, False])
+def test_sampled_pair_norms_and_their_gradients_equal_autograd_on_the_direct_form(indexed):
+    # ||(a_i - a_j) + sigma (b_i - b_j)||^2 formed directly and differentiated by autograd,
+    # against the expanded form and its hand-written backward (float64)
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(7, 4, dtype=torch.float64, generator=g, requires_grad=True)
+    b = torch.randn(7, 3, 4, dtype=torch.float64, generator=g)
+    sigma = torch.tensor(0.6, dtype=torch.float64, requires_grad=True)
+    i, j = (torch.tensor([0, 1, 2, 6, 0, 3]), torch.tensor([3, 4, 5, 1, 2, 3])) if indexed else (None, None)
+    weights = torch.rand(6 if indexed else 7, 3, dtype=torch.float64, generator=g)
+
+    def direct():
+        u, v = (a[i] - a[j], b[i] - b[j]) if indexed else (a, b)
+        return (u[:, None] + sigma * v).pow(2).sum(-1)
+
+    expected = direct()
+    grads = torch.autograd.grad((expected * weights).sum(), (a, sigma))
+    got = sampled_sq_norms(a, b, sigma, i, j)
+    assert torch.allclose(got, expected, rtol=1e-12, atol=1e-12)
+    for mine, reference in zip(torch.autograd.grad((got * weights).sum(), (a, sigma)), grads):
+        assert torch.allclose(mine, reference, rtol=1e-12, atol=1e-12)

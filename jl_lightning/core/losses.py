@@ -66,6 +66,7 @@ from jl_lightning.core.sampling import (
     row_images,
     rows_times,
     sample_embedded,
+    sampled_sq_norms,
     span_factor,
 )
 from jl_lightning.core.sharding import SINGLE, Shard
@@ -267,7 +268,7 @@ class ActivePairsLoss(DistortionLoss):
         self.refresh_growth, self.memory = refresh_growth, memory
         self.refresh_extra = frozenset(refresh_extra)
         self.n_candidates, self.rescan_every = candidates, rescan_every
-        self.points = self.sq_norms = self.active = self.hard = self.candidates = None
+        self.points = self.sq_norms = self.active = self.hard = self.candidates = self.geometry = None
         self.refreshed = False
         self._pending: dict | None = None  # a checkpoint's state, applied once the points are prepared
 
@@ -305,6 +306,12 @@ class ActivePairsLoss(DistortionLoss):
         # and pairs' squared distances come from explicit differences, not from norms
         self.points = points if isinstance(points, SparseRows) else center(points)
         self.sq_norms = squared_norms(self.points)
+        # few dense points: every pair's 1 / squared distance tabulated once (float64, then
+        # cast), so a step's fresh random pairs are two lookups instead of 2 P d reads
+        n = len(self.points)
+        tables = 2 * n * n * self.sq_norms.element_size()
+        small = not isinstance(self.points, SparseRows) and tables <= DEFAULT_MEMORY_BUDGET
+        self.geometry = PairGeometry(self.points) if small else None
         self.active = ActivePairs(points.shape[0], self.n_hard, self.n_random, self.memory)
         self.hard = self._pairs(torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long))
         self.candidates = None
@@ -388,6 +395,9 @@ class ActivePairsLoss(DistortionLoss):
         differences = None
         if self.dense:
             differences = self.points[i] - self.points[j]
+        if self.geometry is not None:
+            return i, j, self.geometry.inv_sq_dist[i, j], self.geometry.valid[i, j], differences
+        if differences is not None:
             sq = differences.pow(2).sum(1)
         else:
             sq = pair_sq_distances(self.points, i, j, dtype=self.sq_norms.dtype).to(device)
@@ -397,12 +407,14 @@ class ActivePairsLoss(DistortionLoss):
 
     @property
     def dense(self) -> bool:
-        """Whether the active set's (pairs x d) difference vectors, held between steps, fit the
-        memory budget (dense points of moderate d; never sparse rows)."""
+        """Whether the active set's (pairs x d) difference vectors are held between steps: where
+        they are the cheaper product (more points than pairs: the pairs' distinct points would
+        be more rows) and fit the memory budget (dense points of moderate d; never sparse rows)."""
         if isinstance(self.points, SparseRows):
             return False
         pairs = self.n_hard + self.memory + self.n_random
-        return 3 * pairs * self.points.shape[1] * self.points.element_size() <= DEFAULT_MEMORY_BUDGET
+        fits = 3 * pairs * self.points.shape[1] * self.points.element_size() <= DEFAULT_MEMORY_BUDGET
+        return fits and len(self.points) > pairs
 
     def _rows(self, index: torch.Tensor):
         """Rows of the prepared points: a dense tensor, or a scipy.sparse chunk for sparse rows."""
@@ -410,30 +422,38 @@ class ActivePairsLoss(DistortionLoss):
             return self.points.matrix[index.cpu().numpy()]
         return self.points[index]
 
-    def pair_images(self, mean, sigma, noise, pairs) -> torch.Tensor:
-        """(M + sigma E_s)(x_i - x_j) for every pair and sample s, shape (P, N or 1, k), without
-        the 1 / sqrt(k). With the difference vectors at hand (:meth:`dense`), one product;
+    def pair_sq_images(self, mean, sigma, noise, pairs) -> torch.Tensor:
+        """||(M + sigma E_s)(x_i - x_j)||^2 for every pair and sample s, shape (N or 1, P),
+        without the 1 / k. With the difference vectors at hand (:meth:`dense`), one product;
         otherwise whichever is fewer is multiplied, the distinct points of the pairs (then
         their images are subtracted) or the pairs' difference vectors, fetched a chunk at a
         time within the memory budget (``core/sampling.row_images``)."""
         i, j, _, _, differences = pairs
         count = len(i)
+        first = second = None
         if differences is not None:
             images, noisy = row_images(mean, noise, lambda a, b: differences[a:b], count, count)
         else:
             chunk = self._chunk(mean, noise)
             distinct, inverse = torch.unique(torch.cat([i, j]), return_inverse=True)
             if len(distinct) < count:
-                images, noisy = row_images(mean, noise, lambda a, b: self._rows(distinct[a:b]), len(distinct), chunk)
+                if len(distinct) == len(self.points) and not isinstance(self.points, SparseRows):
+                    fetch = lambda a, b: self.points[a:b]  # noqa: E731 (every point: views, no gather)
+                else:
+                    fetch = lambda a, b: self._rows(distinct[a:b])  # noqa: E731
+                images, noisy = row_images(mean, noise, fetch, len(distinct), chunk)
                 first, second = inverse[:count], inverse[count:]
-                images = images[first] - images[second]
-                if noisy is not None:  # row gathers of the (points, N k) images: contiguous
-                    noisy = noisy[first] - noisy[second]
             else:
                 images, noisy = row_images(
                     mean, noise, lambda a, b: self._rows(i[a:b]) - self._rows(j[a:b]), count, chunk
                 )
-        return images.unsqueeze(1) if noisy is None else images.unsqueeze(1) + sigma * noisy
+        if noisy is not None:
+            return sampled_sq_norms(images, noisy, sigma, first, second).T
+        if first is not None:
+            # index_select: its gradient is an index_add, deterministic on CPU threads where
+            # indexing's (an accumulating index_put) is not
+            images = images.index_select(0, first) - images.index_select(0, second)
+        return images.pow(2).sum(1).unsqueeze(0)
 
     def __call__(self, mean, sigma, n_samples, step, total):
         # every rank draws all the random pairs (the same RNG stream) and keeps its share
@@ -443,7 +463,7 @@ class ActivePairsLoss(DistortionLoss):
         sparse = isinstance(self.points, SparseRows)
         noise = None if sigma is None else draw_noise(n_samples, mean.shape[0], mean.shape[1], mean, sparse)
         # | ||A_s (x_i - x_j)||^2 / ||x_i - x_j||^2 - 1 | for every sample and pair: (N, P)
-        embedded_sq = self.pair_images(mean, sigma, noise, pairs).pow(2).sum(-1).T
+        embedded_sq = self.pair_sq_images(mean, sigma, noise, pairs)
         dev = (embedded_sq / mean.shape[0] * inv - valid).abs()
         if isinstance(self.maximum, HardMax):
             hard = self.shard.max(dev.amax(1))

@@ -174,3 +174,58 @@ def row_images(
     in memory bounded by one chunk."""
     images, noisy = _RowImages.apply(mean, noise, fetch, count, max(1, int(chunk)))
     return images, (noisy if noise is not None else None)
+
+
+class _SampledSqNorms(torch.autograd.Function):
+    """||u_p + sigma v_ps||^2 for every pair p and sample s, shape (P, N), where u_p = a_i - a_j
+    are the pairs' mean images (with gradient) and v_ps = b_is - b_js their noise images (none),
+    with i = ``first[p]``, j = ``second[p]`` (None: the rows are the pairs already). Expanded as
+    ||u||^2 + 2 sigma u.v + sigma^2 ||v||^2, so the (P, N, k) tensor is formed once and read by
+    two batched products and one norm, instead of the several (P, N, k) temporaries that
+    autograd keeps for the sum, the square and their gradients."""
+
+    @staticmethod
+    def forward(ctx, images, noisy, sigma, first, second):
+        if first is None:
+            u, v = images, noisy
+        else:
+            u = images.index_select(0, first).sub_(images.index_select(0, second))
+            v = noisy.index_select(0, first).sub_(noisy.index_select(0, second))
+        uv = torch.bmm(v, u.unsqueeze(2)).squeeze(2)
+        vv = torch.linalg.vector_norm(v, dim=2).pow_(2)
+        sq = u.pow(2).sum(1, keepdim=True) + (2 * sigma) * uv + sigma.pow(2) * vv
+        ctx.save_for_backward(u, v, uv, vv, sigma)
+        ctx.first, ctx.second, ctx.rows = first, second, images.shape[0]
+        return sq
+
+    @staticmethod
+    def backward(ctx, grad):
+        u, v, uv, vv, sigma = ctx.saved_tensors
+        grad_images = grad_sigma = None
+        if ctx.needs_input_grad[0]:
+            gu = u * grad.sum(1, keepdim=True) + sigma * torch.bmm(grad.unsqueeze(1), v).squeeze(1)
+            gu.mul_(2)
+            if ctx.first is None:
+                grad_images = gu
+            else:
+                grad_images = torch.zeros(ctx.rows, u.shape[1], dtype=u.dtype, device=u.device)
+                grad_images.index_add_(0, ctx.first, gu).index_add_(0, ctx.second, gu, alpha=-1)
+        if ctx.needs_input_grad[2]:
+            grad_sigma = (grad * (2 * uv + (2 * sigma) * vv)).sum().reshape(sigma.shape)
+        return grad_images, None, grad_sigma, None, None
+
+
+def sampled_sq_norms(images, noisy, sigma, first=None, second=None) -> torch.Tensor:
+    """||(a_i - a_j) + sigma (b_i - b_j)||^2 per pair and sample, shape (P, N): ``images`` a
+    (m, k) with gradient, ``noisy`` b (m, N, k) without, ``sigma`` a 0-d tensor, and the pairs
+    (``first``, ``second``) index vectors into the m rows (None: row p is pair p).
+
+    Examples
+    --------
+    >>> a, b = torch.randn(4, 3), torch.randn(4, 2, 3)
+    >>> i, j, s = torch.tensor([0, 1]), torch.tensor([2, 3]), torch.tensor(0.5)
+    >>> direct = ((a[i] - a[j])[:, None] + s * (b[i] - b[j])).pow(2).sum(-1)
+    >>> torch.allclose(sampled_sq_norms(a, b, s, i, j), direct, atol=1e-5)
+    True
+    """
+    return _SampledSqNorms.apply(images, noisy, sigma, first, second)
