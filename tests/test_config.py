@@ -265,13 +265,18 @@ def test_the_default_trainer_uses_the_no_op_profiler_and_simple_still_profiles(c
     from hydra.utils import instantiate
     from lightning.pytorch.profilers import PassThroughProfiler, SimpleProfiler
 
+    from jl_lightning.lightning.fit import resolve_auto
     from jl_lightning.lightning.profiler import NullProfiler
 
-    trainer = instantiate(cfg_factory().trainer, logger=False, enable_progress_bar=False)
+    def trainer_of(*overrides):  # as a fit builds it: after the auto settings (the epoch's length)
+        resolved, _ = resolve_auto(cfg_factory(*overrides), n=20, dim=50)
+        return instantiate(resolved.trainer, logger=False, enable_progress_bar=False)
+
+    trainer = trainer_of()
     assert isinstance(trainer.profiler, NullProfiler) and isinstance(trainer.profiler, PassThroughProfiler)
-    profiling = instantiate(cfg_factory("trainer.profiler=simple").trainer, logger=False, enable_progress_bar=False)
+    profiling = trainer_of("trainer.profiler=simple")
     assert isinstance(profiling.profiler, SimpleProfiler)
-    lightnings = instantiate(cfg_factory("trainer.profiler=null").trainer, logger=False, enable_progress_bar=False)
+    lightnings = trainer_of("trainer.profiler=null")
     assert type(lightnings.profiler) is PassThroughProfiler
     entered = []
     for _ in range(2):  # one shared object, reusable

@@ -336,7 +336,9 @@ def test_n_components_auto_finds_the_smallest_k_that_reaches_eps(monkeypatch):
     with pytest.warns(exceptions.ConvergenceWarning, match="k=20 .min.d, JL bound.. gives epsilon 0.1 > eps"):
         assert JLEmbedding(n_components="auto", eps=0.05).fit(X).n_components_ == 20
     for bad in ({"eps": None}, {"eps": 1.5}, {"eps": "0.3"}):
-        with pytest.raises(ValueError, match="n_components='auto' needs eps"):
+        with pytest.raises(
+            ValueError, match=r"eps must be a number in \(0, 1\), the target epsilon of n_components=auto"
+        ):
             JLEmbedding(n_components="auto", **bad).fit(X)
     with pytest.raises(ValueError, match="eps=0.3 applies to n_components='auto'"):
         JLEmbedding(n_components=4, eps=0.3).fit(X)

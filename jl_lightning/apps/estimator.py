@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jl_lightning.core.plan import check_eps, smallest_k
 from jl_lightning.errors import JLInputError, check_finite_matrix
 from jl_lightning.io.run_folder import atomic_write
 from jl_lightning.io.validation import check_fits, check_rows
@@ -57,18 +58,6 @@ except ImportError:  # pragma: no cover - scikit-learn is optional
 
     class ConvergenceWarning(UserWarning):
         """A fit stopped before sigma^2 reached 0 (the switch to the deterministic mean)."""
-
-
-def johnson_lindenstrauss_min_dim(n: int, eps: float) -> int:
-    """The Johnson-Lindenstrauss bound's k for n points at distortion eps: 4 ln n / (eps^2 / 2 -
-    eps^3 / 3), as scikit-learn's ``johnson_lindenstrauss_min_dim`` gives it (data-blind).
-
-    Examples
-    --------
-    >>> johnson_lindenstrauss_min_dim(1797, 0.5)
-    359
-    """
-    return int(4 * np.log(n) / (eps**2 / 2 - eps**3 / 3))
 
 
 class JLEmbedding:
@@ -245,37 +234,26 @@ class JLEmbedding:
         with this estimator's settings. Sets ``n_components_``, ``jl_bound_k_`` and
         ``k_search_`` (each k tried, in order, with its epsilon). If the largest k does not
         reach ``eps``, that k is kept and a ConvergenceWarning says so."""
-        eps = self.eps
-        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < 1:
-            raise JLInputError(f"n_components='auto' needs eps, a number in (0, 1); got eps={eps!r}")
-        n, d = X.shape
-        self.jl_bound_k_ = johnson_lindenstrauss_min_dim(n, eps)
+        eps = check_eps(self.eps, "eps", "n_components")
         tried: dict[int, tuple[dict, np.ndarray]] = {}
-        self.k_search_ = []
 
-        def reaches(k: int) -> bool:
+        def epsilon_at(k: int) -> float:
             tried[k] = self._train(X, k)
-            epsilon = float(tried[k][0]["best_distortion"])
-            self.k_search_.append({"k": k, "epsilon": epsilon})
-            return epsilon <= eps
+            return float(tried[k][0]["best_distortion"])
 
-        low, high = 0, min(d, self.jl_bound_k_)
-        if not reaches(high):
+        n, d = X.shape
+        search = smallest_k(epsilon_at, n=n, d=d, eps=eps)
+        self.jl_bound_k_ = search.jl_bound_k
+        self.k_search_ = search.to_dict()["tried"]
+        if not search.reached:
             warnings.warn(
-                f"JLEmbedding(n_components='auto', eps={eps}): k={high} (min(d, JL bound)) gives epsilon "
-                f"{tried[high][0]['best_distortion']:.4g} > eps; keeping k={high}",
+                f"JLEmbedding(n_components='auto', eps={eps}): k={search.k} (min(d, JL bound)) gives epsilon "
+                f"{tried[search.k][0]['best_distortion']:.4g} > eps; keeping k={search.k}",
                 ConvergenceWarning,
                 stacklevel=3,
             )
-        else:
-            while high - low > 1:  # invariant: high reaches eps, low does not (0 never does)
-                middle = (low + high) // 2
-                if reaches(middle):
-                    high = middle
-                else:
-                    low = middle
-        self.n_components_ = high
-        return tried[high]
+        self.n_components_ = search.k
+        return tried[search.k]
 
     def _train(self, X, k) -> tuple[dict, np.ndarray]:
         """One fit of k rows with jl-train's configuration: (summary, exported matrix)."""

@@ -10,6 +10,8 @@ folder, trains, writes the results and says how the run went.
 
 from __future__ import annotations
 
+import copy
+import json
 import logging
 import os
 from pathlib import Path
@@ -30,10 +32,11 @@ from jl_lightning.apps.config import (
     stop_and_exit,
 )
 from jl_lightning.apps.sweep_summary import check_metric, sweeper_value
+from jl_lightning.core.plan import AUTO
 from jl_lightning.errors import JLInputError
-from jl_lightning.io.run_folder import check_fresh, process_rank, write_results
+from jl_lightning.io.run_folder import atomic_write, check_fresh, process_rank, write_results
 from jl_lightning.lightning.callbacks.graceful_stop import RunStopped, stop_on_signals
-from jl_lightning.lightning.fit import fit_from_config
+from jl_lightning.lightning.fit import fit_from_config, search_k
 from jl_lightning.lightning.targets import check_targets
 
 
@@ -102,6 +105,44 @@ def check_checkpoint(path: Path, option: str) -> None:
     state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict) or "mean" not in state or "loops" not in checkpoint:
         raise JLInputError(f"{option}: {path} is not a jl-train checkpoint (no sampler mean M or loop state)")
+
+
+K_SEARCH_FILE = "k_search.json"
+
+
+def resolve_k(cfg: DictConfig, run_dir: Path, writer: bool) -> tuple[DictConfig, dict]:
+    """``model.k=auto``: ``cfg`` with the k that :func:`~jl_lightning.lightning.fit.search_k`
+    finds, and the search (summary.json's ``k_search``), kept in the run folder's
+    k_search.json so that ``resume=`` continues with that k instead of searching again."""
+    if _launches_processes(cfg) or process_rank() > 0 or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise JLInputError(
+            "model.k=auto searches k on one process; give trainer.devices=1, or the k it found as model.k"
+        )
+    saved = run_dir / K_SEARCH_FILE
+    if cfg.get("resume") and saved.is_file():
+        search = read_k_search(saved)
+    else:
+        search = search_k(cfg).to_dict()
+        if writer:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write(saved, lambda handle: handle.write(json.dumps(search, indent=2)), mode="w")
+    cfg = copy.deepcopy(cfg)
+    with open_dict(cfg):
+        cfg.model.k = search["k"]
+    return cfg, search
+
+
+def read_k_search(path: Path) -> dict:
+    """A run folder's k_search.json (input: checked, one line if it is not what jl-train wrote)."""
+    try:
+        search = json.loads(path.read_text())
+        if isinstance(search.get("k"), bool) or not isinstance(search.get("k"), int) or search["k"] < 1:
+            raise ValueError
+    except (OSError, ValueError, AttributeError):
+        raise JLInputError(
+            f"{path}: expected the k search jl-train wrote (a JSON object with a positive integer k)"
+        ) from None
+    return search
 
 
 def _task_overrides() -> list[str]:
@@ -191,8 +232,18 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     checkpoint = None
     if cfg.get("resume"):
         cfg, checkpoint = resumed_config(cfg)
+    search = None
+    sampler_eps = cfg.model.get("eps") is not None and "GaussianSampler" in str(cfg.model.get("_target_", ""))
+    if sampler_eps and cfg.model.get("k") != AUTO:
+        raise JLInputError(
+            f"model.eps={cfg.model.eps} is the target of model.k=auto; with model.k={cfg.model.k} nothing reads it"
+        )
+    if cfg.model.get("k") == AUTO:
+        cfg, search = resolve_k(cfg, run_dir, writer)
     result = fit_from_config(cfg, ckpt_path=checkpoint)
     result.summary["run_dir"] = str(run_dir)
+    if search is not None:
+        result.summary["k_search"] = search
     if writer:
         write_results(run_dir, result.embedding, result.summary)
         line = f"[jl] {final_line(result.summary)}"

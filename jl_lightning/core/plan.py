@@ -31,8 +31,11 @@ the switch. Norms mode keeps the paper's setting, lr 0.01.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping
+
+from jl_lightning.constraints import Number, check
 
 AUTO = "auto"
 FEW_PAIRS = 2**22
@@ -41,6 +44,14 @@ MIN_REFRESH = 10
 # and 10^5 points as steps 200, 500, 1000, 1700, 2500, 3400, 4300, 5100, 5800, 6400)
 PASS_FRACTIONS = tuple(s / 7000 for s in (200, 500, 1000, 1700, 2500, 3400, 4300, 5100, 5800, 6400))
 CANDIDATES = 2**21
+# early stopping: a run stops once STOP_WINDOW of its steps (at least MIN_PATIENCE
+# certifications) have not lowered the best certified epsilon by STOP_MIN_DELTA. The window
+# is wide because the temperature and rate schedules end with the run: on real sets the
+# certified epsilon stalls for up to a sixth of the run and then falls again as the smooth
+# max sharpens (docs/benchmarks.md, "Early stopping"), so a narrower window stops too soon
+STOP_WINDOW = 0.2
+MIN_PATIENCE = 3
+STOP_MIN_DELTA = 1e-3
 LR_TRAVEL = 6.0
 LR_CAP = 0.05
 NORMS_LR = 0.01
@@ -64,8 +75,22 @@ class Plan:
     lr_horizon: int
     # steps between the tracker's certifications (None: every log_every steps)
     certify_every: int | None
+    # early stopping (Lightning's EarlyStopping on the tracked figure, checked at each
+    # certification): stop after stop_patience certifications in a row that did not lower the
+    # best by stop_min_delta
+    stop_patience: int
+    stop_min_delta: float
 
-    RUN_FIELDS = ("regime", "lr", "subspace_penalty", "n_samples", "lr_horizon", "certify_every")
+    RUN_FIELDS = (
+        "regime",
+        "lr",
+        "subspace_penalty",
+        "n_samples",
+        "lr_horizon",
+        "certify_every",
+        "stop_patience",
+        "stop_min_delta",
+    )
 
     def loss_values(self) -> dict[str, Any]:
         values = asdict(self)
@@ -79,24 +104,38 @@ def pair_count(n: int) -> int:
     return n * (n - 1) // 2
 
 
-def choose(*, mode: str, n: int, d: int, k: int, steps: int) -> Plan:
-    """The plan for ``n`` training points of dimension ``d``, ``k`` rows and ``steps`` steps.
+def stop_patience(steps: int, certify_every: int) -> int:
+    """Certifications in ``STOP_WINDOW`` of ``steps`` steps, one every ``certify_every``."""
+    return max(MIN_PATIENCE, math.ceil(STOP_WINDOW * steps / max(int(certify_every), 1)))
+
+
+def choose(*, mode: str, n: int, d: int, k: int, steps: int, log_every: int = 50) -> Plan:
+    """The plan for ``n`` training points of dimension ``d``, ``k`` rows and ``steps`` steps,
+    the tracker certifying every ``log_every`` steps where it certifies during the run.
 
     d and k do not move the regime boundary yet (it is a count of pairs); they are arguments
     so that a rule measured on them has its place, and they are recorded with the plan."""
     steps = max(int(steps), 1)
+    patience = stop_patience(steps, log_every)
     if mode != "pairs":
-        return Plan("norms", 2048, 50, (), 0, 20, 1e-4, NORMS_LR, 0.0, 20, steps, None)
+        return Plan("norms", 2048, 50, (), 0, 20, 1e-4, NORMS_LR, 0.0, 20, steps, None, patience, STOP_MIN_DELTA)
     lr_floor = min(LR_CAP, LR_TRAVEL / steps)
     if pair_count(n) <= FEW_PAIRS:
         refresh = max(MIN_REFRESH, round(steps / 100))
-        return Plan("few_pairs", 8192, refresh, (), 0, 20, 1e-4, max(0.02, lr_floor), 0.3, 20, steps, None)
+        return Plan(
+            "few_pairs", 8192, refresh, (), 0, 20, 1e-4, max(0.02, lr_floor), 0.3, 20, steps, None,
+            patience, STOP_MIN_DELTA,
+        )  # fmt: skip
     passes = tuple(sorted({max(1, round(f * steps)) for f in PASS_FRACTIONS if round(f * steps) < steps}))
     candidates = min(CANDIDATES, pair_count(n))
     # the cosine reaches 0 a fifteenth past the last step: the steps after the late passes
     # still move M; the tracker certifies at the end only (an exact pass costs many steps)
     horizon = round(steps * 15 / 14)
-    return Plan("many_pairs", 8192, None, passes, candidates, 20, 1e-3, max(0.005, lr_floor), 0.0, 10, horizon, steps)
+    # with one certification, at the last step, there is nothing to stop early
+    return Plan(
+        "many_pairs", 8192, None, passes, candidates, 20, 1e-3, max(0.005, lr_floor), 0.0, 10, horizon, steps,
+        1, STOP_MIN_DELTA,
+    )  # fmt: skip
 
 
 def resolve(values: Mapping[str, Any], plan: Plan) -> tuple[dict, dict]:
@@ -129,3 +168,97 @@ def describe(plan: Plan, n: int, d: int, k: int, steps: int) -> str:
         f"[{plan.regime}]: {plan.active_hard} hard pairs, {passes}{rescans}, temperature to "
         f"{plan.smooth_temperature_end:g}, lr {plan.lr:g}, subspace penalty {plan.subspace_penalty:g}"
     )
+
+
+def johnson_lindenstrauss_min_dim(n: int, eps: float) -> int:
+    """The Johnson-Lindenstrauss bound's k for ``n`` points at distortion ``eps``:
+    4 ln n / (eps^2 / 2 - eps^3 / 3), as scikit-learn's ``johnson_lindenstrauss_min_dim``
+    gives it (data-blind).
+
+    Parameters
+    ----------
+    n : int
+        Number of points.
+    eps : float
+        Target distortion, in (0, 1).
+
+    Returns
+    -------
+    int
+
+    Examples
+    --------
+    >>> johnson_lindenstrauss_min_dim(1797, 0.5)
+    359
+    """
+    return int(4 * math.log(n) / (eps**2 / 2 - eps**3 / 3))
+
+
+@dataclass(frozen=True)
+class KSearch:
+    """What ``k: auto`` found: ``k``, the target ``eps``, the JL bound's k for the n points,
+    ``tried``: each k fitted, in order, with its training epsilon, and ``reached``: whether
+    ``k`` reaches eps (False: even the largest k allowed does not, and it is kept)."""
+
+    k: int
+    eps: float
+    jl_bound_k: int
+    tried: tuple[tuple[int, float], ...]
+    reached: bool
+
+    def to_dict(self) -> dict:
+        return {
+            "k": self.k,
+            "eps": self.eps,
+            "jl_bound_k": self.jl_bound_k,
+            "reached": self.reached,
+            "tried": [{"k": k, "epsilon": eps} for k, eps in self.tried],
+        }
+
+
+def check_eps(eps, option: str = "model.eps", k_option: str = "model.k") -> float:
+    """The target epsilon of ``k: auto``: a number in (0, 1)."""
+    what = f"a number in (0, 1), the target epsilon of {k_option}=auto"
+    return float(check(option, eps, Number(low=0, high=1, low_open=True, high_open=True, what=what)))
+
+
+def smallest_k(epsilon_at, *, n: int, d: int, eps: float) -> KSearch:
+    """The smallest k in [1, min(d, JL bound)] whose fit reaches a training epsilon <= ``eps``,
+    by bisection (epsilon falls as k grows): ``epsilon_at(k)`` fits k rows and returns the
+    epsilon. The largest k is fitted first; if it does not reach eps it is kept.
+
+    Parameters
+    ----------
+    epsilon_at : callable
+        ``epsilon_at(k: int) -> float``, one fit's training epsilon.
+    n, d : int
+        Number of training points and their dimension.
+    eps : float
+        Target epsilon, in (0, 1).
+
+    Returns
+    -------
+    KSearch
+
+    Examples
+    --------
+    >>> smallest_k(lambda k: 2.0 / k, n=1000, d=64, eps=0.25).k  # 2 / k <= 0.25 from k = 8
+    8
+    """
+    bound = johnson_lindenstrauss_min_dim(n, eps)
+    tried: list[tuple[int, float]] = []
+
+    def reaches(k: int) -> bool:
+        tried.append((k, float(epsilon_at(k))))
+        return tried[-1][1] <= eps
+
+    low, high = 0, max(1, min(d, bound))
+    reached = reaches(high)
+    if reached:
+        while high - low > 1:  # invariant: high reaches eps, low does not (0 never does)
+            middle = (low + high) // 2
+            if reaches(middle):
+                high = middle
+            else:
+                low = middle
+    return KSearch(high, float(eps), bound, tuple(tried), reached)

@@ -7,8 +7,10 @@ into a DataModule, a module, callbacks, loggers and a Trainer.
 
 from __future__ import annotations
 
+import copy
 import logging
 import sys
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -24,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from jl_lightning.constraints import Number, check
 from jl_lightning.core import plan as auto_plan
 from jl_lightning.core.losses import starting_temperature
+from jl_lightning.core.plan import KSearch, check_eps, smallest_k
 from jl_lightning.errors import JLInputError, JLRunError
 from jl_lightning.io.run_folder import process_rank
 from jl_lightning.io.validation import run_options, validate_k
@@ -271,6 +274,8 @@ AUTO_PATHS = {
     "optimizer.lr": "lr",
     "scheduler.T_max": "lr_horizon",
     "callbacks.distortion_tracker.every_n_steps": "certify_every",
+    "callbacks.early_stopping.patience": "stop_patience",
+    "callbacks.early_stopping.min_delta": "stop_min_delta",
 }
 
 
@@ -283,7 +288,10 @@ def resolve_auto(cfg: DictConfig, n: int, dim: int) -> tuple[DictConfig, dict]:
     mode = model.get("mode", "norms") if "loss" in model else "norms"
     k = validate_k(model.k, dim)
     steps = int(cfg.trainer.max_steps)
-    plan = auto_plan.choose(mode=mode, n=n, d=dim, k=k, steps=steps)
+    certify = OmegaConf.select(cfg, "callbacks.distortion_tracker.every_n_steps", default=None)
+    # patience counts certifications: the tracker's period where set, else the logging period
+    period = certify if isinstance(certify, int) and certify > 0 else int(cfg.log_every)
+    plan = auto_plan.choose(mode=mode, n=n, d=dim, k=k, steps=steps, log_every=period)
     cfg = cfg.copy()
     chosen = {}
     with open_dict(cfg):
@@ -332,3 +340,73 @@ def build_callbacks(cfg: DictConfig, interactive: bool | None) -> tuple[list, Ru
         summary_callback = RunSummary()
         callbacks.append(summary_callback)
     return callbacks, summary_callback
+
+
+# what a fit of the k search leaves out: everything that writes or only reports (the search
+# keeps the epsilon of each k; the run at the k found writes the folder)
+SEARCH_LEAVES_OUT = (
+    "model_checkpoint",
+    "best_checkpoint",
+    "progress_bar",
+    "run_figures",
+    "tensorboard_report",
+    "graceful_stop",
+    "recall",
+    "reference_lines",
+)
+
+
+def search_k(cfg: DictConfig, source=None) -> KSearch:
+    """``model.k=auto``: the smallest k whose training epsilon is at most ``model.eps``, by
+    bisection under min(d, the JL bound) (``core.plan.smallest_k``). Each k is one fit of ``cfg``
+    with that k, without loggers, checkpoints, figures, references or recall, in a scratch
+    folder; the run at the k found is then an ordinary run of the same settings and seed, so
+    it reaches the epsilon its search fit reached.
+
+    Parameters
+    ----------
+    cfg : DictConfig
+        A composed jl-train config with ``model.k: auto`` and ``model.eps`` in (0, 1).
+    source : optional
+        The points, replacing ``cfg.data.source`` (as :func:`fit_from_config` takes them).
+
+    Returns
+    -------
+    KSearch
+        The k found, the JL bound's k and every k tried with its epsilon.
+
+    Examples
+    --------
+    >>> from jl_lightning.apps.config import compose  # doctest: +SKIP
+    >>> search_k(compose(["data=tiny", "model.k=auto", "model.eps=0.5"])).k  # doctest: +SKIP
+    """
+    eps = check_eps(cfg.model.get("eps"))
+    check_targets(cfg)
+    datamodule = build_datamodule(cfg.data, source)  # the points' n and d bound the search
+    n, d = datamodule.n, datamodule.dim
+    del datamodule
+
+    def epsilon_at(k: int) -> float:
+        trial = copy.deepcopy(cfg)
+        with open_dict(trial), tempfile.TemporaryDirectory(prefix="jl_k_search_") as scratch:
+            trial.model.k = k
+            trial.logger = None
+            trial.baseline.draws = 0
+            trial.paths.output_dir = scratch
+            for name in SEARCH_LEAVES_OUT:
+                if trial.get("callbacks") and name in trial.callbacks:
+                    trial.callbacks[name] = None
+            summary = fit_from_config(trial, source, interactive=False).summary
+        epsilon = float(summary["best_distortion"])
+        log.info("k search: k=%d reaches epsilon %.4g in %d steps (target %g)", k, epsilon, summary["steps"], eps)
+        return epsilon
+
+    search = smallest_k(epsilon_at, n=n, d=d, eps=eps)
+    if not search.reached:
+        log.warning(
+            "k search: the largest k allowed, %d = min(d, JL bound), reaches epsilon %.4g > %g; keeping it",
+            search.k,
+            search.tried[0][1],
+            eps,
+        )
+    return search

@@ -28,6 +28,7 @@ from jl_lightning.constraints import (
 )
 from jl_lightning.core.losses import ActivePairsLoss, loss_options, make_loss
 from jl_lightning.core.objective import SamplerObjective
+from jl_lightning.core.plan import check_eps
 from jl_lightning.errors import JLInputError
 from jl_lightning.lightning.contract import PASS_EPSILON
 from jl_lightning.lightning.distributed import exact_report, process_shard
@@ -86,6 +87,7 @@ class GaussianSampler(BaseJLModule):
         so the map keeps little gain outside the directions the data spans: a new vector's
         component there is damped instead of amplified by entries the max-distortion loss
         never constrained.
+    eps: the target epsilon of ``model.k=auto`` (None: k was given); recorded, not trained on.
     """
 
     def __init__(self, k: int, dim: int, n_samples: int = 20, variance: str = "raw", init_variance: float = 1.0,
@@ -93,8 +95,11 @@ class GaussianSampler(BaseJLModule):
                  reg_weight: float = 1.0, optimizer: Callable[..., torch.optim.Optimizer] | None = None,
                  scheduler: Callable[..., Any] | None = None, log_every: int = 50, mode: str = "norms",
                  *, loss: Mapping[str, Any], subspace_penalty: float = 0.0,
-                 subspace_energy: float = 0.99):  # fmt: skip
+                 subspace_energy: float = 0.99, eps: float | None = None):  # fmt: skip
         super().__init__(k, dim, **shared_options(locals()))
+        # the target of model.k=auto (jl-train searched k for it before building this module);
+        # kept with the hyperparameters, the loss does not read it
+        self.eps = None if eps is None else check_eps(eps)
         self.n_samples = check_sample_memory(check("model.n_samples", n_samples, POSITIVE_INT), k, dim)
         if not isinstance(loss, Mapping):
             raise JLInputError(

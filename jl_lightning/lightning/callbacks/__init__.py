@@ -1,9 +1,10 @@
-"""Callbacks: variance monitoring, the switch to the deterministic mean, exact evaluation,
+"""Callbacks: variance monitoring, the switch to the deterministic mean, exact evaluation, early stopping,
 the reference lines, the run summary, recall@K, its figures, TensorBoard's layout and HParams,
 progress, and a clean stop on SIGTERM/SIGINT. Each uses only the written contract (``contract.py``)."""
 
 from jl_lightning.lightning.callbacks.deterministic_switch import DeterministicSwitch
 from jl_lightning.lightning.callbacks.distortion_tracker import DistortionTracker
+from jl_lightning.lightning.callbacks.early_stopping import DeterministicEarlyStopping
 from jl_lightning.lightning.callbacks.graceful_stop import GracefulStop, RunStopped
 from jl_lightning.lightning.callbacks.progress import JLProgressBar, ProgressLog
 from jl_lightning.lightning.callbacks.recall import RecallAtK
@@ -14,6 +15,7 @@ from jl_lightning.lightning.callbacks.tensorboard_report import TensorBoardRepor
 from jl_lightning.lightning.callbacks.variance_monitor import VarianceMonitor
 
 __all__ = [
+    "DeterministicEarlyStopping",
     "DeterministicSwitch",
     "DistortionTracker",
     "GracefulStop",

@@ -138,10 +138,25 @@ class DistortionTracker(Callback):
         )
 
     def on_train_end(self, trainer, pl_module) -> None:
-        if self.final_report is None or self._final_step != trainer.global_step:
-            # a run resumed from its last step's checkpoint: no batch ran in this fit
+        if self.final_report is not None and self._final_step == trainer.global_step:
+            return
+        step = int(trainer.global_step)
+        if self.history and self.history[-1][0] == step:
+            # stopped early at a certification: the same matrix again, now with the final
+            # report's detail, and no second entry in the history or the logs
+            data = trainer.datamodule
+            self.final_report = exact_report(
+                pl_module.embedding,
+                data.points,
+                pl_module.mode,
+                memory_budget=self.memory_budget,
+                quantiles=True,
+                heldout=data.val_points,
+            )
+        else:  # a run resumed from its last step's checkpoint: no batch ran in this fit
             self.final_report = self._evaluate(trainer, pl_module, final=True)
-            self.final_heldout = self.final_report.heldout
+        self.final_heldout = self.final_report.heldout
+        self._final_step = step
 
     def state_dict(self) -> dict:
         return {

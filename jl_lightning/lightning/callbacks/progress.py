@@ -91,17 +91,23 @@ class JLProgressBar(TQDMProgressBar):
         self._restore_streams()
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
-        # Lightning's own would draw "Epoch 0" first; the whole run is one epoch of max_steps steps
+        # Lightning's own would draw "Epoch N" and count each epoch's batches; an epoch here is
+        # one certification period, and the bar counts the run's steps across them
         bar = self.train_progress_bar
         bar.set_description(phase(pl_module), refresh=False)
         total = trainer.max_steps if trainer.max_steps and trainer.max_steps > 0 else self.total_train_batches
-        bar.reset(total=total)
-        bar.initial = 0
+        if bar.total != total:
+            bar.reset(total=total)
+            bar.initial = 0
+            bar.n = trainer.global_step
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
-        if self.train_progress_bar.desc.rstrip(": ") != phase(pl_module):
-            self.train_progress_bar.set_description(phase(pl_module))
+        bar, step = self.train_progress_bar, trainer.global_step
+        if self.is_enabled and (step % self.refresh_rate == 0 or step == bar.total):
+            bar.n = step
+            bar.set_postfix(self.get_metrics(trainer, pl_module))  # redraws the bar
+        if bar.desc.rstrip(": ") != phase(pl_module):
+            bar.set_description(phase(pl_module))
 
     def get_metrics(self, trainer, pl_module) -> dict:
         metrics = {}
@@ -155,15 +161,23 @@ class ProgressLog(Callback):
         if not total or total <= 0 or not trainer.is_global_zero:
             return
         summary = record.summary
+        stop = summary.get("early_stop")
         self._emit(
             int(summary.get("steps", trainer.global_step)),
             total,
             phase(pl_module),
             summary.get("final_distortion"),
             summary.get("sigma2_final", pl_module.sigma2()),
+            end=None
+            if stop is None
+            else f"stopped early: the best epsilon fell by less than {stop['min_delta']:g} "
+            f"in {stop['patience']} certifications (callbacks.early_stopping)",
         )
 
-    def _emit(self, step: int, total: int, phase_name: str, eps, sigma2: float, label: str = "epsilon") -> None:
+    def _emit(
+        self, step: int, total: int, phase_name: str, eps, sigma2: float, label: str = "epsilon", end=None
+    ) -> None:
+        """One progress line; ``end``: why the run ended before ``total`` steps (no time left then)."""
         elapsed = time.perf_counter() - self._started
         done = step - self._first_step
         left = elapsed / done * (total - step) if done > 0 else math.nan
@@ -172,8 +186,10 @@ class ProgressLog(Callback):
             phase_name,
             f"{label} -" if eps is None else f"{label} {eps:.4g}",
             f"sigma^2 {sigma2:.3g}",
-            f"{elapsed:.0f} s" + ("" if step == total else f", about {left:.0f} s left"),
+            f"{elapsed:.0f} s" + ("" if step == total or end else f", about {left:.0f} s left"),
         ]
+        if end:
+            parts.append(end)
         line = " | ".join(parts)
         self.lines.append(line)
         if log.isEnabledFor(logging.INFO) and log.hasHandlers():

@@ -9,6 +9,7 @@ import time
 import numpy as np
 import torch
 from lightning.pytorch import Callback
+from lightning.pytorch.callbacks import EarlyStopping
 
 from jl_lightning.io.run_folder import fingerprint
 from jl_lightning.lightning.contract import ReadsRunRecord, ReportsResults, RunRecord
@@ -77,6 +78,7 @@ class RunSummary(Callback):
             "heldout": None if heldout is None else {name: r.to_dict() for name, r in heldout.items()},
             **training_figures(results, pl_module, data),
             "steps": int(trainer.global_step),
+            "early_stop": early_stop(trainer),
             "fit_seconds": fit_seconds,
             "k": int(pl_module.k),
             **machine_figures(device),
@@ -87,6 +89,23 @@ class RunSummary(Callback):
         for callback in trainer.callbacks:
             if callback is not self and isinstance(callback, ReadsRunRecord):
                 callback.on_run_record(trainer, pl_module, record)
+
+
+def early_stop(trainer) -> dict | None:
+    """Where Lightning's EarlyStopping ended the run before ``trainer.max_steps``: the step,
+    what it watched, its patience (certifications) and min_delta. None: the run took every step."""
+    stopper = next((c for c in trainer.callbacks if isinstance(c, EarlyStopping)), None)
+    if stopper is None or not trainer.max_steps or trainer.global_step >= trainer.max_steps:
+        return None
+    if stopper.stopping_reason_message is None:  # stopped by something else (a time limit)
+        return None
+    return {
+        "step": int(trainer.global_step),
+        "max_steps": int(trainer.max_steps),
+        "monitor": stopper.monitor,
+        "patience": int(stopper.patience),
+        "min_delta": abs(float(stopper.min_delta)),
+    }
 
 
 def collect_results(callbacks, exclude=None) -> dict:
