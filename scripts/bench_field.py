@@ -4,10 +4,15 @@ beside what a user of that field would otherwise run.
     python scripts/make_tfidf.py --n 12000
     python scripts/bench_field.py outputs/data/tfidf_12000.npz --k 64            # fit + references
     python scripts/bench_field.py outputs/data/tfidf_12000.npz --k 64 --phase references
+    python scripts/bench_field.py outputs/data/sentences_2000b.npy --k 32 --fixed   # and every step
+    python scripts/bench_field.py outputs/data/digits.npy --auto-eps 0.5 --phase fit   # k = "auto"
 
 Phase ``fit``: ``JLEmbedding(n_components=k, mode="pairs").fit(X)`` with every default, in a
 child process (wall time, peak RSS, training epsilon, whether sigma^2 reached 0), the matrix
-saved under outputs/bench/field/. Phase ``references``: scikit-learn's GaussianRandomProjection
+saved under outputs/bench/field/; with ``--fixed`` also the same fit with every one of its
+max_steps (``callbacks.early_stopping=null``), the figure early stopping is measured against;
+with ``--auto-eps E``, ``JLEmbedding(n_components="auto", eps=E, mode="pairs")`` instead (the k
+found and every k tried). Phase ``references``: scikit-learn's GaussianRandomProjection
 and SparseRandomProjection (``--draws`` seeded draws each, as they are), and PCA (TruncatedSVD
 for sparse rows, scikit-learn's PCA for dense) plain and at its best single scale, each
 measured exactly over all training pairs with ``metrics.evaluate`` (sparse rows tile by tile).
@@ -39,16 +44,19 @@ from jl_lightning.io.loading import load_points
 from jl_lightning.sparse_rows import SparseRows
 X = load_points(sys.argv[1])
 X = X.matrix if isinstance(X, SparseRows) else np.asarray(X)
+k, eps = (sys.argv[2], float(sys.argv[5])) if sys.argv[2] == "auto" else (int(sys.argv[2]), None)
 began = time.perf_counter()
 with warnings.catch_warnings(record=True):
     warnings.simplefilter("always")
-    emb = JLEmbedding(n_components=int(sys.argv[2]), mode="pairs").fit(X)
+    emb = JLEmbedding(n_components=k, eps=eps, mode="pairs", overrides=tuple(json.loads(sys.argv[4]))).fit(X)
 wall = time.perf_counter() - began
 np.save(sys.argv[3], emb.components_)
 print(json.dumps({"epsilon": emb.training_distortion_, "converged": emb.converged_, "switch_step": emb.switch_step_,
-                  "steps": emb.metadata_["steps"], "fit_seconds": wall,
+                  "steps": emb.metadata_["steps"], "fit_seconds": wall, "k": emb.components_.shape[0],
+                  "k_search": getattr(emb, "k_search_", None), "jl_bound_k": getattr(emb, "jl_bound_k_", None),
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
+EVERY_STEP = ["callbacks.early_stopping=null"]
 
 
 def load(path: Path):
@@ -57,12 +65,11 @@ def load(path: Path):
     return load_points(path)
 
 
-def phase_fit(path: Path, k: int, out: Path) -> dict:
+def phase_fit(path: Path, k, out: Path, overrides=(), eps: float | None = None) -> dict:
     matrix = out.with_suffix(".matrix.npy")
     began = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-c", FIT_CHILD, str(path), str(k), str(matrix)], capture_output=True, text=True, check=True
-    )
+    command = [sys.executable, "-c", FIT_CHILD, str(path), str(k), str(matrix), json.dumps(list(overrides))]
+    done = subprocess.run(command + ([] if eps is None else [str(eps)]), capture_output=True, text=True, check=True)
     result = json.loads(done.stdout.strip().splitlines()[-1])
     result["process_seconds"] = time.perf_counter() - began
     return result
@@ -118,12 +125,23 @@ def section(name: str, path: Path, k: int, results: dict) -> list[str]:
         "| map | training epsilon (all pairs, exact) | notes |",
         "|---|---|---|",
     ]  # fmt: skip
+
+    def fit_notes(row: dict) -> str:
+        return (
+            f"{'converged' if row['converged'] else 'NOT converged'} (switch at step {row['switch_step']}), "
+            f"{row['steps']} steps, fit {row['fit_seconds']:.0f} s, peak RSS {row['peak_rss_mb'] / 1024:.2f} GB"
+        )
+
     if fit:
         lines.append(
             f'| **learned, `JLEmbedding(n_components={k}, mode="pairs")` defaults** | **{fit["epsilon"]:.4f}** | '
-            f"{'converged' if fit['converged'] else 'NOT converged'} (switch at step {fit['switch_step']}), "
-            f"{fit['steps']} steps, fit {fit['fit_seconds'] / 60:.1f} min, "
-            f"peak RSS {fit['peak_rss_mb'] / 1024:.2f} GB |"
+            f"{fit_notes(fit)} |"
+        )
+    fixed = results.get("fit_fixed")
+    if fixed:
+        lines.append(
+            f"| learned, the same with every step (`{EVERY_STEP[0]}`) | {fixed['epsilon']:.4f} "
+            f"({100 * (fit['epsilon'] / fixed['epsilon'] - 1):+.2f} % for the defaults) | {fit_notes(fixed)} |"
         )
     for method, row in (refs or {}).items():
         if "best" in row:
@@ -144,8 +162,12 @@ def main(argv=None) -> int:
     parser.add_argument("--k", type=int, default=64)
     parser.add_argument("--draws", type=int, default=100)
     parser.add_argument("--phase", choices=["fit", "references", "both"], default="both")
+    parser.add_argument("--fixed", action="store_true", help="also fit with every step (no early stopping)")
+    parser.add_argument("--auto-eps", type=float, help='fit n_components="auto" with this eps instead of --k')
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
+    if args.auto_eps is not None:
+        return auto_k(args)
     name = f"field_{args.data.stem}_k{args.k}"
     out = ROOT / "outputs" / "bench" / "field" / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -157,12 +179,41 @@ def main(argv=None) -> int:
     if args.phase in ("fit", "both"):
         results["fit"] = phase_fit(args.data, args.k, out)
         out.write_text(json.dumps(results, indent=2))
+        if args.fixed:
+            results["fit_fixed"] = phase_fit(args.data, args.k, out.with_name(out.stem + "_fixed.json"), EVERY_STEP)
+            out.write_text(json.dumps(results, indent=2))
     if args.phase in ("references", "both"):
         results["references"] = phase_references(args.data, args.k, args.draws)
         out.write_text(json.dumps(results, indent=2))
     results["peak_rss_mb_this_process"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out.write_text(json.dumps(results, indent=2))
     report(name, section(name, args.data, args.k, results), write=not args.no_write)
+    return 0
+
+
+def auto_k(args) -> int:
+    """``JLEmbedding(n_components="auto", eps=...)`` with every other default: the k it finds,
+    each k it tried with its epsilon, and the whole search's wall time."""
+    name = f"field_{args.data.stem}_auto_eps{args.auto_eps:g}"
+    out = ROOT / "outputs" / "bench" / "field" / f"{name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    points = load(args.data)
+    fit = phase_fit(args.data, "auto", out, eps=args.auto_eps)
+    out.write_text(json.dumps({"shape": list(points.shape), "fit": fit}, indent=2))
+    tried = ", ".join(f"k={row['k']}: {row['epsilon']:.4f}" for row in fit["k_search"])
+    lines = [
+        f'### k = "auto" at eps = {args.auto_eps:g}: {args.data.name} ({points.shape[0]} x {points.shape[1]})',
+        "",
+        f"`python scripts/bench_field.py {args.data} --auto-eps {args.auto_eps:g} --phase fit`; "
+        f"{dt.date.today().isoformat()}",
+        machine_line(),
+        "",
+        f'- `JLEmbedding(n_components="auto", eps={args.auto_eps:g}, mode="pairs")`: **k = {fit["k"]}**, training '
+        f"epsilon {fit['epsilon']:.4f}, the whole search {fit['fit_seconds'] / 60:.1f} min, "
+        f"peak RSS {fit['peak_rss_mb'] / 1024:.2f} GB; the JL bound's k for these n: {fit['jl_bound_k']}",
+        f"- tried, in order: {tried}",
+    ]
+    report(name, lines, write=not args.no_write)
     return 0
 
 
