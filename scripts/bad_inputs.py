@@ -122,6 +122,7 @@ def cases(work: Path) -> list[tuple]:
     bad[5] = 0
     save("zero_row.npy", bad)
     save("one_d.npy", X[0])
+    os.symlink("loop.npy", data / "loop.npy")  # a link to itself
     save("empty.npy", np.empty((0, 8)))
     save("one_point.npy", X[:1])
     save("d1.npy", X[:, :1])
@@ -381,6 +382,25 @@ def cases(work: Path) -> list[tuple]:
         file_run("error", ".pt holding a pickled object", "pickled.pt"),
         file_run("error", "sparse-tensor .pt", "sparse.pt"),
         file_run("error", "a named pipe as the data path (it used to hang)", "pipe.npy"),
+        file_run("error", "a symbolic link loop as the data path", "loop.npy"),
+        train("error", "a 5,000-character data path", *FILE, "data=file", f"data.source.path={'a' * 5000}.npy"),
+        train(
+            "error",
+            "a data path holding = and , (unquoted)",
+            *FILE,
+            "data=file",
+            f"data.source.path={data / 'a=1,b.npy'}",
+            "model.k=2",
+        ),
+        (
+            "a 300-character hydra.run.dir",
+            "error",
+            "jl_lightning.apps.train",
+            (*FAST, f"hydra.run.dir={out / ('r' * 300)}"),
+            {},
+            None,
+            None,  # a name the file system refuses: no folder can be left
+        ),
         train(
             "error",
             "a character device as the data path",
@@ -591,6 +611,51 @@ def checkpoint_cases(work: Path, out: Path) -> list[tuple]:
             "error",
             "jl_lightning.apps.train",
             (f"resume={run_dir}",),
+            {},
+            None,
+            None,
+        )
+    )
+    unsummarized = out / "resume_unsummarized"
+    shutil.copytree(finished, unsummarized)
+    (unsummarized / "summary.json").unlink()
+    cases.append(
+        (
+            "resume= of a finished run whose summary.json was deleted",
+            "error",
+            "jl_lightning.apps.train",
+            (f"resume={unsummarized}",),
+            {},
+            None,
+            None,
+        )
+    )
+    pairs = out / "pairs_base"
+    run(
+        "jl_lightning.apps.train",
+        *FILE,
+        "data=file",
+        f"data.source.path={data / 'changing.npy'}",
+        "model.k=2",
+        "model.mode=pairs",
+        "trainer.max_steps=40",
+        f"hydra.run.dir={pairs}",
+        "+callbacks.kill._target_=kill_at.KillAt",
+        "+callbacks.kill.step=15",
+        "+callbacks.kill.signal=SIGTERM",
+        cwd=work,
+        env_extra=TEST_ENV,
+    )
+    mixed = out / "resume_other_mode"
+    shutil.copytree(base, mixed)
+    if (pairs / "checkpoints" / "last.ckpt").is_file():
+        shutil.copyfile(pairs / "checkpoints" / "last.ckpt", mixed / "checkpoints" / "last.ckpt")
+    cases.append(
+        (
+            "resume= of a norms run whose last.ckpt is a pairs run's",
+            "error",
+            "jl_lightning.apps.train",
+            (f"resume={mixed}",),
             {},
             None,
             None,

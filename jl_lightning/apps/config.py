@@ -203,6 +203,14 @@ def _command_overrides() -> list[str]:
     return [a for a in sys.argv[1:] if not a.startswith("-")]
 
 
+# Hydra's override grammar gives = , [ ] { } ( ) ' " $ : and whitespace a meaning; a path
+# (or any value) holding one is read as a string only inside quotes
+QUOTE_HINT = (
+    "A value holding = , [ ] { } ( ) $ quotes or spaces (a file name, say) must be quoted for Hydra, "
+    "the quotes kept from the shell: \"data.source.path='my,file=1.npy'\"; a newline cannot be passed"
+)
+
+
 def composition_error_message(err: BaseException, config_name: str) -> str | None:
     """One line for Hydra's own errors before a run starts (an unknown config group option,
     an unknown key, an override it cannot parse), naming the option and what it accepts; None
@@ -225,8 +233,9 @@ def composition_error_message(err: BaseException, config_name: str) -> str | Non
             if group
             else f"no config {missing!r}{listed}"
         )
-    if isinstance(err, OverrideParseException):
-        return f"could not parse an override: {text.splitlines()[0]} (see jl-train --help)"
+    if isinstance(err, OverrideParseException) or "Ambiguous value for argument" in text:
+        first = text.strip().splitlines()[0] if text.strip() else type(err).__name__
+        return f"could not parse an override: {first}. {QUOTE_HINT}"
     if isinstance(err, ConfigCompositionException):
         found = re.search(r"Could not override '([^']+)'", text)
         if not found:

@@ -8,10 +8,11 @@ straight from the file, so its size does not matter) or a .csv (read in chunks o
 lines); .npz and .pt inputs are loaded whole. OUTPUT is a .npy (written chunk by
 chunk) or a .csv. Rows of OUTPUT are ``x @ embedding.T`` for the rows x of INPUT.
 
-Peak memory is the matrix plus one chunk of input and output (``--chunk-rows``),
-whatever the file's size. An existing OUTPUT is never overwritten: the result goes
-to a temporary file next to it, renamed into place at the end. Only numpy is used,
-so the command starts fast and stays small.
+Peak memory is the matrix plus one chunk of input and output, whatever the file's size:
+``--chunk-rows`` rows, by default as many as fit in ``CHUNK_BUDGET`` bytes or in a quarter
+of what the process may still allocate (available memory, an address-space limit), if less.
+An existing OUTPUT is never overwritten: the result goes to a temporary file next to it,
+renamed into place at the end. Only numpy is used, so the command starts fast and stays small.
 """
 
 from __future__ import annotations
@@ -31,7 +32,36 @@ from jl_lightning.io.run_folder import atomic_write
 from jl_lightning.io.validation import check_fits, check_rows
 from jl_lightning.sparse_rows import SparseRows
 
-DEFAULT_CHUNK_ROWS = 16384
+# bytes of one chunk's arrays: the rows as read, their float64 copy, the output
+CHUNK_BUDGET = 64 * 2**20
+
+
+def memory_for_chunks() -> int:
+    """Bytes one chunk may take: ``CHUNK_BUDGET``, or a quarter of what this process may still
+    allocate (the machine's available memory, an address-space limit such as ``ulimit -v``)."""
+    limits = [CHUNK_BUDGET]
+    try:
+        limits.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 4)
+    except (ValueError, OSError, AttributeError):  # not a POSIX system that says
+        pass
+    try:
+        import resource  # noqa: PLC0415 (POSIX only)
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft != resource.RLIM_INFINITY:
+            with open("/proc/self/statm") as handle:  # the address space this process uses now
+                used = int(handle.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+            limits.append(max(0, soft - used) // 4)
+    except (ImportError, OSError, ValueError):
+        pass
+    return max(1, min(limits))
+
+
+def chunk_rows_for(d: int, k: int, sparse: bool = False) -> int:
+    """Rows per chunk within :func:`memory_for_chunks`: a dense row is read, copied to float64
+    and checked (3 d values of 8 bytes) and gives k outputs; a sparse row holds few of its d."""
+    per_row = 8 * (2 * k + (64 if sparse else 3 * d))
+    return max(1, memory_for_chunks() // per_row)
 
 
 # ------------------------------------------------------------------ input
@@ -89,8 +119,10 @@ def csv_chunks(path: Path, chunk_rows: int, header="auto") -> tuple[tuple, Itera
 
 
 def open_input(
-    path: Path, chunk_rows: int, key: str | None = None, header="auto"
+    path: Path, chunk_rows: int, key: str | None = None, header="auto", sparse_chunk_rows: int | None = None
 ) -> tuple[tuple, Iterator[np.ndarray]]:
+    """(shape, iterator of row chunks) of an input file; sparse rows (a ``save_npz`` file) come
+    ``sparse_chunk_rows`` at a time (default ``chunk_rows``)."""
     if not path.exists():
         raise JLInputError(f"input file not found: {path}")
     if not path.is_file():  # checked before any open: reading a named pipe or a device would hang
@@ -110,7 +142,8 @@ def open_input(
 
         array = load_points(path, key, key_option="--key")
         if isinstance(array, SparseRows):  # scipy.sparse.save_npz: row chunks stay sparse
-            return array.shape, (array.matrix[i : i + chunk_rows] for i in range(0, len(array), chunk_rows))
+            rows = sparse_chunk_rows or chunk_rows
+            return array.shape, (array.matrix[i : i + rows] for i in range(0, len(array), rows))
         array = np.asarray(array)
         if array.ndim != 2:
             raise JLInputError(f"{path}: expected a 2-D array (n vectors x d), got shape {array.shape}")
@@ -161,14 +194,15 @@ def embed_file(
     matrix: np.ndarray,
     input_path: str | Path,
     output_path: str | Path,
-    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    chunk_rows: int | None = None,
     dtype: str = "float32",
     key: str | None = None,
     header="auto",
 ) -> int:
-    """Stream ``input_path`` through ``matrix`` (k, d) into a new ``output_path``; returns the row count."""
+    """Stream ``input_path`` through ``matrix`` (k, d) into a new ``output_path``; returns the row
+    count. ``chunk_rows`` None: sized from the memory this process may use (:func:`chunk_rows_for`)."""
     input_path, output_path = Path(input_path), Path(output_path)
-    if chunk_rows <= 0:
+    if chunk_rows is not None and chunk_rows <= 0:
         raise JLInputError(f"--chunk-rows must be positive, got {chunk_rows}")
     if output_path.exists():
         raise JLInputError(f"{output_path} exists; refusing to overwrite it (choose another OUTPUT)")
@@ -178,7 +212,9 @@ def embed_file(
     if not output_path.parent.is_dir():
         raise JLInputError(f"{output_path}: the directory {output_path.parent} does not exist")
     k, d = matrix.shape
-    shape, chunks = open_input(input_path, chunk_rows, key, header)
+    sparse_rows = chunk_rows or chunk_rows_for(d, k, sparse=True)
+    chunk_rows = chunk_rows or chunk_rows_for(d, k)
+    shape, chunks = open_input(input_path, chunk_rows, key, header, sparse_rows)
     if shape[1] != d:
         raise JLInputError(
             f"{input_path}: vectors have dimension {shape[1]}, but the matrix maps d={d} to k={k}; they must match"
@@ -214,7 +250,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("input", help="vectors to embed: .npy (streamed), .csv (streamed), .npz or .pt")
     parser.add_argument("output", help="where to write the embedded vectors: .npy or .csv (must not exist)")
     parser.add_argument(
-        "--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS, help=f"rows per chunk (default {DEFAULT_CHUNK_ROWS})"
+        "--chunk-rows",
+        type=int,
+        default=None,
+        help=f"rows per chunk (default: as many as fit in {CHUNK_BUDGET // 2**20} MiB, or in a quarter of the "
+        "memory this process may still use if less)",
     )
     parser.add_argument(
         "--dtype",
@@ -242,6 +282,15 @@ def main(argv: list[str] | None = None) -> int:
         rows = embed_file(matrix, args.input, args.output, args.chunk_rows, args.dtype, args.key, header)
     except JLInputError as err:
         print(f"jl-embed: error: {err}", file=sys.stderr)
+        return 2
+    except MemoryError:  # the temporary was removed, OUTPUT not written
+        print(
+            f"jl-embed: error: out of memory embedding {args.input}; give a smaller --chunk-rows "
+            f"(the matrix itself needs {matrix.nbytes / 2**20:.0f} MiB); {args.output} was not written"
+            if "matrix" in locals()
+            else f"jl-embed: error: out of memory loading the matrix of {args.run_dir}",
+            file=sys.stderr,
+        )
         return 2
     except OSError as err:  # an unwritable folder, a full disk: the temporary was removed, OUTPUT not written
         output = Path(args.output)

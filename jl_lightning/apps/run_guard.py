@@ -65,6 +65,11 @@ def resumable_problem(run_dir: Path) -> str | None:
         return f"resume={run_dir}: not a jl-train run folder (no .hydra/config.yaml)"
     if (run_dir / "summary.json").exists():
         return f"resume={run_dir}: that run finished (summary.json exists); there is nothing to resume"
+    if (run_dir / "embedding.npy").exists():
+        return (
+            f"resume={run_dir}: that run wrote its matrix (embedding.npy) but has no summary.json (removed, or "
+            "cut just before it): there is nothing to resume; its matrix is embedding.npy"
+        )
     if not (run_dir / "checkpoints" / "last.ckpt").is_file():
         return f"resume={run_dir}: no checkpoints/last.ckpt to resume from (the run died before its first checkpoint)"
     lock = read_lock(run_dir)
@@ -99,6 +104,13 @@ class RefuseOccupiedRunDir(Callback):
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
         if process_rank() > 0:
             return
+        try:
+            self._check(config)
+        except OSError as err:  # Hydra would only warn and go on: a folder it cannot check is refused
+            where = err.filename if err.filename is not None else config.hydra.run.dir
+            _refuse(f"cannot use {str(where)[:80]}{'…' if len(str(where)) > 80 else ''}: {err.strerror}", config)
+
+    def _check(self, config: DictConfig) -> None:
         run_dir = Path(str(config.hydra.run.dir))
         resume = config.get("resume")
         if resume:
@@ -148,6 +160,13 @@ class RefuseOccupiedRunDir(Callback):
         release_lock(Path(str(config.hydra.run.dir)))
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        try:
+            self._check_sweep(config)
+        except OSError as err:  # Hydra would only warn and go on: a folder it cannot check is refused
+            where = err.filename if err.filename is not None else config.hydra.sweep.dir
+            _refuse(f"cannot use {str(where)[:80]}{'…' if len(str(where)) > 80 else ''}: {err.strerror}", config)
+
+    def _check_sweep(self, config: DictConfig) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))
         if raw_output_dir(config) != OUTPUT_DIR_DEFAULT:
             _refuse(

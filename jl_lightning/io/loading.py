@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import warnings
 from pathlib import Path
 from typing import Iterator
 
@@ -76,7 +77,16 @@ def path_problem(path) -> str | None:
     if path is None or not str(path).strip():
         return "data.source.path is empty; set it to a points file (.npy, .npz, .pt, .csv, .parquet)"
     path = Path(str(path)).expanduser()
+    try:
+        return _path_problem(path)
+    except OSError as err:  # a name or path longer than the file system takes, a permission
+        return f"data.source.path cannot be read ({len(str(path))} characters): {err.strerror}"
+
+
+def _path_problem(path: Path) -> str | None:
     if not path.exists():
+        if path.is_symlink():  # exists() follows the link: a loop or a dangling link is not "not found"
+            return f"data.source.path is a symbolic link that leads to no file (a loop, or a missing target): {path}"
         return f"data file not found: {path} (set data.source.path to an existing file)"
     if path.is_dir():
         return f"data.source.path is a directory, expected a file: {path}"
@@ -189,7 +199,9 @@ def _load_pt(path: Path, key: str | None, option: str = "data.source.key") -> np
     import torch  # noqa: PLC0415
 
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's own advice on a refused file: the one line below says it
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
         if "Weights only load failed" in str(err):  # torch's advice to unpickle is not ours to give
             raise JLInputError(

@@ -146,6 +146,16 @@ class BaseJLModule(LightningModule):
             checkpoint["jl_rng"]["cuda"] = torch.cuda.get_rng_state_all()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """A checkpoint continues only its own run: one of another mode, k or d is refused in
+        one line naming the option (before the data's check, which would call it other data)."""
+        saved = checkpoint.get("hyper_parameters") or {}
+        for name in ("mode", "k", "dim"):
+            if name in saved and saved[name] != getattr(self, name):
+                option = "the data's dimension d" if name == "dim" else f"model.{name}"
+                raise JLInputError(
+                    f"resume: the checkpoint is of a run with {option}={saved[name]}, this run has "
+                    f"{getattr(self, name)}; a checkpoint continues only the run that wrote it"
+                )
         self._restored_rng = checkpoint.get("jl_rng")
 
     def on_train_start(self) -> None:
