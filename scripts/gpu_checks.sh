@@ -17,10 +17,15 @@
 # (pip install -e . or PYTHONPATH=<repo root>).
 set -u
 cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+# on a machine without a GPU: one line, exit 2, nothing written
+if ! $PY -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
+  echo "gpu_checks.sh: error: needs a CUDA GPU (torch sees none on this machine); run it where one is lent" >&2
+  exit 2
+fi
 OUT=${1:-${OUT:-outputs/gpu}}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
-PY=${PYTHON:-python3}
 say() { echo "[$(date +%T)] $*"; }
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/device.txt"

@@ -60,3 +60,19 @@ def test_probe_metric_lp_is_the_best_metric_of_a_row_space():
     assert bound <= np.abs(ratios - 1).max() and np.abs(ratios - 1).max() > 0.5
     assert bound == pytest.approx(0.0, abs=1e-7)
     np.testing.assert_allclose(np.abs(features @ best[np.triu_indices(k)] - 1).max(), 0.0, atol=1e-7)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for machines without a GPU")
+def test_gpu_checks_refuse_a_machine_without_a_gpu_in_one_line(tmp_path):
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    out = tmp_path / "gpu"
+    proc = subprocess.run(
+        ["bash", str(root / "scripts" / "gpu_checks.sh"), str(out)], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip().splitlines() == [
+        "gpu_checks.sh: error: needs a CUDA GPU (torch sees none on this machine); run it where one is lent"
+    ]
+    assert not out.exists()
