@@ -110,13 +110,13 @@ def table(rows: list[dict], n: int, command: str) -> list[str]:
     for row in rows:
         d = f"{row['d']:,} sparse, {row['nnz']} nnz/row" if row["nnz"] else f"{row['d']:,}"
         lines.append(
-            f"| {d} | {row['k']} | {row['noisy_step']:.3f} | {row['deterministic_step']:.3f} | {row['pass']:.1f} | "
-            f"{row['bare_pass']:.1f} | {row['pass'] / row['bare_pass']:.2f} | {row['peak_rss_mb'] / 1024:.2f} |"
+            f"| {d} | {row['k']} | {row['noisy_step']:.3g} | {row['deterministic_step']:.3g} | {row['pass']:.3g} | "
+            f"{row['bare_pass']:.3g} | {row['pass'] / row['bare_pass']:.2f} | {row['peak_rss_mb'] / 1024:.2f} |"
         )
     lines += [
         "",
         f"Each figure is the best of the script's repeats in a fresh process per row; the noisy step draws "
-        f"N = {rows[0]['n_samples'] if rows else '?'} matrices (the many-pairs regime's N at this n), and the run's "
+        f"N = {rows[0]['n_samples'] if rows else '?'} matrices (the auto N at this n), and the run's "
         "pass also ranks the 8,192 hard pairs and the 2²¹ candidates.",
     ]
     return lines
