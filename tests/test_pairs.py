@@ -421,3 +421,40 @@ def test_the_active_loss_is_the_same_in_budget_sized_chunks_and_on_sparse_rows(m
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(whole[1].double().numpy(), brute(False), rtol=1e-4)
     np.testing.assert_allclose(rows[1].double().numpy(), brute(True), rtol=1e-4)
+
+
+def test_a_refresh_takes_its_hard_pairs_from_the_candidates_head_and_certifies_epsilon_exactly():
+    """Above 2^24 pairs the pass screens in float32: epsilon is still the float64 max (checked
+    by brute force), and the hard pairs, the head of the float32-ranked candidates, are the
+    worst pairs up to float32 rounding."""
+    from jl_lightning.lightning.sampler import refresh_pass
+    from tests.helpers import default_loss
+
+    rng = np.random.default_rng(0)
+    n, d, k = 6000, 12, 4  # 1.8e7 pairs: a screened pass
+    X = rng.standard_normal((n, d)).astype(np.float32)
+    loss = default_loss(mode="pairs", active_hard=50, active_candidates=200, active_random=10)
+    loss.prepare(torch.from_numpy(X))
+    A = (rng.standard_normal((k, d)) / np.sqrt(k)).astype(np.float32).astype(np.float64)  # as the pass gets it
+    report, (i, j) = refresh_pass(torch.from_numpy(A).float(), loss)
+    C = loss.points.double().numpy()  # the points as the loss holds them (centered in float32)
+    Y, norms = C @ A.T, (C**2).sum(1)
+    found = []  # the 60 largest Gram-formula deviations of each block of rows, with their pairs
+    for start in range(0, n - 1, 500):  # every pair i < j, a block of rows at a time
+        rows = np.arange(start, min(start + 500, n - 1))
+        dx = norms[rows, None] + norms[None, :] - 2 * C[rows] @ C.T
+        dy = ((Y[rows, None, :] - Y[None, :, :]) ** 2).sum(-1)
+        dev = np.abs(dy / np.where(dx > 0, dx, 1) - 1)
+        dev[np.arange(n)[None, :] <= rows[:, None]] = -1
+        flat = np.argpartition(dev.ravel(), -60)[-60:]
+        found += [(rows[f // n], f % n) for f in flat]
+    bi, bj = np.array(found).T
+
+    def exact(a, b):  # by explicit difference vectors, as the pass rechecks in float64
+        return np.abs(((Y[a] - Y[b]) ** 2).sum(1) / ((C[a] - C[b]) ** 2).sum(1) - 1)
+
+    top = np.sort(exact(bi, bj))[::-1][:50]
+    assert report.epsilon == pytest.approx(top[0], rel=1e-12)
+    mine = exact(i, j)
+    assert len(i) == 50 and len(set(zip(i.tolist(), j.tolist()))) == 50
+    assert mine.min() >= top[-1] * (1 - 1e-4)

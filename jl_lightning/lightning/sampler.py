@@ -16,6 +16,7 @@ import os
 import time
 from typing import Any, Callable, Mapping
 
+import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
@@ -53,6 +54,44 @@ def check_sample_memory(n_samples: int, k: int, dim: int) -> int:
             f"more than half of this machine's {memory / 2**30:.1f} GiB; at most {most} here"
         )
     return n_samples
+
+
+def refresh_pass(embedding: torch.Tensor, loss: ActivePairsLoss):
+    """The exact pass that refreshes an active set: (its report, the hard pairs (i, j)).
+
+    With at least as many candidates as hard pairs, the hard pairs are the head of the
+    candidates (a pass hands them over worst first) and the pass certifies epsilon alone in
+    float64, instead of also rechecking the worst ``n_hard`` pairs in float64: at scale those
+    rechecks were most of a pass's cost beyond a bare one. Otherwise the worst ``n_hard``.
+
+    Parameters
+    ----------
+    embedding : torch.Tensor
+        The (k, d) map M / sqrt(k).
+    loss : ActivePairsLoss
+        A prepared active-pairs loss (its points, ``n_hard`` and ``n_candidates``).
+
+    Returns
+    -------
+    tuple
+        (DistortionReport, (i, j) index arrays of the hard pairs).
+
+    Examples
+    --------
+    >>> report, (i, j) = refresh_pass(M / k**0.5, loss)  # doctest: +SKIP
+    """
+    from_candidates = loss.n_candidates >= loss.n_hard
+    report = exact_report(
+        embedding,
+        loss.points,
+        "pairs",
+        worst=0 if from_candidates else loss.n_hard,
+        quantiles=False,
+        mean_abs=False,
+        candidates=loss.n_candidates,
+    )
+    pairs = report.candidates if from_candidates else report.worst
+    return report, tuple(np.asarray(c[: loss.n_hard]) for c in pairs[:2])
 
 
 class GaussianSampler(BaseJLModule):
@@ -162,16 +201,8 @@ class GaussianSampler(BaseJLModule):
                      f" and {loss.n_candidates} random candidates" if loss.n_candidates else "")  # fmt: skip
             return
         began = time.perf_counter()
-        report = exact_report(
-            self.embedding,
-            loss.points,
-            "pairs",
-            worst=loss.n_hard,
-            quantiles=False,
-            mean_abs=False,
-            candidates=loss.n_candidates,
-        )
-        loss.set_hard(*report.worst[:2])
+        report, hard = refresh_pass(self.embedding, loss)
+        loss.set_hard(*hard)
         if loss.n_candidates:
             i, j, _, sq_distances = report.candidates
             loss.set_candidates(i, j, sq_distances)

@@ -163,13 +163,17 @@ class _Candidates(TopK):
 
     def __init__(self, keep: int, device):
         super().__init__(keep, device, torch.float32, extra=1)
+        self._buffer: torch.Tensor | None = None
 
     def scan(
         self, dx: torch.Tensor, dy: torch.Tensor, lower: torch.Tensor | None, i0: int, j0: int, e_x: float
     ) -> None:
-        # |dy / dx - 1| in one buffer; 0 / 0 (a duplicate pair) reads as 0, x / 0 stays
-        # large and is dropped by distance below, as is every pair within rounding of 0
-        dev = torch.div(dy, dx).sub_(1.0).abs_().nan_to_num_(nan=0.0)
+        # |dy / dx - 1| in one buffer kept between tiles; 0 / 0 (a duplicate pair) reads as 0
+        # (a NaN would hide its row from the row maxima below), x / 0 stays large and is
+        # dropped by distance below, as is every pair within rounding of 0
+        if self._buffer is None or self._buffer.shape != dy.shape:
+            self._buffer = torch.empty_like(dy)
+        dev = torch.div(dy, dx, out=self._buffer).sub_(1.0).abs_().nan_to_num_(nan=0.0)
         if lower is not None:
             dev.masked_fill_(lower, -1.0)
         if self.full:
