@@ -103,3 +103,20 @@ def test_a_users_own_classes_are_allowed_by_the_environment_not_by_the_config(mo
     assert allowed("mypackage.callbacks.Watch") and allowed("other.Thing")
     assert not allowed("mypackage.callbacks.write_file")  # classes only
     assert not allowed("builtins.open")
+
+
+def test_a_run_folders_config_must_have_jl_trains_shape():
+    from jl_lightning.apps.config import check_run_config
+
+    saved = OmegaConf.create(OmegaConf.to_container(compose(["model.k=4"])))
+    check_run_config(saved, "resume=R")  # what jl-train writes passes
+    for change, message in (
+        ({"evil": 1}, "holds evil, which jl-train does not write"),
+        ({"model": "x"}, "model must be a mapping of options"),
+        ({"callbacks": {"x": {"_target_": "builtins.open"}}}, "builtins.open"),
+    ):
+        crafted = OmegaConf.merge(saved, change) if "evil" not in change else OmegaConf.create({**saved, **change})
+        with pytest.raises(JLInputError, match=message):
+            check_run_config(crafted, "resume=R")
+    with pytest.raises(JLInputError, match="not a jl-train config"):
+        check_run_config(OmegaConf.create([1, 2]), "resume=R")

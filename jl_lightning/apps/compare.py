@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from jl_lightning.apps.config import CONFIG_PATH, refuse_and_exit, run_hydra_app
+from jl_lightning.apps.config import CONFIG_PATH, check_run_config, refuse_and_exit, run_hydra_app
 from jl_lightning.baselines.references import best_scale, dense_map, random_draws
 from jl_lightning.baselines.registry import REFERENCES, check_methods
 from jl_lightning.errors import JLInputError, check_finite_matrix
@@ -54,7 +54,6 @@ from jl_lightning.io.run_folder import atomic_write, check_fresh
 from jl_lightning.io.validation import validate_k
 from jl_lightning.lightning.datamodule import short_fingerprint
 from jl_lightning.lightning.fit import build_datamodule
-from jl_lightning.lightning.targets import check_targets
 from jl_lightning.metrics.distortion import HELDOUT_NAMES, evaluate, heldout_name
 from jl_lightning.metrics.neighbors import original_neighbors, recall_at_k
 from jl_lightning.metrics.tiles import to_tensor
@@ -247,7 +246,7 @@ def _run_config(run_dir: Path) -> tuple[DictConfig, dict]:
             "(expected .hydra/config.yaml, summary.json and embedding.npy)"
         )
     saved = OmegaConf.load(config_path)
-    check_targets(saved)  # a run folder is input: only classes the project allows are built from it
+    check_run_config(saved, f"compare.run={run_dir}")  # a run folder is input: its shape and targets checked
     return saved, json.loads(summary_path.read_text())
 
 

@@ -33,7 +33,7 @@ from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 from jl_lightning.apps.sweep_summary import job_folder_name, record_failure
 from jl_lightning.errors import DuplicatePointsWarning, JLInputError
 from jl_lightning.io.run_folder import release_lock
-from jl_lightning.lightning.targets import check_override_targets
+from jl_lightning.lightning.targets import check_override_targets, check_targets
 
 # The configs ship inside the package: conf/ at the repository root is the subpackage
 # jl_lightning.conf (pyproject's package-dir), so an editable install, `pip install .` and a
@@ -321,3 +321,44 @@ def failed_job(program: str, job_dir, err: Exception) -> float:
     record_failure(hydra_cfg.sweep.dir, Path(str(job_dir)).name, overrides, message)
     print(f"{program}: error: job {job} ({' '.join(overrides)}): {message}", file=sys.stderr, flush=True)
     return math.nan
+
+
+def _top_level_keys() -> frozenset:
+    """Every key conf/train.yaml composes, read from the file: its own keys and the config
+    groups of its defaults list (those with a default; hydra is Hydra's own). Anything else (a
+    ``+key=`` override) would be ignored, so it is refused."""
+    train = OmegaConf.load(Path(CONFIG_DIR) / "train.yaml")
+    groups = {
+        name
+        for entry in train.defaults
+        if isinstance(entry, DictConfig)
+        for name, choice in entry.items()
+        if choice is not None and name != "hydra"
+    }
+    return frozenset(set(train) - {"defaults"} | groups)
+
+
+TOP_LEVEL = _top_level_keys()
+
+
+# the config groups a run's config holds as mappings (a run folder's config.yaml is input)
+GROUP_NODES = ("data", "model", "optimizer", "scheduler", "trainer", "callbacks", "logger", "paths", "baseline")
+
+
+def check_run_config(saved, where: str) -> None:
+    """A run folder's saved config, before anything is built from it: only jl-train's
+    top-level keys, each group a mapping (or null), and only targets the project allows
+    (``lightning/targets.py``); otherwise one line naming ``where`` and the key."""
+    if not isinstance(saved, DictConfig):
+        raise JLInputError(f"{where}: .hydra/config.yaml is not a jl-train config (a mapping of options)")
+    unknown = sorted(set(saved.keys()) - TOP_LEVEL)
+    if unknown:
+        raise JLInputError(
+            f"{where}: .hydra/config.yaml holds {', '.join(unknown)}, which jl-train does not write; "
+            "not a jl-train run folder, or edited by hand"
+        )
+    for name in GROUP_NODES:
+        node = saved.get(name)
+        if node is not None and not isinstance(node, DictConfig):
+            raise JLInputError(f"{where}: .hydra/config.yaml's {name} must be a mapping of options, got {node!r}")
+    check_targets(saved)

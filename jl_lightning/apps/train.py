@@ -23,8 +23,9 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from jl_lightning.apps.config import (
-    CONFIG_DIR,
     CONFIG_PATH,
+    TOP_LEVEL,
+    check_run_config,
     failed_job,
     log_thread_errors,
     refuse_and_exit,
@@ -37,25 +38,6 @@ from jl_lightning.errors import JLInputError
 from jl_lightning.io.run_folder import atomic_write, check_fresh, process_rank, write_results
 from jl_lightning.lightning.callbacks.graceful_stop import RunStopped, stop_on_signals
 from jl_lightning.lightning.fit import fit_from_config, search_k
-from jl_lightning.lightning.targets import check_targets
-
-
-def _top_level_keys() -> frozenset:
-    """Every key conf/train.yaml composes, read from the file: its own keys and the config
-    groups of its defaults list (those with a default; hydra is Hydra's own). Anything else (a
-    ``+key=`` override) would be ignored, so it is refused."""
-    train = OmegaConf.load(Path(CONFIG_DIR) / "train.yaml")
-    groups = {
-        name
-        for entry in train.defaults
-        if isinstance(entry, DictConfig)
-        for name, choice in entry.items()
-        if choice is not None and name != "hydra"
-    }
-    return frozenset(set(train) - {"defaults"} | groups)
-
-
-TOP_LEVEL = _top_level_keys()
 
 
 def resumed_config(cfg: DictConfig) -> tuple[DictConfig, Path]:
@@ -77,9 +59,9 @@ def resumed_config(cfg: DictConfig) -> tuple[DictConfig, Path]:
             f"(also given: {' '.join(others)})"
         )
     saved = OmegaConf.load(saved_path)
-    # a run folder is input: its config names only classes the project allows, checked
-    # before anything in the folder changes or is built
-    check_targets(saved)
+    # a run folder is input: its config has jl-train's shape and names only classes the
+    # project allows, checked before anything in the folder changes or is built
+    check_run_config(saved, f"resume={run_dir}")
     check_checkpoint(checkpoint, f"resume={run_dir}")
     # the final phase's figures of a run stopped in it (a signal, a full disk): rewritten
     for stale in (run_dir / "figures").glob("*.png"):
