@@ -436,11 +436,16 @@ class ActivePairsLoss(DistortionLoss):
         else:
             chunk = self._chunk(mean, noise)
             distinct, inverse = torch.unique(torch.cat([i, j]), return_inverse=True)
-            if len(distinct) < count:
-                if len(distinct) == len(self.points) and not isinstance(self.points, SparseRows):
-                    fetch = lambda a, b: self.points[a:b]  # noqa: E731 (every point: views, no gather)
-                else:
-                    fetch = lambda a, b: self._rows(distinct[a:b])  # noqa: E731
+            n = len(self.points)
+            if 2 * len(distinct) > n and n < count:
+                # most points are in a pair: every point, read as contiguous slices (views of
+                # dense rows, row ranges of sparse ones), costs less than gathering the distinct ones
+                sparse = isinstance(self.points, SparseRows)
+                fetch = (lambda a, b: self.points.matrix[a:b]) if sparse else (lambda a, b: self.points[a:b])
+                images, noisy = row_images(mean, noise, fetch, n, chunk)
+                first, second = i, j
+            elif len(distinct) < count:
+                fetch = lambda a, b: self._rows(distinct[a:b])  # noqa: E731
                 images, noisy = row_images(mean, noise, fetch, len(distinct), chunk)
                 first, second = inverse[:count], inverse[count:]
             else:
