@@ -119,7 +119,8 @@ def section(name: str, path: Path, k: int, results: dict) -> list[str]:
     lines = [
         f"### The field's shapes: {path.name} ({shape[0]} x {shape[1]}{kind}) -> k = {k}",
         "",
-        f"`python scripts/bench_field.py {path} --k {k}`; {results.get('date')}",
+        f"`python scripts/bench_field.py {path} --k {k}{' --fixed' if results.get('fit_fixed') else ''}`; "
+        f"{results.get('date')}",
         machine_line(),
         "",
         "| map | training epsilon (all pairs, exact) | notes |",
