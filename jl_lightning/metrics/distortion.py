@@ -144,10 +144,19 @@ class _Accumulator:
         self.counts.add_(torch.bincount(idx, minlength=bins))
 
     def _keep_worst(self, dev: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> None:
-        """The tile's K largest deviations into the streaming top-K (``metrics/topk.py``)."""
-        top = torch.topk(dev, min(self.k_worst, dev.numel()))
-        keep = top.values >= 0
-        self.top.push(top.values[keep].cpu().to(torch.float64), i[top.indices[keep]].cpu(), j[top.indices[keep]].cpu())
+        """The tile's K largest deviations into the streaming top-K (``metrics/topk.py``). Once K
+        are kept, only the tile's values at or above the kept minimum can enter: they are
+        found by one comparison, and ranked only if there are more than K of them (a top-K of
+        a whole tile costs a sort when K is an active set's 2^21 candidates)."""
+        if self.top.full:
+            index = (dev >= self.top.floor).nonzero(as_tuple=True)[0]
+            if len(index) > self.k_worst:
+                index = index[torch.topk(dev[index], self.k_worst).indices]
+        else:
+            top = torch.topk(dev, min(self.k_worst, dev.numel()))
+            index = top.indices[top.values >= 0]  # -1 marks a pair that does not count
+        if len(index):
+            self.top.push(dev[index].cpu().to(torch.float64), i[index].cpu(), j[index].cpu())
 
     def add_points(self, start: int, ratios: torch.Tensor) -> None:
         lo, hi = (float(v) for v in torch.aminmax(ratios))
