@@ -97,6 +97,16 @@ def folder_entries(folder: Path, show: int = 3) -> list[str]:
     return names[:show] + ([f"and {len(names) - show} more"] if len(names) > show else [])
 
 
+def _checked(check, config: DictConfig, folder) -> None:
+    """``check(config)``, with an ``OSError`` (a name longer than the file system takes, a
+    permission) refused in one line: Hydra would only warn about it and go on."""
+    try:
+        check(config)
+    except OSError as err:
+        where = str(err.filename if err.filename is not None else folder)
+        _refuse(f"cannot use {where[:80]}{'…' if len(where) > 80 else ''}: {err.strerror}", config)
+
+
 class RefuseOccupiedRunDir(Callback):
     """The checks above, by the process of rank 0 only: the other processes of a distributed
     run (started by Lightning's DDP launcher into rank 0's folder, or by SLURM) write nothing."""
@@ -104,11 +114,7 @@ class RefuseOccupiedRunDir(Callback):
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
         if process_rank() > 0:
             return
-        try:
-            self._check(config)
-        except OSError as err:  # Hydra would only warn and go on: a folder it cannot check is refused
-            where = err.filename if err.filename is not None else config.hydra.run.dir
-            _refuse(f"cannot use {str(where)[:80]}{'…' if len(str(where)) > 80 else ''}: {err.strerror}", config)
+        _checked(self._check, config, config.hydra.run.dir)
 
     def _check(self, config: DictConfig) -> None:
         run_dir = Path(str(config.hydra.run.dir))
@@ -160,11 +166,7 @@ class RefuseOccupiedRunDir(Callback):
         release_lock(Path(str(config.hydra.run.dir)))
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
-        try:
-            self._check_sweep(config)
-        except OSError as err:  # Hydra would only warn and go on: a folder it cannot check is refused
-            where = err.filename if err.filename is not None else config.hydra.sweep.dir
-            _refuse(f"cannot use {str(where)[:80]}{'…' if len(str(where)) > 80 else ''}: {err.strerror}", config)
+        _checked(self._check_sweep, config, config.hydra.sweep.dir)
 
     def _check_sweep(self, config: DictConfig) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))
