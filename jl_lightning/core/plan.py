@@ -47,8 +47,8 @@ CANDIDATES = 2**21
 # early stopping: a run stops once STOP_WINDOW of its steps (at least MIN_PATIENCE
 # certifications) have not lowered the best certified epsilon by STOP_MIN_DELTA. The window
 # is wide because the temperature and rate schedules end with the run: on real sets the
-# certified epsilon stalls for more than a tenth of the run, then falls again as the smooth
-# max sharpens (docs/benchmarks.md, "Early stopping"), so a narrower window stops too soon
+# certified epsilon stalls for long stretches mid-run, then falls again as the smooth max
+# sharpens (docs/benchmarks.md, "Early stopping"), so a narrower window stops too soon
 STOP_WINDOW = 0.2
 MIN_PATIENCE = 3
 STOP_MIN_DELTA = 1e-3
