@@ -348,7 +348,12 @@ GROUP_NODES = ("data", "model", "optimizer", "scheduler", "trainer", "callbacks"
 def check_run_config(saved, where: str) -> None:
     """A run folder's saved config, before anything is built from it: only jl-train's
     top-level keys, each group a mapping (or null), and only targets the project allows
-    (``lightning/targets.py``); otherwise one line naming ``where`` and the key."""
+    (``lightning/targets.py``); otherwise one line naming ``where`` and the key.
+
+    Examples
+    --------
+    >>> check_run_config(OmegaConf.create({"seed": 0, "model": {"k": 4}}), "resume=R")
+    """
     if not isinstance(saved, DictConfig):
         raise JLInputError(f"{where}: .hydra/config.yaml is not a jl-train config (a mapping of options)")
     unknown = sorted(set(saved.keys()) - TOP_LEVEL)

@@ -38,7 +38,13 @@ CHUNK_BUDGET = 64 * 2**20
 
 def memory_for_chunks() -> int:
     """Bytes one chunk may take: ``CHUNK_BUDGET``, or a quarter of what this process may still
-    allocate (the machine's available memory, an address-space limit such as ``ulimit -v``)."""
+    allocate (the machine's available memory, an address-space limit such as ``ulimit -v``).
+
+    Examples
+    --------
+    >>> 0 < memory_for_chunks() <= CHUNK_BUDGET
+    True
+    """
     limits = [CHUNK_BUDGET]
     try:
         limits.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 4)
@@ -59,7 +65,14 @@ def memory_for_chunks() -> int:
 
 def chunk_rows_for(d: int, k: int, sparse: bool = False) -> int:
     """Rows per chunk within :func:`memory_for_chunks`: a dense row is read, copied to float64
-    and checked (3 d values of 8 bytes) and gives k outputs; a sparse row holds few of its d."""
+    and checked (3 d values of 8 bytes) and gives k outputs; a sparse row (``sparse``, default
+    False) holds few of its d.
+
+    Examples
+    --------
+    >>> 1 <= chunk_rows_for(384, 32) <= CHUNK_BUDGET // (8 * (3 * 384 + 64))
+    True
+    """
     per_row = 8 * (2 * k + (64 if sparse else 3 * d))
     return max(1, memory_for_chunks() // per_row)
 

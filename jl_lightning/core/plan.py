@@ -217,7 +217,14 @@ class KSearch:
 
 
 def check_eps(eps, option: str = "model.eps", k_option: str = "model.k") -> float:
-    """The target epsilon of ``k: auto``: a number in (0, 1)."""
+    """The target epsilon of ``k: auto``: a number in (0, 1), else :class:`JLInputError` naming
+    ``option`` (default ``"model.eps"``) and ``k_option`` (default ``"model.k"``).
+
+    Examples
+    --------
+    >>> check_eps(0.5)
+    0.5
+    """
     what = f"a number in (0, 1), the target epsilon of {k_option}=auto"
     return float(check(option, eps, Number(low=0, high=1, low_open=True, high_open=True, what=what)))
 
