@@ -143,3 +143,22 @@ def test_neighbours_and_recall_of_sparse_rows_equal_the_dense_ones():
     assert recall_at_k(A, SparseRows(X), K=5, queries=20, seed=1) == recall_at_k(
         A, X.toarray(), K=5, queries=20, seed=1
     )
+
+
+def test_a_sparse_pass_hands_over_its_candidates_with_their_exact_squared_distances():
+    """The candidates of an unscreened pass carry the squared distances their tiles computed
+    (no second pass over the rows): the exact worst pairs, and their distances, against
+    dense brute force."""
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((60, 30)) * (rng.random((60, 30)) < 0.3)
+    X[:, 0] += 0.1  # no empty row
+    A = rng.standard_normal((4, 30)) / 2
+    report = evaluate(A, SparseRows(sp.csr_matrix(X)), "pairs", candidates=25, quantiles=False)
+    i, j, dev, sq = report.candidates
+    iu, ju = np.triu_indices(60, 1)
+    D = X[iu] - X[ju]
+    brute = np.abs(((D @ A.T) ** 2).sum(1) / (D**2).sum(1) - 1)
+    top = np.argsort(-brute)[:25]
+    assert list(zip(i.tolist(), j.tolist())) == list(zip(iu[top].tolist(), ju[top].tolist()))
+    np.testing.assert_allclose(dev, brute[top], rtol=1e-9)
+    np.testing.assert_allclose(sq, (D[top] ** 2).sum(1), rtol=1e-9)

@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 import torch
 
-from jl_lightning.core.pairs import DEFAULT_MEMORY_BUDGET, gamma32, pair_sq_distances
+from jl_lightning.core.pairs import DEFAULT_MEMORY_BUDGET, gamma32
 from jl_lightning.core.sharding import SINGLE, Shard
 from jl_lightning.metrics.pair_screen import screened_pairs
 from jl_lightning.metrics.tiles import (
@@ -130,11 +130,14 @@ def _check_finite(lo: float, hi: float) -> None:
 class _Accumulator:
     """Running figures of one map over the tiles."""
 
-    def __init__(self, pairs: bool, worst: int, edges: torch.Tensor | None, mean: bool):
+    def __init__(self, pairs: bool, worst: int, edges: torch.Tensor | None, mean: bool, distances: bool = False):
         self.eps, self.worst_index = -1.0, ((-1, -1) if pairs else -1)
         self.rmin, self.rmax, self.total, self.count, self.zeros = math.inf, -math.inf, 0.0, 0, 0
         self.k_worst, self.mean = worst, mean
-        self.top = TopK(worst, torch.device("cpu")) if worst else None
+        # with ``distances`` (pairs), each kept pair's 1 / squared distance, read off its tile:
+        # an active set's candidates need them, and recomputing them costs a pass of its own
+        self.distances = distances
+        self.top = TopK(worst, torch.device("cpu"), extra=int(distances)) if worst else None
         self.edges = edges
         self.counts = None if edges is None else torch.zeros(len(edges) - 1, dtype=torch.long)
 
@@ -143,7 +146,7 @@ class _Accumulator:
         idx = (torch.bucketize(ratios.cpu().to(torch.float64), self.edges, right=True) - 1).clamp_(0, bins - 1)
         self.counts.add_(torch.bincount(idx, minlength=bins))
 
-    def _keep_worst(self, dev: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> None:
+    def _keep_worst(self, dev: torch.Tensor, i: torch.Tensor, j: torch.Tensor, inv: torch.Tensor | None = None) -> None:
         """The tile's K largest deviations into the streaming top-K (``metrics/topk.py``). Once K
         are kept, only the tile's values at or above the kept minimum can enter: they are
         found by one comparison, and ranked only if there are more than K of them (a top-K of
@@ -156,7 +159,8 @@ class _Accumulator:
             top = torch.topk(dev, min(self.k_worst, dev.numel()))
             index = top.indices[top.values >= 0]  # -1 marks a pair that does not count
         if len(index):
-            self.top.push(dev[index].cpu().to(torch.float64), i[index].cpu(), j[index].cpu())
+            extra = (inv[index].cpu().to(torch.float64),) if self.distances else ()
+            self.top.push(dev[index].cpu().to(torch.float64), i[index].cpu(), j[index].cpu(), *extra)
 
     def add_points(self, start: int, ratios: torch.Tensor) -> None:
         lo, hi = (float(v) for v in torch.aminmax(ratios))
@@ -202,15 +206,17 @@ class _Accumulator:
                 flat_dev = torch.where(tile.valid, dev, torch.full_like(dev, -1.0)).view(-1)
                 width = dev.shape[1]
                 index = torch.arange(flat_dev.numel(), device=dev.device)
-                self._keep_worst(flat_dev, tile.i0 + index // width, tile.j0 + index % width)
+                self._keep_worst(flat_dev, tile.i0 + index // width, tile.j0 + index % width, tile.inv.view(-1))
         if self.counts is not None:
             self._bin(r[tile.valid])
 
     def report(self, mode: str, quantiles: tuple[float, float]) -> DistortionReport:
-        worst = None
+        worst = candidates = None
         if self.k_worst:
-            rows, cols, values = self.top.sorted()
+            rows, cols, values, *inverse = self.top.sorted()
             worst = (rows, values) if mode == "norms" else (rows, cols, values)
+            if self.distances:  # (i, j, deviation, squared distance), worst first
+                candidates = (rows, cols, values, 1.0 / inverse[0])
         mean = self.total / self.count if self.mean and self.count else math.nan
         return DistortionReport(
             mode,
@@ -225,6 +231,7 @@ class _Accumulator:
             self.zeros,
             worst=worst,
             histogram=None if self.counts is None else self.counts.numpy(),
+            candidates=candidates,
         )
 
 
@@ -401,30 +408,21 @@ def _pairs_pass(plan: _Pass, screen, other, candidates: int) -> list:
         max(plan.worst, candidates),
         plan.edges,
         plan.shard,
+        distances=bool(candidates),
     )
     if not candidates:
         return reports
     worst = plan.worst  # the exact top max(K, C): its head is the worst K
-    return [
-        replace(
-            r,
-            candidates=(*r.worst, _candidate_sq_distances(plan, other, *r.worst[:2])),
-            worst=tuple(c[:worst] for c in r.worst) if worst else None,
-        )
-        for r in reports
-    ]
-
-
-def _candidate_sq_distances(plan: _Pass, other, i: np.ndarray, j: np.ndarray) -> np.ndarray:
-    """||x_i - x_j||^2 (float64) of the candidate pairs, within the pass's memory budget."""
-    return pair_sq_distances(plan.points, i, j, other, memory_budget=plan.memory_budget).numpy()
+    return [replace(r, worst=tuple(c[:worst] for c in r.worst) if worst else None) for r in reports]
 
 
 ALL_ZERO_PAIRS = "every pair of points is at distance zero: the pairs distortion is undefined"
 
 
-def _pair_reports(applies, points, other, rows, dtype, device, quantiles, mean, worst, edges, shard=SINGLE):
-    accs = [_Accumulator(True, worst, edges, mean) for _ in applies]
+def _pair_reports(
+    applies, points, other, rows, dtype, device, quantiles, mean, worst, edges, shard=SINGLE, distances=False
+):
+    accs = [_Accumulator(True, worst, edges, mean, distances) for _ in applies]
     for tile in pair_tiles(points, applies, rows, dtype, device, other, shard):
         for m, acc in enumerate(accs):
             acc.add_pairs(tile, m)
