@@ -290,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     # lazy: jl-embed loads only what the input file needs
     from jl_lightning.apps.estimator import load_embedding_matrix  # noqa: PLC0415
 
+    matrix = None
     try:
         matrix = load_embedding_matrix(args.run_dir)
         rows = embed_file(matrix, args.input, args.output, args.chunk_rows, args.dtype, args.key, header)
@@ -300,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"jl-embed: error: out of memory embedding {args.input}; give a smaller --chunk-rows "
             f"(the matrix itself needs {matrix.nbytes / 2**20:.0f} MiB); {args.output} was not written"
-            if "matrix" in locals()
+            if matrix is not None
             else f"jl-embed: error: out of memory loading the matrix of {args.run_dir}",
             file=sys.stderr,
         )

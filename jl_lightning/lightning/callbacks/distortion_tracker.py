@@ -56,13 +56,13 @@ class DistortionTracker(Callback):
     def on_train_start(self, trainer, pl_module) -> None:
         self._started = time.perf_counter()
 
-    def _evaluate(self, trainer, pl_module, final: bool):
+    def _report(self, trainer, pl_module, final: bool):
+        """The exact report of M / sqrt(k) on the training points (and the held-out ones); the
+        median and p99 only for the final report, during training epsilon is enough."""
         data = trainer.datamodule
-        embedding = pl_module.embedding
         try:
-            # the median and p99 only for the final report; during training epsilon is enough
-            report = exact_report(
-                embedding,
+            return exact_report(
+                pl_module.embedding,
                 data.points,
                 pl_module.mode,
                 memory_budget=self.memory_budget,
@@ -74,6 +74,11 @@ class DistortionTracker(Callback):
                 f"training diverged by step {trainer.global_step}: the matrix holds NaN or Inf "
                 "(a smaller optimizer.lr may help); nothing was exported"
             ) from None
+
+    def _evaluate(self, trainer, pl_module, final: bool):
+        data = trainer.datamodule
+        embedding = pl_module.embedding
+        report = self._report(trainer, pl_module, final)
         step = int(trainer.global_step)
         self.history.append((step, time.perf_counter() - self._started, report.epsilon))
         metrics = {EPSILON: report.epsilon}
@@ -144,15 +149,7 @@ class DistortionTracker(Callback):
         if self.history and self.history[-1][0] == step:
             # stopped early at a certification: the same matrix again, now with the final
             # report's detail, and no second entry in the history or the logs
-            data = trainer.datamodule
-            self.final_report = exact_report(
-                pl_module.embedding,
-                data.points,
-                pl_module.mode,
-                memory_budget=self.memory_budget,
-                quantiles=True,
-                heldout=data.val_points,
-            )
+            self.final_report = self._report(trainer, pl_module, final=True)
         else:  # a run resumed from its last step's checkpoint: no batch ran in this fit
             self.final_report = self._evaluate(trainer, pl_module, final=True)
         self.final_heldout = self.final_report.heldout
