@@ -30,6 +30,7 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
+from jl_lightning.apps import slurm
 from jl_lightning.apps.sweep_summary import job_folder_name, record_failure
 from jl_lightning.errors import DuplicatePointsWarning, JLInputError
 from jl_lightning.io.run_folder import release_lock
@@ -43,7 +44,12 @@ CONFIG_PATH = f"pkg://{CONFIG_MODULE}"
 CONFIG_DIR = str(files(CONFIG_MODULE))
 
 # conf/hydra/default.yaml: a resumed run lives in its own folder, and keeps its .hydra/config.yaml
-OmegaConf.register_new_resolver("jl_run_dir", lambda resume, fresh: str(resume) if resume else fresh, replace=True)
+# and under SLURM a run's folder is keyed by the job, so that a requeued job finds it (apps/slurm.py)
+OmegaConf.register_new_resolver(
+    "jl_run_dir",
+    lambda resume, fresh, task, overrides: str(resume) if resume else slurm.run_dir(fresh, task, overrides),
+    replace=True,
+)
 OmegaConf.register_new_resolver(
     "jl_output_subdir", lambda resume, resumed: resumed if resume else ".hydra", replace=True
 )

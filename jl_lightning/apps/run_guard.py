@@ -13,18 +13,22 @@ task function starts, so a check inside ``jl-train`` itself would come too late.
 * otherwise the folder is created and locked (``.jl_lock``, O_EXCL, with the pid and the
   host), so a second run into the same folder is refused at once;
 * the lock is released when the run ends; a refused or failed run removes the folder it
-  created (the entry points call ``release_lock(..., abandon=True)``).
+  created (the entry points call ``release_lock(..., abandon=True)``);
+* under SLURM, a folder that an earlier start of the same job made is this run's: a requeued
+  job continues it (``apps/slurm.py``), on every rank.
 """
 
 from __future__ import annotations
 
 import atexit
+import shutil
 import sys
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from jl_lightning.apps import slurm
 from jl_lightning.apps.sweep_summary import failures
 from jl_lightning.io.loading import path_problem
 from jl_lightning.io.run_folder import (
@@ -112,9 +116,42 @@ class RefuseOccupiedRunDir(Callback):
     run (started by Lightning's DDP launcher into rank 0's folder, or by SLURM) write nothing."""
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        if not config.get("resume"):
+            _checked(self._continue_slurm_job, config, config.hydra.run.dir)
         if process_rank() > 0:
             return
         _checked(self._check, config, config.hydra.run.dir)
+
+    def _continue_slurm_job(self, config: DictConfig) -> None:
+        """A SLURM job started again (requeued, preempted) in the folder an earlier start of it
+        made: exit 0 if that run finished, continue it from its checkpoint (as ``resume=``),
+        or start it again when it died before its first checkpoint. Every rank decides the
+        same from the folder; only rank 0 changes it."""
+        run_dir = Path(str(config.hydra.run.dir))
+        action = slurm.continuation(run_dir, lambda folder: (folder / "checkpoints" / "last.ckpt").is_file())
+        if action is None:
+            return
+        writer = process_rank() == 0
+        lock = read_lock(run_dir)
+        if lock is not None and writer:
+            if lock.get("slurm_restart") == slurm.restart_count() and not lock_is_stale(lock):
+                _refuse(f"{run_dir} is in use by another run of this SLURM job (pid {lock.get('pid')})", config)
+            # an earlier start of this job: SLURM runs one start of a job at a time
+            (run_dir / LOCK_NAME).unlink(missing_ok=True)
+        if action == "finished":
+            if writer:
+                print(
+                    f"jl-train: {run_dir} is this SLURM job's run and it finished (summary.json); nothing to do",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            sys.exit(0)
+        if action == "restart":
+            if writer:  # this job's own folder, from a start that saved no step: begin again
+                shutil.rmtree(run_dir)
+            return
+        with read_write(config), open_dict(config):
+            config.resume = str(run_dir)
 
     def _check(self, config: DictConfig) -> None:
         run_dir = Path(str(config.hydra.run.dir))
@@ -154,7 +191,8 @@ class RefuseOccupiedRunDir(Callback):
                 config,
             )
         try:
-            take_lock(run_dir, takeover=bool(resume))
+            take_lock(run_dir, takeover=bool(resume), extra=slurm.lock_fields())
+            slurm.mark(run_dir)
         except FileExistsError as err:
             _refuse(str(err), config)
         except OSError as err:  # under a file, read-only, /proc, a full disk: nothing was created

@@ -52,8 +52,11 @@ def resumed_config(cfg: DictConfig) -> tuple[DictConfig, Path]:
         raise JLInputError(
             f"resume={run_dir}: expected a killed jl-train run folder with .hydra/config.yaml and checkpoints/last.ckpt"
         )
-    others = [o for o in _task_overrides() if not o.startswith("resume=")]
-    if others:
+    overrides = _task_overrides()
+    others = [o for o in overrides if not o.startswith("resume=")]
+    # without resume= on the command line the run guard continues a requeued SLURM job: its
+    # command is the one that made the folder (the folder's name is that command's digest)
+    if others and len(others) < len(overrides):
         raise JLInputError(
             f"resume={run_dir} continues the run with its own config; give resume= alone "
             f"(also given: {' '.join(others)})"
