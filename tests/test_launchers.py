@@ -41,6 +41,22 @@ def test_slurm_configs_compose_with_the_usual_fields():
     assert launcher("hydra/launcher=slurm_gpu").partition is None  # the cluster's default partition
 
 
+def test_the_slurm_layout_is_the_trainers_one_task_per_device():
+    """A 2-node x 8-GPU DDP job: SLURM gets 2 nodes, 8 tasks and 8 GPUs on each, as Lightning's
+    SLURM support needs (one task per device, started by srun), from the trainer's own fields."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    ours = launcher(
+        "hydra/launcher=slurm_gpu",
+        "trainer=ddp",
+        "trainer.accelerator=gpu",
+        "trainer.num_nodes=2",
+        "trainer.devices=8",
+    )
+    assert (ours.nodes, ours.tasks_per_node, ours.gpus_per_node) == (2, 8, 8)
+    one = launcher("hydra/launcher=slurm_gpu", "trainer=gpu")
+    assert (one.nodes, one.tasks_per_node, one.gpus_per_node) == (1, 1, 1)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("chosen, target", [("joblib", "JoblibLauncher"), ("submitit_local", "LocalLauncher")])
 def test_a_two_job_multirun_through_a_launcher(tmp_path, chosen, target):

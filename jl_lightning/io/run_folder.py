@@ -29,18 +29,27 @@ def occupied(folder: str | Path) -> list[str]:
     return [name for name in RESULT_FILES if (Path(folder) / name).exists()]
 
 
-RANK_VARIABLES = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
+RANK_VARIABLES = ("RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
+# set per node by a scheduler that starts one process per node (Lightning's "general purpose
+# cluster": NODE_RANK, MASTER_ADDR, MASTER_PORT, WORLD_SIZE; torchrun's GROUP_RANK), and per
+# process by Lightning's launcher inside a node
+NODE_VARIABLES = ("NODE_RANK", "GROUP_RANK")
 
 
 def process_rank() -> int:
     """This process's global rank in a distributed run, from the launcher's environment
-    (Lightning's DDP launcher, torchrun, SLURM), as Lightning reads it: 0 for the one
-    process of an ordinary run. Only rank 0 guards and writes the run folder."""
+    (Lightning's DDP launcher, torchrun, SLURM, a scheduler's NODE_RANK), as Lightning reads
+    it: 0 for the one process of an ordinary run and for the first process of the first node
+    only. Only rank 0 guards and writes the run folder. Where only the node's and the local
+    rank are known (before Lightning sets RANK), a positive number stands for any other rank."""
     for name in RANK_VARIABLES:
         value = os.environ.get(name)
         if value is not None and value.strip().isdigit():
             return int(value)
-    return 0
+    local = os.environ.get("LOCAL_RANK", "0").strip()
+    node = next((os.environ[name].strip() for name in NODE_VARIABLES if name in os.environ), "0")
+    local, node = (int(v) if v.isdigit() else 0 for v in (local, node))
+    return local + node * int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1) if node else local
 
 
 def check_fresh(run_dir: str | Path) -> None:
@@ -173,10 +182,11 @@ def lock_is_stale(lock: dict | None) -> bool:
     return lock.get("host") == socket.gethostname() and not _pid_alive(int(lock.get("pid", -1)))
 
 
-def take_lock(folder: str | Path, takeover: bool = False) -> None:
+def take_lock(folder: str | Path, takeover: bool = False, extra: dict | None = None) -> None:
     """Create ``folder`` if needed and its lock file exclusively (O_EXCL), holding this process's
-    pid, the host and whether this run created the folder. With ``takeover``, a stale lock (a
-    dead run's) is replaced. Raises FileExistsError when another live run holds the folder."""
+    pid, the host, whether this run created the folder and ``extra`` (the SLURM job and its
+    restart count under SLURM). With ``takeover``, a stale lock (a dead run's) is replaced.
+    Raises FileExistsError when another live run holds the folder."""
 
     folder = Path(folder)
     created = not folder.exists()
@@ -193,7 +203,9 @@ def take_lock(folder: str | Path, takeover: bool = False) -> None:
             "choose another hydra.run.dir"
         ) from None
     with os.fdopen(fd, "w") as handle:
-        json.dump({"pid": os.getpid(), "host": socket.gethostname(), "created_folder": created}, handle)
+        json.dump(
+            {"pid": os.getpid(), "host": socket.gethostname(), "created_folder": created, **(extra or {})}, handle
+        )
 
 
 def release_lock(folder: str | Path, abandon: bool = False) -> None:
