@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 
 import torch
 
@@ -84,15 +85,42 @@ def refreshed_hard_pairs(init_mean: str) -> tuple[torch.Tensor, torch.Tensor]:
     return model.loss_fn.active.hard_i.clone(), model.loss_fn.active.hard_j.clone()
 
 
+def meet(rank: int, world: int, out_dir: str):
+    """The ranks' store: rank 0 opens a TCPStore on a port the kernel picks when it binds (no
+    port chosen beforehand that another process could take in between) and writes the port
+    into ``out_dir``; the others read it. Not torch's FileStore: its file is deleted by the
+    last rank that leaves, which can be while another still reads it."""
+    import time
+
+    import torch.distributed as dist
+
+    port_file = os.path.join(out_dir, "port")
+    if rank == 0:
+        store = dist.TCPStore(
+            "127.0.0.1", 0, world, is_master=True, timeout=timedelta(seconds=120), wait_for_workers=False
+        )
+        with open(port_file + ".tmp", "w") as handle:
+            handle.write(str(store.port))
+        os.replace(port_file + ".tmp", port_file)
+        return store
+    deadline = time.monotonic() + 120
+    while not os.path.exists(port_file):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"rank {rank}: rank 0 wrote no port into {out_dir}")
+        time.sleep(0.05)
+    with open(port_file) as handle:
+        port = int(handle.read())
+    return dist.TCPStore("127.0.0.1", port, world, is_master=False, timeout=timedelta(seconds=120))
+
+
 def rank_main(rank: int, world: int, out_dir: str) -> None:
     """One gloo rank: every case's loss and gradients, the gradients averaged over the ranks
-    as DistributedDataParallel averages them; rank 0 saves the results. The ranks meet through
-    a file in ``out_dir`` (no TCP port another test could take between choosing and binding it)."""
+    as DistributedDataParallel averages them; rank 0 saves the results. Both ranks pass a
+    barrier before leaving, so neither tears the group down while the other still uses it."""
     import torch.distributed as dist
 
     torch.set_num_threads(1)
-    rendezvous = os.path.join(out_dir, "rendezvous")
-    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world)
+    dist.init_process_group("gloo", store=meet(rank, world, out_dir), rank=rank, world_size=world)
     try:
         results = {}
         for case in CASES:
@@ -105,5 +133,6 @@ def rank_main(rank: int, world: int, out_dir: str) -> None:
             results[f"refresh_{init_mean}"] = refreshed_hard_pairs(init_mean)
         if rank == 0:
             torch.save(results, os.path.join(out_dir, "results.pt"))
+        dist.barrier()
     finally:
         dist.destroy_process_group()
