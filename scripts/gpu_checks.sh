@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
-# The GPU figures of docs/benchmarks.md in one go, on a machine with one CUDA GPU:
+# Every GPU check in one command, for the next lent device (about 8 minutes on one H100):
 #
-#     bash scripts/gpu_checks.sh [OUT_DIR]        # logs and the run's summary.json go to OUT_DIR
+#     bash scripts/gpu_checks.sh [OUT_DIR]        # logs, the run's summary.json and table.md go to OUT_DIR
 #
-# 1. the GPU tests (tests/test_gpu.py);
-# 2. the exact pass and a training step at n = 1e5, 3e5, 1e6 (bench_scale.py --device cuda,
+# 1. the GPU tests (tests/test_gpu.py: training, the exact pass, references, candidates and
+#    recall on the GPU against the CPU);
+# 2. the exact pass and a training step at n = 1e5 and 1e6 (bench_scale.py --device cuda,
 #    section scale-gpu);
-# 3. `jl-train experiment=clusters_1e6` (its section: bench_scale.py --training-from RUN
-#    --experiment clusters_1e6);
-# 4. bench_ddp.py --gpu (trainer=gpu against the DDP path with one device on digits, section
-#    ddp:gpu), beside step 3 on the same GPU.
-# STEPS (default "tests scale train ddp") picks which of them run; SIZES (default
-# "100000 300000 1000000") the n of step 2.
+# 3. the first 500 steps of the default run at 10^6 points: `jl-train data=clusters_1e6
+#    model.mode=pairs model.k=32 trainer=gpu trainer.max_steps=500` (the auto plan's ten exact
+#    passes over 5e11 pairs, each logged with its seconds), 2 Gaussian draws as the reference;
+# 4. bench_ddp.py --gpu (trainer=gpu against the DDP path with one device on digits: the
+#    GPU-against-CPU comparison of the recipe, section ddp:gpu), beside step 3 on the same GPU;
+# 5. one table of all of it (scripts/gpu_table.py), printed and written to OUT_DIR/table.md.
+# STEPS (default "tests scale train ddp") picks which of 1-4 run; SIZES (default
+# "100000 1000000") the n of step 2.
 # Each step has its own time limit (TEST_LIMIT, SCALE_LIMIT, TRAIN_LIMIT, DDP_LIMIT seconds),
 # so a step that fails or overruns leaves the others' figures. jl_lightning must be importable
 # (pip install -e . or PYTHONPATH=<repo root>).
@@ -35,13 +38,13 @@ $PY -c "import torch, lightning, hydra; print('torch', torch.__version__, 'light
 STEPS=${STEPS:-"tests scale train ddp"}
 if [[ $STEPS == *tests* ]]; then
   say "1. GPU tests"
-  timeout "${TEST_LIMIT:-60}" $PY -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider >"$OUT/pytest_gpu.log" 2>&1
+  timeout "${TEST_LIMIT:-90}" $PY -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider >"$OUT/pytest_gpu.log" 2>&1
   echo "pytest rc=$?"; tail -4 "$OUT/pytest_gpu.log"
 fi
 
 if [[ $STEPS == *scale* ]]; then
-  say "2. exact pass and step at n = 1e5, 3e5, 1e6"
-  timeout "${SCALE_LIMIT:-150}" $PY scripts/bench_scale.py --device cuda --sizes ${SIZES:-100000 300000 1000000} \
+  say "2. exact pass and step at n = 1e5, 1e6"
+  timeout "${SCALE_LIMIT:-120}" $PY scripts/bench_scale.py --device cuda --sizes ${SIZES:-100000 1000000} \
       >"$OUT/scale.log" 2>&1
   echo "bench_scale rc=$?"; grep -E "^\{|^\| [0-9]|Fitted|GFLOP" "$OUT/scale.log" | cut -c1-220
   cp docs/benchmarks.md "$OUT/benchmarks.md"
@@ -51,19 +54,18 @@ if [[ $STEPS == *ddp* ]]; then
   (timeout "${DDP_LIMIT:-300}" $PY scripts/bench_ddp.py --gpu --recipes default >"$OUT/ddp_gpu.log" 2>&1;
    echo "bench_ddp rc=$?" >>"$OUT/ddp_gpu.log") &
 fi
-[[ $STEPS == *train* ]] || { wait; exit 0; }
-
-say "3. experiment=clusters_1e6"
-RUN=outputs/bench/clusters_1e6-gpu-$(date +%Y-%m-%d_%H-%M-%S)
-timeout "${TRAIN_LIMIT:-370}" $PY -m jl_lightning.apps.train experiment=clusters_1e6 hydra.run.dir="$RUN" \
-    >"$OUT/clusters_1e6.log" 2>&1
-echo "clusters_1e6 rc=$?"; grep -vE "^\s*$" "$OUT/clusters_1e6.log" | tail -25 | cut -c1-220
+if [[ $STEPS == *train* ]]; then
+  say "3. the default run at 10^6 points, its first 500 steps"
+  RUN=outputs/bench/default_1e6-gpu-$(date +%Y-%m-%d_%H-%M-%S)
+  timeout "${TRAIN_LIMIT:-330}" $PY -m jl_lightning.apps.train data=clusters_1e6 model.mode=pairs model.k=32 \
+      trainer=gpu trainer.max_steps=500 baseline.draws=2 hydra.run.dir="$RUN" >"$OUT/default_1e6.log" 2>&1
+  echo "default_1e6 rc=$?"; grep -vE "^\s*$" "$OUT/default_1e6.log" | tail -8 | cut -c1-220
+  cp "$RUN/summary.json" "$OUT/default_1e6_summary.json" 2>/dev/null
+  cp "$RUN/train.log" "$OUT/default_1e6_train.log" 2>/dev/null
+fi
 wait
 [[ $STEPS == *ddp* ]] && tail -8 "$OUT/ddp_gpu.log" | cut -c1-220
-# the run without its checkpoints, for bench_scale.py --training-from
-mkdir -p "$OUT/clusters_1e6_run"
-cp -r "$RUN/.hydra" "$RUN/summary.json" "$RUN/train.log" "$RUN/embedding.npy" "$RUN/figures" \
-    "$OUT/device.txt" "$OUT/clusters_1e6_run/" 2>/dev/null
-cp "$RUN/summary.json" "$OUT/clusters_1e6_summary.json" 2>/dev/null
 cp docs/benchmarks.md "$OUT/benchmarks.md"
+say "5. the table"
+$PY scripts/gpu_table.py "$OUT" | tee "$OUT/table.md"
 say "done"

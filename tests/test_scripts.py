@@ -76,3 +76,32 @@ def test_gpu_checks_refuse_a_machine_without_a_gpu_in_one_line(tmp_path):
         "gpu_checks.sh: error: needs a CUDA GPU (torch sees none on this machine); run it where one is lent"
     ]
     assert not out.exists()
+
+
+def test_the_gpu_table_reads_every_step_of_gpu_checks(tmp_path, capsys):
+    """scripts/gpu_table.py on the logs gpu_checks.sh writes: each probe, each exact pass of the
+    500-step run and its summary become rows; a step that did not run says so."""
+    import json
+
+    import gpu_table
+
+    (tmp_path / "device.txt").write_text("NVIDIA H100 80GB HBM3, 81559 MiB, 550.54\n")
+    (tmp_path / "pytest_gpu.log").write_text("....\n========= 7 passed in 41.2s =========\n")
+    (tmp_path / "scale.log").write_text(
+        "{'n': 1000000, 'certify_s': 14.6, 'refresh_s': 18.5, 'extra_mb': 7300.0, 'step_s': 0.0023, "
+        "'epsilon': 0.9, 'data_mb': 1465.0}\n"
+    )
+    (tmp_path / "default_1e6_train.log").write_text(
+        "[x] step 14: exact pass over 499999500000 pairs in 19.2 s, epsilon 0.9861; 8192 pairs in the active set\n"
+    )
+    (tmp_path / "default_1e6_summary.json").write_text(
+        json.dumps({"fit_seconds": 230.4, "best_distortion": 0.71, "steps": 500})
+    )
+    assert gpu_table.main([str(tmp_path)]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[2] == "| device | NVIDIA H100 80GB HBM3, 81559 MiB, 550.54 |"
+    assert "| GPU tests (tests/test_gpu.py) | 7 passed in 41.2s |" in table
+    assert "| n = 1e+06: certifying / refresh pass, step | 14.6 s / 18.5 s, 2.3 ms (7300 MB beyond the data) |" in table
+    assert "| 10^6 default run, exact pass at step 14 | 19.2 s over 5.00e+11 pairs, epsilon 0.9861 |" in table
+    assert "| 10^6 default run, 500 steps | fit 230 s, certified epsilon 0.7100, steps 500 |" in table
+    assert table[-1] == "| bench_ddp.py --gpu | did not run |"
