@@ -113,6 +113,8 @@ def phase_references(path: Path, k: int, draws: int) -> dict:
 
 
 def section(name: str, path: Path, k: int, results: dict) -> list[str]:
+    from jl_lightning.core.pairs import peak_memory_bound
+
     fit, refs = results.get("fit"), results.get("references")
     shape = results.get("shape")
     kind = ", sparse" if results.get("sparse") else ""
@@ -127,10 +129,17 @@ def section(name: str, path: Path, k: int, results: dict) -> list[str]:
         "|---|---|---|",
     ]  # fmt: skip
 
+    # the peak the project states for these rows (core/pairs.peak_memory_bound)
+    known = not results.get("sparse") or results.get("nnz")
+    bound = (
+        f" (stated bound {peak_memory_bound(shape[0], shape[1], results.get('nnz')) / 2**30:.2f} GB)" if known else ""
+    )
+
     def fit_notes(row: dict) -> str:
         return (
             f"{'converged' if row['converged'] else 'NOT converged'} (switch at step {row['switch_step']}), "
             f"{row['steps']} steps, fit {row['fit_seconds']:.0f} s, peak RSS {row['peak_rss_mb'] / 1024:.2f} GB"
+            f"{bound}"
         )
 
     if fit:
@@ -176,6 +185,7 @@ def main(argv=None) -> int:
     points = load(args.data)
     results["shape"] = list(points.shape)
     results["sparse"] = hasattr(points, "matrix")
+    results["nnz"] = int(points.matrix.nnz) if results["sparse"] else None
     results["date"] = dt.date.today().isoformat()
     if args.phase in ("fit", "both"):
         results["fit"] = phase_fit(args.data, args.k, out)

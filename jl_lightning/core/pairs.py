@@ -61,6 +61,29 @@ def pair_tile_count(n: int, rows: int, n_other: int | None = None) -> int:
 # bytes of temporaries per tile or chunk of an exact pass (conf/callbacks/distortion_tracker.yaml
 # states the tracker's; every other pass and table takes this one)
 DEFAULT_MEMORY_BUDGET = 256 * 2**20
+# what a run may hold at its peak besides the budget's temporaries (docs/scale.md, "Memory"):
+# dense rows are kept as a float64 validated copy, a float32 training copy and the screen's
+# float32 rows, and PCA's reference centers a float64 copy and factors it: 32 bytes per value;
+# sparse rows as float64 and float32 CSR with their indices: 32 bytes per non-zero. A few
+# phases' temporaries coexist (a tile, its float64 recheck, the candidates): 4 budgets. The
+# rest is the interpreter with torch, Lightning, Hydra and scikit-learn loaded.
+BYTES_PER_VALUE = 32
+BUDGETS_AT_ONCE = 4
+FIXED_OVERHEAD = 2**30
+
+
+def peak_memory_bound(n: int, d: int, nnz: int | None = None, budget: int = DEFAULT_MEMORY_BUDGET) -> int:
+    """The peak resident memory (bytes) the project states for a run on ``n`` points of
+    dimension ``d`` (``nnz`` non-zeros for sparse rows): the data's copies, a few budgets of
+    temporaries and a fixed overhead, whatever k.
+
+    >>> round(peak_memory_bound(10_000, 4096) / 2**30, 2)
+    3.22
+    """
+    values = n * d if nnz is None else nnz
+    return BYTES_PER_VALUE * values + BUDGETS_AT_ONCE * budget + FIXED_OVERHEAD
+
+
 # pair_sq_distances reads the pairs off Gram blocks from C >= n_left n_right / this on
 GRAM_PAIRS_RATIO = 64
 # the unit round-off of float32: the screened passes bound their float32 error with it
