@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 import socket
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -232,3 +232,33 @@ def test_ddp_inside_a_plain_multirun_is_refused_in_one_line(tmp_path):
     assert "Traceback" not in proc.stderr
     sweep = tmp_path / "sweep"
     assert job_dirs(sweep, 0) == job_dirs(sweep, 1) == [] and not (sweep / ".jl_lock").exists()
+
+
+@pytest.mark.parametrize(
+    "env, rank",
+    [
+        ({}, 0),
+        ({"RANK": "3", "NODE_RANK": "0"}, 3),
+        ({"NODE_RANK": "0", "LOCAL_RANK": "0"}, 0),
+        ({"NODE_RANK": "1"}, 1),  # a scheduler's second node, before Lightning sets RANK
+        ({"GROUP_RANK": "2", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "4"}, 9),
+        ({"LOCAL_RANK": "1"}, 1),  # Lightning's launcher inside one node
+        ({"SLURM_PROCID": "5"}, 5),
+    ],
+)
+def test_only_the_first_process_of_the_first_node_is_rank_0(monkeypatch, env, rank):
+    from jl_lightning.io.run_folder import process_rank
+
+    for name in (
+        "RANK",
+        "SLURM_PROCID",
+        "JSM_NAMESPACE_RANK",
+        "LOCAL_RANK",
+        "NODE_RANK",
+        "GROUP_RANK",
+        "LOCAL_WORLD_SIZE",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert process_rank() == rank
