@@ -72,6 +72,29 @@ def test_the_run_folder_is_keyed_by_the_job_and_the_command(monkeypatch):
     assert slurm.job_key() is None
 
 
+def test_what_a_job_does_with_a_folder_an_earlier_start_made(monkeypatch, tmp_path):
+    """Results of any command (jl-compare's tables too) mean finished, never started over; a
+    checkpoint means resume; nothing saved means restart; another job's folder is not this one's."""
+    for name, value in {"SLURM_NTASKS": "1", "SLURM_JOB_NAME": "job", "SLURM_JOB_ID": "77"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("SLURM_ARRAY_JOB_ID", raising=False)
+    has_checkpoint = lambda folder: (folder / "checkpoints" / "last.ckpt").is_file()  # noqa: E731
+    folder = tmp_path / "run"
+    folder.mkdir()
+    assert slurm.continuation(folder, has_checkpoint) is None  # no marker
+    slurm.mark(folder)
+    assert (folder / slurm.MARKER).read_text() == "77\n"
+    assert slurm.continuation(folder, has_checkpoint) == "restart"
+    (folder / "checkpoints").mkdir()
+    (folder / "checkpoints" / "last.ckpt").write_bytes(b"")
+    assert slurm.continuation(folder, has_checkpoint) == "resume"
+    (folder / "comparison.csv").write_text("method,epsilon\n")
+    assert slurm.continuation(folder, has_checkpoint) == "finished"
+    monkeypatch.setenv("SLURM_JOB_ID", "78")
+    assert slurm.continuation(folder, has_checkpoint) is None
+    assert slurm.lock_fields() == {"slurm_job": "78", "slurm_restart": "0"}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("signal_name", ["SIGUSR1", "SIGTERM"])
 def test_a_requeued_job_continues_its_own_run_bit_for_bit(tmp_path, signal_name):

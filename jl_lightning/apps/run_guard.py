@@ -43,10 +43,13 @@ from jl_lightning.io.run_folder import (
 )
 
 
-def _refuse(message: str, config: DictConfig | None = None) -> None:
+def _program(config: DictConfig | None) -> str:
     job = config.hydra.job.name if config is not None and config.get("hydra") else None
-    program = f"jl-{job}" if job else (Path(sys.argv[0]).name or "jl")
-    print(f"{program}: error: {message}", file=sys.stderr, flush=True)
+    return f"jl-{job}" if job else (Path(sys.argv[0]).name or "jl")
+
+
+def _refuse(message: str, config: DictConfig | None = None) -> None:
+    print(f"{_program(config)}: error: {message}", file=sys.stderr, flush=True)
     sys.exit(2)
 
 
@@ -141,7 +144,8 @@ class RefuseOccupiedRunDir(Callback):
         if action == "finished":
             if writer:
                 print(
-                    f"jl-train: {run_dir} is this SLURM job's run and it finished (summary.json); nothing to do",
+                    f"{_program(config)}: {run_dir} is this SLURM job's run and it finished "
+                    f"({', '.join(occupied(run_dir))}); nothing to do",
                     file=sys.stderr,
                     flush=True,
                 )

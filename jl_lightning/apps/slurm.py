@@ -29,6 +29,8 @@ import hashlib
 import os
 from pathlib import Path
 
+from jl_lightning.io.run_folder import occupied
+
 # written into a run folder made under SLURM: the job it belongs to
 MARKER = ".jl_slurm_job"
 RUNS_UNDER_SLURM = "outputs/runs/slurm"
@@ -84,7 +86,7 @@ def mark(folder: Path) -> None:
 
 def continuation(folder: Path, resumable) -> str | None:
     """What this SLURM job does with ``folder`` that an earlier start of the same job made:
-    ``"finished"`` (summary.json is there), ``"resume"`` (``resumable(folder)`` says it can be
+    ``"finished"`` (it holds results: jl-train's, jl-compare's), ``"resume"`` (``resumable(folder)`` says it can be
     continued: a checkpoint, no live run), ``"restart"`` (it died before its first checkpoint).
     None when ``folder`` is not this job's (outside SLURM, no marker, another job's)."""
     job = job_key()
@@ -94,7 +96,7 @@ def continuation(folder: Path, resumable) -> str | None:
             return None
     except (OSError, UnicodeDecodeError):
         return None
-    if (Path(folder) / "summary.json").exists():
+    if occupied(folder):  # jl-train's summary.json, jl-compare's tables: never started over
         return "finished"
     if resumable(folder):
         return "resume"
