@@ -19,8 +19,8 @@ does the folder side, so that the job started again finds that checkpoint:
   start of the same job made (:func:`continuation`), the run guard continues it: from
   ``checkpoints/last.ckpt`` as ``resume=`` would (the command's own config, bit for bit), or
   it exits 0 at once when that run had finished, or it starts again from step 0 when the
-  earlier start died before its first checkpoint. Sweep jobs that submitit requeues find their
-  folder the same way (their folder is fixed when the sweep is submitted).
+  earlier start died before its first checkpoint. (The jobs of a multirun never pass the
+  guard's ``on_run_start``: a requeued sweep job starts over.)
 """
 
 from __future__ import annotations
