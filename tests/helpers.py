@@ -79,3 +79,21 @@ def job_dir(sweep, num: int):
     found = job_dirs(sweep, num)
     assert len(found) == 1, f"job {num}: folders {found}"
     return found[0]
+
+
+# a pairs run small enough for a subprocess test, with candidates rescanned every 7 steps and
+# a periodic checkpoint every 50: the run the signal, resume and requeue tests stop and continue
+SIGNALLED_RUN = (
+    "debug=fast",
+    "data.source.n=30",
+    "data.source.d=40",
+    "model.mode=pairs",
+    "model.loss.active_candidates=200",
+    "model.loss.active_rescan=7",
+    "model.loss.active_hard=20",
+    "trainer.max_steps=120",
+    "log_every=10",
+    "callbacks.model_checkpoint.every_n_train_steps=50",
+    "logger=none",
+    "baseline.draws=3",
+)

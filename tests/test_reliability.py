@@ -16,7 +16,7 @@ from conftest import concurrently, jl_train
 from jl_lightning.errors import JLInputError, JLRunError
 from jl_lightning.io.validation import validate_points
 from jl_lightning.metrics import evaluate
-from tests.helpers import pair_ratios
+from tests.helpers import SIGNALLED_RUN, pair_ratios
 
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import given, settings  # noqa: E402
@@ -278,20 +278,7 @@ def test_a_signalled_run_stops_cleanly_and_resumes_to_the_same_embedding(tmp_pat
     one line and exits 143 / 130, lock released; resume=RUN_DIR ends with the uninterrupted
     run's embedding.npy bit for bit, though the signal came before the first periodic
     checkpoint (step 13) or between two exact passes and two rescans (step 36)."""
-    common = [
-        "debug=fast",
-        "data.source.n=30",
-        "data.source.d=40",
-        "model.mode=pairs",
-        "model.loss.active_candidates=200",
-        "model.loss.active_rescan=7",
-        "model.loss.active_hard=20",
-        "trainer.max_steps=120",
-        "log_every=10",
-        "callbacks.model_checkpoint.every_n_train_steps=50",
-        "logger=none",
-        "baseline.draws=3",
-    ]
+    common = list(SIGNALLED_RUN)
     env = {"PYTHONPATH": str(TESTS), "JL_EXTRA_TARGETS": "kill_at."}
     run_dir = tmp_path / "stopped"
     full, stopped = concurrently(

@@ -17,24 +17,12 @@ import pytest
 from conftest import concurrently, jl_train
 
 from jl_lightning.apps import slurm
+from tests.helpers import SIGNALLED_RUN
 
 TESTS = Path(__file__).resolve().parent
 SLURM = {"SLURM_NTASKS": "1", "SLURM_JOB_NAME": "jltest", "SLURM_PROCID": "0", "SLURM_LOCALID": "0",
          "SLURM_NODEID": "0", "SLURM_NODELIST": "localhost"}  # fmt: skip
-COMMON = [
-    "debug=fast",
-    "data.source.n=30",
-    "data.source.d=40",
-    "model.mode=pairs",
-    "model.loss.active_candidates=200",
-    "model.loss.active_rescan=7",
-    "model.loss.active_hard=20",
-    "trainer.max_steps=120",
-    "log_every=10",
-    "callbacks.model_checkpoint.every_n_train_steps=50",
-    "logger=none",
-    "baseline.draws=3",
-]
+COMMON = list(SIGNALLED_RUN)
 
 
 def fake_scontrol(folder: Path) -> tuple[Path, Path]:
