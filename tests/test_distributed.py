@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from pathlib import Path
 
 import numpy as np
@@ -209,7 +210,14 @@ def test_two_nodes_meet_through_the_schedulers_environment_and_learn_the_one_pro
             f"hydra.run.dir={run_dir}", cwd=tmp_path, env_extra=env,
         )  # fmt: skip
 
-    first, second = concurrently(lambda: node(0), lambda: node(1))
+    def node_0_late():
+        # node 1 first, as a scheduler may start it: it waits for node 0's guard and lock
+        # instead of writing Hydra's files into the folder node 0 then refuses as occupied
+        time.sleep(4)
+        return node(0)
+
+    first, second = concurrently(node_0_late, lambda: node(1))
+    assert not (run_dir / ".hydra" / "resumed").exists() and (run_dir / "train_rank_1.log").is_file()
     assert first.returncode == 0, first.stderr[-3000:]
     assert second.returncode == 0, second.stderr[-3000:]
     assert first.stdout.count("| run folder ") == 1 and "| run folder " not in second.stdout

@@ -23,6 +23,7 @@ from __future__ import annotations
 import atexit
 import shutil
 import sys
+import time
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
@@ -85,6 +86,9 @@ def resumable_problem(run_dir: Path) -> str | None:
     return None
 
 
+# how long a rank other than 0 waits for rank 0 to lock the run folder
+RANK_0_WAIT_S = 120.0
+
 # conf/paths/default.yaml: every result goes where Hydra put this run
 OUTPUT_DIR_DEFAULT = "${hydra:runtime.output_dir}"
 
@@ -121,9 +125,28 @@ class RefuseOccupiedRunDir(Callback):
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
         if not config.get("resume"):
             _checked(self._continue_slurm_job, config, config.hydra.run.dir)
-        if process_rank() > 0:
+        rank = process_rank()
+        if rank > 0:
+            self._join_rank_0(config, rank)
             return
         _checked(self._check, config, config.hydra.run.dir)
+
+    @staticmethod
+    def _join_rank_0(config: DictConfig, rank: int) -> None:
+        """Another rank started by a scheduler (srun's tasks, one process per node), not by
+        Lightning: wait until rank 0 has checked and locked the folder (else this rank's Hydra
+        files would make rank 0 refuse it as occupied), then keep this rank's Hydra files apart:
+        no config copy and its own log, as Lightning's launcher does for the ranks it starts."""
+        run_dir = Path(str(config.hydra.run.dir))
+        deadline = time.monotonic() + RANK_0_WAIT_S
+        while not (run_dir / LOCK_NAME).exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        with read_write(config), open_dict(config):
+            config.hydra.output_subdir = None
+            if not str(config.hydra.job.name).endswith(f"_rank_{rank}") and "_ddp_process_" not in str(
+                config.hydra.job.name
+            ):
+                config.hydra.job.name = f"{config.hydra.job.name}_rank_{rank}"
 
     def _continue_slurm_job(self, config: DictConfig) -> None:
         """A SLURM job started again (requeued, preempted) in the folder an earlier start of it
