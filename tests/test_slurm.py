@@ -66,20 +66,19 @@ def test_what_a_job_does_with_a_folder_an_earlier_start_made(monkeypatch, tmp_pa
     for name, value in {"SLURM_NTASKS": "1", "SLURM_JOB_NAME": "job", "SLURM_JOB_ID": "77"}.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("SLURM_ARRAY_JOB_ID", raising=False)
-    has_checkpoint = lambda folder: (folder / "checkpoints" / "last.ckpt").is_file()  # noqa: E731
     folder = tmp_path / "run"
     folder.mkdir()
-    assert slurm.continuation(folder, has_checkpoint) is None  # no marker
+    assert slurm.continuation(folder) is None  # no marker
     slurm.mark(folder)
     assert (folder / slurm.MARKER).read_text() == "77\n"
-    assert slurm.continuation(folder, has_checkpoint) == "restart"
+    assert slurm.continuation(folder) == "restart"
     (folder / "checkpoints").mkdir()
     (folder / "checkpoints" / "last.ckpt").write_bytes(b"")
-    assert slurm.continuation(folder, has_checkpoint) == "resume"
+    assert slurm.continuation(folder) == "resume"
     (folder / "comparison.csv").write_text("method,epsilon\n")
-    assert slurm.continuation(folder, has_checkpoint) == "finished"
+    assert slurm.continuation(folder) == "finished"
     monkeypatch.setenv("SLURM_JOB_ID", "78")
-    assert slurm.continuation(folder, has_checkpoint) is None
+    assert slurm.continuation(folder) is None
     assert slurm.lock_fields() == {"slurm_job": "78", "slurm_restart": "0"}
 
 

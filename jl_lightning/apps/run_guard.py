@@ -42,7 +42,6 @@ from jl_lightning.io.run_folder import (
     release_lock,
     take_lock,
 )
-from jl_lightning.lightning.callbacks.graceful_stop import checkpoint_path
 
 
 def _program(config: DictConfig | None) -> str:
@@ -155,7 +154,7 @@ class RefuseOccupiedRunDir(Callback):
         or start it again when it died before its first checkpoint. Every rank decides the
         same from the folder; only rank 0 changes it."""
         run_dir = Path(str(config.hydra.run.dir))
-        action = slurm.continuation(run_dir, lambda folder: checkpoint_path(folder).is_file())
+        action = slurm.continuation(run_dir)
         if action is None:
             return
         writer = process_rank() == 0

@@ -30,6 +30,7 @@ import os
 from pathlib import Path
 
 from jl_lightning.io.run_folder import occupied
+from jl_lightning.lightning.callbacks.graceful_stop import checkpoint_path
 
 # written into a run folder made under SLURM: the job it belongs to
 MARKER = ".jl_slurm_job"
@@ -84,10 +85,10 @@ def mark(folder: Path) -> None:
         (Path(folder) / MARKER).write_text(job + "\n")
 
 
-def continuation(folder: Path, resumable) -> str | None:
+def continuation(folder: Path) -> str | None:
     """What this SLURM job does with ``folder`` that an earlier start of the same job made:
-    ``"finished"`` (it holds results: jl-train's, jl-compare's), ``"resume"`` (``resumable(folder)`` says it can be
-    continued: a checkpoint, no live run), ``"restart"`` (it died before its first checkpoint).
+    ``"finished"`` (it holds results: jl-train's, jl-compare's), ``"resume"`` (a checkpoint
+    that ``resume=`` continues from), ``"restart"`` (it died before its first checkpoint).
     None when ``folder`` is not this job's (outside SLURM, no marker, another job's)."""
     job = job_key()
     marker = Path(folder) / MARKER
@@ -98,6 +99,6 @@ def continuation(folder: Path, resumable) -> str | None:
         return None
     if occupied(folder):  # jl-train's summary.json, jl-compare's tables: never started over
         return "finished"
-    if resumable(folder):
+    if checkpoint_path(folder).is_file():
         return "resume"
     return "restart"
