@@ -81,6 +81,7 @@ def test_every_auto_in_the_defaults_is_resolved_before_anything_is_built():
         leftover = [token for token in flat.replace("'", " ").split() if token.strip(",{}[]:") == "auto"]
         # sampling, smooth_temperature and data.normalize keep their own auto (resolved by the loss and data)
         assert len(leftover) == 2, flat
+        assert resolved.trainer.max_steps == 5000  # the trainer's auto too
 
 
 def test_the_default_pairs_fit_converges_on_a_short_budget():
@@ -176,3 +177,45 @@ def test_at_m_zero_the_candidates_are_random_pairs_that_the_rescans_rank():
     )
     worst = set(zip(ci.numpy()[np.argsort(-np.abs(dev - 1))[:10]], cj.numpy()[np.argsort(-np.abs(dev - 1))[:10]]))
     assert set(zip(loss.active.hard_i.tolist(), loss.active.hard_j.tolist())) == worst
+
+
+def test_auto_steps_shrink_only_where_a_step_multiplies_wide_points_by_a_large_k():
+    """trainer.max_steps: auto keeps 5000 steps at every measured shape up to the wide real set
+    (12,000 x 1536 -> 128) and gives fewer where a step's product is larger: at 10^4 x 4096 ->
+    256 the steps cost what 5000 of the wide set's cost, counted as touched rows x d x k."""
+    cases = {
+        # (n, d, k): steps, samples per step. A step touches min(n, 2 x (8192 hard + 10000
+        # random pairs)) rows; 1.2e13 multiply-adds is about the wide set's 5000 steps, and a
+        # step over a 5000th of it draws 2 sampled matrices instead of 10
+        (12000, 1536, 128): (5000, 10),
+        (100000, 384, 32): (5000, 10),
+        (10000, 4096, 256): (int(1.2e13 // (10000 * 4096 * 256)), 2),
+        (100000, 4096, 256): (1000, 2),  # the floor
+    }
+    for (n, d, k), (steps, samples) in cases.items():
+        resolved, settings = resolve_auto(compose(["model.mode=pairs", f"model.k={k}"]), n=n, dim=d)
+        assert resolved.trainer.max_steps == steps == settings["steps"], (n, d, k)
+        assert settings["chosen"]["trainer.max_steps"] == steps
+        assert resolved.model.n_samples == samples, (n, d, k)
+        # the plan's schedules follow the chosen steps: the cosine ends a fifteenth past them
+        assert resolved.scheduler.T_max == round(steps * 15 / 14)
+    # sparse rows count their non-zeros: 10^5 TF-IDF features at 45 per row are a narrow step
+    resolved, _ = resolve_auto(compose(["model.mode=pairs", "model.k=256"]), n=10000, dim=100000, width=45.0)
+    assert resolved.trainer.max_steps == 5000
+    # a number set by hand is kept, and not reported as chosen
+    resolved, settings = resolve_auto(
+        compose(["model.mode=pairs", "model.k=256", "trainer.max_steps=3000"]), n=10000, dim=4096
+    )
+    assert resolved.trainer.max_steps == 3000 and "trainer.max_steps" not in settings["chosen"]
+
+
+def test_a_sparse_datamodule_reports_its_mean_nonzeros_per_row():
+    sparse = pytest.importorskip("scipy.sparse")
+    from jl_lightning.io.sources import ArrayPoints
+    from jl_lightning.lightning.datamodule import JLDataModule
+
+    X = sparse.random(300, 5000, density=0.01, format="csr", random_state=0, dtype=np.float32)
+    module = JLDataModule(ArrayPoints(X), mode="pairs")
+    module.setup("fit")
+    kept = module.points.matrix
+    assert module.width == pytest.approx(kept.nnz / kept.shape[0]) and 40 < module.width < 60

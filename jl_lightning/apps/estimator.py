@@ -69,7 +69,8 @@ class JLEmbedding:
         learned training epsilon is at most ``eps`` on this data (a bisection over k with
         whole fits, bracketed by min(d, the Johnson-Lindenstrauss bound's k)). Default 30.
     mode: ``"norms"`` (preserve ||x||) or ``"pairs"`` (preserve all ||x_i - x_j||).
-    max_steps: training steps (``trainer.max_steps``); None keeps the config's 5000.
+    max_steps: training steps (``trainer.max_steps``); None keeps the config's ``auto``: 5000,
+        fewer where a step's product is large (wide points, large k; ``core.plan.default_steps``).
     random_state: the seed (``seed``): data split, sampling noise and initialization.
     experiment: an optional conf/experiment recipe (e.g. ``"digits_pairs"``) whose
         model and optimizer settings are used; the data always comes from ``fit(X)``.

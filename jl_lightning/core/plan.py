@@ -39,6 +39,20 @@ from jl_lightning.constraints import Number, check
 
 AUTO = "auto"
 FEW_PAIRS = 2**22
+# trainer.max_steps: auto. A step multiplies the points its pairs touch by M: at most n
+# rows, two per active pair, each of width d (a sparse row: its mean non-zeros) times k.
+# DEFAULT_STEPS steps, fewer where STEP_WORK / (that product) is smaller: the wide real
+# set's 5000 steps (12,000 x 1536 -> 128) cost about STEP_WORK, and a
+# fit whose steps cost more would spend its extra steps after sigma^2 = 0, where the
+# certified epsilon moves little (docs/scale.md, "Steps"); never under MIN_STEPS
+DEFAULT_STEPS = 5000
+STEP_WORK = 1.2e13
+MIN_STEPS = 1000
+ACTIVE_HARD = 8192
+# model.n_samples: auto where one step's product is over STEP_WORK / DEFAULT_STEPS: each of
+# the N sampled matrices repeats that product while sigma^2 > 0, so the noisy phase of a wide
+# fit cost more than its deterministic steps; WIDE_SAMPLES draws (docs/scale.md, "Steps")
+WIDE_SAMPLES = 2
 MIN_REFRESH = 10
 # the exact passes of the many-pairs regime, as fractions of the run (measured at 7000 steps
 # and 10^5 points as steps 200, 500, 1000, 1700, 2500, 3400, 4300, 5100, 5800, 6400)
@@ -104,26 +118,56 @@ def pair_count(n: int) -> int:
     return n * (n - 1) // 2
 
 
+def default_steps(work: float) -> int:
+    """The training steps of ``trainer.max_steps: auto`` where one step's product is ``work``
+    multiply-adds (:func:`step_work`).
+
+    Examples
+    --------
+    >>> default_steps(step_work(n=12000, width=1536, k=128, active_pairs=18192))
+    5000
+    >>> default_steps(step_work(n=10000, width=4096, k=256, active_pairs=18192))
+    1144
+    """
+    return int(min(DEFAULT_STEPS, max(MIN_STEPS, STEP_WORK // max(work, 1.0))))
+
+
+def step_work(*, n: int, width: float, k: int, active_pairs: int | None) -> float:
+    """Multiply-adds of one step's product of the points it touches with M: min(n, 2 x
+    ``active_pairs``) rows (``n`` when ``active_pairs`` is None) of ``width`` values, k rows of M.
+
+    Examples
+    --------
+    >>> step_work(n=10000, width=4096, k=256, active_pairs=18192)
+    10485760000.0
+    """
+    touched = n if active_pairs is None else min(n, 2 * active_pairs)
+    return max(touched * float(width) * k, 1.0)
+
+
 def stop_patience(steps: int, certify_every: int) -> int:
     """Certifications in ``STOP_WINDOW`` of ``steps`` steps, one every ``certify_every``."""
     return max(MIN_PATIENCE, math.ceil(STOP_WINDOW * steps / max(int(certify_every), 1)))
 
 
-def choose(*, mode: str, n: int, d: int, k: int, steps: int, log_every: int = 50) -> Plan:
+def choose(*, mode: str, n: int, d: int, k: int, steps: int, log_every: int = 50, work: float = 0.0) -> Plan:
     """The plan for ``n`` training points of dimension ``d``, ``k`` rows and ``steps`` steps,
-    the tracker certifying every ``log_every`` steps where it certifies during the run.
+    the tracker certifying every ``log_every`` steps where it certifies during the run;
+    ``work``: one step's product (:func:`step_work`), which sets the samples per step.
 
-    d and k do not move the regime boundary yet (it is a count of pairs); they are arguments
-    so that a rule measured on them has its place, and they are recorded with the plan."""
+    d and k do not move the regime boundary (it is a count of pairs)."""
     steps = max(int(steps), 1)
     patience = stop_patience(steps, log_every)
+    wide = work > STEP_WORK / DEFAULT_STEPS
     if mode != "pairs":
-        return Plan("norms", 2048, 50, (), 0, 20, 1e-4, NORMS_LR, 0.0, 20, steps, None, patience, STOP_MIN_DELTA)
+        samples = WIDE_SAMPLES if wide else 20
+        return Plan("norms", 2048, 50, (), 0, 20, 1e-4, NORMS_LR, 0.0, samples, steps, None, patience, STOP_MIN_DELTA)
     lr_floor = min(LR_CAP, LR_TRAVEL / steps)
     if pair_count(n) <= FEW_PAIRS:
         refresh = max(MIN_REFRESH, round(steps / 100))
         return Plan(
-            "few_pairs", 8192, refresh, (), 0, 20, 1e-4, max(0.02, lr_floor), 0.3, 20, steps, None,
+            "few_pairs", ACTIVE_HARD, refresh, (), 0, 20, 1e-4, max(0.02, lr_floor), 0.3, WIDE_SAMPLES if wide else 20,
+            steps, None,
             patience, STOP_MIN_DELTA,
         )  # fmt: skip
     passes = tuple(sorted({max(1, round(f * steps)) for f in PASS_FRACTIONS if round(f * steps) < steps}))
@@ -133,7 +177,8 @@ def choose(*, mode: str, n: int, d: int, k: int, steps: int, log_every: int = 50
     horizon = round(steps * 15 / 14)
     # with one certification, at the last step, there is nothing to stop early
     return Plan(
-        "many_pairs", 8192, None, passes, candidates, 20, 1e-3, max(0.005, lr_floor), 0.0, 10, horizon, steps,
+        "many_pairs", ACTIVE_HARD, None, passes, candidates, 20, 1e-3, max(0.005, lr_floor), 0.0,
+        WIDE_SAMPLES if wide else 10, horizon, steps,
         1, STOP_MIN_DELTA,
     )  # fmt: skip
 

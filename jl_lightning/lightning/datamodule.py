@@ -204,6 +204,14 @@ class JLDataModule(LightningDataModule):
         self._require_setup()
         return self.points.shape[1]
 
+    @property
+    def width(self) -> float:
+        """Values a step reads per point: d for dense rows, the mean non-zeros of sparse ones."""
+        self._require_setup()
+        if isinstance(self.points, SparseRows):
+            return self.points.matrix.nnz / max(self.n, 1)
+        return float(self.dim)
+
     def _require_setup(self) -> None:
         if self.points is None:
             raise RuntimeError("call JLDataModule.setup() before reading its points")

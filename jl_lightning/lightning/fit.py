@@ -191,7 +191,7 @@ def fit_from_config(cfg: DictConfig, source=None, interactive: bool | None = Non
     check_targets(cfg)  # before anything is built: a config names only classes the project allows
     seed = _prepare_process(cfg)
     datamodule = build_datamodule(cfg.data, source)
-    cfg, settings = resolve_auto(cfg, datamodule.n, datamodule.dim)
+    cfg, settings = resolve_auto(cfg, datamodule.n, datamodule.dim, datamodule.width)
     model = build_model(cfg, datamodule.dim)
     if "line" in settings:  # once the model is built: a bad option is refused in one line, alone
         log.info("%s", settings.pop("line"))
@@ -242,8 +242,9 @@ def _prepare_process(cfg: DictConfig) -> int:
     if threads is not None:
         torch.set_num_threads(threads)
     seed_everything(seed, workers=True, verbose=False)
-    steps = Number(low=1, integer=True, what="a positive integer (the number of training steps)")
-    check("trainer.max_steps", cfg.trainer.get("max_steps"), steps)
+    steps = Number(low=1, integer=True, what="a positive integer (the number of training steps) or auto")
+    if cfg.trainer.get("max_steps") != auto_plan.AUTO:
+        check("trainer.max_steps", cfg.trainer.get("max_steps"), steps)
     return int(seed)
 
 
@@ -279,21 +280,32 @@ AUTO_PATHS = {
 }
 
 
-def resolve_auto(cfg: DictConfig, n: int, dim: int) -> tuple[DictConfig, dict]:
-    """``cfg`` with every ``auto`` in ``model.loss`` and at ``AUTO_PATHS`` replaced by the plan
-    for ``n`` training points of dimension ``dim``
+def resolve_auto(cfg: DictConfig, n: int, dim: int, width: float | None = None) -> tuple[DictConfig, dict]:
+    """``cfg`` with every ``auto`` in ``model.loss``, at ``AUTO_PATHS`` and in
+    ``trainer.max_steps`` replaced by the plan for ``n`` training points of dimension ``dim``
+    (``width``: a step's values per point, the mean non-zeros of sparse rows; default ``dim``)
     (``core/plan.py``), and what was chosen, for the log and summary.json ({} if nothing was
     auto). Values set anywhere else are kept."""
     model = cfg.model
     mode = model.get("mode", "norms") if "loss" in model else "norms"
     k = validate_k(model.k, dim)
+    cfg = cfg.copy()
+    chosen = {}
+    loss = model.get("loss") or {}
+    active = mode == "pairs" and loss.get("pair_strategy", "active") == "active"
+    n_hard = loss.get("active_hard")
+    n_hard = auto_plan.ACTIVE_HARD if n_hard == auto_plan.AUTO else int(n_hard or 0)
+    pairs = n_hard + int(loss.get("active_random") or 0) if active else None
+    work = auto_plan.step_work(n=n, width=dim if width is None else width, k=k, active_pairs=pairs)
+    if cfg.trainer.get("max_steps") == auto_plan.AUTO:
+        steps = auto_plan.default_steps(work)
+        with open_dict(cfg):
+            cfg.trainer.max_steps = chosen["trainer.max_steps"] = steps
     steps = int(cfg.trainer.max_steps)
     certify = OmegaConf.select(cfg, "callbacks.distortion_tracker.every_n_steps", default=None)
     # patience counts certifications: the tracker's period where set, else the logging period
     period = certify if isinstance(certify, int) and certify > 0 else int(cfg.log_every)
-    plan = auto_plan.choose(mode=mode, n=n, d=dim, k=k, steps=steps, log_every=period)
-    cfg = cfg.copy()
-    chosen = {}
+    plan = auto_plan.choose(mode=mode, n=n, d=dim, k=k, steps=steps, log_every=period, work=work)
     with open_dict(cfg):
         if "loss" in model:
             loss, picked = auto_plan.resolve(OmegaConf.to_container(model.loss, resolve=True), plan)
