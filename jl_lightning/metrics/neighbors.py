@@ -53,9 +53,9 @@ def _nearest(points, rows: torch.Tensor, K: int, A: torch.Tensor | None, device,
     out; ties: the lower index first), distances taken after the map ``A`` ((k, d) float64
     on ``device``) or in the original space (A None); shape (len(rows), K), on the host.
 
-    Per tile, ``topk`` picks each query's K smallest; only when a row holds more values
-    at or below its K-th smallest (a tie at the boundary) is the whole tile merged, so the
-    (distance, index) order is exact either way. ``tick()``, if given, is called after each
+    Per tile, ``topk`` picks each query's K smallest; where a row holds more values at or
+    below its K-th smallest (a tie at the boundary), every row keeps as many smallest as the
+    widest such row holds, so the (distance, index) order is exact either way. ``tick()``, if given, is called after each
     tile (a heartbeat's count)."""
     n = len(points)
     Q, Qs = _block(points, rows.numpy(), A, device)
@@ -77,10 +77,13 @@ def _nearest(points, rows: torch.Tensor, K: int, A: torch.Tensor | None, device,
         dist = dist.masked_fill(index == q_index[:, None], float("inf"))
         m = min(K, width)
         top_d, top_pos = dist.topk(m, dim=1, largest=False)
-        if bool(((dist <= top_d[:, -1:]).sum(1) > m).any()):
-            cand_d, cand_i = dist, index  # a tie at the boundary: merge the whole tile
-        else:
-            cand_d, cand_i = top_d, index.gather(1, top_pos)
+        at_or_below = int((dist <= top_d[:, -1:]).sum(1).max())
+        if at_or_below > m:
+            # a tie at the boundary (duplicate rows make them common): every value at or below
+            # a row's K-th smallest is a candidate, and the widest row's count of them bounds
+            # how many smallest each row keeps; a value above it has K smaller ones in the tile
+            top_d, top_pos = dist.topk(at_or_below, dim=1, largest=False)
+        cand_d, cand_i = top_d, index.gather(1, top_pos)
         cand_d = torch.cat([best_d, cand_d], 1)
         cand_i = torch.cat([best_i, cand_i], 1)
         # lexicographic (distance, index): sort by index, then a stable sort by distance
