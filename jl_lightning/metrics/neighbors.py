@@ -55,8 +55,8 @@ def _nearest(points, rows: torch.Tensor, K: int, A: torch.Tensor | None, device,
 
     Per tile, ``topk`` picks each query's K smallest; where a row holds more values at or
     below its K-th smallest (a tie at the boundary), every row keeps as many smallest as the
-    widest such row holds, so the (distance, index) order is exact either way. ``tick()``, if given, is called after each
-    tile (a heartbeat's count)."""
+    widest such row holds, so the (distance, index) order is exact either way. ``tick()``, if
+    given, is called after each tile (a heartbeat's count)."""
     n = len(points)
     Q, Qs = _block(points, rows.numpy(), A, device)
     q_index = rows.to(device)
