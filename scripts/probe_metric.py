@@ -2,7 +2,9 @@
 
     python scripts/probe_metric.py outputs/runs/<date>/<run> --pairs 20000
 
-A diagnostic, not a recipe (needs scipy, the ``test`` extra). A (k, d) map A with row space
+A diagnostic, not a recipe (needs scipy, the ``test`` extra); the LP is
+``jl_lightning/baselines/pca_metric.py``'s, which the ``pca_metric`` reference runs on PCA's
+row space. A (k, d) map A with row space
 spanned by the orthonormal columns of U (d x k) acts on a pair's unit difference s through
 its k x k metric G = U^T A^T A U only: ||A s||^2 = z^T G z with z = U^T s. For a fixed U the
 best worst-case distortion is a linear program in the k(k+1)/2 entries of G,
@@ -30,38 +32,8 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from jl_lightning.baselines.pca_metric import best_metric, metric_features, metric_map
 from jl_lightning.metrics.distortion import evaluate
-
-
-def metric_features(points: np.ndarray, i: np.ndarray, j: np.ndarray, U: np.ndarray) -> np.ndarray:
-    """Row p: the coefficients of G's upper triangle in z_p^T G z_p (off-diagonal ones doubled)."""
-    s = points[i] - points[j]
-    s /= np.linalg.norm(s, axis=1, keepdims=True)
-    z = s @ U
-    rows, cols = np.triu_indices(U.shape[1])
-    return z[:, rows] * z[:, cols] * np.where(rows == cols, 1.0, 2.0)
-
-
-def best_metric(features: np.ndarray, k: int) -> tuple[float, np.ndarray]:
-    """(LP optimum, k x k symmetric G) of min eps s.t. |features g - 1| <= eps."""
-    from scipy.optimize import linprog
-
-    m = features.shape[1]
-    ones = np.ones((len(features), 1))
-    cost = np.zeros(m + 1)
-    cost[-1] = 1.0
-    result = linprog(
-        cost,
-        A_ub=np.vstack([np.hstack([features, -ones]), np.hstack([-features, -ones])]),
-        b_ub=np.concatenate([np.ones(len(features)), -np.ones(len(features))]),
-        bounds=[(None, None)] * m + [(0, None)],
-        method="highs",
-    )
-    if result.status != 0:
-        raise SystemExit(f"probe_metric: the LP failed: {result.message}")
-    G = np.zeros((k, k))
-    G[np.triu_indices(k)] = result.x[:m]
-    return float(result.x[-1]), G + np.triu(G, 1).T
 
 
 def main() -> None:
@@ -92,13 +64,11 @@ def main() -> None:
     features = metric_features(points, report.worst[0], report.worst[1], U)
     for round_ in range(1, args.rounds + 1):
         began = time.perf_counter()
-        bound, G = best_metric(features, k)
-        values, vectors = np.linalg.eigh(G)
+        bound, G, _ = best_metric(features, k)
         seconds = time.perf_counter() - began
         print(f"round {round_}: LP over {len(features):,} pairs: best epsilon in this row space >= {bound:.4f} "
-              f"({seconds:.0f} s; smallest eigenvalue of G {values.min():.3g})", flush=True)  # fmt: skip
-        root = (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
-        report = exact(root @ U.T, f"round {round_}: the LP's metric")
+              f"({seconds:.0f} s; smallest eigenvalue of G {np.linalg.eigvalsh(G).min():.3g})", flush=True)  # fmt: skip
+        report = exact(metric_map(G, U), f"round {round_}: the LP's metric")
         if report.epsilon <= bound + 1e-6 * max(1.0, bound):  # the LP solver's tolerance
             print(f"the LP's metric attains its bound over all pairs: {bound:.4f} is this row space's best epsilon")
             break

@@ -225,7 +225,7 @@ def method_rows(
                     ", ".join(
                         f"{key} {value:.3g}" if isinstance(value, float) else f"{key} {value}"
                         for key, value in fitted.info.items()
-                        if key in ("delta", "rank", "solves", "seconds")
+                        if key in ("delta", "rank", "solves", "seconds", "bound", "attained", "rounds")
                     ),
                 )
         log.info(
